@@ -1,0 +1,365 @@
+//! The broker conformance suite: Knutpunkt's broker semantics as tests.
+//!
+//! Every broker implementation runs all of them through [`broker_conformance_suite!`]
+//! (the embedded broker in its unit tests, RabbitMQ in `tests/`). Each test uses route and
+//! exchange names of its own, so the suite can share one broker.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::{
+    Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology,
+    dead_letter_queue, work_queue,
+};
+use crate::envelope::{Body, Envelope, header};
+
+/// Generates one `#[tokio::test]` per conformance test; `$make` is a future giving the broker.
+#[macro_export]
+macro_rules! broker_conformance_suite {
+    ($make:expr) => {
+        $crate::broker_conformance_suite!(@tests $make;
+            routes_by_topic, unroutable_is_an_error, undeclared_is_an_error,
+            envelope_round_trips, ack_removes_nack_requeues, dropped_delivery_is_redelivered,
+            prefetch_bounds_unacked, retry_later_waits_without_blocking, dead_letter_keeps_reason,
+            declare_is_idempotent, ingress_reaches_route_by_id, send_to_queue_and_depth,
+            reply_queue_is_private, competing_consumers_share_work);
+    };
+    (@tests $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let broker = $make.await;
+                $crate::broker::conformance::$name(&broker).await;
+            }
+        )*
+    };
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
+}
+
+async fn setup(broker: &dyn Broker, bindings: &[(&str, &str)]) -> (String, Vec<String>) {
+    let route = unique("conf");
+    let exchanges: Vec<String> = bindings.iter().map(|(e, _)| e.to_string()).collect();
+    let topology = Topology {
+        exchanges: exchanges.clone(),
+        routes: vec![RouteQueue {
+            route: route.clone(),
+            bindings: bindings
+                .iter()
+                .map(|(e, k)| (e.to_string(), k.to_string()))
+                .collect(),
+        }],
+    };
+    broker.declare(&topology).await.expect("declare");
+    (route, exchanges)
+}
+
+fn msg(text: &str) -> Envelope {
+    Envelope::new("text/plain", Body::Bytes(Bytes::from(text.to_string())))
+}
+
+fn text(d: &Delivery) -> String {
+    String::from_utf8_lossy(&d.envelope.body.to_bytes()).into_owned()
+}
+
+async fn next(consumer: &mut Consumer) -> Delivery {
+    tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("the consumer is open")
+}
+
+async fn nothing_within(consumer: &mut Consumer, d: Duration) {
+    if let Ok(Some(x)) = tokio::time::timeout(d, consumer.next()).await {
+        panic!("unexpected delivery: {}", text(&x));
+    }
+}
+
+/// Topic patterns route to the bound queue.
+pub async fn routes_by_topic(broker: &dyn Broker) {
+    let ex = unique("conf.ex");
+    let (route, _) = setup(broker, &[(&ex, "placement.*"), (&ex, "grade.#")]).await;
+    broker
+        .publish(&ex, "placement.changed", &msg("a"))
+        .await
+        .unwrap();
+    broker
+        .publish(&ex, "grade.final.signed", &msg("b"))
+        .await
+        .unwrap();
+    let mut c = broker.consume(&work_queue(&route), 10).await.unwrap();
+    let a = next(&mut c).await;
+    let b = next(&mut c).await;
+    assert_eq!((text(&a), text(&b)), ("a".into(), "b".into()));
+    a.ack().await.unwrap();
+    b.ack().await.unwrap();
+}
+
+/// A message no queue is bound for is an error, never silently dropped.
+pub async fn unroutable_is_an_error(broker: &dyn Broker) {
+    let ex = unique("conf.ex");
+    let _ = setup(broker, &[(&ex, "placement.*")]).await;
+    let err = broker
+        .publish(&ex, "nobody.listens", &msg("x"))
+        .await
+        .expect_err("unroutable");
+    assert!(matches!(err, BrokerError::Unroutable { .. }), "got {err:?}");
+}
+
+/// Publishing to an exchange nobody declared, or consuming a queue nobody declared, fails.
+pub async fn undeclared_is_an_error(broker: &dyn Broker) {
+    let err = broker
+        .publish(&unique("conf.never"), "k", &msg("x"))
+        .await
+        .expect_err("undeclared exchange");
+    assert!(
+        matches!(
+            err,
+            BrokerError::NotDeclared(_) | BrokerError::Unroutable { .. }
+        ),
+        "got {err:?}"
+    );
+    assert!(
+        broker
+            .send_to_queue(&unique("conf.noqueue"), &msg("x"))
+            .await
+            .is_err()
+    );
+}
+
+/// Every envelope field survives the broker.
+pub async fn envelope_round_trips(broker: &dyn Broker) {
+    let (route, _) = setup(broker, &[]).await;
+    let mut e = Envelope::json(serde_json::json!({"namn": "Åsa Öberg", "n": [1, 2]}));
+    e.causation_id = Some(uuid::Uuid::now_v7());
+    e.correlation_id = uuid::Uuid::now_v7();
+    e.headers.insert("unit".into(), "Skolenhet 7".into());
+    e.headers.insert("empty".into(), String::new());
+    e.attempt = 3;
+    broker.publish(INGRESS_EXCHANGE, &route, &e).await.unwrap();
+    let mut c = broker.consume(&work_queue(&route), 1).await.unwrap();
+    let d = next(&mut c).await;
+    let got = &d.envelope;
+    assert_eq!(got.id, e.id);
+    assert_eq!(got.correlation_id, e.correlation_id);
+    assert_eq!(got.causation_id, e.causation_id);
+    assert_eq!(got.headers, e.headers);
+    assert_eq!(got.content_type, e.content_type);
+    assert_eq!(got.attempt, 3);
+    assert_eq!(got.body.to_bytes(), e.body.to_bytes());
+    let skew = (got.created_at - e.created_at).num_milliseconds().abs();
+    assert!(
+        skew <= 1,
+        "created_at kept to the millisecond, skew {skew} ms"
+    );
+    d.ack().await.unwrap();
+}
+
+/// Ack removes a message; nack with requeue gives it back, marked redelivered.
+pub async fn ack_removes_nack_requeues(broker: &dyn Broker) {
+    let (route, _) = setup(broker, &[]).await;
+    broker
+        .publish(INGRESS_EXCHANGE, &route, &msg("one"))
+        .await
+        .unwrap();
+    let mut c = broker.consume(&work_queue(&route), 1).await.unwrap();
+    let d = next(&mut c).await;
+    assert!(!d.redelivered);
+    d.nack(true).await.unwrap();
+    let d = next(&mut c).await;
+    assert_eq!(text(&d), "one");
+    assert!(d.redelivered, "a requeued delivery is marked redelivered");
+    d.ack().await.unwrap();
+    nothing_within(&mut c, Duration::from_millis(300)).await;
+}
+
+/// A delivery dropped without ack (a crashed worker) is delivered again.
+pub async fn dropped_delivery_is_redelivered(broker: &dyn Broker) {
+    let (route, _) = setup(broker, &[]).await;
+    broker
+        .publish(INGRESS_EXCHANGE, &route, &msg("keep me"))
+        .await
+        .unwrap();
+    {
+        let mut c = broker.consume(&work_queue(&route), 1).await.unwrap();
+        let d = next(&mut c).await;
+        drop(d);
+        drop(c);
+    }
+    let mut c = broker.consume(&work_queue(&route), 1).await.unwrap();
+    let d = next(&mut c).await;
+    assert_eq!(text(&d), "keep me");
+    d.ack().await.unwrap();
+}
+
+/// No more than `prefetch` unacked deliveries are handed out.
+pub async fn prefetch_bounds_unacked(broker: &dyn Broker) {
+    let (route, _) = setup(broker, &[]).await;
+    for i in 0..5 {
+        broker
+            .publish(INGRESS_EXCHANGE, &route, &msg(&i.to_string()))
+            .await
+            .unwrap();
+    }
+    let mut c = broker.consume(&work_queue(&route), 2).await.unwrap();
+    let a = next(&mut c).await;
+    let b = next(&mut c).await;
+    nothing_within(&mut c, Duration::from_millis(300)).await;
+    a.ack().await.unwrap();
+    let third = next(&mut c).await;
+    b.ack().await.unwrap();
+    third.ack().await.unwrap();
+    for _ in 0..2 {
+        next(&mut c).await.ack().await.unwrap();
+    }
+}
+
+/// A retry is delivered after its delay, and other messages flow meanwhile.
+pub async fn retry_later_waits_without_blocking(broker: &dyn Broker) {
+    let (route, _) = setup(broker, &[]).await;
+    let mut c = broker.consume(&work_queue(&route), 1).await.unwrap();
+    let mut late = msg("late");
+    late.attempt = 2;
+    let start = Instant::now();
+    broker
+        .retry_later(&route, &late, Duration::from_millis(800))
+        .await
+        .unwrap();
+    broker
+        .publish(INGRESS_EXCHANGE, &route, &msg("now"))
+        .await
+        .unwrap();
+    let d = next(&mut c).await;
+    assert_eq!(text(&d), "now", "the retry must not block the queue");
+    d.ack().await.unwrap();
+    let d = next(&mut c).await;
+    let waited = start.elapsed();
+    assert_eq!(text(&d), "late");
+    assert_eq!(d.envelope.attempt, 2);
+    assert!(
+        waited >= Duration::from_millis(700),
+        "retried too early: {waited:?}"
+    );
+    d.ack().await.unwrap();
+}
+
+/// A dead letter lands in the route's dead-letter queue with its headers.
+pub async fn dead_letter_keeps_reason(broker: &dyn Broker) {
+    let (route, _) = setup(broker, &[]).await;
+    let mut e = msg("poison");
+    e.headers
+        .insert(header::DEAD_LETTER_REASON.into(), "schema: /x".into());
+    broker.dead_letter(&route, &e).await.unwrap();
+    assert_eq!(broker.queue_depth(&work_queue(&route)).await.unwrap(), 0);
+    let mut c = broker.consume(&dead_letter_queue(&route), 1).await.unwrap();
+    let d = next(&mut c).await;
+    assert_eq!(d.envelope.id, e.id);
+    assert_eq!(
+        d.envelope.header(header::DEAD_LETTER_REASON),
+        Some("schema: /x")
+    );
+    d.ack().await.unwrap();
+}
+
+/// Declaring the same topology twice changes nothing and delivers once.
+pub async fn declare_is_idempotent(broker: &dyn Broker) {
+    let ex = unique("conf.ex");
+    let (route, _) = setup(broker, &[(&ex, "a.b")]).await;
+    let again = Topology {
+        exchanges: vec![ex.clone()],
+        routes: vec![RouteQueue {
+            route: route.clone(),
+            bindings: vec![(ex.clone(), "a.b".into())],
+        }],
+    };
+    broker.declare(&again).await.unwrap();
+    broker.publish(&ex, "a.b", &msg("once")).await.unwrap();
+    let mut c = broker.consume(&work_queue(&route), 5).await.unwrap();
+    next(&mut c).await.ack().await.unwrap();
+    nothing_within(&mut c, Duration::from_millis(300)).await;
+}
+
+/// The ingress exchange reaches a route by its id.
+pub async fn ingress_reaches_route_by_id(broker: &dyn Broker) {
+    let (a, _) = setup(broker, &[]).await;
+    let (b, _) = setup(broker, &[]).await;
+    broker
+        .publish(INGRESS_EXCHANGE, &b, &msg("for b"))
+        .await
+        .unwrap();
+    assert_eq!(broker.queue_depth(&work_queue(&a)).await.unwrap(), 0);
+    let mut c = broker.consume(&work_queue(&b), 1).await.unwrap();
+    let d = next(&mut c).await;
+    assert_eq!(text(&d), "for b");
+    d.ack().await.unwrap();
+}
+
+/// `send_to_queue` puts a message straight into a queue; `queue_depth` counts ready messages.
+pub async fn send_to_queue_and_depth(broker: &dyn Broker) {
+    let (route, _) = setup(broker, &[]).await;
+    let q = work_queue(&route);
+    for i in 0..3 {
+        broker
+            .send_to_queue(&q, &msg(&i.to_string()))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    while broker.queue_depth(&q).await.unwrap() != 3 {
+        assert!(Instant::now() < deadline, "depth never reached 3");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = broker.consume(&q, 5).await.unwrap();
+    for i in 0..3 {
+        let d = next(&mut c).await;
+        assert_eq!(text(&d), i.to_string(), "FIFO order");
+        d.ack().await.unwrap();
+    }
+}
+
+/// A reply queue is a fresh queue of this process.
+pub async fn reply_queue_is_private(broker: &dyn Broker) {
+    let a = broker.declare_reply_queue().await.unwrap();
+    let b = broker.declare_reply_queue().await.unwrap();
+    assert_ne!(a, b);
+    broker.send_to_queue(&a, &msg("answer")).await.unwrap();
+    let mut c = broker.consume(&a, 1).await.unwrap();
+    let d = next(&mut c).await;
+    assert_eq!(text(&d), "answer");
+    d.ack().await.unwrap();
+}
+
+/// Two consumers on one queue share the work; every message is delivered exactly once.
+pub async fn competing_consumers_share_work(broker: &dyn Broker) {
+    let (route, _) = setup(broker, &[]).await;
+    let q = work_queue(&route);
+    let mut c1 = broker.consume(&q, 1).await.unwrap();
+    let mut c2 = broker.consume(&q, 1).await.unwrap();
+    for i in 0..20 {
+        broker
+            .publish(INGRESS_EXCHANGE, &route, &msg(&i.to_string()))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        let d = tokio::select! {
+            Some(d) = c1.next() => d,
+            Some(d) = c2.next() => d,
+            _ = tokio::time::sleep(WAIT) => panic!("only {} of 20 delivered", seen.len()),
+        };
+        seen.push(text(&d).parse::<u32>().unwrap());
+        d.ack().await.unwrap();
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+}

@@ -1,0 +1,192 @@
+//! The message broker: the `Broker` trait, the topology it is given, and its implementations.
+//!
+//! Every broker has the same semantics (proved by the conformance suite in `conformance`):
+//! - durable topic exchanges; a publish is done only when the broker has confirmed it, and a
+//!   message no queue is bound for is an error (`Unroutable`), never silently dropped;
+//! - one work queue per route (`knut.route.<id>`), bound to its exchanges and to the ingress
+//!   exchange `knut.ingress` with the route id as key;
+//! - deliveries are acked explicitly; a delivery dropped without ack or nack is redelivered;
+//! - prefetch bounds the unacked deliveries of a consumer (back-pressure);
+//! - `retry_later` redelivers a message to a route's work queue after a delay held by the
+//!   broker, never by the worker; `dead_letter` parks it in `knut.dlq.<id>`.
+
+pub mod conformance;
+pub mod embedded;
+pub mod topic;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::Stream;
+
+use crate::envelope::Envelope;
+
+/// The exchange every route's work queue is bound to with its route id as routing key:
+/// HTTP, file and timer endpoints, `knut send` and dead-letter replay publish here.
+pub const INGRESS_EXCHANGE: &str = "knut.ingress";
+
+/// The work queue of a route.
+pub fn work_queue(route: &str) -> String {
+    format!("knut.route.{route}")
+}
+
+/// The dead-letter (parking-lot) queue of a route.
+pub fn dead_letter_queue(route: &str) -> String {
+    format!("knut.dlq.{route}")
+}
+
+/// A failure of the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// No queue is bound for this exchange and routing key: the message would be lost.
+    #[error("no queue is bound to exchange `{exchange}` for routing key `{key}`")]
+    Unroutable {
+        /// The exchange.
+        exchange: String,
+        /// The routing key.
+        key: String,
+    },
+    /// The exchange or queue has not been declared.
+    #[error("`{0}` is not declared on the broker")]
+    NotDeclared(String),
+    /// The broker refused the message (negative confirm).
+    #[error("the broker did not confirm the publish: {0}")]
+    NotConfirmed(String),
+    /// The connection is down; the operation may succeed later.
+    #[error("broker connection: {0}")]
+    Connection(String),
+    /// The broker is shutting down.
+    #[error("the broker is closed")]
+    Closed,
+}
+
+impl BrokerError {
+    /// May the same operation succeed if tried again later?
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Connection(_) | BrokerError::NotConfirmed(_) | BrokerError::Closed
+        )
+    }
+}
+
+/// The queues and exchanges of a set of routes.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    /// Topic exchanges to declare (besides the ingress exchange).
+    pub exchanges: Vec<String>,
+    /// One entry per route.
+    pub routes: Vec<RouteQueue>,
+}
+
+/// A route's work queue and its bindings.
+#[derive(Debug, Clone)]
+pub struct RouteQueue {
+    /// The route id.
+    pub route: String,
+    /// (exchange, routing key pattern) pairs bound to the work queue, besides the ingress binding.
+    pub bindings: Vec<(String, String)>,
+}
+
+/// Settles a delivery.
+#[async_trait]
+pub trait Acker: Send {
+    /// The delivery is done: remove it from the queue.
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
+    /// The delivery is not done: put it back (`requeue`) or drop it.
+    async fn nack(self: Box<Self>, requeue: bool) -> Result<(), BrokerError>;
+}
+
+/// A message handed to a consumer, to be acked or nacked.
+pub struct Delivery {
+    /// The message.
+    pub envelope: Envelope,
+    /// True when the broker delivered this message before (a crash or nack happened).
+    pub redelivered: bool,
+    acker: Box<dyn Acker>,
+}
+
+impl Delivery {
+    /// A delivery settled through `acker`.
+    pub fn new(envelope: Envelope, redelivered: bool, acker: Box<dyn Acker>) -> Self {
+        Delivery {
+            envelope,
+            redelivered,
+            acker,
+        }
+    }
+
+    /// Ack: the message and everything it caused is durable.
+    pub async fn ack(self) -> Result<(), BrokerError> {
+        self.acker.ack().await
+    }
+
+    /// Nack: give the message back (`requeue`) or discard it.
+    pub async fn nack(self, requeue: bool) -> Result<(), BrokerError> {
+        self.acker.nack(requeue).await
+    }
+
+    /// Split into the message and its acker.
+    pub fn into_parts(self) -> (Envelope, Box<dyn Acker>) {
+        (self.envelope, self.acker)
+    }
+}
+
+/// A stream of deliveries from one queue. Dropping it cancels the consumer; unacked
+/// deliveries are then redelivered.
+pub type Consumer = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
+
+/// A message broker with Knutpunkt's semantics.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// `embedded` or `rabbitmq`.
+    fn kind(&self) -> &'static str;
+
+    /// Declare exchanges, work queues, bindings, retry and dead-letter queues. Idempotent.
+    async fn declare(&self, topology: &Topology) -> Result<(), BrokerError>;
+
+    /// Publish to a topic exchange; returns once the broker has confirmed the message.
+    async fn publish(
+        &self,
+        exchange: &str,
+        key: &str,
+        envelope: &Envelope,
+    ) -> Result<(), BrokerError>;
+
+    /// Put a message straight into a queue (the default exchange); confirmed like `publish`.
+    async fn send_to_queue(&self, queue: &str, envelope: &Envelope) -> Result<(), BrokerError>;
+
+    /// Deliver `envelope` to the route's work queue again after `delay`, held by the broker.
+    async fn retry_later(
+        &self,
+        route: &str,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), BrokerError>;
+
+    /// Park a message in the route's dead-letter queue (its headers carry the reason).
+    async fn dead_letter(&self, route: &str, envelope: &Envelope) -> Result<(), BrokerError> {
+        self.send_to_queue(&dead_letter_queue(route), envelope)
+            .await
+    }
+
+    /// Consume a declared queue with at most `prefetch` unacked deliveries at a time.
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BrokerError>;
+
+    /// Declare a private, temporary queue for replies to this process; returns its name.
+    async fn declare_reply_queue(&self) -> Result<String, BrokerError>;
+
+    /// Messages ready in a queue (not counting unacked deliveries).
+    async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError>;
+
+    /// Is the broker reachable now?
+    fn is_connected(&self) -> bool;
+
+    /// Close connections; consumers end.
+    async fn close(&self);
+}
+
+/// A shared broker.
+pub type SharedBroker = Arc<dyn Broker>;

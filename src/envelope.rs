@@ -1,0 +1,209 @@
+//! The envelope: one message and its metadata, as it travels through brokers, steps and adapters.
+//!
+//! The correlation id follows a message through every hop: a message produced while
+//! processing another (a split part, a published event, an adapter call) keeps the
+//! correlation id and names its parent as causation id.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Content type of JSON bodies.
+pub const JSON: &str = "application/json";
+/// Content type of XML bodies.
+pub const XML: &str = "application/xml";
+
+/// Header names Knutpunkt itself sets. All start with `knut-`.
+pub mod header {
+    /// Index of a split part (0-based).
+    pub const SPLIT_INDEX: &str = "knut-split-index";
+    /// Number of parts in a split.
+    pub const SPLIT_SIZE: &str = "knut-split-size";
+    /// The route the message is addressed to (ingress, retry, replay).
+    pub const ROUTE: &str = "knut-route";
+    /// Queue name a synchronous caller waits on for the `reply` step.
+    pub const REPLY_TO: &str = "knut-reply-to";
+    /// Time of the first failure of this message, RFC 3339.
+    pub const FIRST_FAILURE: &str = "knut-first-failure";
+    /// Time of the latest failure of this message, RFC 3339.
+    pub const LAST_FAILURE: &str = "knut-last-failure";
+    /// The reason a message was dead-lettered.
+    pub const DEAD_LETTER_REASON: &str = "knut-dead-letter-reason";
+    /// The step that failed (`steps[2].to`).
+    pub const DEAD_LETTER_STEP: &str = "knut-dead-letter-step";
+    /// Set when a dead letter was replayed.
+    pub const REPLAYED: &str = "knut-replayed";
+    /// HTTP status the `reply` step answers with.
+    pub const REPLY_STATUS: &str = "knut-reply-status";
+}
+
+/// A message body. JSON bodies stay parsed between steps so that a chain of jq
+/// steps does not serialise and parse at every hop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// Raw bytes with the envelope's content type.
+    Bytes(Bytes),
+    /// A parsed JSON document (content type `application/json`).
+    Json(Value),
+}
+
+impl Body {
+    /// The body as bytes on the wire (JSON is serialised compactly).
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            Body::Bytes(b) => b.clone(),
+            Body::Json(v) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+        }
+    }
+
+    /// Length in bytes on the wire.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Bytes(b) => b.len(),
+            Body::Json(v) => serde_json::to_vec(v).map(|v| v.len()).unwrap_or(0),
+        }
+    }
+
+    /// True for an empty byte body.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Body::Bytes(b) if b.is_empty())
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Bytes(Bytes::new())
+    }
+}
+
+/// One message and its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Unique message id (UUIDv7: time-ordered).
+    pub id: Uuid,
+    /// The id shared by every message caused by the same original request.
+    pub correlation_id: Uuid,
+    /// The id of the message whose processing produced this one.
+    pub causation_id: Option<Uuid>,
+    /// Free-form headers (string values).
+    pub headers: BTreeMap<String, String>,
+    /// MIME type of the body.
+    pub content_type: String,
+    /// The payload.
+    pub body: Body,
+    /// Delivery attempt, 1 for the first.
+    pub attempt: u32,
+    /// When the original message was accepted.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Envelope {
+    /// A new message that starts a correlation of its own.
+    pub fn new(content_type: impl Into<String>, body: Body) -> Self {
+        let id = Uuid::now_v7();
+        Envelope {
+            id,
+            correlation_id: id,
+            causation_id: None,
+            headers: BTreeMap::new(),
+            content_type: content_type.into(),
+            body,
+            attempt: 1,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// A new JSON message.
+    pub fn json(value: Value) -> Self {
+        Envelope::new(JSON, Body::Json(value))
+    }
+
+    /// A message caused by this one: new id, same correlation id, this id as causation, same headers.
+    pub fn child(&self, body: Body, content_type: impl Into<String>) -> Self {
+        Envelope {
+            id: Uuid::now_v7(),
+            correlation_id: self.correlation_id,
+            causation_id: Some(self.id),
+            headers: self.headers.clone(),
+            content_type: content_type.into(),
+            body,
+            attempt: 1,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// Is the body JSON (by content type or already parsed)?
+    pub fn is_json(&self) -> bool {
+        matches!(self.body, Body::Json(_)) || is_json_type(&self.content_type)
+    }
+
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// W3C `traceparent` for outgoing calls, derived from the correlation id and message id.
+    pub fn traceparent(&self) -> String {
+        let trace = self.correlation_id.simple().to_string();
+        let span = &self.id.simple().to_string()[16..];
+        format!("00-{trace}-{span}-01")
+    }
+}
+
+/// Is this MIME type JSON (`application/json`, `application/*+json`)?
+pub fn is_json_type(content_type: &str) -> bool {
+    let base = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    base == JSON || (base.starts_with("application/") && base.ends_with("+json"))
+}
+
+/// Is this MIME type XML (`application/xml`, `text/xml`, `*+xml`)?
+pub fn is_xml_type(content_type: &str) -> bool {
+    let base = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    base == XML || base == "text/xml" || base.ends_with("+xml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_keeps_correlation_and_names_parent() {
+        let parent = Envelope::json(serde_json::json!({"a": 1}));
+        let child = parent.child(Body::Bytes(Bytes::from_static(b"x")), "text/plain");
+        assert_eq!(child.correlation_id, parent.correlation_id);
+        assert_eq!(child.causation_id, Some(parent.id));
+        assert_ne!(child.id, parent.id);
+        assert_eq!(child.id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn traceparent_has_w3c_shape() {
+        let e = Envelope::json(Value::Null);
+        let tp = e.traceparent();
+        let parts: Vec<_> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts[1].len(), 32);
+        assert_eq!(parts[2].len(), 16);
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(is_json_type("application/problem+json"));
+        assert!(is_json_type("application/json; charset=utf-8"));
+        assert!(is_xml_type("text/xml; charset=ISO-8859-1"));
+        assert!(!is_xml_type("application/json"));
+    }
+}

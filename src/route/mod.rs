@@ -1,0 +1,4 @@
+//! Routes: the schema of route files (`model`), loading them with positioned errors (`load`),
+//! checking cross-references (`check`) and drawing them (`graph`).
+
+pub mod model;

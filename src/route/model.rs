@@ -1,0 +1,629 @@
+//! The route schema: the serde types route files are read into.
+//!
+//! These types are the single source of truth for the route file format: the loader
+//! deserialises into them, `schemas/route.schema.json` is generated from them
+//! (`knut schema`), and the reference in the README follows their doc comments.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A route: where messages come from, the steps they pass, and what happens on failure.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Unique id of the route (lowercase letters, digits and `-`). Names its work queue and dead-letter queue.
+    pub route: String,
+    /// What the route does, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The endpoint messages come from.
+    pub from: From,
+    /// The steps every message passes, in order.
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+    /// What happens when a step fails.
+    #[serde(default)]
+    pub errors: ErrorPolicy,
+    /// How the route's work queue is consumed.
+    #[serde(default)]
+    pub consumer: ConsumerSpec,
+}
+
+/// The endpoint a route consumes from. Exactly one key.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum From {
+    /// HTTP ingress: a request is accepted (202) once the broker has the message.
+    Http(HttpFrom),
+    /// Messages published to an exchange with matching routing keys.
+    Queue(QueueFrom),
+    /// Files appearing in a folder.
+    File(FileFrom),
+    /// A schedule (cron, Europe/Stockholm).
+    Timer(TimerFrom),
+}
+
+/// HTTP ingress.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFrom {
+    /// Path on the ingress port, e.g. `/api/v1/placement-changes`.
+    pub path: String,
+    /// Accepted methods (default `[POST]`).
+    #[serde(default = "default_methods")]
+    pub methods: Vec<HttpMethod>,
+    /// Name of an auth scheme from `knut.toml` (`[http.auth.<name>]`), or `none`.
+    pub auth: String,
+    /// Body format checked at the door: a body that is not well-formed is answered 400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<BodyFormat>,
+    /// Schema (name in `schemas/`) the body must satisfy, else 422. For XML the schema applies to its JSON form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Largest accepted body, e.g. `2MiB` (default 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<ByteSize>,
+    /// How long a synchronous caller waits for a `reply` step (default 30s).
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub reply_timeout: Option<Duration>,
+}
+
+fn default_methods() -> Vec<HttpMethod> {
+    vec![HttpMethod::Post]
+}
+
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+impl HttpMethod {
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+}
+
+/// A body format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyFormat {
+    /// JSON (UTF-8).
+    Json,
+    /// XML; the prolog's encoding (UTF-8, ISO-8859-1, Windows-1252) is honoured.
+    Xml,
+}
+
+/// A size such as `512KiB`, `2MiB` or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(with = "String")]
+pub struct ByteSize(pub usize);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n as usize)),
+            Raw::S(s) => parse_byte_size(&s).map(ByteSize).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a size: write a number of bytes or e.g. `512KiB`, `2MiB`"
+                ))
+            }),
+        }
+    }
+}
+
+/// Parse `512`, `512B`, `64KiB`, `2MiB`, `1GiB` (also `KB`, `MB`, `GB` as powers of 1000).
+pub fn parse_byte_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        "GiB" => 1024 * 1024 * 1024,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Consume messages published to an exchange.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueFrom {
+    /// A topic exchange (declared durable).
+    pub exchange: String,
+    /// Routing keys (topic patterns: `*` one word, `#` zero or more) bound to the route's queue.
+    pub keys: Vec<String>,
+}
+
+/// Files appearing in a folder. Each file is claimed atomically (renamed into `.claimed/`),
+/// published, then moved to `processed/`; a file that cannot be published goes to `failed/`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileFrom {
+    /// The folder (relative to the root).
+    pub dir: String,
+    /// Glob pattern of file names (default `*`).
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// How often the folder is scanned (default 2s).
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub interval: Option<Duration>,
+    /// Content type of the files (default: from the extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+fn default_pattern() -> String {
+    "*".to_string()
+}
+
+/// A schedule.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimerFrom {
+    /// Cron expression (5 or 6 fields), evaluated in Europe/Stockholm.
+    pub cron: String,
+    /// JSON body of each tick's message (default: `{"firedAt": <RFC 3339 time>}` is merged in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+}
+
+/// One step. Exactly one key, naming the step kind (an Enterprise Integration Pattern).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepSpec {
+    /// Parse an XML body into JSON (see the README's XML ↔ JSON rules).
+    XmlToJson(XmlToJsonSpec),
+    /// Serialise a JSON body as XML.
+    JsonToXml(JsonToXmlSpec),
+    /// Validate the JSON body against a schema; failure is permanent (dead letter).
+    Validate(ValidateSpec),
+    /// Replace the body: a jq program or a Tera template.
+    Transform(TransformSpec),
+    /// Set headers from jq expressions over the body.
+    Set(SetSpec),
+    /// Content-based router: the first `when` whose predicate holds runs its steps; else `otherwise`.
+    Choice(ChoiceSpec),
+    /// Message filter: messages for which the predicate is not true stop here.
+    Filter(FilterSpec),
+    /// Splitter: one message per output of a jq program.
+    Split(SplitSpec),
+    /// Aggregator: collect correlated messages into one.
+    Aggregate(AggregateSpec),
+    /// Content enricher: call an adapter operation and merge its result under a key.
+    Enrich(EnrichSpec),
+    /// Send to an adapter operation or a built-in endpoint (a side effect).
+    To(ToSpec),
+    /// Publish to an exchange; a list is a recipient list.
+    Publish(PublishSpec),
+    /// Idempotent consumer: stop messages whose key was already processed.
+    Idempotent(IdempotentSpec),
+    /// Write a log line (personnummer are masked).
+    Log(LogSpec),
+    /// Answer the synchronous HTTP request that started this message.
+    Reply(ReplySpec),
+}
+
+impl StepSpec {
+    /// The step kind's name as written in route files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepSpec::XmlToJson(_) => "xml_to_json",
+            StepSpec::JsonToXml(_) => "json_to_xml",
+            StepSpec::Validate(_) => "validate",
+            StepSpec::Transform(_) => "transform",
+            StepSpec::Set(_) => "set",
+            StepSpec::Choice(_) => "choice",
+            StepSpec::Filter(_) => "filter",
+            StepSpec::Split(_) => "split",
+            StepSpec::Aggregate(_) => "aggregate",
+            StepSpec::Enrich(_) => "enrich",
+            StepSpec::To(_) => "to",
+            StepSpec::Publish(_) => "publish",
+            StepSpec::Idempotent(_) => "idempotent",
+            StepSpec::Log(_) => "log",
+            StepSpec::Reply(_) => "reply",
+        }
+    }
+}
+
+/// Options of `xml_to_json`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct XmlToJsonSpec {
+    /// Element names that always become arrays, even when they occur once (e.g. `Value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arrays: Vec<String>,
+}
+
+/// Options of `json_to_xml`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonToXmlSpec {
+    /// Name of the root element (when the body is not an object with one key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+}
+
+/// Options of `validate`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSpec {
+    /// Schema name: a file `schemas/<name>.json` (JSON Schema 2020-12).
+    pub schema: String,
+}
+
+/// Options of `transform`: exactly one of `jq` and `template`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    /// A jq program; the body becomes its (single) output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jq: Option<String>,
+    /// A Tera template file under `transforms/`; the body is `body`, headers are `headers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Content type of the template's output (default: from the template's extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+/// Options of `set`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSpec {
+    /// Header name → jq expression over the body (strings are taken as they are, other values as JSON).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Options of `choice`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChoiceSpec {
+    /// Branches, tried in order.
+    pub when: Vec<WhenSpec>,
+    /// Steps for messages no branch took (default: none, the message continues unchanged).
+    #[serde(default)]
+    pub otherwise: Vec<StepSpec>,
+}
+
+/// One branch of a `choice`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhenSpec {
+    /// jq predicate over the body; the branch is taken when its first output is `true`.
+    pub jq: String,
+    /// Steps of the branch.
+    pub steps: Vec<StepSpec>,
+}
+
+/// Options of `filter`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpec {
+    /// jq predicate over the body; messages for which it is not `true` stop here (recorded in the journal).
+    pub jq: String,
+}
+
+/// Options of `split`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    /// jq program whose outputs become one message each (e.g. `.students[]`).
+    pub jq: String,
+}
+
+/// Options of `aggregate`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    /// jq expression giving the correlation key of a message.
+    pub correlation: String,
+    /// When a group is complete (at least one condition).
+    pub complete: CompletionSpec,
+}
+
+/// Completion conditions of an aggregate group; whichever holds first completes it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionSpec {
+    /// Complete when the group holds this many messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// Complete when this jq predicate over `{key, items}` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Complete this long after the group's first message.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+}
+
+/// Options of `enrich`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichSpec {
+    /// Adapter name (a file `adapters/<name>.yaml`).
+    pub adapter: String,
+    /// Operation of the adapter.
+    pub operation: String,
+    /// Key of the body object the result is stored under.
+    pub into: String,
+}
+
+/// Options of `to`: an adapter operation, or a built-in endpoint (`file`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToSpec {
+    /// Adapter name (a file `adapters/<name>.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// Operation of the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Write the body to a file (atomically: a temporary file renamed into place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileTo>,
+}
+
+/// A file written by `to`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileTo {
+    /// The folder (relative to the root); created when missing.
+    pub dir: String,
+    /// jq expression giving the file name (default: `<message id>.json` or `.xml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Options of `publish`: one target or a list (recipient list).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PublishSpec {
+    /// One target.
+    One(PublishTarget),
+    /// Several targets: a recipient list.
+    Many(Vec<PublishTarget>),
+}
+
+impl PublishSpec {
+    /// All targets.
+    pub fn targets(&self) -> &[PublishTarget] {
+        match self {
+            PublishSpec::One(t) => std::slice::from_ref(t),
+            PublishSpec::Many(v) => v,
+        }
+    }
+}
+
+/// Where `publish` sends a message.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishTarget {
+    /// A topic exchange (declared durable).
+    pub exchange: String,
+    /// Routing key.
+    pub key: String,
+}
+
+/// Options of `idempotent`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotentSpec {
+    /// jq expression giving the idempotency key (e.g. `.errandNumber`).
+    pub key: String,
+    /// Key space shared by routes (default: the route id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// Options of `log`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// The text of the log line.
+    pub message: String,
+    /// Level: `trace`, `debug`, `info` (default), `warn`, `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<LogLevel>,
+    /// Optional jq expression over the body whose result is logged as the `data` field (masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jq: Option<String>,
+}
+
+/// Log level.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// trace
+    Trace,
+    /// debug
+    Debug,
+    /// info
+    Info,
+    /// warn
+    Warn,
+    /// error
+    Error,
+}
+
+/// Options of `reply`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplySpec {
+    /// HTTP status of the answer (default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+/// The route's error policy.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorPolicy {
+    /// Retries of transient failures (timeouts, connection errors, 5xx, 429).
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+/// Exponential backoff with full jitter, done by the broker (the queue is never blocked).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 5). After the last, the message is dead-lettered.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Delay before the first retry (default 1s); it doubles at each attempt.
+    #[serde(default = "default_initial", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub initial: Duration,
+    /// Cap on the delay (default 5m).
+    #[serde(default = "default_max", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub max: Duration,
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+fn default_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: default_attempts(),
+            initial: default_initial(),
+            max: default_max(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before retry number `attempt` (the attempt that failed, 1-based), before jitter:
+    /// `initial · 2^(attempt-1)`, capped at `max`.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        self.initial
+            .checked_mul(1u32 << exp)
+            .unwrap_or(self.max)
+            .min(self.max)
+    }
+
+    /// Delay with jitter: uniformly between half the base delay and the base delay.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self.base_delay(attempt);
+        let half = base / 2;
+        let jitter = rand::random_range(0.0..=1.0f64);
+        half + half.mul_f64(jitter)
+    }
+}
+
+/// How the route's work queue is consumed.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSpec {
+    /// Messages handed to the route before acknowledgement (default 32).
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u16,
+    /// Messages processed at the same time (default 8).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_prefetch() -> u16 {
+    32
+}
+fn default_concurrency() -> usize {
+    8
+}
+
+impl Default for ConsumerSpec {
+    fn default() -> Self {
+        ConsumerSpec {
+            prefetch: default_prefetch(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("512"), Some(512));
+        assert_eq!(parse_byte_size("2MiB"), Some(2 * 1024 * 1024));
+        assert_eq!(parse_byte_size("1 KiB"), Some(1024));
+        assert_eq!(parse_byte_size("lots"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy {
+            attempts: 10,
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+        };
+        assert_eq!(p.base_delay(1), Duration::from_secs(1));
+        assert_eq!(p.base_delay(2), Duration::from_secs(2));
+        assert_eq!(p.base_delay(4), Duration::from_secs(8));
+        assert_eq!(p.base_delay(5), Duration::from_secs(10));
+        assert_eq!(p.base_delay(64), Duration::from_secs(10));
+        for a in 1..8 {
+            let d = p.delay(a);
+            assert!(d <= p.base_delay(a) && d >= p.base_delay(a) / 2);
+        }
+    }
+}
