@@ -135,6 +135,56 @@ impl Envelope {
         }
     }
 
+    /// A message derived from this one by a step (`tag` names the step and the part, e.g.
+    /// `steps[3].split/7`): same correlation id, this id as causation, and an id that is a
+    /// UUIDv7 with this message's timestamp and bits derived from (this id, tag). A
+    /// redelivered message therefore derives the same ids again, so whoever receives them
+    /// twice can tell.
+    pub fn derive(&self, tag: &str, body: Body, content_type: impl Into<String>) -> Self {
+        let hashed = Uuid::new_v5(&self.id, tag.as_bytes());
+        let millis = self.id.get_timestamp().map(|t| t.to_unix()).map_or_else(
+            || self.created_at.timestamp_millis() as u64,
+            |(secs, nanos)| secs * 1000 + u64::from(nanos) / 1_000_000,
+        );
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&hashed.as_bytes()[6..16]);
+        let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+        Envelope {
+            id,
+            correlation_id: self.correlation_id,
+            causation_id: Some(self.id),
+            headers: self.headers.clone(),
+            content_type: content_type.into(),
+            body,
+            attempt: 1,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// The body as JSON: parsed JSON is borrowed, a JSON byte body is parsed.
+    pub fn json_body(&self) -> Result<std::borrow::Cow<'_, Value>, BodyError> {
+        match &self.body {
+            Body::Json(v) => Ok(std::borrow::Cow::Borrowed(v)),
+            Body::Bytes(b) if is_json_type(&self.content_type) => serde_json::from_slice(b)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| BodyError::NotJson {
+                    line: e.line(),
+                    column: e.column(),
+                }),
+            Body::Bytes(_) => Err(BodyError::WrongType(self.content_type.clone())),
+        }
+    }
+
+    /// Headers as a JSON object (for `$headers` in jq programs and templates).
+    pub fn headers_json(&self) -> Value {
+        Value::Object(
+            self.headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        )
+    }
+
     /// Is the body JSON (by content type or already parsed)?
     pub fn is_json(&self) -> bool {
         matches!(self.body, Body::Json(_)) || is_json_type(&self.content_type)
@@ -151,6 +201,22 @@ impl Envelope {
         let span = &self.id.simple().to_string()[16..];
         format!("00-{trace}-{span}-01")
     }
+}
+
+/// Why a body could not be read as JSON. Never holds the body itself.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// A JSON content type, but the bytes are not JSON.
+    #[error("the body is not valid JSON (line {line}, column {column})")]
+    NotJson {
+        /// Line of the syntax error.
+        line: usize,
+        /// Column of the syntax error.
+        column: usize,
+    },
+    /// The body is of another type.
+    #[error("the body is `{0}`, not JSON: convert it first (e.g. with `xml_to_json`)")]
+    WrongType(String),
 }
 
 /// Is this MIME type JSON (`application/json`, `application/*+json`)?
@@ -187,6 +253,19 @@ mod tests {
         assert_eq!(child.causation_id, Some(parent.id));
         assert_ne!(child.id, parent.id);
         assert_eq!(child.id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn derived_ids_are_stable_v7() {
+        let parent = Envelope::json(serde_json::json!(1));
+        let a = parent.derive("steps[1].split/0", Body::Json(Value::Null), JSON);
+        let b = parent.derive("steps[1].split/0", Body::Json(Value::Null), JSON);
+        let c = parent.derive("steps[1].split/1", Body::Json(Value::Null), JSON);
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+        assert_eq!(a.id.get_version_num(), 7);
+        assert_eq!(a.causation_id, Some(parent.id));
+        assert_eq!(a.correlation_id, parent.correlation_id);
     }
 
     #[test]

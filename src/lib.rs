@@ -13,6 +13,7 @@ pub mod config;
 pub mod endpoint;
 pub mod envelope;
 pub mod expr;
+pub mod resources;
 pub mod route;
 pub mod runtime;
 pub mod schema;

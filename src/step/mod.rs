@@ -4,3 +4,288 @@
 //! messages. Steps with side effects reach the outside world only through [`Effects`], so
 //! the same route runs in `knut run` (real broker, real adapters) and in `knut test`
 //! (recorded publishes, mocked adapter responses).
+
+pub mod aggregate;
+pub mod choice;
+pub mod enrich;
+pub mod filter;
+pub mod idempotent;
+pub mod json_to_xml;
+pub mod log;
+pub mod publish;
+pub mod reply;
+pub mod set;
+pub mod split;
+pub mod to;
+pub mod transform;
+pub mod validate;
+pub mod xml_to_json;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::envelope::{Body, Envelope};
+use crate::expr::{Program, Vars};
+use crate::resources::Resources;
+use crate::route::model::StepSpec;
+use crate::store::Store;
+
+/// Is a failure worth retrying?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Timeouts, connection errors, 5xx, 429, an unreachable broker: retried later.
+    Transient,
+    /// Invalid input, 4xx, transform errors: dead-lettered at once.
+    Permanent,
+}
+
+/// A step's failure. The message is for people and never holds message content.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    /// Retry or dead-letter?
+    pub kind: FailureKind,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl StepError {
+    /// A failure that may pass when tried again later.
+    pub fn transient(message: impl Into<String>) -> Self {
+        StepError {
+            kind: FailureKind::Transient,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that will fail again however often it is tried.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        StepError {
+            kind: FailureKind::Permanent,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::envelope::BodyError> for StepError {
+    fn from(e: crate::envelope::BodyError) -> Self {
+        StepError::permanent(e.to_string())
+    }
+}
+
+/// A failure and the step it happened in.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The step's path in the route, e.g. `steps[2].to`.
+    pub step: String,
+    /// The failure.
+    pub error: StepError,
+}
+
+/// The answer of an adapter operation.
+#[derive(Debug, Clone)]
+pub struct AdapterResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// MIME type of the body.
+    pub content_type: String,
+    /// The body (JSON parsed; XML converted to JSON).
+    pub body: Body,
+}
+
+/// The outside world as steps see it.
+#[async_trait]
+pub trait Effects: Send + Sync {
+    /// Publish to an exchange (confirmed).
+    async fn publish(
+        &self,
+        exchange: &str,
+        key: &str,
+        envelope: &Envelope,
+    ) -> Result<(), StepError>;
+    /// Call an adapter operation with this message.
+    async fn call(
+        &self,
+        adapter: &str,
+        operation: &str,
+        envelope: &Envelope,
+    ) -> Result<AdapterResponse, StepError>;
+    /// Write a file atomically (`dir` relative to the root).
+    async fn write_file(&self, dir: &str, name: &str, contents: Bytes) -> Result<(), StepError>;
+    /// Answer a synchronous caller waiting on queue `reply_to`.
+    async fn reply(&self, reply_to: &str, envelope: &Envelope) -> Result<(), StepError>;
+}
+
+/// What a step runs with.
+#[derive(Clone)]
+pub struct Context {
+    /// The route id.
+    pub route: Arc<str>,
+    /// Side effects.
+    pub effects: Arc<dyn Effects>,
+    /// The state store.
+    pub store: Store,
+}
+
+/// One step kind's behaviour.
+#[async_trait]
+pub trait Step: Send + Sync {
+    /// Process one message into zero, one or many.
+    async fn apply(&self, message: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError>;
+}
+
+/// A step and where it stands in its route.
+struct Placed {
+    path: String,
+    kind: &'static str,
+    step: Box<dyn Step>,
+}
+
+/// A sequence of steps.
+#[derive(Default)]
+pub struct Pipeline {
+    steps: Vec<Placed>,
+}
+
+/// Why a route's steps could not be built. The loader's `check` reports these with positions
+/// first; this is the last line of defence.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct BuildError {
+    /// The step's path.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Pipeline {
+    /// Build the steps at `base` (e.g. `steps`, `steps[1].choice.when[0].steps`).
+    pub fn build(specs: &[StepSpec], base: &str, res: &Resources) -> Result<Pipeline, BuildError> {
+        let mut steps = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            let path = format!("{base}[{i}].{}", spec.kind());
+            let step = build(spec, &path, res)?;
+            steps.push(Placed {
+                path,
+                kind: spec.kind(),
+                step,
+            });
+        }
+        Ok(Pipeline { steps })
+    }
+
+    /// Number of top-level steps.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// True without steps.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Run a message through every step.
+    pub async fn run(&self, message: Envelope, cx: &Context) -> Result<Vec<Envelope>, Failure> {
+        self.run_from(0, message, cx).await
+    }
+
+    /// Run a message through the steps from index `start` on (a completed aggregate resumes
+    /// after its step).
+    pub async fn run_from(
+        &self,
+        start: usize,
+        message: Envelope,
+        cx: &Context,
+    ) -> Result<Vec<Envelope>, Failure> {
+        let mut current = vec![message];
+        for placed in self.steps.iter().skip(start) {
+            let mut next = Vec::with_capacity(current.len());
+            for m in current {
+                let t = Instant::now();
+                let out = placed.step.apply(m, cx).await;
+                crate::admin::metrics::step_duration(&cx.route, placed.kind, t.elapsed());
+                match out {
+                    Ok(mut v) => next.append(&mut v),
+                    Err(error) => {
+                        return Err(Failure {
+                            step: placed.path.clone(),
+                            error,
+                        });
+                    }
+                }
+            }
+            if next.is_empty() {
+                return Ok(next);
+            }
+            current = next;
+        }
+        Ok(current)
+    }
+
+    /// The index of the top-level step at `path`, if any.
+    pub fn index_of(&self, path: &str) -> Option<usize> {
+        self.steps.iter().position(|p| p.path == path)
+    }
+}
+
+/// Build one step from its spec.
+pub fn build(spec: &StepSpec, path: &str, res: &Resources) -> Result<Box<dyn Step>, BuildError> {
+    let err = |message: String| BuildError {
+        path: path.to_string(),
+        message,
+    };
+    Ok(match spec {
+        StepSpec::XmlToJson(s) => Box::new(xml_to_json::XmlToJson::new(s)),
+        StepSpec::JsonToXml(s) => Box::new(json_to_xml::JsonToXml::new(s)),
+        StepSpec::Validate(s) => Box::new(validate::Validate::new(s, res).map_err(err)?),
+        StepSpec::Transform(s) => Box::new(transform::Transform::new(s, res).map_err(err)?),
+        StepSpec::Set(s) => Box::new(set::Set::new(s).map_err(err)?),
+        StepSpec::Choice(s) => Box::new(choice::Choice::new(s, path, res)?),
+        StepSpec::Filter(s) => Box::new(filter::Filter::new(s).map_err(err)?),
+        StepSpec::Split(s) => Box::new(split::Split::new(s, path).map_err(err)?),
+        StepSpec::Aggregate(s) => Box::new(aggregate::Aggregate::new(s, path).map_err(err)?),
+        StepSpec::Enrich(s) => Box::new(enrich::Enrich::new(s)),
+        StepSpec::To(s) => Box::new(to::To::new(s).map_err(err)?),
+        StepSpec::Publish(s) => Box::new(publish::Publish::new(s, path)),
+        StepSpec::Idempotent(s) => Box::new(idempotent::Idempotent::new(s).map_err(err)?),
+        StepSpec::Log(s) => Box::new(log::Log::new(s).map_err(err)?),
+        StepSpec::Reply(s) => Box::new(reply::Reply::new(s)),
+    })
+}
+
+/// Compile a jq program of a step, naming the field on error.
+pub(crate) fn compile(field: &str, src: &str) -> Result<Program, String> {
+    Program::compile(src).map_err(|e| format!("{field}: {e}"))
+}
+
+/// `$headers` for jq programs.
+pub(crate) fn vars(message: &Envelope) -> Vars {
+    Vars {
+        headers: message.headers_json(),
+    }
+}
+
+/// Run a jq program for one value; no output is a permanent error.
+pub(crate) fn eval_one(
+    program: &Program,
+    what: &str,
+    input: &Value,
+    message: &Envelope,
+) -> Result<Value, StepError> {
+    program
+        .first(input, &vars(message))
+        .map_err(|e| StepError::permanent(format!("{what}: {e}")))?
+        .ok_or_else(|| StepError::permanent(format!("{what}: the jq program gave no output")))
+}
+
+/// A JSON value as a header or key string: strings as they are, others as JSON text.
+pub(crate) fn value_to_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

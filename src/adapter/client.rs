@@ -1,0 +1,368 @@
+//! The HTTP client adapters call through: path templates filled from the message, the
+//! correlation headers (`x-correlation-id`, W3C `traceparent`), an `Idempotency-Key` per
+//! message, timeouts, and the classification of failures into transient (retried later) and
+//! permanent (dead-lettered).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::{Adapter, RequestBody};
+use crate::codec::{XmlToJsonOptions, xml_to_json};
+use crate::envelope::{Body, Envelope, is_json_type, is_xml_type};
+use crate::expr::Program;
+use crate::step::{AdapterResponse, FailureKind, StepError, vars};
+
+/// Is a response status a failure, and of which kind? `None` for success (1xx–3xx).
+/// 408, 425, 429 and 5xx are transient; every other 4xx is permanent.
+pub fn classify(status: u16) -> Option<FailureKind> {
+    match status {
+        100..=399 => None,
+        408 | 425 | 429 | 500..=599 => Some(FailureKind::Transient),
+        _ => Some(FailureKind::Permanent),
+    }
+}
+
+enum Part {
+    Lit(String),
+    Jq(Program),
+}
+
+struct Operation {
+    method: reqwest::Method,
+    path: Vec<Part>,
+    query: Vec<(String, Program)>,
+    headers: BTreeMap<String, String>,
+    body: RequestBody,
+}
+
+struct Compiled {
+    adapter: Adapter,
+    operations: BTreeMap<String, Operation>,
+}
+
+/// Calls adapter operations over HTTP.
+#[derive(Clone)]
+pub struct AdapterClient {
+    http: reqwest::Client,
+    adapters: Arc<BTreeMap<String, Compiled>>,
+}
+
+/// Split a path template into literal text and `{jq}` placeholders (braces may nest).
+fn parse_path(template: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut chars = template.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '{' {
+            lit.push(c);
+            continue;
+        }
+        let mut depth = 1;
+        let start = i + 1;
+        let mut end = None;
+        for (j, d) in chars.by_ref() {
+            match d {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let end = end.ok_or_else(|| format!("path `{template}`: a `{{` is never closed"))?;
+        if !lit.is_empty() {
+            parts.push(Part::Lit(std::mem::take(&mut lit)));
+        }
+        let src = &template[start..end];
+        parts.push(Part::Jq(
+            Program::compile(src).map_err(|e| format!("path placeholder `{{{src}}}`: {e}"))?,
+        ));
+    }
+    if !lit.is_empty() {
+        parts.push(Part::Lit(lit));
+    }
+    Ok(parts)
+}
+
+fn method(m: crate::route::model::HttpMethod) -> reqwest::Method {
+    use crate::route::model::HttpMethod as H;
+    match m {
+        H::Get => reqwest::Method::GET,
+        H::Post => reqwest::Method::POST,
+        H::Put => reqwest::Method::PUT,
+        H::Patch => reqwest::Method::PATCH,
+        H::Delete => reqwest::Method::DELETE,
+    }
+}
+
+impl AdapterClient {
+    /// Compile the adapters' operations (path placeholders, query expressions).
+    pub fn new(adapters: &BTreeMap<String, Adapter>) -> Result<Self, Vec<String>> {
+        // reqwest is built without a default TLS provider; install ring's once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut compiled = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (name, adapter) in adapters {
+            let mut operations = BTreeMap::new();
+            for (op, spec) in &adapter.spec.operations {
+                let at = format!("{}: operations.{op}", adapter.file.display());
+                let path = match parse_path(&spec.path) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        errors.push(format!("{at}.path: {e}"));
+                        continue;
+                    }
+                };
+                let mut query = Vec::new();
+                for (k, src) in &spec.query {
+                    match Program::compile(src) {
+                        Ok(p) => query.push((k.clone(), p)),
+                        Err(e) => errors.push(format!("{at}.query.{k}: {e}")),
+                    }
+                }
+                operations.insert(
+                    op.clone(),
+                    Operation {
+                        method: method(spec.method),
+                        path,
+                        query,
+                        headers: spec.headers.clone(),
+                        body: spec.body,
+                    },
+                );
+            }
+            compiled.insert(
+                name.clone(),
+                Compiled {
+                    adapter: adapter.clone(),
+                    operations,
+                },
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("knut/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| vec![format!("HTTP client: {e}")])?;
+        Ok(AdapterClient {
+            http,
+            adapters: Arc::new(compiled),
+        })
+    }
+
+    /// Does the adapter have this operation? Err names what is known instead.
+    pub fn lookup(&self, adapter: &str, operation: &str) -> Result<(), LookupMiss> {
+        let a = self
+            .adapters
+            .get(adapter)
+            .ok_or_else(|| LookupMiss::NoAdapter {
+                known: self.adapters.keys().cloned().collect(),
+            })?;
+        if a.operations.contains_key(operation) {
+            Ok(())
+        } else {
+            Err(LookupMiss::NoOperation {
+                known: a.operations.keys().cloned().collect(),
+            })
+        }
+    }
+
+    /// Names of the adapters.
+    pub fn names(&self) -> Vec<String> {
+        self.adapters.keys().cloned().collect()
+    }
+
+    /// Call `adapter.operation` with `message`.
+    pub async fn call(
+        &self,
+        adapter: &str,
+        operation: &str,
+        message: &Envelope,
+    ) -> Result<AdapterResponse, StepError> {
+        let what = format!("{adapter}.{operation}");
+        let a = self
+            .adapters
+            .get(adapter)
+            .ok_or_else(|| StepError::permanent(format!("no adapter `{adapter}`")))?;
+        let op = a
+            .operations
+            .get(operation)
+            .ok_or_else(|| StepError::permanent(format!("no operation `{what}`")))?;
+
+        let needs_json = op.path.iter().any(|p| matches!(p, Part::Jq(_))) || !op.query.is_empty();
+        let body_json = if needs_json {
+            Some(message.json_body()?)
+        } else {
+            None
+        };
+        let v = vars(message);
+        let mut url = a.adapter.base_url.clone();
+        for part in &op.path {
+            match part {
+                Part::Lit(s) => url.push_str(s),
+                Part::Jq(p) => {
+                    let input = body_json.as_deref().unwrap_or(&Value::Null);
+                    let value = p
+                        .first(input, &v)
+                        .map_err(|e| StepError::permanent(format!("{what}: path: {e}")))?
+                        .ok_or_else(|| {
+                            StepError::permanent(format!(
+                                "{what}: a path placeholder gave no value"
+                            ))
+                        })?;
+                    let text = crate::step::value_to_string(&value);
+                    url.push_str(&urlencode(&text));
+                }
+            }
+        }
+        let mut query = Vec::with_capacity(op.query.len());
+        for (k, p) in &op.query {
+            let input = body_json.as_deref().unwrap_or(&Value::Null);
+            if let Some(value) = p
+                .first(input, &v)
+                .map_err(|e| StepError::permanent(format!("{what}: query `{k}`: {e}")))?
+                && !value.is_null()
+            {
+                query.push((k.clone(), crate::step::value_to_string(&value)));
+            }
+        }
+
+        let mut req = self
+            .http
+            .request(op.method.clone(), &url)
+            .timeout(a.adapter.spec.timeout)
+            .header("x-correlation-id", message.correlation_id.to_string())
+            .header("traceparent", message.traceparent())
+            .header("idempotency-key", message.id.to_string());
+        if !query.is_empty() {
+            req = req.query(&query);
+        }
+        for (k, val) in a.adapter.spec.headers.iter().chain(op.headers.iter()) {
+            req = req.header(k, val);
+        }
+        if op.body == RequestBody::Message {
+            req = req
+                .header("content-type", &message.content_type)
+                .body(message.body.to_bytes());
+        }
+        let resp = req.send().await.map_err(|e| {
+            let why = if e.is_timeout() {
+                "timed out".to_string()
+            } else if e.is_connect() {
+                "could not connect".to_string()
+            } else {
+                "request failed".to_string()
+            };
+            StepError::transient(format!("{what}: {why}"))
+        })?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let bytes: Bytes = resp
+            .bytes()
+            .await
+            .map_err(|_| StepError::transient(format!("{what}: the response was cut off")))?;
+        if let Some(kind) = classify(status) {
+            return Err(StepError {
+                kind,
+                message: format!("{what} answered HTTP {status}"),
+            });
+        }
+        let body = if bytes.is_empty() {
+            Body::Bytes(bytes)
+        } else if is_json_type(&content_type) {
+            Body::Json(serde_json::from_slice(&bytes).map_err(|e| {
+                StepError::permanent(format!(
+                    "{what}: the response is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?)
+        } else if is_xml_type(&content_type) {
+            Body::Json(
+                xml_to_json(&bytes, &XmlToJsonOptions::default()).map_err(|e| {
+                    StepError::permanent(format!("{what}: the response is not acceptable XML: {e}"))
+                })?,
+            )
+        } else {
+            Body::Bytes(bytes)
+        };
+        Ok(AdapterResponse {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+/// Why an adapter operation reference does not resolve.
+#[derive(Debug, Clone)]
+pub enum LookupMiss {
+    /// No such adapter; these exist.
+    NoAdapter {
+        /// Known adapters.
+        known: Vec<String>,
+    },
+    /// The adapter has no such operation; it has these.
+    NoOperation {
+        /// Known operations.
+        known: Vec<String>,
+    },
+}
+
+/// Percent-encode a path segment value (RFC 3986 unreserved characters stay).
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(200), None);
+        assert_eq!(classify(204), None);
+        assert_eq!(classify(503), Some(FailureKind::Transient));
+        assert_eq!(classify(429), Some(FailureKind::Transient));
+        assert_eq!(classify(408), Some(FailureKind::Transient));
+        assert_eq!(classify(400), Some(FailureKind::Permanent));
+        assert_eq!(classify(404), Some(FailureKind::Permanent));
+        assert_eq!(classify(422), Some(FailureKind::Permanent));
+    }
+
+    #[test]
+    fn path_templates_nest_braces() {
+        let parts = parse_path("/2281/errands/{.id}/notes").unwrap();
+        assert_eq!(parts.len(), 3);
+        assert!(parse_path("/x/{.a").is_err());
+        let parts = parse_path("/x/{ {a: 1} | .a }").unwrap();
+        assert_eq!(parts.len(), 2);
+    }
+
+    #[test]
+    fn encoding_of_path_values() {
+        assert_eq!(urlencode("a b/ö"), "a%20b%2F%C3%B6");
+    }
+}

@@ -1,0 +1,64 @@
+//! Resources: what routes refer to by name — schemas, templates, adapters — loaded once from
+//! the root's folders and shared by every route.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::adapter::client::AdapterClient;
+use crate::adapter::{Adapter, load_adapters};
+use crate::schema::SchemaRegistry;
+use crate::template::Templates;
+
+/// Schemas, templates and adapters of a root.
+#[derive(Clone)]
+pub struct Resources {
+    /// The root folder.
+    pub root: PathBuf,
+    /// `schemas/`.
+    pub schemas: Arc<SchemaRegistry>,
+    /// `transforms/`.
+    pub templates: Arc<Templates>,
+    /// `adapters/`, as defined.
+    pub adapters: Arc<std::collections::BTreeMap<String, Adapter>>,
+    /// The client that calls them.
+    pub client: AdapterClient,
+}
+
+impl Resources {
+    /// Load every resource under `root`; all problems are returned together.
+    pub fn load(root: &Path) -> Result<Resources, Vec<String>> {
+        let mut errors = Vec::new();
+        let schemas = SchemaRegistry::load(&root.join("schemas")).unwrap_or_else(|e| {
+            errors.extend(e.iter().map(|e| e.to_string()));
+            SchemaRegistry::empty()
+        });
+        let templates = match Templates::load(&root.join("transforms")) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push(e.to_string());
+                None
+            }
+        };
+        let adapters = load_adapters(root).unwrap_or_else(|e| {
+            errors.extend(e.iter().map(|e| e.to_string()));
+            Default::default()
+        });
+        let client = match AdapterClient::new(&adapters) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        match (templates, client) {
+            (Some(templates), Some(client)) if errors.is_empty() => Ok(Resources {
+                root: root.to_path_buf(),
+                schemas: Arc::new(schemas),
+                templates: Arc::new(templates),
+                adapters: Arc::new(adapters),
+                client,
+            }),
+            _ => Err(errors),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `reply`: answer the synchronous HTTP request that started this message with the current
+//! body. The caller's instance waits on its reply queue (named in `knut-reply-to`).
+
+use async_trait::async_trait;
+
+use super::{Context, Step, StepError};
+use crate::envelope::{Envelope, header};
+use crate::route::model::ReplySpec;
+
+/// The `reply` step.
+pub struct Reply {
+    status: u16,
+}
+
+impl Reply {
+    /// Build from the route file's options.
+    pub fn new(spec: &ReplySpec) -> Self {
+        Reply {
+            status: spec.status.unwrap_or(200),
+        }
+    }
+}
+
+#[async_trait]
+impl Step for Reply {
+    async fn apply(&self, m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
+        let Some(reply_to) = m.header(header::REPLY_TO).map(str::to_string) else {
+            return Err(StepError::permanent(
+                "reply: the message did not come from a waiting HTTP caller",
+            ));
+        };
+        let mut answer = m.derive("reply", m.body.clone(), m.content_type.clone());
+        // The caller matches the answer by the id of the message it published.
+        answer
+            .headers
+            .insert(header::REPLY_STATUS.into(), self.status.to_string());
+        answer
+            .headers
+            .insert("knut-reply-for".into(), m.correlation_id.to_string());
+        cx.effects.reply(&reply_to, &answer).await?;
+        Ok(vec![m])
+    }
+}

@@ -1,0 +1,121 @@
+//! `to`: send the message to an adapter operation or write it to a file — a side effect.
+//! The body goes on unchanged; an adapter's HTTP status is kept in `knut-response-status`.
+
+use async_trait::async_trait;
+
+use super::{Context, Step, StepError, compile, eval_one, value_to_string};
+use crate::envelope::{Envelope, is_json_type, is_xml_type};
+use crate::expr::Program;
+use crate::route::model::ToSpec;
+
+/// Header holding the status of the last adapter call.
+pub const RESPONSE_STATUS: &str = "knut-response-status";
+
+/// The `to` step.
+pub enum To {
+    /// Call an adapter operation.
+    Adapter {
+        /// Adapter name.
+        adapter: String,
+        /// Operation name.
+        operation: String,
+    },
+    /// Write a file.
+    File {
+        /// Folder relative to the root.
+        dir: String,
+        /// jq program naming the file.
+        name: Option<Program>,
+    },
+}
+
+impl To {
+    /// Build: adapter + operation, or file.
+    pub fn new(spec: &ToSpec) -> Result<Self, String> {
+        match (&spec.adapter, &spec.operation, &spec.file) {
+            (Some(a), Some(o), None) => Ok(To::Adapter {
+                adapter: a.clone(),
+                operation: o.clone(),
+            }),
+            (None, None, Some(f)) => Ok(To::File {
+                dir: f.dir.clone(),
+                name: f
+                    .name
+                    .as_deref()
+                    .map(|n| compile("file.name", n))
+                    .transpose()?,
+            }),
+            _ => Err("write either `adapter` and `operation`, or `file`".into()),
+        }
+    }
+}
+
+/// Default file name of a message: its id with an extension from its content type.
+pub fn default_file_name(m: &Envelope) -> String {
+    let ext = if m.is_json() {
+        "json"
+    } else if is_xml_type(&m.content_type) {
+        "xml"
+    } else {
+        "bin"
+    };
+    format!("{}.{ext}", m.id)
+}
+
+/// Is `name` a plain file name (no folders, no `..`, nothing hidden)?
+pub fn safe_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && name.len() <= 255
+}
+
+#[async_trait]
+impl Step for To {
+    async fn apply(&self, mut m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
+        match self {
+            To::Adapter { adapter, operation } => {
+                let r = cx.effects.call(adapter, operation, &m).await?;
+                m.headers
+                    .insert(RESPONSE_STATUS.to_string(), r.status.to_string());
+            }
+            To::File { dir, name } => {
+                let file = match name {
+                    Some(p) => {
+                        let body = m.json_body()?;
+                        value_to_string(&eval_one(p, "file.name", &body, &m)?)
+                    }
+                    None => default_file_name(&m),
+                };
+                if !safe_file_name(&file) {
+                    return Err(StepError::permanent(
+                        "file.name gave a name with a folder, `..` or a leading dot",
+                    ));
+                }
+                let bytes = if is_json_type(&m.content_type) || m.is_json() {
+                    // pretty JSON reads better for people picking files up
+                    let v = m.json_body()?;
+                    bytes::Bytes::from(serde_json::to_vec_pretty(&*v).unwrap_or_default())
+                } else {
+                    m.body.to_bytes()
+                };
+                cx.effects.write_file(dir, &file, bytes).await?;
+            }
+        }
+        Ok(vec![m])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_file_name;
+
+    #[test]
+    fn file_names_stay_in_their_folder() {
+        assert!(safe_file_name("elev-42.json"));
+        assert!(!safe_file_name("../etc/passwd"));
+        assert!(!safe_file_name("a/b.json"));
+        assert!(!safe_file_name(".hidden"));
+        assert!(!safe_file_name(""));
+    }
+}

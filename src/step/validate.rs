@@ -1,0 +1,59 @@
+//! `validate`: check the JSON body against a schema (JSON Schema 2020-12). A message that
+//! does not satisfy it is dead-lettered with every failing path.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Context, Step, StepError};
+use crate::envelope::Envelope;
+use crate::resources::Resources;
+use crate::route::model::ValidateSpec;
+use crate::schema::SchemaRegistry;
+
+/// The `validate` step.
+pub struct Validate {
+    schema: String,
+    registry: Arc<SchemaRegistry>,
+}
+
+impl Validate {
+    /// Build; the schema must exist.
+    pub fn new(spec: &ValidateSpec, res: &Resources) -> Result<Self, String> {
+        if !res.schemas.contains(&spec.schema) {
+            return Err(format!("no schema `{}` in schemas/", spec.schema));
+        }
+        Ok(Validate {
+            schema: spec.schema.clone(),
+            registry: res.schemas.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Step for Validate {
+    async fn apply(&self, m: Envelope, _cx: &Context) -> Result<Vec<Envelope>, StepError> {
+        {
+            let body = m.json_body()?;
+            if let Err(violations) = self.registry.validate(&self.schema, &body) {
+                let list: Vec<String> = violations
+                    .iter()
+                    .map(|v| {
+                        let at = if v.instance_path.is_empty() {
+                            "/"
+                        } else {
+                            &v.instance_path
+                        };
+                        format!("{at}: {}", v.reason)
+                    })
+                    .collect();
+                return Err(StepError::permanent(format!(
+                    "the body does not satisfy schema `{}`: {}",
+                    self.schema,
+                    list.join("; ")
+                )));
+            }
+        }
+        Ok(vec![m])
+    }
+}
