@@ -62,3 +62,8 @@ impl Resources {
         }
     }
 }
+
+/// Check the routes' references against these resources (replaced at merge by route::check).
+pub fn check(_routes: &[crate::route::load::LoadedRoute], _resources: &Resources) -> Vec<String> {
+    Vec::new()
+}

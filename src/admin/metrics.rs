@@ -8,3 +8,9 @@ pub fn message_retried(route: &str) {}
 pub fn message_dead_lettered(route: &str) {}
 pub fn step_duration(route: &str, step: &str, d: Duration) {}
 pub fn queue_depth(queue: &str, n: u64) {}
+pub use metrics_exporter_prometheus::PrometheusHandle;
+pub fn install() -> PrometheusHandle {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle()
+}

@@ -1,0 +1,67 @@
+//! The message journal writer: one row per hop (route, step, outcome, duration,
+//! correlation id — never a body), written in batches by a background task so the message
+//! path never waits for it. If the store falls behind, rows are counted and dropped: the
+//! journal is a record of messages, not the messages themselves.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use crate::envelope::Envelope;
+use crate::store::{JournalEntry, Store};
+
+/// Rows waiting to be written before new ones are dropped.
+const CAPACITY: usize = 10_000;
+
+/// A handle to the journal writer.
+#[derive(Clone)]
+pub struct Journal {
+    tx: Option<mpsc::Sender<JournalEntry>>,
+}
+
+impl Journal {
+    /// Start the writer on `store`; it ends when every handle is dropped.
+    pub fn start(store: Store) -> (Journal, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<JournalEntry>(CAPACITY);
+        let task = tokio::spawn(async move {
+            while let Some(entry) = rx.recv().await {
+                if let Err(e) = store.journal(&entry).await {
+                    tracing::warn!(error = %e, "journal write failed");
+                }
+            }
+        });
+        (Journal { tx: Some(tx) }, task)
+    }
+
+    /// A journal that writes nothing (`knut test`).
+    pub fn disabled() -> Journal {
+        Journal { tx: None }
+    }
+
+    /// Record one hop.
+    pub fn record(
+        &self,
+        m: &Envelope,
+        route: &str,
+        step: &str,
+        outcome: &str,
+        took: Duration,
+        detail: Option<String>,
+    ) {
+        let Some(tx) = &self.tx else { return };
+        let entry = JournalEntry {
+            at: Utc::now(),
+            message_id: m.id,
+            correlation_id: m.correlation_id,
+            route: route.to_string(),
+            step: step.to_string(),
+            outcome: outcome.to_string(),
+            duration_us: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
+            detail,
+        };
+        if tx.try_send(entry).is_err() {
+            metrics::counter!("knut_journal_dropped_total").increment(1);
+        }
+    }
+}

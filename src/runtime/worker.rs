@@ -1,0 +1,240 @@
+//! The route worker: consumes a route's work queue and runs each delivery through the
+//! route's steps, with the route's error policy (the dead letter channel).
+//!
+//! A delivery is acked only when everything it caused is durable: its steps succeeded (their
+//! publishes confirmed, their adapter calls answered), or the retry or dead letter that
+//! replaces it was confirmed by the broker. If even that fails, the delivery is given back
+//! to the broker (nack with requeue) after a pause.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::journal::Journal;
+use crate::admin::metrics;
+use crate::broker::{Acker, SharedBroker, work_queue};
+use crate::envelope::{Envelope, header};
+use crate::route::model::{ConsumerSpec, RetryPolicy};
+use crate::step::aggregate::RESUME_AFTER;
+use crate::step::{Context, FailureKind, Pipeline};
+
+/// Header counting the attempts a dead letter had.
+pub const ATTEMPTS: &str = "knut-attempts";
+/// Header naming the route a dead letter failed in.
+pub const DEAD_LETTER_ROUTE: &str = "knut-dead-letter-route";
+/// Header with the reason of the latest transient failure.
+pub const LAST_ERROR: &str = "knut-last-error";
+
+/// Pause before giving a delivery back when the broker refused its retry or dead letter.
+const BROKER_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One route's consumer.
+pub struct RouteWorker {
+    /// The route's steps.
+    pub pipeline: Arc<Pipeline>,
+    /// The step context (route id, effects, store).
+    pub context: Context,
+    /// The route's retry policy.
+    pub retry: RetryPolicy,
+    /// Prefetch and concurrency.
+    pub consumer: ConsumerSpec,
+    /// The broker.
+    pub broker: SharedBroker,
+    /// The journal.
+    pub journal: Journal,
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step passed.
+    Ok,
+    /// A filter, idempotent consumer or aggregator stopped it (by design).
+    Stopped,
+    /// Sent back to the queue with a delay.
+    Retry,
+    /// Parked in the dead-letter queue.
+    DeadLetter,
+    /// Given back to the broker (the retry or dead letter could not be published).
+    Requeued,
+}
+
+impl Outcome {
+    /// The journal's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Stopped => "stopped",
+            Outcome::Retry => "retry",
+            Outcome::DeadLetter => "dead-letter",
+            Outcome::Requeued => "requeued",
+        }
+    }
+}
+
+impl RouteWorker {
+    /// Consume until `shutdown`, then finish the deliveries in hand and return.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let route = self.context.route.clone();
+        let queue = work_queue(&route);
+        let me = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(me.consumer.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        'consume: while !shutdown.is_cancelled() {
+            let mut consumer = match me.broker.consume(&queue, me.consumer.prefetch).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(route = %route, error = %e, "cannot consume; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(BROKER_BACKOFF) => continue,
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            };
+            loop {
+                let permit = tokio::select! {
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break 'consume },
+                    _ = shutdown.cancelled() => break 'consume,
+                };
+                let delivery = tokio::select! {
+                    d = consumer.next() => d,
+                    _ = shutdown.cancelled() => break 'consume,
+                };
+                let Some(delivery) = delivery else {
+                    // The consumer ended (connection lost): consume again.
+                    tracing::warn!(route = %route, "consumer ended; consuming again");
+                    break;
+                };
+                let worker = me.clone();
+                tasks.spawn(async move {
+                    let (envelope, acker) = delivery.into_parts();
+                    worker.handle(envelope, acker).await;
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(BROKER_BACKOFF) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Stop consuming (the consumer is dropped above), finish what is in hand.
+        while tasks.join_next().await.is_some() {}
+        tracing::debug!(route = %route, "worker stopped");
+    }
+
+    /// Process one delivery and settle it.
+    pub async fn handle(&self, envelope: Envelope, acker: Box<dyn Acker>) -> Outcome {
+        let route = self.context.route.clone();
+        let span = tracing::info_span!("message", route = %route, message_id = %envelope.id, correlation_id = %envelope.correlation_id, attempt = envelope.attempt);
+        async move {
+            let started = Instant::now();
+            let start = envelope
+                .header(RESUME_AFTER)
+                .and_then(|p| self.pipeline.index_of(p))
+                .map_or(0, |i| i + 1);
+            let result = self
+                .pipeline
+                .run_from(start, envelope.clone(), &self.context)
+                .await;
+            let (outcome, step, detail) = match result {
+                Ok(out) => {
+                    let outcome = if out.is_empty() && !self.pipeline.is_empty() {
+                        Outcome::Stopped
+                    } else {
+                        Outcome::Ok
+                    };
+                    metrics::message_out(&route);
+                    match acker.ack().await {
+                        Ok(()) => (outcome, "end".to_string(), None),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ack failed; the broker will redeliver");
+                            (Outcome::Requeued, "end".to_string(), Some(e.to_string()))
+                        }
+                    }
+                }
+                Err(failure) => {
+                    metrics::message_failed(&route);
+                    let outcome = self
+                        .fail(envelope.clone(), &failure.step, &failure.error, acker)
+                        .await;
+                    (outcome, failure.step, Some(failure.error.message))
+                }
+            };
+            self.journal.record(
+                &envelope,
+                &route,
+                &step,
+                outcome.as_str(),
+                started.elapsed(),
+                detail,
+            );
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn fail(
+        &self,
+        mut e: Envelope,
+        step: &str,
+        error: &crate::step::StepError,
+        acker: Box<dyn Acker>,
+    ) -> Outcome {
+        let route = &self.context.route;
+        let now = Utc::now().to_rfc3339();
+        e.headers
+            .entry(header::FIRST_FAILURE.to_string())
+            .or_insert_with(|| now.clone());
+        e.headers.insert(header::LAST_FAILURE.to_string(), now);
+        let retry = error.kind == FailureKind::Transient && e.attempt < self.retry.attempts;
+        let published = if retry {
+            let delay = self.retry.delay(e.attempt);
+            tracing::info!(step, error = %error.message, delay_ms = delay.as_millis() as u64, "transient failure; retrying later");
+            e.attempt += 1;
+            e.headers
+                .insert(LAST_ERROR.to_string(), error.message.clone());
+            self.broker.retry_later(route, &e, delay).await
+        } else {
+            tracing::warn!(step, error = %error.message, attempts = e.attempt, "dead-lettered");
+            e.headers.insert(
+                header::DEAD_LETTER_REASON.to_string(),
+                error.message.clone(),
+            );
+            e.headers
+                .insert(header::DEAD_LETTER_STEP.to_string(), step.to_string());
+            e.headers
+                .insert(DEAD_LETTER_ROUTE.to_string(), route.to_string());
+            e.headers
+                .insert(ATTEMPTS.to_string(), e.attempt.to_string());
+            self.broker.dead_letter(route, &e).await
+        };
+        match published {
+            Ok(()) => {
+                if let Err(err) = acker.ack().await {
+                    tracing::warn!(error = %err, "ack failed; the broker will redeliver");
+                }
+                if retry {
+                    metrics::message_retried(route);
+                    Outcome::Retry
+                } else {
+                    metrics::message_dead_lettered(route);
+                    Outcome::DeadLetter
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "the broker refused the retry or dead letter; giving the delivery back");
+                tokio::time::sleep(BROKER_BACKOFF).await;
+                let _ = acker.nack(true).await;
+                Outcome::Requeued
+            }
+        }
+    }
+}
