@@ -1,1 +1,5 @@
-fn main() {}
+//! `knut`: the command line of Knutpunkt. Everything happens in the library.
+
+fn main() -> std::process::ExitCode {
+    knutpunkt::cli::main()
+}

@@ -1,1 +1,225 @@
-//! cli
+//! The `knut` command line: parse arguments, call the library.
+
+pub mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Knutpunkt — integration middleware for the school platform of Sundsvalls kommun.
+#[derive(Debug, Parser)]
+#[command(name = "knut", version, about, long_about = None)]
+pub struct Cli {
+    /// The folder holding knut.toml (optional) and adapters/, routes/, transforms/, schemas/.
+    #[arg(long, global = true, default_value = ".", env = "KNUT_ROOT")]
+    pub root: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the routes: broker (embedded when no broker.url), endpoints, workers, admin.
+    Run,
+    /// Check routes, adapters, schemas and transforms; exit 1 on any error.
+    Check,
+    /// Run the route tests (`*.test.yaml` under routes/, or PATH); exit 1 on any failure.
+    Test {
+        /// A test file or folder (default: routes/).
+        path: Option<PathBuf>,
+    },
+    /// Send a message to a route of a running knut (through its admin API).
+    Send {
+        /// The route id.
+        route: String,
+        /// The body, inline.
+        #[arg(long, conflicts_with = "file")]
+        data: Option<String>,
+        /// The body, from a file (`-` for standard input).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Content type of the body (default: from the file's extension, else application/json).
+        #[arg(long)]
+        content_type: Option<String>,
+        /// Admin address of the running knut (default: admin.bind of the configuration).
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// Print a Mermaid flowchart of routes, exchanges and adapters.
+    Graph,
+    /// Print the JSON Schema of route files (schemas/route.schema.json).
+    Schema,
+    /// Print the version.
+    Version,
+}
+
+/// Run the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("knut: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(dispatch(cli))
+}
+
+fn load_config(root: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(root).map_err(|e| {
+        eprintln!("knut: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    let root = cli.root;
+    match cli.command {
+        Command::Version => {
+            println!("knut {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Run => {
+            let config = match load_config(&root) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Err(e) = crate::telemetry::init(config.log.format, &config.log.level) {
+                eprintln!("knut: logging: {e}");
+                return ExitCode::FAILURE;
+            }
+            match crate::runtime::run(root, config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("knut: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check => match crate::runtime::load(&root) {
+            Ok(loaded) => {
+                println!(
+                    "ok: {} routes, {} adapters checked",
+                    loaded.routes.len(),
+                    loaded.resources.adapters.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{} problem(s) found", problems.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Test { path } => test::run(&root, path.as_deref()).await,
+        Command::Graph => match crate::runtime::load(&root) {
+            Ok(loaded) => {
+                print!("{}", crate::route::graph::mermaid(&loaded.routes));
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Schema => {
+            let schema = crate::route::load::route_json_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Send {
+            route,
+            data,
+            file,
+            content_type,
+            admin,
+        } => {
+            let config = match load_config(&root) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            send(&config, route, data, file, content_type, admin).await
+        }
+    }
+}
+
+async fn send(
+    config: &Config,
+    route: String,
+    data: Option<String>,
+    file: Option<PathBuf>,
+    content_type: Option<String>,
+    admin: Option<String>,
+) -> ExitCode {
+    let (body, guessed) = match (data, &file) {
+        (Some(d), _) => (d.into_bytes(), "application/json"),
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf) {
+                eprintln!("knut: cannot read standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            (buf, "application/json")
+        }
+        (None, Some(f)) => match std::fs::read(f) {
+            Ok(b) => {
+                let ct = match f.extension().and_then(|e| e.to_str()) {
+                    Some("xml") => "application/xml",
+                    Some("csv") => "text/csv",
+                    _ => "application/json",
+                };
+                (b, ct)
+            }
+            Err(e) => {
+                eprintln!("knut: cannot read {}: {e}", f.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => {
+            eprintln!("knut: give the body with --data '<json>' or --file <path>");
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin = admin.unwrap_or_else(|| config.admin.bind.clone());
+    let url = format!("http://{admin}/api/routes/{route}/messages");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(&url)
+        .header("content-type", content_type.as_deref().unwrap_or(guessed))
+        .body(body)
+        .send()
+        .await;
+    match resp {
+        Ok(r) => {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            println!("{text}");
+            if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("knut: cannot reach knut at {admin} ({e}); is `knut run` running?");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -2,5 +2,7 @@
 //! checking cross-references (`check`) and drawing them (`graph`).
 
 pub mod diagnostic;
+pub mod graph;
 pub mod load;
 pub mod model;
+pub mod testing;

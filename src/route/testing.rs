@@ -1,0 +1,531 @@
+//! Route tests (`knut test`): YAML files next to the routes (`routes/<name>.test.yaml`)
+//! that feed input messages to a route with mocked adapter responses and state what must
+//! come out: published messages, adapter calls, files, and the outcome.
+//!
+//! ```yaml
+//! route: placement-change
+//! tests:
+//!   - name: a start in fritidshem updates elevregister and is announced
+//!     input:
+//!       body: { "student": "...", "kind": "start" }   # or `xml: "<...>"`, or `file: x.xml`
+//!       headers: { unit: "..." }
+//!     mocks:
+//!       - { adapter: elevregister, operation: update-placement, status: 200, body: {} }
+//!     expect:
+//!       outcome: ok                     # ok | stopped | retry | dead-letter
+//!       calls: [ { adapter: elevregister, operation: update-placement } ]
+//!       published: [ { exchange: school.events, key: placement.changed, body: {...} } ]
+//! ```
+//! Lists under `expect` are compared exactly, in order; a `body` given is compared as JSON
+//! (or as text for non-JSON bodies); `error` is a substring of the failure's reason.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::adapter::client::classify;
+use crate::envelope::{Body, Envelope, JSON, XML};
+use crate::resources::Resources;
+use crate::route::load::LoadedRoute;
+use crate::step::{AdapterResponse, Context, Effects, FailureKind, Pipeline, StepError};
+use crate::store::Store;
+
+/// A route test file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    /// The route under test.
+    pub route: String,
+    /// The cases.
+    pub tests: Vec<TestCase>,
+}
+
+/// One case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    /// What the case shows.
+    pub name: String,
+    /// The message fed to the route.
+    pub input: Input,
+    /// Adapter responses.
+    #[serde(default)]
+    pub mocks: Vec<Mock>,
+    /// What must come out.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// An input message.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// A JSON body.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// An XML body (UTF-8 text).
+    #[serde(default)]
+    pub xml: Option<String>,
+    /// A body from a file, relative to the test file (bytes as they are: any encoding).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A mocked adapter response; several for the same operation answer successive calls (the
+/// last one repeats).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mock {
+    /// Adapter.
+    pub adapter: String,
+    /// Operation.
+    pub operation: String,
+    /// HTTP status (default 200); 5xx/429/408 act as transient failures, other 4xx permanent.
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// JSON body of the response.
+    #[serde(default)]
+    pub body: Option<Value>,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+/// Expectations.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// `ok` (default), `stopped`, `retry` or `dead-letter`.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Substring of the failure reason (retry, dead-letter).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Messages published, in order.
+    #[serde(default)]
+    pub published: Option<Vec<ExpectPublished>>,
+    /// Adapter calls, in order.
+    #[serde(default)]
+    pub calls: Option<Vec<ExpectCall>>,
+    /// Files written, in order.
+    #[serde(default)]
+    pub files: Option<Vec<ExpectFile>>,
+    /// Bodies of the messages at the end of the route, in order.
+    #[serde(default)]
+    pub output: Option<Vec<Value>>,
+}
+
+/// An expected publish.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectPublished {
+    /// Exchange.
+    pub exchange: String,
+    /// Routing key.
+    pub key: String,
+    /// Body (JSON), if it matters.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// Headers that must be present with these values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// An expected adapter call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectCall {
+    /// Adapter.
+    pub adapter: String,
+    /// Operation.
+    pub operation: String,
+    /// Request body (JSON), if it matters.
+    #[serde(default)]
+    pub body: Option<Value>,
+}
+
+/// An expected file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectFile {
+    /// Folder.
+    pub dir: String,
+    /// File name, if it matters.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Content (JSON), if it matters.
+    #[serde(default)]
+    pub body: Option<Value>,
+}
+
+#[derive(Default)]
+struct Recorded {
+    published: Vec<(String, String, Envelope)>,
+    calls: Vec<(String, String, Envelope)>,
+    files: Vec<(String, String, Bytes)>,
+    replies: Vec<Envelope>,
+}
+
+struct RecordingEffects {
+    mocks: Mutex<BTreeMap<(String, String), VecDeque<Mock>>>,
+    recorded: Mutex<Recorded>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl Effects for RecordingEffects {
+    async fn publish(&self, exchange: &str, key: &str, e: &Envelope) -> Result<(), StepError> {
+        lock(&self.recorded)
+            .published
+            .push((exchange.into(), key.into(), e.clone()));
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        adapter: &str,
+        operation: &str,
+        e: &Envelope,
+    ) -> Result<AdapterResponse, StepError> {
+        lock(&self.recorded)
+            .calls
+            .push((adapter.into(), operation.into(), e.clone()));
+        let mock = {
+            let mut mocks = lock(&self.mocks);
+            let Some(queue) = mocks.get_mut(&(adapter.to_string(), operation.to_string())) else {
+                return Err(StepError::permanent(format!(
+                    "no mock for {adapter}.{operation}: add one under `mocks`"
+                )));
+            };
+            if queue.len() > 1 {
+                queue.pop_front()
+            } else {
+                queue.front().cloned()
+            }
+        };
+        let Some(mock) = mock else {
+            return Err(StepError::permanent(format!(
+                "no mock for {adapter}.{operation}"
+            )));
+        };
+        if let Some(kind) = classify(mock.status) {
+            return Err(StepError {
+                kind,
+                message: format!("{adapter}.{operation} answered HTTP {}", mock.status),
+            });
+        }
+        Ok(AdapterResponse {
+            status: mock.status,
+            content_type: JSON.into(),
+            body: mock.body.map(Body::Json).unwrap_or_default(),
+        })
+    }
+
+    async fn write_file(&self, dir: &str, name: &str, contents: Bytes) -> Result<(), StepError> {
+        lock(&self.recorded)
+            .files
+            .push((dir.into(), name.into(), contents));
+        Ok(())
+    }
+
+    async fn reply(&self, _reply_to: &str, e: &Envelope) -> Result<(), StepError> {
+        lock(&self.recorded).replies.push(e.clone());
+        Ok(())
+    }
+}
+
+/// The result of one case.
+#[derive(Debug)]
+pub struct CaseResult {
+    /// Test file.
+    pub file: PathBuf,
+    /// Case name.
+    pub name: String,
+    /// Mismatches; empty when the case passed.
+    pub failures: Vec<String>,
+}
+
+fn body_json(e: &Envelope) -> Value {
+    match e.json_body() {
+        Ok(v) => v.into_owned(),
+        Err(_) => Value::String(String::from_utf8_lossy(&e.body.to_bytes()).into_owned()),
+    }
+}
+
+fn compare(what: &str, expected: &Value, got: &Value, failures: &mut Vec<String>) {
+    if expected != got {
+        failures.push(format!(
+            "{what}: expected {}\n      got {}",
+            serde_json::to_string(expected).unwrap_or_default(),
+            serde_json::to_string(got).unwrap_or_default()
+        ));
+    }
+}
+
+/// Find test files: `path` itself, or every `*.test.yaml`/`*.test.yml` under it.
+pub fn find_tests(path: &Path) -> Vec<PathBuf> {
+    if path.is_file() {
+        return vec![path.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Run every case of one test file.
+pub async fn run_file(
+    file: &Path,
+    routes: &[LoadedRoute],
+    resources: &Resources,
+) -> Result<Vec<CaseResult>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read: {e}"))?;
+    let tf: TestFile = serde_saphyr::from_str(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("{}:{}: ", l.line(), l.column()))
+            .unwrap_or_default();
+        format!("{at}{}", e.without_snippet())
+    })?;
+    let lr = routes
+        .iter()
+        .find(|r| r.route.route == tf.route)
+        .ok_or_else(|| format!("no route `{}`", tf.route))?;
+    let pipeline =
+        Pipeline::build(&lr.route.steps, "steps", resources).map_err(|e| e.to_string())?;
+    let mut results = Vec::new();
+    for case in tf.tests {
+        let failures = run_case(
+            file,
+            &tf.route,
+            &pipeline,
+            resources,
+            case.input,
+            case.mocks,
+            case.expect,
+        )
+        .await;
+        results.push(CaseResult {
+            file: file.to_path_buf(),
+            name: case.name,
+            failures,
+        });
+    }
+    Ok(results)
+}
+
+async fn run_case(
+    file: &Path,
+    route: &str,
+    pipeline: &Pipeline,
+    resources: &Resources,
+    input: Input,
+    mocks: Vec<Mock>,
+    expect: Expect,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut m = match (input.body, input.xml, input.file) {
+        (Some(v), None, None) => Envelope::json(v),
+        (None, Some(x), None) => Envelope::new(XML, Body::Bytes(Bytes::from(x))),
+        (None, None, Some(f)) => {
+            let p = file.parent().unwrap_or(Path::new(".")).join(f);
+            match std::fs::read(&p) {
+                Ok(b) => {
+                    let ct = match p.extension().and_then(|e| e.to_str()) {
+                        Some("json") => JSON,
+                        Some("xml") => XML,
+                        _ => "application/octet-stream",
+                    };
+                    Envelope::new(ct, Body::Bytes(Bytes::from(b)))
+                }
+                Err(e) => return vec![format!("input file {}: {e}", p.display())],
+            }
+        }
+        _ => return vec!["input: give exactly one of `body`, `xml` and `file`".into()],
+    };
+    m.headers = input.headers;
+    let mut table: BTreeMap<(String, String), VecDeque<Mock>> = BTreeMap::new();
+    for mock in mocks {
+        if let Err(miss) = resources.client.lookup(&mock.adapter, &mock.operation) {
+            failures.push(format!(
+                "mock {}.{}: no such adapter operation ({miss:?})",
+                mock.adapter, mock.operation
+            ));
+        }
+        table
+            .entry((mock.adapter.clone(), mock.operation.clone()))
+            .or_default()
+            .push_back(mock);
+    }
+    let effects = Arc::new(RecordingEffects {
+        mocks: Mutex::new(table),
+        recorded: Mutex::new(Recorded::default()),
+    });
+    let store = match Store::memory().await {
+        Ok(s) => s,
+        Err(e) => return vec![format!("state store: {e}")],
+    };
+    let cx = Context {
+        route: Arc::from(route),
+        effects: effects.clone(),
+        store,
+    };
+    let result = pipeline.run(m, &cx).await;
+    let (outcome, error, output) = match result {
+        Ok(out) if out.is_empty() && !pipeline.is_empty() => ("stopped", None, out),
+        Ok(out) => ("ok", None, out),
+        Err(f) => (
+            if f.error.kind == FailureKind::Transient {
+                "retry"
+            } else {
+                "dead-letter"
+            },
+            Some(format!("{}: {}", f.step, f.error.message)),
+            Vec::new(),
+        ),
+    };
+    let want = expect.outcome.as_deref().unwrap_or("ok");
+    if want != outcome {
+        failures.push(format!(
+            "outcome: expected {want}, got {outcome}{}",
+            error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(sub) = &expect.error {
+        match &error {
+            Some(e) if e.contains(sub.as_str()) => {}
+            Some(e) => failures.push(format!("error: expected it to contain `{sub}`, got `{e}`")),
+            None => failures.push(format!(
+                "error: expected a failure containing `{sub}`, got none"
+            )),
+        }
+    }
+    let rec = lock(&effects.recorded);
+    if let Some(published) = &expect.published {
+        if published.len() != rec.published.len() {
+            failures.push(format!(
+                "published: expected {} message(s), got {}: {:?}",
+                published.len(),
+                rec.published.len(),
+                rec.published
+                    .iter()
+                    .map(|(x, k, _)| format!("{x}/{k}"))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        for (i, (want, (ex, key, e))) in published.iter().zip(rec.published.iter()).enumerate() {
+            if (&want.exchange, &want.key) != (ex, key) {
+                failures.push(format!(
+                    "published[{i}]: expected {}/{}, got {ex}/{key}",
+                    want.exchange, want.key
+                ));
+            }
+            if let Some(b) = &want.body {
+                compare(
+                    &format!("published[{i}].body"),
+                    b,
+                    &body_json(e),
+                    &mut failures,
+                );
+            }
+            for (h, v) in &want.headers {
+                if e.header(h) != Some(v.as_str()) {
+                    failures.push(format!(
+                        "published[{i}].headers.{h}: expected `{v}`, got {:?}",
+                        e.header(h)
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(calls) = &expect.calls {
+        if calls.len() != rec.calls.len() {
+            failures.push(format!(
+                "calls: expected {} call(s), got {}: {:?}",
+                calls.len(),
+                rec.calls.len(),
+                rec.calls
+                    .iter()
+                    .map(|(a, o, _)| format!("{a}.{o}"))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        for (i, (want, (a, o, e))) in calls.iter().zip(rec.calls.iter()).enumerate() {
+            if (&want.adapter, &want.operation) != (a, o) {
+                failures.push(format!(
+                    "calls[{i}]: expected {}.{}, got {a}.{o}",
+                    want.adapter, want.operation
+                ));
+            }
+            if let Some(b) = &want.body {
+                compare(&format!("calls[{i}].body"), b, &body_json(e), &mut failures);
+            }
+        }
+    }
+    if let Some(files) = &expect.files {
+        if files.len() != rec.files.len() {
+            failures.push(format!(
+                "files: expected {} file(s), got {}",
+                files.len(),
+                rec.files.len()
+            ));
+        }
+        for (i, (want, (dir, name, bytes))) in files.iter().zip(rec.files.iter()).enumerate() {
+            if &want.dir != dir {
+                failures.push(format!("files[{i}].dir: expected {}, got {dir}", want.dir));
+            }
+            if let Some(n) = &want.name
+                && n != name
+            {
+                failures.push(format!("files[{i}].name: expected {n}, got {name}"));
+            }
+            if let Some(b) = &want.body {
+                let got = serde_json::from_slice(bytes)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()));
+                compare(&format!("files[{i}].body"), b, &got, &mut failures);
+            }
+        }
+    }
+    if let Some(out) = &expect.output {
+        let got: Vec<Value> = output.iter().map(body_json).collect();
+        compare(
+            "output",
+            &Value::Array(out.clone()),
+            &Value::Array(got),
+            &mut failures,
+        );
+    }
+    failures
+}
