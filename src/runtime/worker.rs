@@ -238,3 +238,221 @@ impl RouteWorker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::broker::embedded::EmbeddedBroker;
+    use crate::broker::{Broker, RouteQueue, Topology, dead_letter_queue};
+    use crate::envelope::Body;
+    use crate::resources::Resources;
+    use crate::route::model::{StepSpec, ToSpec};
+    use crate::step::{AdapterResponse, Effects, StepError};
+    use crate::store::Store;
+
+    /// A downstream that fails with `fail` for the first `failures` calls, recording call times.
+    struct Flaky {
+        failures: usize,
+        fail: StepError,
+        calls: Mutex<Vec<Instant>>,
+    }
+
+    #[async_trait]
+    impl Effects for Flaky {
+        async fn publish(&self, _: &str, _: &str, _: &Envelope) -> Result<(), StepError> {
+            Ok(())
+        }
+        async fn call(&self, _: &str, _: &str, _: &Envelope) -> Result<AdapterResponse, StepError> {
+            let n = {
+                let mut c = self.calls.lock().unwrap();
+                c.push(Instant::now());
+                c.len()
+            };
+            if n <= self.failures {
+                Err(self.fail.clone())
+            } else {
+                Ok(AdapterResponse {
+                    status: 200,
+                    content_type: "application/json".into(),
+                    body: Body::default(),
+                })
+            }
+        }
+        async fn write_file(&self, _: &str, _: &str, _: Bytes) -> Result<(), StepError> {
+            Ok(())
+        }
+        async fn reply(&self, _: &str, _: &Envelope) -> Result<(), StepError> {
+            Ok(())
+        }
+    }
+
+    async fn start(
+        route: &str,
+        flaky: Arc<Flaky>,
+        retry: RetryPolicy,
+    ) -> (
+        Arc<EmbeddedBroker>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let res = Resources::load(dir.path()).unwrap();
+        let specs = vec![StepSpec::To(ToSpec {
+            adapter: Some("downstream".into()),
+            operation: Some("deliver".into()),
+            file: None,
+        })];
+        let pipeline = Arc::new(Pipeline::build(&specs, "steps", &res).unwrap());
+        let broker = Arc::new(EmbeddedBroker::new());
+        broker
+            .declare(&Topology {
+                exchanges: vec![],
+                routes: vec![RouteQueue {
+                    route: route.into(),
+                    bindings: vec![],
+                }],
+            })
+            .await
+            .unwrap();
+        let worker = RouteWorker {
+            pipeline,
+            context: Context {
+                route: Arc::from(route),
+                effects: flaky,
+                store: Store::memory().await.unwrap(),
+            },
+            retry,
+            consumer: ConsumerSpec::default(),
+            broker: broker.clone(),
+            journal: Journal::disabled(),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        (broker, stop, task)
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_with_growing_delay() {
+        let flaky = Arc::new(Flaky {
+            failures: 3,
+            fail: StepError::transient("downstream.deliver answered HTTP 503"),
+            calls: Mutex::new(Vec::new()),
+        });
+        let retry = RetryPolicy {
+            attempts: 5,
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        let (broker, stop, task) = start("flaky", flaky.clone(), retry).await;
+        broker
+            .publish(
+                crate::broker::INGRESS_EXCHANGE,
+                "flaky",
+                &Envelope::json(serde_json::json!({})),
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while flaky.calls.lock().unwrap().len() < 4 {
+            assert!(Instant::now() < deadline, "not delivered after retries");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let calls = flaky.calls.lock().unwrap().clone();
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
+        // delays: attempt 1 in [50,100] ms, 2 in [100,200], 3 in [200,400]
+        assert!(gaps[0] >= Duration::from_millis(45), "{gaps:?}");
+        assert!(gaps[1] >= Duration::from_millis(95), "{gaps:?}");
+        assert!(gaps[2] >= Duration::from_millis(195), "{gaps:?}");
+        assert!(gaps[2] > gaps[0], "delays grow: {gaps:?}");
+        assert_eq!(
+            broker
+                .queue_depth(&dead_letter_queue("flaky"))
+                .await
+                .unwrap(),
+            0
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn permanent_failure_is_dead_lettered_with_reason() {
+        let flaky = Arc::new(Flaky {
+            failures: usize::MAX,
+            fail: StepError::permanent("downstream.deliver answered HTTP 400"),
+            calls: Mutex::new(Vec::new()),
+        });
+        let (broker, stop, task) = start("poison", flaky.clone(), RetryPolicy::default()).await;
+        let m = Envelope::json(serde_json::json!({"x": 1}));
+        broker
+            .publish(crate::broker::INGRESS_EXCHANGE, "poison", &m)
+            .await
+            .unwrap();
+        let mut dlq = broker
+            .consume(&dead_letter_queue("poison"), 1)
+            .await
+            .unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(5), dlq.next())
+            .await
+            .expect("dead-lettered in time")
+            .unwrap();
+        let e = &d.envelope;
+        assert_eq!(e.id, m.id, "the dead letter is the original message");
+        assert_eq!(
+            e.header(header::DEAD_LETTER_REASON),
+            Some("downstream.deliver answered HTTP 400")
+        );
+        assert_eq!(e.header(header::DEAD_LETTER_STEP), Some("steps[0].to"));
+        assert_eq!(e.header(DEAD_LETTER_ROUTE), Some("poison"));
+        assert_eq!(e.header(ATTEMPTS), Some("1"));
+        assert!(e.header(header::FIRST_FAILURE).is_some());
+        assert!(e.header(header::LAST_FAILURE).is_some());
+        assert_eq!(
+            flaky.calls.lock().unwrap().len(),
+            1,
+            "a permanent failure is not retried"
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn transient_failure_dead_lettered_after_attempts() {
+        let flaky = Arc::new(Flaky {
+            failures: usize::MAX,
+            fail: StepError::transient("downstream.deliver timed out"),
+            calls: Mutex::new(Vec::new()),
+        });
+        let retry = RetryPolicy {
+            attempts: 3,
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+        };
+        let (broker, stop, task) = start("tired", flaky.clone(), retry).await;
+        broker
+            .publish(
+                crate::broker::INGRESS_EXCHANGE,
+                "tired",
+                &Envelope::json(serde_json::json!({})),
+            )
+            .await
+            .unwrap();
+        let mut dlq = broker
+            .consume(&dead_letter_queue("tired"), 1)
+            .await
+            .unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(5), dlq.next())
+            .await
+            .expect("dead-lettered in time")
+            .unwrap();
+        assert_eq!(d.envelope.header(ATTEMPTS), Some("3"));
+        assert_eq!(flaky.calls.lock().unwrap().len(), 3);
+        stop.cancel();
+        task.await.unwrap();
+    }
+}
