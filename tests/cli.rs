@@ -1,0 +1,151 @@
+//! The `knut` binary as a user runs it: `check`, `test`, `graph`, `schema`, `version` on
+//! the repository's own root and on broken roots.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn knut(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_knut"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("knut runs")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A copy of the repository's root (adapters, routes, schemas, transforms) to break.
+fn copy_root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["adapters", "routes", "schemas", "transforms"] {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn check_passes_on_the_repository() {
+    let o = knut(&repo(), &["check"]);
+    assert!(o.status.success(), "knut check failed:\n{}", text(&o));
+}
+
+#[test]
+fn route_tests_of_the_repository_pass() {
+    let o = knut(&repo(), &["test"]);
+    let out = text(&o);
+    assert!(o.status.success(), "knut test failed:\n{out}");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn a_failing_route_test_fails_the_run() {
+    let root = copy_root();
+    let f = root.path().join("routes/placement-change.test.yaml");
+    let t = std::fs::read_to_string(&f).unwrap().replacen(
+        "key: placement.changed",
+        "key: placement.forgotten",
+        1,
+    );
+    std::fs::write(&f, t).unwrap();
+    let o = knut(root.path(), &["test"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+    assert!(out.contains("placement.forgotten"), "{out}");
+}
+
+#[test]
+fn a_misspelt_step_kind_is_reported_with_position_and_suggestion() {
+    let root = copy_root();
+    let f = root.path().join("routes/placement-change.yaml");
+    let t = std::fs::read_to_string(&f).unwrap().replace(
+        "  - validate: { schema: placement-change.v1 }",
+        "  - valdate: { schema: placement-change.v1 }",
+    );
+    std::fs::write(&f, t).unwrap();
+    let o = knut(root.path(), &["check"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("placement-change.yaml:"), "file named: {out}");
+    assert!(out.contains("valdate"), "{out}");
+    assert!(out.contains("did you mean `validate`"), "suggestion: {out}");
+    // file:line:col — the step is on line 14
+    assert!(
+        out.lines().any(|l| l.contains("placement-change.yaml:14:")),
+        "line and column: {out}"
+    );
+}
+
+#[test]
+fn a_misspelt_key_and_a_missing_schema_are_reported() {
+    let root = copy_root();
+    let f = root.path().join("routes/oep-application-archive.yaml");
+    let t = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace("idempotent: { key:", "idempotent: { kye:");
+    std::fs::write(&f, t).unwrap();
+    let g = root.path().join("routes/placement-change.yaml");
+    let t = std::fs::read_to_string(&g).unwrap().replace(
+        "validate: { schema: placement-change.v1 }",
+        "validate: { schema: placement-change.v2 }",
+    );
+    std::fs::write(&g, t).unwrap();
+    let o = knut(root.path(), &["check"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("kye"), "{out}");
+    assert!(out.contains("did you mean `key`"), "{out}");
+}
+
+#[test]
+fn graph_prints_mermaid() {
+    let o = knut(&repo(), &["graph"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.starts_with("flowchart"), "{out}");
+    assert!(out.contains("placement-change"), "{out}");
+    assert!(out.contains("school.events"), "{out}");
+    assert!(out.contains("elevregister"), "{out}");
+}
+
+#[test]
+fn schema_and_version() {
+    let o = knut(&repo(), &["schema"]);
+    assert!(o.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shipped: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schemas/route.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        printed, shipped,
+        "schemas/route.schema.json is what `knut schema` prints"
+    );
+    let o = knut(&repo(), &["version"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("knut "));
+}
