@@ -1,0 +1,134 @@
+//! Black-box: the shipped OeP routes in a running system, driven over HTTP.
+//! ISO-8859-1 XML in → xml_to_json → validate → transform → publish → (queue) → to: file,
+//! read back as UTF-8 JSON; bad bodies refused at the door with problem+json.
+
+mod support;
+
+use std::time::Duration;
+
+use knutpunkt::config::Config;
+use knutpunkt::runtime::System;
+use serde_json::Value;
+use support::root::{copy_root, eventually, repo};
+
+async fn start(root: &std::path::Path) -> System {
+    let config = Config::from_toml_str(
+        r#"
+        [http]
+        bind = "127.0.0.1:0"
+        [admin]
+        bind = "127.0.0.1:0"
+        [sandbox]
+        enabled = false
+        "#,
+    )
+    .expect("config");
+    System::start(root, &config).await.expect("system starts")
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oep_export_in_latin1_arrives_as_utf8_json_file() {
+    let root = copy_root();
+    let system = start(root.path()).await;
+    let http = client();
+    let base = format!("http://{}", system.http_addr);
+    let admin = format!("http://{}", system.admin_addr);
+
+    let ready = http.get(format!("{admin}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let xml = std::fs::read(repo().join("tests/fixtures/oep/leave-application-latin1.xml")).unwrap();
+    assert!(std::str::from_utf8(&xml).is_err(), "the fixture really is Latin-1");
+    let resp = http
+        .post(format!("{base}/in/oep/flowinstances"))
+        .header("content-type", "application/xml")
+        .body(xml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let accepted: Value = resp.json().await.unwrap();
+    assert!(accepted["id"].as_str().is_some_and(|s| s.len() == 36));
+    assert!(accepted["correlation_id"].as_str().is_some());
+
+    let file = root.path().join("data/out/applications/oep-412-90017.json");
+    eventually(10, "the application file", || file.exists()).await;
+    let bytes = std::fs::read(&file).unwrap();
+    let text = String::from_utf8(bytes).expect("the file is UTF-8");
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["poster"]["firstname"], "Åsa");
+    assert_eq!(json["poster"]["lastname"], "Öhrnbjörk");
+    assert_eq!(json["values"]["skal"], "Släktträff i Överkalix, åk 7 får läxor med sig");
+    assert_eq!(json["flowName"], "Ansökan om ledighet för elev");
+
+    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("knut_messages_in_total"), "{metrics}");
+
+    system.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_are_refused_at_the_door() {
+    let root = copy_root();
+    let system = start(root.path()).await;
+    let http = client();
+    let url = format!("http://{}/in/oep/flowinstances", system.http_addr);
+
+    let doctype = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">]><FlowInstance>&lol;</FlowInstance>";
+    let resp = http.post(&url).header("content-type", "application/xml").body(doctype).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let p: Value = resp.json().await.unwrap();
+    assert_eq!(p["status"], 400);
+    assert!(p["title"].is_string() && p["detail"].is_string(), "{p}");
+
+    let invalid = "<FlowInstance><Header><Flow><FamilyID>x12</FamilyID></Flow><Status><Name>Inkommen</Name></Status></Header></FlowInstance>";
+    let resp = http.post(&url).header("content-type", "application/xml").body(invalid).send().await.unwrap();
+    assert_eq!(resp.status(), 422);
+    let p: Value = resp.json().await.unwrap();
+    let pointers: Vec<&str> = p["errors"]
+        .as_array()
+        .expect("errors listed")
+        .iter()
+        .filter_map(|e| e["pointer"].as_str())
+        .collect();
+    assert!(pointers.contains(&"/FlowInstance/Header/Flow/FamilyID"), "{p}");
+    assert!(
+        pointers.iter().any(|p| p.starts_with("/FlowInstance/Header")),
+        "the missing FlowInstanceID is named: {p}"
+    );
+
+    let not_xml = "this is not xml";
+    let resp = http.post(&url).header("content-type", "application/xml").body(not_xml).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // Nothing of the refused bodies entered the broker.
+    let admin = format!("http://{}", system.admin_addr);
+    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("knut_messages_in_total{route=\"oep-flowinstance-in\"}")),
+        "{metrics}"
+    );
+
+    let openapi: Value = http
+        .get(format!("http://{}/openapi.json", system.http_addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"]["/in/oep/flowinstances"]["post"].is_object(), "{openapi}");
+    assert!(openapi["paths"]["/api/v1/placement-changes"]["post"]["requestBody"].is_object());
+
+    system.shutdown(Duration::from_secs(5)).await;
+}

@@ -1,0 +1,109 @@
+//! `knut run` as a process: ready, serving, logs masked, graceful on SIGTERM.
+
+mod support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::root::{copy_root, free_port};
+
+fn get(url: &str) -> Option<(u16, String)> {
+    // A tiny blocking HTTP/1.1 GET, enough for health checks.
+    use std::io::Write;
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf))
+}
+
+fn post_json(url: &str, body: &str) -> Option<u16> {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn knut_run_serves_masks_personnummer_and_stops_on_sigterm() {
+    let root = copy_root();
+    std::fs::write(
+        root.path().join("routes/log-everything.yaml"),
+        r#"
+route: log-everything
+from: { http: { path: /in/test/log, auth: none, format: json } }
+steps:
+  - log: { message: "received", jq: "." }
+  - log: { message: "literal 20130412-2383 in a route file" }
+"#,
+    )
+    .unwrap();
+    let (http, admin) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_knut"))
+        .arg("--root")
+        .arg(root.path())
+        .arg("run")
+        .env("KNUT__HTTP__BIND", format!("127.0.0.1:{http}"))
+        .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{admin}"))
+        .env("KNUT__SANDBOX__ENABLED", "false")
+        .env("KNUT__LOG__FORMAT", "json")
+        .env_remove("KNUT__BROKER__URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("knut starts");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, _)) = get(&format!("http://127.0.0.1:{admin}/readyz")) {
+            break;
+        }
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            let mut err = String::new();
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            panic!("knut never became ready:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&format!("http://127.0.0.1:{admin}/healthz")).map(|r| r.0), Some(200));
+
+    let body = r#"{"civicNo":"20130412-2383","short":"130412-2383","centenarian":"130412+2383","digits":"201304122383","ten":"1304122383","note":"Tilda"}"#;
+    assert_eq!(post_json(&format!("http://127.0.0.1:{http}/in/test/log"), body), Some(202));
+    std::thread::sleep(Duration::from_millis(500));
+
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(20), "knut did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "graceful exit: {status:?}");
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("received"), "the log step ran:\n{err}");
+    assert!(err.contains("Tilda"), "other data stays readable:\n{err}");
+    for pnr in ["20130412-2383", "130412-2383", "130412+2383", "201304122383", "1304122383"] {
+        assert!(!err.contains(pnr), "personnummer {pnr} leaked into the log:\n{err}");
+    }
+}
