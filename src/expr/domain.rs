@@ -1,0 +1,179 @@
+//! Domain functions for jq programs, implemented as jaq native functions on top of
+//! [`super::personnummer`].
+//!
+//! | function | input | output |
+//! |---|---|---|
+//! | `personnummer_valid` | any value | `true` if it is a string holding a valid personnummer or samordningsnummer, else `false` |
+//! | `personnummer_birthdate` | personnummer string | birth date `"YYYY-MM-DD"` (samordningsnummer: day − 60) |
+//! | `age($date)` | personnummer string | whole years on `$date` (`"YYYY-MM-DD"`) |
+//! | `is_adult($date)` | personnummer string | `age($date) >= 18` |
+//! | `mask_personnummer` | string (or `null`) | the string with every personnummer-shaped value masked (`20100101-****`) |
+//!
+//! Accepted forms are those of [`super::personnummer::parse`]. Errors say what is wrong
+//! (not a string, not a valid personnummer, bad date) and never contain the value.
+
+use jaq_core::box_iter::box_once;
+use jaq_core::native::{Fun, bome, run, v};
+use jaq_core::{Cv, Error, ValXs};
+use jaq_json::Val;
+
+use super::Data;
+use super::personnummer::{self, Personnummer};
+
+/// Age of majority in Sweden (myndig).
+const ADULT_AGE: u32 = 18;
+
+/// The native functions of this module, ready for the compiler.
+pub(crate) fn funs() -> impl Iterator<Item = Fun<Data>> {
+    let funs: [jaq_core::native::Filter<jaq_core::RunPtr<Data>>; 5] = [
+        ("personnummer_valid", v(0), |cv| {
+            let valid = as_str(&cv.1).is_some_and(|s| personnummer::parse(s).is_ok());
+            box_once(Ok(Val::Bool(valid)))
+        }),
+        ("personnummer_birthdate", v(0), |cv| {
+            bome(
+                pnr("personnummer_birthdate", &cv.1)
+                    .map(|p| Val::utf8_str(p.birth_date().format("%Y-%m-%d").to_string())),
+            )
+        }),
+        ("age", v(1), |cv| {
+            age_fn(cv, "age", |age| Val::from(age as usize))
+        }),
+        ("is_adult", v(1), |cv| {
+            age_fn(cv, "is_adult", |age| Val::Bool(age >= ADULT_AGE))
+        }),
+        ("mask_personnummer", v(0), |cv| {
+            bome(match &cv.1 {
+                Val::Null => Ok(Val::Null),
+                v => match as_str(v) {
+                    Some(s) => Ok(Val::utf8_str(personnummer::mask(s))),
+                    None => Err(Error::str(format!(
+                        "mask_personnummer: input must be a string, not {}",
+                        type_name(v)
+                    ))),
+                },
+            })
+        }),
+    ];
+    funs.into_iter().map(run::<Data>)
+}
+
+fn age_fn<'a>(mut cv: Cv<'a, Data>, name: &str, out: impl Fn(u32) -> Val) -> ValXs<'a, Val> {
+    let date = cv.0.pop_var();
+    let result = pnr(name, &cv.1).and_then(|p| {
+        let date = as_str(&date)
+            .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .ok_or_else(|| {
+                Error::str(format!(
+                    "{name}($date): $date must be a date string \"YYYY-MM-DD\""
+                ))
+            })?;
+        Ok(out(p.age_on(date)))
+    });
+    bome(result)
+}
+
+fn pnr(name: &str, v: &Val) -> Result<Personnummer, Error<Val>> {
+    let s = as_str(v).ok_or_else(|| {
+        Error::str(format!(
+            "{name}: input must be a personnummer string, not {}",
+            type_name(v)
+        ))
+    })?;
+    personnummer::parse(s).map_err(|e| Error::str(format!("{name}: {e}")))
+}
+
+fn as_str(v: &Val) -> Option<&str> {
+    match v {
+        Val::TStr(b) => std::str::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+fn type_name(v: &Val) -> &'static str {
+    match v {
+        Val::Null => "null",
+        Val::Bool(_) => "a boolean",
+        Val::Num(_) => "a number",
+        Val::TStr(_) | Val::BStr(_) => "a string",
+        Val::Arr(_) => "an array",
+        Val::Obj(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::expr::{ExprError, Program, Vars};
+    use serde_json::{Value, json};
+
+    // Fictional personnummer, constructed with valid Luhn digits:
+    // 20071022-1235 born 2007-10-22; 20130361-1238 samordningsnummer born 2013-03-01;
+    // 20120229-1231 born on the leap day 2012-02-29.
+    fn run(src: &str, input: Value) -> Result<Vec<Value>, ExprError> {
+        Program::compile(src).unwrap().run(&input, &Vars::default())
+    }
+
+    #[test]
+    fn valid_and_birthdate() {
+        let out = run(
+            "map(personnummer_valid)",
+            json!([
+                "200710221235",
+                "20071022-1235",
+                "200710221236",
+                200710221235u64,
+                null
+            ]),
+        )
+        .unwrap();
+        assert_eq!(out, vec![json!([true, true, false, false, false])]);
+        let out = run(
+            ".[] | personnummer_birthdate",
+            json!(["201303611238", "201202291231"]),
+        );
+        assert_eq!(out.unwrap(), vec![json!("2013-03-01"), json!("2012-02-29")]);
+    }
+
+    #[test]
+    fn age_around_18th_birthday() {
+        let p = "200710221235";
+        let out = run(
+            r#"[age("2025-10-21"), age("2025-10-22"), is_adult("2025-10-21"), is_adult("2025-10-22")]"#,
+            json!(p),
+        )
+        .unwrap();
+        assert_eq!(out, vec![json!([17, 18, false, true])]);
+        // Leap-day birth: the birthday is 1 March in non-leap years.
+        let out = run(
+            r#"[age("2013-02-28"), age("2013-03-01")]"#,
+            json!("201202291231"),
+        );
+        assert_eq!(out.unwrap(), vec![json!([0, 1])]);
+    }
+
+    #[test]
+    fn errors_name_the_problem_not_the_value() {
+        let err = run("personnummer_birthdate", json!("200710221236")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("check digit"), "{text}");
+        assert!(!text.contains("2007102"), "{text}");
+        let err = run(r#"age("22 oktober")"#, json!("200710221235")).unwrap_err();
+        assert!(err.to_string().contains("YYYY-MM-DD"), "{err}");
+        let err = run(r#"is_adult("2025-01-01")"#, json!(5)).unwrap_err();
+        assert!(err.to_string().contains("not a number"), "{err}");
+    }
+
+    #[test]
+    fn mask() {
+        let out = run(
+            "map(mask_personnummer)",
+            json!(["Elev 20071022-1235 och 201303611238", null]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![json!(["Elev 20071022-**** och 20130361****", null])]
+        );
+        assert!(run("mask_personnummer", json!({})).is_err());
+    }
+}
