@@ -908,6 +908,47 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_is_valid_and_equals_the_defaults() {
+        let cfg = Config::from_toml_str(include_str!("../knut.toml.example")).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn shipped_production_example_is_valid_and_production_like() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            include_str!("../deploy/knut.production.toml"),
+        )
+        .unwrap();
+        let cfg = Config::load_with_env(
+            dir.path(),
+            env(&[
+                (
+                    "KNUT__BROKER__URL",
+                    "amqps://knut@rabbitmq.internal:5671/school",
+                ),
+                ("KNUT__STORE__URL", "postgres://knut@db.internal:5432/knut"),
+            ]),
+        )
+        .unwrap();
+        assert!(!cfg.sandbox.enabled);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(
+            cfg.broker.url.as_deref(),
+            Some("amqps://knut@rabbitmq.internal:5671/school")
+        );
+        assert_eq!(
+            cfg.store_url(dir.path()),
+            "postgres://knut@db.internal:5432/knut"
+        );
+        // The file itself holds no connection URLs (they carry passwords).
+        let bare = Config::from_toml_str(include_str!("../deploy/knut.production.toml")).unwrap();
+        assert_eq!(bare.broker.url, None);
+        assert_eq!(bare.store.url, None);
+    }
+
+    #[test]
     fn key_lists_match_the_structs() {
         // The unknown-key walker keeps its own key lists; they must follow the structs.
         let json = serde_json::to_value(Config::default()).unwrap();
