@@ -1,86 +1,1004 @@
-//! STUB (replaced by the ops branch).
-#![allow(missing_docs)]
+//! The instance configuration: `<root>/knut.toml` plus `KNUT__SECTION__KEY` environment
+//! overrides.
+//!
+//! Every setting has a default, so a root without `knut.toml` and without environment
+//! variables runs as a development instance (embedded broker, SQLite store, sandbox on, text
+//! logs). Sources are applied in this order, later ones winning:
+//!
+//! 1. the defaults below,
+//! 2. `<root>/knut.toml` (optional),
+//! 3. environment variables `KNUT__<SECTION>__<KEY>` (separator `__`, case-insensitive), e.g.
+//!    `KNUT__BROKER__URL=amqp://…`, `KNUT__HTTP__BIND=0.0.0.0:8080`,
+//!    `KNUT__SANDBOX__ENABLED=false`. Variables with a single underscore after `KNUT`
+//!    (`KNUT_TEST_AMQP_URL`) are not configuration and are ignored.
+//!
+//! Unknown keys are errors that name the key and suggest the closest known one, so a typo
+//! never silently falls back to a default. Secrets are never written in the file: an
+//! `api_key` auth scheme names the environment variable that holds the key.
+
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-#[derive(Debug, Clone, Default)]
+
+use config::{Environment, File, FileFormat, Map, Value, ValueKind};
+use serde::{Deserialize, Serialize};
+
+/// Name of the optional configuration file inside the root folder.
+pub const CONFIG_FILE: &str = "knut.toml";
+
+/// Prefix of environment variables that override configuration keys (`KNUT__HTTP__BIND`).
+pub const ENV_PREFIX: &str = "KNUT__";
+
+/// The whole configuration of one Knutpunkt instance.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Config {
+    /// The message broker (RabbitMQ, or the embedded broker when no URL is set).
     pub broker: BrokerConfig,
+    /// The HTTP ingress (routes with `from: http`).
     pub http: HttpConfig,
+    /// The admin HTTP server (health, readiness, metrics, admin API).
     pub admin: AdminConfig,
+    /// The state store (idempotency keys, aggregation groups, message journal).
     pub store: StoreConfig,
+    /// The sandbox that simulates the municipality's systems.
     pub sandbox: SandboxConfig,
+    /// Logging.
     pub log: LogConfig,
+    /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
 }
-#[derive(Debug, Clone, Default)]
+
+/// `[broker]`: which broker to use and how much to take at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BrokerConfig {
+    /// `amqp://` or `amqps://` URL of RabbitMQ; `None` runs the embedded (non-durable)
+    /// broker. Usually set from the environment (`KNUT__BROKER__URL`) because it holds a
+    /// password.
     pub url: Option<String>,
+    /// How many unacknowledged deliveries a route worker may hold (back-pressure).
     pub prefetch: u16,
 }
-#[derive(Debug, Clone, Default)]
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefetch: 32,
+        }
+    }
+}
+
+/// `[http]`: the ingress server for `from: http` routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HttpConfig {
-    pub bind: String,
+    /// Socket address to listen on.
+    pub bind: SocketAddr,
+    /// Largest accepted request body, in bytes.
     pub max_body: usize,
+    /// Named authentication schemes that routes refer to with `from.http.auth`.
     pub auth: BTreeMap<String, AuthScheme>,
 }
-#[derive(Debug, Clone)]
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body: 1024 * 1024,
+            auth: BTreeMap::new(),
+        }
+    }
+}
+
+/// One authentication scheme under `[http.auth.<name>]`, chosen by its `type` key.
+///
+/// This is only the configuration shape; checking credentials happens in the ingress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuthScheme {
-    ApiKey { header: String, key_env: String },
-    BearerJwt { issuer: String },
+    /// A shared API key sent in a request header.
+    ApiKey {
+        /// Header carrying the key.
+        #[serde(default = "default_api_key_header")]
+        header: String,
+        /// Name of the environment variable that holds the key (never the key itself).
+        key_env: String,
+    },
+    /// A JWT bearer token verified against a JWKS.
+    BearerJwt {
+        /// URL of the JSON Web Key Set.
+        #[serde(default)]
+        jwks_url: Option<String>,
+        /// Path of a local JSON Web Key Set file (relative to the root).
+        #[serde(default)]
+        jwks_file: Option<String>,
+        /// Required `iss` claim.
+        issuer: String,
+        /// Required `aud` claim, if any.
+        #[serde(default)]
+        audience: Option<String>,
+    },
 }
-#[derive(Debug, Clone, Default)]
+
+fn default_api_key_header() -> String {
+    "x-api-key".to_owned()
+}
+
+/// `[admin]`: the admin HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AdminConfig {
-    pub bind: String,
+    /// Socket address to listen on.
+    pub bind: SocketAddr,
 }
-#[derive(Debug, Clone, Default)]
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// `[store]`: the state store.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StoreConfig {
+    /// `sqlite:…` or `postgres://…` URL; `None` uses the SQLite file `<root>/data/knut.db`
+    /// (see [`Config::store_url`]).
     pub url: Option<String>,
 }
-#[derive(Debug, Clone, Default)]
+
+/// `[sandbox]`: the simulated municipal systems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SandboxConfig {
+    /// Whether the sandbox runs. On by default for development; off in production.
     pub enabled: bool,
-    pub bind: String,
+    /// Socket address the sandbox listens on.
+    pub bind: SocketAddr,
 }
-#[derive(Debug, Clone, Copy, Default)]
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8090)),
+        }
+    }
+}
+
+/// Format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LogFormat {
+    /// Human-readable single lines.
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
-#[derive(Debug, Clone, Default)]
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LogConfig {
+    /// `text` or `json`.
     pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive, e.g. `info` or `info,knutpunkt=debug`.
     pub level: String,
 }
-#[derive(Debug, Clone, Default)]
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `[shutdown]`: graceful shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ShutdownConfig {
+    /// How long in-flight work may take after SIGTERM/SIGINT before the process exits
+    /// (humantime: `30s`, `2m`).
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
 }
-impl Config {
-    pub fn load(root: &Path) -> Result<Config, ConfigError> {
-        Ok(Config {
-            http: HttpConfig {
-                bind: "127.0.0.1:8080".into(),
-                max_body: 1 << 20,
-                auth: BTreeMap::new(),
-            },
-            admin: AdminConfig {
-                bind: "127.0.0.1:9090".into(),
-            },
-            shutdown: ShutdownConfig {
-                timeout: Duration::from_secs(30),
-            },
-            ..Default::default()
-        })
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+        }
     }
+}
+
+/// A key that the configuration does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    /// Where it came from, e.g. `knut.toml` or `environment variable KNUT__HTTTP__BIND`.
+    pub origin: String,
+    /// Dotted path of the key, e.g. `htttp` or `http.bnd`.
+    pub path: String,
+    /// The closest known key at the same level, if one is close enough.
+    pub suggestion: Option<String>,
+    /// The keys that are allowed at that level.
+    pub known: Vec<&'static str>,
+}
+
+impl std::fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: unknown key `{}`", self.origin, self.path)?;
+        if let Some(s) = &self.suggestion {
+            write!(f, " (did you mean `{s}`?)")?;
+        }
+        write!(f, "; known keys here: {}", self.known.join(", "))
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("cannot read configuration file {}: {source}; check that it is a readable file", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a value has the wrong type.
+    #[error("{origin}: {message}; see knut.toml.example for the expected shape")]
+    Parse {
+        /// Which source failed (file path or "the environment").
+        origin: String,
+        /// What the parser said (positions and key paths, no secrets).
+        message: String,
+    },
+    /// One or more keys are not known.
+    #[error("{}; remove or correct the key", keys.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    UnknownKeys {
+        /// The unknown keys, in a stable order.
+        keys: Vec<UnknownKey>,
+    },
+    /// A value has the right type but is not acceptable.
+    #[error("`{key}` is invalid: {reason}")]
+    Invalid {
+        /// Dotted key path.
+        key: String,
+        /// What is wrong and what to do (never the value itself, which may hold a password).
+        reason: String,
+    },
+    /// An environment variable with the `KNUT__` prefix is not valid Unicode.
+    #[error("environment variable {name} is not valid Unicode; set it to a UTF-8 value")]
+    NonUnicodeEnv {
+        /// The variable's name.
+        name: String,
+    },
+}
+
+impl Config {
+    /// Loads `<root>/knut.toml` (if present) and the process's `KNUT__…` environment
+    /// variables on top of the defaults.
+    pub fn load(root: &Path) -> Result<Config, ConfigError> {
+        let mut env = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if !has_env_prefix(name) {
+                continue;
+            }
+            let value = value
+                .into_string()
+                .map_err(|_| ConfigError::NonUnicodeEnv {
+                    name: name.to_owned(),
+                })?;
+            env.push((name.to_owned(), value));
+        }
+        Self::load_with_env(root, env)
+    }
+
+    /// Like [`Config::load`], with the environment given explicitly (for tests and for callers
+    /// that already hold a snapshot of the environment). Entries without the `KNUT__` prefix
+    /// are ignored.
+    pub fn load_with_env(
+        root: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let path = root.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let origin = path.display().to_string();
+        Self::build(text.as_deref().map(|t| (t, origin.as_str())), env)
+    }
+
+    /// Parses a TOML document on top of the defaults, without reading the environment.
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        Self::build(Some((s, CONFIG_FILE)), std::iter::empty())
+    }
+
+    /// The store URL: `store.url` if set, otherwise the SQLite file `<root>/data/knut.db`
+    /// as `sqlite://<root>/data/knut.db?mode=rwc` (created if missing; the `data` folder must
+    /// exist or be created by the store).
     pub fn store_url(&self, root: &Path) -> String {
-        self.store
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}/data/knut.db?mode=rwc", root.display()))
+        match &self.store.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                root.join("data").join("knut.db").display()
+            ),
+        }
+    }
+
+    fn build(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+
+        if let Some((text, origin)) = file {
+            let source = File::from_str(text, FileFormat::Toml);
+            let parsed = config::Config::builder()
+                .add_source(source.clone())
+                .build()
+                .map_err(|e| parse_error(origin, e))?;
+            let mut unknown = Vec::new();
+            check_keys(&parsed.cache, &|_| origin.to_owned(), &mut unknown);
+            if !unknown.is_empty() {
+                return Err(ConfigError::UnknownKeys { keys: unknown });
+            }
+            builder = builder.add_source(source);
+        }
+
+        let env: Map<String, String> = env
+            .into_iter()
+            .filter(|(name, _)| has_env_prefix(name))
+            .collect();
+        if !env.is_empty() {
+            let names: Vec<(String, String)> = env
+                .keys()
+                .map(|name| (name.clone(), env_key_path(name)))
+                .collect();
+            let source = Environment::with_prefix("KNUT")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env));
+            let parsed = config::Config::builder()
+                .add_source(source.clone())
+                .build()
+                .map_err(|e| parse_error("the environment", e))?;
+            let origin = |path: &str| {
+                let mut vars: Vec<&str> = names
+                    .iter()
+                    .filter(|(_, key)| {
+                        key == path
+                            || key
+                                .strip_prefix(path)
+                                .is_some_and(|rest| rest.starts_with('.'))
+                    })
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                vars.sort_unstable();
+                match vars.as_slice() {
+                    [] => format!(
+                        "environment variable {ENV_PREFIX}{}",
+                        path.replace('.', "__").to_uppercase()
+                    ),
+                    [one] => format!("environment variable {one}"),
+                    many => format!("environment variables {}", many.join(", ")),
+                }
+            };
+            let mut unknown = Vec::new();
+            check_keys(&parsed.cache, &origin, &mut unknown);
+            if !unknown.is_empty() {
+                return Err(ConfigError::UnknownKeys { keys: unknown });
+            }
+            builder = builder.add_source(source);
+        }
+
+        let merged = builder
+            .build()
+            .map_err(|e| parse_error("configuration (knut.toml and KNUT__ variables)", e))?;
+        let cfg: Config = merged
+            .try_deserialize()
+            .map_err(|e| parse_error("configuration (knut.toml and KNUT__ variables)", e))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.broker.url {
+            let scheme = scheme_of(url);
+            if !matches!(scheme.as_deref(), Some("amqp" | "amqps")) {
+                return Err(ConfigError::Invalid {
+                    key: "broker.url".into(),
+                    reason: "expected an amqp:// or amqps:// URL; leave it unset to use the \
+                             embedded broker"
+                        .into(),
+                });
+            }
+        }
+        if let Some(url) = &self.store.url {
+            let scheme = scheme_of(url);
+            if !matches!(
+                scheme.as_deref(),
+                Some("sqlite" | "postgres" | "postgresql")
+            ) {
+                return Err(ConfigError::Invalid {
+                    key: "store.url".into(),
+                    reason: "expected a sqlite: or postgres:// URL; leave it unset to use \
+                             <root>/data/knut.db"
+                        .into(),
+                });
+            }
+        }
+        if self.broker.prefetch == 0 {
+            return Err(ConfigError::Invalid {
+                key: "broker.prefetch".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.http.max_body == 0 {
+            return Err(ConfigError::Invalid {
+                key: "http.max_body".into(),
+                reason: "must be at least 1 byte".into(),
+            });
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(ConfigError::Invalid {
+                key: "log.level".into(),
+                reason: format!(
+                    "not a log filter directive ({e}); use e.g. `info` or `info,knutpunkt=debug`"
+                ),
+            });
+        }
+        for (name, scheme) in &self.http.auth {
+            match scheme {
+                AuthScheme::ApiKey { key_env, header } => {
+                    if key_env.is_empty() {
+                        return Err(ConfigError::Invalid {
+                            key: format!("http.auth.{name}.key_env"),
+                            reason: "name the environment variable that holds the key".into(),
+                        });
+                    }
+                    if header.is_empty() {
+                        return Err(ConfigError::Invalid {
+                            key: format!("http.auth.{name}.header"),
+                            reason: "name the request header that carries the key".into(),
+                        });
+                    }
+                }
+                AuthScheme::BearerJwt {
+                    jwks_url,
+                    jwks_file,
+                    ..
+                } => {
+                    if jwks_url.is_none() == jwks_file.is_none() {
+                        return Err(ConfigError::Invalid {
+                            key: format!("http.auth.{name}"),
+                            reason: "set exactly one of `jwks_url` and `jwks_file`".into(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn has_env_prefix(name: &str) -> bool {
+    name.len() > ENV_PREFIX.len()
+        && name.is_char_boundary(ENV_PREFIX.len())
+        && name[..ENV_PREFIX.len()].eq_ignore_ascii_case(ENV_PREFIX)
+}
+
+/// The dotted key an environment variable sets: `KNUT__HTTP__BIND` → `http.bind`.
+fn env_key_path(name: &str) -> String {
+    name.get(ENV_PREFIX.len()..)
+        .unwrap_or_default()
+        .to_lowercase()
+        .replace("__", ".")
+}
+
+fn scheme_of(url: &str) -> Option<String> {
+    url.split_once(':').map(|(s, _)| s.to_ascii_lowercase())
+}
+
+fn parse_error(origin: &str, e: config::ConfigError) -> ConfigError {
+    ConfigError::Parse {
+        origin: origin.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    }
+}
+
+const TOP_KEYS: &[&str] = &[
+    "broker", "http", "admin", "store", "sandbox", "log", "shutdown",
+];
+const API_KEY_KEYS: &[&str] = &["type", "header", "key_env"];
+const BEARER_JWT_KEYS: &[&str] = &["type", "jwks_url", "jwks_file", "issuer", "audience"];
+const AUTH_TYPES: &[&str] = &["api_key", "bearer_jwt"];
+
+fn section_keys(section: &str) -> &'static [&'static str] {
+    match section {
+        "broker" => &["url", "prefetch"],
+        "http" => &["bind", "max_body", "auth"],
+        "admin" => &["bind"],
+        "store" => &["url"],
+        "sandbox" => &["enabled", "bind"],
+        "log" => &["format", "level"],
+        "shutdown" => &["timeout"],
+        _ => &[],
+    }
+}
+
+fn table(v: &Value) -> Option<&Map<String, Value>> {
+    match &v.kind {
+        ValueKind::Table(t) => Some(t),
+        _ => None,
+    }
+}
+
+fn sorted(t: &Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut v: Vec<_> = t.iter().collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+/// Walks the collected source and reports every key the configuration does not know.
+/// Values of the wrong type (a section that is not a table) are left to serde, which reports
+/// them with their key path.
+fn check_keys(root: &Value, origin: &dyn Fn(&str) -> String, out: &mut Vec<UnknownKey>) {
+    let Some(top) = table(root) else { return };
+    for (section, value) in sorted(top) {
+        if !TOP_KEYS.contains(&section.as_str()) {
+            out.push(unknown(origin, section.clone(), section, TOP_KEYS));
+            continue;
+        }
+        let Some(fields) = table(value) else { continue };
+        let known = section_keys(section);
+        for (key, value) in sorted(fields) {
+            let path = format!("{section}.{key}");
+            if !known.contains(&key.as_str()) {
+                out.push(unknown(origin, path, key, known));
+                continue;
+            }
+            if section == "http" && key == "auth" {
+                check_auth(value, &path, origin, out);
+            }
+        }
+    }
+}
+
+fn check_auth(
+    auth: &Value,
+    path: &str,
+    origin: &dyn Fn(&str) -> String,
+    out: &mut Vec<UnknownKey>,
+) {
+    let Some(schemes) = table(auth) else { return };
+    for (name, scheme) in sorted(schemes) {
+        let Some(fields) = table(scheme) else {
+            continue;
+        };
+        let ty = fields.get("type").and_then(|v| match &v.kind {
+            ValueKind::String(s) => Some(s.as_str()),
+            _ => None,
+        });
+        let known = match ty {
+            Some("api_key") => API_KEY_KEYS,
+            Some("bearer_jwt") => BEARER_JWT_KEYS,
+            Some(other) => {
+                out.push(UnknownKey {
+                    origin: origin(&format!("{path}.{name}.type")),
+                    path: format!("{path}.{name}.type = \"{other}\""),
+                    suggestion: closest(other, AUTH_TYPES).map(|s| format!("type = \"{s}\"")),
+                    known: AUTH_TYPES.to_vec(),
+                });
+                continue;
+            }
+            // A missing `type` is reported by serde ("missing field `type`").
+            None => continue,
+        };
+        for (key, _) in sorted(fields) {
+            if !known.contains(&key.as_str()) {
+                out.push(unknown(origin, format!("{path}.{name}.{key}"), key, known));
+            }
+        }
+    }
+}
+
+fn unknown(
+    origin: &dyn Fn(&str) -> String,
+    path: String,
+    key: &str,
+    known: &'static [&'static str],
+) -> UnknownKey {
+    UnknownKey {
+        origin: origin(&path),
+        suggestion: closest(key, known).map(str::to_owned),
+        path,
+        known: known.to_vec(),
+    }
+}
+
+/// The known key most similar to `key`, if it is similar enough to be a likely typo.
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(key, k), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn empty_document_gives_defaults() {
+        let cfg = Config::from_toml_str("").unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.broker.url, None);
+        assert_eq!(cfg.broker.prefetch, 32);
+        assert_eq!(cfg.http.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.http.max_body, 1024 * 1024);
+        assert_eq!(cfg.admin.bind.to_string(), "127.0.0.1:9090");
+        assert!(cfg.sandbox.enabled);
+        assert_eq!(cfg.sandbox.bind.to_string(), "127.0.0.1:8090");
+        assert_eq!(cfg.log.format, LogFormat::Text);
+        assert_eq!(cfg.log.level, "info");
+        assert_eq!(cfg.shutdown.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load_with_env(dir.path(), Vec::new()).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn full_document_parses() {
+        let cfg = Config::from_toml_str(
+            r#"
+            [broker]
+            url = "amqp://knut@rabbit:5672/%2f"
+            prefetch = 8
+            [http]
+            bind = "0.0.0.0:8081"
+            max_body = 2048
+            [http.auth.portal]
+            type = "api_key"
+            key_env = "KNUT_PORTAL_KEY"
+            [http.auth.citizens]
+            type = "bearer_jwt"
+            jwks_url = "https://idp.example/jwks"
+            issuer = "https://idp.example"
+            [admin]
+            bind = "0.0.0.0:9091"
+            [store]
+            url = "postgres://knut@db/knut"
+            [sandbox]
+            enabled = false
+            [log]
+            format = "json"
+            level = "info,knutpunkt=debug"
+            [shutdown]
+            timeout = "2m"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.broker.url.as_deref(),
+            Some("amqp://knut@rabbit:5672/%2f")
+        );
+        assert_eq!(cfg.broker.prefetch, 8);
+        assert_eq!(cfg.http.bind.to_string(), "0.0.0.0:8081");
+        assert_eq!(cfg.http.max_body, 2048);
+        assert_eq!(
+            cfg.http.auth.get("portal"),
+            Some(&AuthScheme::ApiKey {
+                header: "x-api-key".into(),
+                key_env: "KNUT_PORTAL_KEY".into()
+            })
+        );
+        assert_eq!(
+            cfg.http.auth.get("citizens"),
+            Some(&AuthScheme::BearerJwt {
+                jwks_url: Some("https://idp.example/jwks".into()),
+                jwks_file: None,
+                issuer: "https://idp.example".into(),
+                audience: None,
+            })
+        );
+        assert_eq!(cfg.admin.bind.to_string(), "0.0.0.0:9091");
+        assert!(!cfg.sandbox.enabled);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(cfg.shutdown.timeout, Duration::from_secs(120));
+        assert_eq!(
+            cfg.store_url(Path::new("/srv/knut")),
+            "postgres://knut@db/knut"
+        );
+    }
+
+    #[test]
+    fn misspelt_section_suggests_the_right_one() {
+        let err = Config::from_toml_str("[htttp]\nbind = \"0.0.0.0:1\"\n").unwrap_err();
+        let ConfigError::UnknownKeys { keys } = &err else {
+            panic!("wrong error: {err}")
+        };
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].path, "htttp");
+        assert_eq!(keys[0].suggestion.as_deref(), Some("http"));
+        let text = err.to_string();
+        assert!(text.contains("unknown key `htttp`"), "{text}");
+        assert!(text.contains("did you mean `http`?"), "{text}");
+    }
+
+    #[test]
+    fn misspelt_nested_keys_are_all_reported() {
+        let err = Config::from_toml_str(
+            "[broker]\nprefech = 3\n[sandbox]\nenabld = false\n[http.auth.portal]\ntype = \"api_key\"\nkey_env = \"K\"\nheadr = \"x\"\n",
+        )
+        .unwrap_err();
+        let ConfigError::UnknownKeys { keys } = err else {
+            panic!("wrong error")
+        };
+        let found: Vec<_> = keys
+            .iter()
+            .map(|k| (k.path.as_str(), k.suggestion.as_deref()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("broker.prefech", Some("prefetch")),
+                ("http.auth.portal.headr", Some("header")),
+                ("sandbox.enabld", Some("enabled")),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_key_without_close_match_has_no_suggestion() {
+        let err = Config::from_toml_str("[log]\ncolour = true\n").unwrap_err();
+        let ConfigError::UnknownKeys { keys } = err else {
+            panic!("wrong error")
+        };
+        assert_eq!(keys[0].path, "log.colour");
+        assert_eq!(keys[0].suggestion, None);
+        assert_eq!(keys[0].known, vec!["format", "level"]);
+    }
+
+    #[test]
+    fn unknown_auth_type_is_reported() {
+        let err = Config::from_toml_str("[http.auth.x]\ntype = \"api-key\"\nkey_env = \"K\"\n")
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("type = \"api_key\""), "{text}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[http]\nbind = \"127.0.0.1:1111\"\n[log]\nformat = \"text\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load_with_env(
+            dir.path(),
+            env(&[
+                ("KNUT__BROKER__URL", "amqps://knut@rabbit/prod"),
+                ("KNUT__HTTP__BIND", "0.0.0.0:2222"),
+                ("KNUT__SANDBOX__ENABLED", "false"),
+                ("KNUT__BROKER__PREFETCH", "64"),
+                ("KNUT__LOG__FORMAT", "json"),
+                ("KNUT__SHUTDOWN__TIMEOUT", "5s"),
+                // Not configuration: single underscore, and unrelated variables.
+                ("KNUT_TEST_AMQP_URL", "amqp://elsewhere"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.broker.url.as_deref(), Some("amqps://knut@rabbit/prod"));
+        assert_eq!(cfg.http.bind.to_string(), "0.0.0.0:2222");
+        assert!(!cfg.sandbox.enabled);
+        assert_eq!(cfg.broker.prefetch, 64);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(cfg.shutdown.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn env_can_define_an_auth_scheme() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load_with_env(
+            dir.path(),
+            env(&[
+                ("KNUT__HTTP__AUTH__PORTAL__TYPE", "api_key"),
+                ("KNUT__HTTP__AUTH__PORTAL__KEY_ENV", "PORTAL_KEY"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.http.auth.get("portal"),
+            Some(&AuthScheme::ApiKey {
+                header: "x-api-key".into(),
+                key_env: "PORTAL_KEY".into()
+            })
+        );
+    }
+
+    #[test]
+    fn misspelt_env_variable_names_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load_with_env(dir.path(), env(&[("KNUT__HTTTP__BIND", "0.0.0.0:1")]))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("environment variable KNUT__HTTTP__BIND"),
+            "{text}"
+        );
+        assert!(text.contains("did you mean `http`?"), "{text}");
+    }
+
+    #[test]
+    fn toml_syntax_error_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "[http]\nbind = \n").unwrap();
+        let err = Config::load_with_env(dir.path(), Vec::new()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{text}");
+        assert!(text.contains("knut.toml"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn wrong_types_and_values_are_rejected() {
+        assert!(Config::from_toml_str("[http]\nbind = \"not an address\"\n").is_err());
+        assert!(Config::from_toml_str("[log]\nformat = \"xml\"\n").is_err());
+        assert!(Config::from_toml_str("[shutdown]\ntimeout = \"soon\"\n").is_err());
+        assert!(Config::from_toml_str("[broker]\nprefetch = 0\n").is_err());
+        assert!(Config::from_toml_str("[log]\nlevel = \"info,[[\"\n").is_err());
+        // bearer_jwt needs exactly one key source.
+        assert!(
+            Config::from_toml_str("[http.auth.a]\ntype = \"bearer_jwt\"\nissuer = \"i\"\n")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_rejected_without_echoing_them() {
+        let err =
+            Config::from_toml_str("[broker]\nurl = \"http://user:s3cret@host\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("broker.url"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        let err = Config::from_toml_str("[store]\nurl = \"mysql://u:s3cret@db\"\n").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn default_store_is_sqlite_under_root() {
+        let cfg = Config::default();
+        assert_eq!(
+            cfg.store_url(Path::new("/srv/knut")),
+            "sqlite:///srv/knut/data/knut.db?mode=rwc"
+        );
+        assert_eq!(
+            cfg.store_url(Path::new(".")),
+            "sqlite://./data/knut.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn shipped_example_is_valid_and_equals_the_defaults() {
+        let cfg = Config::from_toml_str(include_str!("../knut.toml.example")).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn shipped_production_example_is_valid_and_production_like() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            include_str!("../deploy/knut.production.toml"),
+        )
+        .unwrap();
+        let cfg = Config::load_with_env(
+            dir.path(),
+            env(&[
+                (
+                    "KNUT__BROKER__URL",
+                    "amqps://knut@rabbitmq.internal:5671/school",
+                ),
+                ("KNUT__STORE__URL", "postgres://knut@db.internal:5432/knut"),
+            ]),
+        )
+        .unwrap();
+        assert!(!cfg.sandbox.enabled);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(
+            cfg.broker.url.as_deref(),
+            Some("amqps://knut@rabbitmq.internal:5671/school")
+        );
+        assert_eq!(
+            cfg.store_url(dir.path()),
+            "postgres://knut@db.internal:5432/knut"
+        );
+        // The file itself holds no connection URLs (they carry passwords).
+        let bare = Config::from_toml_str(include_str!("../deploy/knut.production.toml")).unwrap();
+        assert_eq!(bare.broker.url, None);
+        assert_eq!(bare.store.url, None);
+    }
+
+    #[test]
+    fn key_lists_match_the_structs() {
+        // The unknown-key walker keeps its own key lists; they must follow the structs.
+        let json = serde_json::to_value(Config::default()).unwrap();
+        let top = json.as_object().unwrap();
+        let mut names: Vec<_> = top.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut expected = TOP_KEYS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        for (section, value) in top {
+            let mut keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+            keys.sort_unstable();
+            let mut known: Vec<_> = section_keys(section)
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            known.sort_unstable();
+            assert_eq!(keys, known, "section {section}");
+        }
+        let api_key = serde_json::to_value(AuthScheme::ApiKey {
+            header: String::new(),
+            key_env: String::new(),
+        })
+        .unwrap();
+        let mut keys: Vec<_> = api_key
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut known = API_KEY_KEYS.to_vec();
+        known.sort_unstable();
+        assert_eq!(keys, known);
+        let jwt = serde_json::to_value(AuthScheme::BearerJwt {
+            jwks_url: None,
+            jwks_file: None,
+            issuer: String::new(),
+            audience: None,
+        })
+        .unwrap();
+        let mut keys: Vec<_> = jwt
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut known = BEARER_JWT_KEYS.to_vec();
+        known.sort_unstable();
+        assert_eq!(keys, known);
     }
 }

@@ -1,16 +1,270 @@
-//! STUB (replaced by the ops branch).
-#![allow(missing_docs, unused_variables)]
+//! The metrics the runtime records, exported in Prometheus text format on `/metrics`.
+//!
+//! Call [`install`] once at start (it is safe to call again: it returns the same handle),
+//! then the helpers below from the runtime. Labels are only `route`, `step`, `queue`,
+//! `outcome` and `adapter`, whose values come from configuration (route ids, step kinds,
+//! queue and adapter names) or from [`Outcome`] — never from message data.
+
+use std::sync::OnceLock;
 use std::time::Duration;
-pub fn message_in(route: &str) {}
-pub fn message_out(route: &str) {}
-pub fn message_failed(route: &str) {}
-pub fn message_retried(route: &str) {}
-pub fn message_dead_lettered(route: &str) {}
-pub fn step_duration(route: &str, step: &str, d: Duration) {}
-pub fn queue_depth(queue: &str, n: u64) {}
-pub use metrics_exporter_prometheus::PrometheusHandle;
+
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// Messages accepted into a route (`route`).
+pub const MESSAGES_IN: &str = "knut_messages_in_total";
+/// Messages a route finished successfully (`route`).
+pub const MESSAGES_OUT: &str = "knut_messages_out_total";
+/// Message processing attempts that failed (`route`).
+pub const MESSAGES_FAILED: &str = "knut_messages_failed_total";
+/// Messages scheduled for another attempt after a transient failure (`route`).
+pub const MESSAGES_RETRIED: &str = "knut_messages_retried_total";
+/// Messages moved to the route's dead-letter queue (`route`).
+pub const MESSAGES_DEAD_LETTERED: &str = "knut_messages_dead_lettered_total";
+/// Time one step took (`route`, `step`), in seconds.
+pub const STEP_DURATION: &str = "knut_step_duration_seconds";
+/// Messages waiting in a queue (`queue`).
+pub const QUEUE_DEPTH: &str = "knut_queue_depth";
+/// Calls to an adapter's system (`adapter`, `outcome`).
+pub const ADAPTER_CALLS: &str = "knut_adapter_calls_total";
+/// Time an adapter call took (`adapter`), in seconds.
+pub const ADAPTER_CALL_DURATION: &str = "knut_adapter_call_duration_seconds";
+
+/// Histogram buckets in seconds: from 1 ms (in-process steps) to 60 s (slow systems).
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The result of an adapter call, as a bounded label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The call succeeded.
+    Success,
+    /// The call failed in a way worth retrying (timeout, connection error, 5xx, 429).
+    Transient,
+    /// The call failed in a way that retrying cannot fix (4xx, invalid response).
+    Permanent,
+}
+
+impl Outcome {
+    /// The label value: `success`, `transient` or `permanent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Transient => "transient",
+            Outcome::Permanent => "permanent",
+        }
+    }
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Builds a Prometheus recorder with Knutpunkt's histogram buckets, not installed anywhere.
+/// [`install`] uses it; tests use it with `metrics::with_local_recorder`.
+pub fn recorder() -> PrometheusRecorder {
+    let builder = PrometheusBuilder::new();
+    let builder = [STEP_DURATION, ADAPTER_CALL_DURATION]
+        .into_iter()
+        .fold(builder, |b, name| {
+            // Only fails for empty buckets, which DURATION_BUCKETS is not; fall back to a
+            // fresh builder (summaries) rather than panic.
+            b.set_buckets_for_metric(Matcher::Full(name.to_owned()), DURATION_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+        });
+    builder.build_recorder()
+}
+
+/// Installs the global Prometheus recorder and describes Knutpunkt's metrics; returns the
+/// handle that renders them. Calling it again returns the same handle. If another global
+/// recorder was installed first, a warning is logged and the handle renders nothing.
 pub fn install() -> PrometheusHandle {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .build_recorder()
-        .handle()
+    HANDLE
+        .get_or_init(|| {
+            let recorder = recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => describe(),
+                Err(_) => tracing::warn!(
+                    "another metrics recorder is installed already; /metrics will be empty"
+                ),
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Registers the HELP text and unit of every metric with the current recorder.
+pub fn describe() {
+    describe_counter!(MESSAGES_IN, Unit::Count, "Messages accepted into a route.");
+    describe_counter!(
+        MESSAGES_OUT,
+        Unit::Count,
+        "Messages a route finished successfully."
+    );
+    describe_counter!(
+        MESSAGES_FAILED,
+        Unit::Count,
+        "Message processing attempts that failed."
+    );
+    describe_counter!(
+        MESSAGES_RETRIED,
+        Unit::Count,
+        "Messages scheduled for another attempt after a transient failure."
+    );
+    describe_counter!(
+        MESSAGES_DEAD_LETTERED,
+        Unit::Count,
+        "Messages moved to the route's dead-letter queue."
+    );
+    describe_histogram!(
+        STEP_DURATION,
+        Unit::Seconds,
+        "Time one step of a route took."
+    );
+    describe_gauge!(QUEUE_DEPTH, Unit::Count, "Messages waiting in a queue.");
+    describe_counter!(
+        ADAPTER_CALLS,
+        Unit::Count,
+        "Calls to an adapter's system, by outcome."
+    );
+    describe_histogram!(
+        ADAPTER_CALL_DURATION,
+        Unit::Seconds,
+        "Time an adapter call took."
+    );
+}
+
+/// A message entered `route`.
+pub fn message_in(route: &str) {
+    counter!(MESSAGES_IN, "route" => route.to_owned()).increment(1);
+}
+
+/// `route` finished a message successfully.
+pub fn message_out(route: &str) {
+    counter!(MESSAGES_OUT, "route" => route.to_owned()).increment(1);
+}
+
+/// An attempt to process a message in `route` failed.
+pub fn message_failed(route: &str) {
+    counter!(MESSAGES_FAILED, "route" => route.to_owned()).increment(1);
+}
+
+/// A message of `route` was scheduled for another attempt.
+pub fn message_retried(route: &str) {
+    counter!(MESSAGES_RETRIED, "route" => route.to_owned()).increment(1);
+}
+
+/// A message of `route` went to its dead-letter queue.
+pub fn message_dead_lettered(route: &str) {
+    counter!(MESSAGES_DEAD_LETTERED, "route" => route.to_owned()).increment(1);
+}
+
+/// Step `step` (its kind, e.g. `transform`) of `route` took `d`.
+pub fn step_duration(route: &str, step: &str, d: Duration) {
+    histogram!(STEP_DURATION, "route" => route.to_owned(), "step" => step.to_owned())
+        .record(d.as_secs_f64());
+}
+
+/// `queue` holds `n` messages.
+pub fn queue_depth(queue: &str, n: u64) {
+    gauge!(QUEUE_DEPTH, "queue" => queue.to_owned()).set(n as f64);
+}
+
+/// A call to `adapter` ended with `outcome` after `d`.
+pub fn adapter_call(adapter: &str, outcome: Outcome, d: Duration) {
+    counter!(ADAPTER_CALLS, "adapter" => adapter.to_owned(), "outcome" => outcome.as_str())
+        .increment(1);
+    histogram!(ADAPTER_CALL_DURATION, "adapter" => adapter.to_owned()).record(d.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_all() {
+        describe();
+        message_in("placement-change");
+        message_in("placement-change");
+        message_out("placement-change");
+        message_failed("placement-change");
+        message_retried("placement-change");
+        message_dead_lettered("placement-change");
+        step_duration("placement-change", "transform", Duration::from_millis(3));
+        queue_depth("route.placement-change", 7);
+        adapter_call(
+            "elevregister",
+            Outcome::Transient,
+            Duration::from_millis(120),
+        );
+    }
+
+    #[test]
+    fn rendered_text_has_every_metric_with_help_and_labels() {
+        let recorder = recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, record_all);
+        let text = handle.render();
+        for name in [
+            MESSAGES_IN,
+            MESSAGES_OUT,
+            MESSAGES_FAILED,
+            MESSAGES_RETRIED,
+            MESSAGES_DEAD_LETTERED,
+            STEP_DURATION,
+            QUEUE_DEPTH,
+            ADAPTER_CALLS,
+            ADAPTER_CALL_DURATION,
+        ] {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} HELP:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} TYPE:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("knut_messages_in_total{route=\"placement-change\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE knut_step_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "knut_step_duration_seconds_bucket{route=\"placement-change\",step=\"transform\",le=\"0.005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("knut_queue_depth{queue=\"route.placement-change\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "knut_adapter_calls_total{adapter=\"elevregister\",outcome=\"transient\"} 1"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn install_twice_returns_the_same_recorder() {
+        let a = install();
+        let b = install();
+        message_in("install-twice-test");
+        for handle in [a, b] {
+            assert!(
+                handle
+                    .render()
+                    .contains("knut_messages_in_total{route=\"install-twice-test\"} 1")
+            );
+        }
+    }
 }

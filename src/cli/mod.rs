@@ -196,7 +196,7 @@ async fn send(
             return ExitCode::FAILURE;
         }
     };
-    let admin = admin.unwrap_or_else(|| config.admin.bind.clone());
+    let admin = admin.unwrap_or_else(|| config.admin.bind.to_string());
     let url = format!("http://{admin}/api/routes/{route}/messages");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();

@@ -230,7 +230,7 @@ fn auth(
     Ok((checks, kinds))
 }
 
-async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, RuntimeError> {
+async fn bind(addr: &SocketAddr, what: &str) -> Result<tokio::net::TcpListener, RuntimeError> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| RuntimeError::Start(format!("{what}: cannot listen on {addr}: {e}")))

@@ -1,0 +1,315 @@
+//! Masking of personnummer-shaped values in log output.
+//!
+//! The redaction happens at the writer: [`RedactingMakeWriter`] wraps whatever the log
+//! formatter writes to and passes every formatted line through [`mask`] before it reaches
+//! stderr (or any other sink). No field, span, nested `Debug` value or log line from a
+//! dependency can escape it, in text or JSON format.
+//!
+//! # The rule
+//!
+//! Within a maximal run of ASCII digits:
+//!
+//! * a run of exactly **10 or 12 digits** is masked (`1203150014`, `201203150014`);
+//! * a run of **6 or 8 digits** followed by `-` or `+` and a run of exactly **4 digits** is
+//!   masked as one value (`120315-0014`, `120315+0014`, `20120315-0014`);
+//! * a run of **13 or more digits** is left as it is: a personnummer is exactly 10 or 12
+//!   digits, and inside a longer run it cannot be told apart from millisecond timestamps,
+//!   counters or account numbers, which must stay readable;
+//! * shorter runs are never masked, so dates, times, durations and ports stay readable
+//!   (`2026-11-23T10:15:00+01:00`, `1.5s`);
+//! * digits inside a canonical UUID (`8-4-4-4-12` hex groups) are left as they are.
+//!
+//! Letters around a run do not protect it (`pnr201203150014` is masked). Dates and Luhn
+//! digits are deliberately not checked: a mistyped personnummer still points at a person,
+//! and a 10-digit phone number is personal data too. Every match becomes [`MASK`], which
+//! keeps nothing of the value, not even its length or form.
+
+use std::borrow::Cow;
+use std::io;
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use regex::bytes::Regex;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// What a masked value is replaced with.
+pub const MASK: &str = "********-****";
+
+static UUID: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}").ok()
+});
+
+/// Returns `s` with every personnummer-shaped value replaced by [`MASK`] (see the module
+/// documentation for the rule). Borrows when there is nothing to mask.
+pub fn mask(s: &str) -> Cow<'_, str> {
+    let spans = find(s.as_bytes());
+    if spans.is_empty() {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + spans.len() * MASK.len());
+    let mut at = 0;
+    for span in spans {
+        // Spans start and end at ASCII digits, so these are char boundaries.
+        out.push_str(&s[at..span.start]);
+        out.push_str(MASK);
+        at = span.end;
+    }
+    out.push_str(&s[at..]);
+    Cow::Owned(out)
+}
+
+/// Like [`mask`], for bytes that may not be UTF-8.
+pub fn mask_bytes(b: &[u8]) -> Cow<'_, [u8]> {
+    let spans = find(b);
+    if spans.is_empty() {
+        return Cow::Borrowed(b);
+    }
+    let mut out = Vec::with_capacity(b.len() + spans.len() * MASK.len());
+    let mut at = 0;
+    for span in spans {
+        out.extend_from_slice(&b[at..span.start]);
+        out.extend_from_slice(MASK.as_bytes());
+        at = span.end;
+    }
+    out.extend_from_slice(&b[at..]);
+    Cow::Owned(out)
+}
+
+/// The byte ranges to mask, in order and not overlapping.
+fn find(b: &[u8]) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    // Fast path: fewer than 10 digits cannot hold a personnummer.
+    if b.iter().filter(|c| c.is_ascii_digit()).nth(9).is_none() {
+        return spans;
+    }
+    let run_end = |from: usize| {
+        b[from..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .map_or(b.len(), |n| from + n)
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let end = run_end(start);
+        let len = end - start;
+        if (len == 6 || len == 8) && end + 1 < b.len() && matches!(b[end], b'-' | b'+') {
+            let tail_end = run_end(end + 1);
+            if tail_end - (end + 1) == 4 {
+                spans.push(start..tail_end);
+                i = tail_end;
+                continue;
+            }
+        }
+        if len == 10 || len == 12 {
+            spans.push(start..end);
+        }
+        i = end;
+    }
+    if !spans.is_empty()
+        && let Some(uuid) = UUID.as_ref()
+    {
+        let uuids: Vec<Range<usize>> = uuid.find_iter(b).map(|m| m.range()).collect();
+        if !uuids.is_empty() {
+            spans.retain(|s| !uuids.iter().any(|u| u.start <= s.start && s.end <= u.end));
+        }
+    }
+    spans
+}
+
+/// An [`io::Write`] that masks personnummer-shaped values before passing bytes on.
+///
+/// Bytes are processed line by line, so a value split across two `write` calls is still
+/// seen whole; an unfinished last line is processed on [`flush`](io::Write::flush) or drop.
+#[derive(Debug)]
+pub struct RedactingWriter<W: io::Write> {
+    inner: W,
+    pending: Vec<u8>,
+}
+
+impl<W: io::Write> RedactingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+
+    fn write_complete_lines(&mut self) -> io::Result<()> {
+        if let Some(last_nl) = self.pending.iter().rposition(|&c| c == b'\n') {
+            let rest = self.pending.split_off(last_nl + 1);
+            let lines = std::mem::replace(&mut self.pending, rest);
+            self.inner.write_all(&mask_bytes(&lines))?;
+        }
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let all = std::mem::take(&mut self.pending);
+            self.inner.write_all(&mask_bytes(&all))?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: io::Write> io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        self.write_complete_lines()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
+        self.inner.flush()
+    }
+}
+
+impl<W: io::Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        // Nowhere to report a failure to write a log line; the line is lost, not leaked.
+        let _ = self.write_pending();
+        let _ = self.inner.flush();
+    }
+}
+
+/// A [`MakeWriter`] whose writers mask personnummer-shaped values: wrap the log sink in it.
+#[derive(Debug, Clone)]
+pub struct RedactingMakeWriter<M> {
+    inner: M,
+}
+
+impl<M> RedactingMakeWriter<M> {
+    /// Wraps `inner`, e.g. `RedactingMakeWriter::new(std::io::stderr)`.
+    pub fn new(inner: M) -> Self {
+        Self { inner }
+    }
+}
+
+impl<'a, M> MakeWriter<'a> for RedactingMakeWriter<M>
+where
+    M: MakeWriter<'a>,
+{
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter::new(self.inner.make_writer())
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        RedactingWriter::new(self.inner.make_writer_for(meta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    // All personnummer in these tests are fictional: born 2012-03-15, serial 001, Luhn
+    // digit computed over the last ten digits.
+    const PNR12: &str = "201203150014";
+
+    #[test]
+    fn masks_every_personnummer_form() {
+        for pnr in [
+            PNR12,
+            "20120315-0014",
+            "120315-0014",
+            "120315+0014",
+            "1203150014",
+            "20120375-0011", // fictional samordningsnummer shape (day + 60)
+        ] {
+            let line = format!("student {pnr} moved");
+            let masked = mask(&line);
+            assert_eq!(masked, format!("student {MASK} moved"), "{pnr}");
+        }
+    }
+
+    #[test]
+    fn masks_in_any_surrounding() {
+        let cases = [
+            format!("pnr={PNR12}"),
+            format!("{{\"civicNo\":\"{PNR12}\"}}"),
+            format!("Person {{ pnr: \"{PNR12}\" }}"),
+            format!("pnr{PNR12}x"),
+            format!("{PNR12}-201203150022"),
+            format!("a\n{PNR12}\nb"),
+            PNR12.to_string(),
+        ];
+        for case in &cases {
+            let masked = mask(case);
+            assert!(!masked.contains("0315"), "{case} -> {masked}");
+            assert!(masked.contains(MASK), "{case} -> {masked}");
+        }
+    }
+
+    #[test]
+    fn leaves_other_numbers_readable() {
+        for s in [
+            "id=0190f3c4-5a6b-7c8d-9e0f-112233445566",
+            "id=01234567-0123-4567-8901-234567890123",
+            "at 2026-11-23T10:15:00+01:00 and 2026-11-23T10:15:00.123456Z",
+            "took 1.234567s, 1234567890123 ms since epoch",
+            "counter 12345678901234567890",
+            "port 8080, 2012-03-15, 120315, 20120315, 12345-6789",
+            "20120315-00141",
+            "ingen personuppgift här",
+            "",
+        ] {
+            assert!(
+                matches!(mask(s), Cow::Borrowed(_)),
+                "{s} was changed to {}",
+                mask(s)
+            );
+        }
+    }
+
+    #[test]
+    fn keeps_text_around_the_mask() {
+        assert_eq!(
+            mask("åäö 120315-0014, 1203150014."),
+            format!("åäö {MASK}, {MASK}.")
+        );
+    }
+
+    #[test]
+    fn bytes_version_agrees() {
+        let s = format!("x {PNR12} y");
+        assert_eq!(mask_bytes(s.as_bytes()).as_ref(), mask(&s).as_bytes());
+        let latin1 = b"\xe5 201203150014 \xff";
+        assert_eq!(
+            mask_bytes(latin1).as_ref(),
+            [&b"\xe5 "[..], MASK.as_bytes(), &b" \xff"[..]].concat()
+        );
+    }
+
+    #[test]
+    fn writer_masks_values_split_across_writes() {
+        let mut out = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut out);
+            w.write_all(b"one 2012031").unwrap();
+            w.write_all(b"50014 two\nthree 12031").unwrap();
+            w.write_all(b"5-0014").unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, format!("one {MASK} two\nthree {MASK}"));
+    }
+
+    #[test]
+    fn writer_flush_writes_the_unfinished_line() {
+        let mut out = Vec::new();
+        let mut w = RedactingWriter::new(&mut out);
+        w.write_all(b"x 1203150014").unwrap();
+        w.flush().unwrap();
+        drop(w);
+        assert_eq!(out, format!("x {MASK}").into_bytes());
+    }
+}
