@@ -791,3 +791,423 @@ pub fn http_method(m: HttpMethod) -> Method {
         HttpMethod::Delete => Method::DELETE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::embedded::EmbeddedBroker;
+    use crate::broker::{Broker, RouteQueue, Topology, work_queue};
+    use crate::route::model::ByteSize;
+    use tower::ServiceExt;
+
+    fn spec(path: &str, auth: &str, format: Option<BodyFormat>, schema: Option<&str>) -> HttpFrom {
+        HttpFrom {
+            path: path.into(),
+            methods: vec![HttpMethod::Post],
+            auth: auth.into(),
+            format,
+            schema: schema.map(str::to_string),
+            max_body: None,
+            reply_timeout: None,
+        }
+    }
+
+    fn http_route(route: &str, spec: HttpFrom) -> HttpRoute {
+        HttpRoute {
+            route: route.into(),
+            spec,
+            replies: false,
+            description: None,
+        }
+    }
+
+    async fn broker(routes: &[&str]) -> EmbeddedBroker {
+        let b = EmbeddedBroker::new();
+        b.declare(&Topology {
+            exchanges: vec![],
+            routes: routes
+                .iter()
+                .map(|r| RouteQueue {
+                    route: r.to_string(),
+                    bindings: vec![],
+                })
+                .collect(),
+        })
+        .await
+        .unwrap();
+        b
+    }
+
+    fn settings() -> HttpSettings {
+        let mut s = HttpSettings::default();
+        s.auth.insert(
+            "portal".into(),
+            AuthCheck::ApiKey {
+                header: "x-api-key".into(),
+                key: "s3cret-key".into(),
+            },
+        );
+        s
+    }
+
+    fn app(b: &EmbeddedBroker, routes: Vec<HttpRoute>, replies: Option<Replies>) -> Router {
+        router(
+            routes,
+            settings(),
+            Arc::new(SchemaRegistry::empty()),
+            Ingress::new(Arc::new(b.clone())),
+            replies,
+            json!({"openapi": "3.1.0"}),
+        )
+    }
+
+    fn post(path: &str, ct: &str, body: &'static [u8]) -> Request {
+        Request::builder()
+            .method("POST")
+            .uri(path)
+            .header(header::CONTENT_TYPE, ct)
+            .body(HttpBody::from(body))
+            .unwrap()
+    }
+
+    async fn send(app: &Router, req: Request) -> (StatusCode, HeaderMap, Value) {
+        let r = app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, v)
+    }
+
+    fn assert_problem(status: StatusCode, headers: &HeaderMap, doc: &Value, expected: u16, kind: &str) {
+        assert_eq!(status.as_u16(), expected, "{doc}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(doc["status"], expected);
+        assert_eq!(doc["type"], format!("https://knutpunkt.sundsvall.se/problems/{kind}"));
+        assert!(doc["title"].is_string() && doc["detail"].is_string());
+    }
+
+    #[tokio::test]
+    async fn accepts_json_with_202_after_the_broker_has_it() {
+        let b = broker(&["pc"]).await;
+        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", Some(BodyFormat::Json), None))], None);
+        let corr = "0190b1a4-0000-7000-8000-000000000001";
+        let mut req = post("/api/pc", "application/json", br#"{"kind":"start"}"#);
+        req.headers_mut().insert(CORRELATION_HEADER, HeaderValue::from_static(corr));
+        let (status, headers, doc) = send(&app, req).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(doc["correlation_id"], corr);
+        assert_eq!(headers[CORRELATION_HEADER], corr);
+        let mut c = b.consume(&work_queue("pc"), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        assert_eq!(d.envelope.id.to_string(), doc["id"].as_str().unwrap());
+        assert_eq!(d.envelope.correlation_id.to_string(), corr);
+        assert_eq!(d.envelope.json_body().unwrap().into_owned(), json!({"kind": "start"}));
+        assert_eq!(d.envelope.header(knut_header::ROUTE), Some("pc"));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_correlation_header_is_ignored() {
+        let b = broker(&["pc"]).await;
+        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", None, None))], None);
+        let mut req = post("/api/pc", "text/plain", b"hello");
+        req.headers_mut().insert(CORRELATION_HEADER, HeaderValue::from_static("not-a-uuid"));
+        let (status, _, doc) = send(&app, req).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(doc["id"], doc["correlation_id"]);
+        let mut c = b.consume(&work_queue("pc"), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        assert_eq!(d.envelope.content_type, "text/plain");
+        assert_eq!(d.envelope.body.to_bytes(), Bytes::from_static(b"hello"));
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400_and_never_enters_the_broker() {
+        let b = broker(&["pc"]).await;
+        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", Some(BodyFormat::Json), None))], None);
+        // A fictional personnummer (2012-03-04, valid Luhn digit) inside a broken document.
+        let (status, headers, doc) =
+            send(&app, post("/api/pc", "application/json", br#"{"civicNo": "201203042383""#)).await;
+        assert_problem(status, &headers, &doc, 400, "invalid-json");
+        assert_eq!(doc["instance"], "/api/pc");
+        assert!(!doc.to_string().contains("201203042383"));
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn api_key_auth() {
+        let b = broker(&["pc"]).await;
+        let app = app(&b, vec![http_route("pc", spec("/api/pc", "portal", None, None))], None);
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 401, "unauthorized");
+        assert!(headers[header::WWW_AUTHENTICATE].to_str().unwrap().contains("x-api-key"));
+
+        let mut wrong = post("/api/pc", "text/plain", b"x");
+        wrong.headers_mut().insert("x-api-key", HeaderValue::from_static("s3cret-kez"));
+        assert_eq!(send(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+
+        let mut right = post("/api/pc", "text/plain", b"x");
+        right.headers_mut().insert("x-api-key", HeaderValue::from_static("s3cret-key"));
+        assert_eq!(send(&app, right).await.0, StatusCode::ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn unknown_auth_scheme_refuses() {
+        let b = broker(&["pc"]).await;
+        let app = app(&b, vec![http_route("pc", spec("/api/pc", "nosuch", None, None))], None);
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 500, "auth-not-configured");
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abd", b"abc"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+        // An empty configured key refuses everything.
+        let check = AuthCheck::ApiKey { header: "k".into(), key: String::new() };
+        let mut h = HeaderMap::new();
+        h.insert("k", HeaderValue::from_static(""));
+        assert!(!check.allows(&h));
+        // Debug never shows the key.
+        let secret = AuthCheck::ApiKey { header: "k".into(), key: "s3cret-key".into() };
+        assert!(!format!("{secret:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404_and_wrong_method_is_405() {
+        let b = broker(&["pc"]).await;
+        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", None, None))], None);
+        let (status, headers, doc) = send(&app, post("/api/nope", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 404, "not-found");
+        let req = Request::builder().method("DELETE").uri("/api/pc").body(HttpBody::empty()).unwrap();
+        let (status, headers, doc) = send(&app, req).await;
+        assert_problem(status, &headers, &doc, 405, "method-not-allowed");
+        assert_eq!(headers[header::ALLOW], "POST");
+    }
+
+    #[tokio::test]
+    async fn routes_sharing_a_path_split_by_method() {
+        let b = broker(&["a", "b"]).await;
+        let mut get = spec("/api/x", "none", None, None);
+        get.methods = vec![HttpMethod::Get];
+        let app = app(
+            &b,
+            vec![http_route("a", spec("/api/x", "none", None, None)), http_route("b", get)],
+            None,
+        );
+        assert_eq!(send(&app, post("/api/x", "text/plain", b"1")).await.0, StatusCode::ACCEPTED);
+        let req = Request::builder().method("GET").uri("/api/x").body(HttpBody::empty()).unwrap();
+        assert_eq!(send(&app, req).await.0, StatusCode::ACCEPTED);
+        assert_eq!(b.queue_depth(&work_queue("a")).await.unwrap(), 1);
+        assert_eq!(b.queue_depth(&work_queue("b")).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn body_limit_is_413() {
+        let b = broker(&["pc"]).await;
+        let mut s = spec("/api/pc", "none", None, None);
+        s.max_body = Some(ByteSize(8));
+        let app = app(&b, vec![http_route("pc", s)], None);
+        // Streamed body without Content-Length.
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"123456789")).await;
+        assert_problem(status, &headers, &doc, 413, "body-too-large");
+        // Declared Content-Length.
+        let mut req = post("/api/pc", "text/plain", b"123456789");
+        req.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("9"));
+        assert_eq!(send(&app, req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+        // At the limit is fine.
+        assert_eq!(send(&app, post("/api/pc", "text/plain", b"12345678")).await.0, StatusCode::ACCEPTED);
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn broker_failure_is_503_with_retry_after() {
+        let b = broker(&["pc"]).await;
+        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", None, None))], None);
+        b.close().await;
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 503, "broker-unavailable");
+        assert_eq!(headers[header::RETRY_AFTER], "5");
+    }
+
+    #[tokio::test]
+    async fn schema_route_needs_json_or_xml() {
+        let b = broker(&["pc"]).await;
+        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", None, Some("pc.v1")))], None);
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 415, "unsupported-media-type");
+    }
+
+    #[tokio::test]
+    async fn serves_the_openapi_document() {
+        let b = broker(&[]).await;
+        let app = app(&b, vec![], None);
+        let req = Request::builder().uri("/openapi.json").body(HttpBody::empty()).unwrap();
+        let (status, _, doc) = send(&app, req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+
+    #[test]
+    fn paths() {
+        assert!(check_path("/api/v1/placement-changes").is_ok());
+        assert!(check_path("/api/{municipalityId}/x").is_ok());
+        assert!(check_path("/files/{*rest}").is_ok());
+        assert!(check_path("api").is_err());
+        assert!(check_path("/api/:id").is_err());
+        assert!(check_path("/api/x{id}").is_err());
+        assert!(check_path("/{*rest}/x").is_err());
+        assert!(check_path("/openapi.json").is_err());
+    }
+
+    #[tokio::test]
+    async fn invalid_paths_are_left_out_not_panicking() {
+        let b = broker(&["a", "b", "c"]).await;
+        let app = app(
+            &b,
+            vec![
+                http_route("a", spec("/api/:id", "none", None, None)),
+                http_route("b", spec("/api/{x}", "none", None, None)),
+                http_route("c", spec("/api/{y}", "none", None, None)),
+            ],
+            None,
+        );
+        assert_eq!(send(&app, post("/api/1", "text/plain", b"x")).await.0, StatusCode::ACCEPTED);
+        assert_eq!(b.queue_depth(&work_queue("b")).await.unwrap(), 1);
+    }
+
+    #[test]
+    fn schema_problem_lists_every_path() {
+        let p = schema_problem(
+            vec![
+                FieldError { pointer: "/student/civicNo".into(), detail: "is not a valid personnummer".into() },
+                FieldError { pointer: "".into(), detail: "is a required property: \"kind\"".into() },
+            ],
+            "/api/pc".into(),
+        );
+        let doc = p.to_json();
+        assert_eq!(doc["status"], 422);
+        assert_eq!(doc["errors"].as_array().unwrap().len(), 2);
+        assert_eq!(doc["errors"][0]["pointer"], "/student/civicNo");
+    }
+
+    /// Answers every message on `route`'s work queue like the `reply` step does.
+    async fn answer(b: EmbeddedBroker, route: &str, status: &str) {
+        let mut c = b.consume(&work_queue(route), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        let m = d.envelope.clone();
+        let reply_to = m.header(knut_header::REPLY_TO).unwrap().to_string();
+        let mut a = m.derive("reply", Body::Json(json!({"ok": true})), envelope::JSON);
+        a.headers.insert(knut_header::REPLY_STATUS.into(), status.into());
+        a.headers.insert(REPLY_FOR.into(), m.correlation_id.to_string());
+        b.send_to_queue(&reply_to, &a).await.unwrap();
+        d.ack().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reply_routes_answer_with_the_reply() {
+        let b = broker(&["ask"]).await;
+        let shutdown = CancellationToken::new();
+        let replies = Replies::start(Arc::new(b.clone()), shutdown.clone()).await.unwrap();
+        let mut r = http_route("ask", spec("/api/ask", "none", Some(BodyFormat::Json), None));
+        r.replies = true;
+        let app = app(&b, vec![r], Some(replies));
+        let responder = tokio::spawn(answer(b.clone(), "ask", "201"));
+        let (status, headers, doc) = send(&app, post("/api/ask", "application/json", b"{}")).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(doc, json!({"ok": true}));
+        responder.await.unwrap();
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn reply_timeout_is_504() {
+        let b = broker(&["ask"]).await;
+        let shutdown = CancellationToken::new();
+        let replies = Replies::start(Arc::new(b.clone()), shutdown.clone()).await.unwrap();
+        let mut s = spec("/api/ask", "none", None, None);
+        s.reply_timeout = Some(Duration::from_millis(50));
+        let mut r = http_route("ask", s);
+        r.replies = true;
+        let app = app(&b, vec![r], Some(replies.clone()));
+        let (status, headers, doc) = send(&app, post("/api/ask", "text/plain", b"q")).await;
+        assert_problem(status, &headers, &doc, 504, "reply-timeout");
+        // The message was accepted, and the wait was forgotten.
+        assert_eq!(b.queue_depth(&work_queue("ask")).await.unwrap(), 1);
+        assert!(lock(&replies.pending).is_empty());
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn reply_route_without_reply_queue_refuses_before_accepting() {
+        let b = broker(&["ask"]).await;
+        let mut r = http_route("ask", spec("/api/ask", "none", None, None));
+        r.replies = true;
+        let app = app(&b, vec![r], None);
+        let (status, headers, doc) = send(&app, post("/api/ask", "text/plain", b"q")).await;
+        assert_problem(status, &headers, &doc, 500, "replies-not-configured");
+        assert_eq!(b.queue_depth(&work_queue("ask")).await.unwrap(), 0);
+    }
+
+    // STUB-DEPENDENT: the codec in this tree is a stub whose `xml_to_json` accepts anything.
+    // Un-ignore after the codec branch is merged.
+    #[tokio::test]
+    #[ignore = "needs the real codec (stub in this tree): un-ignore after merge"]
+    async fn xml_with_doctype_is_400() {
+        let b = broker(&["x"]).await;
+        let app = app(&b, vec![http_route("x", spec("/api/x", "none", Some(BodyFormat::Xml), None))], None);
+        let body: &'static [u8] =
+            b"<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY e \"x\">]><a>&e;</a>";
+        let (status, headers, doc) = send(&app, post("/api/x", "application/xml", body)).await;
+        assert_problem(status, &headers, &doc, 400, "invalid-xml");
+        let (status, _, _) = send(&app, post("/api/x", "application/xml", b"<a><b></a>")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(b.queue_depth(&work_queue("x")).await.unwrap(), 0);
+    }
+
+    // STUB-DEPENDENT: the schema registry in this tree is a stub that accepts everything.
+    // Un-ignore after the expr/schema branch is merged.
+    #[tokio::test]
+    #[ignore = "needs the real SchemaRegistry (stub in this tree): un-ignore after merge"]
+    async fn schema_violations_are_422_with_every_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("pc.v1.json"),
+            serde_json::to_vec(&json!({
+                "type": "object",
+                "required": ["kind", "student"],
+                "properties": {
+                    "kind": {"enum": ["start", "end"]},
+                    "student": {"type": "object", "properties": {"civicNo": {"type": "string", "format": "personnummer"}}}
+                }
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let schemas = SchemaRegistry::load(dir.path()).map_err(|_| "load").unwrap();
+        let b = broker(&["pc"]).await;
+        let app = router(
+            vec![http_route("pc", spec("/api/pc", "none", Some(BodyFormat::Json), Some("pc.v1")))],
+            settings(),
+            Arc::new(schemas),
+            Ingress::new(Arc::new(b.clone())),
+            None,
+            json!({}),
+        );
+        // Fictional personnummer with a wrong check digit (2011-05-06).
+        let body: &'static [u8] = br#"{"kind": "sideways", "student": {"civicNo": "201105061230"}}"#;
+        let (status, headers, doc) = send(&app, post("/api/pc", "application/json", body)).await;
+        assert_problem(status, &headers, &doc, 422, "schema-violation");
+        let pointers: Vec<&str> = doc["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+        assert!(pointers.contains(&"/kind") && pointers.contains(&"/student/civicNo"), "{doc}");
+        assert!(!doc.to_string().contains("201105061230"));
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
+}
