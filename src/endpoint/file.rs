@@ -237,7 +237,12 @@ async fn fail(route: &str, dir: &Path, name: &str, claimed: &Path, reason: &str)
         return;
     }
     let note = format!("{reason}\n");
-    if let Err(e) = write_atomic(&failed, &format!("{target_name}.error.txt"), note.as_bytes()).await
+    if let Err(e) = write_atomic(
+        &failed,
+        &format!("{target_name}.error.txt"),
+        note.as_bytes(),
+    )
+    .await
     {
         tracing::error!(route, error = %e, "could not write the .error.txt next to a failed file");
     }
@@ -278,11 +283,7 @@ async fn exists(p: &Path) -> bool {
 /// that is empty, `.`/`..` or holds a path separator is refused (`InvalidInput`): the name
 /// may come from message content and must not escape `dir`.
 pub async fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
-    if name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.contains(['/', '\\', '\0'])
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a file name must be a plain name: not empty, not `.` or `..`, without `/` or `\\`",
@@ -405,7 +406,11 @@ mod tests {
         let processed = names(&dir.join("processed"));
         assert_eq!(processed.len(), 2, "{processed:?}");
         assert!(processed.contains(&"a.xml".to_string()));
-        assert!(processed.iter().any(|n| n.starts_with("a-") && n.ends_with(".xml")));
+        assert!(
+            processed
+                .iter()
+                .any(|n| n.starts_with("a-") && n.ends_with(".xml"))
+        );
         assert_eq!(std::fs::read(dir.join("processed/a.xml")).unwrap(), b"old");
         assert!(names(&dir.join(".claimed")).is_empty());
         assert_eq!(b.queue_depth(&work_queue("files")).await.unwrap(), 0);
@@ -462,10 +467,7 @@ mod tests {
         let ingress = Ingress::new(Arc::new(broker("other").await));
         let out = take("files", &spec("*"), &dir, "x.json", &ingress).await;
         assert!(matches!(out, Outcome::Done));
-        assert_eq!(
-            names(&dir.join(FAILED)),
-            vec!["x.json", "x.json.error.txt"]
-        );
+        assert_eq!(names(&dir.join(FAILED)), vec!["x.json", "x.json.error.txt"]);
         let reason = std::fs::read_to_string(dir.join("failed/x.json.error.txt")).unwrap();
         assert!(reason.contains("refused"), "{reason}");
         assert!(names(&dir).is_empty());

@@ -201,7 +201,10 @@ pub struct Replies {
 
 impl Replies {
     /// Declare a reply queue on `broker` and start consuming it until `shutdown`.
-    pub async fn start(broker: SharedBroker, shutdown: CancellationToken) -> Result<Replies, BrokerError> {
+    pub async fn start(
+        broker: SharedBroker,
+        shutdown: CancellationToken,
+    ) -> Result<Replies, BrokerError> {
         let queue = broker.declare_reply_queue().await?;
         let mut consumer = broker.consume(&queue, 256).await?;
         let pending: Pending = Arc::default();
@@ -430,7 +433,10 @@ pub fn router(
         match std::panic::catch_unwind(AssertUnwindSafe(move || app.route(&p, mr))) {
             Ok(a) => app = a,
             Err(_) => {
-                tracing::error!(path, "HTTP path not served: it conflicts with another route's path");
+                tracing::error!(
+                    path,
+                    "HTTP path not served: it conflicts with another route's path"
+                );
                 app = before;
             }
         }
@@ -485,6 +491,8 @@ async fn handle(state: &RouteState, shared: &Shared, req: Request) -> Response {
     }
 }
 
+// `JsonLimits` is a unit struct in the codec stub; the real one has fields.
+#[allow(clippy::default_constructed_unit_structs)]
 async fn accept_request(
     state: &RouteState,
     shared: &Shared,
@@ -497,7 +505,11 @@ async fn accept_request(
     // 2. Auth.
     if route.spec.auth != "none" {
         let Some(check) = shared.settings.auth.get(&route.spec.auth) else {
-            tracing::error!(route = route.route, auth = route.spec.auth, "the route names an auth scheme that is not configured");
+            tracing::error!(
+                route = route.route,
+                auth = route.spec.auth,
+                "the route names an auth scheme that is not configured"
+            );
             return Err(Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "auth-not-configured",
@@ -524,7 +536,10 @@ async fn accept_request(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             "The body is too large",
-            format!("This endpoint accepts bodies up to {} bytes.", state.max_body),
+            format!(
+                "This endpoint accepts bodies up to {} bytes.",
+                state.max_body
+            ),
             instance.clone(),
         )
     };
@@ -655,7 +670,10 @@ async fn accept_request(
 
     // A route with a `reply` step: wait for the answer.
     let Some(replies) = &shared.replies else {
-        tracing::error!(route = route.route, "a route with a reply step, but no reply queue is running");
+        tracing::error!(
+            route = route.route,
+            "a route with a reply step, but no reply queue is running"
+        );
         return Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "replies-not-configured",
@@ -755,7 +773,11 @@ pub fn schema_problem(errors: Vec<FieldError>, instance: String) -> Problem {
 fn reply_response(answer: Envelope, correlation_id: Uuid, instance: &str) -> Response {
     let status = answer
         .header(knut_header::REPLY_STATUS)
-        .map(|s| s.parse::<u16>().ok().and_then(|n| StatusCode::from_u16(n).ok()))
+        .map(|s| {
+            s.parse::<u16>()
+                .ok()
+                .and_then(|n| StatusCode::from_u16(n).ok())
+        })
         .unwrap_or(Some(StatusCode::OK));
     let Some(status) = status else {
         return Problem::new(
@@ -879,21 +901,38 @@ mod tests {
         (status, headers, v)
     }
 
-    fn assert_problem(status: StatusCode, headers: &HeaderMap, doc: &Value, expected: u16, kind: &str) {
+    fn assert_problem(
+        status: StatusCode,
+        headers: &HeaderMap,
+        doc: &Value,
+        expected: u16,
+        kind: &str,
+    ) {
         assert_eq!(status.as_u16(), expected, "{doc}");
         assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
         assert_eq!(doc["status"], expected);
-        assert_eq!(doc["type"], format!("https://knutpunkt.sundsvall.se/problems/{kind}"));
+        assert_eq!(
+            doc["type"],
+            format!("https://knutpunkt.sundsvall.se/problems/{kind}")
+        );
         assert!(doc["title"].is_string() && doc["detail"].is_string());
     }
 
     #[tokio::test]
     async fn accepts_json_with_202_after_the_broker_has_it() {
         let b = broker(&["pc"]).await;
-        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", Some(BodyFormat::Json), None))], None);
+        let app = app(
+            &b,
+            vec![http_route(
+                "pc",
+                spec("/api/pc", "none", Some(BodyFormat::Json), None),
+            )],
+            None,
+        );
         let corr = "0190b1a4-0000-7000-8000-000000000001";
         let mut req = post("/api/pc", "application/json", br#"{"kind":"start"}"#);
-        req.headers_mut().insert(CORRELATION_HEADER, HeaderValue::from_static(corr));
+        req.headers_mut()
+            .insert(CORRELATION_HEADER, HeaderValue::from_static(corr));
         let (status, headers, doc) = send(&app, req).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         assert_eq!(headers[header::CONTENT_TYPE], "application/json");
@@ -903,16 +942,24 @@ mod tests {
         let d = c.next().await.unwrap();
         assert_eq!(d.envelope.id.to_string(), doc["id"].as_str().unwrap());
         assert_eq!(d.envelope.correlation_id.to_string(), corr);
-        assert_eq!(d.envelope.json_body().unwrap().into_owned(), json!({"kind": "start"}));
+        assert_eq!(
+            d.envelope.json_body().unwrap().into_owned(),
+            json!({"kind": "start"})
+        );
         assert_eq!(d.envelope.header(knut_header::ROUTE), Some("pc"));
     }
 
     #[tokio::test]
     async fn an_invalid_correlation_header_is_ignored() {
         let b = broker(&["pc"]).await;
-        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", None, None))], None);
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "none", None, None))],
+            None,
+        );
         let mut req = post("/api/pc", "text/plain", b"hello");
-        req.headers_mut().insert(CORRELATION_HEADER, HeaderValue::from_static("not-a-uuid"));
+        req.headers_mut()
+            .insert(CORRELATION_HEADER, HeaderValue::from_static("not-a-uuid"));
         let (status, _, doc) = send(&app, req).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         assert_eq!(doc["id"], doc["correlation_id"]);
@@ -925,10 +972,24 @@ mod tests {
     #[tokio::test]
     async fn malformed_json_is_400_and_never_enters_the_broker() {
         let b = broker(&["pc"]).await;
-        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", Some(BodyFormat::Json), None))], None);
+        let app = app(
+            &b,
+            vec![http_route(
+                "pc",
+                spec("/api/pc", "none", Some(BodyFormat::Json), None),
+            )],
+            None,
+        );
         // A fictional personnummer (2012-03-04, valid Luhn digit) inside a broken document.
-        let (status, headers, doc) =
-            send(&app, post("/api/pc", "application/json", br#"{"civicNo": "201203042383""#)).await;
+        let (status, headers, doc) = send(
+            &app,
+            post(
+                "/api/pc",
+                "application/json",
+                br#"{"civicNo": "201203042383""#,
+            ),
+        )
+        .await;
         assert_problem(status, &headers, &doc, 400, "invalid-json");
         assert_eq!(doc["instance"], "/api/pc");
         assert!(!doc.to_string().contains("201203042383"));
@@ -938,25 +999,42 @@ mod tests {
     #[tokio::test]
     async fn api_key_auth() {
         let b = broker(&["pc"]).await;
-        let app = app(&b, vec![http_route("pc", spec("/api/pc", "portal", None, None))], None);
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "portal", None, None))],
+            None,
+        );
         let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
         assert_problem(status, &headers, &doc, 401, "unauthorized");
-        assert!(headers[header::WWW_AUTHENTICATE].to_str().unwrap().contains("x-api-key"));
+        assert!(
+            headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("x-api-key")
+        );
 
         let mut wrong = post("/api/pc", "text/plain", b"x");
-        wrong.headers_mut().insert("x-api-key", HeaderValue::from_static("s3cret-kez"));
+        wrong
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("s3cret-kez"));
         assert_eq!(send(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
         assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
 
         let mut right = post("/api/pc", "text/plain", b"x");
-        right.headers_mut().insert("x-api-key", HeaderValue::from_static("s3cret-key"));
+        right
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("s3cret-key"));
         assert_eq!(send(&app, right).await.0, StatusCode::ACCEPTED);
     }
 
     #[tokio::test]
     async fn unknown_auth_scheme_refuses() {
         let b = broker(&["pc"]).await;
-        let app = app(&b, vec![http_route("pc", spec("/api/pc", "nosuch", None, None))], None);
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "nosuch", None, None))],
+            None,
+        );
         let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
         assert_problem(status, &headers, &doc, 500, "auth-not-configured");
         assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
@@ -970,22 +1048,36 @@ mod tests {
         assert!(!constant_time_eq(b"abcd", b"abc"));
         assert!(!constant_time_eq(b"", b"abc"));
         // An empty configured key refuses everything.
-        let check = AuthCheck::ApiKey { header: "k".into(), key: String::new() };
+        let check = AuthCheck::ApiKey {
+            header: "k".into(),
+            key: String::new(),
+        };
         let mut h = HeaderMap::new();
         h.insert("k", HeaderValue::from_static(""));
         assert!(!check.allows(&h));
         // Debug never shows the key.
-        let secret = AuthCheck::ApiKey { header: "k".into(), key: "s3cret-key".into() };
+        let secret = AuthCheck::ApiKey {
+            header: "k".into(),
+            key: "s3cret-key".into(),
+        };
         assert!(!format!("{secret:?}").contains("s3cret"));
     }
 
     #[tokio::test]
     async fn unknown_path_is_404_and_wrong_method_is_405() {
         let b = broker(&["pc"]).await;
-        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", None, None))], None);
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "none", None, None))],
+            None,
+        );
         let (status, headers, doc) = send(&app, post("/api/nope", "text/plain", b"x")).await;
         assert_problem(status, &headers, &doc, 404, "not-found");
-        let req = Request::builder().method("DELETE").uri("/api/pc").body(HttpBody::empty()).unwrap();
+        let req = Request::builder()
+            .method("DELETE")
+            .uri("/api/pc")
+            .body(HttpBody::empty())
+            .unwrap();
         let (status, headers, doc) = send(&app, req).await;
         assert_problem(status, &headers, &doc, 405, "method-not-allowed");
         assert_eq!(headers[header::ALLOW], "POST");
@@ -998,11 +1090,21 @@ mod tests {
         get.methods = vec![HttpMethod::Get];
         let app = app(
             &b,
-            vec![http_route("a", spec("/api/x", "none", None, None)), http_route("b", get)],
+            vec![
+                http_route("a", spec("/api/x", "none", None, None)),
+                http_route("b", get),
+            ],
             None,
         );
-        assert_eq!(send(&app, post("/api/x", "text/plain", b"1")).await.0, StatusCode::ACCEPTED);
-        let req = Request::builder().method("GET").uri("/api/x").body(HttpBody::empty()).unwrap();
+        assert_eq!(
+            send(&app, post("/api/x", "text/plain", b"1")).await.0,
+            StatusCode::ACCEPTED
+        );
+        let req = Request::builder()
+            .method("GET")
+            .uri("/api/x")
+            .body(HttpBody::empty())
+            .unwrap();
         assert_eq!(send(&app, req).await.0, StatusCode::ACCEPTED);
         assert_eq!(b.queue_depth(&work_queue("a")).await.unwrap(), 1);
         assert_eq!(b.queue_depth(&work_queue("b")).await.unwrap(), 1);
@@ -1019,17 +1121,27 @@ mod tests {
         assert_problem(status, &headers, &doc, 413, "body-too-large");
         // Declared Content-Length.
         let mut req = post("/api/pc", "text/plain", b"123456789");
-        req.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("9"));
+        req.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("9"));
         assert_eq!(send(&app, req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
         // At the limit is fine.
-        assert_eq!(send(&app, post("/api/pc", "text/plain", b"12345678")).await.0, StatusCode::ACCEPTED);
+        assert_eq!(
+            send(&app, post("/api/pc", "text/plain", b"12345678"))
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
         assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 1);
     }
 
     #[tokio::test]
     async fn broker_failure_is_503_with_retry_after() {
         let b = broker(&["pc"]).await;
-        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", None, None))], None);
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "none", None, None))],
+            None,
+        );
         b.close().await;
         let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
         assert_problem(status, &headers, &doc, 503, "broker-unavailable");
@@ -1039,7 +1151,14 @@ mod tests {
     #[tokio::test]
     async fn schema_route_needs_json_or_xml() {
         let b = broker(&["pc"]).await;
-        let app = app(&b, vec![http_route("pc", spec("/api/pc", "none", None, Some("pc.v1")))], None);
+        let app = app(
+            &b,
+            vec![http_route(
+                "pc",
+                spec("/api/pc", "none", None, Some("pc.v1")),
+            )],
+            None,
+        );
         let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
         assert_problem(status, &headers, &doc, 415, "unsupported-media-type");
     }
@@ -1048,7 +1167,10 @@ mod tests {
     async fn serves_the_openapi_document() {
         let b = broker(&[]).await;
         let app = app(&b, vec![], None);
-        let req = Request::builder().uri("/openapi.json").body(HttpBody::empty()).unwrap();
+        let req = Request::builder()
+            .uri("/openapi.json")
+            .body(HttpBody::empty())
+            .unwrap();
         let (status, _, doc) = send(&app, req).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(doc["openapi"], "3.1.0");
@@ -1078,7 +1200,10 @@ mod tests {
             ],
             None,
         );
-        assert_eq!(send(&app, post("/api/1", "text/plain", b"x")).await.0, StatusCode::ACCEPTED);
+        assert_eq!(
+            send(&app, post("/api/1", "text/plain", b"x")).await.0,
+            StatusCode::ACCEPTED
+        );
         assert_eq!(b.queue_depth(&work_queue("b")).await.unwrap(), 1);
     }
 
@@ -1086,8 +1211,14 @@ mod tests {
     fn schema_problem_lists_every_path() {
         let p = schema_problem(
             vec![
-                FieldError { pointer: "/student/civicNo".into(), detail: "is not a valid personnummer".into() },
-                FieldError { pointer: "".into(), detail: "is a required property: \"kind\"".into() },
+                FieldError {
+                    pointer: "/student/civicNo".into(),
+                    detail: "is not a valid personnummer".into(),
+                },
+                FieldError {
+                    pointer: "".into(),
+                    detail: "is a required property: \"kind\"".into(),
+                },
             ],
             "/api/pc".into(),
         );
@@ -1104,8 +1235,10 @@ mod tests {
         let m = d.envelope.clone();
         let reply_to = m.header(knut_header::REPLY_TO).unwrap().to_string();
         let mut a = m.derive("reply", Body::Json(json!({"ok": true})), envelope::JSON);
-        a.headers.insert(knut_header::REPLY_STATUS.into(), status.into());
-        a.headers.insert(REPLY_FOR.into(), m.correlation_id.to_string());
+        a.headers
+            .insert(knut_header::REPLY_STATUS.into(), status.into());
+        a.headers
+            .insert(REPLY_FOR.into(), m.correlation_id.to_string());
         b.send_to_queue(&reply_to, &a).await.unwrap();
         d.ack().await.unwrap();
     }
@@ -1114,8 +1247,13 @@ mod tests {
     async fn reply_routes_answer_with_the_reply() {
         let b = broker(&["ask"]).await;
         let shutdown = CancellationToken::new();
-        let replies = Replies::start(Arc::new(b.clone()), shutdown.clone()).await.unwrap();
-        let mut r = http_route("ask", spec("/api/ask", "none", Some(BodyFormat::Json), None));
+        let replies = Replies::start(Arc::new(b.clone()), shutdown.clone())
+            .await
+            .unwrap();
+        let mut r = http_route(
+            "ask",
+            spec("/api/ask", "none", Some(BodyFormat::Json), None),
+        );
         r.replies = true;
         let app = app(&b, vec![r], Some(replies));
         let responder = tokio::spawn(answer(b.clone(), "ask", "201"));
@@ -1131,7 +1269,9 @@ mod tests {
     async fn reply_timeout_is_504() {
         let b = broker(&["ask"]).await;
         let shutdown = CancellationToken::new();
-        let replies = Replies::start(Arc::new(b.clone()), shutdown.clone()).await.unwrap();
+        let replies = Replies::start(Arc::new(b.clone()), shutdown.clone())
+            .await
+            .unwrap();
         let mut s = spec("/api/ask", "none", None, None);
         s.reply_timeout = Some(Duration::from_millis(50));
         let mut r = http_route("ask", s);
@@ -1162,7 +1302,14 @@ mod tests {
     #[ignore = "needs the real codec (stub in this tree): un-ignore after merge"]
     async fn xml_with_doctype_is_400() {
         let b = broker(&["x"]).await;
-        let app = app(&b, vec![http_route("x", spec("/api/x", "none", Some(BodyFormat::Xml), None))], None);
+        let app = app(
+            &b,
+            vec![http_route(
+                "x",
+                spec("/api/x", "none", Some(BodyFormat::Xml), None),
+            )],
+            None,
+        );
         let body: &'static [u8] =
             b"<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY e \"x\">]><a>&e;</a>";
         let (status, headers, doc) = send(&app, post("/api/x", "application/xml", body)).await;
@@ -1191,10 +1338,15 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        let schemas = SchemaRegistry::load(dir.path()).map_err(|_| "load").unwrap();
+        let schemas = SchemaRegistry::load(dir.path())
+            .map_err(|_| "load")
+            .unwrap();
         let b = broker(&["pc"]).await;
         let app = router(
-            vec![http_route("pc", spec("/api/pc", "none", Some(BodyFormat::Json), Some("pc.v1")))],
+            vec![http_route(
+                "pc",
+                spec("/api/pc", "none", Some(BodyFormat::Json), Some("pc.v1")),
+            )],
             settings(),
             Arc::new(schemas),
             Ingress::new(Arc::new(b.clone())),
@@ -1202,11 +1354,20 @@ mod tests {
             json!({}),
         );
         // Fictional personnummer with a wrong check digit (2011-05-06).
-        let body: &'static [u8] = br#"{"kind": "sideways", "student": {"civicNo": "201105061230"}}"#;
+        let body: &'static [u8] =
+            br#"{"kind": "sideways", "student": {"civicNo": "201105061230"}}"#;
         let (status, headers, doc) = send(&app, post("/api/pc", "application/json", body)).await;
         assert_problem(status, &headers, &doc, 422, "schema-violation");
-        let pointers: Vec<&str> = doc["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
-        assert!(pointers.contains(&"/kind") && pointers.contains(&"/student/civicNo"), "{doc}");
+        let pointers: Vec<&str> = doc["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["pointer"].as_str().unwrap())
+            .collect();
+        assert!(
+            pointers.contains(&"/kind") && pointers.contains(&"/student/civicNo"),
+            "{doc}"
+        );
         assert!(!doc.to_string().contains("201105061230"));
         assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
     }

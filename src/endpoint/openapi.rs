@@ -160,11 +160,13 @@ fn operation(
         op.insert("summary".into(), json!(d));
     }
 
-    let json_schema = route
-        .spec
-        .schema
-        .as_deref()
-        .map(|s| if inliner.add(s) { schema_ref(s) } else { json!({}) });
+    let json_schema = route.spec.schema.as_deref().map(|s| {
+        if inliner.add(s) {
+            schema_ref(s)
+        } else {
+            json!({})
+        }
+    });
     if !matches!(method, HttpMethod::Get | HttpMethod::Delete) {
         let content = match route.spec.format {
             Some(BodyFormat::Xml) => {
@@ -230,7 +232,9 @@ fn operation(
     if route.spec.schema.is_some() {
         responses.insert(
             "422".into(),
-            problem_response("The body does not satisfy the schema; `errors` lists every failing place."),
+            problem_response(
+                "The body does not satisfy the schema; `errors` lists every failing place.",
+            ),
         );
     }
     responses.insert(
@@ -321,7 +325,14 @@ mod tests {
     use super::*;
     use crate::route::model::HttpFrom;
 
-    fn route(id: &str, path: &str, auth: &str, format: Option<BodyFormat>, schema: Option<&str>, replies: bool) -> HttpRoute {
+    fn route(
+        id: &str,
+        path: &str,
+        auth: &str,
+        format: Option<BodyFormat>,
+        schema: Option<&str>,
+        replies: bool,
+    ) -> HttpRoute {
         HttpRoute {
             route: id.into(),
             spec: HttpFrom {
@@ -374,17 +385,57 @@ mod tests {
         schemas.insert("oep/leave".to_string(), json!({ "type": "object" }));
         let lookup = move |n: &str| schemas.get(n).cloned();
         let mut auth = BTreeMap::new();
-        auth.insert("portal".to_string(), AuthKind::ApiKey { header: "x-api-key".into() });
+        auth.insert(
+            "portal".to_string(),
+            AuthKind::ApiKey {
+                header: "x-api-key".into(),
+            },
+        );
         auth.insert("staff".to_string(), AuthKind::BearerJwt);
-        let mut multi = route("grades", "/api/v1/grades", "staff", Some(BodyFormat::Json), None, false);
+        let mut multi = route(
+            "grades",
+            "/api/v1/grades",
+            "staff",
+            Some(BodyFormat::Json),
+            None,
+            false,
+        );
         multi.spec.methods = vec![HttpMethod::Get, HttpMethod::Put];
         let routes = vec![
-            route("placement-change", "/api/v1/placement-changes", "portal", Some(BodyFormat::Json), Some("placement-change.v1"), false),
-            route("oep-callback", "/api/v1/oep", "none", Some(BodyFormat::Xml), Some("oep/leave"), false),
-            route("statistics", "/api/v1/statistics", "staff", None, None, true),
+            route(
+                "placement-change",
+                "/api/v1/placement-changes",
+                "portal",
+                Some(BodyFormat::Json),
+                Some("placement-change.v1"),
+                false,
+            ),
+            route(
+                "oep-callback",
+                "/api/v1/oep",
+                "none",
+                Some(BodyFormat::Xml),
+                Some("oep/leave"),
+                false,
+            ),
+            route(
+                "statistics",
+                "/api/v1/statistics",
+                "staff",
+                None,
+                None,
+                true,
+            ),
             multi,
         ];
-        build(&routes, &auth, &lookup, &BTreeMap::new(), "Knutpunkt", "0.1.0")
+        build(
+            &routes,
+            &auth,
+            &lookup,
+            &BTreeMap::new(),
+            "Knutpunkt",
+            "0.1.0",
+        )
     }
 
     #[test]
@@ -410,7 +461,10 @@ mod tests {
         );
 
         let oep = &d["paths"]["/api/v1/oep"]["post"];
-        assert_eq!(oep["requestBody"]["content"]["application/xml"]["schema"]["type"], "string");
+        assert_eq!(
+            oep["requestBody"]["content"]["application/xml"]["schema"]["type"],
+            "string"
+        );
         assert_eq!(oep["security"], json!([]));
         assert!(oep["responses"].get("401").is_none());
 
@@ -426,7 +480,10 @@ mod tests {
         assert!(grades["get"].get("requestBody").is_none());
 
         let ss = &d["components"]["securitySchemes"];
-        assert_eq!(ss["portal"], json!({"type": "apiKey", "in": "header", "name": "x-api-key"}));
+        assert_eq!(
+            ss["portal"],
+            json!({"type": "apiKey", "in": "header", "name": "x-api-key"})
+        );
         assert_eq!(ss["staff"]["scheme"], "bearer");
         assert_eq!(ss["staff"]["bearerFormat"], "JWT");
         let accepted = &d["components"]["schemas"]["Accepted"];
@@ -435,7 +492,11 @@ mod tests {
         assert!(d["components"]["schemas"]["Problem"]["properties"]["errors"]["items"].is_object());
         // `oep/leave` is not a valid component name: sanitised.
         assert!(d["components"]["schemas"].get("oep_leave").is_some());
-        assert!(d["components"]["schemas"]["placement-change.v1"].get("$id").is_none());
+        assert!(
+            d["components"]["schemas"]["placement-change.v1"]
+                .get("$id")
+                .is_none()
+        );
     }
 
     #[test]
@@ -448,7 +509,9 @@ mod tests {
         refs(&back, &mut all);
         assert!(all.len() >= 8, "{all:?}");
         for r in all {
-            let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external ref {r}"));
+            let pointer = r
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("external ref {r}"));
             let pointer = pointer.replace("~1", "/").replace("~0", "~");
             assert!(back.pointer(&pointer).is_some(), "unresolved {r}");
         }
@@ -462,8 +525,25 @@ mod tests {
     #[test]
     fn unknown_schema_does_not_leave_a_dangling_ref() {
         let lookup = |_: &str| None;
-        let routes = vec![route("x", "/x", "none", Some(BodyFormat::Json), Some("missing"), false)];
-        let d = build(&routes, &BTreeMap::new(), &lookup, &BTreeMap::new(), "t", "1");
-        assert_eq!(d["paths"]["/x"]["post"]["requestBody"]["content"]["application/json"]["schema"], json!({}));
+        let routes = vec![route(
+            "x",
+            "/x",
+            "none",
+            Some(BodyFormat::Json),
+            Some("missing"),
+            false,
+        )];
+        let d = build(
+            &routes,
+            &BTreeMap::new(),
+            &lookup,
+            &BTreeMap::new(),
+            "t",
+            "1",
+        );
+        assert_eq!(
+            d["paths"]["/x"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+            json!({})
+        );
     }
 }

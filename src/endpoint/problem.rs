@@ -111,10 +111,7 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&self.to_json()).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(CONTENT_TYPE),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         for (name, value) in self.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(name, v);

@@ -235,7 +235,10 @@ mod tests {
         fire("tick", &spec, &ingress, at, &CancellationToken::new()).await;
         let mut c = broker.consume(&work_queue("tick"), 1).await.unwrap();
         let d = c.next().await.unwrap();
-        assert_eq!(d.envelope.header(FIRED_AT), Some("2026-01-16T06:00:00+01:00"));
+        assert_eq!(
+            d.envelope.header(FIRED_AT),
+            Some("2026-01-16T06:00:00+01:00")
+        );
         let body = d.envelope.json_body().unwrap().into_owned();
         assert_eq!(body["firedAt"], "2026-01-16T06:00:00+01:00");
         assert_eq!(body["check"], "moves");
