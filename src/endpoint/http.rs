@@ -1,54 +1,1374 @@
-//! STUB (replaced by the endpoint branch).
-#![allow(missing_docs, unused_variables)]
-use super::Ingress;
-use crate::broker::{BrokerError, SharedBroker};
-use crate::route::model::HttpFrom;
-use crate::schema::SchemaRegistry;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! HTTP ingress (axum): a request becomes a message for its route.
+//!
+//! Per request, in this order, and nothing enters the broker unless every check passed:
+//! 1. method and path (unknown path → 404, wrong method → 405, both as problems);
+//! 2. auth: `none`, or an API key compared in constant time (→ 401 with `WWW-Authenticate`);
+//! 3. body size: the route's `max_body` or the default (→ 413);
+//! 4. `format: json|xml`: the body must be well-formed (→ 400; a DOCTYPE, bad UTF-8 or bytes
+//!    that do not decode in the declared encoding included);
+//! 5. `schema:`: the body (for XML: its JSON form) must satisfy it (→ 422 listing every
+//!    failing path);
+//! 6. [`Ingress::accept`]: `202 {"id", "correlation_id"}` only once the broker confirmed the
+//!    message; a broker failure is `503` with `Retry-After` and nothing was accepted.
+//!
+//! A route with a `reply` step makes the caller wait: the message carries `knut-reply-to`
+//! (this process's reply queue, see [`Replies`]) and the answer's status, content type and
+//! body become the response (or `504` after the reply timeout).
+//!
+//! Every error is an RFC 9457 problem (see [`super::problem`]) that never echoes the body.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body as HttpBody;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Ingress;
+use super::openapi::AuthKind;
+use super::problem::{FieldError, Problem};
+use crate::broker::{BrokerError, SharedBroker};
+use crate::codec::{self, JsonLimits, XmlToJsonOptions};
+use crate::envelope::{self, Body, Envelope, header as knut_header};
+use crate::route::model::{BodyFormat, HttpFrom, HttpMethod, Route, StepSpec};
+use crate::schema::SchemaRegistry;
+
+/// Request and response header carrying the correlation id.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+/// Header naming the correlation id a `reply` answers (set by the `reply` step).
+pub const REPLY_FOR: &str = "knut-reply-for";
+/// Envelope header holding the request's HTTP method.
+pub const HTTP_METHOD: &str = "knut-http-method";
+/// Default largest body: 1 MiB.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Default time a caller waits for a `reply`.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Seconds a client should wait after a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// An HTTP route: the route id and its `from.http`.
+#[derive(Debug, Clone)]
 pub struct HttpRoute {
+    /// The route id.
     pub route: String,
+    /// The route file's `from.http`.
     pub spec: HttpFrom,
+    /// The route has a `reply` step: the caller waits for the answer.
     pub replies: bool,
+    /// The route's description (the OpenAPI operation's summary).
+    pub description: Option<String>,
 }
+
+impl HttpRoute {
+    /// The HTTP route of a route file, if it starts with `from: http`; `replies` is set when a
+    /// `reply` step occurs anywhere in its steps (choice branches included).
+    pub fn from_route(route: &Route) -> Option<HttpRoute> {
+        let crate::route::model::From::Http(spec) = &route.from else {
+            return None;
+        };
+        Some(HttpRoute {
+            route: route.route.clone(),
+            spec: spec.clone(),
+            replies: has_reply(&route.steps),
+            description: route.description.clone(),
+        })
+    }
+}
+
+fn has_reply(steps: &[StepSpec]) -> bool {
+    steps.iter().any(|s| match s {
+        StepSpec::Reply(_) => true,
+        StepSpec::Choice(c) => {
+            c.when.iter().any(|w| has_reply(&w.steps)) || has_reply(&c.otherwise)
+        }
+        _ => false,
+    })
+}
+
+/// Settings of the HTTP ingress that do not come from route files.
+#[derive(Debug, Clone)]
 pub struct HttpSettings {
+    /// Largest body for routes without `max_body`.
     pub max_body: usize,
+    /// Auth schemes by name (`auth: <name>` in route files); `none` needs no entry.
     pub auth: BTreeMap<String, AuthCheck>,
+    /// How long a caller waits for a `reply` when its route sets no `reply_timeout`.
     pub reply_timeout: Duration,
 }
-pub enum AuthCheck {
-    ApiKey { header: String, key: String },
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body: DEFAULT_MAX_BODY,
+            auth: BTreeMap::new(),
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+        }
+    }
 }
-pub struct Replies;
+
+/// How a request proves who sent it.
+#[derive(Clone)]
+pub enum AuthCheck {
+    /// A shared key in a request header. The runtime fills `key` from the environment
+    /// variable named in the configuration; an empty key refuses every request.
+    ApiKey {
+        /// Header carrying the key, e.g. `x-api-key`.
+        header: String,
+        /// The expected key (a secret: never logged, not shown by `Debug`).
+        key: String,
+    },
+}
+
+impl std::fmt::Debug for AuthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthCheck::ApiKey { header, .. } => f
+                .debug_struct("ApiKey")
+                .field("header", header)
+                .field("key", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+impl AuthCheck {
+    /// What the OpenAPI document says about this scheme.
+    pub fn kind(&self) -> AuthKind {
+        match self {
+            AuthCheck::ApiKey { header, .. } => AuthKind::ApiKey {
+                header: header.clone(),
+            },
+        }
+    }
+
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        match self {
+            AuthCheck::ApiKey { header, key } => {
+                if key.is_empty() {
+                    return false;
+                }
+                headers
+                    .get(header.as_str())
+                    .is_some_and(|v| constant_time_eq(v.as_bytes(), key.as_bytes()))
+            }
+        }
+    }
+
+    fn challenge(&self) -> String {
+        match self {
+            AuthCheck::ApiKey { header, .. } => {
+                format!("ApiKey realm=\"knutpunkt\", header=\"{header}\"")
+            }
+        }
+    }
+}
+
+/// Compare without an early exit: the time depends only on the expected key's length.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (i, e) in expected.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(0);
+        diff |= usize::from(g ^ e);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+type Pending = Arc<Mutex<HashMap<Uuid, oneshot::Sender<Envelope>>>>;
+
+fn lock(p: &Pending) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Envelope>>> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits for `reply` answers: owns this process's reply queue, consumes it in a task and
+/// hands each answer to the request waiting for it (matched by `knut-reply-for`, the
+/// correlation id). Answers nobody waits for (any more) are acked and logged (debug).
+#[derive(Clone)]
+pub struct Replies {
+    queue: Arc<str>,
+    pending: Pending,
+}
+
 impl Replies {
+    /// Declare a reply queue on `broker` and start consuming it until `shutdown`.
     pub async fn start(
         broker: SharedBroker,
         shutdown: CancellationToken,
     ) -> Result<Replies, BrokerError> {
-        Ok(Replies)
+        let queue = broker.declare_reply_queue().await?;
+        let mut consumer = broker.consume(&queue, 256).await?;
+        let pending: Pending = Arc::default();
+        let task_pending = pending.clone();
+        tokio::spawn(async move {
+            loop {
+                let delivery = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    d = consumer.next() => match d {
+                        Some(d) => d,
+                        None => break,
+                    },
+                };
+                let (answer, acker) = delivery.into_parts();
+                let waiter = answer
+                    .header(REPLY_FOR)
+                    .and_then(|v| Uuid::parse_str(v).ok())
+                    .and_then(|id| lock(&task_pending).remove(&id));
+                match waiter {
+                    Some(tx) => {
+                        if tx.send(answer).is_err() {
+                            tracing::debug!("a reply arrived after its caller stopped waiting");
+                        }
+                    }
+                    None => tracing::debug!("a reply nobody waits for was dropped"),
+                }
+                if let Err(error) = acker.ack().await {
+                    tracing::warn!(%error, "could not ack a reply");
+                }
+            }
+            // Waiting requests learn that no answer will come.
+            lock(&task_pending).clear();
+        });
+        Ok(Replies {
+            queue: queue.into(),
+            pending,
+        })
     }
+
+    /// The name of the reply queue (the value of `knut-reply-to`).
     pub fn queue(&self) -> &str {
-        ""
+        &self.queue
+    }
+
+    /// Wait for the answer to correlation id `id`; `None` when someone already waits for it.
+    fn register(&self, id: Uuid) -> Option<Waiter> {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = lock(&self.pending);
+        if pending.contains_key(&id) {
+            return None;
+        }
+        pending.insert(id, tx);
+        Some(Waiter {
+            id,
+            rx: Some(rx),
+            pending: self.pending.clone(),
+        })
     }
 }
+
+/// A registered wait; dropping it forgets the registration.
+struct Waiter {
+    id: Uuid,
+    rx: Option<oneshot::Receiver<Envelope>>,
+    pending: Pending,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        lock(&self.pending).remove(&self.id);
+    }
+}
+
+/// Check that `path` can be served: starts with `/`, and parameters are whole segments
+/// written `{name}` (or `{*rest}` as the last segment). The error says what to change.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err("an HTTP path starts with `/`".into());
+    }
+    if path == "/openapi.json" {
+        return Err("`/openapi.json` is reserved for the OpenAPI document".into());
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        if seg.starts_with(':') || seg.starts_with('*') {
+            return Err(format!(
+                "path segment {} uses `:`/`*` syntax: write parameters as `{{name}}`",
+                i + 1
+            ));
+        }
+        if seg.contains(['{', '}']) {
+            let inner = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+            let Some(inner) = inner else {
+                return Err(format!(
+                    "path segment {}: a parameter must be a whole segment `{{name}}`",
+                    i + 1
+                ));
+            };
+            let (catch_all, name) = match inner.strip_prefix('*') {
+                Some(n) => (true, n),
+                None => (false, inner),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "path segment {}: a parameter name is letters, digits and `_`",
+                    i + 1
+                ));
+            }
+            if catch_all && i + 1 != segments.len() {
+                return Err("a `{*rest}` parameter must be the last segment".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn method_filter(m: HttpMethod) -> MethodFilter {
+    match m {
+        HttpMethod::Get => MethodFilter::GET,
+        HttpMethod::Post => MethodFilter::POST,
+        HttpMethod::Put => MethodFilter::PUT,
+        HttpMethod::Patch => MethodFilter::PATCH,
+        HttpMethod::Delete => MethodFilter::DELETE,
+    }
+}
+
+/// What every request handler shares.
+struct Shared {
+    settings: HttpSettings,
+    schemas: Arc<SchemaRegistry>,
+    ingress: Ingress,
+    replies: Option<Replies>,
+}
+
+/// One route as the handler sees it.
+struct RouteState {
+    route: HttpRoute,
+    max_body: usize,
+    reply_timeout: Duration,
+}
+
+/// The ingress router: one path per HTTP route (methods merged per path), `GET
+/// /openapi.json` serving `openapi`, and problem responses for unknown paths (404) and
+/// methods (405). Routes whose path cannot be served (see [`check_path`]) or whose
+/// path and method another route already has are left out and logged as errors; `knut check`
+/// reports them before they get here.
 pub fn router(
     routes: Vec<HttpRoute>,
     settings: HttpSettings,
     schemas: Arc<SchemaRegistry>,
     ingress: Ingress,
     replies: Option<Replies>,
-    openapi: serde_json::Value,
-) -> axum::Router {
-    axum::Router::new()
+    openapi: Value,
+) -> Router {
+    let shared = Arc::new(Shared {
+        settings,
+        schemas,
+        ingress,
+        replies,
+    });
+    // path → (methods taken, method router)
+    let mut by_path: BTreeMap<String, (Vec<HttpMethod>, MethodRouter)> = BTreeMap::new();
+    for route in routes {
+        if let Err(reason) = check_path(&route.spec.path) {
+            tracing::error!(route = route.route, %reason, "HTTP route not served");
+            continue;
+        }
+        let state = Arc::new(RouteState {
+            max_body: route
+                .spec
+                .max_body
+                .map(|b| b.0)
+                .unwrap_or(shared.settings.max_body),
+            reply_timeout: route
+                .spec
+                .reply_timeout
+                .unwrap_or(shared.settings.reply_timeout),
+            route,
+        });
+        let (taken, mut mr) = by_path
+            .remove(&state.route.spec.path)
+            .unwrap_or_else(|| (Vec::new(), MethodRouter::new()));
+        let mut taken = taken;
+        for &m in &state.route.spec.methods {
+            if taken.contains(&m) {
+                tracing::error!(
+                    route = state.route.route,
+                    method = m.as_str(),
+                    "HTTP route not served for this method: another route has the same path and method"
+                );
+                continue;
+            }
+            taken.push(m);
+            let (state, shared) = (state.clone(), shared.clone());
+            mr = mr.on(method_filter(m), move |req: Request| async move {
+                handle(&state, &shared, req).await
+            });
+        }
+        by_path.insert(state.route.spec.path.clone(), (taken, mr));
+    }
+
+    let doc = Arc::new(openapi);
+    let mut app = Router::new().route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    );
+    for (path, (taken, mr)) in by_path {
+        let allow: Vec<&str> = taken.iter().map(|m| m.as_str()).collect();
+        let allow = allow.join(", ");
+        let mr = mr.fallback(move |req: Request| async move {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                format!("This path accepts {allow}."),
+                req.uri().path(),
+            )
+            .with_header(header::ALLOW, allow.clone())
+            .into_response()
+        });
+        let before = app.clone();
+        let p = path.clone();
+        match std::panic::catch_unwind(AssertUnwindSafe(move || app.route(&p, mr))) {
+            Ok(a) => app = a,
+            Err(_) => {
+                tracing::error!(
+                    path,
+                    "HTTP path not served: it conflicts with another route's path"
+                );
+                app = before;
+            }
+        }
+    }
+    app.fallback(|req: Request| async move {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such endpoint",
+            "No route serves this path; GET /openapi.json lists the paths.",
+            req.uri().path(),
+        )
+        .into_response()
+    })
 }
+
+/// Serve `router` on `listener` until `shutdown`; then stop accepting connections and let
+/// requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: axum::Router,
+    router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// Why a body could not be read.
+enum ReadError {
+    TooLarge,
+    Unreadable,
+}
+
+async fn read_body(body: HttpBody, limit: usize) -> Result<Bytes, ReadError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ReadError::Unreadable)?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+async fn handle(state: &RouteState, shared: &Shared, req: Request) -> Response {
+    match accept_request(state, shared, req).await {
+        Ok(r) => r,
+        Err(p) => p.into_response(),
+    }
+}
+
+// `JsonLimits` is a unit struct in the codec stub; the real one has fields.
+#[allow(clippy::default_constructed_unit_structs)]
+async fn accept_request(
+    state: &RouteState,
+    shared: &Shared,
+    req: Request,
+) -> Result<Response, Problem> {
+    let route = &state.route;
+    let (parts, body) = req.into_parts();
+    let instance = parts.uri.path().to_string();
+
+    // 2. Auth.
+    if route.spec.auth != "none" {
+        let Some(check) = shared.settings.auth.get(&route.spec.auth) else {
+            tracing::error!(
+                route = route.route,
+                auth = route.spec.auth,
+                "the route names an auth scheme that is not configured"
+            );
+            return Err(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "auth-not-configured",
+                "Authentication is not configured",
+                "The service cannot check credentials for this endpoint; tell its operators.",
+                instance,
+            ));
+        };
+        if !check.allows(&parts.headers) {
+            return Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Missing or wrong credentials",
+                "Send the endpoint's credentials (see the securitySchemes in /openapi.json).",
+                instance,
+            )
+            .with_header(header::WWW_AUTHENTICATE, check.challenge()));
+        }
+    }
+
+    // 3. Body size.
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "The body is too large",
+            format!(
+                "This endpoint accepts bodies up to {} bytes.",
+                state.max_body
+            ),
+            instance.clone(),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body as u64) {
+        return Err(too_large());
+    }
+    let raw = match read_body(body, state.max_body).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => return Err(too_large()),
+        Err(ReadError::Unreadable) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "body-unreadable",
+                "The body could not be read",
+                "The connection ended or the body's framing was broken; send the request again.",
+                instance,
+            ));
+        }
+    };
+
+    let request_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+
+    // 4. Format.
+    let format = match route.spec.format {
+        Some(f) => Some(f),
+        None if route.spec.schema.is_some() => match request_type.as_deref() {
+            Some(t) if envelope::is_json_type(t) => Some(BodyFormat::Json),
+            Some(t) if envelope::is_xml_type(t) => Some(BodyFormat::Xml),
+            _ => {
+                return Err(Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    "Unsupported content type",
+                    "This endpoint checks its body against a schema: send JSON (application/json) or XML (application/xml).",
+                    instance,
+                ));
+            }
+        },
+        None => None,
+    };
+    let parsed = match format {
+        Some(BodyFormat::Json) => Some(
+            codec::parse_json(&raw, &JsonLimits::default()).map_err(|e| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-json",
+                    "The body is not acceptable JSON",
+                    format!("{e}. Send one well-formed JSON document in UTF-8."),
+                    instance.clone(),
+                )
+            })?,
+        ),
+        Some(BodyFormat::Xml) => Some(
+            codec::xml_to_json(&raw, &XmlToJsonOptions::default()).map_err(|e| {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-xml",
+                    "The body is not acceptable XML",
+                    format!(
+                        "{e}. Send one well-formed XML document without a DOCTYPE, in the encoding its prolog declares (UTF-8, ISO-8859-1 or Windows-1252)."
+                    ),
+                    instance.clone(),
+                )
+            })?,
+        ),
+        None => None,
+    };
+
+    // 5. Schema.
+    if let (Some(schema), Some(value)) = (&route.spec.schema, &parsed)
+        && let Err(violations) = shared.schemas.validate(schema, value)
+    {
+        return Err(schema_problem(
+            violations
+                .into_iter()
+                .map(|v| FieldError {
+                    pointer: v.instance_path,
+                    detail: v.reason,
+                })
+                .collect(),
+            instance,
+        ));
+    }
+
+    // 6. The envelope.
+    let mut message = match (format, parsed) {
+        (Some(BodyFormat::Json), Some(value)) => Envelope::new(envelope::JSON, Body::Json(value)),
+        (Some(BodyFormat::Xml), _) => Envelope::new(
+            request_type.unwrap_or_else(|| envelope::XML.to_string()),
+            Body::Bytes(raw),
+        ),
+        _ => Envelope::new(
+            request_type.unwrap_or_else(|| "application/octet-stream".to_string()),
+            Body::Bytes(raw),
+        ),
+    };
+    if let Some(id) = parts
+        .headers
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v.trim()).ok())
+    {
+        message.correlation_id = id;
+    }
+    message
+        .headers
+        .insert(knut_header::ROUTE.into(), route.route.clone());
+    message
+        .headers
+        .insert(HTTP_METHOD.into(), parts.method.as_str().to_string());
+
+    if !route.replies {
+        accept(shared, route, &message, &instance).await?;
+        let body = json!({"id": message.id, "correlation_id": message.correlation_id});
+        let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+        set_correlation(&mut response, message.correlation_id);
+        return Ok(response);
+    }
+
+    // A route with a `reply` step: wait for the answer.
+    let Some(replies) = &shared.replies else {
+        tracing::error!(
+            route = route.route,
+            "a route with a reply step, but no reply queue is running"
+        );
+        return Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "replies-not-configured",
+            "Answers cannot be received",
+            "This endpoint answers synchronously but the service runs without a reply queue; tell its operators.",
+            instance,
+        ));
+    };
+    let mut waiter = match replies.register(message.correlation_id) {
+        Some(w) => w,
+        None => {
+            // Someone already waits on this correlation id: this request gets its own.
+            message.correlation_id = message.id;
+            replies.register(message.correlation_id).ok_or_else(|| {
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "broker-unavailable",
+                    "Try again",
+                    "The request could not be registered; send it again.",
+                    instance.clone(),
+                )
+                .with_header(header::RETRY_AFTER, RETRY_AFTER_SECS)
+            })?
+        }
+    };
+    message
+        .headers
+        .insert(knut_header::REPLY_TO.into(), replies.queue().to_string());
+    accept(shared, route, &message, &instance).await?;
+
+    let Some(rx) = waiter.rx.take() else {
+        return Err(timeout_problem(state, instance));
+    };
+    match tokio::time::timeout(state.reply_timeout, rx).await {
+        Ok(Ok(answer)) => Ok(reply_response(answer, message.correlation_id, &instance)),
+        Ok(Err(_)) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "The service is shutting down",
+            "The request was accepted, but the answer can no longer be delivered to this connection.",
+            instance,
+        )
+        .with_header(header::RETRY_AFTER, RETRY_AFTER_SECS)),
+        Err(_) => Err(timeout_problem(state, instance)),
+    }
+}
+
+async fn accept(
+    shared: &Shared,
+    route: &HttpRoute,
+    message: &Envelope,
+    instance: &str,
+) -> Result<(), Problem> {
+    shared
+        .ingress
+        .accept(&route.route, message)
+        .await
+        .map_err(|error| {
+            tracing::warn!(route = route.route, correlation_id = %message.correlation_id, %error, "request not accepted: broker error");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker-unavailable",
+                "The message could not be accepted",
+                "The message broker did not take the message; nothing was accepted. Send the request again later.",
+                instance,
+            )
+            .with_header(header::RETRY_AFTER, RETRY_AFTER_SECS)
+        })
+}
+
+fn timeout_problem(state: &RouteState, instance: String) -> Problem {
+    Problem::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "reply-timeout",
+        "No answer in time",
+        format!(
+            "The request was accepted but no answer came within {} s; it may still be processed. Use the x-correlation-id response header when asking about it.",
+            state.reply_timeout.as_secs_f64()
+        ),
+        instance,
+    )
+}
+
+/// The 422 problem for a body that does not satisfy its schema.
+pub fn schema_problem(errors: Vec<FieldError>, instance: String) -> Problem {
+    let n = errors.len();
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "schema-violation",
+        "The body does not satisfy the schema",
+        format!("{n} place(s) in the body do not satisfy the endpoint's schema; see `errors`."),
+        instance,
+    )
+    .with_errors(errors)
+}
+
+fn reply_response(answer: Envelope, correlation_id: Uuid, instance: &str) -> Response {
+    let status = answer
+        .header(knut_header::REPLY_STATUS)
+        .map(|s| {
+            s.parse::<u16>()
+                .ok()
+                .and_then(|n| StatusCode::from_u16(n).ok())
+        })
+        .unwrap_or(Some(StatusCode::OK));
+    let Some(status) = status else {
+        return Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "invalid-reply",
+            "The answer was not valid",
+            "The route answered with a status that is not an HTTP status; tell the service's operators.",
+            instance,
+        )
+        .into_response();
+    };
+    let mut response = (status, answer.body.to_bytes()).into_response();
+    if let Ok(ct) = HeaderValue::from_str(&answer.content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    set_correlation(&mut response, correlation_id);
+    response
+}
+
+fn set_correlation(response: &mut Response, id: Uuid) {
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+}
+
+/// The HTTP method of a route method (for callers building requests in tests and tools).
+pub fn http_method(m: HttpMethod) -> Method {
+    match m {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Delete => Method::DELETE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::embedded::EmbeddedBroker;
+    use crate::broker::{Broker, RouteQueue, Topology, work_queue};
+    use crate::route::model::ByteSize;
+    use tower::ServiceExt;
+
+    fn spec(path: &str, auth: &str, format: Option<BodyFormat>, schema: Option<&str>) -> HttpFrom {
+        HttpFrom {
+            path: path.into(),
+            methods: vec![HttpMethod::Post],
+            auth: auth.into(),
+            format,
+            schema: schema.map(str::to_string),
+            max_body: None,
+            reply_timeout: None,
+        }
+    }
+
+    fn http_route(route: &str, spec: HttpFrom) -> HttpRoute {
+        HttpRoute {
+            route: route.into(),
+            spec,
+            replies: false,
+            description: None,
+        }
+    }
+
+    async fn broker(routes: &[&str]) -> EmbeddedBroker {
+        let b = EmbeddedBroker::new();
+        b.declare(&Topology {
+            exchanges: vec![],
+            routes: routes
+                .iter()
+                .map(|r| RouteQueue {
+                    route: r.to_string(),
+                    bindings: vec![],
+                })
+                .collect(),
+        })
+        .await
+        .unwrap();
+        b
+    }
+
+    fn settings() -> HttpSettings {
+        let mut s = HttpSettings::default();
+        s.auth.insert(
+            "portal".into(),
+            AuthCheck::ApiKey {
+                header: "x-api-key".into(),
+                key: "s3cret-key".into(),
+            },
+        );
+        s
+    }
+
+    fn app(b: &EmbeddedBroker, routes: Vec<HttpRoute>, replies: Option<Replies>) -> Router {
+        router(
+            routes,
+            settings(),
+            Arc::new(SchemaRegistry::empty()),
+            Ingress::new(Arc::new(b.clone())),
+            replies,
+            json!({"openapi": "3.1.0"}),
+        )
+    }
+
+    fn post(path: &str, ct: &str, body: &'static [u8]) -> Request {
+        Request::builder()
+            .method("POST")
+            .uri(path)
+            .header(header::CONTENT_TYPE, ct)
+            .body(HttpBody::from(body))
+            .unwrap()
+    }
+
+    async fn send(app: &Router, req: Request) -> (StatusCode, HeaderMap, Value) {
+        let r = app.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, headers, v)
+    }
+
+    fn assert_problem(
+        status: StatusCode,
+        headers: &HeaderMap,
+        doc: &Value,
+        expected: u16,
+        kind: &str,
+    ) {
+        assert_eq!(status.as_u16(), expected, "{doc}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(doc["status"], expected);
+        assert_eq!(
+            doc["type"],
+            format!("https://knutpunkt.sundsvall.se/problems/{kind}")
+        );
+        assert!(doc["title"].is_string() && doc["detail"].is_string());
+    }
+
+    #[tokio::test]
+    async fn accepts_json_with_202_after_the_broker_has_it() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route(
+                "pc",
+                spec("/api/pc", "none", Some(BodyFormat::Json), None),
+            )],
+            None,
+        );
+        let corr = "0190b1a4-0000-7000-8000-000000000001";
+        let mut req = post("/api/pc", "application/json", br#"{"kind":"start"}"#);
+        req.headers_mut()
+            .insert(CORRELATION_HEADER, HeaderValue::from_static(corr));
+        let (status, headers, doc) = send(&app, req).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(doc["correlation_id"], corr);
+        assert_eq!(headers[CORRELATION_HEADER], corr);
+        let mut c = b.consume(&work_queue("pc"), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        assert_eq!(d.envelope.id.to_string(), doc["id"].as_str().unwrap());
+        assert_eq!(d.envelope.correlation_id.to_string(), corr);
+        assert_eq!(
+            d.envelope.json_body().unwrap().into_owned(),
+            json!({"kind": "start"})
+        );
+        assert_eq!(d.envelope.header(knut_header::ROUTE), Some("pc"));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_correlation_header_is_ignored() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "none", None, None))],
+            None,
+        );
+        let mut req = post("/api/pc", "text/plain", b"hello");
+        req.headers_mut()
+            .insert(CORRELATION_HEADER, HeaderValue::from_static("not-a-uuid"));
+        let (status, _, doc) = send(&app, req).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(doc["id"], doc["correlation_id"]);
+        let mut c = b.consume(&work_queue("pc"), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        assert_eq!(d.envelope.content_type, "text/plain");
+        assert_eq!(d.envelope.body.to_bytes(), Bytes::from_static(b"hello"));
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400_and_never_enters_the_broker() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route(
+                "pc",
+                spec("/api/pc", "none", Some(BodyFormat::Json), None),
+            )],
+            None,
+        );
+        // A fictional personnummer (2012-03-04, valid Luhn digit) inside a broken document.
+        let (status, headers, doc) = send(
+            &app,
+            post(
+                "/api/pc",
+                "application/json",
+                br#"{"civicNo": "201203042383""#,
+            ),
+        )
+        .await;
+        assert_problem(status, &headers, &doc, 400, "invalid-json");
+        assert_eq!(doc["instance"], "/api/pc");
+        assert!(!doc.to_string().contains("201203042383"));
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn api_key_auth() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "portal", None, None))],
+            None,
+        );
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 401, "unauthorized");
+        assert!(
+            headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("x-api-key")
+        );
+
+        let mut wrong = post("/api/pc", "text/plain", b"x");
+        wrong
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("s3cret-kez"));
+        assert_eq!(send(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+
+        let mut right = post("/api/pc", "text/plain", b"x");
+        right
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("s3cret-key"));
+        assert_eq!(send(&app, right).await.0, StatusCode::ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn unknown_auth_scheme_refuses() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "nosuch", None, None))],
+            None,
+        );
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 500, "auth-not-configured");
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn constant_time_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abd", b"abc"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+        // An empty configured key refuses everything.
+        let check = AuthCheck::ApiKey {
+            header: "k".into(),
+            key: String::new(),
+        };
+        let mut h = HeaderMap::new();
+        h.insert("k", HeaderValue::from_static(""));
+        assert!(!check.allows(&h));
+        // Debug never shows the key.
+        let secret = AuthCheck::ApiKey {
+            header: "k".into(),
+            key: "s3cret-key".into(),
+        };
+        assert!(!format!("{secret:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_404_and_wrong_method_is_405() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "none", None, None))],
+            None,
+        );
+        let (status, headers, doc) = send(&app, post("/api/nope", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 404, "not-found");
+        let req = Request::builder()
+            .method("DELETE")
+            .uri("/api/pc")
+            .body(HttpBody::empty())
+            .unwrap();
+        let (status, headers, doc) = send(&app, req).await;
+        assert_problem(status, &headers, &doc, 405, "method-not-allowed");
+        assert_eq!(headers[header::ALLOW], "POST");
+    }
+
+    #[tokio::test]
+    async fn routes_sharing_a_path_split_by_method() {
+        let b = broker(&["a", "b"]).await;
+        let mut get = spec("/api/x", "none", None, None);
+        get.methods = vec![HttpMethod::Get];
+        let app = app(
+            &b,
+            vec![
+                http_route("a", spec("/api/x", "none", None, None)),
+                http_route("b", get),
+            ],
+            None,
+        );
+        assert_eq!(
+            send(&app, post("/api/x", "text/plain", b"1")).await.0,
+            StatusCode::ACCEPTED
+        );
+        let req = Request::builder()
+            .method("GET")
+            .uri("/api/x")
+            .body(HttpBody::empty())
+            .unwrap();
+        assert_eq!(send(&app, req).await.0, StatusCode::ACCEPTED);
+        assert_eq!(b.queue_depth(&work_queue("a")).await.unwrap(), 1);
+        assert_eq!(b.queue_depth(&work_queue("b")).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn body_limit_is_413() {
+        let b = broker(&["pc"]).await;
+        let mut s = spec("/api/pc", "none", None, None);
+        s.max_body = Some(ByteSize(8));
+        let app = app(&b, vec![http_route("pc", s)], None);
+        // Streamed body without Content-Length.
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"123456789")).await;
+        assert_problem(status, &headers, &doc, 413, "body-too-large");
+        // Declared Content-Length.
+        let mut req = post("/api/pc", "text/plain", b"123456789");
+        req.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("9"));
+        assert_eq!(send(&app, req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+        // At the limit is fine.
+        assert_eq!(
+            send(&app, post("/api/pc", "text/plain", b"12345678"))
+                .await
+                .0,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn broker_failure_is_503_with_retry_after() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route("pc", spec("/api/pc", "none", None, None))],
+            None,
+        );
+        b.close().await;
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 503, "broker-unavailable");
+        assert_eq!(headers[header::RETRY_AFTER], "5");
+    }
+
+    #[tokio::test]
+    async fn schema_route_needs_json_or_xml() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route(
+                "pc",
+                spec("/api/pc", "none", None, Some("pc.v1")),
+            )],
+            None,
+        );
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 415, "unsupported-media-type");
+    }
+
+    #[tokio::test]
+    async fn serves_the_openapi_document() {
+        let b = broker(&[]).await;
+        let app = app(&b, vec![], None);
+        let req = Request::builder()
+            .uri("/openapi.json")
+            .body(HttpBody::empty())
+            .unwrap();
+        let (status, _, doc) = send(&app, req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+
+    #[test]
+    fn paths() {
+        assert!(check_path("/api/v1/placement-changes").is_ok());
+        assert!(check_path("/api/{municipalityId}/x").is_ok());
+        assert!(check_path("/files/{*rest}").is_ok());
+        assert!(check_path("api").is_err());
+        assert!(check_path("/api/:id").is_err());
+        assert!(check_path("/api/x{id}").is_err());
+        assert!(check_path("/{*rest}/x").is_err());
+        assert!(check_path("/openapi.json").is_err());
+    }
+
+    #[tokio::test]
+    async fn invalid_paths_are_left_out_not_panicking() {
+        let b = broker(&["a", "b", "c"]).await;
+        let app = app(
+            &b,
+            vec![
+                http_route("a", spec("/api/:id", "none", None, None)),
+                http_route("b", spec("/api/{x}", "none", None, None)),
+                http_route("c", spec("/api/{y}", "none", None, None)),
+            ],
+            None,
+        );
+        assert_eq!(
+            send(&app, post("/api/1", "text/plain", b"x")).await.0,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(b.queue_depth(&work_queue("b")).await.unwrap(), 1);
+    }
+
+    #[test]
+    fn schema_problem_lists_every_path() {
+        let p = schema_problem(
+            vec![
+                FieldError {
+                    pointer: "/student/civicNo".into(),
+                    detail: "is not a valid personnummer".into(),
+                },
+                FieldError {
+                    pointer: "".into(),
+                    detail: "is a required property: \"kind\"".into(),
+                },
+            ],
+            "/api/pc".into(),
+        );
+        let doc = p.to_json();
+        assert_eq!(doc["status"], 422);
+        assert_eq!(doc["errors"].as_array().unwrap().len(), 2);
+        assert_eq!(doc["errors"][0]["pointer"], "/student/civicNo");
+    }
+
+    /// Answers every message on `route`'s work queue like the `reply` step does.
+    async fn answer(b: EmbeddedBroker, route: &str, status: &str) {
+        let mut c = b.consume(&work_queue(route), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        let m = d.envelope.clone();
+        let reply_to = m.header(knut_header::REPLY_TO).unwrap().to_string();
+        let mut a = m.derive("reply", Body::Json(json!({"ok": true})), envelope::JSON);
+        a.headers
+            .insert(knut_header::REPLY_STATUS.into(), status.into());
+        a.headers
+            .insert(REPLY_FOR.into(), m.correlation_id.to_string());
+        b.send_to_queue(&reply_to, &a).await.unwrap();
+        d.ack().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reply_routes_answer_with_the_reply() {
+        let b = broker(&["ask"]).await;
+        let shutdown = CancellationToken::new();
+        let replies = Replies::start(Arc::new(b.clone()), shutdown.clone())
+            .await
+            .unwrap();
+        let mut r = http_route(
+            "ask",
+            spec("/api/ask", "none", Some(BodyFormat::Json), None),
+        );
+        r.replies = true;
+        let app = app(&b, vec![r], Some(replies));
+        let responder = tokio::spawn(answer(b.clone(), "ask", "201"));
+        let (status, headers, doc) = send(&app, post("/api/ask", "application/json", b"{}")).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(doc, json!({"ok": true}));
+        responder.await.unwrap();
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn reply_timeout_is_504() {
+        let b = broker(&["ask"]).await;
+        let shutdown = CancellationToken::new();
+        let replies = Replies::start(Arc::new(b.clone()), shutdown.clone())
+            .await
+            .unwrap();
+        let mut s = spec("/api/ask", "none", None, None);
+        s.reply_timeout = Some(Duration::from_millis(50));
+        let mut r = http_route("ask", s);
+        r.replies = true;
+        let app = app(&b, vec![r], Some(replies.clone()));
+        let (status, headers, doc) = send(&app, post("/api/ask", "text/plain", b"q")).await;
+        assert_problem(status, &headers, &doc, 504, "reply-timeout");
+        // The message was accepted, and the wait was forgotten.
+        assert_eq!(b.queue_depth(&work_queue("ask")).await.unwrap(), 1);
+        assert!(lock(&replies.pending).is_empty());
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn reply_route_without_reply_queue_refuses_before_accepting() {
+        let b = broker(&["ask"]).await;
+        let mut r = http_route("ask", spec("/api/ask", "none", None, None));
+        r.replies = true;
+        let app = app(&b, vec![r], None);
+        let (status, headers, doc) = send(&app, post("/api/ask", "text/plain", b"q")).await;
+        assert_problem(status, &headers, &doc, 500, "replies-not-configured");
+        assert_eq!(b.queue_depth(&work_queue("ask")).await.unwrap(), 0);
+    }
+
+    // STUB-DEPENDENT: the codec in this tree is a stub whose `xml_to_json` accepts anything.
+    // Un-ignore after the codec branch is merged.
+    #[tokio::test]
+    #[ignore = "needs the real codec (stub in this tree): un-ignore after merge"]
+    async fn xml_with_doctype_is_400() {
+        let b = broker(&["x"]).await;
+        let app = app(
+            &b,
+            vec![http_route(
+                "x",
+                spec("/api/x", "none", Some(BodyFormat::Xml), None),
+            )],
+            None,
+        );
+        let body: &'static [u8] =
+            b"<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY e \"x\">]><a>&e;</a>";
+        let (status, headers, doc) = send(&app, post("/api/x", "application/xml", body)).await;
+        assert_problem(status, &headers, &doc, 400, "invalid-xml");
+        let (status, _, _) = send(&app, post("/api/x", "application/xml", b"<a><b></a>")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(b.queue_depth(&work_queue("x")).await.unwrap(), 0);
+    }
+
+    // STUB-DEPENDENT: the schema registry in this tree is a stub that accepts everything.
+    // Un-ignore after the expr/schema branch is merged.
+    #[tokio::test]
+    #[ignore = "needs the real SchemaRegistry (stub in this tree): un-ignore after merge"]
+    async fn schema_violations_are_422_with_every_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("pc.v1.json"),
+            serde_json::to_vec(&json!({
+                "type": "object",
+                "required": ["kind", "student"],
+                "properties": {
+                    "kind": {"enum": ["start", "end"]},
+                    "student": {"type": "object", "properties": {"civicNo": {"type": "string", "format": "personnummer"}}}
+                }
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let schemas = SchemaRegistry::load(dir.path())
+            .map_err(|_| "load")
+            .unwrap();
+        let b = broker(&["pc"]).await;
+        let app = router(
+            vec![http_route(
+                "pc",
+                spec("/api/pc", "none", Some(BodyFormat::Json), Some("pc.v1")),
+            )],
+            settings(),
+            Arc::new(schemas),
+            Ingress::new(Arc::new(b.clone())),
+            None,
+            json!({}),
+        );
+        // Fictional personnummer with a wrong check digit (2011-05-06).
+        let body: &'static [u8] =
+            br#"{"kind": "sideways", "student": {"civicNo": "201105061230"}}"#;
+        let (status, headers, doc) = send(&app, post("/api/pc", "application/json", body)).await;
+        assert_problem(status, &headers, &doc, 422, "schema-violation");
+        let pointers: Vec<&str> = doc["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["pointer"].as_str().unwrap())
+            .collect();
+        assert!(
+            pointers.contains(&"/kind") && pointers.contains(&"/student/civicNo"),
+            "{doc}"
+        );
+        assert!(!doc.to_string().contains("201105061230"));
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
 }

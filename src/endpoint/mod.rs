@@ -8,6 +8,7 @@
 pub mod file;
 pub mod http;
 pub mod openapi;
+pub mod problem;
 pub mod timer;
 
 use crate::broker::{BrokerError, INGRESS_EXCHANGE, SharedBroker};
