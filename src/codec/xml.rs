@@ -113,6 +113,9 @@ fn convert(text: &str, opts: &XmlToJsonOptions) -> Result<Value, CodecError> {
                 }
             },
             Event::Text(t) => match stack.last_mut() {
+                // Leading whitespace is trimmed anyway: skip whitespace-only pieces until
+                // the element has some text (typical indentation between children).
+                Some(frame) if frame.text.is_empty() && is_xml_whitespace(&t) => {}
                 Some(frame) => frame.text.push_str(&t.xml10_content()),
                 None => {
                     if !is_xml_whitespace(&t) {
@@ -451,7 +454,15 @@ fn is_xml_whitespace(s: &str) -> bool {
 }
 
 fn trim_xml_whitespace(s: &str) -> &str {
-    s.trim_matches(is_xml_ws_char)
+    // XML whitespace is ASCII, so byte offsets next to it are character boundaries.
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let bytes = s.as_bytes();
+    let start = bytes.iter().position(|b| !is_ws(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ws(b))
+        .map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or_default()
 }
 
 /// The XML 1.0 `Char` production.
