@@ -72,6 +72,14 @@ pub fn xml_to_json(bytes: &[u8], opts: &XmlToJsonOptions) -> Result<Value, Codec
 }
 
 fn convert(text: &str, opts: &XmlToJsonOptions) -> Result<Value, CodecError> {
+    if let Some(bad) = find_non_xml_char(text) {
+        return Err(CodecError::new(
+            CodecErrorKind::Malformed,
+            "the XML document contains a character XML 1.0 does not allow (a control \
+             character other than tab, line feed and carriage return, or U+FFFE/U+FFFF)",
+        )
+        .at(Position::in_text(text, bad)));
+    }
     let at = |offset: u64| Position::in_text(text, usize::try_from(offset).unwrap_or(usize::MAX));
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<Frame> = Vec::with_capacity(16);
@@ -463,6 +471,22 @@ fn trim_xml_whitespace(s: &str) -> &str {
         .rposition(|b| !is_ws(b))
         .map_or(start, |i| i + 1);
     s.get(start..end).unwrap_or_default()
+}
+
+/// The byte offset of the first character outside the XML 1.0 `Char` production, if any.
+/// (Surrogates cannot occur in a `str`; this finds C0 controls and U+FFFE/U+FFFF.)
+fn find_non_xml_char(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().find_map(|(i, &b)| match b {
+        b'\t' | b'\n' | b'\r' => None,
+        0x00..=0x1F => Some(i),
+        0xEF if bytes.get(i + 1) == Some(&0xBF)
+            && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)) =>
+        {
+            Some(i)
+        }
+        _ => None,
+    })
 }
 
 /// The XML 1.0 `Char` production.
@@ -1064,6 +1088,13 @@ mod tests {
             to_json(b"<!-- only -->").unwrap_err().kind(),
             CodecErrorKind::Malformed
         );
+        // Characters XML 1.0 does not allow, raw (not only as references).
+        let e = to_json(b"<a>\n ok \x01</a>").unwrap_err();
+        assert_eq!(e.kind(), CodecErrorKind::Malformed);
+        assert_eq!(e.position(), Some(Position { line: 2, column: 5 }));
+        let e = to_json("<a x=\"\u{FFFF}\"/>".as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), CodecErrorKind::Malformed);
+        assert!(to_json("<a>\t\u{FFFD}\u{10000}</a>".as_bytes()).is_ok());
         assert_eq!(
             to_json(b"</a>").unwrap_err().kind(),
             CodecErrorKind::Malformed
