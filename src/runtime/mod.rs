@@ -173,16 +173,7 @@ pub struct System {
 fn http_routes(routes: &[LoadedRoute]) -> Vec<HttpRoute> {
     routes
         .iter()
-        .filter_map(|lr| match &lr.route.from {
-            From::Http(h) => Some(HttpRoute {
-                route: lr.route.route.clone(),
-                spec: h.clone(),
-                replies: all_steps(&lr.route.steps)
-                    .iter()
-                    .any(|s| matches!(s, StepSpec::Reply(_))),
-            }),
-            _ => None,
-        })
+        .filter_map(|lr| HttpRoute::from_route(&lr.route))
         .collect()
 }
 
@@ -205,19 +196,12 @@ fn auth(
                         "http.auth.{name}: the environment variable {key_env} holding the API key is not set"
                     ))
                 })?;
-                checks.insert(
-                    name.clone(),
-                    AuthCheck::ApiKey {
-                        header: header.clone(),
-                        key,
-                    },
-                );
-                kinds.insert(
-                    name.clone(),
-                    AuthKind::ApiKey {
-                        header: header.clone(),
-                    },
-                );
+                let check = AuthCheck::ApiKey {
+                    header: header.clone(),
+                    key,
+                };
+                kinds.insert(name.clone(), check.kind());
+                checks.insert(name.clone(), check);
             }
             #[allow(unreachable_patterns)]
             _ => {
