@@ -492,7 +492,6 @@ async fn handle(state: &RouteState, shared: &Shared, req: Request) -> Response {
 }
 
 // `JsonLimits` is a unit struct in the codec stub; the real one has fields.
-#[allow(clippy::default_constructed_unit_structs)]
 async fn accept_request(
     state: &RouteState,
     shared: &Shared,
@@ -1299,7 +1298,6 @@ mod tests {
     // STUB-DEPENDENT: the codec in this tree is a stub whose `xml_to_json` accepts anything.
     // Un-ignore after the codec branch is merged.
     #[tokio::test]
-    #[ignore = "needs the real codec (stub in this tree): un-ignore after merge"]
     async fn xml_with_doctype_is_400() {
         let b = broker(&["x"]).await;
         let app = app(
@@ -1322,7 +1320,6 @@ mod tests {
     // STUB-DEPENDENT: the schema registry in this tree is a stub that accepts everything.
     // Un-ignore after the expr/schema branch is merged.
     #[tokio::test]
-    #[ignore = "needs the real SchemaRegistry (stub in this tree): un-ignore after merge"]
     async fn schema_violations_are_422_with_every_path() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
