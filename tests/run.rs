@@ -15,7 +15,11 @@ fn get(url: &str) -> Option<(u16, String)> {
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
     let mut s = std::net::TcpStream::connect(host).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
@@ -81,10 +85,16 @@ steps:
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(get(&format!("http://127.0.0.1:{admin}/healthz")).map(|r| r.0), Some(200));
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{admin}/healthz")).map(|r| r.0),
+        Some(200)
+    );
 
     let body = r#"{"civicNo":"20130412-2383","short":"130412-2383","centenarian":"130412+2383","digits":"201304122383","ten":"1304122383","note":"Tilda"}"#;
-    assert_eq!(post_json(&format!("http://127.0.0.1:{http}/in/test/log"), body), Some(202));
+    assert_eq!(
+        post_json(&format!("http://127.0.0.1:{http}/in/test/log"), body),
+        Some(202)
+    );
     std::thread::sleep(Duration::from_millis(500));
 
     let pid = child.id().to_string();
@@ -95,15 +105,32 @@ steps:
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(stopped.elapsed() < Duration::from_secs(20), "knut did not stop on SIGTERM");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "knut did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "graceful exit: {status:?}");
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(err.contains("received"), "the log step ran:\n{err}");
     assert!(err.contains("Tilda"), "other data stays readable:\n{err}");
-    for pnr in ["20130412-2383", "130412-2383", "130412+2383", "201304122383", "1304122383"] {
-        assert!(!err.contains(pnr), "personnummer {pnr} leaked into the log:\n{err}");
+    for pnr in [
+        "20130412-2383",
+        "130412-2383",
+        "130412+2383",
+        "201304122383",
+        "1304122383",
+    ] {
+        assert!(
+            !err.contains(pnr),
+            "personnummer {pnr} leaked into the log:\n{err}"
+        );
     }
 }
