@@ -6,7 +6,7 @@ pub mod effects;
 pub mod journal;
 pub mod worker;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -177,17 +177,12 @@ fn http_routes(routes: &[LoadedRoute]) -> Vec<HttpRoute> {
         .collect()
 }
 
-fn auth(
-    config: &Config,
-) -> Result<
-    (
-        std::collections::BTreeMap<String, AuthCheck>,
-        std::collections::BTreeMap<String, AuthKind>,
-    ),
-    RuntimeError,
-> {
-    let mut checks = std::collections::BTreeMap::new();
-    let mut kinds = std::collections::BTreeMap::new();
+/// The auth checks of the ingress and their descriptions for OpenAPI, by scheme name.
+type AuthSchemes = (BTreeMap<String, AuthCheck>, BTreeMap<String, AuthKind>);
+
+fn auth(config: &Config) -> Result<AuthSchemes, RuntimeError> {
+    let mut checks = BTreeMap::new();
+    let mut kinds = BTreeMap::new();
     for (name, scheme) in &config.http.auth {
         match scheme {
             AuthScheme::ApiKey { header, key_env } => {
