@@ -1,8 +1,12 @@
 //! The `knut` binary as a user runs it: `check`, `test`, `graph`, `schema`, `version` on
 //! the repository's own root and on broken roots.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Output};
+
+use support::root::{copy_root, repo};
 
 fn knut(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_knut"))
@@ -13,38 +17,12 @@ fn knut(root: &Path, args: &[&str]) -> Output {
         .expect("knut runs")
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// A copy of the repository's root (adapters, routes, schemas, transforms) to break.
-fn copy_root() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["adapters", "routes", "schemas", "transforms"] {
-        copy_dir(&repo().join(sub), &dir.path().join(sub));
-    }
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

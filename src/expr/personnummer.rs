@@ -13,7 +13,11 @@
 //!
 //! Errors never echo the number: they say what is wrong, not what was given.
 
+use std::ops::Range;
+use std::sync::LazyLock;
+
 use chrono::{Datelike, NaiveDate};
+use regex::bytes::Regex;
 use thiserror::Error;
 
 /// Why a string is not a valid personnummer. The texts never contain the number itself.
@@ -203,24 +207,26 @@ pub fn valid_organisationsnummer(s: &str) -> bool {
     digits[2] >= 2 && luhn_check_digit(&digits[..9]) == digits[9]
 }
 
-/// Replace every personnummer-shaped value in `s` by its date part followed by `****`.
+/// The byte ranges of personnummer-shaped values in `b`, in order and not overlapping.
 ///
-/// Shape, not validity, decides: a run of exactly 10 or 12 digits, or a run of 6 or 8
-/// digits followed by `-` or `+` and exactly 4 digits. `201001011236` becomes
-/// `20100101****`, `20100101-1236` becomes `20100101-****`, `100101-1236` becomes
-/// `100101-****`. Longer or shorter digit runs (order numbers, amounts) are left alone.
-pub fn mask(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    let mut copied = 0;
+/// Shape, not validity, decides (a mistyped personnummer still points at a person): within
+/// a maximal run of ASCII digits, a run of exactly 10 or 12 digits, or a run of 6 or 8
+/// digits followed by `-` or `+` and exactly 4 digits. Runs of 13 or more digits
+/// (timestamps, counters) and digits inside a canonical UUID are not matched. This is the
+/// one detector behind both the log redaction and [`mask`].
+pub fn shaped_spans(b: &[u8]) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    // Fast path: fewer than 10 digits cannot hold a personnummer.
+    if b.iter().filter(|c| c.is_ascii_digit()).nth(9).is_none() {
+        return spans;
+    }
     let run_end = |from: usize| {
-        let mut j = from;
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        j
+        b[from..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .map_or(b.len(), |n| from + n)
     };
+    let mut i = 0;
     while i < b.len() {
         if !b[i].is_ascii_digit() {
             i += 1;
@@ -229,23 +235,47 @@ pub fn mask(s: &str) -> String {
         let start = i;
         let end = run_end(start);
         let len = end - start;
-        // Digit runs are ASCII, so these byte offsets are char boundaries.
+        if (len == 6 || len == 8) && end + 1 < b.len() && matches!(b[end], b'-' | b'+') {
+            let tail_end = run_end(end + 1);
+            if tail_end - (end + 1) == 4 {
+                spans.push(start..tail_end);
+                i = tail_end;
+                continue;
+            }
+        }
         if len == 10 || len == 12 {
-            out.push_str(&s[copied..start + len - 4]);
-            out.push_str("****");
-            copied = end;
-        } else if (len == 6 || len == 8)
-            && end < b.len()
-            && (b[end] == b'-' || b[end] == b'+')
-            && run_end(end + 1) - (end + 1) == 4
-        {
-            out.push_str(&s[copied..=end]);
-            out.push_str("****");
-            copied = end + 5;
-            i = end + 5;
-            continue;
+            spans.push(start..end);
         }
         i = end;
+    }
+    if !spans.is_empty()
+        && let Some(uuid) = UUID.as_ref()
+    {
+        let uuids: Vec<Range<usize>> = uuid.find_iter(b).map(|m| m.range()).collect();
+        if !uuids.is_empty() {
+            spans.retain(|s| !uuids.iter().any(|u| u.start <= s.start && s.end <= u.end));
+        }
+    }
+    spans
+}
+
+static UUID: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}").ok()
+});
+
+/// Replace every personnummer-shaped value in `s` (see [`shaped_spans`]) by its date part
+/// followed by `****`: `201001011236` becomes `20100101****`, `20100101-1236` becomes
+/// `20100101-****`, `100101-1236` becomes `100101-****`.
+pub fn mask(s: &str) -> String {
+    let spans = shaped_spans(s.as_bytes());
+    let mut out = String::with_capacity(s.len());
+    let mut copied = 0;
+    for span in spans {
+        // Spans are ASCII digits (and a sign), so these offsets are char boundaries.
+        let keep = span.end - 4;
+        out.push_str(&s[copied..keep]);
+        out.push_str("****");
+        copied = span.end;
     }
     out.push_str(&s[copied..]);
     out

@@ -533,6 +533,8 @@ pub fn send_router(ingress: Ingress, routes: &[LoadedRoute]) -> axum::Router {
     use axum::http::{HeaderMap, StatusCode, header};
     use axum::response::IntoResponse;
 
+    use crate::endpoint::problem::Problem;
+
     let known: Arc<BTreeSet<String>> =
         Arc::new(routes.iter().map(|r| r.route.route.clone()).collect());
     let handler = move |State(ingress): State<Ingress>,
@@ -542,10 +544,12 @@ pub fn send_router(ingress: Ingress, routes: &[LoadedRoute]) -> axum::Router {
         let known = known.clone();
         async move {
             if !known.contains(&id) {
-                return problem(
+                return Problem::new(
                     StatusCode::NOT_FOUND,
+                    "no-such-route",
                     "No such route",
-                    &format!("there is no route `{id}`: see GET /api/routes"),
+                    format!("there is no route `{id}`: see GET /api/routes"),
+                    format!("/api/routes/{id}/messages"),
                 )
                 .into_response();
             }
@@ -561,11 +565,14 @@ pub fn send_router(ingress: Ingress, routes: &[LoadedRoute]) -> axum::Router {
                     axum::Json(serde_json::json!({"id": m.id, "correlation_id": m.correlation_id})),
                 )
                     .into_response(),
-                Err(e) => problem(
+                Err(e) => Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
+                    "broker-unavailable",
                     "Broker unavailable",
-                    &e.to_string(),
+                    format!("{e}; try again later"),
+                    format!("/api/routes/{id}/messages"),
                 )
+                .with_header(header::RETRY_AFTER, "5")
                 .into_response(),
             }
         }
@@ -573,17 +580,6 @@ pub fn send_router(ingress: Ingress, routes: &[LoadedRoute]) -> axum::Router {
     axum::Router::new()
         .route("/api/routes/{id}/messages", axum::routing::post(handler))
         .with_state(ingress)
-}
-
-fn problem(status: axum::http::StatusCode, title: &str, detail: &str) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let body = serde_json::json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail});
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 /// Wait for SIGTERM or SIGINT.

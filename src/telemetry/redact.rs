@@ -27,17 +27,11 @@
 use std::borrow::Cow;
 use std::io;
 use std::ops::Range;
-use std::sync::LazyLock;
 
-use regex::bytes::Regex;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// What a masked value is replaced with.
 pub const MASK: &str = "********-****";
-
-static UUID: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}").ok()
-});
 
 /// Returns `s` with every personnummer-shaped value replaced by [`MASK`] (see the module
 /// documentation for the rule). Borrows when there is nothing to mask.
@@ -75,50 +69,8 @@ pub fn mask_bytes(b: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// The byte ranges to mask, in order and not overlapping.
 fn find(b: &[u8]) -> Vec<Range<usize>> {
-    let mut spans = Vec::new();
-    // Fast path: fewer than 10 digits cannot hold a personnummer.
-    if b.iter().filter(|c| c.is_ascii_digit()).nth(9).is_none() {
-        return spans;
-    }
-    let run_end = |from: usize| {
-        b[from..]
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .map_or(b.len(), |n| from + n)
-    };
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let end = run_end(start);
-        let len = end - start;
-        if (len == 6 || len == 8) && end + 1 < b.len() && matches!(b[end], b'-' | b'+') {
-            let tail_end = run_end(end + 1);
-            if tail_end - (end + 1) == 4 {
-                spans.push(start..tail_end);
-                i = tail_end;
-                continue;
-            }
-        }
-        if len == 10 || len == 12 {
-            spans.push(start..end);
-        }
-        i = end;
-    }
-    if !spans.is_empty()
-        && let Some(uuid) = UUID.as_ref()
-    {
-        let uuids: Vec<Range<usize>> = uuid.find_iter(b).map(|m| m.range()).collect();
-        if !uuids.is_empty() {
-            spans.retain(|s| !uuids.iter().any(|u| u.start <= s.start && s.end <= u.end));
-        }
-    }
-    spans
+    crate::expr::personnummer::shaped_spans(b)
 }
 
 /// An [`io::Write`] that masks personnummer-shaped values before passing bytes on.
