@@ -99,7 +99,8 @@ pub enum StoreError {
 /// Describes a driver error without any value that might have been bound or stored.
 ///
 /// Database messages can quote values (a failed cast, a constraint detail); the store never
-/// includes the detail, and masks every run of four or more digits in the message, so that
+/// includes the detail, and masks every run of six or more digits (a date of birth,
+/// a whole personnummer; ports and error codes stay readable) in the message, so that
 /// neither a personnummer nor a part of one can slip through.
 pub(crate) fn describe(error: &sqlx::Error) -> String {
     let text = match error {
@@ -128,12 +129,12 @@ pub(crate) fn describe_migrate(error: &sqlx::migrate::MigrateError) -> String {
     }
 }
 
-/// Replaces every run of four or more ASCII digits with `*`s of the same length.
+/// Replaces every run of six or more ASCII digits with `*`s of the same length.
 pub(crate) fn mask_digits(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
-        if run.len() >= 4 {
+        if run.len() >= 6 {
             out.extend(std::iter::repeat_n('*', run.len()));
         } else {
             out.push_str(run);
@@ -160,8 +161,8 @@ mod tests {
     fn masks_long_digit_runs_only() {
         // Fictional personnummer (born 2012, valid Luhn digit), never a real person.
         assert_eq!(
-            mask_digits("key 20120315-2382 code 23505 at 42"),
-            "key ********-**** code ***** at 42"
+            mask_digits("key 20120315-2382 or 120315-2382, code 23505 port 5432"),
+            "key ********-2382 or ******-2382, code 23505 port 5432"
         );
         assert_eq!(mask_digits("abc"), "abc");
         assert_eq!(mask_digits("201203152382"), "************");

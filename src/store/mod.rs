@@ -18,6 +18,7 @@
 //! Times are stored as microseconds since the Unix epoch (UTC): a [`DateTime`] read back
 //! has microsecond precision.
 
+pub mod conformance;
 mod error;
 mod migrate;
 
