@@ -110,11 +110,17 @@ pub async fn release_allows_a_new_claim(a: &Store, b: &Store) {
     assert_eq!(a.claim_key(&scope, "k", m1).await.unwrap(), Claim::First);
     // Another message cannot release it.
     b.release_key(&scope, "k", m2).await.unwrap();
-    assert_eq!(b.claim_key(&scope, "k", m2).await.unwrap(), Claim::Duplicate);
+    assert_eq!(
+        b.claim_key(&scope, "k", m2).await.unwrap(),
+        Claim::Duplicate
+    );
     // The owner can; then the next message is first, and the old one a duplicate.
     a.release_key(&scope, "k", m1).await.unwrap();
     assert_eq!(b.claim_key(&scope, "k", m3).await.unwrap(), Claim::First);
-    assert_eq!(a.claim_key(&scope, "k", m1).await.unwrap(), Claim::Duplicate);
+    assert_eq!(
+        a.claim_key(&scope, "k", m1).await.unwrap(),
+        Claim::Duplicate
+    );
     // Releasing what nobody holds is fine.
     a.release_key(&scope, "never-claimed", m1).await.unwrap();
 }
@@ -137,7 +143,10 @@ pub async fn claim_race_has_one_winner(a: &Store, b: &Store) {
         claims.push(t.await.unwrap());
     }
     assert_eq!(claims.iter().filter(|c| **c == Claim::First).count(), 1);
-    assert_eq!(claims.iter().filter(|c| **c == Claim::Duplicate).count(), 99);
+    assert_eq!(
+        claims.iter().filter(|c| **c == Claim::Duplicate).count(),
+        99
+    );
 
     let one = Uuid::now_v7();
     let mut tasks = Vec::new();
@@ -153,7 +162,10 @@ pub async fn claim_race_has_one_winner(a: &Store, b: &Store) {
         claims.push(t.await.unwrap());
     }
     assert_eq!(claims.iter().filter(|c| **c == Claim::First).count(), 1);
-    assert_eq!(claims.iter().filter(|c| **c == Claim::SameMessage).count(), 99);
+    assert_eq!(
+        claims.iter().filter(|c| **c == Claim::SameMessage).count(),
+        99
+    );
 }
 
 /// Items come back in arrival order; a redelivered message id is added once; the group's
@@ -184,7 +196,11 @@ pub async fn aggregate_orders_and_dedupes(a: &Store, b: &Store) {
         .unwrap();
     assert_eq!(
         g3.items,
-        vec![json!({"n": 1, "namn": "Åke"}), json!([2, null, "två"]), json!(3)]
+        vec![
+            json!({"n": 1, "namn": "Åke"}),
+            json!([2, null, "två"]),
+            json!(3)
+        ]
     );
     assert_eq!(g3.opened_at, g1.opened_at);
     // Another key and another route are other groups.
@@ -252,7 +268,10 @@ pub async fn aggregate_take_race_has_one_winner(a: &Store, b: &Store) {
         }
     }
     assert_eq!(winners.len(), 1);
-    assert_eq!(winners[0].items, (0..10).map(|n| json!(n)).collect::<Vec<_>>());
+    assert_eq!(
+        winners[0].items,
+        (0..10).map(|n| json!(n)).collect::<Vec<_>>()
+    );
 }
 
 /// Adds and takes of one group racing on two instances: every item ends in exactly one
@@ -361,7 +380,11 @@ pub async fn mark_seen_once(a: &Store, b: &Store) {
     assert!(a.mark_seen(&endpoint, "errand-1").await.unwrap());
     assert!(!b.mark_seen(&endpoint, "errand-1").await.unwrap());
     assert!(b.mark_seen(&endpoint, "errand-2").await.unwrap());
-    assert!(a.mark_seen(&unique("seen-other"), "errand-1").await.unwrap());
+    assert!(
+        a.mark_seen(&unique("seen-other"), "errand-1")
+            .await
+            .unwrap()
+    );
     let mut tasks = Vec::new();
     for i in 0..50 {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -415,6 +438,9 @@ pub async fn journal_round_trip(a: &Store, b: &Store) {
     a.journal(&other).await.unwrap();
 
     assert_eq!(a.journal_for(correlation_id).await.unwrap(), entries);
-    assert_eq!(b.journal_for(other.correlation_id).await.unwrap(), vec![other]);
+    assert_eq!(
+        b.journal_for(other.correlation_id).await.unwrap(),
+        vec![other]
+    );
     assert!(a.journal_for(Uuid::now_v7()).await.unwrap().is_empty());
 }

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use sqlx::SqlSafeStr;
 use sqlx::AnyPool;
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 
 use super::error::{StoreError, describe_migrate};

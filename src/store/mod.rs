@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Executor, Row};
+use sqlx::{Connection, Executor, Row};
 use uuid::Uuid;
 
 use error::describe;
@@ -193,6 +193,14 @@ impl Store {
 
     async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
         let backend = Backend::Postgres;
+        // One direct connection first: when the database is unreachable, the pool would only
+        // report a timeout; this gives the real reason (refused, auth, unknown database), fast.
+        sqlx::AnyConnection::connect(url)
+            .await
+            .map_err(|e| connect_error(backend, &e))?
+            .close()
+            .await
+            .map_err(|e| connect_error(backend, &e))?;
         let pool = AnyPoolOptions::new()
             .max_connections(POSTGRES_MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -342,7 +350,11 @@ impl Store {
     /// Removes the group (`route`, `key`) and returns it with its items, atomically: when
     /// several callers (tasks or instances) race, exactly one gets `Some`. `None` when there
     /// is no such group (already taken, or never opened).
-    pub async fn aggregate_take(&self, route: &str, key: &str) -> Result<Option<Group>, StoreError> {
+    pub async fn aggregate_take(
+        &self,
+        route: &str,
+        key: &str,
+    ) -> Result<Option<Group>, StoreError> {
         const OP: &str = "aggregate_take";
         let mut tx = self
             .pool

@@ -64,7 +64,10 @@ async fn reconnecting_keeps_state_and_migrations_are_idempotent() {
             again.claim_key("r", "k", message).await.unwrap(),
             Claim::SameMessage
         );
-        assert_eq!(again.watermark("poll").await.unwrap().as_deref(), Some("w1"));
+        assert_eq!(
+            again.watermark("poll").await.unwrap().as_deref(),
+            Some("w1")
+        );
         let applied: i64 = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations")
             .fetch_one(&again.pool)
             .await
@@ -90,7 +93,10 @@ async fn concurrent_first_connects_to_a_fresh_file_all_succeed() {
         stores.push(t.await.unwrap().unwrap());
     }
     let m = Uuid::now_v7();
-    assert_eq!(stores[0].claim_key("s", "k", m).await.unwrap(), Claim::First);
+    assert_eq!(
+        stores[0].claim_key("s", "k", m).await.unwrap(),
+        Claim::First
+    );
     assert_eq!(
         stores[3].claim_key("s", "k", m).await.unwrap(),
         Claim::SameMessage
@@ -100,7 +106,11 @@ async fn concurrent_first_connects_to_a_fresh_file_all_succeed() {
 #[tokio::test]
 async fn url_forms() {
     // Memory URLs give a working private store.
-    for url in ["sqlite::memory:", "sqlite://:memory:", "sqlite://?mode=memory"] {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite://?mode=memory",
+    ] {
         let store = Store::connect(url).await.unwrap();
         assert!(store.mark_seen("e", "i").await.unwrap(), "{url}");
     }
@@ -108,7 +118,20 @@ async fn url_forms() {
     let dir = tempfile::tempdir().unwrap();
     let ro = format!("sqlite://{}/missing.db?mode=ro", dir.path().display());
     let err = Store::connect(&ro).await.unwrap_err();
-    assert!(matches!(err, StoreError::Connect { backend: "sqlite", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Connect {
+                backend: "sqlite",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("unable to open database file"),
+        "{err}"
+    );
     // The plain `sqlite:` form with a relative-looking path works too.
     let plain = format!("sqlite:{}/plain.db", dir.path().display());
     Store::connect(&plain).await.unwrap().close().await;
@@ -154,7 +177,13 @@ async fn errors_never_carry_keys_or_items() {
     ];
     for err in errors {
         let text = format!("{err} {err:?}");
-        assert!(matches!(err, StoreError::Query { backend: "sqlite", .. }));
+        assert!(matches!(
+            err,
+            StoreError::Query {
+                backend: "sqlite",
+                ..
+            }
+        ));
         assert!(!text.contains(pnr), "{text}");
         assert!(!text.contains("20110704"), "{text}");
     }
@@ -194,7 +223,10 @@ fn sqlite_url_preparation() {
     assert!(!is_sqlite_memory("sqlite://data/knut.db"));
     let dir = tempfile::tempdir().unwrap();
     let base = format!("sqlite://{}/a/knut.db", dir.path().display());
-    assert_eq!(prepare_sqlite_file(&base).unwrap(), format!("{base}?mode=rwc"));
+    assert_eq!(
+        prepare_sqlite_file(&base).unwrap(),
+        format!("{base}?mode=rwc")
+    );
     assert!(dir.path().join("a").is_dir());
     let with_query = format!("{base}?cache=private");
     assert_eq!(
