@@ -1,47 +1,284 @@
-//! STUB (replaced by the store branch).
-#![allow(missing_docs, dead_code, unused_variables)]
+//! The state store: Knutpunkt's small durable state.
+//!
+//! It holds what the message path must remember across deliveries and restarts:
+//! - **idempotent consumer** keys ([`Store::claim_key`], [`Store::release_key`]),
+//! - **aggregator** groups ([`Store::aggregate_add`], [`Store::aggregate_take`],
+//!   [`Store::aggregate_expired`]),
+//! - **poll** watermarks and per-item dedupe ([`Store::watermark`], [`Store::mark_seen`]),
+//! - the **message journal**, one row per hop and never a body ([`Store::journal`]).
+//!
+//! SQLite is the default (`sqlite://<root>/data/knut.db`, one instance, WAL mode);
+//! PostgreSQL (`postgres://…`) lets several knut instances share the state. The same
+//! portable SQL runs on both through sqlx's `Any` driver; every operation that must stay
+//! correct under concurrency is a single `INSERT … ON CONFLICT` or a short transaction that
+//! starts with a write, so many tasks in one process and several processes on PostgreSQL
+//! agree. Migrations (`migrations/sqlite`, `migrations/postgres`, embedded in the binary)
+//! run at connect, idempotently.
+//!
+//! Times are stored as microseconds since the Unix epoch (UTC): a [`DateTime`] read back
+//! has microsecond precision.
+
+pub mod conformance;
+mod error;
+mod migrate;
+
+pub use error::StoreError;
+
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Connection, Executor, Row};
 use uuid::Uuid;
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+
+use error::describe;
+
+/// Set on every SQLite connection: wait up to 5 s for another writer; WAL makes
+/// `synchronous = NORMAL` durable across application crashes (the classic pairing).
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+/// Connections in a file-backed SQLite pool (writes are serialised by SQLite anyway).
+const SQLITE_MAX_CONNECTIONS: u32 = 8;
+/// Connections per knut instance in a PostgreSQL pool.
+const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+/// How long to wait for a connection from the pool.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// The state store: a handle on a pool of database connections. Cheap to clone.
 #[derive(Clone)]
-pub struct Store;
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the URL: it may carry a password.
+        f.debug_struct("Store")
+            .field("backend", &self.backend.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer of the idempotent consumer ([`Store::claim_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
+    /// The key was not seen before in this scope: it is now recorded; process the message.
     First,
+    /// The key was claimed before by this same message id (a redelivery or retry of the
+    /// message that claimed it): let it pass.
     SameMessage,
+    /// The key was claimed by another message: this one is a duplicate; drop it.
     Duplicate,
 }
+
+/// An aggregation group: the items collected so far for one correlation key of a route.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Group {
+    /// The correlation key.
     pub key: String,
+    /// The items, in arrival order (each message id counted once).
     pub items: Vec<serde_json::Value>,
+    /// When the first item arrived (microsecond precision).
     pub opened_at: DateTime<Utc>,
 }
+
+/// One hop of a message in the journal. Never holds a body or personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
+    /// When the hop ended (stored with microsecond precision).
     pub at: DateTime<Utc>,
+    /// The message's id.
     pub message_id: Uuid,
+    /// The correlation id that follows the message through every hop.
     pub correlation_id: Uuid,
+    /// The route.
     pub route: String,
+    /// The step: a path such as `steps[2].to`, or `ingress`, `dead-letter`, `replay`.
     pub step: String,
+    /// `ok`, `filtered`, `retry`, `dead-letter`, `duplicate` or `replayed`.
     pub outcome: String,
+    /// How long the hop took, in microseconds.
     pub duration_us: i64,
+    /// A short note (an error kind, a status code); no personal data, no content.
     pub detail: Option<String>,
 }
+
 impl Store {
+    /// Connects to the store named by `url` and applies the migrations.
+    ///
+    /// - `sqlite://<path>` or `sqlite:<path>`: a file; its folder is created, and so is the
+    ///   file unless the URL sets `mode=` itself. WAL mode, a busy timeout of 5 s.
+    ///   `sqlite::memory:` gives the same as [`Store::memory`].
+    /// - `postgres://…` or `postgresql://…`: a shared database; the schema comes from the
+    ///   connection's `search_path` (e.g. `?options=-c%20search_path%3Dknut`).
+    ///
+    /// Safe when several processes connect at once: migrations are idempotent and, on
+    /// PostgreSQL, serialised by an advisory lock.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        Ok(Store)
+        sqlx::any::install_default_drivers();
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => {
+                if is_sqlite_memory(url) {
+                    return Store::memory().await;
+                }
+                Store::connect_sqlite_file(url).await
+            }
+            "postgres" | "postgresql" => Store::connect_postgres(url).await,
+            other => Err(StoreError::UnsupportedUrl {
+                scheme: other.chars().take(32).collect(),
+            }),
+        }
     }
+
+    /// A private in-memory SQLite store on one connection, for `knut test` and unit tests.
+    /// Its state is gone when the last clone is dropped or [`Store::close`] is called.
     pub async fn memory() -> Result<Store, StoreError> {
-        Ok(Store)
+        sqlx::any::install_default_drivers();
+        let backend = Backend::Sqlite;
+        // One connection that is never reaped: the database lives in that connection.
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect("sqlite::memory:")
+            .await
+            .map_err(|e| connect_error(backend, &e))?;
+        let store = Store { pool, backend };
+        migrate::run(&store.pool, backend.name(), migrate::sqlite()).await?;
+        Ok(store)
     }
+
+    async fn connect_sqlite_file(url: &str) -> Result<Store, StoreError> {
+        let backend = Backend::Sqlite;
+        let url = prepare_sqlite_file(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(SQLITE_MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| connect_error(backend, &e))?;
+        enable_wal(&pool).await?;
+        let store = Store { pool, backend };
+        migrate::run(&store.pool, backend.name(), migrate::sqlite()).await?;
+        Ok(store)
+    }
+
+    async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+        let backend = Backend::Postgres;
+        // One direct connection first: when the database is unreachable, the pool would only
+        // report a timeout; this gives the real reason (refused, auth, unknown database), fast.
+        sqlx::AnyConnection::connect(url)
+            .await
+            .map_err(|e| connect_error(backend, &e))?
+            .close()
+            .await
+            .map_err(|e| connect_error(backend, &e))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(POSTGRES_MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(|e| connect_error(backend, &e))?;
+        let store = Store { pool, backend };
+        migrate::run(&store.pool, backend.name(), migrate::postgres()).await?;
+        Ok(store)
+    }
+
+    /// The database behind this store: `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Idempotent consumer. The first time `key` is seen in `scope`, records it with
+    /// `message_id` and returns [`Claim::First`]. The same key again from the same message
+    /// id (a retry of that message) returns [`Claim::SameMessage`]: let it pass. From any
+    /// other message, [`Claim::Duplicate`].
+    ///
+    /// One round trip (`INSERT … ON CONFLICT DO UPDATE … RETURNING`), atomic under any
+    /// concurrency: of many concurrent claims of a fresh key exactly one gets `First`.
     pub async fn claim_key(
         &self,
         scope: &str,
         key: &str,
         message_id: Uuid,
     ) -> Result<Claim, StoreError> {
-        Ok(Claim::First)
+        const OP: &str = "claim_key";
+        let row = sqlx::query(
+            "INSERT INTO knut_idempotency (scope, idem_key, message_id, claimed_at_us, hits) \
+             VALUES ($1, $2, $3, $4, 1) \
+             ON CONFLICT (scope, idem_key) DO UPDATE SET hits = knut_idempotency.hits + 1 \
+             RETURNING message_id, hits",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(message_id.to_string())
+        .bind(now_us())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        let owner = self.uuid_col(OP, "knut_idempotency", &row, "message_id")?;
+        let hits = self.i64_col(OP, "knut_idempotency", &row, "hits")?;
+        Ok(if owner != message_id {
+            Claim::Duplicate
+        } else if hits <= 1 {
+            Claim::First
+        } else {
+            Claim::SameMessage
+        })
     }
+
+    /// Undoes a claim when its message is dead-lettered, so that a corrected resend is not
+    /// taken for a duplicate. Only the message that holds the claim can release it; releasing
+    /// a key that is not held (or held by another message) does nothing.
+    pub async fn release_key(
+        &self,
+        scope: &str,
+        key: &str,
+        message_id: Uuid,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM knut_idempotency WHERE scope = $1 AND idem_key = $2 AND message_id = $3",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(message_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error("release_key", &e))?;
+        Ok(())
+    }
+
+    /// Aggregator: adds `item` to the group (`route`, `key`), opening the group if needed,
+    /// and returns the group's items so far (in arrival order) and when it opened. Adding the
+    /// same message id twice adds it once (a redelivery).
     pub async fn aggregate_add(
         &self,
         route: &str,
@@ -49,24 +286,386 @@ impl Store {
         message_id: Uuid,
         item: &serde_json::Value,
     ) -> Result<Group, StoreError> {
-        todo!()
+        const OP: &str = "aggregate_add";
+        let item_text = serde_json::to_string(item).map_err(|_| StoreError::InvalidValue {
+            operation: OP,
+            field: "item",
+            reason: "it cannot be serialised as JSON",
+        })?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        // A write first: it takes the group's row lock (PostgreSQL) or the write lock (SQLite)
+        // for the whole transaction, so adds and takes of one group are serialised.
+        let group = sqlx::query(
+            "INSERT INTO knut_agg_groups (route, group_key, opened_at_us, next_seq) \
+             VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (route, group_key) DO UPDATE \
+             SET next_seq = knut_agg_groups.next_seq + 1 \
+             RETURNING opened_at_us, next_seq",
+        )
+        .bind(route)
+        .bind(key)
+        .bind(now_us())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        let opened_at_us = self.i64_col(OP, "knut_agg_groups", &group, "opened_at_us")?;
+        let seq = self.i64_col(OP, "knut_agg_groups", &group, "next_seq")?;
+        sqlx::query(
+            "INSERT INTO knut_agg_items (route, group_key, message_id, seq, item) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (route, group_key, message_id) DO NOTHING",
+        )
+        .bind(route)
+        .bind(key)
+        .bind(message_id.to_string())
+        .bind(seq)
+        .bind(item_text)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        let rows = sqlx::query(
+            "SELECT item FROM knut_agg_items WHERE route = $1 AND group_key = $2 ORDER BY seq",
+        )
+        .bind(route)
+        .bind(key)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        tx.commit().await.map_err(|e| self.query_error(OP, &e))?;
+        let items = rows
+            .iter()
+            .map(|row| self.json_col(OP, row))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Group {
+            key: key.to_string(),
+            items,
+            opened_at: self.time(OP, "knut_agg_groups", "opened_at_us", opened_at_us)?,
+        })
     }
+
+    /// Removes the group (`route`, `key`) and returns it with its items, atomically: when
+    /// several callers (tasks or instances) race, exactly one gets `Some`. `None` when there
+    /// is no such group (already taken, or never opened).
     pub async fn aggregate_take(
         &self,
         route: &str,
         key: &str,
     ) -> Result<Option<Group>, StoreError> {
-        Ok(None)
+        const OP: &str = "aggregate_take";
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        let group = sqlx::query(
+            "DELETE FROM knut_agg_groups WHERE route = $1 AND group_key = $2 \
+             RETURNING opened_at_us",
+        )
+        .bind(route)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        let Some(group) = group else {
+            tx.rollback().await.map_err(|e| self.query_error(OP, &e))?;
+            return Ok(None);
+        };
+        let opened_at_us = self.i64_col(OP, "knut_agg_groups", &group, "opened_at_us")?;
+        let rows = sqlx::query(
+            "DELETE FROM knut_agg_items WHERE route = $1 AND group_key = $2 \
+             RETURNING seq, item",
+        )
+        .bind(route)
+        .bind(key)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        tx.commit().await.map_err(|e| self.query_error(OP, &e))?;
+        let mut items = rows
+            .iter()
+            .map(|row| {
+                let seq = self.i64_col(OP, "knut_agg_items", row, "seq")?;
+                Ok((seq, self.json_col(OP, row)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING gives no order; restore arrival order.
+        items.sort_by_key(|(seq, _)| *seq);
+        Ok(Some(Group {
+            key: key.to_string(),
+            items: items.into_iter().map(|(_, item)| item).collect(),
+            opened_at: self.time(OP, "knut_agg_groups", "opened_at_us", opened_at_us)?,
+        }))
     }
+
+    /// Keys of the groups of `route` opened before `opened_before`, oldest first (for
+    /// completion by timeout).
     pub async fn aggregate_expired(
         &self,
         route: &str,
         opened_before: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
-        Ok(vec![])
+        const OP: &str = "aggregate_expired";
+        let rows = sqlx::query(
+            "SELECT group_key FROM knut_agg_groups WHERE route = $1 AND opened_at_us < $2 \
+             ORDER BY opened_at_us, group_key",
+        )
+        .bind(route)
+        .bind(opened_before.timestamp_micros())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        rows.iter()
+            .map(|row| self.string_col(OP, "knut_agg_groups", row, "group_key"))
+            .collect()
     }
-    pub async fn journal(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+
+    /// The last watermark stored for the poll endpoint `endpoint`, if any.
+    pub async fn watermark(&self, endpoint: &str) -> Result<Option<String>, StoreError> {
+        const OP: &str = "watermark";
+        let row = sqlx::query("SELECT value FROM knut_watermarks WHERE endpoint = $1")
+            .bind(endpoint)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        row.map(|row| self.string_col(OP, "knut_watermarks", &row, "value"))
+            .transpose()
+    }
+
+    /// Stores `value` as the watermark of the poll endpoint `endpoint` (replacing the last).
+    pub async fn set_watermark(&self, endpoint: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO knut_watermarks (endpoint, value, updated_at_us) VALUES ($1, $2, $3) \
+             ON CONFLICT (endpoint) DO UPDATE \
+             SET value = excluded.value, updated_at_us = excluded.updated_at_us",
+        )
+        .bind(endpoint)
+        .bind(value)
+        .bind(now_us())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error("set_watermark", &e))?;
         Ok(())
     }
-    pub async fn close(&self) {}
+
+    /// Per-item dedupe for a poll endpoint: records `item` and returns `true` the first time
+    /// it is seen for `endpoint`, `false` afterwards. Atomic: of concurrent callers exactly
+    /// one gets `true`.
+    pub async fn mark_seen(&self, endpoint: &str, item: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO knut_seen (endpoint, item, seen_at_us) VALUES ($1, $2, $3) \
+             ON CONFLICT (endpoint, item) DO NOTHING",
+        )
+        .bind(endpoint)
+        .bind(item)
+        .bind(now_us())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error("mark_seen", &e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Appends one hop to the message journal.
+    pub async fn journal(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO knut_journal \
+             (at_us, message_id, correlation_id, route, step, outcome, duration_us, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(entry.at.timestamp_micros())
+        .bind(entry.message_id.to_string())
+        .bind(entry.correlation_id.to_string())
+        .bind(entry.route.as_str())
+        .bind(entry.step.as_str())
+        .bind(entry.outcome.as_str())
+        .bind(entry.duration_us)
+        .bind(entry.detail.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error("journal", &e))?;
+        Ok(())
+    }
+
+    /// Every hop journaled for `correlation_id`, in time order (ties in write order).
+    pub async fn journal_for(&self, correlation_id: Uuid) -> Result<Vec<JournalEntry>, StoreError> {
+        const OP: &str = "journal_for";
+        const T: &str = "knut_journal";
+        let rows = sqlx::query(
+            "SELECT at_us, message_id, correlation_id, route, step, outcome, duration_us, detail \
+             FROM knut_journal WHERE correlation_id = $1 ORDER BY at_us, id",
+        )
+        .bind(correlation_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        rows.iter()
+            .map(|row| {
+                Ok(JournalEntry {
+                    at: self.time(OP, T, "at_us", self.i64_col(OP, T, row, "at_us")?)?,
+                    message_id: self.uuid_col(OP, T, row, "message_id")?,
+                    correlation_id: self.uuid_col(OP, T, row, "correlation_id")?,
+                    route: self.string_col(OP, T, row, "route")?,
+                    step: self.string_col(OP, T, row, "step")?,
+                    outcome: self.string_col(OP, T, row, "outcome")?,
+                    duration_us: self.i64_col(OP, T, row, "duration_us")?,
+                    detail: row
+                        .try_get::<Option<String>, _>("detail")
+                        .map_err(|_| corrupt(OP, T, "detail", "not text"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Closes every connection, waiting for the ones in use to be returned. Further calls on
+    /// any clone of this store fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn query_error(&self, operation: &'static str, error: &sqlx::Error) -> StoreError {
+        StoreError::Query {
+            operation,
+            backend: self.backend.name(),
+            cause: describe(error),
+        }
+    }
+
+    fn i64_col(
+        &self,
+        op: &'static str,
+        table: &'static str,
+        row: &AnyRow,
+        column: &'static str,
+    ) -> Result<i64, StoreError> {
+        row.try_get::<i64, _>(column)
+            .map_err(|_| corrupt(op, table, column, "not an integer"))
+    }
+
+    fn string_col(
+        &self,
+        op: &'static str,
+        table: &'static str,
+        row: &AnyRow,
+        column: &'static str,
+    ) -> Result<String, StoreError> {
+        row.try_get::<String, _>(column)
+            .map_err(|_| corrupt(op, table, column, "not text"))
+    }
+
+    fn uuid_col(
+        &self,
+        op: &'static str,
+        table: &'static str,
+        row: &AnyRow,
+        column: &'static str,
+    ) -> Result<Uuid, StoreError> {
+        let text = self.string_col(op, table, row, column)?;
+        Uuid::parse_str(&text).map_err(|_| corrupt(op, table, column, "not a UUID"))
+    }
+
+    fn json_col(&self, op: &'static str, row: &AnyRow) -> Result<serde_json::Value, StoreError> {
+        let text = self.string_col(op, "knut_agg_items", row, "item")?;
+        serde_json::from_str(&text).map_err(|_| corrupt(op, "knut_agg_items", "item", "not JSON"))
+    }
+
+    fn time(
+        &self,
+        op: &'static str,
+        table: &'static str,
+        column: &'static str,
+        micros: i64,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| corrupt(op, table, column, "a time out of range"))
+    }
 }
+
+fn corrupt(
+    operation: &'static str,
+    table: &'static str,
+    column: &'static str,
+    reason: &'static str,
+) -> StoreError {
+    StoreError::CorruptRow {
+        operation,
+        table,
+        column,
+        reason,
+    }
+}
+
+fn connect_error(backend: Backend, error: &sqlx::Error) -> StoreError {
+    StoreError::Connect {
+        backend: backend.name(),
+        cause: describe(error),
+    }
+}
+
+fn now_us() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+/// The part of a SQLite URL after the scheme, split into path and query.
+fn sqlite_parts(url: &str) -> (&str, Option<&str>) {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    }
+}
+
+fn is_sqlite_memory(url: &str) -> bool {
+    let (path, query) = sqlite_parts(url);
+    path == ":memory:"
+        || query.is_some_and(|q| q.split('&').any(|pair| pair == "mode=memory"))
+        || (path.is_empty() && query.is_none())
+}
+
+/// Creates the folder of a SQLite file URL, and asks for the file to be created when the
+/// URL does not say which `mode` it wants.
+fn prepare_sqlite_file(url: &str) -> Result<String, StoreError> {
+    let (path, query) = sqlite_parts(url);
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let has_mode = query.is_some_and(|q| q.split('&').any(|pair| pair.starts_with("mode=")));
+    Ok(match (query, has_mode) {
+        (_, true) => url.to_string(),
+        (Some(_), false) => format!("{url}&mode=rwc"),
+        (None, false) => format!("{url}?mode=rwc"),
+    })
+}
+
+/// Switches a SQLite file to WAL mode. WAL is a property of the file, so once is enough;
+/// the switch needs a moment of exclusive access, which another process starting at the
+/// same time may hold, so it is retried briefly.
+async fn enable_wal(pool: &AnyPool) -> Result<(), StoreError> {
+    let mut last = None;
+    for _ in 0..50 {
+        match pool.execute("PRAGMA journal_mode = WAL").await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(StoreError::Connect {
+        backend: "sqlite",
+        cause: last
+            .map(|e| format!("cannot switch to WAL mode: {}", describe(&e)))
+            .unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,446 @@
+//! The store conformance suite: the state store's behaviour as tests, run on every backend.
+//!
+//! SQLite runs it in the unit tests (in memory and on a file) through
+//! [`store_conformance_suite!`]; PostgreSQL runs [`run_all`] in `tests/store_postgres.rs`.
+//! Every test takes two stores on the same database, `a` and `b`, standing for two knut
+//! instances (for an in-memory store, two clones of one), and uses names of its own, so the
+//! suite can share one database.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{Claim, JournalEntry, Store};
+
+/// Generates one `#[tokio::test]` per conformance test. `$make` is a future giving
+/// `(a, b, guard)`: two stores on one database and a value kept alive during the test
+/// (a temporary folder, say).
+#[macro_export]
+macro_rules! store_conformance_suite {
+    ($make:expr) => {
+        $crate::store_conformance_suite!(@tests $make;
+            claim_first_same_duplicate, claim_scopes_are_separate, release_allows_a_new_claim,
+            claim_race_has_one_winner, aggregate_orders_and_dedupes, aggregate_take_once,
+            aggregate_take_race_has_one_winner, aggregate_add_and_take_lose_nothing,
+            aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
+            journal_round_trip);
+    };
+    (@tests $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (a, b, _guard) = $make.await;
+                $crate::store::conformance::$name(&a, &b).await;
+            }
+        )*
+    };
+}
+
+/// Runs every conformance test in turn (for backends whose setup is costly).
+pub async fn run_all(a: &Store, b: &Store) {
+    claim_first_same_duplicate(a, b).await;
+    claim_scopes_are_separate(a, b).await;
+    release_allows_a_new_claim(a, b).await;
+    claim_race_has_one_winner(a, b).await;
+    aggregate_orders_and_dedupes(a, b).await;
+    aggregate_take_once(a, b).await;
+    aggregate_take_race_has_one_winner(a, b).await;
+    aggregate_add_and_take_lose_nothing(a, b).await;
+    aggregate_expired_by_open_time(a, b).await;
+    watermark_round_trip(a, b).await;
+    mark_seen_once(a, b).await;
+    journal_round_trip(a, b).await;
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", Uuid::new_v4().simple())
+}
+
+/// A fictional personnummer-shaped key (born 2013, valid Luhn digit): keys may hold one.
+const FICTIONAL_PNR_KEY: &str = "201309219010:2024-05-01";
+
+/// First claim is `First`, a retry of that message `SameMessage`, any other `Duplicate`,
+/// on either instance.
+pub async fn claim_first_same_duplicate(a: &Store, b: &Store) {
+    let scope = unique("route-claim");
+    let (m1, m2) = (Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(
+        a.claim_key(&scope, FICTIONAL_PNR_KEY, m1).await.unwrap(),
+        Claim::First
+    );
+    assert_eq!(
+        a.claim_key(&scope, FICTIONAL_PNR_KEY, m1).await.unwrap(),
+        Claim::SameMessage
+    );
+    assert_eq!(
+        b.claim_key(&scope, FICTIONAL_PNR_KEY, m1).await.unwrap(),
+        Claim::SameMessage
+    );
+    assert_eq!(
+        b.claim_key(&scope, FICTIONAL_PNR_KEY, m2).await.unwrap(),
+        Claim::Duplicate
+    );
+    assert_eq!(
+        a.claim_key(&scope, FICTIONAL_PNR_KEY, m2).await.unwrap(),
+        Claim::Duplicate
+    );
+    // The owner stays the first message, whatever the duplicates did.
+    assert_eq!(
+        a.claim_key(&scope, FICTIONAL_PNR_KEY, m1).await.unwrap(),
+        Claim::SameMessage
+    );
+}
+
+/// A key is claimed per scope; a key that differs only in case is another key.
+pub async fn claim_scopes_are_separate(a: &Store, b: &Store) {
+    let (s1, s2) = (unique("scope-a"), unique("scope-b"));
+    let (m1, m2) = (Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(a.claim_key(&s1, "Åsa-1", m1).await.unwrap(), Claim::First);
+    assert_eq!(b.claim_key(&s2, "Åsa-1", m2).await.unwrap(), Claim::First);
+    assert_eq!(a.claim_key(&s1, "åsa-1", m2).await.unwrap(), Claim::First);
+    assert_eq!(a.claim_key(&s1, "", m1).await.unwrap(), Claim::First);
+}
+
+/// Only the owner releases a claim; after it the key can be claimed afresh.
+pub async fn release_allows_a_new_claim(a: &Store, b: &Store) {
+    let scope = unique("release");
+    let (m1, m2, m3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(a.claim_key(&scope, "k", m1).await.unwrap(), Claim::First);
+    // Another message cannot release it.
+    b.release_key(&scope, "k", m2).await.unwrap();
+    assert_eq!(
+        b.claim_key(&scope, "k", m2).await.unwrap(),
+        Claim::Duplicate
+    );
+    // The owner can; then the next message is first, and the old one a duplicate.
+    a.release_key(&scope, "k", m1).await.unwrap();
+    assert_eq!(b.claim_key(&scope, "k", m3).await.unwrap(), Claim::First);
+    assert_eq!(
+        a.claim_key(&scope, "k", m1).await.unwrap(),
+        Claim::Duplicate
+    );
+    // Releasing what nobody holds is fine.
+    a.release_key(&scope, "never-claimed", m1).await.unwrap();
+}
+
+/// 100 concurrent claims of one fresh key from different messages on two instances:
+/// exactly one `First`. 100 concurrent claims by one message: one `First`, the rest
+/// `SameMessage`.
+pub async fn claim_race_has_one_winner(a: &Store, b: &Store) {
+    let scope = unique("race");
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let scope = scope.clone();
+        tasks.push(tokio::spawn(async move {
+            store.claim_key(&scope, "k", Uuid::now_v7()).await.unwrap()
+        }));
+    }
+    let mut claims = Vec::new();
+    for t in tasks {
+        claims.push(t.await.unwrap());
+    }
+    assert_eq!(claims.iter().filter(|c| **c == Claim::First).count(), 1);
+    assert_eq!(
+        claims.iter().filter(|c| **c == Claim::Duplicate).count(),
+        99
+    );
+
+    let one = Uuid::now_v7();
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let scope = scope.clone();
+        tasks.push(tokio::spawn(async move {
+            store.claim_key(&scope, "same", one).await.unwrap()
+        }));
+    }
+    let mut claims = Vec::new();
+    for t in tasks {
+        claims.push(t.await.unwrap());
+    }
+    assert_eq!(claims.iter().filter(|c| **c == Claim::First).count(), 1);
+    assert_eq!(
+        claims.iter().filter(|c| **c == Claim::SameMessage).count(),
+        99
+    );
+}
+
+/// Items come back in arrival order; a redelivered message id is added once; the group's
+/// open time is that of its first item.
+pub async fn aggregate_orders_and_dedupes(a: &Store, b: &Store) {
+    let route = unique("agg");
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let g1 = a
+        .aggregate_add(&route, "class-7b", ids[0], &json!({"n": 1, "namn": "Åke"}))
+        .await
+        .unwrap();
+    assert_eq!(g1.key, "class-7b");
+    assert_eq!(g1.items, vec![json!({"n": 1, "namn": "Åke"})]);
+    let g2 = b
+        .aggregate_add(&route, "class-7b", ids[1], &json!([2, null, "två"]))
+        .await
+        .unwrap();
+    assert_eq!(g2.opened_at, g1.opened_at);
+    // Redelivery of the second message: not added again, even with another body.
+    let g2b = a
+        .aggregate_add(&route, "class-7b", ids[1], &json!("other"))
+        .await
+        .unwrap();
+    assert_eq!(g2b.items.len(), 2);
+    let g3 = b
+        .aggregate_add(&route, "class-7b", ids[2], &json!(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        g3.items,
+        vec![
+            json!({"n": 1, "namn": "Åke"}),
+            json!([2, null, "två"]),
+            json!(3)
+        ]
+    );
+    assert_eq!(g3.opened_at, g1.opened_at);
+    // Another key and another route are other groups.
+    let other = a
+        .aggregate_add(&route, "class-8a", ids[0], &json!(1))
+        .await
+        .unwrap();
+    assert_eq!(other.items.len(), 1);
+    let other_route = unique("agg-other");
+    let other = a
+        .aggregate_add(&other_route, "class-7b", ids[0], &json!(1))
+        .await
+        .unwrap();
+    assert_eq!(other.items.len(), 1);
+}
+
+/// A group is taken once with all its items; after that it is gone, and a new add opens
+/// a fresh group.
+pub async fn aggregate_take_once(a: &Store, b: &Store) {
+    let route = unique("take");
+    for n in 0..5 {
+        a.aggregate_add(&route, "g", Uuid::now_v7(), &json!(n))
+            .await
+            .unwrap();
+    }
+    let opened = a
+        .aggregate_add(&route, "g", Uuid::now_v7(), &json!(5))
+        .await
+        .unwrap()
+        .opened_at;
+    let taken = b.aggregate_take(&route, "g").await.unwrap().unwrap();
+    assert_eq!(taken.key, "g");
+    assert_eq!(taken.items, (0..6).map(|n| json!(n)).collect::<Vec<_>>());
+    assert_eq!(taken.opened_at, opened);
+    assert!(a.aggregate_take(&route, "g").await.unwrap().is_none());
+    assert!(a.aggregate_take(&route, "never").await.unwrap().is_none());
+    let fresh = a
+        .aggregate_add(&route, "g", Uuid::now_v7(), &json!("new"))
+        .await
+        .unwrap();
+    assert_eq!(fresh.items, vec![json!("new")]);
+    assert!(fresh.opened_at >= opened);
+}
+
+/// 20 concurrent takes of one group on two instances: exactly one gets it, whole.
+pub async fn aggregate_take_race_has_one_winner(a: &Store, b: &Store) {
+    let route = unique("take-race");
+    for n in 0..10 {
+        a.aggregate_add(&route, "g", Uuid::now_v7(), &json!(n))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let route = route.clone();
+        tasks.push(tokio::spawn(async move {
+            store.aggregate_take(&route, "g").await.unwrap()
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        if let Some(group) = t.await.unwrap() {
+            winners.push(group);
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(
+        winners[0].items,
+        (0..10).map(|n| json!(n)).collect::<Vec<_>>()
+    );
+}
+
+/// Adds and takes of one group racing on two instances: every item ends in exactly one
+/// taken group, none lost, none twice.
+pub async fn aggregate_add_and_take_lose_nothing(a: &Store, b: &Store) {
+    let route = unique("add-take");
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let route = route.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 6 == 5 {
+                store.aggregate_take(&route, "g").await.unwrap()
+            } else {
+                store
+                    .aggregate_add(&route, "g", Uuid::now_v7(), &json!(i))
+                    .await
+                    .unwrap();
+                None
+            }
+        }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        if let Some(group) = t.await.unwrap() {
+            seen.extend(group.items);
+        }
+    }
+    if let Some(rest) = a.aggregate_take(&route, "g").await.unwrap() {
+        seen.extend(rest.items);
+    }
+    let unique_items: HashSet<String> = seen.iter().map(|v| v.to_string()).collect();
+    assert_eq!(seen.len(), 50, "items taken: {seen:?}");
+    assert_eq!(unique_items.len(), 50);
+}
+
+/// Groups opened before the given time are expired, per route, oldest first.
+pub async fn aggregate_expired_by_open_time(a: &Store, b: &Store) {
+    let route = unique("expire");
+    let first = a
+        .aggregate_add(&route, "old", Uuid::now_v7(), &json!(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = b
+        .aggregate_add(&route, "new", Uuid::now_v7(), &json!(2))
+        .await
+        .unwrap();
+    let other_route = unique("expire-other");
+    a.aggregate_add(&other_route, "x", Uuid::now_v7(), &json!(3))
+        .await
+        .unwrap();
+    // Strictly before: a group opened at exactly that time is not expired.
+    assert!(
+        a.aggregate_expired(&route, first.opened_at)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let micro = Duration::microseconds(1);
+    assert_eq!(
+        a.aggregate_expired(&route, first.opened_at + micro)
+            .await
+            .unwrap(),
+        vec!["old".to_string()]
+    );
+    assert_eq!(
+        b.aggregate_expired(&route, second.opened_at + micro)
+            .await
+            .unwrap(),
+        vec!["old".to_string(), "new".to_string()]
+    );
+    b.aggregate_take(&route, "old").await.unwrap();
+    assert_eq!(
+        a.aggregate_expired(&route, Utc::now() + Duration::seconds(1))
+            .await
+            .unwrap(),
+        vec!["new".to_string()]
+    );
+}
+
+/// A watermark is absent until set, then the last value set, shared by the instances.
+pub async fn watermark_round_trip(a: &Store, b: &Store) {
+    let endpoint = unique("poll");
+    assert_eq!(a.watermark(&endpoint).await.unwrap(), None);
+    a.set_watermark(&endpoint, "2024-05-01T06:00:00+02:00")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.watermark(&endpoint).await.unwrap().as_deref(),
+        Some("2024-05-01T06:00:00+02:00")
+    );
+    b.set_watermark(&endpoint, "").await.unwrap();
+    assert_eq!(a.watermark(&endpoint).await.unwrap().as_deref(), Some(""));
+    b.set_watermark(&endpoint, "ärende 42").await.unwrap();
+    assert_eq!(
+        a.watermark(&endpoint).await.unwrap().as_deref(),
+        Some("ärende 42")
+    );
+    assert_eq!(a.watermark(&unique("poll-other")).await.unwrap(), None);
+}
+
+/// An item is new once per endpoint, also under concurrency.
+pub async fn mark_seen_once(a: &Store, b: &Store) {
+    let endpoint = unique("seen");
+    assert!(a.mark_seen(&endpoint, "errand-1").await.unwrap());
+    assert!(!b.mark_seen(&endpoint, "errand-1").await.unwrap());
+    assert!(b.mark_seen(&endpoint, "errand-2").await.unwrap());
+    assert!(
+        a.mark_seen(&unique("seen-other"), "errand-1")
+            .await
+            .unwrap()
+    );
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let endpoint = endpoint.clone();
+        tasks.push(tokio::spawn(async move {
+            store.mark_seen(&endpoint, "errand-3").await.unwrap()
+        }));
+    }
+    let mut firsts = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            firsts += 1;
+        }
+    }
+    assert_eq!(firsts, 1);
+}
+
+fn at(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap()
+}
+
+/// Journal entries come back whole, for their correlation id only, in time order (ties in
+/// write order), from either instance.
+pub async fn journal_round_trip(a: &Store, b: &Store) {
+    let correlation_id = Uuid::now_v7();
+    let message_id = Uuid::now_v7();
+    let t0 = 1_714_540_000_123_456; // 2024-05-01, microsecond precision
+    let entry = |micros: i64, step: &str, outcome: &str, detail: Option<&str>| JournalEntry {
+        at: at(micros),
+        message_id,
+        correlation_id,
+        route: "placement-change".into(),
+        step: step.into(),
+        outcome: outcome.into(),
+        duration_us: 1_234,
+        detail: detail.map(str::to_string),
+    };
+    let entries = vec![
+        entry(t0, "ingress", "ok", None),
+        entry(t0 + 10, "steps[0].validate", "ok", None),
+        entry(t0 + 10, "steps[1].to", "retry", Some("http 503")),
+        entry(t0 + 5_000_000, "steps[1].to", "ok", Some("")),
+    ];
+    // Written out of time order, from both instances.
+    b.journal(&entries[3]).await.unwrap();
+    a.journal(&entries[0]).await.unwrap();
+    b.journal(&entries[1]).await.unwrap();
+    a.journal(&entries[2]).await.unwrap();
+    let mut other = entry(t0, "ingress", "ok", None);
+    other.correlation_id = Uuid::now_v7();
+    a.journal(&other).await.unwrap();
+
+    assert_eq!(a.journal_for(correlation_id).await.unwrap(), entries);
+    assert_eq!(
+        b.journal_for(other.correlation_id).await.unwrap(),
+        vec![other]
+    );
+    assert!(a.journal_for(Uuid::now_v7()).await.unwrap().is_empty());
+}

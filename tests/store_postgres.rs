@@ -1,0 +1,157 @@
+//! The state store on PostgreSQL: the conformance suite, migrations on reconnect and at
+//! concurrent first connects.
+//!
+//! Uses `KNUT_TEST_PG_URL` when set, else `postgres://postgres@127.0.0.1:5432/test`. Each
+//! test works in a schema of its own with a random name (through the connection's
+//! `search_path`) and drops it at the end, also when the test fails. When PostgreSQL cannot
+//! be reached the tests pass after printing one line that says they were skipped and why.
+
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use knutpunkt::store::{Claim, Store, conformance};
+use sqlx::Executor;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use uuid::Uuid;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The PostgreSQL URL for the tests and how to name it in messages (never with a password).
+fn base_url() -> (String, &'static str) {
+    match std::env::var("KNUT_TEST_PG_URL") {
+        Ok(url) if !url.trim().is_empty() => (url, "the URL in KNUT_TEST_PG_URL"),
+        _ => (DEFAULT_URL.to_string(), DEFAULT_URL),
+    }
+}
+
+/// Prints past the test harness's output capture, so the skip is visible in a plain
+/// `cargo test`.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// An admin pool on the base URL, or `None` (after saying so) when PostgreSQL is not there.
+async fn admin(test: &str) -> Option<(PgPool, String)> {
+    let (url, shown) = base_url();
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(&url)
+        .await;
+    match pool {
+        Ok(pool) => Some((pool, url)),
+        Err(e) => {
+            say(&format!(
+                "store_postgres::{test}: SKIPPED the PostgreSQL tests: cannot connect to \
+                 {shown} ({e}); set KNUT_TEST_PG_URL to a reachable database to run them"
+            ));
+            None
+        }
+    }
+}
+
+/// The base URL with `search_path` set to `schema`.
+fn url_with_schema(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// Runs `body` with the URL of a fresh schema, then drops the schema, whatever happened.
+async fn with_schema<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some((admin, url)) = admin(test).await else {
+        return;
+    };
+    let schema = format!("knut_test_{}", Uuid::new_v4().simple());
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .await
+        .unwrap();
+    let outcome = AssertUnwindSafe(body(url_with_schema(&url, &schema)))
+        .catch_unwind()
+        .await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .await
+        .unwrap();
+    admin.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_on_two_instances() {
+    with_schema("conformance_suite_on_two_instances", |url| async move {
+        let a = Store::connect(&url).await.unwrap();
+        let b = Store::connect(&url).await.unwrap();
+        assert_eq!(a.backend(), "postgres");
+        conformance::run_all(&a, &b).await;
+        a.close().await;
+        b.close().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_connects_migrate_once() {
+    with_schema("concurrent_first_connects_migrate_once", |url| async move {
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move { Store::connect(&url).await }));
+        }
+        let mut stores = Vec::new();
+        for t in tasks {
+            stores.push(t.await.unwrap().unwrap());
+        }
+        let m = Uuid::now_v7();
+        assert_eq!(
+            stores[0].claim_key("s", "k", m).await.unwrap(),
+            Claim::First
+        );
+        assert_eq!(
+            stores[3].claim_key("s", "k", m).await.unwrap(),
+            Claim::SameMessage
+        );
+        for store in stores {
+            store.close().await;
+        }
+
+        // Reconnecting applies nothing again and keeps the state.
+        let again = Store::connect(&url).await.unwrap();
+        assert_eq!(
+            again.claim_key("s", "k", m).await.unwrap(),
+            Claim::SameMessage
+        );
+        again.close().await;
+        let pool = PgPoolOptions::new().connect(&url).await.unwrap();
+        let (applied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(applied, 1);
+        pool.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unreachable_database_is_a_connect_error() {
+    // Port 1 on localhost: nothing listens there; no PostgreSQL needed for this one.
+    let err = Store::connect("postgres://knut:s3cret@127.0.0.1:1/knut")
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot connect to the postgres store"),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}
