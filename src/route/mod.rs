@@ -1,4 +1,8 @@
 //! Routes: the schema of route files (`model`), loading them with positioned errors (`load`),
 //! checking cross-references (`check`) and drawing them (`graph`).
 
+pub mod check;
+pub mod diagnostic;
+pub mod graph;
+pub mod load;
 pub mod model;

@@ -1,0 +1,1 @@
+//! Cross-reference checks of loaded routes.

@@ -1,0 +1,1 @@
+//! Mermaid graph of routes.
