@@ -27,7 +27,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// A diagnostic without `expected` or `suggestion`.
+    /// A diagnostic without `expected` or `suggestion` (personnummer shapes in `message` are masked).
     pub fn new(
         file: impl Into<PathBuf>,
         (line, column): (usize, usize),
@@ -39,7 +39,7 @@ impl Diagnostic {
             line,
             column,
             path: path.into(),
-            message: message.into(),
+            message: redact(&message.into()),
             expected: None,
             suggestion: None,
         }

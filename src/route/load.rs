@@ -691,7 +691,7 @@ fn from_yaml_error(file: &Path, pos: &Positions, err: &serde_saphyr::Error) -> D
         E::Message { msg, .. } if msg.contains("untagged enum PublishSpec") => {
             publish_diagnostic(file, pos, &node_path, (line, column))
         }
-        E::Message { msg, .. } => diag(&node_path, msg.clone()),
+        E::Message { msg, .. } => diag(&node_path, without_leading_value(msg)),
         E::ExternalMessage { msg, .. } => diag(&node_path, format!("YAML syntax error: {msg}")),
         other => {
             // Syntax and other errors: serde-saphyr's own wording names kinds, not values.
@@ -709,6 +709,17 @@ fn from_yaml_error(file: &Path, pos: &Positions, err: &serde_saphyr::Error) -> D
             diag(&node_path, text)
         }
     }
+}
+
+/// A custom serde message that starts with the offending value in backticks (`` `x` is not
+/// a size: … ``) names "the value" instead: the value could be data.
+fn without_leading_value(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix('`')
+        && let Some(end) = rest.find('`')
+    {
+        return format!("the value{}", &rest[end + 1..]);
+    }
+    msg.to_string()
 }
 
 /// The error inside alias / snippet wrappers.
@@ -975,8 +986,12 @@ errors:
             for d in err {
                 let shown = d.to_string();
                 assert!(!shown.contains("2384"), "{shown}");
+                assert!(!d.message.contains("2384"), "{d:?}");
             }
         }
+        let d = one_error("route: a\nfrom:\n  http: {path: /x, auth: none, max_body: Anna}\n");
+        assert_eq!(d.path, "from.http.max_body");
+        assert!(d.message.starts_with("the value is not a size"), "{d:?}");
     }
 
     #[test]
