@@ -4,8 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::adapter::client::AdapterClient;
+use crate::adapter::client::{AdapterClient, LookupMiss};
 use crate::adapter::{Adapter, load_adapters};
+use crate::config::Config;
+use crate::expr::Program;
+use crate::route::check::{Catalog, CatalogMiss};
+use crate::route::load::LoadedRoute;
 use crate::schema::SchemaRegistry;
 use crate::template::Templates;
 
@@ -63,7 +67,83 @@ impl Resources {
     }
 }
 
-/// Check the routes' references against these resources (replaced at merge by route::check).
-pub fn check(_routes: &[crate::route::load::LoadedRoute], _resources: &Resources) -> Vec<String> {
-    Vec::new()
+/// What `knut check` checks route references against: the resources and the auth
+/// schemes of the configuration.
+pub struct CheckCatalog<'a> {
+    /// The root's resources.
+    pub resources: &'a Resources,
+    /// Names of `[http.auth.<name>]` schemes.
+    pub auth: Vec<String>,
+}
+
+impl Catalog for CheckCatalog<'_> {
+    fn has_schema(&self, name: &str) -> bool {
+        self.resources.schemas.contains(name)
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        self.resources.schemas.names().map(str::to_string).collect()
+    }
+
+    fn has_template(&self, name: &str) -> bool {
+        self.resources.templates.contains(name)
+    }
+
+    fn template_names(&self) -> Vec<String> {
+        self.resources
+            .templates
+            .names()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn adapter_operation(&self, adapter: &str, operation: &str) -> Result<(), CatalogMiss> {
+        self.resources
+            .client
+            .lookup(adapter, operation)
+            .map_err(|miss| match miss {
+                LookupMiss::NoAdapter { known } => CatalogMiss::NoAdapter { known },
+                LookupMiss::NoOperation { known } => CatalogMiss::NoOperation { known },
+            })
+    }
+
+    fn has_auth(&self, name: &str) -> bool {
+        name == "none" || self.auth.iter().any(|a| a == name)
+    }
+
+    fn auth_names(&self) -> Vec<String> {
+        std::iter::once("none".to_string())
+            .chain(self.auth.iter().cloned())
+            .collect()
+    }
+
+    fn compile_jq(&self, program: &str) -> Result<(), String> {
+        Program::compile(program)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn check_cron(&self, expr: &str) -> Result<(), String> {
+        crate::endpoint::timer::parse_cron(expr).map(|_| ())
+    }
+}
+
+/// Check the routes' references against the resources and the configured auth schemes.
+pub fn check(routes: &[LoadedRoute], resources: &Resources, config: &Config) -> Vec<String> {
+    let catalog = CheckCatalog {
+        resources,
+        auth: config.http.auth.keys().cloned().collect(),
+    };
+    let mut problems: Vec<String> = crate::route::check::check(routes, &catalog)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for lr in routes {
+        if let crate::route::model::From::Http(h) = &lr.route.from
+            && let Err(e) = crate::endpoint::http::check_path(&h.path)
+        {
+            problems.push(lr.diagnostic("from.http.path", e).to_string());
+        }
+    }
+    problems
 }

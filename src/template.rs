@@ -137,6 +137,11 @@ impl Templates {
         self.names.iter().any(|n| n == name)
     }
 
+    /// Names of the loaded templates.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
     /// Render the template `name` with `context`, a JSON object such as
     /// `{"body": …, "headers": {…}}`.
     pub fn render(&self, name: &str, context: &Value) -> Result<String, TemplateError> {

@@ -105,35 +105,41 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Check => match crate::runtime::load(&root) {
-            Ok(loaded) => {
-                println!(
-                    "ok: {} routes, {} adapters checked",
-                    loaded.routes.len(),
-                    loaded.resources.adapters.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(problems) => {
-                for p in &problems {
-                    eprintln!("{p}");
+        Command::Check => match load_config(&root).map(|c| crate::runtime::load(&root, &c)) {
+            Err(code) => code,
+            Ok(loaded) => match loaded {
+                Ok(loaded) => {
+                    println!(
+                        "ok: {} routes, {} adapters checked",
+                        loaded.routes.len(),
+                        loaded.resources.adapters.len()
+                    );
+                    ExitCode::SUCCESS
                 }
-                eprintln!("{} problem(s) found", problems.len());
-                ExitCode::FAILURE
-            }
+                Err(problems) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    eprintln!("{} problem(s) found", problems.len());
+                    ExitCode::FAILURE
+                }
+            },
         },
         Command::Test { path } => test::run(&root, path.as_deref()).await,
-        Command::Graph => match crate::runtime::load(&root) {
-            Ok(loaded) => {
-                print!("{}", crate::route::graph::mermaid(&loaded.routes));
-                ExitCode::SUCCESS
-            }
-            Err(problems) => {
-                for p in &problems {
-                    eprintln!("{p}");
+        Command::Graph => match load_config(&root).map(|c| crate::runtime::load(&root, &c)) {
+            Err(code) => code,
+            Ok(loaded) => match loaded {
+                Ok(loaded) => {
+                    print!("{}", crate::route::graph::mermaid(&loaded.routes));
+                    ExitCode::SUCCESS
                 }
-                ExitCode::FAILURE
-            }
+                Err(problems) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    ExitCode::FAILURE
+                }
+            },
         },
         Command::Schema => {
             let schema = crate::route::load::route_json_schema();

@@ -7,7 +7,14 @@ use crate::route::testing::{find_tests, run_file};
 
 /// Run the route tests under `path` (default `routes/` of the root).
 pub async fn run(root: &Path, path: Option<&Path>) -> ExitCode {
-    let loaded = match crate::runtime::load(root) {
+    let config = match crate::config::Config::load(root) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("knut: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loaded = match crate::runtime::load(root, &config) {
         Ok(l) => l,
         Err(problems) => {
             for p in &problems {

@@ -1,5 +1,219 @@
-//! STUB (replaced by the route branch).
-#![allow(missing_docs, unused_variables)]
-pub fn mermaid(routes: &[crate::route::load::LoadedRoute]) -> String {
-    String::new()
+//! A Mermaid flowchart of routes: where their messages come from (HTTP paths, folders,
+//! timers, exchanges) and where they go (exchanges, adapters, folders). `knut graph`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use super::check::steps_with_paths;
+use super::load::LoadedRoute;
+use super::model::{From, StepSpec};
+
+/// A `flowchart LR` of `routes`: a node per route, exchange, adapter, HTTP path, folder and
+/// timer; edges endpoint → route, route → exchange (routing key), exchange → route (binding
+/// key), route → adapter (operation), route → folder. The same routes give the same text.
+pub fn mermaid(routes: &[LoadedRoute]) -> String {
+    let mut g = Graph::default();
+    for r in routes {
+        let route = g.node("r", &r.route.route, Shape::Route);
+        match &r.route.from {
+            From::Http(h) => {
+                let n = g.node("h", &h.path, Shape::Http);
+                let methods: Vec<&str> = h.methods.iter().map(|m| m.as_str()).collect();
+                g.edge(&n, &route, &methods.join(", "));
+            }
+            From::Queue(q) => {
+                let x = g.node("x", &q.exchange, Shape::Exchange);
+                for key in &q.keys {
+                    g.edge(&x, &route, key);
+                }
+            }
+            From::File(f) => {
+                let d = g.node("d", &f.dir, Shape::Folder);
+                g.edge(&d, &route, &f.pattern);
+            }
+            From::Timer(t) => {
+                let n = g.node("t", &t.cron, Shape::Timer);
+                g.edge(&n, &route, "");
+            }
+        }
+        for (_, step) in steps_with_paths(&r.route) {
+            match step {
+                StepSpec::Publish(p) => {
+                    for t in p.targets() {
+                        let x = g.node("x", &t.exchange, Shape::Exchange);
+                        g.edge(&route, &x, &t.key);
+                    }
+                }
+                StepSpec::Enrich(e) => {
+                    let a = g.node("a", &e.adapter, Shape::Adapter);
+                    g.edge(&route, &a, &e.operation);
+                }
+                StepSpec::To(t) => {
+                    if let (Some(adapter), Some(op)) = (&t.adapter, &t.operation) {
+                        let a = g.node("a", adapter, Shape::Adapter);
+                        g.edge(&route, &a, op);
+                    }
+                    if let Some(f) = &t.file {
+                        let d = g.node("d", &f.dir, Shape::Folder);
+                        g.edge(&route, &d, "");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    g.render()
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Route,
+    Exchange,
+    Adapter,
+    Http,
+    Folder,
+    Timer,
+}
+
+#[derive(Default)]
+struct Graph {
+    nodes: BTreeMap<String, String>,
+    edges: BTreeSet<(String, String, String)>,
+}
+
+impl Graph {
+    /// Declare (once) the node of `kind` named `name`; returns its id.
+    fn node(&mut self, kind: &str, name: &str, shape: Shape) -> String {
+        let id = format!("{kind}_{}", node_id(name));
+        let label = label(name);
+        let decl = match shape {
+            Shape::Route => format!("{id}[\"{label}\"]"),
+            Shape::Exchange => format!("{id}{{{{\"{label}\"}}}}"),
+            Shape::Adapter => format!("{id}[[\"{label}\"]]"),
+            Shape::Http => format!("{id}([\"{label}\"])"),
+            Shape::Folder => format!("{id}[/\"{label}\"/]"),
+            Shape::Timer => format!("{id}((\"{label}\"))"),
+        };
+        self.nodes.entry(id.clone()).or_insert(decl);
+        id
+    }
+
+    fn edge(&mut self, from: &str, to: &str, label: &str) {
+        self.edges
+            .insert((from.to_string(), to.to_string(), label.to_string()));
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        for decl in self.nodes.values() {
+            let _ = writeln!(out, "    {decl}");
+        }
+        for (from, to, l) in &self.edges {
+            if l.is_empty() {
+                let _ = writeln!(out, "    {from} --> {to}");
+            } else {
+                let _ = writeln!(out, "    {from} -->|\"{}\"| {to}", label(l));
+            }
+        }
+        out
+    }
+}
+
+/// A Mermaid node id for `name`: ASCII letters and digits are kept, every other character
+/// becomes `_<hex>_`, so distinct names give distinct ids.
+fn node_id(name: &str) -> String {
+    let mut id = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            id.push(c);
+        } else {
+            let _ = write!(id, "_{:x}_", c as u32);
+        }
+    }
+    id
+}
+
+/// `text` escaped for a quoted Mermaid label (entity codes for `#`, `"`, `<`, `>`, `` ` ``;
+/// line breaks become spaces).
+fn label(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '#' => out.push_str("#35;"),
+            '"' => out.push_str("#quot;"),
+            '<' => out.push_str("#lt;"),
+            '>' => out.push_str("#gt;"),
+            '`' => out.push_str("#96;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::route::load::load_route_str;
+
+    fn route(text: &str) -> LoadedRoute {
+        load_route_str(Path::new("routes/x.yaml"), text).unwrap()
+    }
+
+    #[test]
+    fn flowchart_of_endpoints_routes_exchanges_adapters_and_folders() {
+        let routes = [
+            route(
+                "route: placement-change\nfrom:\n  http: {path: /api/v1/placement-changes, auth: none}\nsteps:\n  - enrich: {adapter: elevregister, operation: get-student, into: s}\n  - choice:\n      when:\n        - jq: .x\n          steps:\n            - to: {adapter: elevregister, operation: update-placement}\n  - publish: {exchange: school.events, key: placement.changed}\n",
+            ),
+            route(
+                "route: archive\nfrom:\n  queue: {exchange: school.events, keys: ['placement.*', 'grade.#']}\nsteps:\n  - to: {file: {dir: out/archive}}\n",
+            ),
+            route("route: nightly\nfrom:\n  timer: {cron: '0 6 * * 1-5'}\n"),
+            route("route: csn\nfrom:\n  file: {dir: in/csn, pattern: '*.csv'}\n"),
+        ];
+        let expected = r#"flowchart LR
+    a_elevregister[["elevregister"]]
+    d_in_2f_csn[/"in/csn"/]
+    d_out_2f_archive[/"out/archive"/]
+    h__2f_api_2f_v1_2f_placement_2d_changes(["/api/v1/placement-changes"])
+    r_archive["archive"]
+    r_csn["csn"]
+    r_nightly["nightly"]
+    r_placement_2d_change["placement-change"]
+    t_0_20_6_20__2a__20__2a__20_1_2d_5(("0 6 * * 1-5"))
+    x_school_2e_events{{"school.events"}}
+    d_in_2f_csn -->|"*.csv"| r_csn
+    h__2f_api_2f_v1_2f_placement_2d_changes -->|"POST"| r_placement_2d_change
+    r_archive --> d_out_2f_archive
+    r_placement_2d_change -->|"get-student"| a_elevregister
+    r_placement_2d_change -->|"update-placement"| a_elevregister
+    r_placement_2d_change -->|"placement.changed"| x_school_2e_events
+    t_0_20_6_20__2a__20__2a__20_1_2d_5 --> r_nightly
+    x_school_2e_events -->|"grade.#35;"| r_archive
+    x_school_2e_events -->|"placement.*"| r_archive
+"#;
+        assert_eq!(mermaid(&routes), expected);
+        // Deterministic whatever the order of the routes.
+        let mut reversed = routes.to_vec();
+        reversed.reverse();
+        assert_eq!(mermaid(&reversed), expected);
+        assert_eq!(mermaid(&[]), "flowchart LR\n");
+    }
+
+    #[test]
+    fn ids_are_distinct_and_labels_escaped() {
+        assert_ne!(node_id("a-b"), node_id("a_b"));
+        assert!(
+            node_id("ä \"x\"")
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        );
+        assert_eq!(
+            label("a \"b\" <c> #d `e`"),
+            "a #quot;b#quot; #lt;c#gt; #35;d #96;e#96;"
+        );
+    }
 }

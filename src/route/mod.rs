@@ -1,6 +1,7 @@
 //! Routes: the schema of route files (`model`), loading them with positioned errors (`load`),
-//! checking cross-references (`check`) and drawing them (`graph`).
+//! checking cross-references (`check`), drawing them (`graph`) and route tests (`testing`).
 
+pub mod check;
 pub mod diagnostic;
 pub mod graph;
 pub mod load;

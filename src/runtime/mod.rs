@@ -54,12 +54,12 @@ pub struct Loaded {
 }
 
 /// Load and check every file of a root. All problems are reported together.
-pub fn load(root: &Path) -> Result<Loaded, Vec<String>> {
+pub fn load(root: &Path, config: &Config) -> Result<Loaded, Vec<String>> {
     let resources = Resources::load(root);
     let routes = load_routes(root);
     match (resources, routes) {
         (Ok(resources), Ok(routes)) => {
-            let problems = crate::resources::check(&routes, &resources);
+            let problems = crate::resources::check(&routes, &resources, config);
             if problems.is_empty() {
                 Ok(Loaded { routes, resources })
             } else {
@@ -218,7 +218,7 @@ async fn bind(addr: &SocketAddr, what: &str) -> Result<tokio::net::TcpListener, 
 impl System {
     /// Start everything the root describes.
     pub async fn start(root: &Path, config: &Config) -> Result<System, RuntimeError> {
-        let Loaded { routes, resources } = load(root).map_err(RuntimeError::Invalid)?;
+        let Loaded { routes, resources } = load(root, config).map_err(RuntimeError::Invalid)?;
         let (auth_checks, auth_kinds) = auth(config)?;
 
         let store = Store::connect(&config.store_url(root))

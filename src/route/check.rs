@@ -1,0 +1,535 @@
+//! Cross-reference checks of loaded routes: every schema, template, adapter operation, auth
+//! scheme, jq program and cron expression a route names must exist and compile; every
+//! `publish` must reach a consuming route; `reply` only answers HTTP routes.
+//!
+//! The resources are looked up through a [`Catalog`], implemented by the runtime.
+
+use super::diagnostic::{Diagnostic, did_you_mean};
+use super::load::LoadedRoute;
+use super::model::{From, Route, StepSpec};
+use crate::broker::topic;
+
+/// Why an adapter operation was not found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogMiss {
+    /// There is no adapter of that name.
+    #[error("no such adapter")]
+    NoAdapter {
+        /// The adapters that exist.
+        known: Vec<String>,
+    },
+    /// The adapter exists but has no operation of that name.
+    #[error("no such operation")]
+    NoOperation {
+        /// The adapter's operations.
+        known: Vec<String>,
+    },
+}
+
+/// The resources routes refer to (schemas, templates, adapters, auth schemes) and the
+/// compilers of the expressions they contain.
+pub trait Catalog {
+    /// Is there a schema of this name (`schemas/<name>.json`)?
+    fn has_schema(&self, name: &str) -> bool;
+    /// All schema names.
+    fn schema_names(&self) -> Vec<String>;
+    /// Is there a template of this name (under `transforms/`)?
+    fn has_template(&self, name: &str) -> bool;
+    /// All template names.
+    fn template_names(&self) -> Vec<String>;
+    /// Does `adapter` exist and have `operation`?
+    fn adapter_operation(&self, adapter: &str, operation: &str) -> Result<(), CatalogMiss>;
+    /// Is there an auth scheme of this name? `none` is always known.
+    fn has_auth(&self, name: &str) -> bool;
+    /// All auth scheme names.
+    fn auth_names(&self) -> Vec<String>;
+    /// Compile a jq program; the error says why it does not compile.
+    fn compile_jq(&self, program: &str) -> Result<(), String>;
+    /// Parse a cron expression; the error says why it is not valid.
+    fn check_cron(&self, expr: &str) -> Result<(), String>;
+}
+
+/// Every step of `route` with its YAML path (`steps[1]`, `steps[2].choice.when[0].steps[0]`,
+/// `steps[2].choice.otherwise[1]`), in file order, branches included.
+pub fn steps_with_paths(route: &Route) -> Vec<(String, &StepSpec)> {
+    fn walk<'a>(base: &str, steps: &'a [StepSpec], out: &mut Vec<(String, &'a StepSpec)>) {
+        for (i, step) in steps.iter().enumerate() {
+            let path = format!("{base}[{i}]");
+            if let StepSpec::Choice(c) = step {
+                out.push((path.clone(), step));
+                for (j, w) in c.when.iter().enumerate() {
+                    walk(&format!("{path}.choice.when[{j}].steps"), &w.steps, out);
+                }
+                walk(&format!("{path}.choice.otherwise"), &c.otherwise, out);
+            } else {
+                out.push((path, step));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("steps", &route.steps, &mut out);
+    out
+}
+
+/// Check the cross-references of `routes` against `catalog`; empty when all is well.
+pub fn check(routes: &[LoadedRoute], catalog: &dyn Catalog) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let bindings: Vec<(&str, &str)> = routes
+        .iter()
+        .filter_map(|r| match &r.route.from {
+            From::Queue(q) => Some(q),
+            _ => None,
+        })
+        .flat_map(|q| q.keys.iter().map(|k| (q.exchange.as_str(), k.as_str())))
+        .collect();
+    for r in routes {
+        let mut c = Checker {
+            r,
+            catalog,
+            out: &mut out,
+        };
+        c.from();
+        for (path, step) in steps_with_paths(&r.route) {
+            c.step(&path, step, &bindings);
+        }
+    }
+    out
+}
+
+struct Checker<'a> {
+    r: &'a LoadedRoute,
+    catalog: &'a dyn Catalog,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, d: Diagnostic) {
+        self.out.push(d);
+    }
+
+    fn schema(&mut self, path: &str, name: &str) {
+        if !self.catalog.has_schema(name) {
+            let known = self.catalog.schema_names();
+            let d = self
+                .r
+                .diagnostic(
+                    path,
+                    format!("unknown schema `{name}`: there is no schemas/{name}.json"),
+                )
+                .with_choices(name, &known);
+            self.push(d);
+        }
+    }
+
+    fn jq(&mut self, path: &str, program: &str) {
+        if let Err(why) = self.catalog.compile_jq(program) {
+            let d = self
+                .r
+                .diagnostic(path, format!("the jq program does not compile: {why}"));
+            self.push(d);
+        }
+    }
+
+    fn adapter(&mut self, path: &str, adapter: &str, operation: &str) {
+        match self.catalog.adapter_operation(adapter, operation) {
+            Ok(()) => {}
+            Err(CatalogMiss::NoAdapter { known }) => {
+                let d = self
+                    .r
+                    .diagnostic(
+                        &format!("{path}.adapter"),
+                        format!("unknown adapter `{adapter}`: there is no adapters/{adapter}.yaml"),
+                    )
+                    .with_choices(adapter, &known);
+                self.push(d);
+            }
+            Err(CatalogMiss::NoOperation { known }) => {
+                let d = self
+                    .r
+                    .diagnostic(
+                        &format!("{path}.operation"),
+                        format!("adapter `{adapter}` has no operation `{operation}`"),
+                    )
+                    .with_choices(operation, &known);
+                self.push(d);
+            }
+        }
+    }
+
+    fn from(&mut self) {
+        match &self.r.route.from {
+            From::Http(h) => {
+                if h.auth != "none" && !self.catalog.has_auth(&h.auth) {
+                    let mut known = self.catalog.auth_names();
+                    if !known.iter().any(|k| k == "none") {
+                        known.push("none".into());
+                    }
+                    let d = self
+                        .r
+                        .diagnostic(
+                            "from.http.auth",
+                            format!(
+                                "unknown auth scheme `{}`: define it as [http.auth.{}] in knut.toml",
+                                h.auth, h.auth
+                            ),
+                        )
+                        .with_choices(&h.auth, &known);
+                    self.push(d);
+                }
+                if let Some(s) = &h.schema {
+                    self.schema("from.http.schema", s);
+                }
+            }
+            From::Timer(t) => {
+                if let Err(why) = self.catalog.check_cron(&t.cron) {
+                    let d = self
+                        .r
+                        .diagnostic(
+                            "from.timer.cron",
+                            format!("the cron expression is not valid: {why}"),
+                        )
+                        .with_expected("5 or 6 fields, e.g. `0 6 * * 1-5`");
+                    self.push(d);
+                }
+            }
+            From::Queue(_) | From::File(_) => {}
+        }
+    }
+
+    fn step(&mut self, path: &str, step: &StepSpec, bindings: &[(&str, &str)]) {
+        let at = format!("{path}.{}", step.kind());
+        match step {
+            StepSpec::Validate(v) => self.schema(&format!("{at}.schema"), &v.schema),
+            StepSpec::Transform(t) => {
+                if let Some(jq) = &t.jq {
+                    self.jq(&format!("{at}.jq"), jq);
+                }
+                if let Some(name) = &t.template
+                    && !self.catalog.has_template(name)
+                {
+                    let known = self.catalog.template_names();
+                    let d = self
+                        .r
+                        .diagnostic(
+                            &format!("{at}.template"),
+                            format!("unknown template `{name}`: there is no transforms/{name}"),
+                        )
+                        .with_choices(name, &known);
+                    self.push(d);
+                }
+            }
+            StepSpec::Set(s) => {
+                for (header, jq) in &s.headers {
+                    self.jq(&format!("{at}.headers.{header}"), jq);
+                }
+            }
+            StepSpec::Choice(c) => {
+                for (j, w) in c.when.iter().enumerate() {
+                    self.jq(&format!("{at}.when[{j}].jq"), &w.jq);
+                }
+            }
+            StepSpec::Filter(f) => self.jq(&format!("{at}.jq"), &f.jq),
+            StepSpec::Split(s) => self.jq(&format!("{at}.jq"), &s.jq),
+            StepSpec::Aggregate(a) => {
+                self.jq(&format!("{at}.correlation"), &a.correlation);
+                if let Some(w) = &a.complete.when {
+                    self.jq(&format!("{at}.complete.when"), w);
+                }
+            }
+            StepSpec::Idempotent(i) => self.jq(&format!("{at}.key"), &i.key),
+            StepSpec::Log(l) => {
+                if let Some(jq) = &l.jq {
+                    self.jq(&format!("{at}.jq"), jq);
+                }
+            }
+            StepSpec::Enrich(e) => self.adapter(&at, &e.adapter, &e.operation),
+            StepSpec::To(t) => {
+                if let (Some(a), Some(o)) = (&t.adapter, &t.operation) {
+                    self.adapter(&at, a, o);
+                }
+                if let Some(name) = t.file.as_ref().and_then(|f| f.name.as_ref()) {
+                    self.jq(&format!("{at}.file.name"), name);
+                }
+            }
+            StepSpec::Publish(p) => {
+                let many = matches!(p, super::model::PublishSpec::Many(_));
+                for (j, t) in p.targets().iter().enumerate() {
+                    let consumed = bindings
+                        .iter()
+                        .any(|(x, pattern)| *x == t.exchange && topic::matches(pattern, &t.key));
+                    if !consumed {
+                        let target = if many {
+                            format!("{at}[{j}]")
+                        } else {
+                            at.clone()
+                        };
+                        let known: Vec<String> = bindings
+                            .iter()
+                            .filter(|(x, _)| *x == t.exchange)
+                            .map(|(_, k)| k.to_string())
+                            .collect();
+                        let mut d = self.r.diagnostic(
+                            &format!("{target}.key"),
+                            format!(
+                                "nothing consumes `{}` on exchange `{}`: no route's `from.queue` \
+                                 binds a matching key, so the broker would refuse it",
+                                t.key, t.exchange
+                            ),
+                        );
+                        if known.is_empty() {
+                            d = d.with_expected(format!(
+                                "a route with `from: {{queue: {{exchange: {}, keys: [...]}}}}`",
+                                t.exchange
+                            ));
+                        } else {
+                            d = d
+                                .with_expected(format!(
+                                    "a key matching one of the bindings: {}",
+                                    known.join(", ")
+                                ))
+                                .with_suggestion(did_you_mean(&t.key, &known));
+                        }
+                        self.push(d);
+                    }
+                }
+            }
+            StepSpec::Reply(_) => {
+                if !matches!(self.r.route.from, From::Http(_)) {
+                    let d = self.r.diagnostic(
+                        &at,
+                        "`reply` answers a synchronous HTTP request, but this route does not \
+                         start from `http`",
+                    );
+                    self.push(d);
+                }
+            }
+            StepSpec::XmlToJson(_) | StepSpec::JsonToXml(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::route::load::load_route_str;
+
+    /// A small catalog: schemas, templates, adapters with operations, auth schemes; jq
+    /// programs containing `!!` and cron expressions not of 5 fields do not compile.
+    struct TestCatalog;
+
+    impl Catalog for TestCatalog {
+        fn has_schema(&self, name: &str) -> bool {
+            self.schema_names().iter().any(|n| n == name)
+        }
+        fn schema_names(&self) -> Vec<String> {
+            vec!["placement-change.v1".into(), "leave.v1".into()]
+        }
+        fn has_template(&self, name: &str) -> bool {
+            self.template_names().iter().any(|n| n == name)
+        }
+        fn template_names(&self) -> Vec<String> {
+            vec!["casedata/errand.json.tera".into()]
+        }
+        fn adapter_operation(&self, adapter: &str, operation: &str) -> Result<(), CatalogMiss> {
+            let ops: &[&str] = match adapter {
+                "elevregister" => &["update-placement", "get-student"],
+                "casedata" => &["create-errand"],
+                _ => {
+                    return Err(CatalogMiss::NoAdapter {
+                        known: vec!["casedata".into(), "elevregister".into()],
+                    });
+                }
+            };
+            if ops.contains(&operation) {
+                Ok(())
+            } else {
+                Err(CatalogMiss::NoOperation {
+                    known: ops.iter().map(|s| s.to_string()).collect(),
+                })
+            }
+        }
+        fn has_auth(&self, name: &str) -> bool {
+            name == "none" || name == "portal"
+        }
+        fn auth_names(&self) -> Vec<String> {
+            vec!["portal".into()]
+        }
+        fn compile_jq(&self, program: &str) -> Result<(), String> {
+            if program.contains("!!") {
+                Err("unexpected token".into())
+            } else {
+                Ok(())
+            }
+        }
+        fn check_cron(&self, expr: &str) -> Result<(), String> {
+            if expr.split_whitespace().count() == 5 {
+                Ok(())
+            } else {
+                Err("wrong number of fields".into())
+            }
+        }
+    }
+
+    fn route(file: &str, text: &str) -> LoadedRoute {
+        match load_route_str(Path::new(file), text) {
+            Ok(r) => r,
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    const CONSUMER: &str = "\
+route: audit
+from:
+  queue: { exchange: school.events, keys: ['placement.*', 'grade.#'] }
+steps:
+  - log: { message: seen }
+";
+
+    #[test]
+    fn a_consistent_set_is_clean() {
+        let good = "\
+route: placement-change
+from:
+  http: { path: /p, auth: portal, schema: placement-change.v1 }
+steps:
+  - validate: { schema: placement-change.v1 }
+  - enrich: { adapter: elevregister, operation: get-student, into: student }
+  - to: { adapter: elevregister, operation: update-placement }
+  - transform: { template: casedata/errand.json.tera }
+  - publish: { exchange: school.events, key: placement.changed }
+  - publish:
+      - { exchange: school.events, key: grade.final.signed }
+  - reply: {}
+";
+        let routes = [
+            route("routes/a.yaml", good),
+            route("routes/b.yaml", CONSUMER),
+        ];
+        assert_eq!(check(&routes, &TestCatalog), vec![]);
+    }
+
+    #[test]
+    fn catches_each_reference_kind_with_positions_and_suggestions() {
+        let bad = "\
+route: bad
+from:
+  http: { path: /p, auth: portl, schema: placement-change.v2 }
+steps:
+  - validate: { schema: leav.v1 }
+  - transform: { template: casedata/erand.json.tera }
+  - to: { adapter: elevregistr, operation: update-placement }
+  - enrich: { adapter: elevregister, operation: update-placment, into: x }
+  - set: { headers: { unit: '.a !! .b' } }
+  - choice:
+      when:
+        - jq: '!!'
+          steps:
+            - filter: { jq: '!! x' }
+      otherwise:
+        - split: { jq: '.x[] !!' }
+  - aggregate: { correlation: '!!', complete: { when: '!!' } }
+  - idempotent: { key: '!!' }
+  - log: { message: m, jq: '!!' }
+  - to: { file: { dir: out, name: '!!' } }
+  - transform: { jq: '!!' }
+  - publish: { exchange: school.events, key: placment.changed }
+";
+        let routes = [
+            route("routes/bad.yaml", bad),
+            route("routes/audit.yaml", CONSUMER),
+        ];
+        let diags = check(&routes, &TestCatalog);
+        let by_path = |p: &str| {
+            diags
+                .iter()
+                .find(|d| d.path == p)
+                .unwrap_or_else(|| panic!("no diagnostic at {p}: {diags:#?}"))
+        };
+        let d = by_path("from.http.auth");
+        assert_eq!(
+            (d.line, d.column, d.suggestion.as_deref()),
+            (3, 27, Some("portal"))
+        );
+        let d = by_path("from.http.schema");
+        assert_eq!(d.suggestion.as_deref(), Some("placement-change.v1"));
+        let d = by_path("steps[0].validate.schema");
+        assert_eq!(
+            (d.line, d.column, d.suggestion.as_deref()),
+            (5, 25, Some("leave.v1"))
+        );
+        let d = by_path("steps[1].transform.template");
+        assert_eq!(d.suggestion.as_deref(), Some("casedata/errand.json.tera"));
+        let d = by_path("steps[2].to.adapter");
+        assert_eq!(
+            (d.line, d.column, d.suggestion.as_deref()),
+            (7, 20, Some("elevregister"))
+        );
+        let d = by_path("steps[3].enrich.operation");
+        assert_eq!(d.suggestion.as_deref(), Some("update-placement"));
+        assert!(
+            d.to_string()
+                .contains("adapter `elevregister` has no operation `update-placment`")
+        );
+        for p in [
+            "steps[4].set.headers.unit",
+            "steps[5].choice.when[0].jq",
+            "steps[5].choice.when[0].steps[0].filter.jq",
+            "steps[5].choice.otherwise[0].split.jq",
+            "steps[6].aggregate.correlation",
+            "steps[6].aggregate.complete.when",
+            "steps[7].idempotent.key",
+            "steps[8].log.jq",
+            "steps[9].to.file.name",
+            "steps[10].transform.jq",
+        ] {
+            assert!(by_path(p).message.contains("does not compile"), "{p}");
+        }
+        let d = by_path("steps[5].choice.when[0].steps[0].filter.jq");
+        assert_eq!((d.line, d.column), (14, 29));
+        let d = by_path("steps[11].publish.key");
+        assert!(
+            d.message
+                .starts_with("nothing consumes `placment.changed` on exchange `school.events`")
+        );
+        assert!(d.message.contains("the broker would refuse it"));
+        assert_eq!(d.line, 22);
+        assert_eq!(diags.len(), 17, "{diags:#?}");
+    }
+
+    #[test]
+    fn publish_needs_a_matching_binding_on_the_same_exchange() {
+        let publisher = |key: &str, exchange: &str| {
+            route(
+                "routes/p.yaml",
+                &format!(
+                    "route: p\nfrom:\n  timer: {{cron: '0 6 * * 1-5'}}\nsteps:\n  - publish: {{exchange: {exchange}, key: {key}}}\n"
+                ),
+            )
+        };
+        let consumer = route("routes/c.yaml", CONSUMER);
+        for (key, exchange, ok) in [
+            ("placement.ended", "school.events", true),
+            ("placement.ended.late", "school.events", false),
+            ("grade", "school.events", true),
+            ("grade.a.b", "school.events", true),
+            ("placement.ended", "other.events", false),
+        ] {
+            let diags = check(&[publisher(key, exchange), consumer.clone()], &TestCatalog);
+            assert_eq!(diags.is_empty(), ok, "{key} on {exchange}: {diags:#?}");
+        }
+    }
+
+    #[test]
+    fn reply_only_in_http_routes_and_cron_is_checked() {
+        let r = route(
+            "routes/t.yaml",
+            "route: t\nfrom:\n  timer: {cron: '0 6 * *'}\nsteps:\n  - reply: {status: 200}\n",
+        );
+        let diags = check(&[r], &TestCatalog);
+        let paths: Vec<&str> = diags.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["from.timer.cron", "steps[0].reply"]);
+        assert_eq!((diags[1].line, diags[1].column), (5, 12));
+    }
+}
