@@ -4,6 +4,8 @@
 //! (`broker`), and each route's worker passes them through its steps (`step`), which call
 //! the municipality's systems through adapters (`adapter`). See the README for the picture.
 
+#![warn(missing_docs)]
+
 pub mod adapter;
 pub mod admin;
 pub mod broker;
