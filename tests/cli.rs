@@ -127,3 +127,27 @@ fn schema_and_version() {
     let o = knut(&repo(), &["version"]);
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("knut "));
 }
+
+#[test]
+fn every_step_kind_passes_its_route_tests() {
+    let root = repo().join("tests/roots/steps");
+    let o = knut(&root, &["check"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = knut(&root, &["test"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for route in [
+        "split-filter",
+        "choice-router",
+        "aggregate-size",
+        "aggregate-when",
+        "idempotent",
+        "enrich",
+        "xml-out",
+    ] {
+        assert!(
+            out.contains(&format!("{route}.test.yaml")),
+            "{route} tested: {out}"
+        );
+    }
+}

@@ -97,6 +97,46 @@ steps:
     );
     std::thread::sleep(Duration::from_millis(500));
 
+    // `knut send` hands a message to a route through the admin API.
+    let sent = Command::new(env!("CARGO_BIN_EXE_knut"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["send", "oep-flowinstance-in", "--file"])
+        .arg(support::root::repo().join("tests/fixtures/oep/leave-application-latin1.xml"))
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "knut send: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(String::from_utf8_lossy(&sent.stdout).contains("correlation_id"));
+    let file = root.path().join("data/out/applications/oep-412-90017.json");
+    let waited = Instant::now();
+    while !file.exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the sent export never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let unknown = Command::new(env!("CARGO_BIN_EXE_knut"))
+        .arg("--root")
+        .arg(root.path())
+        .args([
+            "send",
+            "no-such-route",
+            "--data",
+            "{}",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stdout).contains("no route"));
+
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());

@@ -52,7 +52,13 @@ pub struct TestCase {
     /// What the case shows.
     pub name: String,
     /// The message fed to the route.
-    pub input: Input,
+    #[serde(default)]
+    pub input: Option<Input>,
+    /// Several messages fed one after the other through the same route and state store
+    /// (for aggregators and idempotent consumers); `outcome` and `error` are those of the
+    /// last, the lists under `expect` gather what all of them caused.
+    #[serde(default)]
+    pub inputs: Option<Vec<Input>>,
     /// Adapter responses.
     #[serde(default)]
     pub mocks: Vec<Mock>,
@@ -274,6 +280,27 @@ fn compare(what: &str, expected: &Value, got: &Value, failures: &mut Vec<String>
     }
 }
 
+/// The envelope of one test input.
+fn input_message(file: &Path, input: Input) -> Result<Envelope, String> {
+    let mut m = match (input.body, input.xml, input.file) {
+        (Some(v), None, None) => Envelope::json(v),
+        (None, Some(x), None) => Envelope::new(XML, Body::Bytes(Bytes::from(x))),
+        (None, None, Some(f)) => {
+            let p = file.parent().unwrap_or(Path::new(".")).join(f);
+            let b = std::fs::read(&p).map_err(|e| format!("input file {}: {e}", p.display()))?;
+            let ct = match p.extension().and_then(|e| e.to_str()) {
+                Some("json") => JSON,
+                Some("xml") => XML,
+                _ => "application/octet-stream",
+            };
+            Envelope::new(ct, Body::Bytes(Bytes::from(b)))
+        }
+        _ => return Err("input: give exactly one of `body`, `xml` and `file`".into()),
+    };
+    m.headers = input.headers;
+    Ok(m)
+}
+
 /// Find test files: `path` itself, or every `*.test.yaml`/`*.test.yml` under it.
 pub fn find_tests(path: &Path) -> Vec<PathBuf> {
     if path.is_file() {
@@ -324,12 +351,24 @@ pub async fn run_file(
         Pipeline::build(&lr.route.steps, "steps", resources).map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for case in tf.tests {
+        let inputs = match (case.input, case.inputs) {
+            (Some(i), None) => vec![i],
+            (None, Some(v)) if !v.is_empty() => v,
+            _ => {
+                results.push(CaseResult {
+                    file: file.to_path_buf(),
+                    name: case.name,
+                    failures: vec!["give either `input` or a non-empty `inputs` list".into()],
+                });
+                continue;
+            }
+        };
         let failures = run_case(
             file,
             &tf.route,
             &pipeline,
             resources,
-            case.input,
+            inputs,
             case.mocks,
             case.expect,
         )
@@ -348,31 +387,18 @@ async fn run_case(
     route: &str,
     pipeline: &Pipeline,
     resources: &Resources,
-    input: Input,
+    inputs: Vec<Input>,
     mocks: Vec<Mock>,
     expect: Expect,
 ) -> Vec<String> {
     let mut failures = Vec::new();
-    let mut m = match (input.body, input.xml, input.file) {
-        (Some(v), None, None) => Envelope::json(v),
-        (None, Some(x), None) => Envelope::new(XML, Body::Bytes(Bytes::from(x))),
-        (None, None, Some(f)) => {
-            let p = file.parent().unwrap_or(Path::new(".")).join(f);
-            match std::fs::read(&p) {
-                Ok(b) => {
-                    let ct = match p.extension().and_then(|e| e.to_str()) {
-                        Some("json") => JSON,
-                        Some("xml") => XML,
-                        _ => "application/octet-stream",
-                    };
-                    Envelope::new(ct, Body::Bytes(Bytes::from(b)))
-                }
-                Err(e) => return vec![format!("input file {}: {e}", p.display())],
-            }
+    let mut messages = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        match input_message(file, input) {
+            Ok(m) => messages.push(m),
+            Err(e) => return vec![e],
         }
-        _ => return vec!["input: give exactly one of `body`, `xml` and `file`".into()],
-    };
-    m.headers = input.headers;
+    }
     let mut table: BTreeMap<(String, String), VecDeque<Mock>> = BTreeMap::new();
     for mock in mocks {
         if let Err(miss) = resources.client.lookup(&mock.adapter, &mock.operation) {
@@ -399,20 +425,24 @@ async fn run_case(
         effects: effects.clone(),
         store,
     };
-    let result = pipeline.run(m, &cx).await;
-    let (outcome, error, output) = match result {
-        Ok(out) if out.is_empty() && !pipeline.is_empty() => ("stopped", None, out),
-        Ok(out) => ("ok", None, out),
-        Err(f) => (
-            if f.error.kind == FailureKind::Transient {
-                "retry"
-            } else {
-                "dead-letter"
-            },
-            Some(format!("{}: {}", f.step, f.error.message)),
-            Vec::new(),
-        ),
-    };
+    let (mut outcome, mut error, mut output) = ("ok", None, Vec::new());
+    for m in messages {
+        (outcome, error) = match pipeline.run(m, &cx).await {
+            Ok(out) if out.is_empty() && !pipeline.is_empty() => ("stopped", None),
+            Ok(mut out) => {
+                output.append(&mut out);
+                ("ok", None)
+            }
+            Err(f) => (
+                if f.error.kind == FailureKind::Transient {
+                    "retry"
+                } else {
+                    "dead-letter"
+                },
+                Some(format!("{}: {}", f.step, f.error.message)),
+            ),
+        };
+    }
     let want = expect.outcome.as_deref().unwrap_or("ok");
     if want != outcome {
         failures.push(format!(

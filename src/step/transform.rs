@@ -87,9 +87,9 @@ impl Step for Transform {
                 let text = {
                     let body = m.json_body()?;
                     let context = json!({"body": *body, "headers": m.headers_json()});
-                    templates.render(name, &context).map_err(|e| {
-                        StepError::permanent(format!("template `{name}` failed: {e}"))
-                    })?
+                    templates
+                        .render(name, &context)
+                        .map_err(|e| StepError::permanent(e.to_string()))?
                 };
                 m.content_type = content_type.clone();
                 m.body = if crate::envelope::is_json_type(content_type) {
