@@ -219,6 +219,12 @@ impl AdapterClient {
                                 "{what}: a path placeholder gave no value"
                             ))
                         })?;
+                    if value.is_null() {
+                        return Err(StepError::permanent(format!(
+                            "{what}: the path placeholder `{{{}}}` gave null: the message lacks that value",
+                            p.source()
+                        )));
+                    }
                     let text = crate::step::value_to_string(&value);
                     url.push_str(&urlencode(&text));
                 }
@@ -359,6 +365,173 @@ mod tests {
         assert!(parse_path("/x/{.a").is_err());
         let parts = parse_path("/x/{ {a: 1} | .a }").unwrap();
         assert_eq!(parts.len(), 2);
+    }
+
+    use std::sync::{Arc as StdArc, Mutex};
+    use std::time::Duration;
+
+    use axum::http::HeaderMap;
+
+    use crate::adapter::{AdapterSpec, OperationSpec};
+    use crate::route::model::HttpMethod;
+
+    /// What the fake system saw: (method, path and query, headers, body).
+    type Seen = StdArc<Mutex<Vec<(String, String, HeaderMap, String)>>>;
+
+    /// A local system: `/ok/...` answers JSON, `/xml` XML, `/status/{n}` that status,
+    /// `/slow` after 2 s.
+    async fn system() -> (String, Seen) {
+        use axum::extract::{Path, State};
+        use axum::routing::any;
+        let seen: Seen = Default::default();
+        let record =
+            |st: Seen, m: axum::http::Method, uri: axum::http::Uri, h: HeaderMap, b: String| {
+                st.lock()
+                    .unwrap()
+                    .push((m.to_string(), uri.to_string(), h, b));
+            };
+        let app =
+            axum::Router::new()
+                .route(
+                    "/ok/{*rest}",
+                    any(
+                        move |State(st): State<Seen>, m, uri, h, b: String| async move {
+                            record(st, m, uri, h, b);
+                            (
+                                [("content-type", "application/json")],
+                                r#"{"id":"e-1","namn":"Åsa"}"#,
+                            )
+                        },
+                    ),
+                )
+                .route(
+                    "/xml",
+                    any(|| async {
+                        (
+                            [("content-type", "text/xml; charset=UTF-8")],
+                            "<a><b>Ö</b></a>",
+                        )
+                    }),
+                )
+                .route(
+                    "/status/{n}",
+                    any(|Path(n): Path<u16>| async move {
+                        axum::http::StatusCode::from_u16(n).unwrap()
+                    }),
+                )
+                .route(
+                    "/slow",
+                    any(|| async {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        "late"
+                    }),
+                )
+                .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn client(base: &str) -> AdapterClient {
+        let op = |method, path: &str| OperationSpec {
+            method,
+            path: path.into(),
+            query: Default::default(),
+            headers: Default::default(),
+            body: Default::default(),
+        };
+        let mut operations = BTreeMap::new();
+        let mut create = op(HttpMethod::Post, "/ok/2281/errands/{.errand.id}");
+        create.query.insert("unit".into(), ".unit".into());
+        create.headers.insert("x-op".into(), "create".into());
+        operations.insert("create".into(), create);
+        operations.insert("xml".into(), op(HttpMethod::Get, "/xml"));
+        operations.insert("unavailable".into(), op(HttpMethod::Get, "/status/503"));
+        operations.insert("throttled".into(), op(HttpMethod::Get, "/status/429"));
+        operations.insert("refused".into(), op(HttpMethod::Get, "/status/422"));
+        operations.insert("slow".into(), op(HttpMethod::Get, "/slow"));
+        let spec = AdapterSpec {
+            adapter: "sys".into(),
+            description: None,
+            base_url: base.into(),
+            timeout: Duration::from_millis(300),
+            headers: [("accept".to_string(), "application/json".to_string())].into(),
+            operations,
+        };
+        let adapter = crate::adapter::Adapter {
+            spec,
+            file: "adapters/sys.yaml".into(),
+            base_url: base.into(),
+        };
+        AdapterClient::new(&[("sys".to_string(), adapter)].into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn calls_carry_correlation_and_fill_templates() {
+        let (base, seen) = system().await;
+        let c = client(&base);
+        let m = Envelope::json(serde_json::json!({"errand": {"id": "a b/1"}, "unit": "SU 7"}));
+        let r = c.call("sys", "create", &m).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body,
+            Body::Json(serde_json::json!({"id": "e-1", "namn": "Åsa"}))
+        );
+        let seen = seen.lock().unwrap();
+        let (method, uri, h, body) = &seen[0];
+        assert_eq!(method, "POST");
+        assert_eq!(uri, "/ok/2281/errands/a%20b%2F1?unit=SU+7");
+        assert_eq!(h["x-correlation-id"], m.correlation_id.to_string().as_str());
+        assert_eq!(h["traceparent"], m.traceparent().as_str());
+        assert_eq!(h["idempotency-key"], m.id.to_string().as_str());
+        assert_eq!(h["x-op"], "create");
+        assert_eq!(h["accept"], "application/json");
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(serde_json::from_str::<Value>(body).unwrap()["unit"], "SU 7");
+    }
+
+    #[tokio::test]
+    async fn failures_are_classified() {
+        let (base, _) = system().await;
+        let c = client(&base);
+        let m = Envelope::json(serde_json::json!({}));
+        let kind = |r: Result<AdapterResponse, StepError>| r.unwrap_err().kind;
+        assert_eq!(
+            kind(c.call("sys", "unavailable", &m).await),
+            FailureKind::Transient
+        );
+        assert_eq!(
+            kind(c.call("sys", "throttled", &m).await),
+            FailureKind::Transient
+        );
+        assert_eq!(
+            kind(c.call("sys", "refused", &m).await),
+            FailureKind::Permanent
+        );
+        let slow = c.call("sys", "slow", &m).await.unwrap_err();
+        assert_eq!(slow.kind, FailureKind::Transient);
+        assert!(slow.message.contains("timed out"), "{}", slow.message);
+        let gone = client("http://127.0.0.1:9")
+            .call("sys", "xml", &m)
+            .await
+            .unwrap_err();
+        assert_eq!(gone.kind, FailureKind::Transient);
+        let missing = c
+            .call("sys", "create", &Envelope::json(serde_json::json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.kind, FailureKind::Permanent, "{}", missing.message);
+    }
+
+    #[tokio::test]
+    async fn xml_responses_become_json() {
+        let (base, _) = system().await;
+        let r = client(&base)
+            .call("sys", "xml", &Envelope::json(serde_json::json!({})))
+            .await
+            .unwrap();
+        assert_eq!(r.body, Body::Json(serde_json::json!({"a": {"b": "Ö"}})));
     }
 
     #[test]
