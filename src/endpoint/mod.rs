@@ -31,7 +31,6 @@ impl Ingress {
         self.broker
             .publish(INGRESS_EXCHANGE, route, envelope)
             .await?;
-        crate::admin::metrics::message_in(route);
         tracing::debug!(route, message_id = %envelope.id, correlation_id = %envelope.correlation_id, "accepted");
         Ok(())
     }

@@ -134,6 +134,7 @@ impl RouteWorker {
         let route = self.context.route.clone();
         let span = tracing::info_span!("message", route = %route, message_id = %envelope.id, correlation_id = %envelope.correlation_id, attempt = envelope.attempt);
         async move {
+            metrics::message_in(&route);
             let started = Instant::now();
             let start = envelope
                 .header(RESUME_AFTER)

@@ -28,7 +28,7 @@ impl Log {
 
 #[async_trait]
 impl Step for Log {
-    async fn apply(&self, m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
+    async fn apply(&self, m: Envelope, _cx: &Context) -> Result<Vec<Envelope>, StepError> {
         let data = match &self.data {
             Some(p) => {
                 let body = m.json_body()?;
@@ -36,23 +36,14 @@ impl Step for Log {
             }
             None => String::new(),
         };
-        let (route, id, corr, text) = (&*cx.route, m.id, m.correlation_id, &self.message);
+        // The route, message and correlation ids are on the worker's span of this message.
+        let text = &self.message;
         match self.level {
-            LogLevel::Trace => {
-                tracing::trace!(route, message_id = %id, correlation_id = %corr, data, "{text}")
-            }
-            LogLevel::Debug => {
-                tracing::debug!(route, message_id = %id, correlation_id = %corr, data, "{text}")
-            }
-            LogLevel::Info => {
-                tracing::info!(route, message_id = %id, correlation_id = %corr, data, "{text}")
-            }
-            LogLevel::Warn => {
-                tracing::warn!(route, message_id = %id, correlation_id = %corr, data, "{text}")
-            }
-            LogLevel::Error => {
-                tracing::error!(route, message_id = %id, correlation_id = %corr, data, "{text}")
-            }
+            LogLevel::Trace => tracing::trace!(data, "{text}"),
+            LogLevel::Debug => tracing::debug!(data, "{text}"),
+            LogLevel::Info => tracing::info!(data, "{text}"),
+            LogLevel::Warn => tracing::warn!(data, "{text}"),
+            LogLevel::Error => tracing::error!(data, "{text}"),
         }
         Ok(vec![m])
     }
