@@ -116,7 +116,10 @@ async fn recovers_after_broker_restart() {
         while consumer.next().await.is_some() {}
     })
     .await;
-    assert!(ended.is_ok(), "the consumer stream did not end after the broker stopped");
+    assert!(
+        ended.is_ok(),
+        "the consumer stream did not end after the broker stopped"
+    );
 
     let started = Instant::now();
     let err = b
@@ -154,6 +157,127 @@ async fn recovers_after_broker_restart() {
         d.ack().await.unwrap();
     }
     seen.sort();
-    assert_eq!(seen, ["after", "before"], "the persistent message survived the restart");
+    assert_eq!(
+        seen,
+        ["after", "before"],
+        "the persistent message survived the restart"
+    );
     b.close().await;
+}
+
+fn one_route(route: &str) -> Topology {
+    Topology {
+        exchanges: vec![],
+        routes: vec![RouteQueue {
+            route: route.to_string(),
+            bindings: vec![],
+        }],
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Many tasks publish at once on the shared confirm channel; a publish to an undeclared
+/// exchange among them fails alone and does not disturb the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_are_each_confirmed() {
+    let g = guarded().await;
+    let b = g.broker.clone();
+    let route = unique("concurrent");
+    b.declare(&one_route(&route)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let b = b.clone();
+        let route = route.clone();
+        tasks.push(tokio::spawn(async move {
+            if i == 100 {
+                let err = b
+                    .publish(&unique("never-declared"), "k", &msg("x"))
+                    .await
+                    .expect_err("undeclared exchange");
+                assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
+            } else {
+                b.publish(INGRESS_EXCHANGE, &route, &msg(&i.to_string()))
+                    .await
+                    .expect("confirmed");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let q = work_queue(&route);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.queue_depth(&q).await.unwrap() != 199 {
+        assert!(Instant::now() < deadline, "not all 199 messages arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A worker that stopped consuming (dropped its stream) can still ack what it holds: the
+/// message is then gone, not redelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_after_the_stream_is_dropped_counts() {
+    let g = guarded().await;
+    let b = &g.broker;
+    let route = unique("late-ack");
+    b.declare(&one_route(&route)).await.unwrap();
+    b.publish(INGRESS_EXCHANGE, &route, &msg("in flight"))
+        .await
+        .unwrap();
+    let q = work_queue(&route);
+    let mut c = b.consume(&q, 1).await.unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.ack().await.expect("ack after the stream ended");
+    let mut c = b.consume(&q, 1).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), c.next())
+            .await
+            .is_err(),
+        "an acked message came back"
+    );
+    assert_eq!(b.queue_depth(&q).await.unwrap(), 0);
+}
+
+/// Work queues are quorum queues by default: declaring the same route as classic is refused
+/// with a text that names the queue and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queues_are_quorum_by_default() {
+    let g = guarded().await;
+    let route = unique("qtype");
+    g.broker.declare(&one_route(&route)).await.unwrap();
+    let mut opts = AmqpOptions::new(rabbit::amqp_url().await);
+    opts.queue_type = knutpunkt::broker::amqp::QueueType::Classic;
+    let classic = AmqpBroker::connect(opts).await.unwrap();
+    let err = classic
+        .declare(&one_route(&route))
+        .await
+        .expect_err("a quorum queue cannot be redeclared classic");
+    let text = err.to_string();
+    assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
+    assert!(
+        text.contains(&work_queue(&route)) && text.contains("queue_type"),
+        "{text}"
+    );
+    classic.close().await;
+}
+
+/// A retry for a route whose work queue does not exist is refused: RabbitMQ would drop the
+/// message when its delay ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_for_an_undeclared_route_is_refused() {
+    let g = guarded().await;
+    let err = g
+        .broker
+        .retry_later(&unique("nobody"), &msg("x"), Duration::from_secs(1))
+        .await
+        .expect_err("no work queue");
+    assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
 }

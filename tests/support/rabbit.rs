@@ -176,12 +176,18 @@ async fn launch() -> Result<Node, String> {
     let env = vec![
         ("HOME".to_string(), d("")),
         ("RABBITMQ_NODENAME".to_string(), name.clone()),
-        ("RABBITMQ_NODE_IP_ADDRESS".to_string(), "127.0.0.1".to_string()),
+        (
+            "RABBITMQ_NODE_IP_ADDRESS".to_string(),
+            "127.0.0.1".to_string(),
+        ),
         ("RABBITMQ_NODE_PORT".to_string(), port.to_string()),
         ("RABBITMQ_DIST_PORT".to_string(), dist_port.to_string()),
         ("RABBITMQ_MNESIA_BASE".to_string(), d("mnesia")),
         ("RABBITMQ_LOG_BASE".to_string(), d("log")),
-        ("RABBITMQ_ENABLED_PLUGINS_FILE".to_string(), d("enabled_plugins")),
+        (
+            "RABBITMQ_ENABLED_PLUGINS_FILE".to_string(),
+            d("enabled_plugins"),
+        ),
         ("RABBITMQ_CONFIG_FILE".to_string(), d("rabbitmq.conf")),
         ("RABBITMQ_CONF_ENV_FILE".to_string(), d("rabbitmq-env.conf")),
         ("RABBITMQ_PID_FILE".to_string(), d("rabbitmq.pid")),

@@ -213,7 +213,10 @@ mod tests {
         );
         table.insert("x-delivery-count".into(), AMQPValue::LongLongInt(3));
         table.insert("priority-hint".into(), AMQPValue::LongInt(7));
-        table.insert("nested".into(), AMQPValue::FieldTable(FieldTable::default()));
+        table.insert(
+            "nested".into(),
+            AMQPValue::FieldTable(FieldTable::default()),
+        );
         let got = decode(&props.with_headers(table), body.to_vec());
         let mut want = e.headers.clone();
         want.insert("priority-hint".into(), "7".into());

@@ -41,13 +41,14 @@ use async_trait::async_trait;
 use backon::BackoffBuilder;
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ErrorKind, Event, ExchangeKind};
+use lapin::{
+    Channel, Confirmation, Connection, ConnectionProperties, ErrorKind, Event, ExchangeKind,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -223,7 +224,10 @@ fn text_arg(value: &str) -> AMQPValue {
 }
 
 async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError> {
-    let channel = connection.create_channel().await.map_err(|e| conn_err(&e))?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| conn_err(&e))?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -286,11 +290,7 @@ async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), BrokerErr
         .map_err(|e| amqp_err(&e, || format!("exchange `{name}`")))
 }
 
-async fn declare_queue(
-    channel: &Channel,
-    name: &str,
-    args: FieldTable,
-) -> Result<(), BrokerError> {
+async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> Result<(), BrokerError> {
     channel
         .queue_declare(short(name, "a queue name")?, durable_queue(), args)
         .await
@@ -298,7 +298,12 @@ async fn declare_queue(
         .map_err(|e| amqp_err(&e, || format!("queue `{name}`")))
 }
 
-async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), BrokerError> {
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> Result<(), BrokerError> {
     channel
         .queue_bind(
             short(queue, "a queue name")?,
@@ -324,7 +329,12 @@ async fn declare_on(
     for rq in &topology.routes {
         let wq = work_queue(&rq.route);
         declare_queue(channel, &wq, queue_args(queue_type)).await?;
-        declare_queue(channel, &dead_letter_queue(&rq.route), queue_args(queue_type)).await?;
+        declare_queue(
+            channel,
+            &dead_letter_queue(&rq.route),
+            queue_args(queue_type),
+        )
+        .await?;
         bind(channel, &wq, INGRESS_EXCHANGE, &rq.route).await?;
         for (exchange, pattern) in &rq.bindings {
             declare_exchange(channel, exchange).await?;
@@ -509,8 +519,7 @@ impl AmqpBroker {
                 })
             }
             Confirmation::Nack(None) => Err(BrokerError::NotConfirmed(
-                "RabbitMQ refused to store the message (negative confirm); publish it again"
-                    .into(),
+                "RabbitMQ refused to store the message (negative confirm); publish it again".into(),
             )),
             Confirmation::NotRequested => Err(BrokerError::NotConfirmed(
                 "the publishing channel is not in confirm mode".into(),
@@ -593,7 +602,9 @@ impl Broker for AmqpBroker {
             }
         }
         let mut declared = lock(&self.shared.topology);
-        declared.exchanges.extend(topology.exchanges.iter().cloned());
+        declared
+            .exchanges
+            .extend(topology.exchanges.iter().cloned());
         for rq in &topology.routes {
             declared.routes.insert(rq.route.clone(), rq.clone());
         }
@@ -806,7 +817,10 @@ async fn wait_until_lost(live: &Live, shutdown: &CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             event = events.next() => match event {
-                Some(Event::Error(_)) | None => return,
+                // Channel errors (a 404 on a passive declare) are reported here too: only a
+                // connection that is no longer open counts as lost.
+                Some(Event::Error(_)) if !live.connection.status().connected() => return,
+                None => return,
                 Some(_) => {}
             },
             _ = tick.tick() => {
@@ -871,7 +885,11 @@ async fn reconnect(shared: &Shared, shutdown: &CancellationToken) -> Result<Live
         declare_on(&ch, &topology, shared.opts.queue_type).await
     })
     .await
-    .unwrap_or_else(|_| Err(BrokerError::Connection("declaring the topology timed out".into())));
+    .unwrap_or_else(|_| {
+        Err(BrokerError::Connection(
+            "declaring the topology timed out".into(),
+        ))
+    });
     if let Err(e) = declared {
         let _ = live.connection.close(200, "retrying".into()).await;
         return Err(e);
