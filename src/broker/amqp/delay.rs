@@ -36,11 +36,11 @@ pub fn delay_queue(route: &str, rung_ms: u64) -> String {
 
 /// `100ms`, `1s`, `2m`, `1h`: a rung as a short, readable suffix.
 fn label(ms: u64) -> String {
-    if ms % 3_600_000 == 0 {
+    if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1_000 == 0 {
+    } else if ms.is_multiple_of(1_000) {
         format!("{}s", ms / 1_000)
     } else {
         format!("{ms}ms")
