@@ -10,6 +10,7 @@
 //! - `retry_later` redelivers a message to a route's work queue after a delay held by the
 //!   broker, never by the worker; `dead_letter` parks it in `knut.dlq.<id>`.
 
+pub mod amqp;
 pub mod conformance;
 pub mod embedded;
 pub mod topic;

@@ -1,0 +1,935 @@
+//! The RabbitMQ transport: Knutpunkt's broker semantics on AMQP 0.9.1 (lapin 4, tokio).
+//!
+//! - **Topology** ([`Broker::declare`], idempotent): durable topic exchanges
+//!   (`knut.ingress` and those named); per route a durable work queue `knut.route.<id>`
+//!   (quorum by default, see [`QueueType`]) bound to `knut.ingress` with the route id and
+//!   to its bindings, and a durable dead-letter queue `knut.dlq.<id>`. The retry ladder
+//!   (see [`delay`]) is declared on first use.
+//! - **Publishing**: one channel per connection in confirm mode, shared by concurrent
+//!   publishers (each awaits its own confirm, nothing is serialised while waiting). Every
+//!   message is persistent and `mandatory`: a returned message is `Unroutable`, a nack is
+//!   `NotConfirmed`, no confirm within [`AmqpOptions::confirm_timeout`] is `NotConfirmed`.
+//!   An exchange that is not known to exist is checked (passive declare, on a channel of
+//!   its own) before the first publish to it, so a publish to an undeclared exchange is
+//!   `NotDeclared` and never closes the shared publishing channel under other publishers.
+//!   Should the publishing channel close anyway, the next publish opens a new one.
+//! - **Consuming**: a channel per consumer, `basic.qos(prefetch)`, manual acks. A delivery
+//!   dropped unsettled is nacked with requeue; dropping the stream cancels the consumer,
+//!   and the channel closes once the stream and every delivery from it are gone (so a
+//!   worker can still ack its in-flight deliveries after it stopped consuming).
+//! - **Recovery**: a supervisor task watches the connection. When it drops, every operation
+//!   fails at once with the transient [`BrokerError::Connection`], consumer streams end
+//!   (the worker consumes again), and the supervisor reconnects with capped, jittered
+//!   exponential backoff (200 ms to 5 s, forever), declares the known topology again and
+//!   opens a new publishing channel. Publishes that failed are the caller's to repeat
+//!   (they got a transient error, and their delivery stays unacked). lapin's own
+//!   auto-recovery is not used: it gives up after a fixed number of attempts and keeps
+//!   consumer streams open across the outage, while Knutpunkt's workers expect a stream to
+//!   end and re-consume.
+//! - Every broker round trip is bounded by `confirm_timeout`: nothing hangs forever.
+
+pub mod codec;
+pub mod delay;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::BackoffBuilder;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{
+    Channel, Confirmation, Connection, ConnectionProperties, ErrorKind, Event, ExchangeKind,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology,
+    dead_letter_queue, work_queue,
+};
+use crate::envelope::Envelope;
+use codec::short;
+
+/// How long connecting may take before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the supervisor looks at the connection besides listening for its events.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The RabbitMQ queue type of work and dead-letter queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// Replicated, durable Raft-based queues: RabbitMQ's choice for data safety (default).
+    #[default]
+    Quorum,
+    /// Classic queues (single node; for brokers that cannot run quorum queues).
+    Classic,
+}
+
+impl QueueType {
+    /// The value of the `x-queue-type` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
+}
+
+/// How to reach RabbitMQ and how to lay out queues.
+#[derive(Clone)]
+pub struct AmqpOptions {
+    /// `amqp://user:password@host:port/vhost` (or `amqps://`). Never logged.
+    pub url: String,
+    /// Type of work and dead-letter queues (retry delay queues are always classic).
+    pub queue_type: QueueType,
+    /// How long a publish waits for the broker's confirm, and the bound on every other
+    /// broker round trip.
+    pub confirm_timeout: Duration,
+}
+
+impl AmqpOptions {
+    /// Options for `url` with quorum queues and a 10 s confirm timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        AmqpOptions {
+            url: url.into(),
+            queue_type: QueueType::default(),
+            confirm_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for AmqpOptions {
+    fn default() -> Self {
+        AmqpOptions::new("amqp://127.0.0.1:5672/%2f")
+    }
+}
+
+impl fmt::Debug for AmqpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpOptions")
+            .field("url", &redacted(&self.url))
+            .field("queue_type", &self.queue_type)
+            .field("confirm_timeout", &self.confirm_timeout)
+            .finish()
+    }
+}
+
+/// The URL without its user info (credentials never reach a log).
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A broker on RabbitMQ. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct AmqpBroker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    opts: AmqpOptions,
+    /// The current connection; `None` while reconnecting.
+    live: RwLock<Option<Arc<Live>>>,
+    closed: AtomicBool,
+    shutdown: CancellationToken,
+    /// Exchanges known to exist (declared by us or found by a passive declare).
+    known_exchanges: RwLock<HashSet<String>>,
+    /// Everything declared so far, declared again after a reconnect.
+    topology: Mutex<Declared>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[derive(Default)]
+struct Declared {
+    exchanges: BTreeSet<String>,
+    routes: BTreeMap<String, RouteQueue>,
+}
+
+impl Declared {
+    fn topology(&self) -> Topology {
+        Topology {
+            exchanges: self.exchanges.iter().cloned().collect(),
+            routes: self.routes.values().cloned().collect(),
+        }
+    }
+}
+
+/// One connection and what hangs on it.
+struct Live {
+    connection: Connection,
+    /// The shared publishing channel (confirm mode).
+    publisher: Mutex<Channel>,
+    /// Held while a closed publishing channel is replaced.
+    reopen: tokio::sync::Mutex<()>,
+    /// Delay queues declared on this connection.
+    delay_queues: Mutex<HashSet<String>>,
+    /// Cancelled when this connection is lost or the broker closes: ends its consumers.
+    lost: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn down() -> BrokerError {
+    BrokerError::Connection(
+        "the connection to RabbitMQ is down and being re-established; try again later".into(),
+    )
+}
+
+/// A lapin error as a broker error; `subject` names the exchange or queue concerned.
+fn amqp_err(e: &lapin::Error, subject: impl FnOnce() -> String) -> BrokerError {
+    if let ErrorKind::ProtocolError(p) = e.kind() {
+        match p.kind() {
+            AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) => {
+                return BrokerError::NotDeclared(subject());
+            }
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
+                return BrokerError::NotDeclared(format!(
+                    "{} as asked: it exists with other arguments ({}); delete it or change \
+                     broker.queue_type to match",
+                    subject(),
+                    p.get_message()
+                ));
+            }
+            _ => {}
+        }
+    }
+    BrokerError::Connection(e.to_string())
+}
+
+fn conn_err(e: &lapin::Error) -> BrokerError {
+    BrokerError::Connection(e.to_string())
+}
+
+fn text_arg(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| conn_err(&e))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| conn_err(&e))?;
+    Ok(channel)
+}
+
+async fn open(opts: &AmqpOptions, shutdown: &CancellationToken) -> Result<Live, BrokerError> {
+    let props = ConnectionProperties::default().with_connection_name("knut".into());
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&opts.url, props))
+        .await
+        .map_err(|_| {
+            BrokerError::Connection(format!(
+                "RabbitMQ at {} did not answer within {} s",
+                redacted(&opts.url),
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| {
+            BrokerError::Connection(format!(
+                "cannot connect to RabbitMQ at {}: {e}",
+                redacted(&opts.url)
+            ))
+        })?;
+    let publisher = confirm_channel(&connection).await?;
+    Ok(Live {
+        connection,
+        publisher: Mutex::new(publisher),
+        reopen: tokio::sync::Mutex::new(()),
+        delay_queues: Mutex::new(HashSet::new()),
+        lost: shutdown.child_token(),
+    })
+}
+
+fn queue_args(queue_type: QueueType) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text_arg(queue_type.as_str()));
+    args
+}
+
+fn durable_queue() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), BrokerError> {
+    channel
+        .exchange_declare(
+            short(name, "an exchange name")?,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp_err(&e, || format!("exchange `{name}`")))
+}
+
+async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> Result<(), BrokerError> {
+    channel
+        .queue_declare(short(name, "a queue name")?, durable_queue(), args)
+        .await
+        .map(|_| ())
+        .map_err(|e| amqp_err(&e, || format!("queue `{name}`")))
+}
+
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> Result<(), BrokerError> {
+    channel
+        .queue_bind(
+            short(queue, "a queue name")?,
+            short(exchange, "an exchange name")?,
+            short(key, "a binding key")?,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| amqp_err(&e, || format!("binding of `{queue}` to `{exchange}`")))
+}
+
+/// Declare `topology` on `channel` (idempotent on the broker's side).
+async fn declare_on(
+    channel: &Channel,
+    topology: &Topology,
+    queue_type: QueueType,
+) -> Result<(), BrokerError> {
+    declare_exchange(channel, INGRESS_EXCHANGE).await?;
+    for exchange in &topology.exchanges {
+        declare_exchange(channel, exchange).await?;
+    }
+    for rq in &topology.routes {
+        let wq = work_queue(&rq.route);
+        declare_queue(channel, &wq, queue_args(queue_type)).await?;
+        declare_queue(
+            channel,
+            &dead_letter_queue(&rq.route),
+            queue_args(queue_type),
+        )
+        .await?;
+        bind(channel, &wq, INGRESS_EXCHANGE, &rq.route).await?;
+        for (exchange, pattern) in &rq.bindings {
+            declare_exchange(channel, exchange).await?;
+            bind(channel, &wq, exchange, pattern).await?;
+        }
+    }
+    Ok(())
+}
+
+impl AmqpBroker {
+    /// Connect to RabbitMQ. Fails with [`BrokerError::Connection`] when the first connection
+    /// cannot be made; once connected, connection losses are recovered in the background.
+    pub async fn connect(opts: AmqpOptions) -> Result<AmqpBroker, BrokerError> {
+        let shutdown = CancellationToken::new();
+        let live = Arc::new(open(&opts, &shutdown).await?);
+        let shared = Arc::new(Shared {
+            opts,
+            live: RwLock::new(Some(live.clone())),
+            closed: AtomicBool::new(false),
+            shutdown: shutdown.clone(),
+            known_exchanges: RwLock::new(
+                [String::new(), INGRESS_EXCHANGE.to_string()]
+                    .into_iter()
+                    .collect(),
+            ),
+            topology: Mutex::new(Declared::default()),
+        });
+        tokio::spawn(supervise(Arc::downgrade(&shared), shutdown, live));
+        Ok(AmqpBroker { shared })
+    }
+
+    /// The options this broker was connected with.
+    pub fn options(&self) -> &AmqpOptions {
+        &self.shared.opts
+    }
+
+    fn live(&self) -> Result<Arc<Live>, BrokerError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(BrokerError::Closed);
+        }
+        self.shared
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|l| l.connection.status().connected())
+            .ok_or_else(down)
+    }
+
+    /// Run one broker round trip within `confirm_timeout`.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, BrokerError>>,
+    ) -> Result<T, BrokerError> {
+        let limit = self.shared.opts.confirm_timeout;
+        tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+            Err(BrokerError::Connection(format!(
+                "RabbitMQ did not answer {what} within {} ms",
+                limit.as_millis()
+            )))
+        })
+    }
+
+    /// A fresh channel for an operation that may fail with a channel error (passive
+    /// declares, declarations): such an error closes only this channel.
+    async fn scratch_channel(&self) -> Result<Channel, BrokerError> {
+        let live = self.live()?;
+        live.connection
+            .create_channel()
+            .await
+            .map_err(|e| conn_err(&e))
+    }
+
+    /// The publishing channel, reopened if it was closed.
+    async fn publisher(live: &Live) -> Result<Channel, BrokerError> {
+        {
+            let ch = lock(&live.publisher);
+            if ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        let _reopening = live.reopen.lock().await;
+        {
+            let ch = lock(&live.publisher);
+            if ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        let ch = confirm_channel(&live.connection).await?;
+        *lock(&live.publisher) = ch.clone();
+        Ok(ch)
+    }
+
+    /// Make sure `exchange` exists before publishing to it (see the module docs).
+    async fn ensure_exchange(&self, exchange: &str) -> Result<(), BrokerError> {
+        if self
+            .shared
+            .known_exchanges
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(exchange)
+        {
+            return Ok(());
+        }
+        let name = short(exchange, "the exchange name")?;
+        self.bounded("a passive exchange declare", async {
+            let ch = self.scratch_channel().await?;
+            ch.exchange_declare(
+                name,
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp_err(&e, || format!("exchange `{exchange}`")))
+        })
+        .await?;
+        self.shared
+            .known_exchanges
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(exchange.to_string());
+        Ok(())
+    }
+
+    /// Publish with `mandatory` and await the confirm.
+    async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        key: &str,
+        envelope: &Envelope,
+    ) -> Result<(), BrokerError> {
+        let (properties, payload) = codec::encode(envelope)?;
+        let ex = short(exchange, "the exchange name")?;
+        let rk = short(key, "the routing key")?;
+        let live = self.live()?;
+        let subject = || {
+            if exchange.is_empty() {
+                format!("queue `{key}`")
+            } else {
+                format!("exchange `{exchange}`")
+            }
+        };
+        let confirm = self
+            .bounded("a publish", async {
+                let ch = Self::publisher(&live).await?;
+                ch.basic_publish(
+                    ex,
+                    rk,
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &payload,
+                    properties,
+                )
+                .await
+                .map_err(|e| amqp_err(&e, subject))
+            })
+            .await?;
+        let limit = self.shared.opts.confirm_timeout;
+        let confirmation = tokio::time::timeout(limit, confirm)
+            .await
+            .map_err(|_| {
+                BrokerError::NotConfirmed(format!(
+                    "RabbitMQ sent no confirm within {} ms; the message may or may not be \
+                     stored: publish it again",
+                    limit.as_millis()
+                ))
+            })?
+            .map_err(|e| amqp_err(&e, subject))?;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
+                Err(BrokerError::Unroutable {
+                    exchange: exchange.to_string(),
+                    key: key.to_string(),
+                })
+            }
+            Confirmation::Nack(None) => Err(BrokerError::NotConfirmed(
+                "RabbitMQ refused to store the message (negative confirm); publish it again".into(),
+            )),
+            Confirmation::NotRequested => Err(BrokerError::NotConfirmed(
+                "the publishing channel is not in confirm mode".into(),
+            )),
+        }
+    }
+
+    /// Publish straight to a queue; an unroutable message means the queue does not exist.
+    async fn publish_to_queue(&self, queue: &str, envelope: &Envelope) -> Result<(), BrokerError> {
+        match self.publish_confirmed("", queue, envelope).await {
+            Err(BrokerError::Unroutable { .. }) => {
+                Err(BrokerError::NotDeclared(format!("queue `{queue}`")))
+            }
+            other => other,
+        }
+    }
+
+    /// Declare the delay queue of `route` for `rung_ms` unless this connection already did.
+    async fn ensure_delay_queue(
+        &self,
+        route: &str,
+        rung_ms: u64,
+        queue: &str,
+    ) -> Result<(), BrokerError> {
+        let live = self.live()?;
+        if lock(&live.delay_queues).contains(queue) {
+            return Ok(());
+        }
+        let wq = work_queue(route);
+        self.bounded("a delay queue declare", async {
+            let ch = self.scratch_channel().await?;
+            // Expired messages go to the work queue: it must exist, or RabbitMQ would drop them.
+            ch.queue_declare(
+                short(&wq, "the work queue name")?,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp_err(&e, || format!("queue `{wq}`")))?;
+            let mut args = queue_args(QueueType::Classic);
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(i64::try_from(rung_ms).unwrap_or(i64::MAX)),
+            );
+            args.insert("x-dead-letter-exchange".into(), text_arg(""));
+            args.insert("x-dead-letter-routing-key".into(), text_arg(&wq));
+            declare_queue(&ch, queue, args).await
+        })
+        .await?;
+        lock(&live.delay_queues).insert(queue.to_string());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Broker for AmqpBroker {
+    fn kind(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    async fn declare(&self, topology: &Topology) -> Result<(), BrokerError> {
+        let queue_type = self.shared.opts.queue_type;
+        self.bounded("the topology declaration", async {
+            let ch = self.scratch_channel().await?;
+            declare_on(&ch, topology, queue_type).await
+        })
+        .await?;
+        {
+            let mut known = self
+                .shared
+                .known_exchanges
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            known.extend(topology.exchanges.iter().cloned());
+            for rq in &topology.routes {
+                known.extend(rq.bindings.iter().map(|(e, _)| e.clone()));
+            }
+        }
+        let mut declared = lock(&self.shared.topology);
+        declared
+            .exchanges
+            .extend(topology.exchanges.iter().cloned());
+        for rq in &topology.routes {
+            declared.routes.insert(rq.route.clone(), rq.clone());
+        }
+        Ok(())
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        key: &str,
+        envelope: &Envelope,
+    ) -> Result<(), BrokerError> {
+        self.ensure_exchange(exchange).await?;
+        self.publish_confirmed(exchange, key, envelope).await
+    }
+
+    async fn send_to_queue(&self, queue: &str, envelope: &Envelope) -> Result<(), BrokerError> {
+        self.publish_to_queue(queue, envelope).await
+    }
+
+    async fn retry_later(
+        &self,
+        route: &str,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        if delay.is_zero() {
+            return self.publish_to_queue(&work_queue(route), envelope).await;
+        }
+        let rung = delay::rung_for(delay);
+        let queue = delay::delay_queue(route, rung);
+        self.ensure_delay_queue(route, rung, &queue).await?;
+        self.publish_to_queue(&queue, envelope).await
+    }
+
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BrokerError> {
+        let live = self.live()?;
+        let name = short(queue, "the queue name")?;
+        let (channel, consumer) = self
+            .bounded("a consume", async {
+                let ch = live
+                    .connection
+                    .create_channel()
+                    .await
+                    .map_err(|e| conn_err(&e))?;
+                ch.basic_qos(prefetch.max(1), BasicQosOptions::default())
+                    .await
+                    .map_err(|e| conn_err(&e))?;
+                let consumer = ch
+                    .basic_consume(
+                        name,
+                        "".into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(|e| amqp_err(&e, || format!("queue `{queue}`")))?;
+                Ok((ch, consumer))
+            })
+            .await?;
+        // The channel stays open while the stream or any of its deliveries is alive.
+        let channel = Arc::new(channel);
+        let stream = consumer
+            .take_while(|item| futures::future::ready(item.is_ok()))
+            .filter_map(move |item| {
+                let channel = channel.clone();
+                futures::future::ready(item.ok().map(|d| {
+                    let envelope = codec::decode(&d.properties, d.data);
+                    let acker = AmqpAcker {
+                        acker: Some(d.acker),
+                        channel,
+                    };
+                    Delivery::new(envelope, d.redelivered, Box::new(acker))
+                }))
+            })
+            .take_until(live.lost.clone().cancelled_owned());
+        Ok(Box::pin(stream))
+    }
+
+    async fn declare_reply_queue(&self) -> Result<String, BrokerError> {
+        let name = format!("knut.reply.{}", uuid::Uuid::new_v4().simple());
+        self.bounded("a reply queue declare", async {
+            let ch = self.scratch_channel().await?;
+            ch.queue_declare(
+                short(&name, "the reply queue name")?,
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                queue_args(QueueType::Classic),
+            )
+            .await
+            .map_err(|e| amqp_err(&e, || format!("queue `{name}`")))
+        })
+        .await?;
+        Ok(name)
+    }
+
+    async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
+        let name = short(queue, "the queue name")?;
+        self.bounded("a queue depth query", async {
+            let ch = self.scratch_channel().await?;
+            let q = ch
+                .queue_declare(
+                    name,
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| amqp_err(&e, || format!("queue `{queue}`")))?;
+            Ok(u64::from(q.message_count()))
+        })
+        .await
+    }
+
+    fn is_connected(&self) -> bool {
+        self.live().is_ok()
+    }
+
+    async fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.shutdown.cancel();
+        let live = self
+            .shared
+            .live
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(live) = live {
+            let _ = tokio::time::timeout(
+                self.shared.opts.confirm_timeout,
+                live.connection.close(200, "knut is shutting down".into()),
+            )
+            .await;
+        }
+    }
+}
+
+/// Settles one RabbitMQ delivery; dropped unsettled, it nacks with requeue.
+struct AmqpAcker {
+    acker: Option<lapin::Acker>,
+    channel: Arc<Channel>,
+}
+
+fn settled(result: lapin::Result<bool>) -> Result<(), BrokerError> {
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(BrokerError::Connection(
+            "the delivery's channel closed before it was settled; RabbitMQ delivers the \
+             message again"
+                .into(),
+        )),
+        Err(e) => Err(conn_err(&e)),
+    }
+}
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn ack(mut self: Box<Self>) -> Result<(), BrokerError> {
+        match self.acker.take() {
+            Some(acker) => settled(acker.ack(BasicAckOptions::default()).await),
+            None => Ok(()),
+        }
+    }
+
+    async fn nack(mut self: Box<Self>, requeue: bool) -> Result<(), BrokerError> {
+        match self.acker.take() {
+            Some(acker) => settled(
+                acker
+                    .nack(BasicNackOptions {
+                        requeue,
+                        ..BasicNackOptions::default()
+                    })
+                    .await,
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AmqpAcker {
+    fn drop(&mut self) {
+        let Some(acker) = self.acker.take() else {
+            return;
+        };
+        // Without a runtime the channel closes with the process, which requeues as well.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let channel = self.channel.clone();
+            runtime.spawn(async move {
+                let options = BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                };
+                let _ = acker.nack(options).await;
+                drop(channel);
+            });
+        }
+    }
+}
+
+/// Wait until `live`'s connection is lost (or the broker shuts down).
+async fn wait_until_lost(live: &Live, shutdown: &CancellationToken) {
+    let mut events = live.connection.events_listener();
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            event = events.next() => match event {
+                // Channel errors (a 404 on a passive declare) are reported here too: only a
+                // connection that is no longer open counts as lost.
+                Some(Event::Error(_)) if !live.connection.status().connected() => return,
+                None => return,
+                Some(_) => {}
+            },
+            _ = tick.tick() => {
+                if !live.connection.status().connected() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Watch the connection; when it is lost, reconnect with backoff and declare again.
+async fn supervise(shared: Weak<Shared>, shutdown: CancellationToken, mut live: Arc<Live>) {
+    loop {
+        wait_until_lost(&live, &shutdown).await;
+        live.lost.cancel();
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match shared.upgrade() {
+            Some(s) => *s.live.write().unwrap_or_else(|e| e.into_inner()) = None,
+            None => return,
+        }
+        tracing::warn!("lost the connection to RabbitMQ; reconnecting");
+        drop(live);
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        live = loop {
+            let pause = backoff.next().unwrap_or(Duration::from_secs(5));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            let Some(s) = shared.upgrade() else { return };
+            match reconnect(&s, &shutdown).await {
+                Ok(new) => {
+                    let new = Arc::new(new);
+                    *s.live.write().unwrap_or_else(|e| e.into_inner()) = Some(new.clone());
+                    tracing::info!("reconnected to RabbitMQ");
+                    break new;
+                }
+                Err(e) => tracing::debug!(error = %e, "reconnecting to RabbitMQ failed"),
+            }
+        };
+    }
+}
+
+/// A new connection with the known topology declared on it.
+async fn reconnect(shared: &Shared, shutdown: &CancellationToken) -> Result<Live, BrokerError> {
+    let live = open(&shared.opts, shutdown).await?;
+    let topology = lock(&shared.topology).topology();
+    let declared = tokio::time::timeout(shared.opts.confirm_timeout, async {
+        let ch = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| conn_err(&e))?;
+        declare_on(&ch, &topology, shared.opts.queue_type).await
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(BrokerError::Connection(
+            "declaring the topology timed out".into(),
+        ))
+    });
+    if let Err(e) = declared {
+        let _ = live.connection.close(200, "retrying".into()).await;
+        return Err(e);
+    }
+    Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_credentials_are_redacted() {
+        assert_eq!(
+            redacted("amqp://knut:hemligt@mq.example:5672/%2f"),
+            "amqp://***@mq.example:5672/%2f"
+        );
+        assert_eq!(redacted("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
+        let debug = format!("{:?}", AmqpOptions::new("amqp://u:pw@h/v"));
+        assert!(!debug.contains("pw"), "{debug}");
+    }
+
+    #[test]
+    fn defaults() {
+        let o = AmqpOptions::default();
+        assert_eq!(o.queue_type, QueueType::Quorum);
+        assert_eq!(o.confirm_timeout, Duration::from_secs(10));
+        assert_eq!(QueueType::Classic.as_str(), "classic");
+    }
+
+    #[tokio::test]
+    async fn unreachable_broker_fails_fast_and_transiently() {
+        // Port 1 on loopback: nothing listens there.
+        let started = std::time::Instant::now();
+        let err = AmqpBroker::connect(AmqpOptions::new("amqp://u:pw@127.0.0.1:1/%2f"))
+            .await
+            .err()
+            .expect("no broker there");
+        assert!(err.is_transient(), "{err:?}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+        assert!(started.elapsed() < CONNECT_TIMEOUT);
+    }
+}

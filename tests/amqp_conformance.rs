@@ -1,0 +1,283 @@
+//! The broker conformance suite on RabbitMQ, and recovery after a broker restart.
+//!
+//! Runs against `KNUT_TEST_AMQP_URL` or a private RabbitMQ node (see `support/rabbit.rs`).
+
+#[path = "support/rabbit.rs"]
+mod rabbit;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use knutpunkt::broker::amqp::{AmqpBroker, AmqpOptions};
+use knutpunkt::broker::{
+    Broker, BrokerError, Consumer, INGRESS_EXCHANGE, RouteQueue, Topology, work_queue,
+};
+use knutpunkt::envelope::{Body, Envelope};
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
+
+/// The conformance tests share the node with the restart test: they hold this lock for
+/// reading, the restart test for writing, so no conformance test sees the outage.
+static OUTAGE: std::sync::LazyLock<Arc<RwLock<()>>> =
+    std::sync::LazyLock::new(|| Arc::new(RwLock::new(())));
+
+async fn broker() -> AmqpBroker {
+    let url = rabbit::amqp_url().await;
+    AmqpBroker::connect(AmqpOptions::new(url))
+        .await
+        .expect("connect to RabbitMQ")
+}
+
+/// A broker for one conformance test, holding off the restart test while it runs.
+struct Guarded {
+    broker: AmqpBroker,
+    _no_outage: OwnedRwLockReadGuard<()>,
+}
+
+async fn guarded() -> Guarded {
+    let no_outage = OUTAGE.clone().read_owned().await;
+    Guarded {
+        broker: broker().await,
+        _no_outage: no_outage,
+    }
+}
+
+#[async_trait]
+impl Broker for Guarded {
+    fn kind(&self) -> &'static str {
+        self.broker.kind()
+    }
+    async fn declare(&self, topology: &Topology) -> Result<(), BrokerError> {
+        self.broker.declare(topology).await
+    }
+    async fn publish(&self, exchange: &str, key: &str, e: &Envelope) -> Result<(), BrokerError> {
+        self.broker.publish(exchange, key, e).await
+    }
+    async fn send_to_queue(&self, queue: &str, e: &Envelope) -> Result<(), BrokerError> {
+        self.broker.send_to_queue(queue, e).await
+    }
+    async fn retry_later(&self, route: &str, e: &Envelope, d: Duration) -> Result<(), BrokerError> {
+        self.broker.retry_later(route, e, d).await
+    }
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BrokerError> {
+        self.broker.consume(queue, prefetch).await
+    }
+    async fn declare_reply_queue(&self) -> Result<String, BrokerError> {
+        self.broker.declare_reply_queue().await
+    }
+    async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
+        self.broker.queue_depth(queue).await
+    }
+    fn is_connected(&self) -> bool {
+        self.broker.is_connected()
+    }
+    async fn close(&self) {
+        self.broker.close().await
+    }
+}
+
+knutpunkt::broker_conformance_suite!(guarded());
+
+fn msg(text: &str) -> Envelope {
+    Envelope::new("text/plain", Body::Bytes(Bytes::from(text.to_string())))
+}
+
+/// Publishing while the broker is down fails quickly and transiently; after the broker is
+/// back, the same `AmqpBroker` publishes and consumes again, and durable messages survived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_after_broker_restart() {
+    if rabbit::private_node().await.is_none() {
+        eprintln!("skipped: KNUT_TEST_AMQP_URL names a broker this test must not stop");
+        return;
+    }
+    let _outage = OUTAGE.clone().write_owned().await;
+    let b = broker().await;
+    let route = format!("recovery-{}", uuid::Uuid::now_v7().simple());
+    let topology = Topology {
+        exchanges: vec![],
+        routes: vec![RouteQueue {
+            route: route.clone(),
+            bindings: vec![],
+        }],
+    };
+    b.declare(&topology).await.unwrap();
+    b.publish(INGRESS_EXCHANGE, &route, &msg("before"))
+        .await
+        .unwrap();
+    let mut consumer = b.consume(&work_queue(&route), 5).await.unwrap();
+
+    rabbit::stop_node().await;
+
+    // The consumer stream ends, so a worker knows to consume again.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        // "before" may or may not have been delivered before the stop; left unacked, it stays.
+        while consumer.next().await.is_some() {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the consumer stream did not end after the broker stopped"
+    );
+
+    let started = Instant::now();
+    let err = b
+        .publish(INGRESS_EXCHANGE, &route, &msg("during"))
+        .await
+        .expect_err("publishing while the broker is down");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.is_transient(), "{err:?}");
+    assert!(matches!(err, BrokerError::Connection(_)), "{err:?}");
+    assert!(!b.is_connected());
+
+    rabbit::start_node().await;
+
+    // The same broker reconnects by itself (backoff at most 5 s between attempts).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.is_connected() {
+        assert!(Instant::now() < deadline, "did not reconnect within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.publish(INGRESS_EXCHANGE, &route, &msg("after"))
+        .await
+        .expect("publish after recovery");
+    let mut consumer = b.consume(&work_queue(&route), 5).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("a delivery within 10 s")
+            .expect("consumer open");
+        seen.push(String::from_utf8_lossy(&d.envelope.body.to_bytes()).into_owned());
+        d.ack().await.unwrap();
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["after", "before"],
+        "the persistent message survived the restart"
+    );
+    b.close().await;
+}
+
+fn one_route(route: &str) -> Topology {
+    Topology {
+        exchanges: vec![],
+        routes: vec![RouteQueue {
+            route: route.to_string(),
+            bindings: vec![],
+        }],
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Many tasks publish at once on the shared confirm channel; a publish to an undeclared
+/// exchange among them fails alone and does not disturb the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_are_each_confirmed() {
+    let g = guarded().await;
+    let b = g.broker.clone();
+    let route = unique("concurrent");
+    b.declare(&one_route(&route)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let b = b.clone();
+        let route = route.clone();
+        tasks.push(tokio::spawn(async move {
+            if i == 100 {
+                let err = b
+                    .publish(&unique("never-declared"), "k", &msg("x"))
+                    .await
+                    .expect_err("undeclared exchange");
+                assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
+            } else {
+                b.publish(INGRESS_EXCHANGE, &route, &msg(&i.to_string()))
+                    .await
+                    .expect("confirmed");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let q = work_queue(&route);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.queue_depth(&q).await.unwrap() != 199 {
+        assert!(Instant::now() < deadline, "not all 199 messages arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A worker that stopped consuming (dropped its stream) can still ack what it holds: the
+/// message is then gone, not redelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_after_the_stream_is_dropped_counts() {
+    let g = guarded().await;
+    let b = &g.broker;
+    let route = unique("late-ack");
+    b.declare(&one_route(&route)).await.unwrap();
+    b.publish(INGRESS_EXCHANGE, &route, &msg("in flight"))
+        .await
+        .unwrap();
+    let q = work_queue(&route);
+    let mut c = b.consume(&q, 1).await.unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.ack().await.expect("ack after the stream ended");
+    let mut c = b.consume(&q, 1).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), c.next())
+            .await
+            .is_err(),
+        "an acked message came back"
+    );
+    assert_eq!(b.queue_depth(&q).await.unwrap(), 0);
+}
+
+/// Work queues are quorum queues by default: declaring the same route as classic is refused
+/// with a text that names the queue and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queues_are_quorum_by_default() {
+    let g = guarded().await;
+    let route = unique("qtype");
+    g.broker.declare(&one_route(&route)).await.unwrap();
+    let mut opts = AmqpOptions::new(rabbit::amqp_url().await);
+    opts.queue_type = knutpunkt::broker::amqp::QueueType::Classic;
+    let classic = AmqpBroker::connect(opts).await.unwrap();
+    let err = classic
+        .declare(&one_route(&route))
+        .await
+        .expect_err("a quorum queue cannot be redeclared classic");
+    let text = err.to_string();
+    assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
+    assert!(
+        text.contains(&work_queue(&route)) && text.contains("queue_type"),
+        "{text}"
+    );
+    classic.close().await;
+}
+
+/// A retry for a route whose work queue does not exist is refused: RabbitMQ would drop the
+/// message when its delay ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_for_an_undeclared_route_is_refused() {
+    let g = guarded().await;
+    let err = g
+        .broker
+        .retry_later(&unique("nobody"), &msg("x"), Duration::from_secs(1))
+        .await
+        .expect_err("no work queue");
+    assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
+}
