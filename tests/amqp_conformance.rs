@@ -4,6 +4,8 @@
 
 #[path = "support/rabbit.rs"]
 mod rabbit;
+#[path = "support/root.rs"]
+mod root;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -280,4 +282,46 @@ async fn retry_for_an_undeclared_route_is_refused() {
         .await
         .expect_err("no work queue");
     assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
+}
+
+/// The shipped OeP routes in a running system on RabbitMQ: Latin-1 XML in over HTTP, the
+/// canonical application through the `oep.applications` exchange, a UTF-8 file out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_routes_run_on_rabbitmq() {
+    let _no_outage = OUTAGE.clone().read_owned().await;
+    let url = rabbit::amqp_url().await;
+    let dir = root::copy_root();
+    let config = knutpunkt::config::Config::from_toml_str(&format!(
+        "[broker]\nurl = \"{url}\"\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n"
+    ))
+    .expect("config");
+    let system = knutpunkt::runtime::System::start(dir.path(), &config)
+        .await
+        .expect("starts on RabbitMQ");
+    assert_eq!(system.broker.kind(), "rabbitmq");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/in/oep/flowinstances", system.http_addr);
+    let xml = std::fs::read(root::repo().join("tests/fixtures/oep/leave-application-latin1.xml"))
+        .unwrap();
+    let resp = http
+        .post(&url)
+        .header("content-type", "application/xml")
+        .body(xml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let file = dir.path().join("data/out/applications/oep-412-90017.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the application file never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(json["poster"]["lastname"], "Öhrnbjörk");
+    system.shutdown(Duration::from_secs(10)).await;
 }

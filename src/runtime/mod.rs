@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
+use crate::broker::amqp::{AmqpBroker, AmqpOptions};
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{RouteQueue, SharedBroker, Topology, dead_letter_queue, work_queue};
 use crate::config::{AuthScheme, Config};
@@ -137,9 +138,11 @@ pub async fn connect_broker(config: &Config) -> Result<SharedBroker, RuntimeErro
             Ok(Arc::new(EmbeddedBroker::new()))
         }
         Some(url) if url.starts_with("amqp://") || url.starts_with("amqps://") => {
-            Err(RuntimeError::Start(
-                "broker.url names RabbitMQ, but this build has only the embedded broker: unset broker.url (KNUT__BROKER__URL) to use it".into(),
-            ))
+            let broker = AmqpBroker::connect(AmqpOptions::new(url))
+                .await
+                .map_err(|e| RuntimeError::Start(format!("RabbitMQ: {e}")))?;
+            tracing::info!("connected to RabbitMQ");
+            Ok(Arc::new(broker))
         }
         Some(_) => Err(RuntimeError::Start(
             "broker.url must start with amqp:// or amqps:// (or be unset for the embedded broker)"
