@@ -1,0 +1,563 @@
+//! Fault tests on real RabbitMQ (issue 3): `knut run` as a child process, a two-hop route
+//! set (`tests/roots/faults`: http → `publish` → queue → `idempotent` → `to: sink`), and a
+//! downstream system inside the test that records every call.
+//!
+//! The downstream treats a repeated `idempotency-key` as the same request, as the
+//! municipality's APIs do: a message `n` is *lost* when no call for it ever succeeded, and a
+//! side effect is *duplicated* when calls for the same `n` carried two different keys.
+//!
+//! Each test runs alone (they share the private broker node, and one of them stops it), is
+//! bounded in messages and time, talks only to 127.0.0.1, and kills only the `knut`
+//! processes it started. The message bodies are fictional (`{"n": 17, "note": "fiktiv"}`).
+
+#[path = "support/rabbit.rs"]
+mod rabbit;
+#[path = "support/root.rs"]
+mod root;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+
+/// The tests run one at a time: they share the broker node, and the outage test stops it.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---------------------------------------------------------------------------------------
+// The downstream system
+// ---------------------------------------------------------------------------------------
+
+/// What the downstream saw.
+#[derive(Default)]
+struct Record {
+    /// Successful `/deliver` calls: n → the distinct idempotency keys.
+    keys: BTreeMap<u64, BTreeSet<String>>,
+    /// Every `/deliver` call (refused ones included): n → when.
+    attempts: BTreeMap<u64, Vec<Instant>>,
+    /// Successful `/deliver` calls in all (repeats of a key included).
+    raw: u64,
+    /// `/deliver` calls answered 503.
+    refused: u64,
+    /// Successful `/other` calls: the distinct n.
+    other: BTreeSet<u64>,
+}
+
+#[derive(Default)]
+struct SinkState {
+    record: Mutex<Record>,
+    /// Answer `/deliver` with 503 while set.
+    unavailable: AtomicBool,
+}
+
+struct Sink {
+    state: Arc<SinkState>,
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn n_of(body: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("n")?
+        .as_u64()
+}
+
+async fn deliver(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: bytes::Bytes) -> StatusCode {
+    let Some(n) = n_of(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let refuse = s.unavailable.load(Ordering::SeqCst);
+    let mut r = s.record.lock().unwrap();
+    r.attempts.entry(n).or_default().push(Instant::now());
+    if refuse {
+        r.refused += 1;
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r.raw += 1;
+    r.keys.entry(n).or_default().insert(key);
+    StatusCode::OK
+}
+
+async fn other(State(s): State<Arc<SinkState>>, body: bytes::Bytes) -> StatusCode {
+    let Some(n) = n_of(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    s.record.lock().unwrap().other.insert(n);
+    StatusCode::OK
+}
+
+impl Sink {
+    async fn start() -> Sink {
+        let state = Arc::new(SinkState::default());
+        let app = axum::Router::new()
+            .route("/deliver", post(deliver))
+            .route("/other", post(other))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Sink { state, addr, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn delivered(&self) -> usize {
+        self.state.record.lock().unwrap().keys.len()
+    }
+
+    fn other_delivered(&self) -> usize {
+        self.state.record.lock().unwrap().other.len()
+    }
+
+    /// Lost (never delivered) and duplicated (a second distinct key) among `0..count`, and
+    /// the raw number of successful calls.
+    fn tally(&self, count: u64) -> Tally {
+        let r = self.state.record.lock().unwrap();
+        let lost: Vec<u64> = (0..count).filter(|n| !r.keys.contains_key(n)).collect();
+        let duplicated: Vec<u64> = r
+            .keys
+            .iter()
+            .filter(|(_, k)| k.len() > 1)
+            .map(|(n, _)| *n)
+            .collect();
+        let unexpected = r.keys.keys().filter(|n| **n >= count).count();
+        Tally {
+            lost,
+            duplicated,
+            unexpected,
+            raw: r.raw,
+            refused: r.refused,
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Tally {
+    lost: Vec<u64>,
+    duplicated: Vec<u64>,
+    unexpected: usize,
+    raw: u64,
+    refused: u64,
+}
+
+impl Tally {
+    fn assert_exactly_once(&self, count: u64, what: &str) {
+        eprintln!(
+            "{what}: {count} messages, {} lost, {} with a duplicated side effect, {} raw successful \
+             calls ({} repeats of a key the downstream already had), {} refused calls",
+            self.lost.len(),
+            self.duplicated.len(),
+            self.raw,
+            self.raw.saturating_sub(count),
+            self.refused
+        );
+        assert!(self.lost.is_empty(), "{what}: lost messages {:?}", first(&self.lost));
+        assert!(
+            self.duplicated.is_empty(),
+            "{what}: duplicated side effects for {:?}",
+            first(&self.duplicated)
+        );
+        assert_eq!(self.unexpected, 0, "{what}: calls for messages never sent");
+    }
+}
+
+fn first(v: &[u64]) -> &[u64] {
+    &v[..v.len().min(20)]
+}
+
+// ---------------------------------------------------------------------------------------
+// `knut run` as a child process
+// ---------------------------------------------------------------------------------------
+
+/// A scratch copy of `tests/roots/faults` whose route ids and exchange carry `tag`, so that
+/// the tests' queues on the shared node never meet.
+fn make_root(tag: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = root::repo().join("tests/roots/faults");
+    root::copy_dir(&src.join("adapters"), &dir.path().join("adapters"));
+    std::fs::create_dir_all(dir.path().join("routes")).unwrap();
+    for e in std::fs::read_dir(src.join("routes")).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("route: faults-", &format!("route: faults-{tag}-"))
+            .replace("faults.work", &format!("faults.{tag}.work"));
+        std::fs::write(dir.path().join("routes").join(p.file_name().unwrap()), text).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    dir
+}
+
+struct Knut {
+    root: PathBuf,
+    amqp: String,
+    sink: String,
+    http: u16,
+    admin: u16,
+    child: Option<Child>,
+    runs: u32,
+}
+
+impl Knut {
+    fn new(root: &Path, amqp: &str, sink: &Sink) -> Knut {
+        Knut {
+            root: root.to_path_buf(),
+            amqp: amqp.to_string(),
+            sink: sink.url(),
+            http: root::free_port(),
+            admin: root::free_port(),
+            child: None,
+            runs: 0,
+        }
+    }
+
+    fn log(&self, run: u32) -> PathBuf {
+        self.root.join(format!("knut-{run}.log"))
+    }
+
+    /// Start `knut run` (same ports and store each time) and wait for `/readyz` 200.
+    async fn start(&mut self, client: &reqwest::Client) {
+        assert!(self.child.is_none(), "knut is already running");
+        self.runs += 1;
+        let log = std::fs::File::create(self.log(self.runs)).unwrap();
+        let store = self.root.join("data/knut.db");
+        let child = Command::new(env!("CARGO_BIN_EXE_knut"))
+            .arg("--root")
+            .arg(&self.root)
+            .arg("run")
+            .env("KNUT__BROKER__URL", &self.amqp)
+            .env("KNUT__HTTP__BIND", format!("127.0.0.1:{}", self.http))
+            .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{}", self.admin))
+            .env(
+                "KNUT__STORE__URL",
+                format!("sqlite://{}?mode=rwc", store.display()),
+            )
+            .env("KNUT__SANDBOX__ENABLED", "false")
+            .env("KNUT_ADAPTER_SINK_URL", &self.sink)
+            .env("KNUT_ADAPTER_SINK_OTHER_URL", &self.sink)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("knut starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.ready(client).await != Some(200) {
+            if Instant::now() > deadline || self.exited().is_some() {
+                panic!("knut never became ready:\n{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn ready(&self, client: &reqwest::Client) -> Option<u16> {
+        let url = format!("http://127.0.0.1:{}/readyz", self.admin);
+        let resp = client.get(url).send().await.ok()?;
+        Some(resp.status().as_u16())
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log(self.runs)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// `kill -9`.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("knut runs");
+        child.kill().expect("SIGKILL");
+        let status = child.wait().unwrap();
+        eprintln!("knut killed: {status:?}");
+    }
+
+    /// SIGTERM; wait for a graceful exit.
+    async fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("knut runs");
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("knut did not stop within 30 s of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Knut {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(8)
+        .build()
+        .unwrap()
+}
+
+/// Post `{"n": n}` for every `n` in `ns` to `path`, each until it is answered 202 (a client
+/// that resends what was not accepted, through crashes and outages), from `lanes`
+/// concurrent keep-alive connections. Returns when all are accepted; panics after `secs`.
+fn post_all(
+    client: reqwest::Client,
+    port: u16,
+    path: &'static str,
+    ns: std::ops::Range<u64>,
+    lanes: u64,
+    secs: u64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut set = tokio::task::JoinSet::new();
+        for lane in 0..lanes {
+            let client = client.clone();
+            let ns = ns.clone();
+            set.spawn(async move {
+                let url = format!("http://127.0.0.1:{port}{path}");
+                for n in ns.filter(|n| n % lanes == lane) {
+                    let body = serde_json::json!({"n": n, "note": "fiktiv"});
+                    loop {
+                        match client.post(&url).json(&body).send().await {
+                            Ok(r) if r.status() == 202 => break,
+                            _ => {
+                                assert!(Instant::now() < deadline, "message {n} never accepted");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    })
+}
+
+async fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until `count` messages arrived, then a little longer for late duplicates.
+async fn wait_all_delivered(sink: &Sink, count: u64, secs: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while (sink.delivered() as u64) < count {
+        if Instant::now() > deadline {
+            let t = sink.tally(count);
+            panic!(
+                "{what}: after {secs} s, {} of {count} delivered; first lost: {:?}",
+                sink.delivered(),
+                first(&t.lost)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------------------
+
+/// `kill -9` of `knut run` in the middle of 5,000 messages through the two-hop route; after
+/// a restart every message arrives, and no side effect happens twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    const COUNT: u64 = 5_000;
+    let amqp = rabbit::amqp_url().await;
+    let root = make_root("kill");
+    let sink = Sink::start().await;
+    let http = client();
+    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    knut.start(&http).await;
+
+    let posting = post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 4, 150);
+    wait_for(60, "1,000 deliveries before the kill", || sink.delivered() >= 1_000).await;
+    knut.kill();
+    let at_kill = sink.delivered();
+    eprintln!("kill -9 after {at_kill} of {COUNT} deliveries");
+    assert!(
+        (at_kill as u64) < COUNT,
+        "the kill came after the stream ended; it proves nothing"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    knut.start(&http).await;
+    posting.await.unwrap();
+    wait_all_delivered(&sink, COUNT, 120, "after kill -9").await;
+    sink.tally(COUNT).assert_exactly_once(COUNT, "kill -9");
+    let _ = knut.terminate().await;
+}
+
+/// The broker stops and starts mid-stream: `/readyz` is 503 during the outage, knut
+/// reconnects by itself, `/readyz` is 200 after, nothing is lost or done twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream_reconnects_and_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    if rabbit::private_node().await.is_none() {
+        eprintln!("skipped: KNUT_TEST_AMQP_URL names a shared broker, which this test must not stop");
+        return;
+    }
+    const COUNT: u64 = 2_000;
+    let amqp = rabbit::amqp_url().await;
+    let root = make_root("outage");
+    let sink = Sink::start().await;
+    let http = client();
+    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    knut.start(&http).await;
+
+    let posting = post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 4, 150);
+    wait_for(60, "300 deliveries before the outage", || sink.delivered() >= 300).await;
+    rabbit::stop_node().await;
+    let at_stop = sink.delivered();
+    eprintln!("broker stopped after {at_stop} of {COUNT} deliveries");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while knut.ready(&http).await != Some(503) {
+        assert!(Instant::now() < deadline, "/readyz never turned 503 during the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(knut.ready(&http).await, Some(503), "/readyz stays 503 while the broker is down");
+    assert!(knut.exited().is_none(), "knut stays up through the outage");
+
+    rabbit::start_node().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while knut.ready(&http).await != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "knut did not reconnect within 60 s:\n{}",
+            knut.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    posting.await.unwrap();
+    wait_all_delivered(&sink, COUNT, 120, "after the broker restart").await;
+    sink.tally(COUNT).assert_exactly_once(COUNT, "broker restart");
+    assert_eq!(knut.terminate().await.code(), Some(0));
+}
+
+/// The downstream answers 503 for a while: its messages are retried with growing delays
+/// and delivered after it recovers; another route keeps flowing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downstream_outage_is_retried_with_growing_delay_while_others_flow() {
+    let _serial = SERIAL.lock().await;
+    const COUNT: u64 = 50;
+    const OTHERS: u64 = 300;
+    let amqp = rabbit::amqp_url().await;
+    let root = make_root("downstream");
+    let sink = Sink::start().await;
+    sink.state.unavailable.store(true, Ordering::SeqCst);
+    let http = client();
+    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    knut.start(&http).await;
+
+    post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 2, 60)
+        .await
+        .unwrap();
+    post_all(http.clone(), knut.http, "/in/faults/other", 0..OTHERS, 2, 60)
+        .await
+        .unwrap();
+    wait_for(30, "the other route to deliver during the outage", || {
+        sink.other_delivered() as u64 == OTHERS
+    })
+    .await;
+    assert_eq!(sink.delivered(), 0, "nothing passes a downstream answering 503");
+    wait_for(30, "four attempts of every message", || {
+        let r = sink.state.record.lock().unwrap();
+        (0..COUNT).all(|n| r.attempts.get(&n).is_some_and(|a| a.len() >= 4))
+    })
+    .await;
+    // Retry delays: initial 200ms doubling (with jitter in [d/2, d]): the gaps grow.
+    let (mut first_gaps, mut third_gaps) = (Vec::new(), Vec::new());
+    {
+        let r = sink.state.record.lock().unwrap();
+        for a in r.attempts.values() {
+            first_gaps.push(a[1] - a[0]);
+            third_gaps.push(a[3] - a[2]);
+        }
+    }
+    first_gaps.sort();
+    third_gaps.sort();
+    let (g1, g3) = (first_gaps[first_gaps.len() / 2], third_gaps[third_gaps.len() / 2]);
+    eprintln!("median gap before retry 1: {g1:?}, before retry 3: {g3:?}");
+    assert!(g1 >= Duration::from_millis(90), "first retry too early: {g1:?}");
+    assert!(g3 >= Duration::from_millis(390), "third retry too early: {g3:?}");
+    assert!(g3 > g1, "delays grow: {g1:?} then {g3:?}");
+
+    sink.state.unavailable.store(false, Ordering::SeqCst);
+    wait_all_delivered(&sink, COUNT, 30, "after the downstream recovered").await;
+    sink.tally(COUNT).assert_exactly_once(COUNT, "downstream outage");
+    assert_eq!(knut.terminate().await.code(), Some(0));
+}
+
+/// SIGTERM under load: knut finishes what it holds and exits cleanly; after a restart every
+/// message arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    const COUNT: u64 = 3_000;
+    let amqp = rabbit::amqp_url().await;
+    let root = make_root("sigterm");
+    let sink = Sink::start().await;
+    let http = client();
+    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    knut.start(&http).await;
+
+    let posting = post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 4, 150);
+    wait_for(60, "800 deliveries before SIGTERM", || sink.delivered() >= 800).await;
+    let status = knut.terminate().await;
+    let at_stop = sink.delivered();
+    eprintln!("SIGTERM after {at_stop} of {COUNT} deliveries: {status:?}");
+    assert_eq!(status.code(), Some(0), "graceful exit:\n{}", knut.log_tail());
+    assert!((at_stop as u64) < COUNT, "SIGTERM came after the stream ended");
+
+    knut.start(&http).await;
+    posting.await.unwrap();
+    wait_all_delivered(&sink, COUNT, 120, "after SIGTERM").await;
+    let tally = sink.tally(COUNT);
+    tally.assert_exactly_once(COUNT, "SIGTERM");
+    assert_eq!(knut.terminate().await.code(), Some(0));
+}
