@@ -69,7 +69,11 @@ fn n_of(body: &[u8]) -> Option<u64> {
         .as_u64()
 }
 
-async fn deliver(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: bytes::Bytes) -> StatusCode {
+async fn deliver(
+    State(s): State<Arc<SinkState>>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> StatusCode {
     let Some(n) = n_of(&body) else {
         return StatusCode::BAD_REQUEST;
     };
@@ -173,7 +177,11 @@ impl Tally {
             self.raw.saturating_sub(count),
             self.refused
         );
-        assert!(self.lost.is_empty(), "{what}: lost messages {:?}", first(&self.lost));
+        assert!(
+            self.lost.is_empty(),
+            "{what}: lost messages {:?}",
+            first(&self.lost)
+        );
         assert!(
             self.duplicated.is_empty(),
             "{what}: duplicated side effects for {:?}",
@@ -300,7 +308,13 @@ impl Knut {
     async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("knut runs");
         let pid = child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = child.try_wait().unwrap() {
@@ -416,7 +430,10 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
     knut.start(&http).await;
 
     let posting = post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 4, 150);
-    wait_for(60, "1,000 deliveries before the kill", || sink.delivered() >= 1_000).await;
+    wait_for(60, "1,000 deliveries before the kill", || {
+        sink.delivered() >= 1_000
+    })
+    .await;
     knut.kill();
     let at_kill = sink.delivered();
     eprintln!("kill -9 after {at_kill} of {COUNT} deliveries");
@@ -438,7 +455,9 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
 async fn broker_restart_mid_stream_reconnects_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
     if rabbit::private_node().await.is_none() {
-        eprintln!("skipped: KNUT_TEST_AMQP_URL names a shared broker, which this test must not stop");
+        eprintln!(
+            "skipped: KNUT_TEST_AMQP_URL names a shared broker, which this test must not stop"
+        );
         return;
     }
     const COUNT: u64 = 2_000;
@@ -450,17 +469,27 @@ async fn broker_restart_mid_stream_reconnects_and_loses_nothing() {
     knut.start(&http).await;
 
     let posting = post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 4, 150);
-    wait_for(60, "300 deliveries before the outage", || sink.delivered() >= 300).await;
+    wait_for(60, "300 deliveries before the outage", || {
+        sink.delivered() >= 300
+    })
+    .await;
     rabbit::stop_node().await;
     let at_stop = sink.delivered();
     eprintln!("broker stopped after {at_stop} of {COUNT} deliveries");
     let deadline = Instant::now() + Duration::from_secs(20);
     while knut.ready(&http).await != Some(503) {
-        assert!(Instant::now() < deadline, "/readyz never turned 503 during the outage");
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never turned 503 during the outage"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(knut.ready(&http).await, Some(503), "/readyz stays 503 while the broker is down");
+    assert_eq!(
+        knut.ready(&http).await,
+        Some(503),
+        "/readyz stays 503 while the broker is down"
+    );
     assert!(knut.exited().is_none(), "knut stays up through the outage");
 
     rabbit::start_node().await;
@@ -475,7 +504,8 @@ async fn broker_restart_mid_stream_reconnects_and_loses_nothing() {
     }
     posting.await.unwrap();
     wait_all_delivered(&sink, COUNT, 120, "after the broker restart").await;
-    sink.tally(COUNT).assert_exactly_once(COUNT, "broker restart");
+    sink.tally(COUNT)
+        .assert_exactly_once(COUNT, "broker restart");
     assert_eq!(knut.terminate().await.code(), Some(0));
 }
 
@@ -497,14 +527,25 @@ async fn downstream_outage_is_retried_with_growing_delay_while_others_flow() {
     post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 2, 60)
         .await
         .unwrap();
-    post_all(http.clone(), knut.http, "/in/faults/other", 0..OTHERS, 2, 60)
-        .await
-        .unwrap();
+    post_all(
+        http.clone(),
+        knut.http,
+        "/in/faults/other",
+        0..OTHERS,
+        2,
+        60,
+    )
+    .await
+    .unwrap();
     wait_for(30, "the other route to deliver during the outage", || {
         sink.other_delivered() as u64 == OTHERS
     })
     .await;
-    assert_eq!(sink.delivered(), 0, "nothing passes a downstream answering 503");
+    assert_eq!(
+        sink.delivered(),
+        0,
+        "nothing passes a downstream answering 503"
+    );
     wait_for(30, "four attempts of every message", || {
         let r = sink.state.record.lock().unwrap();
         (0..COUNT).all(|n| r.attempts.get(&n).is_some_and(|a| a.len() >= 4))
@@ -521,15 +562,25 @@ async fn downstream_outage_is_retried_with_growing_delay_while_others_flow() {
     }
     first_gaps.sort();
     third_gaps.sort();
-    let (g1, g3) = (first_gaps[first_gaps.len() / 2], third_gaps[third_gaps.len() / 2]);
+    let (g1, g3) = (
+        first_gaps[first_gaps.len() / 2],
+        third_gaps[third_gaps.len() / 2],
+    );
     eprintln!("median gap before retry 1: {g1:?}, before retry 3: {g3:?}");
-    assert!(g1 >= Duration::from_millis(90), "first retry too early: {g1:?}");
-    assert!(g3 >= Duration::from_millis(390), "third retry too early: {g3:?}");
+    assert!(
+        g1 >= Duration::from_millis(90),
+        "first retry too early: {g1:?}"
+    );
+    assert!(
+        g3 >= Duration::from_millis(390),
+        "third retry too early: {g3:?}"
+    );
     assert!(g3 > g1, "delays grow: {g1:?} then {g3:?}");
 
     sink.state.unavailable.store(false, Ordering::SeqCst);
     wait_all_delivered(&sink, COUNT, 30, "after the downstream recovered").await;
-    sink.tally(COUNT).assert_exactly_once(COUNT, "downstream outage");
+    sink.tally(COUNT)
+        .assert_exactly_once(COUNT, "downstream outage");
     assert_eq!(knut.terminate().await.code(), Some(0));
 }
 
@@ -547,17 +598,31 @@ async fn sigterm_under_load_loses_nothing() {
     knut.start(&http).await;
 
     let posting = post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 4, 150);
-    wait_for(60, "800 deliveries before SIGTERM", || sink.delivered() >= 800).await;
+    wait_for(60, "800 deliveries before SIGTERM", || {
+        sink.delivered() >= 800
+    })
+    .await;
     let status = knut.terminate().await;
     let at_stop = sink.delivered();
     eprintln!("SIGTERM after {at_stop} of {COUNT} deliveries: {status:?}");
-    assert_eq!(status.code(), Some(0), "graceful exit:\n{}", knut.log_tail());
-    assert!((at_stop as u64) < COUNT, "SIGTERM came after the stream ended");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "graceful exit:\n{}",
+        knut.log_tail()
+    );
+    assert!(
+        (at_stop as u64) < COUNT,
+        "SIGTERM came after the stream ended"
+    );
 
     knut.start(&http).await;
     posting.await.unwrap();
     wait_all_delivered(&sink, COUNT, 120, "after SIGTERM").await;
     let tally = sink.tally(COUNT);
     tally.assert_exactly_once(COUNT, "SIGTERM");
+    // A graceful stop finishes and acks what it holds: nothing is redelivered, so not even
+    // a repeat with the same key reaches the downstream.
+    assert_eq!(tally.raw, COUNT, "calls repeated after a graceful stop");
     assert_eq!(knut.terminate().await.code(), Some(0));
 }
