@@ -219,6 +219,14 @@ impl RouteWorker {
         };
         match published {
             Ok(()) => {
+                if !retry {
+                    // The dead letter is parked: free the idempotency keys this message
+                    // claimed, or a corrected resend of the same key would be suppressed as a
+                    // duplicate and lost silently (a replay of the dead letter claims anew).
+                    if let Err(err) = self.context.store.release_keys_of(e.id).await {
+                        tracing::warn!(error = %err, "could not release the dead letter's idempotency keys; a resend with the same key will be suppressed");
+                    }
+                }
                 if let Err(err) = acker.ack().await {
                     tracing::warn!(error = %err, "ack failed; the broker will redeliver");
                 }
@@ -292,6 +300,14 @@ mod tests {
         }
     }
 
+    fn to_downstream() -> StepSpec {
+        StepSpec::To(ToSpec {
+            adapter: Some("downstream".into()),
+            operation: Some("deliver".into()),
+            file: None,
+        })
+    }
+
     async fn start(
         route: &str,
         flaky: Arc<Flaky>,
@@ -301,13 +317,21 @@ mod tests {
         CancellationToken,
         tokio::task::JoinHandle<()>,
     ) {
+        start_with(route, vec![to_downstream()], flaky, retry).await
+    }
+
+    async fn start_with(
+        route: &str,
+        specs: Vec<StepSpec>,
+        flaky: Arc<Flaky>,
+        retry: RetryPolicy,
+    ) -> (
+        Arc<EmbeddedBroker>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let res = Resources::load(dir.path()).unwrap();
-        let specs = vec![StepSpec::To(ToSpec {
-            adapter: Some("downstream".into()),
-            operation: Some("deliver".into()),
-            file: None,
-        })];
         let pipeline = Arc::new(Pipeline::build(&specs, "steps", &res).unwrap());
         let broker = Arc::new(EmbeddedBroker::new());
         broker
@@ -418,6 +442,66 @@ mod tests {
             1,
             "a permanent failure is not retried"
         );
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// A message dead-lettered after its idempotent step frees its key: a corrected resend
+    /// (a new message with the same key) is delivered, not suppressed as a duplicate.
+    #[tokio::test]
+    async fn dead_letter_releases_its_idempotency_key() {
+        let flaky = Arc::new(Flaky {
+            failures: 1,
+            fail: StepError::permanent("downstream.deliver answered HTTP 400"),
+            calls: Mutex::new(Vec::new()),
+        });
+        let specs = vec![
+            StepSpec::Idempotent(crate::route::model::IdempotentSpec {
+                key: ".n".into(),
+                scope: None,
+            }),
+            to_downstream(),
+        ];
+        let (broker, stop, task) =
+            start_with("resend", specs, flaky.clone(), RetryPolicy::default()).await;
+        let mut dlq = broker
+            .consume(&dead_letter_queue("resend"), 1)
+            .await
+            .unwrap();
+        let first = Envelope::json(serde_json::json!({"n": 7}));
+        broker
+            .publish(crate::broker::INGRESS_EXCHANGE, "resend", &first)
+            .await
+            .unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(5), dlq.next())
+            .await
+            .expect("dead-lettered in time")
+            .unwrap();
+        assert_eq!(d.envelope.id, first.id);
+        let resend = Envelope::json(serde_json::json!({"n": 7}));
+        broker
+            .publish(crate::broker::INGRESS_EXCHANGE, "resend", &resend)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while flaky.calls.lock().unwrap().len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the resend was suppressed as a duplicate of the dead letter"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A third message with the key is a true duplicate now.
+        broker
+            .publish(
+                crate::broker::INGRESS_EXCHANGE,
+                "resend",
+                &Envelope::json(serde_json::json!({"n": 7})),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(flaky.calls.lock().unwrap().len(), 2, "duplicate passed");
         stop.cancel();
         task.await.unwrap();
     }

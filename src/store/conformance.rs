@@ -22,7 +22,7 @@ macro_rules! store_conformance_suite {
     ($make:expr) => {
         $crate::store_conformance_suite!(@tests $make;
             claim_first_same_duplicate, claim_scopes_are_separate, release_allows_a_new_claim,
-            claim_race_has_one_winner, aggregate_orders_and_dedupes, aggregate_take_once,
+            release_of_a_message_frees_its_keys, claim_race_has_one_winner, aggregate_orders_and_dedupes, aggregate_take_once,
             aggregate_take_race_has_one_winner, aggregate_add_and_take_lose_nothing,
             aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
             journal_round_trip);
@@ -43,6 +43,7 @@ pub async fn run_all(a: &Store, b: &Store) {
     claim_first_same_duplicate(a, b).await;
     claim_scopes_are_separate(a, b).await;
     release_allows_a_new_claim(a, b).await;
+    release_of_a_message_frees_its_keys(a, b).await;
     claim_race_has_one_winner(a, b).await;
     aggregate_orders_and_dedupes(a, b).await;
     aggregate_take_once(a, b).await;
@@ -123,6 +124,31 @@ pub async fn release_allows_a_new_claim(a: &Store, b: &Store) {
     );
     // Releasing what nobody holds is fine.
     a.release_key(&scope, "never-claimed", m1).await.unwrap();
+}
+
+/// Releasing a message's claims frees every key it holds, in every scope, and no other
+/// message's keys.
+pub async fn release_of_a_message_frees_its_keys(a: &Store, b: &Store) {
+    let (s1, s2) = (unique("release-of"), unique("release-of"));
+    let (m1, m2, m3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    assert_eq!(a.claim_key(&s1, "k", m1).await.unwrap(), Claim::First);
+    assert_eq!(
+        a.claim_key(&s2, FICTIONAL_PNR_KEY, m1).await.unwrap(),
+        Claim::First
+    );
+    assert_eq!(a.claim_key(&s1, "other", m2).await.unwrap(), Claim::First);
+    assert_eq!(b.release_keys_of(m1).await.unwrap(), 2);
+    assert_eq!(b.claim_key(&s1, "k", m3).await.unwrap(), Claim::First);
+    assert_eq!(
+        b.claim_key(&s2, FICTIONAL_PNR_KEY, m3).await.unwrap(),
+        Claim::First
+    );
+    // m2 keeps its claim.
+    assert_eq!(
+        b.claim_key(&s1, "other", m3).await.unwrap(),
+        Claim::Duplicate
+    );
+    assert_eq!(a.release_keys_of(Uuid::now_v7()).await.unwrap(), 0);
 }
 
 /// 100 concurrent claims of one fresh key from different messages on two instances:

@@ -276,6 +276,19 @@ impl Store {
         Ok(())
     }
 
+    /// Undoes every claim held by `message_id` (in any scope) when that message is
+    /// dead-lettered, so that a corrected resend of the same business key is not taken for a
+    /// duplicate and dropped; a replay of the dead letter itself claims the key again.
+    /// Returns how many claims were released.
+    pub async fn release_keys_of(&self, message_id: Uuid) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM knut_idempotency WHERE message_id = $1")
+            .bind(message_id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.query_error("release_keys_of", &e))?;
+        Ok(done.rows_affected())
+    }
+
     /// Aggregator: adds `item` to the group (`route`, `key`), opening the group if needed,
     /// and returns the group's items so far (in arrival order) and when it opened. Adding the
     /// same message id twice adds it once (a redelivery).
