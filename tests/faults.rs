@@ -626,3 +626,72 @@ async fn sigterm_under_load_loses_nothing() {
     assert_eq!(tally.raw, COUNT, "calls repeated after a graceful stop");
     assert_eq!(knut.terminate().await.code(), Some(0));
 }
+
+/// The value of `knut_messages_dead_lettered_total` for `route` on the admin port.
+async fn dead_lettered(http: &reqwest::Client, knut: &Knut, route: &str) -> Option<u64> {
+    let text = http
+        .get(format!("http://127.0.0.1:{}/metrics", knut.admin))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let label = format!("route=\"{route}\"");
+    text.lines()
+        .filter(|l| l.starts_with("knut_messages_dead_lettered_total") && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// A downstream outage longer than the route's retry budget: every message is dead-lettered
+/// after its attempts (no more calls after that), and once the downstream is back, a resend
+/// of the same business keys is delivered exactly once, not suppressed as a duplicate of
+/// the dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_beyond_the_retry_budget_dead_letters_and_a_resend_is_delivered() {
+    let _serial = SERIAL.lock().await;
+    const COUNT: u64 = 20;
+    let amqp = rabbit::amqp_url().await;
+    let root = make_root("budget");
+    let sink = Sink::start().await;
+    sink.state.unavailable.store(true, Ordering::SeqCst);
+    let http = client();
+    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    knut.start(&http).await;
+
+    post_all(http.clone(), knut.http, "/in/faults/brief", 0..COUNT, 2, 60)
+        .await
+        .unwrap();
+    let route = "faults-budget-brief";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dead_lettered(&http, &knut, route).await != Some(COUNT) {
+        assert!(
+            Instant::now() < deadline,
+            "not every message was dead-lettered: {:?} of {COUNT}",
+            dead_lettered(&http, &knut, route).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    {
+        let r = sink.state.record.lock().unwrap();
+        for n in 0..COUNT {
+            assert_eq!(
+                r.attempts.get(&n).map(Vec::len),
+                Some(3),
+                "message {n}: three attempts, then the dead-letter queue"
+            );
+        }
+    }
+
+    sink.state.unavailable.store(false, Ordering::SeqCst);
+    post_all(http.clone(), knut.http, "/in/faults/brief", 0..COUNT, 2, 60)
+        .await
+        .unwrap();
+    wait_all_delivered(&sink, COUNT, 30, "the resend after the outage").await;
+    let tally = sink.tally(COUNT);
+    tally.assert_exactly_once(COUNT, "resend after dead letters");
+    assert_eq!(tally.raw, COUNT);
+    assert_eq!(knut.terminate().await.code(), Some(0));
+}
