@@ -31,6 +31,8 @@ fn files(dir: &Path) -> Vec<String> {
             rd.flatten()
                 .filter(|e| e.path().is_file())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                // `.name.tmp-…` files are atomic writes still in progress
+                .filter(|n| !n.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default();
