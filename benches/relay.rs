@@ -122,11 +122,27 @@ fn flow_instance(id: usize) -> Vec<u8> {
     }
     x.push_str("        <Posted>2026-01-15T18:01:24</Posted>\n        <Updated>2026-01-16T11:27:06</Updated>\n        <FirstSubmitted>2026-01-15T18:01:24</FirstSubmitted>\n        <LastSubmitted>2026-01-16T11:27:06</LastSubmitted>\n    </Header>\n    <Values>\n");
     let queries = [
-        ("personOrtf", "Personnummer eller tf-nummer?", "Personnummer"),
+        (
+            "personOrtf",
+            "Personnummer eller tf-nummer?",
+            "Personnummer",
+        ),
         ("Personnummer", "Elevens personnummer", "201203152384"),
-        ("Besked", "Besked", "Eleven har rätt till elevresa med busskort till/från folkbokföringsadressen."),
-        ("IntygarOmStuderarPaHeltid", "Jag/mitt barn studerar heltid", "JA"),
-        ("IntygarOmEjInackorderingstillagg", "Jag/mitt barn har inte inackorderingstillägg", "JA"),
+        (
+            "Besked",
+            "Besked",
+            "Eleven har rätt till elevresa med busskort till/från folkbokföringsadressen.",
+        ),
+        (
+            "IntygarOmStuderarPaHeltid",
+            "Jag/mitt barn studerar heltid",
+            "JA",
+        ),
+        (
+            "IntygarOmEjInackorderingstillagg",
+            "Jag/mitt barn har inte inackorderingstillägg",
+            "JA",
+        ),
         ("Skola", "Skola", "Västermalms gymnasium"),
         ("Program", "Program", "Naturvetenskapsprogrammet"),
         ("Arskurs", "Årskurs", "2"),
@@ -139,7 +155,11 @@ fn flow_instance(id: usize) -> Vec<u8> {
         ("Vardnadshavare1", "Vårdnadshavare", "Björn Öhrnbjörk"),
         ("Telefon", "Telefon", "060-123 45 67"),
         ("Epost", "E-post", "bjorn.ohrnbjork@exempel.se"),
-        ("Ovrigt", "Övrigt", "Eleven åker även till träning på tisdagar och torsdagar."),
+        (
+            "Ovrigt",
+            "Övrigt",
+            "Eleven åker även till träning på tisdagar och torsdagar.",
+        ),
     ];
     for (i, (tag, name, value)) in queries.iter().enumerate() {
         x.push_str(&format!(
@@ -373,7 +393,9 @@ async fn bench() -> Res<()> {
     let url = match std::env::var("KNUT_BENCH_AMQP_URL") {
         Ok(u) => u,
         Err(_) => {
-            eprintln!("starting a private RabbitMQ node (KNUT_BENCH_AMQP_URL names another broker)");
+            eprintln!(
+                "starting a private RabbitMQ node (KNUT_BENCH_AMQP_URL names another broker)"
+            );
             rabbit::amqp_url().await
         }
     };
@@ -410,7 +432,44 @@ async fn bench() -> Res<()> {
     let config = knutpunkt::config::Config::from_toml_str(&format!(
         "[broker]\nurl = \"{url}\"\nprefetch = {PREFETCH}\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n"
     ))?;
-    let system = knutpunkt::runtime::System::start(dir.path(), &config).await?;
+    // The route worker as `System::start` wires it (same broker, pipeline, effects, store
+    // and journal). `System::start` itself is not used because its cross-reference check
+    // wants a route consuming `bench.out`, and here the bench's own queue is the consumer.
+    let routes = knutpunkt::route::load::load_routes(dir.path()).map_err(|d| {
+        d.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let resources = knutpunkt::resources::Resources::load(dir.path()).map_err(|p| p.join("\n"))?;
+    let broker = knutpunkt::runtime::connect_broker(&config).await?;
+    broker
+        .declare(&knutpunkt::runtime::topology(&routes))
+        .await?;
+    let store = knutpunkt::store::Store::connect(&config.store_url(dir.path())).await?;
+    let (journal, journal_task) = knutpunkt::runtime::journal::Journal::start(store.clone());
+    let effects = Arc::new(knutpunkt::runtime::effects::LiveEffects::new(
+        broker.clone(),
+        resources.client.clone(),
+        dir.path(),
+    ));
+    let route = &routes.first().ok_or("no route in the bench root")?.route;
+    let pipeline = knutpunkt::step::Pipeline::build(&route.steps, "steps", &resources)
+        .map_err(|e| e.to_string())?;
+    let worker = knutpunkt::runtime::worker::RouteWorker {
+        pipeline: Arc::new(pipeline),
+        context: knutpunkt::step::Context {
+            route: Arc::from(route.route.as_str()),
+            effects,
+            store,
+        },
+        retry: route.errors.retry.clone(),
+        consumer: route.consumer.clone(),
+        broker: broker.clone(),
+        journal,
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(shutdown.clone()));
     let sink = format!("bench.knut.sink.{tag}");
     admin
         .queue_declare(sink.as_str().into(), durable(), quorum())
@@ -433,7 +492,10 @@ async fn bench() -> Res<()> {
         rss_before,
         vm("VmHWM:")
     );
-    system.shutdown(Duration::from_secs(10)).await;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker_task).await;
+    drop(broker);
+    journal_task.abort();
     for q in [&qa, &qb, &sink] {
         let _ = admin
             .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
