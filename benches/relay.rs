@@ -4,7 +4,9 @@
 //! concurrency:
 //! - (a) a raw lapin relay: consume from queue A, publish to queue B with a confirm, ack;
 //! - (b) a Knutpunkt route `queue → xml_to_json → validate → transform (jq) → publish`,
-//!   started with `System::start` from a root written to a temporary folder.
+//!   loaded from a root written to a temporary folder and run by the same `RouteWorker`,
+//!   broker, effects, store and journal that `System::start` wires (`System::start` itself
+//!   refuses the route, since no route consumes `bench.out`: the bench's queue does).
 //!
 //! The message is a fictional ~7 KB OeP FlowInstance export in ISO-8859-1, persistent,
 //! confirms on everywhere. A producer keeps at most `WINDOW` messages in flight (published
@@ -15,6 +17,14 @@
 //! the tests; `KNUT_BENCH_AMQP_URL` names another broker instead — never the machine's
 //! shared one). `KNUT_BENCH_MESSAGES` (default 20000) and `KNUT_BENCH_WARMUP` (default
 //! 1000) set the counts.
+//!
+//! First figures (2-core dev machine, broker on the same cores, 2026-11-23): raw 1902 msg/s
+//! (p50 31 ms, p99 86 ms), knut 863 msg/s (p50 73 ms, p99 114 ms), b/a 0.45, VmHWM 45 MB.
+//! `perf record -g` of the run: ~55 % of CPU in RabbitMQ's Erlang schedulers, ~30 % in the
+//! bench process's tokio workers (malloc/free, jaq, xml_to_json, charset decode, jsonschema),
+//! ~9 % lapin's I/O loop, ~4 % the SQLite journal writer. The machine is CPU-bound: every
+//! microsecond the route spends is taken from the broker, so b/a here measures the route's
+//! CPU cost per message against the broker's, not idle waiting.
 
 #[path = "../tests/support/rabbit.rs"]
 mod rabbit;
