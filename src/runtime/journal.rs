@@ -13,6 +13,8 @@ use crate::store::{JournalEntry, Store};
 
 /// Rows waiting to be written before new ones are dropped.
 const CAPACITY: usize = 10_000;
+/// Rows written in one transaction at most.
+const BATCH: usize = 256;
 
 /// A handle to the journal writer.
 #[derive(Clone)]
@@ -25,10 +27,12 @@ impl Journal {
     pub fn start(store: Store) -> (Journal, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<JournalEntry>(CAPACITY);
         let task = tokio::spawn(async move {
-            while let Some(entry) = rx.recv().await {
-                if let Err(e) = store.journal(&entry).await {
-                    tracing::warn!(error = %e, "journal write failed");
+            let mut batch = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut batch, BATCH).await > 0 {
+                if let Err(e) = store.journal_many(&batch).await {
+                    tracing::warn!(error = %e, rows = batch.len(), "journal write failed");
                 }
+                batch.clear();
             }
         });
         (Journal { tx: Some(tx) }, task)
@@ -63,5 +67,33 @@ impl Journal {
         if tx.try_send(entry).is_err() {
             metrics::counter!("knut_journal_dropped_total").increment(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_recorded_hop_is_written_in_batches() {
+        let store = Store::memory().await.unwrap();
+        let (journal, task) = Journal::start(store.clone());
+        let m = Envelope::json(serde_json::json!({}));
+        for i in 0..600 {
+            journal.record(
+                &m,
+                "r",
+                &format!("steps[{i}]"),
+                "ok",
+                Duration::from_micros(7),
+                None,
+            );
+        }
+        drop(journal);
+        task.await.unwrap();
+        let rows = store.journal_for(m.correlation_id).await.unwrap();
+        assert_eq!(rows.len(), 600);
+        assert_eq!(rows[599].step, "steps[599]");
+        assert!(rows.iter().all(|r| r.route == "r" && r.duration_us == 7));
     }
 }

@@ -483,22 +483,37 @@ impl Store {
 
     /// Appends one hop to the message journal.
     pub async fn journal(&self, entry: &JournalEntry) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO knut_journal \
-             (at_us, message_id, correlation_id, route, step, outcome, duration_us, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(entry.at.timestamp_micros())
-        .bind(entry.message_id.to_string())
-        .bind(entry.correlation_id.to_string())
-        .bind(entry.route.as_str())
-        .bind(entry.step.as_str())
-        .bind(entry.outcome.as_str())
-        .bind(entry.duration_us)
-        .bind(entry.detail.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.query_error("journal", &e))?;
+        self.journal_many(std::slice::from_ref(entry)).await
+    }
+
+    /// Record several hops in one transaction (the journal writer's batches).
+    pub async fn journal_many(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.query_error("journal", &e))?;
+        for entry in entries {
+            sqlx::query(
+                "INSERT INTO knut_journal \
+                 (at_us, message_id, correlation_id, route, step, outcome, duration_us, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(entry.at.timestamp_micros())
+            .bind(entry.message_id.to_string())
+            .bind(entry.correlation_id.to_string())
+            .bind(entry.route.as_str())
+            .bind(entry.step.as_str())
+            .bind(entry.outcome.as_str())
+            .bind(entry.duration_us)
+            .bind(entry.detail.as_deref())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error("journal", &e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.query_error("journal", &e))?;
         Ok(())
     }
 
