@@ -308,6 +308,24 @@ mod tests {
         })
     }
 
+    impl Flaky {
+        fn new(failures: usize, fail: StepError) -> Arc<Flaky> {
+            Arc::new(Flaky {
+                failures,
+                fail,
+                calls: Mutex::new(Vec::new()),
+            })
+        }
+    }
+
+    /// Hand a message to `route` through the ingress exchange.
+    async fn send(broker: &EmbeddedBroker, route: &str, m: &Envelope) {
+        broker
+            .publish(crate::broker::INGRESS_EXCHANGE, route, m)
+            .await
+            .unwrap();
+    }
+
     async fn start(
         route: &str,
         flaky: Arc<Flaky>,
@@ -363,25 +381,17 @@ mod tests {
 
     #[tokio::test]
     async fn transient_failures_are_retried_with_growing_delay() {
-        let flaky = Arc::new(Flaky {
-            failures: 3,
-            fail: StepError::transient("downstream.deliver answered HTTP 503"),
-            calls: Mutex::new(Vec::new()),
-        });
+        let flaky = Flaky::new(
+            3,
+            StepError::transient("downstream.deliver answered HTTP 503"),
+        );
         let retry = RetryPolicy {
             attempts: 5,
             initial: Duration::from_millis(100),
             max: Duration::from_secs(2),
         };
         let (broker, stop, task) = start("flaky", flaky.clone(), retry).await;
-        broker
-            .publish(
-                crate::broker::INGRESS_EXCHANGE,
-                "flaky",
-                &Envelope::json(serde_json::json!({})),
-            )
-            .await
-            .unwrap();
+        send(&broker, "flaky", &Envelope::json(serde_json::json!({}))).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while flaky.calls.lock().unwrap().len() < 4 {
             assert!(Instant::now() < deadline, "not delivered after retries");
@@ -407,17 +417,13 @@ mod tests {
 
     #[tokio::test]
     async fn permanent_failure_is_dead_lettered_with_reason() {
-        let flaky = Arc::new(Flaky {
-            failures: usize::MAX,
-            fail: StepError::permanent("downstream.deliver answered HTTP 400"),
-            calls: Mutex::new(Vec::new()),
-        });
+        let flaky = Flaky::new(
+            usize::MAX,
+            StepError::permanent("downstream.deliver answered HTTP 400"),
+        );
         let (broker, stop, task) = start("poison", flaky.clone(), RetryPolicy::default()).await;
         let m = Envelope::json(serde_json::json!({"x": 1}));
-        broker
-            .publish(crate::broker::INGRESS_EXCHANGE, "poison", &m)
-            .await
-            .unwrap();
+        send(&broker, "poison", &m).await;
         let mut dlq = broker
             .consume(&dead_letter_queue("poison"), 1)
             .await
@@ -450,11 +456,10 @@ mod tests {
     /// (a new message with the same key) is delivered, not suppressed as a duplicate.
     #[tokio::test]
     async fn dead_letter_releases_its_idempotency_key() {
-        let flaky = Arc::new(Flaky {
-            failures: 1,
-            fail: StepError::permanent("downstream.deliver answered HTTP 400"),
-            calls: Mutex::new(Vec::new()),
-        });
+        let flaky = Flaky::new(
+            1,
+            StepError::permanent("downstream.deliver answered HTTP 400"),
+        );
         let specs = vec![
             StepSpec::Idempotent(crate::route::model::IdempotentSpec {
                 key: ".n".into(),
@@ -469,20 +474,14 @@ mod tests {
             .await
             .unwrap();
         let first = Envelope::json(serde_json::json!({"n": 7}));
-        broker
-            .publish(crate::broker::INGRESS_EXCHANGE, "resend", &first)
-            .await
-            .unwrap();
+        send(&broker, "resend", &first).await;
         let d = tokio::time::timeout(Duration::from_secs(5), dlq.next())
             .await
             .expect("dead-lettered in time")
             .unwrap();
         assert_eq!(d.envelope.id, first.id);
         let resend = Envelope::json(serde_json::json!({"n": 7}));
-        broker
-            .publish(crate::broker::INGRESS_EXCHANGE, "resend", &resend)
-            .await
-            .unwrap();
+        send(&broker, "resend", &resend).await;
         let deadline = Instant::now() + Duration::from_secs(5);
         while flaky.calls.lock().unwrap().len() < 2 {
             assert!(
@@ -492,14 +491,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // A third message with the key is a true duplicate now.
-        broker
-            .publish(
-                crate::broker::INGRESS_EXCHANGE,
-                "resend",
-                &Envelope::json(serde_json::json!({"n": 7})),
-            )
-            .await
-            .unwrap();
+        send(
+            &broker,
+            "resend",
+            &Envelope::json(serde_json::json!({"n": 7})),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(flaky.calls.lock().unwrap().len(), 2, "duplicate passed");
         stop.cancel();
@@ -508,25 +505,17 @@ mod tests {
 
     #[tokio::test]
     async fn transient_failure_dead_lettered_after_attempts() {
-        let flaky = Arc::new(Flaky {
-            failures: usize::MAX,
-            fail: StepError::transient("downstream.deliver timed out"),
-            calls: Mutex::new(Vec::new()),
-        });
+        let flaky = Flaky::new(
+            usize::MAX,
+            StepError::transient("downstream.deliver timed out"),
+        );
         let retry = RetryPolicy {
             attempts: 3,
             initial: Duration::from_millis(10),
             max: Duration::from_millis(50),
         };
         let (broker, stop, task) = start("tired", flaky.clone(), retry).await;
-        broker
-            .publish(
-                crate::broker::INGRESS_EXCHANGE,
-                "tired",
-                &Envelope::json(serde_json::json!({})),
-            )
-            .await
-            .unwrap();
+        send(&broker, "tired", &Envelope::json(serde_json::json!({}))).await;
         let mut dlq = broker
             .consume(&dead_letter_queue("tired"), 1)
             .await
