@@ -24,6 +24,8 @@ use std::time::Duration;
 use config::{Environment, File, FileFormat, Map, Value, ValueKind};
 use serde::{Deserialize, Serialize};
 
+use crate::broker::amqp::QueueType;
+
 /// Name of the optional configuration file inside the root folder.
 pub const CONFIG_FILE: &str = "knut.toml";
 
@@ -60,6 +62,9 @@ pub struct BrokerConfig {
     pub url: Option<String>,
     /// How many unacknowledged deliveries a route worker may hold (back-pressure).
     pub prefetch: u16,
+    /// RabbitMQ type of work and dead-letter queues: `quorum` (default, replicated) or
+    /// `classic` (for brokers that cannot run quorum queues).
+    pub queue_type: QueueType,
 }
 
 impl Default for BrokerConfig {
@@ -67,6 +72,7 @@ impl Default for BrokerConfig {
         Self {
             url: None,
             prefetch: 32,
+            queue_type: QueueType::default(),
         }
     }
 }
@@ -529,7 +535,7 @@ const AUTH_TYPES: &[&str] = &["api_key", "bearer_jwt"];
 
 fn section_keys(section: &str) -> &'static [&'static str] {
     match section {
-        "broker" => &["url", "prefetch"],
+        "broker" => &["url", "prefetch", "queue_type"],
         "http" => &["bind", "max_body", "auth"],
         "admin" => &["bind"],
         "store" => &["url"],

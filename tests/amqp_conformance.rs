@@ -325,3 +325,102 @@ async fn shipped_routes_run_on_rabbitmq() {
     assert_eq!(json["poster"]["lastname"], "Öhrnbjörk");
     system.shutdown(Duration::from_secs(10)).await;
 }
+
+/// A JSON argument of the definitions as an AMQP value.
+fn amqp_value(v: &serde_json::Value) -> lapin::types::AMQPValue {
+    use lapin::types::{AMQPValue, LongString};
+    match v {
+        serde_json::Value::Number(n) => AMQPValue::LongLongInt(n.as_i64().expect("integer")),
+        serde_json::Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        other => panic!("unexpected argument {other}"),
+    }
+}
+
+/// The definitions `knut topology` prints are what knut declares: every queue they list
+/// exists (the retry ladder once used) and can be declared again with the listed arguments
+/// (RabbitMQ refuses a declaration whose arguments differ), and every binding routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_definitions_are_what_knut_declares() {
+    use knutpunkt::broker::amqp::QueueType;
+    use knutpunkt::broker::amqp::definitions::full_plan;
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::FieldTable;
+
+    let g = guarded().await;
+    let route = unique("defs");
+    let exchange = unique("defs.events");
+    let topology = Topology {
+        exchanges: vec![exchange.clone()],
+        routes: vec![RouteQueue {
+            route: route.clone(),
+            bindings: vec![(exchange.clone(), "student.*".into())],
+        }],
+    };
+    g.broker.declare(&topology).await.unwrap();
+    for rung in knutpunkt::broker::amqp::delay::RUNGS_MS {
+        // A one-hour retry parks the message for an hour; the queue is what counts here.
+        g.broker
+            .retry_later(&route, &msg("x"), Duration::from_millis(rung))
+            .await
+            .unwrap();
+    }
+    let defs = full_plan(&topology, QueueType::Quorum).to_json("ignored");
+    let queues = defs["queues"].as_array().expect("queues");
+    assert_eq!(
+        queues.len(),
+        2 + knutpunkt::broker::amqp::delay::RUNGS_MS.len()
+    );
+    let conn = lapin::Connection::connect(
+        &rabbit::amqp_url().await,
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    for q in queues {
+        let name = q["name"].as_str().unwrap();
+        let mut args = FieldTable::default();
+        for (k, v) in q["arguments"].as_object().unwrap() {
+            args.insert(k.as_str().into(), amqp_value(v));
+        }
+        let ch = conn.create_channel().await.unwrap();
+        let passive = ch
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        assert!(passive.is_ok(), "knut did not declare {name}: {passive:?}");
+        let same = ch
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args,
+            )
+            .await;
+        assert!(
+            same.is_ok(),
+            "{name} exists with other arguments than the definitions list: {same:?}"
+        );
+    }
+    let before = g.broker.queue_depth(&work_queue(&route)).await.unwrap();
+    for b in defs["bindings"].as_array().unwrap() {
+        let key = b["routing_key"].as_str().unwrap().replace('*', "enrolled");
+        g.broker
+            .publish(b["source"].as_str().unwrap(), &key, &msg("routed"))
+            .await
+            .expect("the listed binding routes");
+    }
+    let depth = g.broker.queue_depth(&work_queue(&route)).await.unwrap();
+    assert!(
+        depth >= before + 2,
+        "both bindings deliver: {before} → {depth}"
+    );
+    let _ = conn.close(200, "done".into()).await;
+}

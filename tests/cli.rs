@@ -112,6 +112,54 @@ fn graph_prints_mermaid() {
 }
 
 #[test]
+fn topology_prints_rabbitmq_definitions() {
+    let o = knut(&repo(), &["topology"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let defs: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(defs["vhosts"][0]["name"], "/");
+    let names = |kind: &str| -> Vec<String> {
+        defs[kind]
+            .as_array()
+            .expect(kind)
+            .iter()
+            .map(|x| x["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert!(names("exchanges").contains(&"school.events".to_string()));
+    let queues = names("queues");
+    for q in [
+        "knut.route.placement-change",
+        "knut.dlq.placement-change",
+        "knut.retry.placement-change.1h",
+    ] {
+        assert!(queues.contains(&q.to_string()), "{q} missing: {queues:?}");
+    }
+    let work = defs["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "knut.route.placement-change")
+        .unwrap();
+    assert_eq!(work["arguments"]["x-queue-type"], "quorum");
+
+    // broker.queue_type and the vhost of broker.url are honoured.
+    let root = copy_root();
+    std::fs::write(
+        root.path().join("knut.toml"),
+        "[broker]\nurl = \"amqp://knut:hemligt@mq.example/skola\"\nqueue_type = \"classic\"\n",
+    )
+    .unwrap();
+    let o = knut(root.path(), &["topology"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("hemligt"), "{out}");
+    let defs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(defs["vhosts"][0]["name"], "skola");
+    assert_eq!(defs["queues"][0]["vhost"], "skola");
+    assert_eq!(defs["queues"][0]["arguments"]["x-queue-type"], "classic");
+}
+
+#[test]
 fn schema_and_version() {
     let o = knut(&repo(), &["schema"]);
     assert!(o.status.success());

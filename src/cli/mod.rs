@@ -52,6 +52,13 @@ pub enum Command {
     },
     /// Print a Mermaid flowchart of routes, exchanges and adapters.
     Graph,
+    /// Print the RabbitMQ topology of the routes as definitions JSON (for review and
+    /// `rabbitmqctl import_definitions`): exactly what `knut run` declares.
+    Topology {
+        /// The virtual host to name (default: the one in broker.url, else `/`).
+        #[arg(long)]
+        vhost: Option<String>,
+    },
     /// Print the JSON Schema of route files (schemas/route.schema.json).
     Schema,
     /// Print the version.
@@ -105,41 +112,28 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Check => match load_config(&root).map(|c| crate::runtime::load(&root, &c)) {
+        Command::Check => match load_routes(&root) {
+            Ok((_, loaded)) => {
+                println!(
+                    "ok: {} routes, {} adapters checked",
+                    loaded.routes.len(),
+                    loaded.resources.adapters.len()
+                );
+                ExitCode::SUCCESS
+            }
             Err(code) => code,
-            Ok(loaded) => match loaded {
-                Ok(loaded) => {
-                    println!(
-                        "ok: {} routes, {} adapters checked",
-                        loaded.routes.len(),
-                        loaded.resources.adapters.len()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(problems) => {
-                    for p in &problems {
-                        eprintln!("{p}");
-                    }
-                    eprintln!("{} problem(s) found", problems.len());
-                    ExitCode::FAILURE
-                }
-            },
         },
         Command::Test { path } => test::run(&root, path.as_deref()).await,
-        Command::Graph => match load_config(&root).map(|c| crate::runtime::load(&root, &c)) {
+        Command::Graph => match load_routes(&root) {
+            Ok((_, loaded)) => {
+                print!("{}", crate::route::graph::mermaid(&loaded.routes));
+                ExitCode::SUCCESS
+            }
             Err(code) => code,
-            Ok(loaded) => match loaded {
-                Ok(loaded) => {
-                    print!("{}", crate::route::graph::mermaid(&loaded.routes));
-                    ExitCode::SUCCESS
-                }
-                Err(problems) => {
-                    for p in &problems {
-                        eprintln!("{p}");
-                    }
-                    ExitCode::FAILURE
-                }
-            },
+        },
+        Command::Topology { vhost } => match load_routes(&root) {
+            Ok((config, loaded)) => topology(&config, &loaded, vhost),
+            Err(code) => code,
         },
         Command::Schema => {
             let schema = crate::route::load::route_json_schema();
@@ -161,6 +155,48 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(code) => return code,
             };
             send(&config, route, data, file, content_type, admin).await
+        }
+    }
+}
+
+/// The configuration and the checked routes, or the problems printed and a failure code.
+fn load_routes(root: &std::path::Path) -> Result<(Config, crate::runtime::Loaded), ExitCode> {
+    let config = load_config(root)?;
+    match crate::runtime::load(root, &config) {
+        Ok(loaded) => Ok((config, loaded)),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem(s) found", problems.len());
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn topology(config: &Config, loaded: &crate::runtime::Loaded, vhost: Option<String>) -> ExitCode {
+    use crate::broker::amqp::definitions;
+    let vhost = match (vhost, config.broker.url.as_deref()) {
+        (Some(v), _) => v,
+        (None, Some(url)) if !url.is_empty() => match definitions::vhost_of(url) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("knut: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, _) => "/".to_string(),
+    };
+    let topology = crate::runtime::topology(&loaded.routes);
+    let defs = definitions::full_plan(&topology, config.broker.queue_type);
+    match serde_json::to_string_pretty(&defs.to_json(&vhost)) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("knut: cannot render the topology: {e}");
+            ExitCode::FAILURE
         }
     }
 }

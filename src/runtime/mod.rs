@@ -138,7 +138,11 @@ pub async fn connect_broker(config: &Config) -> Result<SharedBroker, RuntimeErro
             Ok(Arc::new(EmbeddedBroker::new()))
         }
         Some(url) if url.starts_with("amqp://") || url.starts_with("amqps://") => {
-            let broker = AmqpBroker::connect(AmqpOptions::new(url))
+            let opts = AmqpOptions {
+                queue_type: config.broker.queue_type,
+                ..AmqpOptions::new(url)
+            };
+            let broker = AmqpBroker::connect(opts)
                 .await
                 .map_err(|e| RuntimeError::Start(format!("RabbitMQ: {e}")))?;
             tracing::info!("connected to RabbitMQ");

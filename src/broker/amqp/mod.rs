@@ -29,6 +29,7 @@
 //! - Every broker round trip is bounded by `confirm_timeout`: nothing hangs forever.
 
 pub mod codec;
+pub mod definitions;
 pub mod delay;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -53,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology,
-    dead_letter_queue, work_queue,
+    work_queue,
 };
 use crate::envelope::Envelope;
 use codec::short;
@@ -64,7 +65,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The RabbitMQ queue type of work and dead-letter queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QueueType {
     /// Replicated, durable Raft-based queues: RabbitMQ's choice for data safety (default).
     #[default]
@@ -316,30 +318,22 @@ async fn bind(
         .map_err(|e| amqp_err(&e, || format!("binding of `{queue}` to `{exchange}`")))
 }
 
-/// Declare `topology` on `channel` (idempotent on the broker's side).
+/// Declare `topology` on `channel` (idempotent on the broker's side), as laid out by
+/// [`definitions::plan`].
 async fn declare_on(
     channel: &Channel,
     topology: &Topology,
     queue_type: QueueType,
 ) -> Result<(), BrokerError> {
-    declare_exchange(channel, INGRESS_EXCHANGE).await?;
-    for exchange in &topology.exchanges {
+    let plan = definitions::plan(topology, queue_type);
+    for exchange in &plan.exchanges {
         declare_exchange(channel, exchange).await?;
     }
-    for rq in &topology.routes {
-        let wq = work_queue(&rq.route);
-        declare_queue(channel, &wq, queue_args(queue_type)).await?;
-        declare_queue(
-            channel,
-            &dead_letter_queue(&rq.route),
-            queue_args(queue_type),
-        )
-        .await?;
-        bind(channel, &wq, INGRESS_EXCHANGE, &rq.route).await?;
-        for (exchange, pattern) in &rq.bindings {
-            declare_exchange(channel, exchange).await?;
-            bind(channel, &wq, exchange, pattern).await?;
-        }
+    for queue in &plan.queues {
+        declare_queue(channel, &queue.name, queue.field_table()).await?;
+    }
+    for b in &plan.bindings {
+        bind(channel, &b.queue, &b.exchange, &b.key).await?;
     }
     Ok(())
 }
@@ -562,14 +556,8 @@ impl AmqpBroker {
             )
             .await
             .map_err(|e| amqp_err(&e, || format!("queue `{wq}`")))?;
-            let mut args = queue_args(QueueType::Classic);
-            args.insert(
-                "x-message-ttl".into(),
-                AMQPValue::LongLongInt(i64::try_from(rung_ms).unwrap_or(i64::MAX)),
-            );
-            args.insert("x-dead-letter-exchange".into(), text_arg(""));
-            args.insert("x-dead-letter-routing-key".into(), text_arg(&wq));
-            declare_queue(&ch, queue, args).await
+            let spec = definitions::delay_queue_spec(route, rung_ms);
+            declare_queue(&ch, &spec.name, spec.field_table()).await
         })
         .await?;
         lock(&live.delay_queues).insert(queue.to_string());

@@ -1,0 +1,294 @@
+//! What Knutpunkt declares on RabbitMQ, as data: one plan used both to declare the
+//! topology ([`super::AmqpBroker`]) and to print it as RabbitMQ definitions JSON
+//! (`knut topology`), so what operators review is exactly what knut declares.
+//!
+//! For a set of routes the plan holds:
+//! - durable topic exchanges: `knut.ingress` and every exchange a route consumes from or
+//!   publishes to;
+//! - per route a durable work queue `knut.route.<id>` and dead-letter queue
+//!   `knut.dlq.<id>` (`x-queue-type` from `broker.queue_type`), the work queue bound to
+//!   `knut.ingress` with the route id and to the route's own bindings;
+//! - per route the retry ladder `knut.retry.<id>.<rung>` (classic, `x-message-ttl`,
+//!   dead-lettering to the work queue through the default exchange). knut declares these
+//!   on first use; the definitions list them all so an imported broker needs nothing more.
+
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use serde_json::{Map, Value, json};
+
+use super::QueueType;
+use super::delay::{RUNGS_MS, delay_queue};
+use crate::broker::{INGRESS_EXCHANGE, Topology, dead_letter_queue, work_queue};
+
+/// The value of a queue argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Argument {
+    /// A text argument (`x-queue-type`, `x-dead-letter-exchange`).
+    Text(String),
+    /// An integer argument (`x-message-ttl`).
+    Int(i64),
+}
+
+/// A durable queue and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The queue name.
+    pub name: String,
+    /// `x-…` arguments, in declaration order.
+    pub arguments: Vec<(&'static str, Argument)>,
+}
+
+impl QueueSpec {
+    fn new(name: String, queue_type: QueueType) -> Self {
+        QueueSpec {
+            name,
+            arguments: vec![("x-queue-type", Argument::Text(queue_type.as_str().into()))],
+        }
+    }
+
+    /// The arguments as an AMQP field table.
+    pub fn field_table(&self) -> FieldTable {
+        let mut table = FieldTable::default();
+        for (key, value) in &self.arguments {
+            let value = match value {
+                Argument::Text(t) => AMQPValue::LongString(LongString::from(t.as_str())),
+                Argument::Int(i) => AMQPValue::LongLongInt(*i),
+            };
+            table.insert((*key).into(), value);
+        }
+        table
+    }
+
+    fn arguments_json(&self) -> Value {
+        let mut map = Map::new();
+        for (key, value) in &self.arguments {
+            let value = match value {
+                Argument::Text(t) => Value::from(t.as_str()),
+                Argument::Int(i) => Value::from(*i),
+            };
+            map.insert((*key).to_string(), value);
+        }
+        Value::Object(map)
+    }
+}
+
+/// A binding of a queue to a topic exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The exchange.
+    pub exchange: String,
+    /// The queue.
+    pub queue: String,
+    /// The routing key pattern.
+    pub key: String,
+}
+
+/// Exchanges, queues and bindings, in the order they are declared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Definitions {
+    /// Durable topic exchanges.
+    pub exchanges: Vec<String>,
+    /// Durable queues.
+    pub queues: Vec<QueueSpec>,
+    /// Queue bindings.
+    pub bindings: Vec<Binding>,
+}
+
+/// The delay queue of `route` for one rung of the retry ladder.
+pub fn delay_queue_spec(route: &str, rung_ms: u64) -> QueueSpec {
+    let mut spec = QueueSpec::new(delay_queue(route, rung_ms), QueueType::Classic);
+    spec.arguments.extend([
+        (
+            "x-message-ttl",
+            Argument::Int(i64::try_from(rung_ms).unwrap_or(i64::MAX)),
+        ),
+        ("x-dead-letter-exchange", Argument::Text(String::new())),
+        (
+            "x-dead-letter-routing-key",
+            Argument::Text(work_queue(route)),
+        ),
+    ]);
+    spec
+}
+
+/// What `declare` puts on the broker for `topology`: exchanges, work and dead-letter
+/// queues, bindings (the retry ladder is left to first use).
+pub fn plan(topology: &Topology, queue_type: QueueType) -> Definitions {
+    fn add_exchange(name: &str, exchanges: &mut Vec<String>) {
+        if !exchanges.iter().any(|e| e == name) {
+            exchanges.push(name.to_string());
+        }
+    }
+    let mut exchanges = vec![INGRESS_EXCHANGE.to_string()];
+    for e in &topology.exchanges {
+        add_exchange(e, &mut exchanges);
+    }
+    let mut queues = Vec::new();
+    let mut bindings = Vec::new();
+    for rq in &topology.routes {
+        let wq = work_queue(&rq.route);
+        queues.push(QueueSpec::new(wq.clone(), queue_type));
+        queues.push(QueueSpec::new(dead_letter_queue(&rq.route), queue_type));
+        bindings.push(Binding {
+            exchange: INGRESS_EXCHANGE.to_string(),
+            queue: wq.clone(),
+            key: rq.route.clone(),
+        });
+        for (exchange, pattern) in &rq.bindings {
+            add_exchange(exchange, &mut exchanges);
+            bindings.push(Binding {
+                exchange: exchange.clone(),
+                queue: wq.clone(),
+                key: pattern.clone(),
+            });
+        }
+    }
+    Definitions {
+        exchanges,
+        queues,
+        bindings,
+    }
+}
+
+/// The complete plan, retry ladders included: what `knut topology` prints.
+pub fn full_plan(topology: &Topology, queue_type: QueueType) -> Definitions {
+    let mut defs = plan(topology, queue_type);
+    for rq in &topology.routes {
+        defs.queues.extend(
+            RUNGS_MS
+                .iter()
+                .map(|&rung| delay_queue_spec(&rq.route, rung)),
+        );
+    }
+    defs
+}
+
+impl Definitions {
+    /// RabbitMQ definitions JSON (the format of `rabbitmqctl import_definitions` and the
+    /// management UI's import) for virtual host `vhost`.
+    pub fn to_json(&self, vhost: &str) -> Value {
+        let exchanges: Vec<Value> = self
+            .exchanges
+            .iter()
+            .map(|name| {
+                json!({
+                    "name": name, "vhost": vhost, "type": "topic", "durable": true,
+                    "auto_delete": false, "internal": false, "arguments": {}
+                })
+            })
+            .collect();
+        let queues: Vec<Value> = self
+            .queues
+            .iter()
+            .map(|q| {
+                json!({
+                    "name": q.name, "vhost": vhost, "durable": true, "auto_delete": false,
+                    "arguments": q.arguments_json()
+                })
+            })
+            .collect();
+        let bindings: Vec<Value> = self
+            .bindings
+            .iter()
+            .map(|b| {
+                json!({
+                    "source": b.exchange, "vhost": vhost, "destination": b.queue,
+                    "destination_type": "queue", "routing_key": b.key, "arguments": {}
+                })
+            })
+            .collect();
+        json!({
+            "vhosts": [{ "name": vhost }],
+            "exchanges": exchanges,
+            "queues": queues,
+            "bindings": bindings,
+        })
+    }
+}
+
+/// The virtual host named by an `amqp://` URL (`/` when it names none), percent-decoded.
+/// The error never repeats the URL, which may hold a password.
+pub fn vhost_of(url: &str) -> Result<String, String> {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|u| u.vhost)
+        .map_err(|_| "broker.url is not a valid amqp:// or amqps:// URL".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::RouteQueue;
+
+    fn topology() -> Topology {
+        Topology {
+            exchanges: vec!["school.events".into()],
+            routes: vec![RouteQueue {
+                route: "placement-change".into(),
+                bindings: vec![("school.events".into(), "placement.*".into())],
+            }],
+        }
+    }
+
+    #[test]
+    fn plan_has_ingress_work_dlq_and_bindings() {
+        let d = plan(&topology(), QueueType::Quorum);
+        assert_eq!(d.exchanges, ["knut.ingress", "school.events"]);
+        let names: Vec<_> = d.queues.iter().map(|q| q.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["knut.route.placement-change", "knut.dlq.placement-change"]
+        );
+        assert!(
+            d.queues
+                .iter()
+                .all(|q| q.arguments == vec![("x-queue-type", Argument::Text("quorum".into()))])
+        );
+        assert_eq!(
+            d.bindings,
+            [
+                Binding {
+                    exchange: "knut.ingress".into(),
+                    queue: "knut.route.placement-change".into(),
+                    key: "placement-change".into()
+                },
+                Binding {
+                    exchange: "school.events".into(),
+                    queue: "knut.route.placement-change".into(),
+                    key: "placement.*".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn definitions_json_is_importable_shape() {
+        let v = full_plan(&topology(), QueueType::Classic).to_json("skola");
+        assert_eq!(v["vhosts"][0]["name"], "skola");
+        assert_eq!(v["exchanges"][1]["type"], "topic");
+        assert_eq!(v["exchanges"][1]["durable"], true);
+        let queues = v["queues"].as_array().expect("queues");
+        assert_eq!(queues.len(), 2 + RUNGS_MS.len());
+        assert_eq!(queues[0]["arguments"]["x-queue-type"], "classic");
+        let delay = &queues[2];
+        assert_eq!(delay["name"], "knut.retry.placement-change.100ms");
+        assert_eq!(delay["arguments"]["x-message-ttl"], 100);
+        assert_eq!(delay["arguments"]["x-dead-letter-exchange"], "");
+        assert_eq!(
+            delay["arguments"]["x-dead-letter-routing-key"],
+            "knut.route.placement-change"
+        );
+        assert_eq!(v["bindings"][1]["source"], "school.events");
+        assert_eq!(v["bindings"][1]["destination_type"], "queue");
+    }
+
+    #[test]
+    fn vhost_from_url() {
+        assert_eq!(vhost_of("amqp://u:p@h:5672/%2f").as_deref(), Ok("/"));
+        assert_eq!(vhost_of("amqp://h:5672").as_deref(), Ok("/"));
+        assert_eq!(
+            vhost_of("amqps://h/skola?heartbeat=10").as_deref(),
+            Ok("skola")
+        );
+        let err = vhost_of("amqp://u:hemligt@h:notaport/x").expect_err("bad port");
+        assert!(!err.contains("hemligt"), "{err}");
+    }
+}
