@@ -8,7 +8,7 @@
 //! | `GET /persons/{id}` | `Person` with `responsibles`; 404 problem when unknown |
 //! | `GET /organisations` | `{"data":[Organisation]}` (school units with `schoolUnitCode`, `organisationNumber` of the operator) |
 //! | `GET /placements?child={personId}&placedAt={unitId}` | `{"data":[Placement]}` |
-//! | `POST /placements` | 201 `Placement`; `child` by `id` or `civicNo`, `placedAt` by `id` or `schoolUnitCode`; 422 problem naming the field otherwise |
+//! | `POST /placements` | the child's open placement of that `schoolType` at `placedAt` is created (201) or, when one exists, changed (200: `maxWeeklyScheduleHours`, `endDate`); `child` by `id` or `civicNo`, `placedAt` by `id` or `schoolUnitCode`; `startDate` is needed to create one; 422 problem naming the field otherwise |
 //! | `PATCH /placements/{id}` | 200 `Placement`; changes `endDate` and/or `maxWeeklyScheduleHours` |
 //!
 //! A person with skyddad folkbokföring is answered with `securityMarking: "Skyddad
@@ -195,7 +195,8 @@ struct NewPlacement {
     child: Reference,
     placed_at: Reference,
     school_type: String,
-    start_date: NaiveDate,
+    #[serde(default)]
+    start_date: Option<NaiveDate>,
     #[serde(default)]
     end_date: Option<NaiveDate>,
     #[serde(default)]
@@ -250,16 +251,42 @@ async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) 
             "placedAt: no such school unit (give placedAt.id or placedAt.schoolUnitCode)",
         );
     };
-    if new.end_date.is_some_and(|end| end < new.start_date) {
+    let _ = new.reason;
+    let open = pop.placements.iter().position(|p| {
+        p.child == child
+            && p.placed_at == placed_at
+            && p.school_type == new.school_type
+            && p.end_date.is_none()
+    });
+    if let Some(idx) = open {
+        let p = &mut pop.placements[idx];
+        if let Some(end) = new.end_date {
+            if end < p.start_date {
+                return unprocessable("endDate is before the placement's startDate");
+            }
+            p.end_date = Some(end);
+        }
+        if let Some(h) = new.max_weekly_schedule_hours {
+            p.max_weekly_schedule_hours = Some(h);
+        }
+        let p = pop.placements[idx].clone();
+        return Json(placement_json(&pop, &p)).into_response();
+    }
+    let Some(start_date) = new.start_date else {
+        return unprocessable(
+            "the child has no open placement of this schoolType at placedAt to change or end; \
+             give startDate to create one",
+        );
+    };
+    if new.end_date.is_some_and(|end| end < start_date) {
         return unprocessable("endDate is before startDate");
     }
-    let _ = new.reason;
     let placement = Placement {
         id: Uuid::now_v7(),
         child,
         placed_at,
         school_type: new.school_type,
-        start_date: new.start_date,
+        start_date,
         end_date: new.end_date,
         max_weekly_schedule_hours: new.max_weekly_schedule_hours,
     };
