@@ -135,6 +135,22 @@ async fn elevregister_answers_ss12000_and_hides_protected_addresses() {
 #[tokio::test]
 async fn elevregister_placements_are_written_and_read_back() {
     let s = start().await;
+    // Märta has no fritidshem placement: one is created.
+    let r = s
+        .post_json(
+            "/elevregister/placements",
+            &json!({
+                "child": { "civicNo": "20130412-2383" },
+                "placedAt": { "schoolUnitCode": "38120001" },
+                "schoolType": "FTH",
+                "startDate": "2026-12-01",
+                "maxWeeklyScheduleHours": 12
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    // Leo has one at Tallbacken: it is changed, not duplicated.
     let r = s
         .post_json(
             "/elevregister/placements",
@@ -147,19 +163,34 @@ async fn elevregister_placements_are_written_and_read_back() {
             }),
         )
         .await;
-    assert_eq!(r.status(), 201);
-    let created: Value = r.json().await.unwrap();
-    let child = created["child"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.status(), 200);
+    let changed: Value = r.json().await.unwrap();
+    let leo = changed["child"]["id"].as_str().unwrap().to_string();
     let (_, list) = s
-        .get(&format!("/elevregister/placements?child={child}"))
+        .get(&format!("/elevregister/placements?child={leo}"))
         .await;
-    let placements = list["data"].as_array().unwrap();
-    assert!(
-        placements
-            .iter()
-            .any(|p| p["id"] == created["id"] && p["maxWeeklyScheduleHours"] == 40.0),
-        "{list}"
+    let fth: Vec<&Value> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["schoolType"] == "FTH")
+        .collect();
+    assert_eq!(fth.len(), 1, "{list}");
+    assert_eq!(fth[0]["maxWeeklyScheduleHours"], 40.0);
+    assert_eq!(
+        fth[0]["startDate"], "2022-08-22",
+        "a change keeps the start"
     );
+
+    // Ending a placement that does not exist is refused with what to do.
+    let r = s
+        .post_json(
+            "/elevregister/placements",
+            &json!({ "child": { "civicNo": "20130412-2383" }, "placedAt": { "schoolUnitCode": "38120002" }, "schoolType": "FTH", "endDate": "2027-01-01" }),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("startDate"));
 
     let r = s
         .http
@@ -410,4 +441,110 @@ async fn oep_pushes_a_submitted_instance_in_its_declared_encoding() {
         .unwrap();
     assert!(got.starts_with(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"));
     assert!(got.windows(3).any(|w| w == [0xC5, b's', b'a']));
+}
+
+#[tokio::test]
+async fn citizen_answers_the_v3_contract_and_guards_classified_addresses() {
+    let s = start().await;
+    let (status, guid) = s
+        .get("/citizen/api/v3/citizen/2281/201304122383/guid")
+        .await;
+    assert_eq!(status, 200);
+    let marta = guid.as_str().unwrap().to_string();
+    let (_, person) = s
+        .get(&format!("/citizen/api/v3/citizen/2281/{marta}"))
+        .await;
+    assert_eq!(person["givenname"], "Märta");
+    assert_eq!(person["classified"], "N");
+    assert!(person["addresses"][0]["xCoordLocal"].is_number());
+
+    let (status, _) = s
+        .get("/citizen/api/v3/citizen/2281/00000000-0000-0000-0000-000000000000")
+        .await;
+    assert_eq!(status, 204);
+
+    // Alva has skyddad folkbokföring: no address unless ShowClassified=true.
+    let (_, alva) = s
+        .get("/citizen/api/v3/citizen/2281/201409093224/guid")
+        .await;
+    let alva = alva.as_str().expect("Alva's personId").to_string();
+    let r = s
+        .post_json("/citizen/api/v3/citizen/2281/batch", &json!([alva, marta]))
+        .await;
+    let batch: Value = r.json().await.unwrap();
+    assert_eq!(batch.as_array().unwrap().len(), 2);
+    assert_eq!(batch[0]["classified"], "J");
+    assert_eq!(batch[0]["addresses"], json!([]));
+    let (_, shown) = s
+        .get(&format!(
+            "/citizen/api/v3/citizen/2281/{alva}?ShowClassified=true"
+        ))
+        .await;
+    assert!(shown["addresses"][0]["address"].is_string());
+
+    // Sara and Leo Nilsson moved on 2026-11-02; Sara is Leo's custodian.
+    let (status, moved) = s
+        .get("/citizen/api/v3/citizen/2281/changedaddress?changedDateFrom=2026-11-01")
+        .await;
+    assert_eq!(status, 200);
+    let sara = moved
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["givenname"] == "Sara")
+        .expect("Sara moved");
+    assert_eq!(sara["custodianFor"][0]["typeOfSchool"], "GR");
+    assert!(
+        moved
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["givenname"] != "Anna")
+    );
+    let (status, _) = s.get("/citizen/api/v3/citizen/2281/changedaddress").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn messaging_sends_and_reports_status() {
+    let s = start().await;
+    let r = s
+        .post_json(
+            "/messaging/2281/email",
+            &json!({ "emailAddress": "sara.nilsson@exempel.se", "subject": "Frånvaro", "message": "Leo var frånvarande" }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let sent: Value = r.json().await.unwrap();
+    let id = sent["messageId"].as_str().unwrap();
+    assert_eq!(sent["deliveries"][0]["messageType"], "EMAIL");
+    let (status, result) = s
+        .get(&format!("/messaging/2281/status/messages/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(result["deliveries"][0]["status"], "SENT");
+
+    let r = s
+        .post_json("/messaging/2281/email", &json!({ "subject": "x" }))
+        .await;
+    assert_eq!(r.status(), 400);
+    let p: Value = r.json().await.unwrap();
+    assert!(
+        p["detail"].as_str().unwrap().contains("emailAddress"),
+        "{p}"
+    );
+    let r = s
+        .post_json(
+            "/messaging/2281/sms",
+            &json!({ "mobileNumber": "not a number", "message": "x" }),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let r = s
+        .post_json(
+            "/messaging/2281/sms",
+            &json!({ "mobileNumber": "+46701234567", "message": "Hej" }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
 }

@@ -13,8 +13,10 @@
 //! on every start.
 
 pub mod casedata;
+pub mod citizen;
 pub mod control;
 pub mod elevregister;
+pub mod messaging;
 pub mod oep;
 pub mod seed;
 
@@ -40,6 +42,8 @@ pub struct World {
     pub errands: Mutex<casedata::Errands>,
     /// FlowInstances of the e-service platform.
     pub oep: Mutex<oep::Instances>,
+    /// Messages sent through the messaging service.
+    pub messages: Mutex<messaging::Messages>,
 }
 
 /// Read a lock, whatever a panicking writer left behind.
@@ -79,9 +83,19 @@ const SYSTEMS: &[System] = &[
         routes: casedata::routes,
     },
     System {
+        name: "citizen",
+        what: "Metakatalogen (Citizen API v3): /api/v3/citizen/{municipalityId}/…",
+        routes: citizen::routes,
+    },
+    System {
         name: "elevregister",
         what: "Elevregister (IST Admin) in SS 12000 terms: /persons, /organisations, /placements",
         routes: elevregister::routes,
+    },
+    System {
+        name: "messaging",
+        what: "Messaging: /{municipalityId}/email, /sms, /webmessage, /letter, /status/messages/{id}",
+        routes: messaging::routes,
     },
     System {
         name: "oep",

@@ -30,7 +30,7 @@ pub fn id_for(key: &str) -> Uuid {
 }
 
 /// A postal address.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
     /// Street and number.
@@ -43,6 +43,11 @@ pub struct Address {
     pub municipality: String,
     /// Since when the person lives here.
     pub since: NaiveDate,
+    /// Local grid coordinates (metres, SWEREF 99 TM) of the address: people at the same
+    /// address have the same coordinates.
+    pub x: f64,
+    /// See `x`.
+    pub y: f64,
 }
 
 /// A person.
@@ -165,13 +170,21 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default()
 }
 
-fn address(street: &str, postal_code: &str, city: &str, since: NaiveDate) -> Address {
+fn address(
+    street: &str,
+    postal_code: &str,
+    city: &str,
+    since: NaiveDate,
+    (x, y): (f64, f64),
+) -> Address {
     Address {
         street: street.into(),
         postal_code: postal_code.into(),
         city: city.into(),
-        municipality: "2281".into(),
+        municipality: if city == "Timrå" { "2262" } else { "2281" }.into(),
         since,
+        x,
+        y,
     }
 }
 
@@ -284,19 +297,66 @@ impl Population {
                 false,
             ),
         ];
-        let lindqvist = address("Granvägen 4", "852 38", "Sundsvall", date(2015, 6, 1));
+        // Sara and Leo Nilsson moved this autumn, as did Johan Berg with Ebba: the
+        // address-change checks have something to find.
+        let lindqvist = address(
+            "Granvägen 4",
+            "852 38",
+            "Sundsvall",
+            date(2015, 6, 1),
+            (616_820.0, 6_921_410.0),
+        );
         let nilsson = address(
             "Storgatan 17 lgh 1102",
             "852 30",
             "Sundsvall",
-            date(2019, 3, 1),
+            date(2026, 11, 2),
+            (617_450.0, 6_920_870.0),
         );
-        let berg_johan = address("Lasarettsvägen 9", "856 43", "Sundsvall", date(2020, 9, 1));
-        let berg_lina = address("Norra vägen 31", "861 36", "Timrå", date(2021, 1, 15));
-        let hassan = address("Bergsgatan 112", "852 35", "Sundsvall", date(2018, 8, 1));
-        let hidden = address("Skyddad adress", "000 00", "-", date(2022, 1, 1));
-        let karlsson = address("Esplanaden 3", "852 31", "Sundsvall", date(2025, 8, 1));
-        let oberg = address("Sidsjövägen 20", "856 53", "Sundsvall", date(2021, 5, 1));
+        let berg_johan = address(
+            "Lasarettsvägen 9",
+            "856 43",
+            "Sundsvall",
+            date(2026, 10, 15),
+            (615_990.0, 6_923_140.0),
+        );
+        let berg_lina = address(
+            "Norra vägen 31",
+            "861 36",
+            "Timrå",
+            date(2021, 1, 15),
+            (620_310.0, 6_931_560.0),
+        );
+        let hassan = address(
+            "Bergsgatan 112",
+            "852 35",
+            "Sundsvall",
+            date(2018, 8, 1),
+            (617_120.0, 6_921_980.0),
+        );
+        // The real address of the Sjöbergs (skyddad folkbokföring): only Metakatalogen
+        // gives it, and only when asked with ShowClassified=true; nothing may show it.
+        let hidden = address(
+            "Skogsstigen 2",
+            "855 90",
+            "Sundsvall",
+            date(2022, 1, 1),
+            (612_700.0, 6_925_300.0),
+        );
+        let karlsson = address(
+            "Esplanaden 3",
+            "852 31",
+            "Sundsvall",
+            date(2025, 8, 1),
+            (617_300.0, 6_920_500.0),
+        );
+        let oberg = address(
+            "Sidsjövägen 20",
+            "856 53",
+            "Sundsvall",
+            date(2021, 5, 1),
+            (615_400.0, 6_920_100.0),
+        );
         let p = |pnr11, given, family, gender, address, guardians, protected| {
             person(NewPerson {
                 pnr11,
