@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use knutpunkt::broker::amqp::{AmqpBroker, AmqpOptions};
 use knutpunkt::broker::{
-    Broker, BrokerError, Consumer, INGRESS_EXCHANGE, RouteQueue, Topology, work_queue,
+    Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology, work_queue,
 };
 use knutpunkt::envelope::{Body, Envelope};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
@@ -71,6 +71,12 @@ impl Broker for Guarded {
     }
     async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
         self.broker.queue_depth(queue).await
+    }
+    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
+        self.broker.browse(queue).await
+    }
+    async fn take(&self, queue: &str, ids: &[uuid::Uuid]) -> Result<Vec<Delivery>, BrokerError> {
+        self.broker.take(queue, ids).await
     }
     fn is_connected(&self) -> bool {
         self.broker.is_connected()
