@@ -505,15 +505,12 @@ async fn browsing_never_counts_toward_a_delivery_limit() {
         b.send_to_queue(&q, m).await.expect("send");
     }
     let sent_ids: Vec<uuid::Uuid> = sent.iter().map(|m| m.id).collect();
+    let listed = || async {
+        let all = b.browse(&q).await.expect("browse");
+        all.iter().map(|e| e.id).collect::<Vec<uuid::Uuid>>()
+    };
     for i in 0..5 {
-        let listed: Vec<uuid::Uuid> = b
-            .browse(&q)
-            .await
-            .expect("browse")
-            .iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(listed, sent_ids, "listing {i}");
+        assert_eq!(listed().await, sent_ids, "listing {i}");
     }
     let mut want = sent_ids.clone();
     want.sort();
@@ -524,20 +521,14 @@ async fn browsing_never_counts_toward_a_delivery_limit() {
         drop(b.take(&q, &[sent[2].id]).await.expect("take"));
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let mut listed: Vec<uuid::Uuid> = b
-                .browse(&q)
-                .await
-                .expect("browse")
-                .iter()
-                .map(|e| e.id)
-                .collect();
-            listed.sort();
-            if listed == want {
+            let mut now = listed().await;
+            now.sort();
+            if now == want {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "round {round}: a message was lost: {listed:?} of {want:?}"
+                "round {round}: a message was lost: {now:?} of {want:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

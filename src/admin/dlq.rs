@@ -179,42 +179,53 @@ pub fn router(dead_letters: DeadLetters, routes: impl IntoIterator<Item = String
         .route("/api/routes/{id}/dlq/replay", post(replay_all))
         .route("/api/routes/{id}/dlq/{message}", get(show).delete(discard))
         .route("/api/routes/{id}/dlq/{message}/replay", post(replay))
+        .method_not_allowed_fallback(super::method_not_allowed)
         .with_state(state)
 }
 
-impl DlqState {
-    /// The route, if it runs here.
-    fn route(&self, route: &str, uri: &OriginalUri) -> Result<(), Response> {
-        if self.routes.contains(route) {
-            Ok(())
-        } else {
-            Err(Problem::new(
-                StatusCode::NOT_FOUND,
+/// What a request names that this knut does not have.
+#[derive(Debug, Clone, Copy)]
+enum Unknown {
+    Route,
+    MessageId,
+}
+
+impl Unknown {
+    /// A 404 saying what to do instead.
+    fn response(self, route: &str, uri: &OriginalUri) -> Response {
+        let (kind, title, detail) = match self {
+            Unknown::Route => (
                 "no-such-route",
                 "No such route",
                 format!("there is no route `{route}` in this knut: see GET /api/routes"),
-                uri.path(),
-            )
-            .into_response())
-        }
+            ),
+            Unknown::MessageId => (
+                "no-such-dead-letter",
+                "No such dead letter",
+                format!(
+                    "a dead letter is named by its message id, a UUID as `knut dlq list {route}` \
+                     (GET /api/routes/{route}/dlq) shows it"
+                ),
+            ),
+        };
+        Problem::new(StatusCode::NOT_FOUND, kind, title, detail, uri.path()).into_response()
     }
 }
 
-/// The message id of a path, or a 404 saying what ids look like.
-fn message_id(route: &str, text: &str, uri: &OriginalUri) -> Result<Uuid, Response> {
-    Uuid::parse_str(text).map_err(|_| {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "no-such-dead-letter",
-            "No such dead letter",
-            format!(
-                "a dead letter is named by its message id, a UUID as `knut dlq list {route}` \
-                 (GET /api/routes/{route}/dlq) shows it"
-            ),
-            uri.path(),
-        )
-        .into_response()
-    })
+impl DlqState {
+    /// Does `route` run here?
+    fn known(&self, route: &str) -> Result<(), Unknown> {
+        match self.routes.contains(route) {
+            true => Ok(()),
+            false => Err(Unknown::Route),
+        }
+    }
+
+    /// The message id `text` of a dead letter of `route`.
+    fn message(&self, route: &str, text: &str) -> Result<Uuid, Unknown> {
+        self.known(route)?;
+        Uuid::parse_str(text).map_err(|_| Unknown::MessageId)
+    }
 }
 
 fn failure(e: &DlqError, uri: &OriginalUri) -> Response {
@@ -249,8 +260,8 @@ fn failure(e: &DlqError, uri: &OriginalUri) -> Response {
 }
 
 async fn list(State(s): State<DlqState>, Path(route): Path<String>, uri: OriginalUri) -> Response {
-    if let Err(r) = s.route(&route, &uri) {
-        return r;
+    if let Err(u) = s.known(&route) {
+        return u.response(&route, &uri);
     }
     match s.dead_letters.list(&route).await {
         Ok(all) => axum::Json(DeadLetterList {
@@ -271,12 +282,9 @@ async fn show(
     Path((route, id)): Path<(String, String)>,
     uri: OriginalUri,
 ) -> Response {
-    let id = match s
-        .route(&route, &uri)
-        .and_then(|()| message_id(&route, &id, &uri))
-    {
+    let id = match s.message(&route, &id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(u) => return u.response(&route, &uri),
     };
     match s.dead_letters.show(&route, id).await {
         Ok(e) => axum::Json(DeadLetterDetail::of(&route, &e)).into_response(),
@@ -289,12 +297,9 @@ async fn replay(
     Path((route, id)): Path<(String, String)>,
     uri: OriginalUri,
 ) -> Response {
-    let id = match s
-        .route(&route, &uri)
-        .and_then(|()| message_id(&route, &id, &uri))
-    {
+    let id = match s.message(&route, &id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(u) => return u.response(&route, &uri),
     };
     match s.dead_letters.replay(&route, id).await {
         Ok(m) => axum::Json(Replayed {
@@ -313,8 +318,8 @@ async fn replay_all(
     Path(route): Path<String>,
     uri: OriginalUri,
 ) -> Response {
-    if let Err(r) = s.route(&route, &uri) {
-        return r;
+    if let Err(u) = s.known(&route) {
+        return u.response(&route, &uri);
     }
     match s.dead_letters.replay_all(&route).await {
         Ok(replayed) => axum::Json(ReplayedAll { route, replayed }).into_response(),
@@ -327,12 +332,9 @@ async fn discard(
     Path((route, id)): Path<(String, String)>,
     uri: OriginalUri,
 ) -> Response {
-    let id = match s
-        .route(&route, &uri)
-        .and_then(|()| message_id(&route, &id, &uri))
-    {
+    let id = match s.message(&route, &id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(u) => return u.response(&route, &uri),
     };
     match s.dead_letters.discard(&route, id).await {
         Ok(()) => axum::Json(Discarded {
@@ -353,7 +355,7 @@ mod tests {
 
     use super::*;
     use crate::broker::embedded::EmbeddedBroker;
-    use crate::broker::{RouteQueue, SharedBroker, Topology};
+    use crate::broker::{SharedBroker, Topology};
     use crate::store::Store;
 
     const PNR: &str = "20130412-2383";
@@ -361,13 +363,7 @@ mod tests {
     async fn app() -> (Router, SharedBroker) {
         let broker: SharedBroker = Arc::new(EmbeddedBroker::new());
         broker
-            .declare(&Topology {
-                exchanges: vec![],
-                routes: vec![RouteQueue {
-                    route: "r".into(),
-                    bindings: vec![],
-                }],
-            })
+            .declare(&Topology::single("r"))
             .await
             .expect("declare");
         let store = Store::memory().await.expect("store");
@@ -493,6 +489,14 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_a_problem_405() {
+        let (app, _) = app().await;
+        let (status, ctype, _) = call(&app, "PUT", "/api/routes/r/dlq").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(ctype, "application/problem+json");
     }
 
     #[tokio::test]

@@ -159,7 +159,7 @@ async fn not_found() -> Response {
     )
 }
 
-async fn method_not_allowed() -> Response {
+pub(crate) async fn method_not_allowed() -> Response {
     problem(
         StatusCode::METHOD_NOT_ALLOWED,
         "Method Not Allowed",

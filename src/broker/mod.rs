@@ -106,6 +106,19 @@ pub struct Topology {
     pub routes: Vec<RouteQueue>,
 }
 
+impl Topology {
+    /// The topology of one route with no bindings besides the ingress one.
+    pub fn single(route: &str) -> Topology {
+        Topology {
+            exchanges: Vec::new(),
+            routes: vec![RouteQueue {
+                route: route.to_string(),
+                bindings: Vec::new(),
+            }],
+        }
+    }
+}
+
 /// A route's work queue and its bindings.
 #[derive(Debug, Clone)]
 pub struct RouteQueue {

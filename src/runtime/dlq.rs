@@ -301,7 +301,7 @@ mod tests {
 
     use super::*;
     use crate::broker::embedded::EmbeddedBroker;
-    use crate::broker::{Broker, RouteQueue, Topology, work_queue};
+    use crate::broker::{Broker, Topology, work_queue};
 
     fn dead(route: &str, n: u32) -> Envelope {
         let mut e = Envelope::json(serde_json::json!({"n": n}));
@@ -326,18 +326,17 @@ mod tests {
     async fn setup(route: &str) -> (Arc<EmbeddedBroker>, DeadLetters, Store) {
         let broker = Arc::new(EmbeddedBroker::new());
         broker
-            .declare(&Topology {
-                exchanges: vec![],
-                routes: vec![RouteQueue {
-                    route: route.into(),
-                    bindings: vec![],
-                }],
-            })
+            .declare(&Topology::single(route))
             .await
             .expect("declare");
         let store = Store::memory().await.expect("store");
         let dl = DeadLetters::new(broker.clone(), store.clone());
         (broker, dl, store)
+    }
+
+    async fn listed(dl: &DeadLetters) -> Vec<Uuid> {
+        let all = dl.list("r").await.expect("list");
+        all.iter().map(|e| e.id).collect()
     }
 
     #[test]
@@ -364,24 +363,11 @@ mod tests {
         let (a, b) = (dead("r", 1), dead("r", 2));
         broker.dead_letter("r", &a).await.expect("park a");
         broker.dead_letter("r", &b).await.expect("park b");
-        let listed: Vec<Uuid> = dl
-            .list("r")
-            .await
-            .expect("list")
-            .iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(listed, [a.id, b.id]);
+        assert_eq!(listed(&dl).await, [a.id, b.id]);
 
         let replayed = dl.replay("r", b.id).await.expect("replay");
         assert_eq!(replayed.id, b.id);
-        let left: Vec<Uuid> = dl
-            .list("r")
-            .await
-            .expect("list")
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let left = listed(&dl).await;
         assert_eq!(left, [a.id], "exactly the replayed one left the queue");
         let mut work = broker.consume(&work_queue("r"), 1).await.expect("consume");
         let got = work.next().await.expect("the replay is on the work queue");
@@ -441,13 +427,7 @@ mod tests {
             broker.dead_letter("r", m).await.expect("park");
         }
         dl.discard("r", a.id).await.expect("discard");
-        let left: Vec<Uuid> = dl
-            .list("r")
-            .await
-            .expect("list")
-            .iter()
-            .map(|e| e.id)
-            .collect();
+        let left = listed(&dl).await;
         assert_eq!(left, [b.id]);
         let journal = store.journal_for(a.correlation_id).await.expect("journal");
         assert_eq!(journal.len(), 1);
