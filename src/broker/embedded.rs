@@ -3,6 +3,7 @@
 //! Used when no `broker.url` is configured: for development, route tests and demos. It has
 //! the same semantics as the RabbitMQ transport (the conformance suite proves it) but keeps
 //! messages in memory only: it is not durable, and says so at start.
+//! `browse` and `take` work on a queue under its lock, so each is atomic here.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
