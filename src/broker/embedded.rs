@@ -3,6 +3,7 @@
 //! Used when no `broker.url` is configured: for development, route tests and demos. It has
 //! the same semantics as the RabbitMQ transport (the conformance suite proves it) but keeps
 //! messages in memory only: it is not durable, and says so at start.
+//! `browse` and `take` work on a queue under its lock, so each is atomic here.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::{
     Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, Topology, dead_letter_queue,
@@ -222,7 +224,7 @@ impl Broker for EmbeddedBroker {
                         let acker = EmbeddedAcker {
                             queue: queue.clone(),
                             envelope: Some(envelope.clone()),
-                            _permit: permit,
+                            _permit: Some(permit),
                         };
                         let d = Delivery::new(envelope, redelivered, Box::new(acker));
                         return Some((d, (queue, permits, inner)));
@@ -235,6 +237,41 @@ impl Broker for EmbeddedBroker {
             },
         );
         Ok(Box::pin(stream))
+    }
+
+    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
+        let queue = self.queue(queue)?;
+        let ready = lock(&queue.ready);
+        Ok(ready.iter().map(|(e, _)| e.clone()).collect())
+    }
+
+    async fn take(&self, name: &str, ids: &[Uuid]) -> Result<Vec<Delivery>, BrokerError> {
+        let queue = self.queue(name)?;
+        let mut taken = Vec::new();
+        lock(&queue.ready).retain(|(e, redelivered)| {
+            let asked = ids.contains(&e.id);
+            if asked {
+                taken.push((e.clone(), *redelivered));
+            }
+            !asked
+        });
+        if taken.is_empty() {
+            return Err(BrokerError::MessageNotFound {
+                queue: name.to_string(),
+                ids: ids.to_vec(),
+            });
+        }
+        Ok(taken
+            .into_iter()
+            .map(|(envelope, redelivered)| {
+                let acker = EmbeddedAcker {
+                    queue: queue.clone(),
+                    envelope: Some(envelope.clone()),
+                    _permit: None,
+                };
+                Delivery::new(envelope, redelivered, Box::new(acker))
+            })
+            .collect())
     }
 
     async fn declare_reply_queue(&self) -> Result<String, BrokerError> {
@@ -261,7 +298,8 @@ impl Broker for EmbeddedBroker {
 struct EmbeddedAcker {
     queue: Arc<Queue>,
     envelope: Option<Envelope>,
-    _permit: OwnedSemaphorePermit,
+    /// The consumer's prefetch slot (none for a taken message).
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 #[async_trait]

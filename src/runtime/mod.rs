@@ -2,6 +2,7 @@
 //! running system — broker topology, one worker per route, endpoints, admin — and shuts it
 //! down gracefully.
 
+pub mod dlq;
 pub mod effects;
 pub mod journal;
 pub mod worker;
@@ -398,8 +399,12 @@ impl System {
             routes: Arc::new(std::sync::RwLock::new(infos)),
             metrics: admin::metrics::install(),
         };
-        let admin_router =
-            admin::router(state).merge(crate::runtime::send_router(ingress.clone(), &routes));
+        let admin_router = admin::router(state)
+            .merge(crate::runtime::send_router(ingress.clone(), &routes))
+            .merge(admin::dlq::router(
+                dlq::DeadLetters::new(broker.clone(), store.clone()),
+                routes.iter().map(|r| r.route.route.clone()),
+            ));
         let admin_listener = bind(&config.admin.bind, "admin").await?;
         let admin_addr = admin_listener
             .local_addr()
