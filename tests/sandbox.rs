@@ -548,3 +548,97 @@ async fn messaging_sends_and_reports_status() {
         .await;
     assert_eq!(r.status(), 201);
 }
+
+/// A route behind `bearer_jwt` auth trusting the sandbox's idp, in a running system with
+/// its sandbox: no token → 401, an expired one → 401 saying so, a fresh one → 202.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_trusts_tokens_of_the_configured_issuer() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("routes")).unwrap();
+    std::fs::write(
+        root.path().join("routes/guardian-in.yaml"),
+        "route: guardian-in\nfrom:\n  http:\n    path: /api/v1/views\n    methods: [POST]\n    auth: portal\n    format: json\nsteps:\n  - log: { message: viewed }\n",
+    )
+    .unwrap();
+    let sandbox_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = knutpunkt::config::Config::from_toml_str(&format!(
+        "[http]\nbind = \"127.0.0.1:0\"\n[http.auth.portal]\ntype = \"bearer_jwt\"\n\
+         jwks_url = \"http://127.0.0.1:{sandbox_port}/sandbox/idp/jwks\"\nissuer = \"knut-sandbox-idp\"\n\
+         audience = \"knutpunkt\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = true\n\
+         bind = \"127.0.0.1:{sandbox_port}\"\n[store]\nurl = \"sqlite://{}/knut.db?mode=rwc\"\n",
+        root.path().display()
+    ))
+    .expect("config");
+    let system = knutpunkt::runtime::System::start(root.path(), &config)
+        .await
+        .expect("starts");
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/views", system.http_addr);
+    let token = |claims: Value| {
+        let http = http.clone();
+        async move {
+            let r: Value = http
+                .post(format!("http://127.0.0.1:{sandbox_port}/sandbox/idp/token"))
+                .json(&claims)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["access_token"].as_str().unwrap().to_string()
+        }
+    };
+
+    let r = http.post(&url).json(&json!({"x": 1})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+
+    let expired = token(json!({"sub": "g1", "aud": "knutpunkt", "exp": 1_000_000_000})).await;
+    let r = http
+        .post(&url)
+        .bearer_auth(&expired)
+        .json(&json!({"x": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
+
+    let wrong_aud = token(json!({"sub": "g1", "aud": "another-service"})).await;
+    let r = http
+        .post(&url)
+        .bearer_auth(&wrong_aud)
+        .json(&json!({"x": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let fresh = token(json!({
+        "sub": "g1",
+        "aud": "knutpunkt",
+        "https://claims.oidc.se/1.0/personalNumber": "198503122389",
+        "roles": ["guardian"]
+    }))
+    .await;
+    let r = http
+        .post(&url)
+        .bearer_auth(&fresh)
+        .json(&json!({"x": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    system.shutdown(Duration::from_secs(5)).await;
+}

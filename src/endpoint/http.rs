@@ -128,6 +128,8 @@ pub enum AuthCheck {
         /// The expected key (a secret: never logged, not shown by `Debug`).
         key: String,
     },
+    /// A bearer JWT verified against a JSON Web Key Set (see [`super::jwt`]).
+    BearerJwt(Arc<super::jwt::JwtVerifier>),
 }
 
 impl std::fmt::Debug for AuthCheck {
@@ -138,6 +140,7 @@ impl std::fmt::Debug for AuthCheck {
                 .field("header", header)
                 .field("key", &"<redacted>")
                 .finish(),
+            AuthCheck::BearerJwt(v) => f.debug_tuple("BearerJwt").field(v).finish(),
         }
     }
 }
@@ -149,18 +152,34 @@ impl AuthCheck {
             AuthCheck::ApiKey { header, .. } => AuthKind::ApiKey {
                 header: header.clone(),
             },
+            AuthCheck::BearerJwt(_) => AuthKind::BearerJwt,
         }
     }
 
-    fn allows(&self, headers: &HeaderMap) -> bool {
+    /// `Ok` when the request carries valid credentials; else what to tell the client.
+    async fn check(&self, headers: &HeaderMap) -> Result<(), String> {
         match self {
             AuthCheck::ApiKey { header, key } => {
-                if key.is_empty() {
-                    return false;
+                let ok = !key.is_empty()
+                    && headers
+                        .get(header.as_str())
+                        .is_some_and(|v| constant_time_eq(v.as_bytes(), key.as_bytes()));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!("send the API key in the `{header}` header"))
                 }
-                headers
-                    .get(header.as_str())
-                    .is_some_and(|v| constant_time_eq(v.as_bytes(), key.as_bytes()))
+            }
+            AuthCheck::BearerJwt(verifier) => {
+                let value = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                let token = super::jwt::bearer(value).map_err(|e| e.to_string())?;
+                verifier
+                    .verify(token)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -170,6 +189,7 @@ impl AuthCheck {
             AuthCheck::ApiKey { header, .. } => {
                 format!("ApiKey realm=\"knutpunkt\", header=\"{header}\"")
             }
+            AuthCheck::BearerJwt(_) => "Bearer realm=\"knutpunkt\"".to_string(),
         }
     }
 }
@@ -517,12 +537,12 @@ async fn accept_request(
                 instance,
             ));
         };
-        if !check.allows(&parts.headers) {
+        if let Err(why) = check.check(&parts.headers).await {
             return Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Missing or wrong credentials",
-                "Send the endpoint's credentials (see the securitySchemes in /openapi.json).",
+                format!("{why} (see the securitySchemes in /openapi.json)."),
                 instance,
             )
             .with_header(header::WWW_AUTHENTICATE, check.challenge()));
@@ -1039,8 +1059,8 @@ mod tests {
         assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
     }
 
-    #[test]
-    fn constant_time_comparison() {
+    #[tokio::test]
+    async fn constant_time_comparison() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abd", b"abc"));
         assert!(!constant_time_eq(b"ab", b"abc"));
@@ -1053,7 +1073,7 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert("k", HeaderValue::from_static(""));
-        assert!(!check.allows(&h));
+        assert!(check.check(&h).await.is_err());
         // Debug never shows the key.
         let secret = AuthCheck::ApiKey {
             header: "k".into(),

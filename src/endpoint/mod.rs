@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod http;
+pub mod jwt;
 pub mod openapi;
 pub mod problem;
 pub mod timer;

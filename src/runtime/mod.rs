@@ -215,7 +215,7 @@ fn http_routes(routes: &[LoadedRoute]) -> Vec<HttpRoute> {
 /// The auth checks of the ingress and their descriptions for OpenAPI, by scheme name.
 type AuthSchemes = (BTreeMap<String, AuthCheck>, BTreeMap<String, AuthKind>);
 
-fn auth(config: &Config) -> Result<AuthSchemes, RuntimeError> {
+fn auth(config: &Config, root: &Path) -> Result<AuthSchemes, RuntimeError> {
     let mut checks = BTreeMap::new();
     let mut kinds = BTreeMap::new();
     for (name, scheme) in &config.http.auth {
@@ -233,11 +233,27 @@ fn auth(config: &Config) -> Result<AuthSchemes, RuntimeError> {
                 kinds.insert(name.clone(), check.kind());
                 checks.insert(name.clone(), check);
             }
-            #[allow(unreachable_patterns)]
-            _ => {
-                return Err(RuntimeError::Start(format!(
-                    "http.auth.{name}: this kind of auth scheme is not supported yet"
-                )));
+            AuthScheme::BearerJwt {
+                jwks_url,
+                jwks_file,
+                issuer,
+                audience,
+            } => {
+                use crate::endpoint::jwt::{JwksSource, JwtVerifier};
+                let source = match (jwks_url, jwks_file) {
+                    (Some(url), _) => JwksSource::Url(url.clone()),
+                    (None, Some(file)) => JwksSource::File(file.into()),
+                    (None, None) => {
+                        return Err(RuntimeError::Start(format!(
+                            "http.auth.{name}: give jwks_url or jwks_file"
+                        )));
+                    }
+                };
+                let verifier = JwtVerifier::new(source, issuer.clone(), audience.clone(), root)
+                    .map_err(|e| RuntimeError::Start(format!("http.auth.{name}: {e}")))?;
+                let check = AuthCheck::BearerJwt(Arc::new(verifier));
+                kinds.insert(name.clone(), check.kind());
+                checks.insert(name.clone(), check);
             }
         }
     }
@@ -254,7 +270,7 @@ impl System {
     /// Start everything the root describes.
     pub async fn start(root: &Path, config: &Config) -> Result<System, RuntimeError> {
         let Loaded { routes, resources } = load(root, config).map_err(RuntimeError::Invalid)?;
-        let (auth_checks, auth_kinds) = auth(config)?;
+        let (auth_checks, auth_kinds) = auth(config, root)?;
 
         let store = Store::connect(&config.store_url(root))
             .await

@@ -16,6 +16,7 @@ pub mod casedata;
 pub mod citizen;
 pub mod control;
 pub mod elevregister;
+pub mod idp;
 pub mod messaging;
 pub mod oep;
 pub mod seed;
@@ -62,11 +63,19 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A running sandbox: the shared world and each system's controls.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Sandbox {
     /// The shared state.
     pub world: Arc<World>,
+    /// The test OpenID Connect issuer (absent only if no key could be made).
+    pub idp: Option<Arc<idp::Idp>>,
     controls: BTreeMap<&'static str, Arc<Controls>>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox::new()
+    }
 }
 
 /// One simulated system: its name and its routes (relative to `/sandbox/<name>`).
@@ -75,6 +84,9 @@ struct System {
     what: &'static str,
     routes: fn(Arc<World>) -> Router,
 }
+
+const IDP_WHAT: &str =
+    "Test OpenID Connect issuer (development only): POST /token with claims, GET /jwks";
 
 const SYSTEMS: &[System] = &[
     System {
@@ -107,11 +119,21 @@ const SYSTEMS: &[System] = &[
 impl Sandbox {
     /// A sandbox with the seeded world.
     pub fn new() -> Sandbox {
+        let idp = match idp::Idp::generate() {
+            Ok(i) => Some(Arc::new(i)),
+            Err(e) => {
+                tracing::error!(error = %e, "the sandbox runs without its idp");
+                None
+            }
+        };
         Sandbox {
             world: Arc::new(World::default()),
+            idp,
             controls: SYSTEMS
                 .iter()
-                .map(|s| (s.name, Arc::new(Controls::default())))
+                .map(|s| s.name)
+                .chain(["idp"])
+                .map(|name| (name, Arc::new(Controls::default())))
                 .collect(),
         }
     }
@@ -123,10 +145,13 @@ impl Sandbox {
 
     /// All systems under `/sandbox/<name>`, and the index at `/sandbox`.
     pub fn router(&self) -> Router {
-        let index: Vec<_> = SYSTEMS
+        let mut index: Vec<_> = SYSTEMS
             .iter()
             .map(|s| json!({ "system": s.name, "path": format!("/sandbox/{}", s.name), "what": s.what }))
             .collect();
+        if self.idp.is_some() {
+            index.push(json!({ "system": "idp", "path": "/sandbox/idp", "what": IDP_WHAT }));
+        }
         let mut router = Router::new().route(
             "/sandbox",
             get(move || {
@@ -139,6 +164,13 @@ impl Sandbox {
             router = router.nest(
                 &format!("/sandbox/{}", s.name),
                 control::with_controls((s.routes)(self.world.clone()), controls),
+            );
+        }
+        if let Some(idp) = &self.idp {
+            let controls = self.controls.get("idp").cloned().unwrap_or_default();
+            router = router.nest(
+                "/sandbox/idp",
+                control::with_controls(idp::routes(idp.clone()), controls),
             );
         }
         router.fallback(|| async {
