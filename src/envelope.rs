@@ -16,6 +16,9 @@ pub const JSON: &str = "application/json";
 /// Content type of XML bodies.
 pub const XML: &str = "application/xml";
 
+/// The UUID namespace of [`Envelope::keyed`] ids (fixed: changing it would change every id).
+const KEYED_NAMESPACE: Uuid = Uuid::from_u128(0x6b6e_7574_2d6b_6579_6564_2d6d_7367_6964);
+
 /// Header names Knutpunkt itself sets. All start with `knut-`.
 pub mod header {
     /// Index of a split part (0-based).
@@ -104,6 +107,30 @@ impl Envelope {
     /// A new message that starts a correlation of its own.
     pub fn new(content_type: impl Into<String>, body: Body) -> Self {
         let id = Uuid::now_v7();
+        Envelope {
+            id,
+            correlation_id: id,
+            causation_id: None,
+            headers: BTreeMap::new(),
+            content_type: content_type.into(),
+            body,
+            attempt: 1,
+            created_at: Utc::now(),
+        }
+    }
+
+    /// A new message whose id is determined by where it comes from: a UUIDv5 of
+    /// (`origin`, `key`) in Knutpunkt's namespace, also its correlation id. An endpoint that
+    /// may hand the same thing on twice (a poll that crashed between publishing an item and
+    /// recording it) thus repeats the same message id, which an adapter call carries as
+    /// `Idempotency-Key`. `key` is hashed, never shown; a key from a small space (a
+    /// personnummer) could be guessed back from the id, so keys should be system ids.
+    pub fn keyed(origin: &str, key: &str, content_type: impl Into<String>, body: Body) -> Self {
+        let mut name = Vec::with_capacity(origin.len() + key.len() + 1);
+        name.extend_from_slice(origin.as_bytes());
+        name.push(0);
+        name.extend_from_slice(key.as_bytes());
+        let id = Uuid::new_v5(&KEYED_NAMESPACE, &name);
         Envelope {
             id,
             correlation_id: id,
@@ -266,6 +293,23 @@ mod tests {
         assert_eq!(a.id.get_version_num(), 7);
         assert_eq!(a.causation_id, Some(parent.id));
         assert_eq!(a.correlation_id, parent.correlation_id);
+    }
+
+    #[test]
+    fn keyed_ids_depend_on_origin_and_key_only() {
+        let a = Envelope::keyed("poll/oep", "5003", JSON, Body::Json(Value::Null));
+        let again = Envelope::keyed("poll/oep", "5003", XML, Body::default());
+        assert_eq!(a.id, again.id);
+        assert_eq!(a.correlation_id, a.id);
+        assert_eq!(a.id.get_version_num(), 5);
+        assert_eq!(a.id.to_string(), "741627b8-0303-5c2b-bbc4-d3a6fb024513");
+        for (origin, key) in [
+            ("poll/oep", "5004"),
+            ("poll/other", "5003"),
+            ("poll/oe", "p5003"),
+        ] {
+            assert_ne!(Envelope::keyed(origin, key, JSON, Body::default()).id, a.id);
+        }
     }
 
     #[test]
