@@ -166,16 +166,20 @@ impl Envelope {
     /// `steps[3].split/7`): same correlation id, this id as causation, and an id that is a
     /// UUIDv7 with this message's timestamp and bits derived from (this id, tag). A
     /// redelivered message therefore derives the same ids again, so whoever receives them
-    /// twice can tell.
+    /// twice can tell. A message whose id carries no time (a [`Envelope::keyed`] UUIDv5, or
+    /// a foreign id) derives the UUIDv5 of (this id, tag): as deterministic as its parent, so
+    /// a keyed message made again derives the same ids again too.
     pub fn derive(&self, tag: &str, body: Body, content_type: impl Into<String>) -> Self {
         let hashed = Uuid::new_v5(&self.id, tag.as_bytes());
-        let millis = self.id.get_timestamp().map(|t| t.to_unix()).map_or_else(
-            || self.created_at.timestamp_millis() as u64,
-            |(secs, nanos)| secs * 1000 + u64::from(nanos) / 1_000_000,
-        );
-        let mut random = [0u8; 10];
-        random.copy_from_slice(&hashed.as_bytes()[6..16]);
-        let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+        let id = match self.id.get_timestamp().map(|t| t.to_unix()) {
+            Some((secs, nanos)) => {
+                let millis = secs * 1000 + u64::from(nanos) / 1_000_000;
+                let mut random = [0u8; 10];
+                random.copy_from_slice(&hashed.as_bytes()[6..16]);
+                uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+            }
+            None => hashed,
+        };
         Envelope {
             id,
             correlation_id: self.correlation_id,
@@ -310,6 +314,20 @@ mod tests {
         ] {
             assert_ne!(Envelope::keyed(origin, key, JSON, Body::default()).id, a.id);
         }
+        // What a keyed message derives is as deterministic as the message itself, also when
+        // it is made again later (a poll handing the same item on twice).
+        let later = Envelope {
+            created_at: a.created_at + chrono::Duration::seconds(90),
+            ..again
+        };
+        let tag = "steps[5].publish/0";
+        let derived = a.derive(tag, Body::default(), JSON);
+        assert_eq!(derived.id, later.derive(tag, Body::default(), JSON).id);
+        assert_ne!(
+            derived.id,
+            a.derive("steps[5].publish/1", Body::default(), JSON).id
+        );
+        assert_eq!(derived.correlation_id, a.id);
     }
 
     #[test]
