@@ -131,16 +131,10 @@ impl Envelope {
         name.push(0);
         name.extend_from_slice(key.as_bytes());
         let id = Uuid::new_v5(&KEYED_NAMESPACE, &name);
-        Envelope {
-            id,
-            correlation_id: id,
-            causation_id: None,
-            headers: BTreeMap::new(),
-            content_type: content_type.into(),
-            body,
-            attempt: 1,
-            created_at: Utc::now(),
-        }
+        let mut message = Envelope::new(content_type, body);
+        message.id = id;
+        message.correlation_id = id;
+        message
     }
 
     /// A new JSON message.

@@ -11,6 +11,8 @@
 //! `Idempotency-Key`. Everything talks to 127.0.0.1 only; the test kills only the `knut`
 //! processes it started. The applications are fictional.
 
+#[path = "support/knut.rs"]
+mod knut;
 #[path = "support/rabbit.rs"]
 mod rabbit;
 #[path = "support/root.rs"]
@@ -18,14 +20,14 @@ mod root;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use knut::Knut;
 use knutpunkt::sandbox::Sandbox;
 use tokio_util::sync::CancellationToken;
 
@@ -234,137 +236,30 @@ fn make_root(tag: Option<&str>, shipped: bool) -> tempfile::TempDir {
     dir
 }
 
-struct Knut {
-    root: PathBuf,
-    amqp: Option<String>,
-    oep: String,
-    downstream: String,
-    http: u16,
-    admin: u16,
-    child: Option<Child>,
-    runs: u32,
-}
-
-impl Knut {
-    fn new(root: &Path, amqp: Option<String>, oep: &Oep, downstream: &str) -> Knut {
-        Knut {
-            root: root.to_path_buf(),
-            amqp,
-            oep: oep.base.clone(),
-            downstream: downstream.to_string(),
-            http: root::free_port(),
-            admin: root::free_port(),
-            child: None,
-            runs: 0,
-        }
-    }
-
-    fn log(&self, run: u32) -> PathBuf {
-        self.root.join(format!("knut-{run}.log"))
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log(self.runs)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Start `knut run` (same ports and SQLite store every time) and wait until ready.
-    async fn start(&mut self) {
-        assert!(self.child.is_none(), "knut runs already");
-        self.runs += 1;
-        let log = std::fs::File::create(self.log(self.runs)).unwrap();
-        let store = self.root.join("data/knut.db");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_knut"));
-        match &self.amqp {
-            Some(url) => command.env("KNUT__BROKER__URL", url),
-            None => command.env_remove("KNUT__BROKER__URL"),
-        };
-        let sandbox = self.oep.trim_end_matches("/oep");
-        let child = command
-            .arg("--root")
-            .arg(&self.root)
-            .arg("run")
-            .env("KNUT__HTTP__BIND", format!("127.0.0.1:{}", self.http))
-            .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{}", self.admin))
-            .env(
-                "KNUT__STORE__URL",
-                format!("sqlite://{}?mode=rwc", store.display()),
-            )
-            .env("KNUT__SANDBOX__ENABLED", "false")
-            .env("KNUT_ADAPTER_OEP_URL", &self.oep)
-            .env("KNUT_ADAPTER_DOWNSTREAM_URL", &self.downstream)
-            .env(
+/// `knut run` on `root`, polling `oep`, delivering to `downstream`.
+fn poll_knut(root: &Path, amqp: Option<&str>, oep: &Oep, downstream: &str) -> Knut {
+    let sandbox = oep.base.trim_end_matches("/oep");
+    Knut::new(
+        root,
+        amqp,
+        &[
+            ("KNUT_ADAPTER_OEP_URL", &oep.base),
+            ("KNUT_ADAPTER_DOWNSTREAM_URL", downstream),
+            (
                 "KNUT_ADAPTER_ELEVREGISTER_URL",
-                format!("{sandbox}/elevregister"),
-            )
-            .env("KNUT_ADAPTER_CASEDATA_URL", format!("{sandbox}/casedata"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("knut starts");
-        self.child = Some(child);
-        let client = reqwest::Client::new();
-        let url = format!("http://127.0.0.1:{}/readyz", self.admin);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(&url).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if Instant::now() > deadline || exited.is_some() {
-                panic!("knut never became ready:\n{}", self.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGTERM; wait for the exit.
-    async fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("knut runs");
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("knut did not stop within 30 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// `kill -9`.
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("knut runs");
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-    }
+                &format!("{sandbox}/elevregister"),
+            ),
+            ("KNUT_ADAPTER_CASEDATA_URL", &format!("{sandbox}/casedata")),
+        ],
+    )
 }
 
-impl Drop for Knut {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
 }
 
 async fn wait_for(secs: u64, what: &str, knut: &Knut, mut f: impl FnMut() -> bool) {
@@ -429,8 +324,9 @@ async fn oep_instances_are_picked_up_once_across_a_graceful_restart() {
     let mut oep = Oep::start().await;
     let (downstream, downstream_url, _task) = Downstream::start().await;
     let root = make_root(None, true);
-    let mut knut = Knut::new(root.path(), None, &oep, &downstream_url);
-    knut.start().await;
+    let http = client();
+    let mut knut = poll_knut(root.path(), None, &oep, &downstream_url);
+    knut.start(&http).await;
 
     let mut expected = oep.seeded_incoming();
     assert_eq!(expected.len(), 2, "the seed has two incoming applications");
@@ -459,7 +355,7 @@ async fn oep_instances_are_picked_up_once_across_a_graceful_restart() {
     }
     let decided = oep.submit("Beslutad").await;
     let calls_before = oep.calls().len();
-    knut.start().await;
+    knut.start(&http).await;
     wait_for(
         20,
         "the applications submitted while knut was down",
@@ -560,13 +456,14 @@ async fn oep_instances_survive_kill_9_exactly_once_on_rabbitmq() {
     downstream.delay_ms.store(60, Ordering::Relaxed);
     let tag = format!("poll{}", std::process::id());
     let root = make_root(Some(&tag), false);
-    let mut knut = Knut::new(root.path(), Some(amqp), &oep, &downstream_url);
+    let http = client();
+    let mut knut = poll_knut(root.path(), Some(&amqp), &oep, &downstream_url);
 
     let mut expected = oep.seeded_incoming();
     for _ in 0..30 {
         expected.insert(oep.submit("Inkommen").await);
     }
-    knut.start().await;
+    knut.start(&http).await;
     wait_for(30, "the first deliveries", &knut, || {
         downstream.delivered().len() >= 8
     })
@@ -582,7 +479,7 @@ async fn oep_instances_survive_kill_9_exactly_once_on_rabbitmq() {
         expected.insert(oep.submit("Inkommen").await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    knut.start().await;
+    knut.start(&http).await;
     wait_for(60, "every instance after the restart", &knut, || {
         downstream.delivered() == expected
     })

@@ -449,15 +449,9 @@ pub async fn run(
     let mut after = Utc::now();
     loop {
         if let Schedule::Cron(cron) = &schedule {
-            let Some(at) = super::timer::next_fire(cron, after) else {
-                tracing::warn!(route, "poll stops: the schedule never fires again");
+            let Some(at) = super::timer::wait_for_fire(&route, cron, after, &shutdown).await else {
                 return;
             };
-            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-            }
             after = at;
         }
         match poller.poll_once(&shutdown).await {
