@@ -16,6 +16,9 @@ pub const JSON: &str = "application/json";
 /// Content type of XML bodies.
 pub const XML: &str = "application/xml";
 
+/// The UUID namespace of [`Envelope::keyed`] ids (fixed: changing it would change every id).
+const KEYED_NAMESPACE: Uuid = Uuid::from_u128(0x6b6e_7574_2d6b_6579_6564_2d6d_7367_6964);
+
 /// Header names Knutpunkt itself sets. All start with `knut-`.
 pub mod header {
     /// Index of a split part (0-based).
@@ -116,6 +119,24 @@ impl Envelope {
         }
     }
 
+    /// A new message whose id is determined by where it comes from: a UUIDv5 of
+    /// (`origin`, `key`) in Knutpunkt's namespace, also its correlation id. An endpoint that
+    /// may hand the same thing on twice (a poll that crashed between publishing an item and
+    /// recording it) thus repeats the same message id, which an adapter call carries as
+    /// `Idempotency-Key`. `key` is hashed, never shown; a key from a small space (a
+    /// personnummer) could be guessed back from the id, so keys should be system ids.
+    pub fn keyed(origin: &str, key: &str, content_type: impl Into<String>, body: Body) -> Self {
+        let mut name = Vec::with_capacity(origin.len() + key.len() + 1);
+        name.extend_from_slice(origin.as_bytes());
+        name.push(0);
+        name.extend_from_slice(key.as_bytes());
+        let id = Uuid::new_v5(&KEYED_NAMESPACE, &name);
+        let mut message = Envelope::new(content_type, body);
+        message.id = id;
+        message.correlation_id = id;
+        message
+    }
+
     /// A new JSON message.
     pub fn json(value: Value) -> Self {
         Envelope::new(JSON, Body::Json(value))
@@ -139,16 +160,20 @@ impl Envelope {
     /// `steps[3].split/7`): same correlation id, this id as causation, and an id that is a
     /// UUIDv7 with this message's timestamp and bits derived from (this id, tag). A
     /// redelivered message therefore derives the same ids again, so whoever receives them
-    /// twice can tell.
+    /// twice can tell. A message whose id carries no time (a [`Envelope::keyed`] UUIDv5, or
+    /// a foreign id) derives the UUIDv5 of (this id, tag): as deterministic as its parent, so
+    /// a keyed message made again derives the same ids again too.
     pub fn derive(&self, tag: &str, body: Body, content_type: impl Into<String>) -> Self {
         let hashed = Uuid::new_v5(&self.id, tag.as_bytes());
-        let millis = self.id.get_timestamp().map(|t| t.to_unix()).map_or_else(
-            || self.created_at.timestamp_millis() as u64,
-            |(secs, nanos)| secs * 1000 + u64::from(nanos) / 1_000_000,
-        );
-        let mut random = [0u8; 10];
-        random.copy_from_slice(&hashed.as_bytes()[6..16]);
-        let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+        let id = match self.id.get_timestamp().map(|t| t.to_unix()) {
+            Some((secs, nanos)) => {
+                let millis = secs * 1000 + u64::from(nanos) / 1_000_000;
+                let mut random = [0u8; 10];
+                random.copy_from_slice(&hashed.as_bytes()[6..16]);
+                uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+            }
+            None => hashed,
+        };
         Envelope {
             id,
             correlation_id: self.correlation_id,
@@ -266,6 +291,37 @@ mod tests {
         assert_eq!(a.id.get_version_num(), 7);
         assert_eq!(a.causation_id, Some(parent.id));
         assert_eq!(a.correlation_id, parent.correlation_id);
+    }
+
+    #[test]
+    fn keyed_ids_depend_on_origin_and_key_only() {
+        let a = Envelope::keyed("poll/oep", "5003", JSON, Body::Json(Value::Null));
+        let again = Envelope::keyed("poll/oep", "5003", XML, Body::default());
+        assert_eq!(a.id, again.id);
+        assert_eq!(a.correlation_id, a.id);
+        assert_eq!(a.id.get_version_num(), 5);
+        assert_eq!(a.id.to_string(), "741627b8-0303-5c2b-bbc4-d3a6fb024513");
+        for (origin, key) in [
+            ("poll/oep", "5004"),
+            ("poll/other", "5003"),
+            ("poll/oe", "p5003"),
+        ] {
+            assert_ne!(Envelope::keyed(origin, key, JSON, Body::default()).id, a.id);
+        }
+        // What a keyed message derives is as deterministic as the message itself, also when
+        // it is made again later (a poll handing the same item on twice).
+        let later = Envelope {
+            created_at: a.created_at + chrono::Duration::seconds(90),
+            ..again
+        };
+        let tag = "steps[5].publish/0";
+        let derived = a.derive(tag, Body::default(), JSON);
+        assert_eq!(derived.id, later.derive(tag, Body::default(), JSON).id);
+        assert_ne!(
+            derived.id,
+            a.derive("steps[5].publish/1", Body::default(), JSON).id
+        );
+        assert_eq!(derived.correlation_id, a.id);
     }
 
     #[test]

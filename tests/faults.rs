@@ -13,6 +13,8 @@
 //! The dead-letter proof (poison → fix → `knut dlq replay` → delivered once) runs here on
 //! RabbitMQ and, with the same code, on the embedded broker.
 
+#[path = "support/knut.rs"]
+mod knut;
 #[path = "support/rabbit.rs"]
 mod rabbit;
 #[path = "support/root.rs"]
@@ -20,8 +22,8 @@ mod root;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +31,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use knut::Knut;
 
 /// The tests run one at a time: they share the broker node, and the outage test stops it.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -226,137 +229,18 @@ fn make_root(tag: &str) -> tempfile::TempDir {
     dir
 }
 
-struct Knut {
-    root: PathBuf,
-    /// RabbitMQ, or the embedded broker when `None`.
-    amqp: Option<String>,
-    sink: String,
-    http: u16,
-    admin: u16,
-    child: Option<Child>,
-    runs: u32,
-}
-
-impl Knut {
-    fn new(root: &Path, amqp: &str, sink: &Sink) -> Knut {
-        Knut {
-            root: root.to_path_buf(),
-            amqp: Some(amqp.to_string()),
-            sink: sink.url(),
-            http: root::free_port(),
-            admin: root::free_port(),
-            child: None,
-            runs: 0,
-        }
-    }
-
-    /// The same on the embedded broker (in memory: nothing survives a restart).
-    fn embedded(root: &Path, sink: &Sink) -> Knut {
-        let mut knut = Knut::new(root, "", sink);
-        knut.amqp = None;
-        knut
-    }
-
-    fn log(&self, run: u32) -> PathBuf {
-        self.root.join(format!("knut-{run}.log"))
-    }
-
-    /// Start `knut run` (same ports and store each time) and wait for `/readyz` 200.
-    async fn start(&mut self, client: &reqwest::Client) {
-        assert!(self.child.is_none(), "knut is already running");
-        self.runs += 1;
-        let log = std::fs::File::create(self.log(self.runs)).unwrap();
-        let store = self.root.join("data/knut.db");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_knut"));
-        match &self.amqp {
-            Some(url) => command.env("KNUT__BROKER__URL", url),
-            None => command.env_remove("KNUT__BROKER__URL"),
-        };
-        let child = command
-            .arg("--root")
-            .arg(&self.root)
-            .arg("run")
-            .env("KNUT__HTTP__BIND", format!("127.0.0.1:{}", self.http))
-            .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{}", self.admin))
-            .env(
-                "KNUT__STORE__URL",
-                format!("sqlite://{}?mode=rwc", store.display()),
-            )
-            .env("KNUT__SANDBOX__ENABLED", "false")
-            .env("KNUT_ADAPTER_SINK_URL", &self.sink)
-            .env("KNUT_ADAPTER_SINK_OTHER_URL", &self.sink)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("knut starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.ready(client).await != Some(200) {
-            if Instant::now() > deadline || self.exited().is_some() {
-                panic!("knut never became ready:\n{}", self.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn ready(&self, client: &reqwest::Client) -> Option<u16> {
-        let url = format!("http://127.0.0.1:{}/readyz", self.admin);
-        let resp = client.get(url).send().await.ok()?;
-        Some(resp.status().as_u16())
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut()?.try_wait().ok().flatten()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log(self.runs)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// `kill -9`.
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("knut runs");
-        child.kill().expect("SIGKILL");
-        let status = child.wait().unwrap();
-        eprintln!("knut killed: {status:?}");
-    }
-
-    /// SIGTERM; wait for a graceful exit.
-    async fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("knut runs");
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("knut did not stop within 30 s of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Knut {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// `knut run` on `root` with the downstream `sink`, on RabbitMQ at `amqp` or, with `None`,
+/// the embedded broker (in memory: nothing survives a restart).
+fn faults_knut(root: &Path, amqp: Option<&str>, sink: &Sink) -> Knut {
+    let url = sink.url();
+    Knut::new(
+        root,
+        amqp,
+        &[
+            ("KNUT_ADAPTER_SINK_URL", &url),
+            ("KNUT_ADAPTER_SINK_OTHER_URL", &url),
+        ],
+    )
 }
 
 fn client() -> reqwest::Client {
@@ -451,7 +335,7 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
     let root = make_root("kill");
     let sink = Sink::start().await;
     let http = client();
-    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    let mut knut = faults_knut(root.path(), Some(&amqp), &sink);
     knut.start(&http).await;
 
     // Every tenth message is sent twice (a client resending): a new message with the same
@@ -493,7 +377,7 @@ async fn broker_restart_mid_stream_reconnects_and_loses_nothing() {
     let root = make_root("outage");
     let sink = Sink::start().await;
     let http = client();
-    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    let mut knut = faults_knut(root.path(), Some(&amqp), &sink);
     knut.start(&http).await;
 
     let posting = post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 4, 150);
@@ -549,7 +433,7 @@ async fn downstream_outage_is_retried_with_growing_delay_while_others_flow() {
     let sink = Sink::start().await;
     sink.state.unavailable.store(true, Ordering::SeqCst);
     let http = client();
-    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    let mut knut = faults_knut(root.path(), Some(&amqp), &sink);
     knut.start(&http).await;
 
     post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 2, 60)
@@ -622,7 +506,7 @@ async fn sigterm_under_load_loses_nothing() {
     let root = make_root("sigterm");
     let sink = Sink::start().await;
     let http = client();
-    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    let mut knut = faults_knut(root.path(), Some(&amqp), &sink);
     knut.start(&http).await;
 
     let posting = post_all(http.clone(), knut.http, "/in/faults", 0..COUNT, 4, 150);
@@ -685,7 +569,7 @@ async fn outage_beyond_the_retry_budget_dead_letters_and_a_resend_is_delivered()
     let sink = Sink::start().await;
     sink.state.unavailable.store(true, Ordering::SeqCst);
     let http = client();
-    let mut knut = Knut::new(root.path(), &amqp, &sink);
+    let mut knut = faults_knut(root.path(), Some(&amqp), &sink);
     knut.start(&http).await;
 
     post_all(http.clone(), knut.http, "/in/faults/brief", 0..COUNT, 2, 60)
@@ -776,10 +660,7 @@ async fn poison_is_dead_lettered_then_replayed_once(tag: &str, amqp: Option<Stri
     let sink = Sink::start().await;
     sink.state.poisoned.lock().unwrap().insert(POISON);
     let http = client();
-    let mut knut = match &amqp {
-        Some(url) => Knut::new(root.path(), url, &sink),
-        None => Knut::embedded(root.path(), &sink),
-    };
+    let mut knut = faults_knut(root.path(), amqp.as_deref(), &sink);
     knut.start(&http).await;
     let route = format!("faults-{tag}-brief");
 

@@ -65,6 +65,8 @@ steps:
         .env("KNUT__HTTP__BIND", format!("127.0.0.1:{http}"))
         .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{admin}"))
         .env("KNUT__SANDBOX__ENABLED", "false")
+        // The shipped OeP poll route polls nothing outside this test (a refused connection).
+        .env("KNUT_ADAPTER_OEP_URL", "http://127.0.0.1:9/sandbox/oep")
         .env("KNUT__LOG__FORMAT", "json")
         .env_remove("KNUT__BROKER__URL")
         .stdout(Stdio::null())
@@ -177,7 +179,8 @@ steps:
 
 /// `knut run` with its sandbox, as a developer starts it: a start, a scope change and an
 /// end of Leo's fritidshem placement reported at the HTTP ingress reach the (simulated)
-/// elevregister as SS 12000 placements and each opens an errand in case management.
+/// elevregister as SS 12000 placements and each opens an errand in case management; the
+/// incoming leave applications of the (simulated) OeP are polled and archived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_changes_reach_the_sandboxed_systems() {
     let root = copy_root();
@@ -195,6 +198,7 @@ async fn placement_changes_reach_the_sandboxed_systems() {
             format!("{base}/elevregister"),
         )
         .env("KNUT_ADAPTER_CASEDATA_URL", format!("{base}/casedata"))
+        .env("KNUT_ADAPTER_OEP_URL", format!("{base}/oep"))
         .env_remove("KNUT__BROKER__URL")
         .env_remove("KNUT__SANDBOX__ENABLED")
         .stdout(Stdio::null())
@@ -299,6 +303,26 @@ async fn placement_changes_reach_the_sandboxed_systems() {
     );
     assert_eq!(posts[0]["body"]["child"]["civicNo"], "20160220-1319");
     assert!(posts[0]["headers"]["idempotency-key"].is_string());
+
+    // The shipped poll route polled the sandbox's OeP at start: its two incoming leave
+    // applications (family 412) were fetched and archived, the decided one was not.
+    let archived = root.path().join("data/out/applications");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut names: Vec<String> = std::fs::read_dir(&archived)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        if names == ["oep-412-5000.json", "oep-412-5001.json"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "polled applications: {names:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     child.kill().ok();
     child.wait().ok();
 }

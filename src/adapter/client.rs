@@ -199,8 +199,22 @@ impl AdapterClient {
         self.adapters.keys().cloned().collect()
     }
 
-    /// Call `adapter.operation` with `message`.
+    /// Call `adapter.operation` with `message`. A JSON answer is parsed, an XML answer
+    /// converted to JSON (default rules); anything else stays bytes.
     pub async fn call(
+        &self,
+        adapter: &str,
+        operation: &str,
+        message: &Envelope,
+    ) -> Result<AdapterResponse, StepError> {
+        let raw = self.call_raw(adapter, operation, message).await?;
+        decode(&format!("{adapter}.{operation}"), raw)
+    }
+
+    /// Call `adapter.operation` with `message` and keep the answer as it came: its bytes and
+    /// content type (a poll's `fetch` hands an OeP export on in its own encoding, for the
+    /// route's `xml_to_json` to read). Failures are classified as for [`AdapterClient::call`].
+    pub async fn call_raw(
         &self,
         adapter: &str,
         operation: &str,
@@ -322,31 +336,56 @@ impl AdapterClient {
                 message: format!("{what} answered HTTP {status}"),
             });
         }
-        let body = if bytes.is_empty() {
-            Body::Bytes(bytes)
-        } else if is_json_type(&content_type) {
-            Body::Json(serde_json::from_slice(&bytes).map_err(|e| {
-                StepError::permanent(format!(
-                    "{what}: the response is not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ))
-            })?)
-        } else if is_xml_type(&content_type) {
-            Body::Json(
-                xml_to_json(&bytes, &XmlToJsonOptions::default()).map_err(|e| {
-                    StepError::permanent(format!("{what}: the response is not acceptable XML: {e}"))
-                })?,
-            )
-        } else {
-            Body::Bytes(bytes)
-        };
         Ok(AdapterResponse {
             status,
             content_type,
-            body,
+            body: Body::Bytes(bytes),
         })
     }
+}
+
+/// An answer's body as the steps read it: JSON parsed, XML converted to JSON (default
+/// rules), anything else (and an empty body) as bytes.
+fn decode(what: &str, response: AdapterResponse) -> Result<AdapterResponse, StepError> {
+    let AdapterResponse {
+        status,
+        content_type,
+        body,
+    } = response;
+    let bytes = match body {
+        Body::Bytes(b) => b,
+        json @ Body::Json(_) => {
+            return Ok(AdapterResponse {
+                status,
+                content_type,
+                body: json,
+            });
+        }
+    };
+    let body = if bytes.is_empty() {
+        Body::Bytes(bytes)
+    } else if is_json_type(&content_type) {
+        Body::Json(serde_json::from_slice(&bytes).map_err(|e| {
+            StepError::permanent(format!(
+                "{what}: the response is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?)
+    } else if is_xml_type(&content_type) {
+        Body::Json(
+            xml_to_json(&bytes, &XmlToJsonOptions::default()).map_err(|e| {
+                StepError::permanent(format!("{what}: the response is not acceptable XML: {e}"))
+            })?,
+        )
+    } else {
+        Body::Bytes(bytes)
+    };
+    Ok(AdapterResponse {
+        status,
+        content_type,
+        body,
+    })
 }
 
 /// Why an adapter operation reference does not resolve.
@@ -620,6 +659,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.body, Body::Json(serde_json::json!({"a": {"b": "Ö"}})));
+    }
+
+    #[tokio::test]
+    async fn raw_calls_keep_the_answer_as_it_came() {
+        let (base, _) = system().await;
+        let c = client(&base);
+        let m = Envelope::json(serde_json::json!({}));
+        let r = c.call_raw("sys", "xml", &m).await.unwrap();
+        assert_eq!(r.content_type, "text/xml; charset=UTF-8");
+        assert_eq!(r.body, Body::Bytes(Bytes::from("<a><b>Ö</b></a>")));
+        let e = c.call_raw("sys", "unavailable", &m).await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Transient);
     }
 
     #[test]

@@ -34,6 +34,13 @@ pub const ADAPTER_CALLS: &str = "knut_adapter_calls_total";
 /// Time an adapter call took (`adapter`), in seconds.
 pub const ADAPTER_CALL_DURATION: &str = "knut_adapter_call_duration_seconds";
 
+/// Polls a `poll` endpoint made (`route`), whatever their result.
+pub const POLLS: &str = "knut_poll_runs_total";
+/// New items a `poll` endpoint handed to its route (`route`).
+pub const POLL_ITEMS: &str = "knut_poll_items_total";
+/// Failures of a `poll` endpoint (`route`): a list call, an item's fetch or hand-over.
+pub const POLL_FAILURES: &str = "knut_poll_failures_total";
+
 /// Histogram buckets in seconds: from 1 ms (in-process steps) to 60 s (slow systems).
 pub const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -136,6 +143,17 @@ pub fn describe() {
         Unit::Seconds,
         "Time an adapter call took."
     );
+    describe_counter!(POLLS, Unit::Count, "Polls a poll endpoint made.");
+    describe_counter!(
+        POLL_ITEMS,
+        Unit::Count,
+        "New items a poll endpoint handed to its route."
+    );
+    describe_counter!(
+        POLL_FAILURES,
+        Unit::Count,
+        "Failed list calls, fetches and hand-overs of a poll endpoint."
+    );
 }
 
 /// A message entered `route`.
@@ -181,6 +199,14 @@ pub fn adapter_call(adapter: &str, outcome: Outcome, d: Duration) {
     histogram!(ADAPTER_CALL_DURATION, "adapter" => adapter.to_owned()).record(d.as_secs_f64());
 }
 
+/// The poll endpoint of `route` polled once: `items` new items handed on, `failures`
+/// failures (the list call, or items not handed on).
+pub fn poll(route: &str, items: u64, failures: u64) {
+    counter!(POLLS, "route" => route.to_owned()).increment(1);
+    counter!(POLL_ITEMS, "route" => route.to_owned()).increment(items);
+    counter!(POLL_FAILURES, "route" => route.to_owned()).increment(failures);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +226,8 @@ mod tests {
             Outcome::Transient,
             Duration::from_millis(120),
         );
+        poll("oep-poll", 3, 1);
+        poll("oep-poll", 0, 0);
     }
 
     #[test]
@@ -218,6 +246,9 @@ mod tests {
             QUEUE_DEPTH,
             ADAPTER_CALLS,
             ADAPTER_CALL_DURATION,
+            POLLS,
+            POLL_ITEMS,
+            POLL_FAILURES,
         ] {
             assert!(
                 text.contains(&format!("# HELP {name} ")),
@@ -252,6 +283,13 @@ mod tests {
             ),
             "{text}"
         );
+        for line in [
+            "knut_poll_runs_total{route=\"oep-poll\"} 2",
+            "knut_poll_items_total{route=\"oep-poll\"} 3",
+            "knut_poll_failures_total{route=\"oep-poll\"} 1",
+        ] {
+            assert!(text.contains(line), "{line}:\n{text}");
+        }
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //!
 //! Every endpoint hands a message to the broker through [`Ingress::accept`]: the message is
 //! accepted only once the broker has confirmed it (published to `knut.ingress` with the
-//! route id as routing key). `queue` routes need no endpoint of their own: their work queue
+//! route id as routing key). `poll` calls an adapter operation on a schedule and hands on
+//! each new item once. `queue` routes need no endpoint of their own: their work queue
 //! is bound to their exchange by the topology.
 
 pub mod file;
 pub mod http;
 pub mod jwt;
 pub mod openapi;
+pub mod poll;
 pub mod problem;
 pub mod timer;
 

@@ -77,18 +77,28 @@ pub async fn run(route: String, spec: TimerFrom, ingress: Ingress, shutdown: Can
         }
     };
     let mut after = Utc::now();
-    loop {
-        let Some(at) = next_fire(&cron, after) else {
-            tracing::warn!(route, "timer stops: the schedule never fires again");
-            return;
-        };
-        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
+    while let Some(at) = wait_for_fire(&route, &cron, after, &shutdown).await {
         after = at;
         fire(&route, &spec, &ingress, at, &shutdown).await;
+    }
+}
+
+/// Sleep until the first time after `after` at which `cron` fires, and return it; `None`
+/// when `shutdown` comes first or the schedule never fires again (a warning for `route`).
+pub async fn wait_for_fire(
+    route: &str,
+    cron: &Cron,
+    after: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) -> Option<DateTime<Utc>> {
+    let Some(at) = next_fire(cron, after) else {
+        tracing::warn!(route, "the schedule never fires again; the endpoint stops");
+        return None;
+    };
+    let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        _ = tokio::time::sleep(wait) => Some(at),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Cross-reference checks of loaded routes: every schema, template, adapter operation, auth
-//! scheme, jq program and cron expression a route names must exist and compile; every
+//! scheme, jq program and cron expression a route names (its steps and its `from`) must
+//! exist and compile; every
 //! `publish` must reach a consuming route; `reply` only answers HTTP routes.
 //!
 //! The resources are looked up through a [`Catalog`], implemented by the runtime.
@@ -130,9 +131,11 @@ impl Checker<'_> {
         }
     }
 
-    fn adapter(&mut self, path: &str, adapter: &str, operation: &str) {
+    /// An adapter operation named at `{path}.adapter` and `{path}.{field}` (`operation`, or
+    /// `list`/`fetch` of a poll). False when the adapter itself is unknown.
+    fn adapter(&mut self, path: &str, field: &str, adapter: &str, operation: &str) -> bool {
         match self.catalog.adapter_operation(adapter, operation) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(CatalogMiss::NoAdapter { known }) => {
                 let d = self
                     .r
@@ -142,16 +145,18 @@ impl Checker<'_> {
                     )
                     .with_choices(adapter, &known);
                 self.push(d);
+                false
             }
             Err(CatalogMiss::NoOperation { known }) => {
                 let d = self
                     .r
                     .diagnostic(
-                        &format!("{path}.operation"),
+                        &format!("{path}.{field}"),
                         format!("adapter `{adapter}` has no operation `{operation}`"),
                     )
                     .with_choices(operation, &known);
                 self.push(d);
+                true
             }
         }
     }
@@ -190,6 +195,29 @@ impl Checker<'_> {
                         )
                         .with_expected("5 or 6 fields, e.g. `0 6 * * 1-5`");
                     self.push(d);
+                }
+            }
+            From::Poll(p) => {
+                if let Some(cron) = &p.cron
+                    && let Err(why) = self.catalog.check_cron(cron)
+                {
+                    let d = self
+                        .r
+                        .diagnostic(
+                            "from.poll.cron",
+                            format!("the cron expression is not valid: {why}"),
+                        )
+                        .with_expected("5 or 6 fields, e.g. `*/5 * * * *`");
+                    self.push(d);
+                }
+                let known = self.adapter("from.poll", "list", &p.adapter, &p.list);
+                if let Some(fetch) = p.fetch.as_ref().filter(|_| known) {
+                    self.adapter("from.poll", "fetch", &p.adapter, fetch);
+                }
+                self.jq("from.poll.items", &p.items);
+                self.jq("from.poll.id", &p.id);
+                if let Some(w) = &p.watermark {
+                    self.jq("from.poll.watermark", w);
                 }
             }
             From::Queue(_) | From::File(_) => {}
@@ -242,10 +270,12 @@ impl Checker<'_> {
                     self.jq(&format!("{at}.jq"), jq);
                 }
             }
-            StepSpec::Enrich(e) => self.adapter(&at, &e.adapter, &e.operation),
+            StepSpec::Enrich(e) => {
+                self.adapter(&at, "operation", &e.adapter, &e.operation);
+            }
             StepSpec::To(t) => {
                 if let (Some(a), Some(o)) = (&t.adapter, &t.operation) {
-                    self.adapter(&at, a, o);
+                    self.adapter(&at, "operation", a, o);
                 }
                 if let Some(name) = t.file.as_ref().and_then(|f| f.name.as_ref()) {
                     self.jq(&format!("{at}.file.name"), name);
@@ -519,6 +549,63 @@ steps:
             let diags = check(&[publisher(key, exchange), consumer.clone()], &TestCatalog);
             assert_eq!(diags.is_empty(), ok, "{key} on {exchange}: {diags:#?}");
         }
+    }
+
+    #[test]
+    fn poll_names_operations_programs_and_cron_with_positions() {
+        let good = "\
+route: p
+from:
+  poll:
+    adapter: casedata
+    list: create-errand
+    fetch: create-errand
+    every: 1m
+    items: '.errands[]'
+    id: .id
+    watermark: .updated
+";
+        assert_eq!(check(&[route("routes/p.yaml", good)], &TestCatalog), vec![]);
+        let bad = "\
+route: p
+from:
+  poll:
+    adapter: casedata
+    list: create-erand
+    fetch: get-errand
+    cron: '0 6 * *'
+    items: '.errands[] !!'
+    id: '!!'
+    watermark: '!!'
+";
+        let diags = check(&[route("routes/p.yaml", bad)], &TestCatalog);
+        let paths: Vec<&str> = diags.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "from.poll.cron",
+                "from.poll.list",
+                "from.poll.fetch",
+                "from.poll.items",
+                "from.poll.id",
+                "from.poll.watermark"
+            ]
+        );
+        assert_eq!((diags[1].line, diags[1].column), (5, 11));
+        assert!(diags[1].message.contains("has no operation `create-erand`"));
+        assert_eq!(diags[1].suggestion.as_deref(), Some("create-errand"));
+        assert_eq!((diags[3].line, diags[3].column), (8, 12));
+        // An unknown adapter is reported once, not again for `fetch`.
+        let unknown = bad.replace("adapter: casedata", "adapter: oepp");
+        let diags = check(&[route("routes/p.yaml", &unknown)], &TestCatalog);
+        assert_eq!(
+            diags
+                .iter()
+                .filter(|d| d.path.starts_with("from.poll.adapter"))
+                .count(),
+            1
+        );
+        assert!(!diags.iter().any(|d| d.path == "from.poll.fetch"));
     }
 
     #[test]

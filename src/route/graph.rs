@@ -1,5 +1,5 @@
 //! A Mermaid flowchart of routes: where their messages come from (HTTP paths, folders,
-//! timers, exchanges) and where they go (exchanges, adapters, folders). `knut graph`.
+//! timers, exchanges, polled adapters) and where they go (exchanges, adapters, folders). `knut graph`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -9,8 +9,9 @@ use super::load::LoadedRoute;
 use super::model::{From, StepSpec};
 
 /// A `flowchart LR` of `routes`: a node per route, exchange, adapter, HTTP path, folder and
-/// timer; edges endpoint → route, route → exchange (routing key), exchange → route (binding
-/// key), route → adapter (operation), route → folder. The same routes give the same text.
+/// timer; edges endpoint → route (a polled adapter → route), route → exchange (routing key),
+/// exchange → route (binding key), route → adapter (operation), route → folder. The same
+/// routes give the same text.
 pub fn mermaid(routes: &[LoadedRoute]) -> String {
     let mut g = Graph::default();
     for r in routes {
@@ -34,6 +35,15 @@ pub fn mermaid(routes: &[LoadedRoute]) -> String {
             From::Timer(t) => {
                 let n = g.node("t", &t.cron, Shape::Timer);
                 g.edge(&n, &route, "");
+            }
+            From::Poll(p) => {
+                // The adapter is polled: its list (and fetch) operations feed the route.
+                let a = g.node("a", &p.adapter, Shape::Adapter);
+                let ops = std::iter::once(p.list.as_str())
+                    .chain(p.fetch.as_deref())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                g.edge(&a, &route, &format!("poll {ops}"));
             }
         }
         for (_, step) in steps_with_paths(&r.route) {
@@ -173,6 +183,9 @@ mod tests {
             ),
             route("route: nightly\nfrom:\n  timer: {cron: '0 6 * * 1-5'}\n"),
             route("route: csn\nfrom:\n  file: {dir: in/csn, pattern: '*.csv'}\n"),
+            route(
+                "route: oep-poll\nfrom:\n  poll: {adapter: elevregister, list: list, fetch: get, every: 1m, items: '.[]', id: .id}\n",
+            ),
         ];
         let expected = r#"flowchart LR
     a_elevregister[["elevregister"]]
@@ -182,9 +195,11 @@ mod tests {
     r_archive["archive"]
     r_csn["csn"]
     r_nightly["nightly"]
+    r_oep_2d_poll["oep-poll"]
     r_placement_2d_change["placement-change"]
     t_0_20_6_20__2a__20__2a__20_1_2d_5(("0 6 * * 1-5"))
     x_school_2e_events{{"school.events"}}
+    a_elevregister -->|"poll list, get"| r_oep_2d_poll
     d_in_2f_csn -->|"*.csv"| r_csn
     h__2f_api_2f_v1_2f_placement_2d_changes -->|"POST"| r_placement_2d_change
     r_archive --> d_out_2f_archive

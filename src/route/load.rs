@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::granit_parser::{Event, Parser};
 
 use super::diagnostic::{Diagnostic, printable_name};
-use super::model::{From, Route, StepSpec};
+use super::model::{From, PollFrom, Route, StepSpec};
 
 /// A route read from its file, with the positions of its values.
 #[derive(Debug, Clone)]
@@ -436,6 +436,9 @@ fn semantic_checks(r: &LoadedRoute) -> Vec<Diagnostic> {
                 ),
         );
     }
+    if let From::Poll(p) = &r.route.from {
+        check_poll(r, p, &mut d);
+    }
     check_steps(r, "steps", &r.route.steps, &mut d);
     if r.route.errors.retry.attempts < 1 {
         d.push(
@@ -456,6 +459,33 @@ fn semantic_checks(r: &LoadedRoute) -> Vec<Diagnostic> {
         );
     }
     d
+}
+
+fn check_poll(r: &LoadedRoute, p: &PollFrom, d: &mut Vec<Diagnostic>) {
+    if p.every.is_some() == p.cron.is_some() {
+        d.push(
+            r.diagnostic(
+                "from.poll",
+                "a poll needs exactly one of `every` and `cron`",
+            )
+            .with_expected("`every: 1m` or `cron: \"*/5 * * * *\"`"),
+        );
+    }
+    if p.every.is_some_and(|e| e.is_zero()) {
+        d.push(
+            r.diagnostic("from.poll.every", "the interval must be longer than zero")
+                .with_expected("a duration such as `30s` or `5m`"),
+        );
+    }
+    if p.params.as_ref().is_some_and(|v| !v.is_object()) {
+        d.push(
+            r.diagnostic(
+                "from.poll.params",
+                "params must be a mapping: it becomes the list operation's message body",
+            )
+            .with_expected("e.g. `{familyId: 412, status: Inkommen}`"),
+        );
+    }
 }
 
 fn check_steps(r: &LoadedRoute, base: &str, steps: &[StepSpec], d: &mut Vec<Diagnostic>) {
@@ -1040,6 +1070,32 @@ errors:
             errs.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
             ["consumer.prefetch", "consumer.concurrency"]
         );
+    }
+
+    #[test]
+    fn a_poll_needs_one_schedule_and_mapping_params() {
+        let poll = |extra: &str| {
+            format!(
+                "route: p\nfrom:\n  poll:\n    adapter: oep\n    list: list-instances\n    items: .items\n    id: .id\n{extra}"
+            )
+        };
+        assert!(load(&poll("    every: 1m\n    params: {familyId: 412}\n")).is_ok());
+        assert!(load(&poll("    cron: '*/5 * * * *'\n")).is_ok());
+        let d = one_error(&poll(""));
+        assert_eq!((d.path.as_str(), d.line, d.column), ("from.poll", 4, 5));
+        assert!(
+            d.message.contains("exactly one of `every` and `cron`"),
+            "{d}"
+        );
+        let d = one_error(&poll("    every: 1m\n    cron: '0 6 * * *'\n"));
+        assert_eq!(d.path, "from.poll");
+        let d = one_error(&poll("    every: 0s\n"));
+        assert_eq!((d.path.as_str(), d.line), ("from.poll.every", 8));
+        let d = one_error(&poll("    every: 1m\n    params: [412]\n"));
+        assert_eq!((d.path.as_str(), d.line), ("from.poll.params", 9));
+        let d = one_error(&poll("    every: 1m\n    fecth: get-instance\n"));
+        assert!(d.message.contains("fecth"), "{d}");
+        assert_eq!(d.suggestion.as_deref(), Some("fetch"));
     }
 
     #[test]

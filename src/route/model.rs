@@ -44,6 +44,8 @@ pub enum From {
     File(FileFrom),
     /// A schedule (cron, Europe/Stockholm).
     Timer(TimerFrom),
+    /// A polling consumer: an adapter operation listed on a schedule; each new item once.
+    Poll(PollFrom),
 }
 
 /// HTTP ingress.
@@ -208,6 +210,47 @@ pub struct TimerFrom {
     /// JSON body of each tick's message (default: `{"firedAt": <RFC 3339 time>}` is merged in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
+}
+
+/// A polling consumer on an adapter operation. Every `every` (or on `cron`) the `list`
+/// operation is called; `items` picks the items out of its answer and `id` names each one.
+/// Every item not seen before becomes one message to the route (the answer of `fetch` for
+/// that item, or the item itself), with a message id derived from (route, item id); it is
+/// recorded as seen in the state store only after the broker confirmed the message. With
+/// `watermark`, the highest value handed on is kept in the store and given to `list` as
+/// `.watermark`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollFrom {
+    /// Adapter name (a file `adapters/<name>.yaml`).
+    pub adapter: String,
+    /// Operation of the adapter that lists the items. Its message body is `params` with
+    /// `watermark` (the stored watermark, or null) added.
+    pub list: String,
+    /// JSON object given to `list` (e.g. `{familyId: 412, status: Inkommen}` for `{.familyId}` in its path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+    /// How often to poll, e.g. `1m` (first poll at start). Exactly one of `every` and `cron`.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub every: Option<Duration>,
+    /// When to poll: a cron expression (5 or 6 fields), Europe/Stockholm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// jq program over the list's answer whose outputs are the items (an array output counts as its elements).
+    pub items: String,
+    /// jq expression over an item giving its id: the per-item dedupe key (kept in the state store, never logged).
+    pub id: String,
+    /// Operation called with each new item as its message; its answer (bytes and content type as they are) is the message body. Without it the item (JSON) is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<String>,
+    /// jq expression over an item giving its watermark value (e.g. `.added`); the highest one handed on is kept and given to `list` as `.watermark`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
 }
 
 /// One step. Exactly one key, naming the step kind (an Enterprise Integration Pattern).

@@ -349,7 +349,8 @@ impl System {
                         shutdown.clone(),
                     ));
                 }
-                From::Http(_) | From::Queue(_) => {}
+                // Polls start once everything else runs (see below).
+                From::Http(_) | From::Queue(_) | From::Poll(_) => {}
             }
             infos.push(route_info(lr));
         }
@@ -457,6 +458,21 @@ impl System {
             });
         }
 
+        // Poll endpoints start last: their first poll is at once, and the systems they poll
+        // (the sandbox, in development) and the metrics recorder must be up by then.
+        for lr in &routes {
+            if let From::Poll(p) = &lr.route.from {
+                services.spawn(crate::endpoint::poll::run(
+                    lr.route.route.clone(),
+                    p.clone(),
+                    resources.client.clone(),
+                    store.clone(),
+                    ingress.clone(),
+                    shutdown.clone(),
+                ));
+            }
+        }
+
         ready.store(true, Ordering::Release);
         tracing::info!(%http_addr, %admin_addr, routes = routes.len(), broker = broker.kind(), "knut is running");
         Ok(System {
@@ -523,6 +539,14 @@ fn route_info(lr: &LoadedRoute) -> admin::RouteInfo {
         From::Queue(q) => format!("queue {} [{}]", q.exchange, q.keys.join(", ")),
         From::File(f) => format!("file {}/{}", f.dir, f.pattern),
         From::Timer(t) => format!("timer {}", t.cron),
+        From::Poll(p) => {
+            let when = match (&p.every, &p.cron) {
+                (Some(every), _) => format!("every {}", humantime::format_duration(*every)),
+                (None, Some(cron)) => format!("cron {cron}"),
+                (None, None) => String::new(),
+            };
+            format!("poll {}.{} {when}", p.adapter, p.list)
+        }
     };
     admin::RouteInfo {
         id: r.route.clone(),

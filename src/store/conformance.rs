@@ -400,10 +400,19 @@ pub async fn watermark_round_trip(a: &Store, b: &Store) {
     assert_eq!(a.watermark(&unique("poll-other")).await.unwrap(), None);
 }
 
-/// An item is new once per endpoint, also under concurrency.
+/// An item is new once per endpoint, also under concurrency; asking whether it was seen
+/// records nothing.
 pub async fn mark_seen_once(a: &Store, b: &Store) {
     let endpoint = unique("seen");
+    assert!(!b.is_seen(&endpoint, "errand-1").await.unwrap());
+    assert!(
+        !a.is_seen(&endpoint, "errand-1").await.unwrap(),
+        "asking records nothing"
+    );
     assert!(a.mark_seen(&endpoint, "errand-1").await.unwrap());
+    assert!(b.is_seen(&endpoint, "errand-1").await.unwrap());
+    assert!(!b.is_seen(&endpoint, "errand-2").await.unwrap());
+    assert!(!b.is_seen(&unique("seen-other"), "errand-1").await.unwrap());
     assert!(!b.mark_seen(&endpoint, "errand-1").await.unwrap());
     assert!(b.mark_seen(&endpoint, "errand-2").await.unwrap());
     assert!(

@@ -4,7 +4,8 @@
 //! - **idempotent consumer** keys ([`Store::claim_key`], [`Store::release_key`]),
 //! - **aggregator** groups ([`Store::aggregate_add`], [`Store::aggregate_take`],
 //!   [`Store::aggregate_expired`]),
-//! - **poll** watermarks and per-item dedupe ([`Store::watermark`], [`Store::mark_seen`]),
+//! - **poll** watermarks and per-item dedupe ([`Store::watermark`], [`Store::is_seen`],
+//!   [`Store::mark_seen`]),
 //! - the **message journal**, one row per hop and never a body ([`Store::journal`]).
 //!
 //! SQLite is the default (`sqlite://<root>/data/knut.db`, one instance, WAL mode);
@@ -463,6 +464,18 @@ impl Store {
         .await
         .map_err(|e| self.query_error("set_watermark", &e))?;
         Ok(())
+    }
+
+    /// Has `item` been recorded for the poll endpoint `endpoint` ([`Store::mark_seen`])?
+    /// Changes nothing: a poll asks first, hands the item on, and marks it only then.
+    pub async fn is_seen(&self, endpoint: &str, item: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 AS hit FROM knut_seen WHERE endpoint = $1 AND item = $2")
+            .bind(endpoint)
+            .bind(item)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.query_error("is_seen", &e))?;
+        Ok(row.is_some())
     }
 
     /// Per-item dedupe for a poll endpoint: records `item` and returns `true` the first time

@@ -173,6 +173,7 @@ async fn errors_never_carry_keys_or_items() {
             .await
             .unwrap_err(),
         store.mark_seen("e", pnr).await.unwrap_err(),
+        store.is_seen("e", pnr).await.unwrap_err(),
         store.set_watermark("e", pnr).await.unwrap_err(),
     ];
     for err in errors {

@@ -1,0 +1,915 @@
+//! Poll endpoint: a polling consumer on an adapter operation, e.g. OeP's
+//! `getinstances/family/{familyId}/{status}?fromDate` followed by `getinstance/{id}/xml`.
+//!
+//! ```yaml
+//! from:
+//!   poll:
+//!     adapter: oep
+//!     list: list-instances            # the operation that lists the items
+//!     params: { familyId: 412, status: Inkommen }   # its message body (plus `watermark`)
+//!     every: 1m                       # or cron: "*/5 7-18 * * 1-5"
+//!     items: .FlowInstances.FlowInstance
+//!     id: .flowInstanceID             # per-item dedupe key
+//!     fetch: get-instance             # optional: called per new item; its answer is the message
+//!     watermark: .added               # optional: the highest value handed on is kept
+//! ```
+//!
+//! One poll:
+//! 1. read the route's watermark from the state store and call `list` with the message body
+//!    `params + {watermark}` (the stored value, or null before the first item): the adapter
+//!    operation's `{jq}` path and `query` read it (e.g. `fromDate: '.watermark[0:10]'`);
+//! 2. `items` over the answer (XML converted to JSON) gives the items: each output is an
+//!    item, an array output counts as its elements and null as none, so one path serves
+//!    OeP's "one child is an object, several are an array";
+//! 3. per item, in watermark order: `id` names it. An item seen before (state store,
+//!    [`Store::is_seen`]) is skipped. A new one becomes one message — the answer of `fetch`
+//!    called with the item as its message (bytes and content type as they came), or the
+//!    item itself as JSON — accepted for the route (confirmed by the broker), and only then
+//!    marked seen ([`Store::mark_seen`]);
+//! 4. the watermark advances to the highest value among the items handed on (or seen
+//!    before) that is below the value of every item not handed on: it never passes an item
+//!    that is still to be published, so a failed item is listed again at the next poll.
+//!
+//! # Exactly once, across restarts
+//!
+//! The message of an item has the id `UUIDv5("poll/<route>", <item id>)`
+//! ([`Envelope::keyed`]), the same in every poll and every process. An item is marked seen
+//! only after the broker confirmed its message, so a stop or crash before that leaves it
+//! unseen and it is handed on at a later poll; a crash *between* the confirm and the mark
+//! hands it on a second time with the **same message id**. Every adapter call of the route
+//! carries that id as `Idempotency-Key` (and it is the key a `publish` step derives its
+//! ids from), so the receiving system recognises the repeat; an `idempotent` step lets it
+//! pass like any redelivery of one message. Apart from that window — milliseconds per
+//! item — every item reaches the route once: the seen-set and the watermark are in the
+//! state store (SQLite or PostgreSQL) and survive restarts. On the embedded broker, which
+//! keeps messages in memory, a message handed on but not yet processed when knut stops is
+//! lost with the process; run on RabbitMQ where that matters.
+//!
+//! Failures are retried at the next poll and never drop an item: a failed `list` changes
+//! nothing; a failed `fetch` of one item leaves it unseen while the others go on; a broker
+//! or state store failure ends the poll early. Log lines name the route, counts, message
+//! ids and the reason (adapter and operation, HTTP status) — never an item id or item
+//! content, which may be personal data. Metrics: `knut_poll_runs_total`,
+//! `knut_poll_items_total` and `knut_poll_failures_total`, labelled by route.
+//!
+//! # Several instances
+//!
+//! On a shared PostgreSQL store several knut instances poll the same system independently
+//! and share the seen-set and the watermark. Two instances polling at the same moment can
+//! both hand on the same new item — with the same message id, so the downstream
+//! `Idempotency-Key` still suppresses the repeat — and every instance calls the system at
+//! every tick. There is no lease that makes one poller win; run poll routes on one
+//! instance where the extra calls matter.
+
+use std::cmp::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use croner::Cron;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::Ingress;
+use crate::adapter::client::AdapterClient;
+use crate::envelope::{Body, Envelope, JSON};
+use crate::expr::{ExprError, Program, Vars};
+use crate::route::model::PollFrom;
+use crate::step::{StepError, value_to_string};
+use crate::store::{Store, StoreError};
+
+/// Why a poll did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// The `list` operation failed (the adapter's reason: operation, status, timeout).
+    #[error("the list call failed: {0}")]
+    List(StepError),
+    /// The `list` operation answered something that is neither JSON nor XML.
+    #[error("the list call answered `{0}`, which is neither JSON nor XML")]
+    NotJson(String),
+    /// The `items` program failed on the answer.
+    #[error("items: {0}")]
+    Items(ExprError),
+    /// The state store could not be read.
+    #[error("state store: {0}")]
+    Store(StoreError),
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PollReport {
+    /// Items the list gave (duplicates within the answer counted once).
+    pub listed: usize,
+    /// New items handed on to the route (confirmed by the broker).
+    pub handed_on: usize,
+    /// Items seen before, skipped.
+    pub seen: usize,
+    /// Items that could not be handed on (no id, fetch failed, broker or store failed, or
+    /// the poll stopped first): tried again at the next poll.
+    pub failed: usize,
+    /// The watermark stored by this poll, when it advanced.
+    pub watermark: Option<Value>,
+}
+
+/// When a poll endpoint polls.
+enum Schedule {
+    Every(Duration),
+    Cron(Box<Cron>),
+}
+
+/// A poll endpoint, built from its route's `from.poll`.
+pub struct Poller {
+    route: String,
+    /// The origin of the items' message ids: `poll/<route>`.
+    origin: String,
+    spec: PollFrom,
+    items: Program,
+    id: Program,
+    watermark: Option<Program>,
+    client: AdapterClient,
+    store: Store,
+    ingress: Ingress,
+}
+
+/// One listed item, ready to be handed on.
+struct Item {
+    id: String,
+    value: Value,
+    mark: Option<Value>,
+}
+
+impl Poller {
+    /// Build the poll endpoint of `route`; the error says which program does not compile.
+    pub fn new(
+        route: &str,
+        spec: &PollFrom,
+        client: AdapterClient,
+        store: Store,
+        ingress: Ingress,
+    ) -> Result<Poller, String> {
+        let compile = |field: &str, src: &str| {
+            Program::compile(src).map_err(|e| format!("from.poll.{field}: {e}"))
+        };
+        Ok(Poller {
+            route: route.to_string(),
+            origin: format!("poll/{route}"),
+            items: compile("items", &spec.items)?,
+            id: compile("id", &spec.id)?,
+            watermark: spec
+                .watermark
+                .as_deref()
+                .map(|w| compile("watermark", w))
+                .transpose()?,
+            spec: spec.clone(),
+            client,
+            store,
+            ingress,
+        })
+    }
+
+    /// The id of the message an item with id `item_id` becomes.
+    pub fn message_id(&self, item_id: &str) -> uuid::Uuid {
+        Envelope::keyed(&self.origin, item_id, JSON, Body::default()).id
+    }
+
+    /// Poll once: list, hand on every new item, advance the watermark. Stops between items
+    /// when `shutdown` is cancelled (what is left is tried at the next poll).
+    pub async fn poll_once(&self, shutdown: &CancellationToken) -> Result<PollReport, PollError> {
+        let stored = self
+            .store
+            .watermark(&self.route)
+            .await
+            .map_err(PollError::Store)?
+            .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
+        let answer = self.list(stored.clone().unwrap_or(Value::Null)).await?;
+        let items = extract_items(&self.items, &answer).map_err(PollError::Items)?;
+
+        let mut report = PollReport::default();
+        let mut pending: Vec<Item> = Vec::with_capacity(items.len());
+        let mut ids = std::collections::HashSet::new();
+        let mut held_back: Vec<Option<Value>> = Vec::new();
+        for value in items {
+            let mark = self.mark_of(&value);
+            match self.id_of(&value) {
+                Ok(id) => {
+                    if ids.insert(id.clone()) {
+                        pending.push(Item { id, value, mark });
+                    }
+                }
+                Err(reason) => {
+                    tracing::error!(route = %self.route, %reason, "a listed item has no usable id; it is not handed on and holds the watermark back");
+                    held_back.push(mark);
+                }
+            }
+        }
+        report.listed = pending.len() + held_back.len();
+        // Oldest first: a poll that stops early has handed on a prefix.
+        pending.sort_by(|a, b| match (&a.mark, &b.mark) {
+            (Some(x), Some(y)) => jq_order(x, y),
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        });
+
+        let mut handled: Vec<Option<Value>> = Vec::new();
+        let mut pending = pending.into_iter();
+        for item in pending.by_ref() {
+            if shutdown.is_cancelled() {
+                held_back.push(item.mark);
+                break;
+            }
+            match self.take(&item).await {
+                Taken::Seen => {
+                    report.seen += 1;
+                    handled.push(item.mark);
+                }
+                Taken::HandedOn => {
+                    report.handed_on += 1;
+                    handled.push(item.mark);
+                }
+                Taken::Failed => held_back.push(item.mark),
+                Taken::Stop => {
+                    held_back.push(item.mark);
+                    break;
+                }
+            }
+        }
+        held_back.extend(pending.map(|i| i.mark));
+        report.failed = held_back.len();
+
+        if self.watermark.is_some()
+            && let Some(next) = advance(stored.as_ref(), &handled, &held_back)
+        {
+            match self
+                .store
+                .set_watermark(&self.route, &next.to_string())
+                .await
+            {
+                Ok(()) => report.watermark = Some(next),
+                Err(e) => {
+                    tracing::warn!(route = %self.route, error = %e, "the watermark could not be stored; the next poll lists from the previous one");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Call the list operation with `params + {watermark}`; its answer as JSON.
+    async fn list(&self, watermark: Value) -> Result<Value, PollError> {
+        let mut body = match &self.spec.params {
+            Some(Value::Object(map)) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        body.insert("watermark".into(), watermark);
+        let request = Envelope::json(Value::Object(body));
+        let answer = self
+            .client
+            .call(&self.spec.adapter, &self.spec.list, &request)
+            .await
+            .map_err(PollError::List)?;
+        match answer.body {
+            Body::Json(v) => Ok(v),
+            Body::Bytes(b) if b.is_empty() => Ok(Value::Null),
+            Body::Bytes(_) => Err(PollError::NotJson(answer.content_type)),
+        }
+    }
+
+    fn id_of(&self, item: &Value) -> Result<String, String> {
+        match self.id.first(item, &Vars::default()) {
+            Ok(Some(Value::Null)) | Ok(None) => Err("the id expression gave no value".into()),
+            Ok(Some(v)) => {
+                let id = value_to_string(&v);
+                if id.is_empty() {
+                    Err("the id expression gave an empty string".into())
+                } else {
+                    Ok(id)
+                }
+            }
+            Err(e) => Err(format!("id: {e}")),
+        }
+    }
+
+    fn mark_of(&self, item: &Value) -> Option<Value> {
+        let program = self.watermark.as_ref()?;
+        match program.first(item, &Vars::default()) {
+            Ok(Some(Value::Null)) | Ok(None) => None,
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(route = %self.route, error = %e, "watermark: the expression failed on an item");
+                None
+            }
+        }
+    }
+
+    /// Hand one item on unless it was seen before: fetch, accept, mark seen.
+    async fn take(&self, item: &Item) -> Taken {
+        match self.store.is_seen(&self.route, &item.id).await {
+            Ok(true) => return Taken::Seen,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(route = %self.route, error = %e, "state store: cannot tell new items from seen ones; the poll stops here");
+                return Taken::Stop;
+            }
+        }
+        let mut message =
+            Envelope::keyed(&self.origin, &item.id, JSON, Body::Json(item.value.clone()));
+        if let Some(fetch) = &self.spec.fetch {
+            match self
+                .client
+                .call_raw(&self.spec.adapter, fetch, &message)
+                .await
+            {
+                Ok(answer) => {
+                    message.content_type = answer.content_type;
+                    message.body = answer.body;
+                }
+                Err(error) => {
+                    tracing::warn!(route = %self.route, message_id = %message.id, %error, "a new item could not be fetched; it is tried again at the next poll");
+                    return Taken::Failed;
+                }
+            }
+        }
+        if let Err(error) = self.ingress.accept(&self.route, &message).await {
+            tracing::warn!(route = %self.route, message_id = %message.id, %error, "the broker did not accept a new item; the poll stops here and it is tried again at the next");
+            return Taken::Stop;
+        }
+        if let Err(e) = self.store.mark_seen(&self.route, &item.id).await {
+            // Handed on but not recorded: the next poll hands it on again, with the same
+            // message id (see the module docs).
+            tracing::warn!(route = %self.route, message_id = %message.id, error = %e, "an item was handed on but could not be marked seen; it may be handed on again with the same id");
+        }
+        tracing::debug!(route = %self.route, message_id = %message.id, "new item handed on");
+        Taken::HandedOn
+    }
+}
+
+/// What became of one listed item.
+enum Taken {
+    Seen,
+    HandedOn,
+    Failed,
+    Stop,
+}
+
+/// The items in the list's answer: every output of `program`; an array output counts as
+/// its elements, a null output as none.
+pub fn extract_items(program: &Program, answer: &Value) -> Result<Vec<Value>, ExprError> {
+    let mut items = Vec::new();
+    for output in program.run(answer, &Vars::default())? {
+        match output {
+            Value::Array(a) => items.extend(a),
+            Value::Null => {}
+            other => items.push(other),
+        }
+    }
+    Ok(items)
+}
+
+/// jq's order of values: null < false < true < numbers < strings < arrays < objects;
+/// numbers by value, strings by code point, arrays element by element (objects by text).
+pub fn jq_order(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(false) => 1,
+            Value::Bool(true) => 2,
+            Value::Number(_) => 3,
+            Value::String(_) => 4,
+            Value::Array(_) => 5,
+            Value::Object(_) => 6,
+        }
+    }
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| jq_order(p, q))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| x.len().cmp(&y.len())),
+        _ if rank(a) != rank(b) => rank(a).cmp(&rank(b)),
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// The watermark after a poll, when it moves forward: the highest value among the items
+/// handed on (or seen before) that is below the value of every item not handed on, if that
+/// is above `stored`. An item not handed on that has no value could be anywhere: then the
+/// watermark stays.
+pub fn advance(
+    stored: Option<&Value>,
+    handled: &[Option<Value>],
+    held_back: &[Option<Value>],
+) -> Option<Value> {
+    if held_back.iter().any(Option::is_none) {
+        return None;
+    }
+    let limit = held_back.iter().flatten().min_by(|a, b| jq_order(a, b));
+    let best = handled
+        .iter()
+        .flatten()
+        .filter(|v| limit.is_none_or(|l| jq_order(v, l).is_lt()))
+        .max_by(|a, b| jq_order(a, b))?;
+    match stored {
+        Some(s) if jq_order(best, s).is_le() => None,
+        _ => Some(best.clone()),
+    }
+}
+
+fn schedule(spec: &PollFrom) -> Result<Schedule, String> {
+    match (&spec.every, &spec.cron) {
+        (Some(every), None) if !every.is_zero() => Ok(Schedule::Every(*every)),
+        (None, Some(cron)) => super::timer::parse_cron(cron).map(|c| Schedule::Cron(Box::new(c))),
+        _ => Err("a poll needs exactly one of `every` (longer than zero) and `cron`".into()),
+    }
+}
+
+/// Run the poll endpoint of `route` until `shutdown`: with `every`, a poll at start and then
+/// `every` after the end of each; with `cron`, a poll at each fire time (Europe/Stockholm).
+pub async fn run(
+    route: String,
+    spec: PollFrom,
+    client: AdapterClient,
+    store: Store,
+    ingress: Ingress,
+    shutdown: CancellationToken,
+) {
+    let (poller, schedule) = match Poller::new(&route, &spec, client, store, ingress)
+        .and_then(|p| Ok((p, schedule(&spec)?)))
+    {
+        Ok(built) => built,
+        Err(reason) => {
+            tracing::error!(route, %reason, "poll endpoint not started");
+            return;
+        }
+    };
+    let mut after = Utc::now();
+    loop {
+        if let Schedule::Cron(cron) = &schedule {
+            let Some(at) = super::timer::wait_for_fire(&route, cron, after, &shutdown).await else {
+                return;
+            };
+            after = at;
+        }
+        match poller.poll_once(&shutdown).await {
+            Ok(report) => {
+                crate::admin::metrics::poll(&route, report.handed_on as u64, report.failed as u64);
+                if report.handed_on > 0 || report.failed > 0 {
+                    tracing::info!(
+                        route,
+                        listed = report.listed,
+                        handed_on = report.handed_on,
+                        seen = report.seen,
+                        failed = report.failed,
+                        "polled"
+                    );
+                } else {
+                    tracing::debug!(
+                        route,
+                        listed = report.listed,
+                        seen = report.seen,
+                        "polled: nothing new"
+                    );
+                }
+            }
+            Err(error) => {
+                crate::admin::metrics::poll(&route, 0, 1);
+                tracing::warn!(route, %error, "poll failed; trying again at the next");
+            }
+        }
+        if let Schedule::Every(every) = &schedule {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(*every) => {}
+            }
+        } else if shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Path, Query, State};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use futures::StreamExt;
+    use serde_json::json;
+
+    use super::*;
+    use crate::adapter::{Adapter, AdapterSpec, OperationSpec, RequestBody};
+    use crate::broker::embedded::EmbeddedBroker;
+    use crate::broker::{Broker, RouteQueue, Topology, work_queue};
+    use crate::route::model::HttpMethod;
+
+    fn program(src: &str) -> Program {
+        Program::compile(src).expect("compiles")
+    }
+
+    #[test]
+    fn items_are_the_outputs_with_arrays_spread_and_null_as_none() {
+        let items = program(".FlowInstances.FlowInstance");
+        let many = json!({"FlowInstances": {"FlowInstance": [{"id": "1"}, {"id": "2"}]}});
+        let one = json!({"FlowInstances": {"FlowInstance": {"id": "1"}}});
+        let none = json!({"FlowInstances": null});
+        assert_eq!(extract_items(&items, &many).unwrap().len(), 2);
+        assert_eq!(
+            extract_items(&items, &one).unwrap(),
+            vec![json!({"id": "1"})]
+        );
+        assert!(extract_items(&items, &none).unwrap().is_empty());
+        let streamed = program(".a[], .b");
+        assert_eq!(
+            extract_items(&streamed, &json!({"a": [1, [2, 3]], "b": 4})).unwrap(),
+            vec![json!(1), json!(2), json!(3), json!(4)]
+        );
+        assert!(extract_items(&program(".a + 1"), &json!({"a": "x"})).is_err());
+    }
+
+    #[test]
+    fn values_are_ordered_as_jq_orders_them() {
+        use Ordering::*;
+        assert_eq!(jq_order(&json!(2), &json!(10)), Less);
+        assert_eq!(jq_order(&json!(2.5), &json!(2.5)), Equal);
+        assert_eq!(
+            jq_order(&json!("2026-11-02 08:14"), &json!("2026-11-02 10:00")),
+            Less
+        );
+        assert_eq!(jq_order(&json!(null), &json!(false)), Less);
+        assert_eq!(jq_order(&json!(true), &json!(0)), Less);
+        assert_eq!(jq_order(&json!(99), &json!("1")), Less);
+        assert_eq!(jq_order(&json!([1, 2]), &json!([1, 3])), Less);
+        assert_eq!(jq_order(&json!([1, 2]), &json!([1])), Greater);
+    }
+
+    #[test]
+    fn the_watermark_never_passes_an_item_not_handed_on() {
+        let v = |s: &str| Some(json!(s));
+        // Everything handed on: the highest value.
+        assert_eq!(
+            advance(None, &[v("10:00"), v("10:05"), v("09:00")], &[]),
+            Some(json!("10:05"))
+        );
+        // Never backwards, never the same again.
+        assert_eq!(advance(Some(&json!("10:05")), &[v("10:00")], &[]), None);
+        assert_eq!(advance(Some(&json!("10:05")), &[v("10:05")], &[]), None);
+        // A held-back item caps it strictly below its own value…
+        assert_eq!(
+            advance(None, &[v("10:00"), v("10:05"), v("10:10")], &[v("10:05")]),
+            Some(json!("10:00"))
+        );
+        // …also when another item shares that value, so both are listed again.
+        assert_eq!(advance(None, &[v("10:05")], &[v("10:05")]), None);
+        // A held-back item without a value could be anywhere: the watermark stays.
+        assert_eq!(advance(None, &[v("10:00")], &[None]), None);
+        // Items without values do not move it.
+        assert_eq!(advance(None, &[None], &[]), None);
+        // Numbers compare as numbers.
+        assert_eq!(
+            advance(Some(&json!(9)), &[Some(json!(10)), Some(json!(100))], &[]),
+            Some(json!(100))
+        );
+    }
+
+    /// A small system to poll: `GET /items?from=` lists `{items: [{id, at}]}` with `at >=
+    /// from`, `GET /items/{id}` answers the item as XML (503 for ids in `failing`), `GET
+    /// /down` answers 503. Every list query is recorded.
+    #[derive(Default)]
+    struct System {
+        items: Mutex<Vec<(String, String)>>,
+        failing: Mutex<Vec<String>>,
+        queries: Mutex<Vec<BTreeMap<String, String>>>,
+        fetched: Mutex<Vec<String>>,
+    }
+
+    async fn serve(system: Arc<System>) -> String {
+        use axum::routing::get;
+        async fn list(
+            State(s): State<Arc<System>>,
+            Query(q): Query<BTreeMap<String, String>>,
+        ) -> axum::Json<Value> {
+            let from = q.get("from").cloned().unwrap_or_default();
+            s.queries.lock().unwrap().push(q);
+            let items: Vec<Value> = s
+                .items
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, at)| *at >= from)
+                .map(|(id, at)| json!({"id": id, "at": at}))
+                .collect();
+            axum::Json(json!({ "items": items }))
+        }
+        async fn fetch(
+            State(s): State<Arc<System>>,
+            Path(id): Path<String>,
+        ) -> axum::response::Response {
+            s.fetched.lock().unwrap().push(id.clone());
+            if s.failing.lock().unwrap().contains(&id) {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            (
+                [("content-type", "text/xml; charset=ISO-8859-1")],
+                format!("<item><id>{id}</id></item>"),
+            )
+                .into_response()
+        }
+        let app = axum::Router::new()
+            .route("/items", get(list))
+            .route("/items/{id}", get(fetch))
+            .route("/down", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+            .with_state(system);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn client(base: &str) -> AdapterClient {
+        let op = |path: &str, query: &[(&str, &str)]| OperationSpec {
+            method: HttpMethod::Get,
+            path: path.into(),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            headers: Default::default(),
+            body: RequestBody::None,
+        };
+        let operations = [
+            (
+                "list".to_string(),
+                op("/items", &[("from", ".watermark"), ("kind", ".kind")]),
+            ),
+            ("get".to_string(), op("/items/{.id}", &[])),
+            ("down".to_string(), op("/down", &[])),
+        ]
+        .into();
+        let adapter = Adapter {
+            spec: AdapterSpec {
+                adapter: "sys".into(),
+                description: None,
+                base_url: base.into(),
+                timeout: Duration::from_secs(5),
+                headers: Default::default(),
+                operations,
+            },
+            file: "adapters/sys.yaml".into(),
+            base_url: base.into(),
+        };
+        AdapterClient::new(&[("sys".to_string(), adapter)].into()).unwrap()
+    }
+
+    fn spec(list: &str, fetch: Option<&str>) -> PollFrom {
+        PollFrom {
+            adapter: "sys".into(),
+            list: list.into(),
+            params: Some(json!({"kind": "ledighet"})),
+            every: Some(Duration::from_millis(50)),
+            cron: None,
+            items: ".items".into(),
+            id: ".id".into(),
+            fetch: fetch.map(str::to_string),
+            watermark: Some(".at".into()),
+        }
+    }
+
+    struct Setup {
+        system: Arc<System>,
+        broker: EmbeddedBroker,
+        store: Store,
+        poller: Poller,
+    }
+
+    async fn setup(list: &str, fetch: Option<&str>) -> Setup {
+        let system = Arc::new(System::default());
+        let base = serve(system.clone()).await;
+        let broker = EmbeddedBroker::new();
+        broker
+            .declare(&Topology {
+                exchanges: vec![],
+                routes: vec![RouteQueue {
+                    route: "polled".into(),
+                    bindings: vec![],
+                }],
+            })
+            .await
+            .unwrap();
+        let store = Store::memory().await.unwrap();
+        let poller = Poller::new(
+            "polled",
+            &spec(list, fetch),
+            client(&base),
+            store.clone(),
+            Ingress::new(Arc::new(broker.clone())),
+        )
+        .unwrap();
+        Setup {
+            system,
+            broker,
+            store,
+            poller,
+        }
+    }
+
+    impl Setup {
+        fn add(&self, id: &str, at: &str) {
+            self.system
+                .items
+                .lock()
+                .unwrap()
+                .push((id.to_string(), at.to_string()));
+        }
+
+        async fn poll(&self) -> PollReport {
+            self.poller
+                .poll_once(&CancellationToken::new())
+                .await
+                .expect("the poll runs")
+        }
+
+        /// Every message waiting in the route's queue (taken and acked).
+        async fn taken(&self) -> Vec<Envelope> {
+            let queue = work_queue("polled");
+            let n = self.broker.queue_depth(&queue).await.unwrap() as usize;
+            let mut c = self.broker.consume(&queue, 100).await.unwrap();
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let d = c.next().await.expect("a message");
+                out.push(d.envelope.clone());
+                d.ack().await.unwrap();
+            }
+            out
+        }
+    }
+
+    #[tokio::test]
+    async fn each_new_item_is_handed_on_once_oldest_first_with_a_stable_id() {
+        let s = setup("list", None).await;
+        s.add("b", "2026-11-02 10:05");
+        s.add("a", "2026-11-02 10:00");
+        let report = s.poll().await;
+        assert_eq!(
+            (report.listed, report.handed_on, report.seen, report.failed),
+            (2, 2, 0, 0)
+        );
+        assert_eq!(report.watermark, Some(json!("2026-11-02 10:05")));
+        let got = s.taken().await;
+        let bodies: Vec<Value> = got
+            .iter()
+            .map(|m| m.json_body().unwrap().into_owned())
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![
+                json!({"id": "a", "at": "2026-11-02 10:00"}),
+                json!({"id": "b", "at": "2026-11-02 10:05"})
+            ]
+        );
+        assert_eq!(got[0].id, s.poller.message_id("a"));
+        assert_eq!(
+            got[0].id,
+            Envelope::keyed("poll/polled", "a", JSON, Body::default()).id
+        );
+        assert!(s.store.is_seen("polled", "a").await.unwrap());
+
+        // The list is asked from the watermark on (inclusive): b comes again, and is seen.
+        s.add("c", "2026-11-02 10:07");
+        let report = s.poll().await;
+        assert_eq!((report.listed, report.handed_on, report.seen), (2, 1, 1));
+        let got = s.taken().await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, s.poller.message_id("c"));
+        let queries = s.system.queries.lock().unwrap().clone();
+        assert_eq!(queries[0].get("from"), None, "no watermark yet");
+        assert_eq!(queries[0].get("kind").map(String::as_str), Some("ledighet"));
+        assert_eq!(
+            queries[1].get("from").map(String::as_str),
+            Some("2026-11-02 10:05")
+        );
+        assert_eq!(
+            s.store.watermark("polled").await.unwrap().as_deref(),
+            Some("\"2026-11-02 10:07\"")
+        );
+
+        // Nothing new: nothing handed on, the watermark stays.
+        let report = s.poll().await;
+        assert_eq!((report.handed_on, report.watermark), (0, None));
+        assert!(s.taken().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_holds_the_watermark_back_and_is_tried_again() {
+        let s = setup("list", Some("get")).await;
+        s.add("1", "2026-11-02 10:00");
+        s.add("2", "2026-11-02 10:05");
+        s.add("3", "2026-11-02 10:10");
+        s.system.failing.lock().unwrap().push("2".into());
+        let report = s.poll().await;
+        assert_eq!((report.handed_on, report.failed), (2, 1));
+        assert_eq!(report.watermark, Some(json!("2026-11-02 10:00")));
+        let got = s.taken().await;
+        assert_eq!(got.len(), 2);
+        // The fetched answer is the message, as it came.
+        assert_eq!(got[0].content_type, "text/xml; charset=ISO-8859-1");
+        assert_eq!(
+            got[0].body.to_bytes(),
+            bytes::Bytes::from("<item><id>1</id></item>")
+        );
+        assert_eq!(got[1].id, s.poller.message_id("3"));
+        assert!(!s.store.is_seen("polled", "2").await.unwrap());
+
+        // The next poll lists from 10:00 and hands on item 2 alone.
+        s.system.failing.lock().unwrap().clear();
+        let report = s.poll().await;
+        assert_eq!((report.handed_on, report.seen, report.failed), (1, 2, 0));
+        assert_eq!(report.watermark, Some(json!("2026-11-02 10:10")));
+        let got = s.taken().await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, s.poller.message_id("2"));
+        assert_eq!(got[0].correlation_id, got[0].id);
+        assert_eq!(
+            s.system.fetched.lock().unwrap().clone(),
+            vec!["1", "2", "3", "2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_marked_seen_before_the_broker_confirmed_it() {
+        let s = setup("list", None).await;
+        s.add("1", "2026-11-02 10:00");
+        s.broker.close().await;
+        let report = s.poll().await;
+        assert_eq!((report.handed_on, report.failed), (0, 1));
+        assert_eq!(report.watermark, None);
+        assert!(!s.store.is_seen("polled", "1").await.unwrap());
+        assert_eq!(s.store.watermark("polled").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_failed_list_changes_nothing_and_items_without_id_hold_back() {
+        let s = setup("down", None).await;
+        let err = s
+            .poller
+            .poll_once(&CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, PollError::List(e) if e.kind == crate::step::FailureKind::Transient)
+        );
+        assert!(
+            err.to_string().contains("sys.down answered HTTP 503"),
+            "{err}"
+        );
+
+        let s = setup("list", None).await;
+        s.add("", "2026-11-02 10:00");
+        s.add("2", "2026-11-02 10:05");
+        let report = s.poll().await;
+        assert_eq!((report.handed_on, report.failed), (1, 1));
+        assert_eq!(report.watermark, None, "below the id-less item's value");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_poll_hands_on_nothing_more() {
+        let s = setup("list", None).await;
+        s.add("1", "2026-11-02 10:00");
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let report = s.poller.poll_once(&stop).await.unwrap();
+        assert_eq!((report.handed_on, report.failed), (0, 1));
+        assert!(s.taken().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn run_polls_at_start_and_stops_on_shutdown() {
+        let s = setup("list", None).await;
+        s.add("1", "2026-11-02 10:00");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            "polled".into(),
+            spec("list", None),
+            s.poller.client.clone(),
+            s.store.clone(),
+            s.poller.ingress.clone(),
+            shutdown.clone(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !s.store.is_seen("polled", "1").await.unwrap() {
+            assert!(std::time::Instant::now() < deadline, "never polled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.taken().await.len(), 1);
+    }
+}
