@@ -8,7 +8,10 @@
 //! - deliveries are acked explicitly; a delivery dropped without ack or nack is redelivered;
 //! - prefetch bounds the unacked deliveries of a consumer (back-pressure);
 //! - `retry_later` redelivers a message to a route's work queue after a delay held by the
-//!   broker, never by the worker; `dead_letter` parks it in `knut.dlq.<id>`.
+//!   broker, never by the worker; `dead_letter` parks it in `knut.dlq.<id>`;
+//! - an ordered route (`ordered_by`) also has partition queues `knut.route.<id>.p<k>`; its
+//!   work queue and partition queues have a *single active consumer*: of several consumers
+//!   only the first delivers, the next takes over when it is gone (failover, in order).
 
 pub mod amqp;
 pub mod conformance;
@@ -31,6 +34,11 @@ pub const INGRESS_EXCHANGE: &str = "knut.ingress";
 /// The work queue of a route.
 pub fn work_queue(route: &str) -> String {
     format!("knut.route.{route}")
+}
+
+/// The queue of partition `k` of an ordered route.
+pub fn partition_queue(route: &str, k: u16) -> String {
+    format!("knut.route.{route}.p{k}")
 }
 
 /// The dead-letter (parking-lot) queue of a route.
@@ -89,6 +97,23 @@ pub struct RouteQueue {
     pub route: String,
     /// (exchange, routing key pattern) pairs bound to the work queue, besides the ingress binding.
     pub bindings: Vec<(String, String)>,
+    /// The partitions of an ordered route, `None` for a route without `ordered_by`. The work
+    /// queue and the partition queues of an ordered route have a single active consumer.
+    pub partitions: Option<u16>,
+}
+
+impl RouteQueue {
+    /// The partition queues of an ordered route, in partition order (none when unordered).
+    pub fn partition_queues(&self) -> Vec<String> {
+        partition_queues(&self.route, self.partitions)
+    }
+}
+
+/// The partition queues of a route with `partitions` (none for `None`), in partition order.
+pub fn partition_queues(route: &str, partitions: Option<u16>) -> Vec<String> {
+    (0..partitions.unwrap_or(0))
+        .map(|k| partition_queue(route, k))
+        .collect()
 }
 
 /// Settles a delivery.

@@ -222,6 +222,7 @@ mod tests {
                 routes: vec![RouteQueue {
                     route: "tick".into(),
                     bindings: vec![],
+                    partitions: None,
                 }],
             })
             .await

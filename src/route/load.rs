@@ -480,7 +480,7 @@ fn ordering_checks(r: &LoadedRoute, d: &mut Vec<Diagnostic>) {
                     "`ordered_by: <jq program giving the key>` beside it, or no `partitions`",
                 ),
             );
-        } else if n < 1 || n > MAX_PARTITIONS {
+        } else if !(1..=MAX_PARTITIONS).contains(&n) {
             d.push(
                 r.diagnostic(
                     "partitions",

@@ -3,8 +3,9 @@
 //! - **Topology** ([`Broker::declare`], idempotent): durable topic exchanges
 //!   (`knut.ingress` and those named); per route a durable work queue `knut.route.<id>`
 //!   (quorum by default, see [`QueueType`]) bound to `knut.ingress` with the route id and
-//!   to its bindings, and a durable dead-letter queue `knut.dlq.<id>`. The retry ladder
-//!   (see [`delay`]) is declared on first use.
+//!   to its bindings, and a durable dead-letter queue `knut.dlq.<id>`; per ordered route
+//!   its partition queues, with `x-single-active-consumer` (see [`definitions`]). The
+//!   retry ladder (see [`delay`]) is declared on first use.
 //! - **Publishing**: one channel per connection in confirm mode, shared by concurrent
 //!   publishers (each awaits its own confirm, nothing is serialised while waiting). Every
 //!   message is persistent and `mandatory`: a returned message is `Unroutable`, a nack is
@@ -205,8 +206,9 @@ fn amqp_err(e: &lapin::Error, subject: impl FnOnce() -> String) -> BrokerError {
             }
             AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
                 return BrokerError::NotDeclared(format!(
-                    "{} as asked: it exists with other arguments ({}); delete it or change \
-                     broker.queue_type to match",
+                    "{} as asked: it exists with other arguments ({}); delete it once it is \
+                     drained, or make broker.queue_type (and the route's ordered_by) match \
+                     how it was declared",
                     subject(),
                     p.get_message()
                 ));
