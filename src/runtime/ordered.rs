@@ -121,6 +121,14 @@ impl Partitioner {
         Ok(partition_of(&self.key(m)?, self.partitions))
     }
 
+    /// What the intake does to a message: find its partition and name it in the
+    /// `knut-partition` header.
+    pub fn assign(&self, m: &mut Envelope) -> Result<u16, StepError> {
+        let k = self.partition(m)?;
+        m.headers.insert(PARTITION.into(), k.to_string());
+        Ok(k)
+    }
+
     /// The message's key: strings as they are, other values as JSON text.
     fn key(&self, m: &Envelope) -> Result<String, StepError> {
         let xml;
@@ -219,9 +227,8 @@ async fn one_at_a_time<F: Future<Output = ()>>(
 async fn forward(worker: &RouteWorker, partitioner: &Partitioner, delivery: Delivery) {
     let (mut envelope, acker) = delivery.into_parts();
     let route = &worker.context.route;
-    match partitioner.partition(&envelope) {
+    match partitioner.assign(&mut envelope) {
         Ok(k) => {
-            envelope.headers.insert(PARTITION.into(), k.to_string());
             let queue = partition_queue(route, k);
             match worker.broker.send_to_queue(&queue, &envelope).await {
                 Ok(()) => {
