@@ -112,12 +112,17 @@ async fn recovers_after_broker_restart() {
         .await
         .unwrap();
     let mut consumer = b.consume(&work_queue(&route), 5).await.unwrap();
+    let held = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("consumer open");
+    assert!(held.is_live(), "a fresh delivery can be settled");
 
     rabbit::stop_node().await;
 
     // The consumer stream ends, so a worker knows to consume again.
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        // "before" may or may not have been delivered before the stop; left unacked, it stays.
+        // "before" is held unacked: it stays in the queue.
         while consumer.next().await.is_some() {}
     })
     .await;
@@ -125,6 +130,11 @@ async fn recovers_after_broker_restart() {
         ended.is_ok(),
         "the consumer stream did not end after the broker stopped"
     );
+    assert!(
+        !held.is_live(),
+        "a delivery of the lost connection cannot be settled any more"
+    );
+    drop(held);
 
     let started = Instant::now();
     let err = b
@@ -438,7 +448,7 @@ async fn topology_definitions_are_what_knut_declares() {
     let mut plain = FieldTable::default();
     plain.insert(
         "x-queue-type".into(),
-        amqp_value(&serde_json::json!("classic")),
+        amqp_value(&serde_json::json!("quorum")),
     );
     let p0 = knutpunkt::broker::partition_queue(&ordered_route, 0);
     let refused = declare_durable(&ch, &p0, plain).await;

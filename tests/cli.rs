@@ -181,7 +181,7 @@ fn topology_prints_rabbitmq_definitions() {
     assert_eq!(names, expected);
     for q in ordered {
         assert_eq!(q["arguments"]["x-single-active-consumer"], true, "{q}");
-        assert_eq!(q["arguments"]["x-queue-type"], "classic", "{q}");
+        assert_eq!(q["arguments"]["x-queue-type"], "quorum", "{q}");
     }
 }
 

@@ -384,8 +384,8 @@ fn one_route(route: &str, partitions: Option<u16>) -> Topology {
 }
 
 /// The queues of an ordered route have a single active consumer: of several consumers only
-/// the first is delivered to; once it has given its delivery back and is gone, the next
-/// takes over where it stopped, in order.
+/// the first is delivered to; once it has released its delivery and is gone, the next
+/// takes over where it stopped, in order (the released message first).
 pub async fn single_active_consumer_hands_over_in_order(broker: &dyn Broker) {
     let route = unique("conf-ordered");
     broker
@@ -402,7 +402,7 @@ pub async fn single_active_consumer_hands_over_in_order(broker: &dyn Broker) {
     let d = next(&mut first).await;
     assert_eq!(text(&d), "1");
     nothing_within(&mut second, Duration::from_millis(300)).await;
-    d.nack(true).await.unwrap();
+    d.release().await;
     drop(first);
     let mut seen = Vec::new();
     for _ in 0..3 {

@@ -123,6 +123,18 @@ pub trait Acker: Send {
     async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
     /// The delivery is not done: put it back (`requeue`) or drop it.
     async fn nack(self: Box<Self>, requeue: bool) -> Result<(), BrokerError>;
+    /// Can the delivery still be settled? False once its channel is gone: the broker has
+    /// then given the message back to its queue (and maybe to another consumer).
+    fn is_live(&self) -> bool {
+        true
+    }
+    /// Give the delivery back *at the head of its queue*, without settling it: the broker
+    /// returns it when the consumer's channel closes, so drop the consumer soon after. (A
+    /// nack with requeue puts it at the back of a RabbitMQ 3.10 quorum queue, behind the
+    /// messages waiting: not what an ordered route may do.)
+    async fn release(self: Box<Self>) {
+        let _ = self.nack(true).await;
+    }
 }
 
 /// A message handed to a consumer, to be acked or nacked.
@@ -152,6 +164,16 @@ impl Delivery {
     /// Nack: give the message back (`requeue`) or discard it.
     pub async fn nack(self, requeue: bool) -> Result<(), BrokerError> {
         self.acker.nack(requeue).await
+    }
+
+    /// Give the delivery back at the head of its queue (see [`Acker::release`]).
+    pub async fn release(self) {
+        self.acker.release().await
+    }
+
+    /// Can the delivery still be settled (see [`Acker::is_live`])?
+    pub fn is_live(&self) -> bool {
+        self.acker.is_live()
     }
 
     /// Split into the message and its acker.

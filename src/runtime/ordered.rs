@@ -23,9 +23,14 @@
 //! - **Single active consumer.** The work queue and the partition queues are declared with
 //!   `x-single-active-consumer` (RabbitMQ; the embedded broker honours the same flag). With
 //!   several knut instances each queue delivers to one of them at a time; when it dies,
-//!   RabbitMQ hands the queue — its unacked message first — to the next. A queue is only
-//!   released (its consumer dropped) between messages, never with one in hand, so a graceful
+//!   RabbitMQ hands the queue — what it held first — to the next. A queue is only released
+//!   (its consumer dropped) between messages, never with one in hand, so a graceful
 //!   hand-over cannot reorder either.
+//! - **Giving back without reordering.** A message is never given back with a nack: a
+//!   RabbitMQ 3.10 quorum queue puts a nacked message *behind* the waiting ones. Instead the
+//!   delivery is released unsettled and the consumer dropped; its channel is closed before
+//!   the consumer is let go (see `broker::amqp`), and RabbitMQ returns what a closed channel
+//!   held to the head of the queue. Both were found by the conformance test on RabbitMQ.
 //! - **Retries in place.** A transient failure is retried *by the worker*, with the route's
 //!   backoff, while the delivery stays unacked: the deliberate exception to "the broker holds
 //!   the delay", since a retry through the broker's delay queues would let the key's later
@@ -34,7 +39,10 @@
 //!   moves on — order for the key continues without it; a replay puts it at the end. (The
 //!   loader refuses retry policies that could hold a message longer than 15 minutes:
 //!   RabbitMQ closes a consumer that holds a message 30 minutes.) A shutdown during the
-//!   backoff gives the message back at the head of its partition; its attempts count anew.
+//!   backoff gives the message back to the head of its partition; its attempts count anew.
+//!   A retry is only made while the delivery's channel is alive: once it is gone the
+//!   broker has handed the message on, and another attempt here could repeat its side
+//!   effect after later messages.
 //!
 //! ## Why not the consistent-hash exchange
 //!
@@ -46,11 +54,13 @@
 //!
 //! ## Limits (see the README, "Ordering")
 //!
-//! - At-least-once still holds: after a crash or a lost connection a message may be
-//!   processed again after later messages of its key were (its side effects must be
-//!   idempotent, as everywhere).
+//! - At-least-once still holds: a message whose ack was lost (a crash, a lost connection)
+//!   is processed again — before the later messages of its partition, but an attempt that
+//!   was already under way when the connection went may still finish while the next
+//!   instance repeats it. Side effects must be idempotent, as everywhere.
 //! - Throughput is at most `partitions` messages at a time for the whole route, however many
 //!   instances run: the others are hot standbys. Keys of one partition wait for each other.
+//!   The intake costs a confirmed put and an ack per message, one message at a time.
 //! - Changing `partitions` moves keys to other partitions: drain the route first.
 //! - The key may be a personnummer: it is never logged, put in a header, a metric or an
 //!   error text; only the partition number is (`knut-partition`).
@@ -187,10 +197,21 @@ pub async fn run(worker: RouteWorker, partitioner: Partitioner, shutdown: Cancel
     tracing::debug!("ordered route stopped");
 }
 
-/// Consume `queue` one delivery at a time until `shutdown`, each settled by `handle` before
-/// the next is taken; consume again when the stream ends (connection lost). The consumer is
-/// dropped only between deliveries, so its queue is handed over with nothing in hand.
-async fn one_at_a_time<F: Future<Output = ()>>(
+/// What to do after a delivery was handled.
+enum Flow {
+    /// Take the next delivery.
+    Next,
+    /// Drop the consumer and consume again after a pause: the delivery was given back (it
+    /// returns at the head of the queue when the consumer's channel closes), or its channel
+    /// is gone.
+    Again,
+}
+
+/// Consume `queue` one delivery at a time until `shutdown`, each settled (or given back) by
+/// `handle` before the next is taken; consume again when the stream ends (connection lost)
+/// or `handle` asks for it. The consumer is dropped only between deliveries, so its queue
+/// is handed over with nothing in hand.
+async fn one_at_a_time<F: Future<Output = Flow>>(
     worker: &RouteWorker,
     queue: &str,
     shutdown: &CancellationToken,
@@ -208,7 +229,9 @@ async fn one_at_a_time<F: Future<Output = ()>>(
                     tracing::warn!(route = %route, queue, "consumer ended; consuming again");
                     break;
                 };
-                handle(delivery).await;
+                if let Flow::Again = handle(delivery).await {
+                    break;
+                }
             },
             Err(e) => {
                 tracing::warn!(route = %route, queue, error = %e, "cannot consume; trying again");
@@ -222,30 +245,15 @@ async fn one_at_a_time<F: Future<Output = ()>>(
 }
 
 /// The intake: put a message into its partition (confirmed), then ack it. A message without
-/// a key is dead-lettered; one the broker would not take is given back, at the head of the
-/// work queue, after a pause.
-async fn forward(worker: &RouteWorker, partitioner: &Partitioner, delivery: Delivery) {
+/// a key is dead-lettered. One the broker would not take is given back to the head of the
+/// work queue, and the intake consumes again after a pause.
+async fn forward(worker: &RouteWorker, partitioner: &Partitioner, delivery: Delivery) -> Flow {
     let (mut envelope, acker) = delivery.into_parts();
     let route = &worker.context.route;
-    match partitioner.assign(&mut envelope) {
-        Ok(k) => {
-            let queue = partition_queue(route, k);
-            match worker.broker.send_to_queue(&queue, &envelope).await {
-                Ok(()) => {
-                    if let Err(e) = acker.ack().await {
-                        tracing::warn!(route = %route, message_id = %envelope.id, error = %e,
-                            "ack failed after the message reached its partition; the broker will deliver it again (a duplicate, in order)");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(route = %route, message_id = %envelope.id, partition = k, error = %e,
-                        "cannot put the message into its partition; giving it back");
-                    tokio::time::sleep(BROKER_BACKOFF).await;
-                    let _ = acker.nack(true).await;
-                }
-            }
-        }
+    let k = match partitioner.assign(&mut envelope) {
+        Ok(k) => k,
         Err(error) => {
+            // No key, no place in the order: its own position does not matter.
             let span = worker.span(&envelope);
             async {
                 metrics::message_in(route);
@@ -258,31 +266,68 @@ async fn forward(worker: &RouteWorker, partitioner: &Partitioner, delivery: Deli
             }
             .instrument(span)
             .await;
+            return Flow::Next;
+        }
+    };
+    if !acker.is_live() {
+        // The connection was lost: the message is back in the work queue, and a put now
+        // could land behind later messages that the next consumer has put.
+        return Flow::Again;
+    }
+    match worker
+        .broker
+        .send_to_queue(&partition_queue(route, k), &envelope)
+        .await
+    {
+        Ok(()) => match acker.ack().await {
+            Ok(()) => Flow::Next,
+            Err(e) => {
+                tracing::warn!(route = %route, message_id = %envelope.id, error = %e,
+                    "ack failed after the message reached its partition; the broker will deliver it again (a duplicate, in order)");
+                Flow::Again
+            }
+        },
+        Err(e) => {
+            tracing::warn!(route = %route, message_id = %envelope.id, partition = k, error = %e,
+                "cannot put the message into its partition; giving it back");
+            acker.release().await;
+            Flow::Again
         }
     }
 }
 
 /// A partition worker's handling of one delivery: run the steps; retry a transient failure
 /// in place (the delivery stays unacked, the partition waits) until the attempts are used;
-/// then settle it like any route does (ack, or dead letter).
+/// then ack or dead-letter it. Whatever stops it early — shutdown, a lost channel, a broker
+/// refusing the dead letter — gives the delivery back to the head of the partition.
 async fn process(
     worker: &RouteWorker,
     delivery: Delivery,
     permits: &Arc<Semaphore>,
     shutdown: &CancellationToken,
-) {
+) -> Flow {
     let (mut envelope, acker) = delivery.into_parts();
     let route = &worker.context.route;
     loop {
         let span = worker.span(&envelope);
+        if !acker.is_live() {
+            // The connection was lost (during a backoff, say): the broker has given the
+            // message back to the head of its partition, maybe to another instance already.
+            // Another attempt here could repeat its side effect after later messages.
+            span.in_scope(|| {
+                tracing::warn!(
+                    "the delivery's channel closed; the message goes on from the broker"
+                );
+            });
+            return Flow::Again;
+        }
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.ok(),
             _ = shutdown.cancelled() => None,
         };
         let Some(permit) = permit else {
-            // Stopping: give the message back at the head of its partition.
-            let _ = acker.nack(true).await;
-            return;
+            acker.release().await;
+            return Flow::Again;
         };
         let started = Instant::now();
         let result = worker.run_steps(&envelope).instrument(span.clone()).await;
@@ -291,16 +336,32 @@ async fn process(
             Ok(passed) => {
                 let (outcome, step, detail) = worker.finish(passed, acker).instrument(span).await;
                 worker.record(&envelope, &step, outcome, started, detail);
-                return;
+                return match outcome {
+                    Outcome::Requeued => Flow::Again,
+                    _ => Flow::Next,
+                };
             }
             Err(failure) => failure,
         };
         let error = &failure.error;
         if error.kind != FailureKind::Transient || envelope.attempt >= worker.retry.attempts {
-            let outcome = worker
-                .fail(envelope.clone(), &failure.step, error, acker)
-                .instrument(span)
+            let parked = worker
+                .park(envelope.clone(), &failure.step, error)
+                .instrument(span.clone())
                 .await;
+            let (outcome, flow) = match parked {
+                Ok(outcome) => match acker.ack().await {
+                    Ok(()) => (outcome, Flow::Next),
+                    Err(_) => (Outcome::Requeued, Flow::Again),
+                },
+                Err(e) => {
+                    span.in_scope(|| {
+                        tracing::error!(error = %e, "the broker refused the dead letter; giving the delivery back");
+                    });
+                    acker.release().await;
+                    (Outcome::Requeued, Flow::Again)
+                }
+            };
             worker.record(
                 &envelope,
                 &failure.step,
@@ -308,7 +369,7 @@ async fn process(
                 started,
                 Some(error.message.clone()),
             );
-            return;
+            return flow;
         }
         let delay = worker.retry.delay(envelope.attempt);
         span.in_scope(|| {
@@ -331,8 +392,8 @@ async fn process(
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.cancelled() => {
-                let _ = acker.nack(true).await;
-                return;
+                acker.release().await;
+                return Flow::Again;
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The route worker: consumes a route's work queue and runs each delivery through the
-//! route's steps, with the route's error policy (the dead letter channel).
+//! route's steps, with the route's error policy (the dead letter channel). An ordered route
+//! (`ordered_by`) runs the same steps and policy through [`super::ordered`] instead.
 //!
 //! A delivery is acked only when everything it caused is durable: its steps succeeded (their
 //! publishes confirmed, their adapter calls answered), or the retry or dead letter that
@@ -229,58 +230,21 @@ impl RouteWorker {
     }
 
     /// Settle a delivery whose steps failed: retry it later through the broker (a transient
-    /// failure with attempts left) or dead-letter it.
+    /// failure with attempts left) or dead-letter it, then ack it; when the broker refuses
+    /// either, give the delivery back after a pause.
     pub(crate) async fn fail(
         &self,
-        mut e: Envelope,
+        e: Envelope,
         step: &str,
         error: &crate::step::StepError,
         acker: Box<dyn Acker>,
     ) -> Outcome {
-        let route = &self.context.route;
-        mark_failed(&mut e);
-        let retry = error.kind == FailureKind::Transient && e.attempt < self.retry.attempts;
-        let published = if retry {
-            let delay = self.retry.delay(e.attempt);
-            tracing::info!(step, error = %error.message, delay_ms = delay.as_millis() as u64, "transient failure; retrying later");
-            e.attempt += 1;
-            e.headers
-                .insert(LAST_ERROR.to_string(), error.message.clone());
-            self.broker.retry_later(route, &e, delay).await
-        } else {
-            tracing::warn!(step, error = %error.message, attempts = e.attempt, "dead-lettered");
-            e.headers.insert(
-                header::DEAD_LETTER_REASON.to_string(),
-                error.message.clone(),
-            );
-            e.headers
-                .insert(header::DEAD_LETTER_STEP.to_string(), step.to_string());
-            e.headers
-                .insert(DEAD_LETTER_ROUTE.to_string(), route.to_string());
-            e.headers
-                .insert(ATTEMPTS.to_string(), e.attempt.to_string());
-            self.broker.dead_letter(route, &e).await
-        };
-        match published {
-            Ok(()) => {
-                if !retry {
-                    // The dead letter is parked: free the idempotency keys this message
-                    // claimed, or a corrected resend of the same key would be suppressed as a
-                    // duplicate and lost silently (a replay of the dead letter claims anew).
-                    if let Err(err) = self.context.store.release_keys_of(e.id).await {
-                        tracing::warn!(error = %err, "could not release the dead letter's idempotency keys; a resend with the same key will be suppressed");
-                    }
-                }
+        match self.park(e, step, error).await {
+            Ok(outcome) => {
                 if let Err(err) = acker.ack().await {
                     tracing::warn!(error = %err, "ack failed; the broker will redeliver");
                 }
-                if retry {
-                    metrics::message_retried(route);
-                    Outcome::Retry
-                } else {
-                    metrics::message_dead_lettered(route);
-                    Outcome::DeadLetter
-                }
+                outcome
             }
             Err(err) => {
                 tracing::error!(error = %err, "the broker refused the retry or dead letter; giving the delivery back");
@@ -289,6 +253,50 @@ impl RouteWorker {
                 Outcome::Requeued
             }
         }
+    }
+
+    /// Put a failed message where it goes next — the broker's retry delay (a transient
+    /// failure with attempts left) or the dead-letter queue — without settling its delivery.
+    /// [`Outcome::Retry`] or [`Outcome::DeadLetter`] once the broker has it.
+    pub(crate) async fn park(
+        &self,
+        mut e: Envelope,
+        step: &str,
+        error: &crate::step::StepError,
+    ) -> Result<Outcome, crate::broker::BrokerError> {
+        let route = &self.context.route;
+        mark_failed(&mut e);
+        let retry = error.kind == FailureKind::Transient && e.attempt < self.retry.attempts;
+        if retry {
+            let delay = self.retry.delay(e.attempt);
+            tracing::info!(step, error = %error.message, delay_ms = delay.as_millis() as u64, "transient failure; retrying later");
+            e.attempt += 1;
+            e.headers
+                .insert(LAST_ERROR.to_string(), error.message.clone());
+            self.broker.retry_later(route, &e, delay).await?;
+            metrics::message_retried(route);
+            return Ok(Outcome::Retry);
+        }
+        tracing::warn!(step, error = %error.message, attempts = e.attempt, "dead-lettered");
+        e.headers.insert(
+            header::DEAD_LETTER_REASON.to_string(),
+            error.message.clone(),
+        );
+        e.headers
+            .insert(header::DEAD_LETTER_STEP.to_string(), step.to_string());
+        e.headers
+            .insert(DEAD_LETTER_ROUTE.to_string(), route.to_string());
+        e.headers
+            .insert(ATTEMPTS.to_string(), e.attempt.to_string());
+        self.broker.dead_letter(route, &e).await?;
+        // The dead letter is parked: free the idempotency keys this message claimed, or a
+        // corrected resend of the same key would be suppressed as a duplicate and lost
+        // silently (a replay of the dead letter claims anew).
+        if let Err(err) = self.context.store.release_keys_of(e.id).await {
+            tracing::warn!(error = %err, "could not release the dead letter's idempotency keys; a resend with the same key will be suppressed");
+        }
+        metrics::message_dead_lettered(route);
+        Ok(Outcome::DeadLetter)
     }
 }
 

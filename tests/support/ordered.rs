@@ -222,7 +222,9 @@ pub async fn send(http: SocketAddr, route: String, seqs: std::ops::Range<u64>) {
             let body =
                 serde_json::json!({"student": format!("elev-{i}"), "seq": seq, "note": "fiktiv"});
             let resp = client.post(&url).json(&body).send().await.expect("sent");
-            assert_eq!(resp.status(), 202, "event {seq} of elev-{i} accepted");
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            assert_eq!(status, 202, "event {seq} of elev-{i} accepted: {text}");
         }
     }
 }

@@ -11,13 +11,10 @@
 //! - per route the retry ladder `knut.retry.<id>.<rung>` (classic, `x-message-ttl`,
 //!   dead-lettering to the work queue through the default exchange). knut declares these
 //!   on first use; the definitions list them all so an imported broker needs nothing more;
-//! - per ordered route (`ordered_by`) the partition queues `knut.route.<id>.p<k>` (reached
-//!   through the default exchange, no bindings); its work queue and every partition queue
-//!   are **classic** queues with `x-single-active-consumer: true`, whatever
-//!   `broker.queue_type` says: a classic queue puts a message given back (nack, a consumer
-//!   gone) at its old place, while a quorum queue (RabbitMQ 3.x) puts it behind the
-//!   messages waiting — which would let a key's later messages overtake it at every
-//!   fail-over. An ordered route retries in place, so it has no retry ladder.
+//! - per ordered route (`ordered_by`) the partition queues `knut.route.<id>.p<k>` (same
+//!   type, reached through the default exchange, no bindings); its work queue and every
+//!   partition queue get `x-single-active-consumer: true`. An ordered route retries in
+//!   place, so it has no retry ladder.
 
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::{Map, Value, json};
@@ -72,10 +69,9 @@ impl QueueSpec {
         }
     }
 
-    /// A queue of an ordered route: classic (a message given back keeps its place), one
-    /// consumer at a time delivers, the next takes over.
-    fn single_active(name: String) -> Self {
-        let mut spec = QueueSpec::new(name, QueueType::Classic);
+    /// A queue of an ordered route: one consumer at a time delivers, the next takes over.
+    fn single_active(name: String, queue_type: QueueType) -> Self {
+        let mut spec = QueueSpec::new(name, queue_type);
         spec.arguments
             .push(("x-single-active-consumer", Argument::Bool(true)));
         spec
@@ -156,13 +152,13 @@ pub fn plan(topology: &Topology, queue_type: QueueType) -> Definitions {
     for rq in &topology.routes {
         let wq = work_queue(&rq.route);
         if rq.partitions.is_some() {
-            queues.push(QueueSpec::single_active(wq.clone()));
+            queues.push(QueueSpec::single_active(wq.clone(), queue_type));
         } else {
             queues.push(QueueSpec::new(wq.clone(), queue_type));
         }
         queues.push(QueueSpec::new(dead_letter_queue(&rq.route), queue_type));
         for pq in rq.partition_queues() {
-            queues.push(QueueSpec::single_active(pq));
+            queues.push(QueueSpec::single_active(pq, queue_type));
         }
         bindings.push(Binding {
             exchange: INGRESS_EXCHANGE.to_string(),
@@ -345,7 +341,7 @@ mod tests {
             "no retry ladder for an ordered route"
         );
         let sac = vec![
-            ("x-queue-type", Argument::Text("classic".into())),
+            ("x-queue-type", Argument::Text("quorum".into())),
             ("x-single-active-consumer", Argument::Bool(true)),
         ];
         for q in [ordered[0], ordered[2], ordered[3], ordered[4]] {
