@@ -18,6 +18,7 @@ pub mod expr;
 pub mod resources;
 pub mod route;
 pub mod runtime;
+pub mod sandbox;
 pub mod schema;
 pub mod step;
 pub mod store;

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use knutpunkt::broker::amqp::{AmqpBroker, AmqpOptions};
 use knutpunkt::broker::{
-    Broker, BrokerError, Consumer, INGRESS_EXCHANGE, RouteQueue, Topology, work_queue,
+    Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology, work_queue,
 };
 use knutpunkt::envelope::{Body, Envelope};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
@@ -73,6 +73,12 @@ impl Broker for Guarded {
     }
     async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
         self.broker.queue_depth(queue).await
+    }
+    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
+        self.broker.browse(queue).await
+    }
+    async fn take(&self, queue: &str, ids: &[uuid::Uuid]) -> Result<Vec<Delivery>, BrokerError> {
+        self.broker.take(queue, ids).await
     }
     fn is_connected(&self) -> bool {
         self.broker.is_connected()
@@ -533,4 +539,114 @@ async fn an_ordered_route_fails_over_between_instances_in_order() {
         "the standby instance never took over"
     );
     b.shutdown(Duration::from_secs(10)).await;
+}
+
+/// A quorum queue on which every return of a message counts: `x-delivery-limit: 1`, so a
+/// message returned twice is dropped (as RabbitMQ 4 does after 20 with its default limit).
+async fn strict_quorum_queue(ch: &lapin::Channel, name: &str) {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(1));
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        args,
+    )
+    .await
+    .expect("declare a quorum queue with a delivery limit");
+}
+
+/// Browsing and taking never return a message to its queue, so no delivery limit can drop a
+/// dead letter: on a quorum queue with `x-delivery-limit: 1`, listings, takes given back
+/// (nacked and dropped) keep every message. The control shows the hazard is real on this
+/// broker: a browse by `basic.get` and nack with requeue loses the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsing_never_counts_toward_a_delivery_limit() {
+    use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeleteOptions};
+    let g = guarded().await;
+    let b = &g.broker;
+    let conn = lapin::Connection::connect(
+        &rabbit::amqp_url().await,
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+
+    let control = unique("limit-control");
+    strict_quorum_queue(&ch, &control).await;
+    b.send_to_queue(&control, &msg("browsed naively"))
+        .await
+        .expect("send");
+    for _ in 0..5 {
+        let got = ch
+            .basic_get(control.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .expect("basic.get");
+        let Some(got) = got else { break };
+        got.delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await
+            .expect("nack");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        b.queue_depth(&control).await.expect("depth"),
+        0,
+        "control: get + requeue past the delivery limit should have dropped the message"
+    );
+
+    let q = unique("limit-dlq");
+    strict_quorum_queue(&ch, &q).await;
+    let sent: Vec<Envelope> = (0..3).map(|i| msg(&format!("dead letter {i}"))).collect();
+    for m in &sent {
+        b.send_to_queue(&q, m).await.expect("send");
+    }
+    let sent_ids: Vec<uuid::Uuid> = sent.iter().map(|m| m.id).collect();
+    let listed = || async {
+        let all = b.browse(&q).await.expect("browse");
+        all.iter().map(|e| e.id).collect::<Vec<uuid::Uuid>>()
+    };
+    for i in 0..5 {
+        assert_eq!(listed().await, sent_ids, "listing {i}");
+    }
+    let mut want = sent_ids.clone();
+    want.sort();
+    for round in 0..3 {
+        let mut taken = b.take(&q, &[sent[1].id]).await.expect("take");
+        taken.remove(0).nack(true).await.expect("give back");
+        // Dropped unsettled: given back in the background.
+        drop(b.take(&q, &[sent[2].id]).await.expect("take"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut now = listed().await;
+            now.sort();
+            if now == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: a message was lost: {now:?} of {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for name in [&control, &q] {
+        let _ = ch
+            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "done".into()).await;
 }

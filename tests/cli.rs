@@ -226,3 +226,25 @@ fn every_step_kind_passes_its_route_tests() {
         );
     }
 }
+
+#[test]
+fn dlq_without_a_running_knut_says_so_and_fails() {
+    let admin = format!("127.0.0.1:{}", support::root::free_port());
+    let o = knut(
+        &repo(),
+        &["dlq", "list", "placement-change", "--admin", &admin],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("cannot reach knut at {admin}"))
+            && text(&o).contains("is `knut run` running?"),
+        "{}",
+        text(&o)
+    );
+    let o = knut(
+        &repo(),
+        &["dlq", "replay", "placement-change", "--admin", &admin],
+    );
+    assert!(!o.status.success(), "replay needs an id or --all");
+    assert!(text(&o).contains("<ID>"), "{}", text(&o));
+}

@@ -9,6 +9,9 @@
 //! Each test runs alone (they share the private broker node, and one of them stops it), is
 //! bounded in messages and time, talks only to 127.0.0.1, and kills only the `knut`
 //! processes it started. The message bodies are fictional (`{"n": 17, "note": "fiktiv"}`).
+//!
+//! The dead-letter proof (poison → fix → `knut dlq replay` → delivered once) runs here on
+//! RabbitMQ and, with the same code, on the embedded broker.
 
 #[path = "support/rabbit.rs"]
 mod rabbit;
@@ -47,6 +50,8 @@ struct Record {
     refused: u64,
     /// Successful `/other` calls: the distinct n.
     other: BTreeSet<u64>,
+    /// Successful `/deliver` calls per n (repeats of a key included).
+    receipts: BTreeMap<u64, u64>,
 }
 
 #[derive(Default)]
@@ -54,6 +59,8 @@ struct SinkState {
     record: Mutex<Record>,
     /// Answer `/deliver` with 503 while set.
     unavailable: AtomicBool,
+    /// Answer `/deliver` with 503 for these n (poison messages) until they are removed.
+    poisoned: Mutex<BTreeSet<u64>>,
 }
 
 struct Sink {
@@ -82,7 +89,7 @@ async fn deliver(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let refuse = s.unavailable.load(Ordering::SeqCst);
+    let refuse = s.unavailable.load(Ordering::SeqCst) || s.poisoned.lock().unwrap().contains(&n);
     let mut r = s.record.lock().unwrap();
     r.attempts.entry(n).or_default().push(Instant::now());
     if refuse {
@@ -90,6 +97,7 @@ async fn deliver(
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     r.raw += 1;
+    *r.receipts.entry(n).or_default() += 1;
     r.keys.entry(n).or_default().insert(key);
     StatusCode::OK
 }
@@ -220,7 +228,8 @@ fn make_root(tag: &str) -> tempfile::TempDir {
 
 struct Knut {
     root: PathBuf,
-    amqp: String,
+    /// RabbitMQ, or the embedded broker when `None`.
+    amqp: Option<String>,
     sink: String,
     http: u16,
     admin: u16,
@@ -232,13 +241,20 @@ impl Knut {
     fn new(root: &Path, amqp: &str, sink: &Sink) -> Knut {
         Knut {
             root: root.to_path_buf(),
-            amqp: amqp.to_string(),
+            amqp: Some(amqp.to_string()),
             sink: sink.url(),
             http: root::free_port(),
             admin: root::free_port(),
             child: None,
             runs: 0,
         }
+    }
+
+    /// The same on the embedded broker (in memory: nothing survives a restart).
+    fn embedded(root: &Path, sink: &Sink) -> Knut {
+        let mut knut = Knut::new(root, "", sink);
+        knut.amqp = None;
+        knut
     }
 
     fn log(&self, run: u32) -> PathBuf {
@@ -251,11 +267,15 @@ impl Knut {
         self.runs += 1;
         let log = std::fs::File::create(self.log(self.runs)).unwrap();
         let store = self.root.join("data/knut.db");
-        let child = Command::new(env!("CARGO_BIN_EXE_knut"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_knut"));
+        match &self.amqp {
+            Some(url) => command.env("KNUT__BROKER__URL", url),
+            None => command.env_remove("KNUT__BROKER__URL"),
+        };
+        let child = command
             .arg("--root")
             .arg(&self.root)
             .arg("run")
-            .env("KNUT__BROKER__URL", &self.amqp)
             .env("KNUT__HTTP__BIND", format!("127.0.0.1:{}", self.http))
             .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{}", self.admin))
             .env(
@@ -702,4 +722,199 @@ async fn outage_beyond_the_retry_budget_dead_letters_and_a_resend_is_delivered()
     tally.assert_exactly_once(COUNT, "resend after dead letters");
     assert_eq!(tally.raw, COUNT);
     assert_eq!(knut.terminate().await.code(), Some(0));
+}
+
+// ---------------------------------------------------------------------------------------
+// Dead letters: poison → fix → replay once
+// ---------------------------------------------------------------------------------------
+
+/// `knut dlq ARGS… --admin` against `knut`: (success, stdout, stderr).
+async fn knut_dlq(knut: &Knut, args: &[&str]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_knut"));
+    command
+        .arg("--root")
+        .arg(&knut.root)
+        .arg("dlq")
+        .args(args)
+        .args(["--admin", &format!("127.0.0.1:{}", knut.admin)])
+        .env_remove("KNUT__ADMIN__BIND");
+    let out = tokio::task::spawn_blocking(move || command.output().expect("knut dlq runs"))
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The dead letters of `route` as the admin API lists them.
+async fn dead_letters(http: &reqwest::Client, knut: &Knut, route: &str) -> Vec<serde_json::Value> {
+    let url = format!("http://127.0.0.1:{}/api/routes/{route}/dlq", knut.admin);
+    let list: serde_json::Value = http
+        .get(url)
+        .send()
+        .await
+        .expect("admin API")
+        .json()
+        .await
+        .expect("a JSON list");
+    list["dead_letters"].as_array().cloned().unwrap_or_default()
+}
+
+/// One poison message among a stream: the downstream answers 503 for it (and only it), so
+/// after the route's three attempts it lands in the dead-letter queue with its reason while
+/// the rest of the stream is delivered. `knut dlq show` shows it with its personnummer
+/// masked. Then the downstream is fixed and `knut dlq replay` (the real CLI against the
+/// running knut) delivers it exactly once; the dead-letter queue is empty and the journal
+/// records the replay.
+async fn poison_is_dead_lettered_then_replayed_once(tag: &str, amqp: Option<String>) {
+    const COUNT: u64 = 30;
+    const POISON: u64 = 13;
+    const PNR: &str = "20130412-2383";
+    let root = make_root(tag);
+    let sink = Sink::start().await;
+    sink.state.poisoned.lock().unwrap().insert(POISON);
+    let http = client();
+    let mut knut = match &amqp {
+        Some(url) => Knut::new(root.path(), url, &sink),
+        None => Knut::embedded(root.path(), &sink),
+    };
+    knut.start(&http).await;
+    let route = format!("faults-{tag}-brief");
+
+    let poison = serde_json::json!({"n": POISON, "note": "fiktiv", "civicNo": PNR});
+    let accepted = http
+        .post(format!("http://127.0.0.1:{}/in/faults/brief", knut.http))
+        .json(&poison)
+        .send()
+        .await
+        .expect("post the poison");
+    assert_eq!(accepted.status(), 202);
+    post_all(
+        http.clone(),
+        knut.http,
+        "/in/faults/brief",
+        (0..COUNT).filter(|n| *n != POISON),
+        2,
+        60,
+    )
+    .await
+    .unwrap();
+    wait_for(30, "the rest of the stream", || {
+        sink.delivered() as u64 == COUNT - 1
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead = dead_letters(&http, &knut, &route).await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison was never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let id = dead[0]["id"].as_str().expect("an id").to_string();
+    assert_eq!(dead[0]["attempts"], 3, "{dead:?}");
+    assert_eq!(dead[0]["step"], "steps[1].to", "{dead:?}");
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("503")),
+        "{dead:?}"
+    );
+    assert_eq!(
+        sink.state.record.lock().unwrap().attempts[&POISON].len(),
+        3,
+        "three attempts, then the dead-letter queue"
+    );
+    assert!(
+        !sink
+            .state
+            .record
+            .lock()
+            .unwrap()
+            .receipts
+            .contains_key(&POISON)
+    );
+
+    let (ok, list, err) = knut_dlq(&knut, &["list", &route]).await;
+    assert!(ok, "knut dlq list: {err}");
+    assert!(
+        list.contains(&id) && list.contains("1 dead letter in"),
+        "{list}"
+    );
+    let (ok, shown, err) = knut_dlq(&knut, &["show", &route, &id]).await;
+    assert!(ok, "knut dlq show: {err}");
+    assert!(!shown.contains(PNR), "the personnummer leaked:\n{shown}");
+    assert!(shown.contains("20130412-****"), "{shown}");
+    assert!(
+        shown.contains("fiktiv") && shown.contains("attempts:       3"),
+        "{shown}"
+    );
+
+    // Fixed downstream; the replay delivers the poison exactly once.
+    sink.state.poisoned.lock().unwrap().clear();
+    let (ok, out, err) = knut_dlq(&knut, &["replay", &route, &id]).await;
+    assert!(ok, "knut dlq replay: {err}");
+    assert!(out.contains(&format!("replayed {id}")), "{out}");
+    wait_for(30, "the replayed poison to be delivered", || {
+        sink.state
+            .record
+            .lock()
+            .unwrap()
+            .receipts
+            .contains_key(&POISON)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sink.state.record.lock().unwrap().receipts[&POISON],
+        1,
+        "the replay is delivered exactly once"
+    );
+    let tally = sink.tally(COUNT);
+    tally.assert_exactly_once(COUNT, "poison replayed");
+    assert_eq!(tally.raw, COUNT, "no call repeated");
+    let (ok, list, err) = knut_dlq(&knut, &["list", &route]).await;
+    assert!(ok, "knut dlq list: {err}");
+    assert_eq!(list.trim(), format!("no dead letters in knut.dlq.{route}"));
+    let (ok, _, err) = knut_dlq(&knut, &["replay", &route, &id]).await;
+    assert!(!ok, "a second replay of the same id must fail");
+    assert!(err.contains("no dead letter with id"), "{err}");
+
+    let store = knutpunkt::store::Store::connect(&format!(
+        "sqlite://{}",
+        root.path().join("data/knut.db").display()
+    ))
+    .await
+    .expect("the journal");
+    let correlation = uuid::Uuid::parse_str(dead[0]["correlation_id"].as_str().unwrap()).unwrap();
+    let hops = store.journal_for(correlation).await.expect("journal rows");
+    let replays: Vec<_> = hops
+        .iter()
+        .filter(|h| h.step == "replay" && h.route == route)
+        .collect();
+    assert_eq!(replays.len(), 1, "{hops:?}");
+    assert_eq!(replays[0].outcome, "replayed");
+    assert_eq!(replays[0].message_id.to_string(), id);
+    store.close().await;
+    assert_eq!(knut.terminate().await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_poison_is_replayed_once_on_rabbitmq() {
+    let _serial = SERIAL.lock().await;
+    let amqp = rabbit::amqp_url().await;
+    poison_is_dead_lettered_then_replayed_once("dlq", Some(amqp)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_poison_is_replayed_once_on_the_embedded_broker() {
+    let _serial = SERIAL.lock().await;
+    poison_is_dead_lettered_then_replayed_once("dlqembedded", None).await;
 }

@@ -174,3 +174,131 @@ steps:
         );
     }
 }
+
+/// `knut run` with its sandbox, as a developer starts it: a start, a scope change and an
+/// end of Leo's fritidshem placement reported at the HTTP ingress reach the (simulated)
+/// elevregister as SS 12000 placements and each opens an errand in case management.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_changes_reach_the_sandboxed_systems() {
+    let root = copy_root();
+    let (http, admin, sandbox) = (free_port(), free_port(), free_port());
+    let base = format!("http://127.0.0.1:{sandbox}/sandbox");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_knut"))
+        .arg("--root")
+        .arg(root.path())
+        .arg("run")
+        .env("KNUT__HTTP__BIND", format!("127.0.0.1:{http}"))
+        .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{admin}"))
+        .env("KNUT__SANDBOX__BIND", format!("127.0.0.1:{sandbox}"))
+        .env(
+            "KNUT_ADAPTER_ELEVREGISTER_URL",
+            format!("{base}/elevregister"),
+        )
+        .env("KNUT_ADAPTER_CASEDATA_URL", format!("{base}/casedata"))
+        .env_remove("KNUT__BROKER__URL")
+        .env_remove("KNUT__SANDBOX__ENABLED")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("knut starts");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&format!("http://127.0.0.1:{admin}/readyz")).map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "knut never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let change = |kind: &str, scope: Option<&str>, hours: Option<u32>, date: &str| {
+        let mut v = serde_json::json!({
+            "operator": "559999-9991",
+            "schoolUnit": "38120002",
+            "student": { "civicNo": "20160220-1319" },
+            "kind": kind,
+            "placementType": "fritidshem",
+            "date": date,
+        });
+        if let Some(s) = scope {
+            v["scope"] = s.into();
+        }
+        if let Some(h) = hours {
+            v["hoursPerWeek"] = h.into();
+        }
+        v
+    };
+    let ingress = format!("http://127.0.0.1:{http}/api/v1/placement-changes");
+    for body in [
+        change("scope-change", Some("heltid"), Some(40), "2026-12-01"),
+        change("end", None, None, "2027-06-15"),
+    ] {
+        let r = client.post(&ingress).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    }
+    let leo: serde_json::Value = client
+        .get(format!("{base}/elevregister/persons?civicNo=201602201319"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let leo_id = leo["data"][0]["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (placement, errands) = loop {
+        let placements: serde_json::Value = client
+            .get(format!("{base}/elevregister/placements?child={leo_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let fth = placements["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["schoolType"] == "FTH")
+            .cloned()
+            .unwrap();
+        let errands: serde_json::Value = client
+            .get(format!("{base}/casedata/2281/SBK_SCHOOL/errands"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if fth["endDate"] == "2027-06-15" && errands["totalElements"] == 2 {
+            break (fth, errands);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered: placement {fth}, errands {errands}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(placement["maxWeeklyScheduleHours"], 40.0);
+    assert_eq!(errands["content"][0]["caseType"], "PLACEMENT_CHANGE");
+    let inbox: serde_json::Value = client
+        .get(format!("{base}/elevregister/_inbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let posts: Vec<_> = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["method"] == "POST")
+        .collect();
+    assert_eq!(
+        posts.len(),
+        2,
+        "each change called the register once: {inbox}"
+    );
+    assert_eq!(posts[0]["body"]["child"]["civicNo"], "20160220-1319");
+    assert!(posts[0]["headers"]["idempotency-key"].is_string());
+    child.kill().ok();
+    child.wait().ok();
+}

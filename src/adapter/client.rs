@@ -35,7 +35,14 @@ struct Operation {
     path: Vec<Part>,
     query: Vec<(String, Program)>,
     headers: BTreeMap<String, String>,
-    body: RequestBody,
+    body: OpBody,
+}
+
+/// An operation's request body, compiled.
+enum OpBody {
+    Message,
+    None,
+    Jq(Program),
 }
 
 struct Compiled {
@@ -127,6 +134,17 @@ impl AdapterClient {
                         Err(e) => errors.push(format!("{at}.query.{k}: {e}")),
                     }
                 }
+                let body = match &spec.body {
+                    RequestBody::Message => OpBody::Message,
+                    RequestBody::None => OpBody::None,
+                    RequestBody::Jq(src) => match Program::compile(src) {
+                        Ok(p) => OpBody::Jq(p),
+                        Err(e) => {
+                            errors.push(format!("{at}.body.jq: {e}"));
+                            continue;
+                        }
+                    },
+                };
                 operations.insert(
                     op.clone(),
                     Operation {
@@ -134,7 +152,7 @@ impl AdapterClient {
                         path,
                         query,
                         headers: spec.headers.clone(),
-                        body: spec.body,
+                        body,
                     },
                 );
             }
@@ -198,7 +216,9 @@ impl AdapterClient {
             .get(operation)
             .ok_or_else(|| StepError::permanent(format!("no operation `{what}`")))?;
 
-        let needs_json = op.path.iter().any(|p| matches!(p, Part::Jq(_))) || !op.query.is_empty();
+        let needs_json = op.path.iter().any(|p| matches!(p, Part::Jq(_)))
+            || !op.query.is_empty()
+            || matches!(op.body, OpBody::Jq(_));
         let body_json = if needs_json {
             Some(message.json_body()?)
         } else {
@@ -255,10 +275,25 @@ impl AdapterClient {
         for (k, val) in a.adapter.spec.headers.iter().chain(op.headers.iter()) {
             req = req.header(k, val);
         }
-        if op.body == RequestBody::Message {
-            req = req
-                .header("content-type", &message.content_type)
-                .body(message.body.to_bytes());
+        match &op.body {
+            OpBody::Message => {
+                req = req
+                    .header("content-type", &message.content_type)
+                    .body(message.body.to_bytes());
+            }
+            OpBody::None => {}
+            OpBody::Jq(p) => {
+                let input = body_json.as_deref().unwrap_or(&Value::Null);
+                let value = p
+                    .first(input, &v)
+                    .map_err(|e| StepError::permanent(format!("{what}: body: {e}")))?
+                    .ok_or_else(|| {
+                        StepError::permanent(format!("{what}: the body program gave no value"))
+                    })?;
+                let bytes = serde_json::to_vec(&value)
+                    .map_err(|e| StepError::permanent(format!("{what}: body: {e}")))?;
+                req = req.header("content-type", "application/json").body(bytes);
+            }
         }
         let resp = req.send().await.map_err(|e| {
             let why = if e.is_timeout() {
@@ -447,6 +482,9 @@ mod tests {
         create.headers.insert("x-op".into(), "create".into());
         operations.insert("create".into(), create);
         operations.insert("xml".into(), op(HttpMethod::Get, "/xml"));
+        let mut mapped = op(HttpMethod::Post, "/ok/placements");
+        mapped.body = RequestBody::Jq("{child: {civicNo: .student}, hours: (.hours * 2)}".into());
+        operations.insert("mapped".into(), mapped);
         operations.insert("unavailable".into(), op(HttpMethod::Get, "/status/503"));
         operations.insert("throttled".into(), op(HttpMethod::Get, "/status/429"));
         operations.insert("refused".into(), op(HttpMethod::Get, "/status/422"));
@@ -489,6 +527,56 @@ mod tests {
         assert_eq!(h["accept"], "application/json");
         assert_eq!(h["content-type"], "application/json");
         assert_eq!(serde_json::from_str::<Value>(body).unwrap()["unit"], "SU 7");
+    }
+
+    #[tokio::test]
+    async fn a_jq_body_maps_the_message_to_the_systems_shape() {
+        let (base, seen) = system().await;
+        let c = client(&base);
+        let m = Envelope::json(serde_json::json!({"student": "x", "hours": 20, "other": 1}));
+        c.call("sys", "mapped", &m).await.unwrap();
+        let (_, uri, h, body) = seen.lock().unwrap()[0].clone();
+        assert_eq!(uri, "/ok/placements");
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap(),
+            serde_json::json!({"child": {"civicNo": "x"}, "hours": 40})
+        );
+        let bad = c
+            .call(
+                "sys",
+                "mapped",
+                &Envelope::json(serde_json::json!({"hours": {"a": 1}})),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(bad.kind, FailureKind::Permanent, "{}", bad.message);
+        let broken = OperationSpec {
+            method: HttpMethod::Post,
+            path: "/x".into(),
+            query: Default::default(),
+            headers: Default::default(),
+            body: RequestBody::Jq("{child: ".into()),
+        };
+        let adapter = crate::adapter::Adapter {
+            spec: AdapterSpec {
+                adapter: "sys".into(),
+                description: None,
+                base_url: base.clone(),
+                timeout: Duration::from_secs(1),
+                headers: Default::default(),
+                operations: [("broken".to_string(), broken)].into(),
+            },
+            file: "adapters/sys.yaml".into(),
+            base_url: base,
+        };
+        let errors = AdapterClient::new(&[("sys".to_string(), adapter)].into())
+            .err()
+            .expect("a broken body program is refused");
+        assert!(
+            errors[0].contains("operations.broken.body.jq"),
+            "{errors:?}"
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@
 //!     method: GET
 //!     path: /2281/errands/{.errandId}      # `{jq}` placeholders, URL-encoded
 //!     query: { includeNotes: '"true"' }
-//!     body: none                            # message (default) | none
+//!     body: none                            # message (default) | none | { jq: <program> }
 //! ```
 
 pub mod client;
@@ -76,7 +76,7 @@ pub struct OperationSpec {
 }
 
 /// The request body of an operation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestBody {
     /// The message body, with its content type.
@@ -84,6 +84,10 @@ pub enum RequestBody {
     Message,
     /// No body.
     None,
+    /// `{ jq: <program> }`: the JSON the program makes of the message body (a message
+    /// translator at the adapter: the route keeps its own message, the system gets its own
+    /// shape).
+    Jq(String),
 }
 
 /// A loaded adapter.

@@ -6,11 +6,14 @@
 //! | `GET /readyz` | `200` once routes are started and the broker is connected, `503` before, with a JSON body naming what is missing |
 //! | `GET /metrics` | Prometheus text format (see [`metrics`]) |
 //! | `GET /api/routes` | the running routes as a JSON list of [`RouteInfo`] |
+//! | `POST /api/routes/{id}/messages` | hand a message to a route (`knut send`; [`crate::runtime::send_router`]) |
+//! | `/api/routes/{id}/dlq…` | the route's dead letters: list, show, replay, discard ([`dlq`], `knut dlq`) |
 //!
 //! Anything else is answered with an RFC 9457 `application/problem+json` body.
 //! The admin port is meant for operators and scrapers on the internal network (it binds
 //! to `127.0.0.1:9090` by default).
 
+pub mod dlq;
 pub mod metrics;
 
 use std::fmt;
@@ -154,15 +157,17 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "Not Found",
         "There is no admin endpoint at this path. The admin endpoints are GET /healthz, \
-         /readyz, /metrics and /api/routes.",
+         /readyz, /metrics and /api/routes; POST /api/routes/{id}/messages; and the dead \
+         letters under /api/routes/{id}/dlq.",
     )
 }
 
-async fn method_not_allowed() -> Response {
+pub(crate) async fn method_not_allowed() -> Response {
     problem(
         StatusCode::METHOD_NOT_ALLOWED,
         "Method Not Allowed",
-        "The admin endpoints answer GET only.",
+        "This admin endpoint does not answer this method: health, readiness, metrics and \
+         the route list answer GET; see the admin API in the README for the others.",
     )
 }
 

@@ -25,7 +25,10 @@ macro_rules! broker_conformance_suite {
             prefetch_bounds_unacked, retry_later_waits_without_blocking, dead_letter_keeps_reason,
             declare_is_idempotent, ingress_reaches_route_by_id, send_to_queue_and_depth,
             reply_queue_is_private, competing_consumers_share_work,
-            single_active_consumer_hands_over_in_order, ordering_cannot_change_silently);
+            single_active_consumer_hands_over_in_order, ordering_cannot_change_silently,
+            browse_lists_dead_letters_with_headers, browsing_changes_nothing,
+            take_removes_exactly_that_one, take_unknown_id_is_not_found,
+            taken_and_given_back_stays);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -452,4 +455,162 @@ pub async fn ordering_cannot_change_silently(broker: &dyn Broker) {
     assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
     assert!(err.to_string().contains(&work_queue(&route)), "{err}");
     assert!(err.to_string().contains("ordered_by"), "{err}");
+}
+
+/// `n` dead letters of a fresh route, each with the headers the worker sets.
+async fn park(broker: &dyn Broker, n: usize) -> (String, Vec<Envelope>) {
+    let (route, _) = setup(broker, &[]).await;
+    let mut parked = Vec::new();
+    for i in 0..n {
+        let mut e = msg(&format!("poison {i}"));
+        e.correlation_id = uuid::Uuid::now_v7();
+        e.attempt = 3;
+        e.headers
+            .insert(header::DEAD_LETTER_REASON.into(), format!("HTTP 400 #{i}"));
+        e.headers
+            .insert(header::DEAD_LETTER_STEP.into(), "steps[1].to".into());
+        e.headers
+            .insert(header::LAST_FAILURE.into(), "2026-11-23T10:00:00Z".into());
+        broker.dead_letter(&route, &e).await.expect("dead letter");
+        parked.push(e);
+    }
+    (route, parked)
+}
+
+fn ids(es: &[Envelope]) -> Vec<uuid::Uuid> {
+    es.iter().map(|e| e.id).collect()
+}
+
+async fn browse_ids(broker: &dyn Broker, queue: &str) -> Vec<uuid::Uuid> {
+    ids(&broker.browse(queue).await.expect("browse"))
+}
+
+/// Browsing a dead-letter queue lists every dead letter, oldest first, with its headers.
+pub async fn browse_lists_dead_letters_with_headers(broker: &dyn Broker) {
+    let (route, parked) = park(broker, 3).await;
+    let listed = broker
+        .browse(&dead_letter_queue(&route))
+        .await
+        .expect("browse");
+    assert_eq!(ids(&listed), ids(&parked));
+    for (got, sent) in listed.iter().zip(&parked) {
+        assert_eq!(got.headers, sent.headers);
+        assert_eq!(got.correlation_id, sent.correlation_id);
+        assert_eq!(got.attempt, 3);
+        assert_eq!(got.body.to_bytes(), sent.body.to_bytes());
+    }
+    assert!(
+        broker
+            .browse(&work_queue(&route))
+            .await
+            .expect("browse")
+            .is_empty()
+    );
+    let err = broker
+        .browse(&unique("conf.noqueue"))
+        .await
+        .expect_err("undeclared queue");
+    assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
+}
+
+/// Browsing changes nothing: listed again and again (more often than RabbitMQ 4's default
+/// quorum-queue delivery limit of 20), the same messages in the same order, and the queue
+/// still delivers each once, in order.
+pub async fn browsing_changes_nothing(broker: &dyn Broker) {
+    let (route, parked) = park(broker, 3).await;
+    let q = dead_letter_queue(&route);
+    for i in 0..21 {
+        assert_eq!(browse_ids(broker, &q).await, ids(&parked), "listing {i}");
+    }
+    assert_eq!(broker.queue_depth(&q).await.expect("depth"), 3);
+    let mut c = broker.consume(&q, 5).await.expect("consume");
+    for sent in &parked {
+        let d = next(&mut c).await;
+        assert_eq!(d.envelope.id, sent.id, "order kept");
+        assert_eq!(d.envelope.headers, sent.headers);
+        d.ack().await.expect("ack");
+    }
+    nothing_within(&mut c, Duration::from_millis(300)).await;
+}
+
+/// Taking a message by id removes exactly that one once acked; the others keep their order.
+pub async fn take_removes_exactly_that_one(broker: &dyn Broker) {
+    let (route, parked) = park(broker, 3).await;
+    let q = dead_letter_queue(&route);
+    let taken = broker.take(&q, &[parked[1].id]).await.expect("take");
+    assert_eq!(
+        ids(&taken.iter().map(|d| d.envelope.clone()).collect::<Vec<_>>()),
+        [parked[1].id]
+    );
+    assert_eq!(taken[0].envelope.headers, parked[1].headers);
+    assert_eq!(
+        browse_ids(broker, &q).await,
+        [parked[0].id, parked[2].id],
+        "a taken message is not listed"
+    );
+    for d in taken {
+        d.ack().await.expect("ack");
+    }
+    assert_eq!(browse_ids(broker, &q).await, [parked[0].id, parked[2].id]);
+    assert_eq!(broker.queue_depth(&q).await.expect("depth"), 2);
+    // Several at once, in queue order.
+    let both = broker
+        .take(&q, &[parked[2].id, parked[0].id])
+        .await
+        .expect("take two");
+    let got: Vec<uuid::Uuid> = both.iter().map(|d| d.envelope.id).collect();
+    assert_eq!(got, [parked[0].id, parked[2].id]);
+    for d in both {
+        d.ack().await.expect("ack");
+    }
+    assert!(browse_ids(broker, &q).await.is_empty());
+}
+
+/// Taking an id that is not in the queue is `MessageNotFound`, naming it, and changes nothing.
+pub async fn take_unknown_id_is_not_found(broker: &dyn Broker) {
+    let (route, parked) = park(broker, 2).await;
+    let q = dead_letter_queue(&route);
+    let nobody = uuid::Uuid::now_v7();
+    let Err(err) = broker.take(&q, &[nobody]).await else {
+        panic!("took a message that is not there");
+    };
+    assert!(
+        matches!(&err, BrokerError::MessageNotFound { queue, ids } if *queue == q && ids == &[nobody]),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&nobody.to_string()), "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(browse_ids(broker, &q).await, ids(&parked));
+}
+
+/// A taken message that is given back — nacked with requeue, or dropped unsettled — stays
+/// in the queue; a taken message nacked without requeue is gone.
+pub async fn taken_and_given_back_stays(broker: &dyn Broker) {
+    let (route, parked) = park(broker, 3).await;
+    let q = dead_letter_queue(&route);
+    let mut taken = broker.take(&q, &[parked[0].id]).await.expect("take");
+    taken.remove(0).nack(true).await.expect("nack");
+    drop(broker.take(&q, &[parked[1].id]).await.expect("take"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut listed = browse_ids(broker, &q).await;
+        listed.sort();
+        let mut all = ids(&parked);
+        all.sort();
+        if listed == all {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "given back: {listed:?} of {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut gone = broker.take(&q, &[parked[2].id]).await.expect("take");
+    gone.remove(0).nack(false).await.expect("nack");
+    let mut left = browse_ids(broker, &q).await;
+    left.sort();
+    let mut want = vec![parked[0].id, parked[1].id];
+    want.sort();
+    assert_eq!(left, want);
 }

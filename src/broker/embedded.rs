@@ -9,6 +9,8 @@
 //! it is gone — its stream and every delivery from it dropped or settled — the next takes
 //! over. Within one process that is the guarantee an ordered route needs: one consumer per
 //! partition at a time.
+//!
+//! `browse` and `take` work on a queue under its lock, so each is atomic here.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::{
     Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, Topology, dead_letter_queue,
@@ -298,8 +301,8 @@ impl Broker for EmbeddedBroker {
                         let acker = EmbeddedAcker {
                             queue: queue.clone(),
                             envelope: Some(envelope.clone()),
-                            _permit: permit,
-                            _turn: turn.clone(),
+                            _permit: Some(permit),
+                            _turn: Some(turn.clone()),
                         };
                         let d = Delivery::new(envelope, redelivered, Box::new(acker));
                         return Some((d, (queue, permits, inner, turn)));
@@ -312,6 +315,42 @@ impl Broker for EmbeddedBroker {
             },
         );
         Ok(Box::pin(stream))
+    }
+
+    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
+        let queue = self.queue(queue)?;
+        let ready = lock(&queue.ready);
+        Ok(ready.iter().map(|(e, _)| e.clone()).collect())
+    }
+
+    async fn take(&self, name: &str, ids: &[Uuid]) -> Result<Vec<Delivery>, BrokerError> {
+        let queue = self.queue(name)?;
+        let mut taken = Vec::new();
+        lock(&queue.ready).retain(|(e, redelivered)| {
+            let asked = ids.contains(&e.id);
+            if asked {
+                taken.push((e.clone(), *redelivered));
+            }
+            !asked
+        });
+        if taken.is_empty() {
+            return Err(BrokerError::MessageNotFound {
+                queue: name.to_string(),
+                ids: ids.to_vec(),
+            });
+        }
+        Ok(taken
+            .into_iter()
+            .map(|(envelope, redelivered)| {
+                let acker = EmbeddedAcker {
+                    queue: queue.clone(),
+                    envelope: Some(envelope.clone()),
+                    _permit: None,
+                    _turn: None,
+                };
+                Delivery::new(envelope, redelivered, Box::new(acker))
+            })
+            .collect())
     }
 
     async fn declare_reply_queue(&self) -> Result<String, BrokerError> {
@@ -340,8 +379,10 @@ impl Broker for EmbeddedBroker {
 struct EmbeddedAcker {
     queue: Arc<Queue>,
     envelope: Option<Envelope>,
-    _permit: OwnedSemaphorePermit,
-    _turn: Arc<Turn>,
+    /// The consumer's prefetch slot (none for a taken message).
+    _permit: Option<OwnedSemaphorePermit>,
+    /// The consumer's turn at a single-active-consumer queue (none for a taken message).
+    _turn: Option<Arc<Turn>>,
 }
 
 #[async_trait]

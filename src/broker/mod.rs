@@ -12,6 +12,10 @@
 //! - an ordered route (`ordered_by`) also has partition queues `knut.route.<id>.p<k>`; its
 //!   work queue and partition queues have a *single active consumer*: of several consumers
 //!   only the first delivers, the next takes over when it is gone (failover, in order).
+//! - `browse` lists the ready messages of a queue without removing or reordering them, and
+//!   `take` hands out the messages with given ids as deliveries, so that the caller can
+//!   republish one (a dead-letter replay) and only then ack it: a crash in between leaves it
+//!   in its queue (at-least-once, never lost).
 
 pub mod amqp;
 pub mod conformance;
@@ -24,6 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::Stream;
+use uuid::Uuid;
 
 use crate::envelope::Envelope;
 
@@ -69,6 +74,25 @@ pub enum BrokerError {
     /// The broker is shutting down.
     #[error("the broker is closed")]
     Closed,
+    /// None of the messages asked for is ready in the queue.
+    #[error("no message with id {} is waiting in `{queue}`", ids_text(.ids))]
+    MessageNotFound {
+        /// The queue.
+        queue: String,
+        /// The message ids asked for.
+        ids: Vec<Uuid>,
+    },
+}
+
+fn ids_text(ids: &[Uuid]) -> String {
+    match ids {
+        [one] => one.to_string(),
+        many => format!(
+            "among the {} asked for ({}…)",
+            many.len(),
+            many.first().map(Uuid::to_string).unwrap_or_default()
+        ),
+    }
 }
 
 impl BrokerError {
@@ -88,6 +112,20 @@ pub struct Topology {
     pub exchanges: Vec<String>,
     /// One entry per route.
     pub routes: Vec<RouteQueue>,
+}
+
+impl Topology {
+    /// The topology of one route with no bindings besides the ingress one.
+    pub fn single(route: &str) -> Topology {
+        Topology {
+            exchanges: Vec::new(),
+            routes: vec![RouteQueue {
+                route: route.to_string(),
+                bindings: Vec::new(),
+                partitions: None,
+            }],
+        }
+    }
 }
 
 /// A route's work queue and its bindings.
@@ -219,6 +257,18 @@ pub trait Broker: Send + Sync {
         self.send_to_queue(&dead_letter_queue(route), envelope)
             .await
     }
+
+    /// The ready messages of a queue, head first, without removing or reordering them
+    /// (unacked deliveries are not listed). Meant for dead-letter queues: it may cost a
+    /// broker round trip per message (see the RabbitMQ transport).
+    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError>;
+
+    /// Take the ready messages whose ids are in `ids` out of a queue, in queue order, as
+    /// deliveries: ack removes one for good; nack with requeue, or a drop unsettled, gives it
+    /// back to the queue. The other messages keep their order. A message may be in a queue
+    /// more than once (a copy left by an interrupted browse): every copy is taken.
+    /// [`BrokerError::MessageNotFound`] when none of them is there.
+    async fn take(&self, queue: &str, ids: &[Uuid]) -> Result<Vec<Delivery>, BrokerError>;
 
     /// Consume a declared queue with at most `prefetch` unacked deliveries at a time.
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BrokerError>;

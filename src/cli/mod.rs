@@ -1,5 +1,6 @@
 //! The `knut` command line: parse arguments, call the library.
 
+pub mod dlq;
 pub mod test;
 
 use std::path::PathBuf;
@@ -49,6 +50,12 @@ pub enum Command {
         /// Admin address of the running knut (default: admin.bind of the configuration).
         #[arg(long)]
         admin: Option<String>,
+    },
+    /// The dead letters of a route of a running knut: list, show, replay, discard.
+    Dlq {
+        /// What to do.
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
     },
     /// Print a Mermaid flowchart of routes, exchanges and adapters.
     Graph,
@@ -156,7 +163,27 @@ async fn dispatch(cli: Cli) -> ExitCode {
             };
             send(&config, route, data, file, content_type, admin).await
         }
+        Command::Dlq { command } => match load_config(&root) {
+            Ok(config) => dlq::run(&config, command).await,
+            Err(code) => code,
+        },
     }
+}
+
+/// The admin address to talk to: `--admin`, else `admin.bind` of the configuration.
+fn admin_address(config: &Config, admin: Option<String>) -> String {
+    admin.unwrap_or_else(|| config.admin.bind.to_string())
+}
+
+/// An HTTP client for the admin API of a running knut.
+fn admin_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// What to say when the admin API at `admin` cannot be reached.
+fn unreachable(admin: &str, e: &reqwest::Error) -> String {
+    format!("knut: cannot reach knut at {admin} ({e}); is `knut run` running?")
 }
 
 /// The configuration and the checked routes, or the problems printed and a failure code.
@@ -238,11 +265,9 @@ async fn send(
             return ExitCode::FAILURE;
         }
     };
-    let admin = admin.unwrap_or_else(|| config.admin.bind.to_string());
+    let admin = admin_address(config, admin);
     let url = format!("http://{admin}/api/routes/{route}/messages");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
-    let resp = client
+    let resp = admin_client()
         .post(&url)
         .header("content-type", content_type.as_deref().unwrap_or(guessed))
         .body(body)
@@ -260,7 +285,7 @@ async fn send(
             }
         }
         Err(e) => {
-            eprintln!("knut: cannot reach knut at {admin} ({e}); is `knut run` running?");
+            eprintln!("{}", unreachable(&admin, &e));
             ExitCode::FAILURE
         }
     }

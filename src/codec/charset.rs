@@ -57,6 +57,30 @@ impl XmlEncoding {
     }
 }
 
+/// Encodes XML text (UTF-8) in `encoding` for sending. A character the encoding cannot
+/// hold is written as a numeric character reference (`&#x20AC;`), which XML readers turn
+/// back into the character — except inside a CDATA section, where it stays literal text.
+/// The caller writes the matching `encoding="…"` into the prolog.
+pub fn encode_xml(text: &str, encoding: XmlEncoding) -> Vec<u8> {
+    let limit = match encoding {
+        XmlEncoding::Utf8 => return text.as_bytes().to_vec(),
+        XmlEncoding::Windows1252 => {
+            return encoding_rs::WINDOWS_1252.encode(text).0.into_owned();
+        }
+        XmlEncoding::Latin1 => 0xFF,
+        XmlEncoding::Ascii => 0x7F,
+    };
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        let code = u32::from(c);
+        match u8::try_from(code) {
+            Ok(b) if code <= limit => out.push(b),
+            _ => out.extend_from_slice(format!("&#x{code:X};").as_bytes()),
+        }
+    }
+    out
+}
+
 /// The `encoding` declared in the XML prolog (`<?xml version="1.0" encoding="…"?>`), as
 /// written, or `None` when there is no declaration or it names no encoding.
 ///
@@ -244,6 +268,25 @@ fn decode_latin1(bytes: &[u8]) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn encode_then_decode_round_trips() {
+        let text = "Åsa Öhrnbjörk € ok";
+        let latin1 = encode_xml(text, XmlEncoding::Latin1);
+        assert_eq!(&latin1[..3], &[0xC5, b's', b'a']);
+        assert!(String::from_utf8_lossy(&latin1).contains("&#x20AC;"));
+        let ascii = encode_xml("å", XmlEncoding::Ascii);
+        assert_eq!(ascii, b"&#xE5;");
+        let doc = [
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>".as_slice(),
+            &latin1,
+            b"</a>",
+        ]
+        .concat();
+        let (decoded, enc) = decode_xml(&doc).expect("decodes");
+        assert_eq!(enc, XmlEncoding::Latin1);
+        assert!(decoded.contains("Åsa Öhrnbjörk"));
+    }
+
     use super::*;
 
     #[test]

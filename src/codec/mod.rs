@@ -47,7 +47,7 @@ pub mod charset;
 pub mod json;
 pub mod xml;
 
-pub use charset::{XmlEncoding, declared_encoding, decode_xml};
+pub use charset::{XmlEncoding, declared_encoding, decode_xml, encode_xml};
 pub use json::{JsonLimits, parse_json};
 pub use xml::{XmlLimits, XmlToJsonOptions, json_to_xml, xml_to_json};
 

@@ -137,6 +137,20 @@ fn from_digits(digits: [u8; 12]) -> Result<Personnummer, PersonnummerError> {
     })
 }
 
+/// A 12-digit personnummer (or samordningsnummer) from its first eleven digits
+/// (`YYYYMMDDNNN`), with the Luhn check digit appended; `None` unless given 11 ASCII digits.
+/// For building fictional test persons that are valid by construction.
+pub fn with_check_digit(first_eleven: &str) -> Option<String> {
+    if first_eleven.len() != 11 || !first_eleven.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: Vec<u8> = first_eleven.bytes().map(|b| b - b'0').collect();
+    Some(format!(
+        "{first_eleven}{}",
+        luhn_check_digit(&digits[2..11])
+    ))
+}
+
 /// The Luhn check digit for the given digits (values 0–9): weights 2, 1, 2, … from the left.
 fn luhn_check_digit(digits: &[u8]) -> u8 {
     let sum: u32 = digits

@@ -16,6 +16,27 @@ const CAPACITY: usize = 10_000;
 /// Rows written in one transaction at most.
 const BATCH: usize = 256;
 
+/// The journal row of one hop of `m`, ending now.
+pub fn entry(
+    m: &Envelope,
+    route: &str,
+    step: &str,
+    outcome: &str,
+    took: Duration,
+    detail: Option<String>,
+) -> JournalEntry {
+    JournalEntry {
+        at: Utc::now(),
+        message_id: m.id,
+        correlation_id: m.correlation_id,
+        route: route.to_string(),
+        step: step.to_string(),
+        outcome: outcome.to_string(),
+        duration_us: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
+        detail,
+    }
+}
+
 /// A handle to the journal writer.
 #[derive(Clone)]
 pub struct Journal {
@@ -54,17 +75,10 @@ impl Journal {
         detail: Option<String>,
     ) {
         let Some(tx) = &self.tx else { return };
-        let entry = JournalEntry {
-            at: Utc::now(),
-            message_id: m.id,
-            correlation_id: m.correlation_id,
-            route: route.to_string(),
-            step: step.to_string(),
-            outcome: outcome.to_string(),
-            duration_us: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
-            detail,
-        };
-        if tx.try_send(entry).is_err() {
+        if tx
+            .try_send(entry(m, route, step, outcome, took, detail))
+            .is_err()
+        {
             metrics::counter!("knut_journal_dropped_total").increment(1);
         }
     }

@@ -2,6 +2,7 @@
 //! running system — broker topology, one worker per route, endpoints, admin — and shuts it
 //! down gracefully.
 
+pub mod dlq;
 pub mod effects;
 pub mod journal;
 pub mod ordered;
@@ -161,6 +162,31 @@ pub async fn connect_broker(config: &Config) -> Result<SharedBroker, RuntimeErro
     }
 }
 
+/// Start the simulated municipal systems on `sandbox.bind`; the OeP simulation pushes to
+/// the OeP ingress on `http_addr`.
+async fn start_sandbox(
+    config: &Config,
+    http_addr: SocketAddr,
+    shutdown: &CancellationToken,
+    services: &mut JoinSet<()>,
+) -> Result<SocketAddr, RuntimeError> {
+    let listener = bind(&config.sandbox.bind, "sandbox").await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| RuntimeError::Start(e.to_string()))?;
+    let sandbox = crate::sandbox::Sandbox::new();
+    crate::sandbox::lock(&sandbox.world.oep).push_url =
+        Some(format!("http://{http_addr}/in/oep/flowinstances"));
+    let shutdown = shutdown.clone();
+    services.spawn(async move {
+        if let Err(e) = sandbox.serve(listener, shutdown).await {
+            tracing::error!(error = %e, "sandbox stopped");
+        }
+    });
+    tracing::info!(%addr, "sandbox of simulated municipal systems is running (development only)");
+    Ok(addr)
+}
+
 /// A running Knutpunkt.
 pub struct System {
     /// The broker.
@@ -171,6 +197,8 @@ pub struct System {
     pub http_addr: SocketAddr,
     /// The admin port's address.
     pub admin_addr: SocketAddr,
+    /// The sandbox's address, when `sandbox.enabled`.
+    pub sandbox_addr: Option<SocketAddr>,
     /// Ready to take traffic.
     pub ready: Arc<AtomicBool>,
     /// Stops endpoints and workers.
@@ -371,6 +399,12 @@ impl System {
             });
         }
 
+        let sandbox_addr = if config.sandbox.enabled {
+            Some(start_sandbox(config, http_addr, &shutdown, &mut services).await?)
+        } else {
+            None
+        };
+
         // Admin.
         let ready = Arc::new(AtomicBool::new(false));
         let state = admin::AdminState {
@@ -382,8 +416,12 @@ impl System {
             routes: Arc::new(std::sync::RwLock::new(infos)),
             metrics: admin::metrics::install(),
         };
-        let admin_router =
-            admin::router(state).merge(crate::runtime::send_router(ingress.clone(), &routes));
+        let admin_router = admin::router(state)
+            .merge(crate::runtime::send_router(ingress.clone(), &routes))
+            .merge(admin::dlq::router(
+                dlq::DeadLetters::new(broker.clone(), store.clone()),
+                routes.iter().map(|r| r.route.route.clone()),
+            ));
         let admin_listener = bind(&config.admin.bind, "admin").await?;
         let admin_addr = admin_listener
             .local_addr()
@@ -433,6 +471,7 @@ impl System {
             store,
             http_addr,
             admin_addr,
+            sandbox_addr,
             ready,
             shutdown,
             workers,

@@ -112,9 +112,10 @@ pub struct JournalEntry {
     pub correlation_id: Uuid,
     /// The route.
     pub route: String,
-    /// The step: a path such as `steps[2].to`, or `ingress`, `dead-letter`, `replay`.
+    /// The step: a path such as `steps[2].to`, or `ingress`, `dead-letter`, `replay`,
+    /// `discard`.
     pub step: String,
-    /// `ok`, `filtered`, `retry`, `dead-letter`, `duplicate` or `replayed`.
+    /// `ok`, `filtered`, `retry`, `dead-letter`, `duplicate`, `replayed` or `discarded`.
     pub outcome: String,
     /// How long the hop took, in microseconds.
     pub duration_us: i64,

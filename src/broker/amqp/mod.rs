@@ -29,13 +29,18 @@
 //!   auto-recovery is not used: it gives up after a fixed number of attempts and keeps
 //!   consumer streams open across the outage, while Knutpunkt's workers expect a stream to
 //!   end and re-consume.
+//! - **Browsing** a queue (listing dead letters) and **taking** a message out of it by id
+//!   rotate the queue once — `basic.get`, a confirmed copy to the tail, ack — and never
+//!   return a message to it, so no quorum-queue delivery limit can drop one (see
+//!   [`browse`] for the technique and its cost).
 //! - Every broker round trip is bounded by `confirm_timeout`: nothing hangs forever.
 
+mod browse;
 pub mod codec;
 pub mod definitions;
 pub mod delay;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -51,7 +56,8 @@ use lapin::options::{
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{
-    Channel, Confirmation, Connection, ConnectionProperties, ErrorKind, Event, ExchangeKind,
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind, Event,
+    ExchangeKind,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -153,6 +159,8 @@ struct Shared {
     known_exchanges: RwLock<HashSet<String>>,
     /// Everything declared so far, declared again after a reconnect.
     topology: Mutex<Declared>,
+    /// One lock per queue being browsed: rotations of a queue take turns (see [`browse`]).
+    rotations: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Drop for Shared {
@@ -359,6 +367,7 @@ impl AmqpBroker {
                     .collect(),
             ),
             topology: Mutex::new(Declared::default()),
+            rotations: Mutex::new(HashMap::new()),
         });
         tokio::spawn(supervise(Arc::downgrade(&shared), shutdown, live));
         Ok(AmqpBroker { shared })
@@ -470,6 +479,17 @@ impl AmqpBroker {
         envelope: &Envelope,
     ) -> Result<(), BrokerError> {
         let (properties, payload) = codec::encode(envelope)?;
+        self.publish_raw(exchange, key, &payload, properties).await
+    }
+
+    /// Publish a message as it is on the wire with `mandatory` and await the confirm.
+    async fn publish_raw(
+        &self,
+        exchange: &str,
+        key: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), BrokerError> {
         let ex = short(exchange, "the exchange name")?;
         let rk = short(key, "the routing key")?;
         let live = self.live()?;
@@ -490,7 +510,7 @@ impl AmqpBroker {
                         mandatory: true,
                         ..BasicPublishOptions::default()
                     },
-                    &payload,
+                    payload,
                     properties,
                 )
                 .await
@@ -677,6 +697,14 @@ impl Broker for AmqpBroker {
             })
             .take_until(live.lost.clone().cancelled_owned());
         Ok(Box::pin(stream))
+    }
+
+    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
+        browse::browse(self, queue).await
+    }
+
+    async fn take(&self, queue: &str, ids: &[uuid::Uuid]) -> Result<Vec<Delivery>, BrokerError> {
+        browse::take(self, queue, ids).await
     }
 
     async fn declare_reply_queue(&self) -> Result<String, BrokerError> {

@@ -1,0 +1,518 @@
+//! The dead-letter admin API: the dead letters of each route, to list, show, replay and
+//! discard (`knut dlq` is its client; the operations are [`crate::runtime::dlq`]).
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /api/routes/{route}/dlq` | `200` [`DeadLetterList`]: every dead letter, oldest first, without bodies |
+//! | `GET /api/routes/{route}/dlq/{id}` | `200` [`DeadLetterDetail`]: one dead letter with its headers and body, every personnummer masked |
+//! | `POST /api/routes/{route}/dlq/{id}/replay` | `200` [`Replayed`]: published to the route's work queue again, journaled, removed from the dead-letter queue |
+//! | `POST /api/routes/{route}/dlq/replay` | `200` [`ReplayedAll`]: every dead letter of the route replayed |
+//! | `DELETE /api/routes/{route}/dlq/{id}` | `200` [`Discarded`]: journaled, then removed for good |
+//!
+//! An unknown route or id is a `404`, a broker that cannot be reached a `503` with
+//! `Retry-After`, both as RFC 9457 `application/problem+json` saying what to do.
+//!
+//! Dead letters are personal data: every value shown — reason, headers, body — passes
+//! through [`personnummer::mask`] first, so no personnummer leaves the admin port.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::broker::dead_letter_queue;
+use crate::codec::charset;
+use crate::endpoint::problem::Problem;
+use crate::envelope::{Envelope, header as h, is_xml_type};
+use crate::expr::personnummer;
+use crate::runtime::dlq::{DeadLetters, DlqError};
+use crate::runtime::worker::{ATTEMPTS, DEAD_LETTER_ROUTE};
+
+/// One dead letter in a list: what failed where, and when; never the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterSummary {
+    /// The message id: what show, replay and discard take.
+    pub id: Uuid,
+    /// The correlation id (the journal's key).
+    pub correlation_id: Uuid,
+    /// The route it failed in.
+    pub route: String,
+    /// The step that failed (`steps[1].to`).
+    pub step: Option<String>,
+    /// Why it was dead-lettered (personnummer masked).
+    pub reason: Option<String>,
+    /// How many attempts it had.
+    pub attempts: Option<u32>,
+    /// When it first failed (RFC 3339).
+    pub first_failure: Option<String>,
+    /// When it last failed, i.e. was dead-lettered (RFC 3339).
+    pub last_failure: Option<String>,
+    /// The body's content type.
+    pub content_type: String,
+    /// The body's size in bytes.
+    pub size: usize,
+}
+
+/// `GET /api/routes/{route}/dlq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterList {
+    /// The route.
+    pub route: String,
+    /// Its dead-letter queue.
+    pub queue: String,
+    /// The dead letters, oldest first.
+    pub dead_letters: Vec<DeadLetterSummary>,
+}
+
+/// `GET /api/routes/{route}/dlq/{id}`: the summary, the headers and the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterDetail {
+    /// What the list shows.
+    #[serde(flatten)]
+    pub summary: DeadLetterSummary,
+    /// Every header (values with personnummer masked).
+    pub headers: BTreeMap<String, String>,
+    /// The body as text (decoded per its XML declaration, else UTF-8 with invalid bytes
+    /// replaced), personnummer masked.
+    pub body: String,
+}
+
+/// `POST /api/routes/{route}/dlq/{id}/replay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    /// The message id (the same as the dead letter's).
+    pub id: Uuid,
+    /// Its correlation id.
+    pub correlation_id: Uuid,
+    /// The route it was handed to.
+    pub route: String,
+    /// When (the `knut-replayed` header).
+    pub replayed_at: Option<String>,
+}
+
+/// `POST /api/routes/{route}/dlq/replay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayedAll {
+    /// The route.
+    pub route: String,
+    /// The ids replayed, in queue order.
+    pub replayed: Vec<Uuid>,
+}
+
+/// `DELETE /api/routes/{route}/dlq/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discarded {
+    /// The message id.
+    pub id: Uuid,
+    /// The route.
+    pub route: String,
+    /// Always true.
+    pub discarded: bool,
+}
+
+fn masked(value: Option<&str>) -> Option<String> {
+    value.map(personnummer::mask)
+}
+
+impl DeadLetterSummary {
+    /// The summary of dead letter `e` of `route`.
+    pub fn of(route: &str, e: &Envelope) -> Self {
+        DeadLetterSummary {
+            id: e.id,
+            correlation_id: e.correlation_id,
+            route: e.header(DEAD_LETTER_ROUTE).unwrap_or(route).to_string(),
+            step: masked(e.header(h::DEAD_LETTER_STEP)),
+            reason: masked(e.header(h::DEAD_LETTER_REASON)),
+            attempts: e.header(ATTEMPTS).and_then(|a| a.parse().ok()),
+            first_failure: e.header(h::FIRST_FAILURE).map(str::to_string),
+            last_failure: e.header(h::LAST_FAILURE).map(str::to_string),
+            content_type: e.content_type.clone(),
+            size: e.body.len(),
+        }
+    }
+}
+
+impl DeadLetterDetail {
+    /// The detail of dead letter `e` of `route`, every personnummer masked.
+    pub fn of(route: &str, e: &Envelope) -> Self {
+        let bytes = e.body.to_bytes();
+        let text = match is_xml_type(&e.content_type) {
+            true => charset::decode_xml(&bytes)
+                .ok()
+                .map(|(t, _)| t.into_owned()),
+            false => None,
+        }
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        DeadLetterDetail {
+            summary: DeadLetterSummary::of(route, e),
+            headers: e
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), personnummer::mask(v)))
+                .collect(),
+            body: personnummer::mask(&text),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct DlqState {
+    dead_letters: DeadLetters,
+    routes: Arc<BTreeSet<String>>,
+}
+
+/// The dead-letter endpoints for `routes` (the ids of the running routes).
+pub fn router(dead_letters: DeadLetters, routes: impl IntoIterator<Item = String>) -> Router {
+    let state = DlqState {
+        dead_letters,
+        routes: Arc::new(routes.into_iter().collect()),
+    };
+    // `{id}` is the route id, as in `POST /api/routes/{id}/messages` (one router tree).
+    Router::new()
+        .route("/api/routes/{id}/dlq", get(list))
+        .route("/api/routes/{id}/dlq/replay", post(replay_all))
+        .route("/api/routes/{id}/dlq/{message}", get(show).delete(discard))
+        .route("/api/routes/{id}/dlq/{message}/replay", post(replay))
+        .method_not_allowed_fallback(super::method_not_allowed)
+        .with_state(state)
+}
+
+/// What a request names that this knut does not have.
+#[derive(Debug, Clone, Copy)]
+enum Unknown {
+    Route,
+    MessageId,
+}
+
+impl Unknown {
+    /// A 404 saying what to do instead.
+    fn response(self, route: &str, uri: &OriginalUri) -> Response {
+        let (kind, title, detail) = match self {
+            Unknown::Route => (
+                "no-such-route",
+                "No such route",
+                format!("there is no route `{route}` in this knut: see GET /api/routes"),
+            ),
+            Unknown::MessageId => (
+                "no-such-dead-letter",
+                "No such dead letter",
+                format!(
+                    "a dead letter is named by its message id, a UUID as `knut dlq list {route}` \
+                     (GET /api/routes/{route}/dlq) shows it"
+                ),
+            ),
+        };
+        Problem::new(StatusCode::NOT_FOUND, kind, title, detail, uri.path()).into_response()
+    }
+}
+
+impl DlqState {
+    /// Does `route` run here?
+    fn known(&self, route: &str) -> Result<(), Unknown> {
+        match self.routes.contains(route) {
+            true => Ok(()),
+            false => Err(Unknown::Route),
+        }
+    }
+
+    /// The message id `text` of a dead letter of `route`.
+    fn message(&self, route: &str, text: &str) -> Result<Uuid, Unknown> {
+        self.known(route)?;
+        Uuid::parse_str(text).map_err(|_| Unknown::MessageId)
+    }
+}
+
+fn failure(e: &DlqError, uri: &OriginalUri) -> Response {
+    let path = uri.path();
+    match e {
+        DlqError::NotFound { .. } => Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-such-dead-letter",
+            "No such dead letter",
+            e.to_string(),
+            path,
+        )
+        .into_response(),
+        e if e.is_transient() => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker-unavailable",
+            "The dead letters cannot be reached now",
+            format!("{e}; try again later"),
+            path,
+        )
+        .with_header(header::RETRY_AFTER, "5")
+        .into_response(),
+        e => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "dead-letter-failed",
+            "The dead-letter operation failed",
+            e.to_string(),
+            path,
+        )
+        .into_response(),
+    }
+}
+
+async fn list(State(s): State<DlqState>, Path(route): Path<String>, uri: OriginalUri) -> Response {
+    if let Err(u) = s.known(&route) {
+        return u.response(&route, &uri);
+    }
+    match s.dead_letters.list(&route).await {
+        Ok(all) => axum::Json(DeadLetterList {
+            queue: dead_letter_queue(&route),
+            dead_letters: all
+                .iter()
+                .map(|e| DeadLetterSummary::of(&route, e))
+                .collect(),
+            route,
+        })
+        .into_response(),
+        Err(e) => failure(&e, &uri),
+    }
+}
+
+async fn show(
+    State(s): State<DlqState>,
+    Path((route, id)): Path<(String, String)>,
+    uri: OriginalUri,
+) -> Response {
+    let id = match s.message(&route, &id) {
+        Ok(id) => id,
+        Err(u) => return u.response(&route, &uri),
+    };
+    match s.dead_letters.show(&route, id).await {
+        Ok(e) => axum::Json(DeadLetterDetail::of(&route, &e)).into_response(),
+        Err(e) => failure(&e, &uri),
+    }
+}
+
+async fn replay(
+    State(s): State<DlqState>,
+    Path((route, id)): Path<(String, String)>,
+    uri: OriginalUri,
+) -> Response {
+    let id = match s.message(&route, &id) {
+        Ok(id) => id,
+        Err(u) => return u.response(&route, &uri),
+    };
+    match s.dead_letters.replay(&route, id).await {
+        Ok(m) => axum::Json(Replayed {
+            id: m.id,
+            correlation_id: m.correlation_id,
+            replayed_at: m.header(h::REPLAYED).map(str::to_string),
+            route,
+        })
+        .into_response(),
+        Err(e) => failure(&e, &uri),
+    }
+}
+
+async fn replay_all(
+    State(s): State<DlqState>,
+    Path(route): Path<String>,
+    uri: OriginalUri,
+) -> Response {
+    if let Err(u) = s.known(&route) {
+        return u.response(&route, &uri);
+    }
+    match s.dead_letters.replay_all(&route).await {
+        Ok(replayed) => axum::Json(ReplayedAll { route, replayed }).into_response(),
+        Err(e) => failure(&e, &uri),
+    }
+}
+
+async fn discard(
+    State(s): State<DlqState>,
+    Path((route, id)): Path<(String, String)>,
+    uri: OriginalUri,
+) -> Response {
+    let id = match s.message(&route, &id) {
+        Ok(id) => id,
+        Err(u) => return u.response(&route, &uri),
+    };
+    match s.dead_letters.discard(&route, id).await {
+        Ok(()) => axum::Json(Discarded {
+            id,
+            route,
+            discarded: true,
+        })
+        .into_response(),
+        Err(e) => failure(&e, &uri),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::broker::embedded::EmbeddedBroker;
+    use crate::broker::{SharedBroker, Topology};
+    use crate::store::Store;
+
+    const PNR: &str = "20130412-2383";
+
+    async fn app() -> (Router, SharedBroker) {
+        let broker: SharedBroker = Arc::new(EmbeddedBroker::new());
+        broker
+            .declare(&Topology::single("r"))
+            .await
+            .expect("declare");
+        let store = Store::memory().await.expect("store");
+        let dl = DeadLetters::new(broker.clone(), store);
+        (router(dl, ["r".to_string()]), broker)
+    }
+
+    fn poison() -> Envelope {
+        let mut e = Envelope::json(serde_json::json!({"civicNo": PNR, "note": "Tilda"}));
+        e.headers.insert(
+            h::DEAD_LETTER_REASON.into(),
+            format!("schema: /civicNo {PNR} is not valid"),
+        );
+        e.headers
+            .insert(h::DEAD_LETTER_STEP.into(), "steps[0].validate".into());
+        e.headers.insert(ATTEMPTS.into(), "1".into());
+        e.headers.insert("student".into(), PNR.into());
+        e
+    }
+
+    async fn call(app: &Router, method: &str, path: &str) -> (StatusCode, String, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("response");
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        (status, ctype, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn list_and_show_mask_every_personnummer() {
+        let (app, broker) = app().await;
+        let e = poison();
+        broker.dead_letter("r", &e).await.expect("park");
+        let (status, _, text) = call(&app, "GET", "/api/routes/r/dlq").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(!text.contains(PNR), "{text}");
+        let list: DeadLetterList = serde_json::from_str(&text).expect("list");
+        assert_eq!(list.queue, "knut.dlq.r");
+        assert_eq!(list.dead_letters.len(), 1);
+        let s = &list.dead_letters[0];
+        assert_eq!((s.id, s.attempts), (e.id, Some(1)));
+        assert_eq!(s.step.as_deref(), Some("steps[0].validate"));
+        assert_eq!(
+            s.reason.as_deref(),
+            Some("schema: /civicNo 20130412-**** is not valid")
+        );
+
+        let (status, _, text) = call(&app, "GET", &format!("/api/routes/r/dlq/{}", e.id)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(!text.contains(PNR), "{text}");
+        let d: DeadLetterDetail = serde_json::from_str(&text).expect("detail");
+        assert_eq!(d.summary, *s);
+        assert_eq!(d.body, r#"{"civicNo":"20130412-****","note":"Tilda"}"#);
+        assert_eq!(
+            d.headers.get("student").map(String::as_str),
+            Some("20130412-****")
+        );
+    }
+
+    #[tokio::test]
+    async fn replay_and_discard_answer_and_empty_the_queue() {
+        let (app, broker) = app().await;
+        let (a, b) = (poison(), poison());
+        broker.dead_letter("r", &a).await.expect("park");
+        broker.dead_letter("r", &b).await.expect("park");
+        let (status, _, text) =
+            call(&app, "POST", &format!("/api/routes/r/dlq/{}/replay", a.id)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let r: Replayed = serde_json::from_str(&text).expect("replayed");
+        assert_eq!((r.id, r.correlation_id), (a.id, a.correlation_id));
+        assert!(r.replayed_at.is_some());
+        let (status, _, text) = call(&app, "DELETE", &format!("/api/routes/r/dlq/{}", b.id)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(broker.queue_depth("knut.dlq.r").await.expect("depth"), 0);
+        assert_eq!(broker.queue_depth("knut.route.r").await.expect("depth"), 1);
+        let (status, _, text) = call(&app, "POST", "/api/routes/r/dlq/replay").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let all: ReplayedAll = serde_json::from_str(&text).expect("all");
+        assert!(all.replayed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_route_or_id_is_a_problem_404_saying_what_to_do() {
+        let (app, _) = app().await;
+        let id = Uuid::now_v7();
+        for (method, path, says) in [
+            ("GET", "/api/routes/nope/dlq".to_string(), "GET /api/routes"),
+            ("GET", format!("/api/routes/r/dlq/{id}"), "knut dlq list r"),
+            ("GET", "/api/routes/r/dlq/not-a-uuid".to_string(), "UUID"),
+            (
+                "DELETE",
+                format!("/api/routes/r/dlq/{id}"),
+                "knut dlq list r",
+            ),
+            (
+                "POST",
+                format!("/api/routes/r/dlq/{id}/replay"),
+                "knut dlq list r",
+            ),
+            (
+                "POST",
+                "/api/routes/nope/dlq/replay".to_string(),
+                "no route",
+            ),
+        ] {
+            let (status, ctype, text) = call(&app, method, &path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {text}");
+            assert_eq!(ctype, "application/problem+json");
+            let p: serde_json::Value = serde_json::from_str(&text).expect("problem");
+            assert_eq!(p["instance"], path.as_str());
+            assert!(
+                p["detail"].as_str().is_some_and(|d| d.contains(says)),
+                "{text}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_a_problem_405() {
+        let (app, _) = app().await;
+        let (status, ctype, _) = call(&app, "PUT", "/api/routes/r/dlq").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(ctype, "application/problem+json");
+    }
+
+    #[tokio::test]
+    async fn a_latin1_xml_body_is_shown_decoded() {
+        let (app, broker) = app().await;
+        let mut e = Envelope::new(
+            "application/xml",
+            crate::envelope::Body::Bytes(bytes::Bytes::from_static(
+                b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>\xc5sa 201304122383</a>",
+            )),
+        );
+        e.headers.insert(ATTEMPTS.into(), "2".into());
+        broker.dead_letter("r", &e).await.expect("park");
+        let (status, _, text) = call(&app, "GET", &format!("/api/routes/r/dlq/{}", e.id)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let d: DeadLetterDetail = serde_json::from_str(&text).expect("detail");
+        assert!(d.body.ends_with("<a>Åsa 20130412****</a>"), "{}", d.body);
+    }
+}

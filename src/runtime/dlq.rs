@@ -1,0 +1,473 @@
+//! The dead letter channel's tooling: list, show, replay and discard the dead letters of a
+//! route (`knut.dlq.<route>`). The admin API ([`crate::admin::dlq`]) and `knut dlq` use it.
+//!
+//! - **list** and **show** browse the dead-letter queue ([`Broker::browse`]): nothing is
+//!   removed or reordered.
+//! - **replay** takes the dead letter out by id ([`Broker::take`]), publishes it to the
+//!   route's work queue through the ingress exchange — the same message id and correlation
+//!   id, the body and content type unchanged, attempt 1, the dead-letter and failure headers
+//!   removed (see [`replay_of`]) and `knut-replayed` set to the time of the replay —,
+//!   journals the replay, and only then removes the dead letter (acks it). A crash between
+//!   the publish and the ack leaves the dead letter in its queue as well: at-least-once, it
+//!   may be replayed twice but is never lost. Dead-lettering released the message's
+//!   idempotency keys, so the replay is processed again, like a fresh message.
+//! - **discard** journals the discard, then removes the dead letter. A discard that cannot
+//!   be journaled does not happen: the dead letter stays.
+//!
+//! A browse on RabbitMQ that was interrupted by a crash can leave a dead letter in its queue
+//! twice (same message id; see [`crate::broker::amqp`]). Replay and discard take every copy
+//! of the id, replay it once, and remove them all.
+
+use std::time::Instant;
+
+use chrono::{SecondsFormat, Utc};
+use uuid::Uuid;
+
+use super::journal;
+use super::worker::{ATTEMPTS, DEAD_LETTER_ROUTE, LAST_ERROR};
+use crate::broker::{BrokerError, Delivery, INGRESS_EXCHANGE, SharedBroker, dead_letter_queue};
+use crate::envelope::{Envelope, header};
+use crate::store::{Store, StoreError};
+
+/// Headers that describe a failed run, removed from a replayed message. `knut-reply-to` goes
+/// too: the HTTP caller that waited for a reply gave up long ago.
+const FAILURE_HEADERS: &[&str] = &[
+    header::DEAD_LETTER_REASON,
+    header::DEAD_LETTER_STEP,
+    header::FIRST_FAILURE,
+    header::LAST_FAILURE,
+    header::REPLY_TO,
+    ATTEMPTS,
+    DEAD_LETTER_ROUTE,
+    LAST_ERROR,
+];
+
+/// Dead letters taken out of the queue at once by a replay of all (each id one pass over
+/// the queue on RabbitMQ, so the chunk bounds what is held in memory, not the passes).
+const REPLAY_CHUNK: usize = 256;
+
+/// Why a dead-letter operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// No dead letter with this id is in the route's dead-letter queue.
+    #[error(
+        "route `{route}` has no dead letter with id {id}: list them with `knut dlq list {route}` \
+         (GET /api/routes/{route}/dlq)"
+    )]
+    NotFound {
+        /// The route.
+        route: String,
+        /// The id asked for.
+        id: Uuid,
+    },
+    /// The broker failed; the dead letters are as they were.
+    #[error("{0}")]
+    Broker(#[from] BrokerError),
+    /// The discard could not be journaled, so it was not done; the dead letter stays.
+    #[error("the discard could not be journaled ({0}); the dead letter stays in its queue")]
+    Journal(StoreError),
+    /// The dead letter was replayed (or discarded), but removing it from the queue failed.
+    #[error(
+        "dead letter {id} was {done}, but removing it from the dead-letter queue failed ({error}); \
+         it may be listed again: discard it then"
+    )]
+    NotRemoved {
+        /// The dead letter.
+        id: Uuid,
+        /// `replayed` or `discarded`.
+        done: &'static str,
+        /// The broker's error.
+        error: BrokerError,
+    },
+    /// A replay of all stopped part way.
+    #[error("{replayed} dead letters were replayed, then: {error}")]
+    Partial {
+        /// How many were replayed before the failure.
+        replayed: usize,
+        /// What stopped it.
+        error: Box<DlqError>,
+    },
+}
+
+impl DlqError {
+    /// True when asking again later may succeed (the broker was unavailable).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DlqError::Broker(e) | DlqError::NotRemoved { error: e, .. } => e.is_transient(),
+            DlqError::Journal(_) => true,
+            DlqError::Partial { error, .. } => error.is_transient(),
+            DlqError::NotFound { .. } => false,
+        }
+    }
+}
+
+/// The message to publish when replaying `dead`: same id, correlation and causation ids,
+/// body, content type and creation time; attempt 1; the failure headers removed;
+/// `knut-replayed` set to `at` (RFC 3339).
+pub fn replay_of(dead: &Envelope, at: chrono::DateTime<Utc>) -> Envelope {
+    let mut m = dead.clone();
+    for name in FAILURE_HEADERS {
+        m.headers.remove(*name);
+    }
+    m.headers.insert(
+        header::REPLAYED.to_string(),
+        at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    );
+    m.attempt = 1;
+    m
+}
+
+/// The dead letters of the routes of one running knut.
+#[derive(Clone)]
+pub struct DeadLetters {
+    broker: SharedBroker,
+    store: Store,
+}
+
+impl DeadLetters {
+    /// Dead letters on `broker`, journaled in `store`.
+    pub fn new(broker: SharedBroker, store: Store) -> Self {
+        DeadLetters { broker, store }
+    }
+
+    /// Every dead letter of `route`, oldest first.
+    pub async fn list(&self, route: &str) -> Result<Vec<Envelope>, DlqError> {
+        Ok(self.broker.browse(&dead_letter_queue(route)).await?)
+    }
+
+    /// The dead letter `id` of `route`.
+    pub async fn show(&self, route: &str, id: Uuid) -> Result<Envelope, DlqError> {
+        self.list(route)
+            .await?
+            .into_iter()
+            .find(|e| e.id == id)
+            .ok_or_else(|| DlqError::NotFound {
+                route: route.to_string(),
+                id,
+            })
+    }
+
+    /// Replay the dead letter `id` of `route` (see the module docs); the message published.
+    pub async fn replay(&self, route: &str, id: Uuid) -> Result<Envelope, DlqError> {
+        let copies = self.take(route, &[id]).await?;
+        self.replay_taken(route, copies).await
+    }
+
+    /// Replay every dead letter of `route`, oldest first; the ids replayed.
+    pub async fn replay_all(&self, route: &str) -> Result<Vec<Uuid>, DlqError> {
+        let mut ids: Vec<Uuid> = self.list(route).await?.iter().map(|e| e.id).collect();
+        ids.dedup();
+        let mut replayed = Vec::new();
+        for chunk in ids.chunks(REPLAY_CHUNK) {
+            let partial = |error: DlqError, replayed: usize| DlqError::Partial {
+                replayed,
+                error: Box::new(error),
+            };
+            let taken = match self.take(route, chunk).await {
+                Ok(taken) => taken,
+                // Someone else replayed or discarded them meanwhile.
+                Err(DlqError::NotFound { .. }) => continue,
+                Err(e) => return Err(partial(e, replayed.len())),
+            };
+            let mut by_id: Vec<(Uuid, Vec<Delivery>)> = Vec::new();
+            for d in taken {
+                match by_id.iter_mut().find(|(id, _)| *id == d.envelope.id) {
+                    Some((_, copies)) => copies.push(d),
+                    None => by_id.push((d.envelope.id, vec![d])),
+                }
+            }
+            // On a failure, the copies not yet replayed are dropped unsettled: the broker
+            // keeps them in the dead-letter queue.
+            for (id, copies) in by_id {
+                match self.replay_taken(route, copies).await {
+                    Ok(_) => replayed.push(id),
+                    Err(e) => return Err(partial(e, replayed.len())),
+                }
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Discard the dead letter `id` of `route`: journaled, then removed.
+    pub async fn discard(&self, route: &str, id: Uuid) -> Result<(), DlqError> {
+        let started = Instant::now();
+        let copies = self.take(route, &[id]).await?;
+        let Some(dead) = copies.first().map(|d| d.envelope.clone()) else {
+            return Err(DlqError::NotFound {
+                route: route.to_string(),
+                id,
+            });
+        };
+        let entry = journal::entry(
+            &dead,
+            route,
+            "discard",
+            "discarded",
+            started.elapsed(),
+            Some(format!("removed from {}", dead_letter_queue(route))),
+        );
+        if let Err(e) = self.store.journal(&entry).await {
+            // Dropped unsettled, the copies stay in the dead-letter queue.
+            return Err(DlqError::Journal(e));
+        }
+        settle(copies, id, "discarded").await?;
+        tracing::info!(route, message_id = %id, "dead letter discarded");
+        Ok(())
+    }
+
+    /// Every copy of the listed ids, taken out of `route`'s dead-letter queue unsettled.
+    async fn take(&self, route: &str, ids: &[Uuid]) -> Result<Vec<Delivery>, DlqError> {
+        match self.broker.take(&dead_letter_queue(route), ids).await {
+            Ok(taken) if !taken.is_empty() => Ok(taken),
+            Ok(_) | Err(BrokerError::MessageNotFound { .. }) => Err(DlqError::NotFound {
+                route: route.to_string(),
+                id: ids.first().copied().unwrap_or_default(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Publish the first of `copies` (copies of one dead letter) to its route, journal the
+    /// replay, then ack every copy.
+    async fn replay_taken(
+        &self,
+        route: &str,
+        mut copies: Vec<Delivery>,
+    ) -> Result<Envelope, DlqError> {
+        let started = Instant::now();
+        let Some(dead) = copies.first().map(|d| &d.envelope) else {
+            return Err(DlqError::Broker(BrokerError::MessageNotFound {
+                queue: dead_letter_queue(route),
+                ids: Vec::new(),
+            }));
+        };
+        let replayed = replay_of(dead, Utc::now());
+        let failed_at = dead
+            .header(header::DEAD_LETTER_STEP)
+            .map_or_else(String::new, |s| format!(" (dead-lettered at {s})"));
+        if let Err(e) = self
+            .broker
+            .publish(INGRESS_EXCHANGE, route, &replayed)
+            .await
+        {
+            // Give them back to the dead-letter queue.
+            for d in copies.drain(..) {
+                let _ = d.nack(true).await;
+            }
+            return Err(e.into());
+        }
+        let entry = journal::entry(
+            &replayed,
+            route,
+            "replay",
+            "replayed",
+            started.elapsed(),
+            Some(format!(
+                "from {} to {}{failed_at}",
+                dead_letter_queue(route),
+                crate::broker::work_queue(route)
+            )),
+        );
+        // The replay has happened: a journal failure must not leave the dead letter behind to
+        // be replayed again (the journal is a record, not the messages).
+        if let Err(e) = self.store.journal(&entry).await {
+            tracing::warn!(route, message_id = %replayed.id, error = %e, "could not journal the replay");
+        }
+        settle(copies, replayed.id, "replayed").await?;
+        tracing::info!(route, message_id = %replayed.id, correlation_id = %replayed.correlation_id, "dead letter replayed");
+        Ok(replayed)
+    }
+}
+
+/// Ack every copy of dead letter `id`.
+async fn settle(copies: Vec<Delivery>, id: Uuid, done: &'static str) -> Result<(), DlqError> {
+    let mut failed = None;
+    for d in copies {
+        if let Err(error) = d.ack().await {
+            failed.get_or_insert(error);
+        }
+    }
+    match failed {
+        None => Ok(()),
+        Some(error) => Err(DlqError::NotRemoved { id, done, error }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::broker::embedded::EmbeddedBroker;
+    use crate::broker::{Broker, Topology, work_queue};
+
+    fn dead(route: &str, n: u32) -> Envelope {
+        let mut e = Envelope::json(serde_json::json!({"n": n}));
+        e.correlation_id = Uuid::now_v7();
+        e.attempt = 3;
+        for (k, v) in [
+            (header::DEAD_LETTER_REASON, "sink.deliver answered HTTP 503"),
+            (header::DEAD_LETTER_STEP, "steps[1].to"),
+            (header::FIRST_FAILURE, "2026-11-23T10:00:00Z"),
+            (header::LAST_FAILURE, "2026-11-23T10:00:01Z"),
+            (header::REPLY_TO, "knut.reply.gone"),
+            (ATTEMPTS, "3"),
+            (DEAD_LETTER_ROUTE, route),
+            (LAST_ERROR, "HTTP 503"),
+            ("unit", "Skolenhet 7"),
+        ] {
+            e.headers.insert(k.into(), v.into());
+        }
+        e
+    }
+
+    async fn setup(route: &str) -> (Arc<EmbeddedBroker>, DeadLetters, Store) {
+        let broker = Arc::new(EmbeddedBroker::new());
+        broker
+            .declare(&Topology::single(route))
+            .await
+            .expect("declare");
+        let store = Store::memory().await.expect("store");
+        let dl = DeadLetters::new(broker.clone(), store.clone());
+        (broker, dl, store)
+    }
+
+    async fn listed(dl: &DeadLetters) -> Vec<Uuid> {
+        let all = dl.list("r").await.expect("list");
+        all.iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn replay_keeps_identity_and_drops_failure_headers() {
+        let d = dead("r", 1);
+        let at = Utc::now();
+        let r = replay_of(&d, at);
+        assert_eq!((r.id, r.correlation_id), (d.id, d.correlation_id));
+        assert_eq!(r.causation_id, d.causation_id);
+        assert_eq!(r.body, d.body);
+        assert_eq!(r.created_at, d.created_at);
+        assert_eq!(r.attempt, 1);
+        let names: Vec<&str> = r.headers.keys().map(String::as_str).collect();
+        assert_eq!(names, ["knut-replayed", "unit"]);
+        assert_eq!(
+            r.header(header::REPLAYED),
+            Some(at.to_rfc3339_opts(SecondsFormat::Millis, true).as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn replay_publishes_to_the_route_journals_and_removes() {
+        let (broker, dl, store) = setup("r").await;
+        let (a, b) = (dead("r", 1), dead("r", 2));
+        broker.dead_letter("r", &a).await.expect("park a");
+        broker.dead_letter("r", &b).await.expect("park b");
+        assert_eq!(listed(&dl).await, [a.id, b.id]);
+
+        let replayed = dl.replay("r", b.id).await.expect("replay");
+        assert_eq!(replayed.id, b.id);
+        let left = listed(&dl).await;
+        assert_eq!(left, [a.id], "exactly the replayed one left the queue");
+        let mut work = broker.consume(&work_queue("r"), 1).await.expect("consume");
+        let got = work.next().await.expect("the replay is on the work queue");
+        assert_eq!(got.envelope.id, b.id);
+        assert_eq!(got.envelope.correlation_id, b.correlation_id);
+        assert!(got.envelope.header(header::DEAD_LETTER_REASON).is_none());
+        assert!(got.envelope.header(header::REPLAYED).is_some());
+        got.ack().await.expect("ack");
+
+        let journal = store.journal_for(b.correlation_id).await.expect("journal");
+        assert_eq!(journal.len(), 1);
+        assert_eq!(
+            (journal[0].step.as_str(), journal[0].outcome.as_str()),
+            ("replay", "replayed")
+        );
+        assert_eq!(journal[0].message_id, b.id);
+        assert!(
+            journal[0]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("knut.dlq.r") && d.contains("steps[1].to")),
+            "{:?}",
+            journal[0].detail
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_id_is_not_found_and_changes_nothing() {
+        let (broker, dl, _) = setup("r").await;
+        let a = dead("r", 1);
+        broker.dead_letter("r", &a).await.expect("park");
+        let nobody = Uuid::now_v7();
+        for err in [
+            dl.replay("r", nobody)
+                .await
+                .map(|_| ())
+                .expect_err("replay"),
+            dl.discard("r", nobody).await.expect_err("discard"),
+            dl.show("r", nobody).await.map(|_| ()).expect_err("show"),
+        ] {
+            assert!(
+                matches!(err, DlqError::NotFound { id, .. } if id == nobody),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("knut dlq list r"), "{err}");
+        }
+        assert_eq!(dl.list("r").await.expect("list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn discard_journals_and_removes_every_copy() {
+        let (broker, dl, store) = setup("r").await;
+        let a = dead("r", 1);
+        let b = dead("r", 2);
+        // Two copies of `a`, as an interrupted browse can leave behind.
+        for m in [&a, &b, &a] {
+            broker.dead_letter("r", m).await.expect("park");
+        }
+        dl.discard("r", a.id).await.expect("discard");
+        let left = listed(&dl).await;
+        assert_eq!(left, [b.id]);
+        let journal = store.journal_for(a.correlation_id).await.expect("journal");
+        assert_eq!(journal.len(), 1);
+        assert_eq!(journal[0].outcome, "discarded");
+        assert_eq!(
+            broker.queue_depth(&work_queue("r")).await.expect("depth"),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_discard_that_cannot_be_journaled_does_not_happen() {
+        let (broker, dl, store) = setup("r").await;
+        let a = dead("r", 1);
+        broker.dead_letter("r", &a).await.expect("park");
+        store.close().await;
+        let err = dl.discard("r", a.id).await.expect_err("no journal");
+        assert!(matches!(err, DlqError::Journal(_)), "{err:?}");
+        assert_eq!(dl.list("r").await.expect("list").len(), 1, "still parked");
+    }
+
+    #[tokio::test]
+    async fn replay_all_replays_each_once_in_order() {
+        let (broker, dl, _) = setup("r").await;
+        let ms: Vec<Envelope> = (0..5).map(|n| dead("r", n)).collect();
+        for m in &ms {
+            broker.dead_letter("r", m).await.expect("park");
+        }
+        let ids = dl.replay_all("r").await.expect("replay all");
+        assert_eq!(ids, ms.iter().map(|m| m.id).collect::<Vec<_>>());
+        assert!(dl.list("r").await.expect("list").is_empty());
+        let mut work = broker.consume(&work_queue("r"), 10).await.expect("consume");
+        for m in &ms {
+            let d = work.next().await.expect("replayed");
+            assert_eq!(d.envelope.id, m.id);
+            d.ack().await.expect("ack");
+        }
+        assert_eq!(
+            broker.queue_depth(&work_queue("r")).await.expect("depth"),
+            0
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! The sandbox: working simulations of the municipality's systems, for development, tests
+//! and demos. It runs inside `knut run` when `sandbox.enabled` (the development default;
+//! off in the production example) on `sandbox.bind` (127.0.0.1:8090), each system under
+//! `/sandbox/<system>/…`, and the shipped adapters point at it by default.
+//!
+//! Every system is one module here with its own routes; they share one [`World`], seeded
+//! with a fictional municipality ([`seed`]), so the systems agree with each other and what
+//! a route writes can be read back. Every system is inspectable and breakable the same way
+//! ([`control`]): `GET|DELETE /sandbox/<system>/_inbox`, `POST|DELETE
+//! /sandbox/<system>/_fault`. `GET /sandbox` lists the systems.
+//!
+//! The sandbox is a development tool: its state lives in memory and starts from the seed
+//! on every start.
+
+pub mod casedata;
+pub mod citizen;
+pub mod control;
+pub mod elevregister;
+pub mod messaging;
+pub mod oep;
+pub mod seed;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use control::Controls;
+use seed::Population;
+
+/// The state every simulated system reads and writes.
+#[derive(Debug, Default)]
+pub struct World {
+    /// People, school units, placements (elevregister, Metakatalogen).
+    pub population: RwLock<Population>,
+    /// Errands of the case management system.
+    pub errands: Mutex<casedata::Errands>,
+    /// FlowInstances of the e-service platform.
+    pub oep: Mutex<oep::Instances>,
+    /// Messages sent through the messaging service.
+    pub messages: Mutex<messaging::Messages>,
+}
+
+/// Read a lock, whatever a panicking writer left behind.
+pub fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Write a lock, whatever a panicking writer left behind.
+pub fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lock a mutex, whatever a panicking holder left behind.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running sandbox: the shared world and each system's controls.
+#[derive(Clone, Default)]
+pub struct Sandbox {
+    /// The shared state.
+    pub world: Arc<World>,
+    controls: BTreeMap<&'static str, Arc<Controls>>,
+}
+
+/// One simulated system: its name and its routes (relative to `/sandbox/<name>`).
+struct System {
+    name: &'static str,
+    what: &'static str,
+    routes: fn(Arc<World>) -> Router,
+}
+
+const SYSTEMS: &[System] = &[
+    System {
+        name: "casedata",
+        what: "Ärendehantering (case data): /{municipalityId}/{namespace}/errands",
+        routes: casedata::routes,
+    },
+    System {
+        name: "citizen",
+        what: "Metakatalogen (Citizen API v3): /api/v3/citizen/{municipalityId}/…",
+        routes: citizen::routes,
+    },
+    System {
+        name: "elevregister",
+        what: "Elevregister (IST Admin) in SS 12000 terms: /persons, /organisations, /placements",
+        routes: elevregister::routes,
+    },
+    System {
+        name: "messaging",
+        what: "Messaging: /{municipalityId}/email, /sms, /webmessage, /letter, /status/messages/{id}",
+        routes: messaging::routes,
+    },
+    System {
+        name: "oep",
+        what: "Open ePlatform: /api/instanceapi/…, SOAP /api/callback, /_submit",
+        routes: oep::routes,
+    },
+];
+
+impl Sandbox {
+    /// A sandbox with the seeded world.
+    pub fn new() -> Sandbox {
+        Sandbox {
+            world: Arc::new(World::default()),
+            controls: SYSTEMS
+                .iter()
+                .map(|s| (s.name, Arc::new(Controls::default())))
+                .collect(),
+        }
+    }
+
+    /// The controls (inbox, fault) of a system.
+    pub fn controls(&self, system: &str) -> Option<Arc<Controls>> {
+        self.controls.get(system).cloned()
+    }
+
+    /// All systems under `/sandbox/<name>`, and the index at `/sandbox`.
+    pub fn router(&self) -> Router {
+        let index: Vec<_> = SYSTEMS
+            .iter()
+            .map(|s| json!({ "system": s.name, "path": format!("/sandbox/{}", s.name), "what": s.what }))
+            .collect();
+        let mut router = Router::new().route(
+            "/sandbox",
+            get(move || {
+                let index = index.clone();
+                async move { Json(json!({ "systems": index })) }
+            }),
+        );
+        for s in SYSTEMS {
+            let controls = self.controls.get(s.name).cloned().unwrap_or_default();
+            router = router.nest(
+                &format!("/sandbox/{}", s.name),
+                control::with_controls((s.routes)(self.world.clone()), controls),
+            );
+        }
+        router.fallback(|| async {
+            control::problem(
+                StatusCode::NOT_FOUND,
+                "No such sandbox resource",
+                "GET /sandbox lists the simulated systems and their paths",
+            )
+        })
+    }
+
+    /// Serve the sandbox on `listener` until `shutdown`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    }
+}

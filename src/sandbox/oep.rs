@@ -1,0 +1,507 @@
+//! Open ePlatform (OeP), the e-service platform, as its integrations see it (shapes from
+//! `fixtures/oep`):
+//!
+//! | call | answer |
+//! |---|---|
+//! | `GET /api/instanceapi/getinstances/family/{familyId}/{status}?fromDate=YYYY-MM-DD&toDate=YYYY-MM-DD` | `<FlowInstances>` of that family whose status name or alias is `{status}` (case-insensitive), added within the dates (inclusive), lower-camel children as OeP writes them; `text/xml;charset=ISO-8859-1` |
+//! | `GET /api/instanceapi/getinstance/{id}/xml` | the `<FlowInstance>` export in ISO-8859-1 with its current status; 404 when unknown |
+//! | `POST /api/callback` (SOAP 1.1) | `setStatus` (by `flowInstanceID` + `statusAlias`, or `externalID` + `statusID`) → `setStatusResponse/eventID`; `addMessage` → `addMessageResponse/messageID`; `confirmDelivery` → `confirmDeliveryResponse`; an unknown instance → SOAP Fault, HTTP 500, like OeP |
+//! | `POST /_submit` | a FlowInstance XML in any declared encoding becomes a new instance (a missing `FlowInstanceID` is assigned); 201 `{"flowInstanceID": n}`. With `?push=true` it is also posted, in its declared encoding, to Knutpunkt's OeP ingress (`World::oep_push_url`), as OeP's XML export integration does |
+//! | `GET /_instances` | the instances as JSON (id, family, status, messages, delivered) |
+//!
+//! The sandbox is seeded with a few instances of the leave application family (412) in
+//! several statuses.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{NaiveDate, NaiveDateTime};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::control::problem;
+use super::{World, lock};
+use crate::codec::{XmlEncoding, XmlToJsonOptions, decode_xml, encode_xml, xml_to_json};
+
+/// The content type OeP answers with.
+const OEP_XML: &str = "text/xml;charset=ISO-8859-1";
+
+/// One FlowInstance.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// FlowInstanceID.
+    pub id: u64,
+    /// Flow FamilyID.
+    pub family_id: u64,
+    /// Status name (`Inkommen`, `Beslutad`, …).
+    pub status: String,
+    /// Status id.
+    pub status_id: u64,
+    /// When it was added.
+    pub added: NaiveDateTime,
+    /// The export document as text, without its prolog.
+    pub document: String,
+    /// The encoding it was submitted in.
+    pub encoding: XmlEncoding,
+    /// Messages added through the callback.
+    pub messages: Vec<String>,
+    /// Delivery confirmations (`delivered`, external id).
+    pub delivered: Option<(bool, String)>,
+    /// External id set through setStatus / confirmDelivery.
+    pub external_id: Option<String>,
+}
+
+/// The instances OeP holds.
+#[derive(Debug)]
+pub struct Instances {
+    /// By id, in order of submission.
+    pub list: Vec<Instance>,
+    next_id: u64,
+    next_event: u64,
+    /// Where `?push=true` sends a submitted instance (Knutpunkt's OeP ingress).
+    pub push_url: Option<String>,
+}
+
+impl Default for Instances {
+    fn default() -> Self {
+        let mut me = Instances {
+            list: Vec::new(),
+            next_id: 5000,
+            next_event: 16000,
+            push_url: None,
+        };
+        for (student, reason, status, day) in [
+            ("Märta Lindqvist", "Släktträff i Överkalix", "Inkommen", 2),
+            ("Leo Nilsson", "Tävling i orientering", "Inkommen", 5),
+            ("Ebba Berg", "Körresa till Åbo", "Beslutad", 9),
+        ] {
+            let doc = leave_application(student, reason, status, day);
+            // The seed documents are built here and always parse.
+            let _ = me.submit(doc.as_bytes());
+        }
+        me
+    }
+}
+
+/// A leave application export (family 412) for the seed.
+fn leave_application(student: &str, reason: &str, status: &str, day: u32) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<FlowInstance>\n  <Header>\n    <Flow>\n      \
+         <FamilyID>412</FamilyID>\n      <Version>3</Version>\n      <FlowID>5120</FlowID>\n      \
+         <Name><![CDATA[Ansökan om ledighet för elev]]></Name>\n    </Flow>\n    <Status>\n      \
+         <ID>{}</ID>\n      <Name><![CDATA[{status}]]></Name>\n    </Status>\n    \
+         <Posted>2026-11-{day:02}T08:00:00</Posted>\n  </Header>\n  <Values>\n    <elevNamn>\n      \
+         <QueryID>71001</QueryID>\n      <Name><![CDATA[Elevens namn]]></Name>\n      \
+         <Value>{}</Value>\n    </elevNamn>\n    <skal>\n      <QueryID>71002</QueryID>\n      \
+         <Name><![CDATA[Skäl till ledigheten]]></Name>\n      <Value><![CDATA[{reason}]]></Value>\n    \
+         </skal>\n  </Values>\n</FlowInstance>\n",
+        if status == "Beslutad" { 79 } else { 77 },
+        escape(student)
+    )
+}
+
+/// Escape text for an XML element.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn text_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+/// Why a submitted document was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Not readable XML.
+    #[error("not a readable FlowInstance XML: {0}")]
+    Xml(String),
+    /// Lacks what an export always has.
+    #[error("{0}")]
+    Missing(&'static str),
+}
+
+impl Instances {
+    /// Store a FlowInstance export (any declared encoding) as a new instance; its id.
+    pub fn submit(&mut self, bytes: &[u8]) -> Result<u64, SubmitError> {
+        let json = xml_to_json(bytes, &XmlToJsonOptions::default())
+            .map_err(|e| SubmitError::Xml(e.to_string()))?;
+        let root = json.get("FlowInstance").ok_or(SubmitError::Missing(
+            "the root element must be <FlowInstance>",
+        ))?;
+        let family_id = text_at(root, &["Header", "Flow", "FamilyID"])
+            .and_then(|s| s.parse().ok())
+            .ok_or(SubmitError::Missing(
+                "Header/Flow/FamilyID (a number) is missing",
+            ))?;
+        let status = text_at(root, &["Header", "Status", "Name"])
+            .unwrap_or("Inkommen")
+            .to_string();
+        let status_id = text_at(root, &["Header", "Status", "ID"])
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let added = text_at(root, &["Header", "Posted"])
+            .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
+            .unwrap_or_else(|| chrono::Local::now().naive_local());
+        let (text, encoding) = decode_xml(bytes).map_err(|e| SubmitError::Xml(e.to_string()))?;
+        let mut document = strip_prolog(&text).to_string();
+        let id = match text_at(root, &["Header", "FlowInstanceID"]).and_then(|s| s.parse().ok()) {
+            Some(id) => id,
+            None => {
+                let id = self.next_id;
+                let at = document
+                    .find("<Header>")
+                    .ok_or(SubmitError::Missing("<Header> is missing"))?
+                    + "<Header>".len();
+                document.insert_str(at, &format!("\n    <FlowInstanceID>{id}</FlowInstanceID>"));
+                id
+            }
+        };
+        if self.list.iter().any(|i| i.id == id) {
+            return Err(SubmitError::Missing(
+                "an instance with this FlowInstanceID exists; leave FlowInstanceID out to get a new one",
+            ));
+        }
+        self.next_id = self.next_id.max(id + 1);
+        self.list.push(Instance {
+            id,
+            family_id,
+            status,
+            status_id,
+            added,
+            document,
+            encoding,
+            messages: Vec::new(),
+            delivered: None,
+            external_id: None,
+        });
+        Ok(id)
+    }
+
+    fn find_mut(&mut self, id: u64) -> Option<&mut Instance> {
+        self.list.iter_mut().find(|i| i.id == id)
+    }
+}
+
+fn strip_prolog(text: &str) -> &str {
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    if t.starts_with("<?xml")
+        && let Some(end) = t.find("?>")
+    {
+        return t[end + 2..].trim_start();
+    }
+    t
+}
+
+impl Instance {
+    /// The export with its current status, in `encoding`, with a matching prolog.
+    pub fn export(&self, encoding: XmlEncoding) -> Vec<u8> {
+        let mut doc = self.document.clone();
+        if let (Some(start), Some(end)) = (doc.find("<Status>"), doc.find("</Status>")) {
+            doc.replace_range(
+                start..end + "</Status>".len(),
+                &format!(
+                    "<Status>\n      <ID>{}</ID>\n      <Name><![CDATA[{}]]></Name>\n    </Status>",
+                    self.status_id, self.status
+                ),
+            );
+        }
+        let prolog = format!("<?xml version=\"1.0\" encoding=\"{}\"?>\n", encoding.name());
+        [prolog.into_bytes(), encode_xml(&doc, encoding)].concat()
+    }
+}
+
+/// The routes, relative to `/sandbox/oep`.
+pub fn routes(world: Arc<World>) -> Router {
+    Router::new()
+        .route(
+            "/api/instanceapi/getinstances/family/{family}/{status}",
+            get(list),
+        )
+        .route("/api/instanceapi/getinstance/{id}/xml", get(export))
+        .route("/api/callback", post(callback))
+        .route("/_submit", post(submit))
+        .route("/_instances", get(instances))
+        .with_state(world)
+}
+
+fn latin1_xml(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, OEP_XML)],
+        encode_xml(text, XmlEncoding::Latin1),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Period {
+    from_date: Option<NaiveDate>,
+    to_date: Option<NaiveDate>,
+}
+
+async fn list(
+    State(w): State<Arc<World>>,
+    Path((family, status)): Path<(u64, String)>,
+    Query(period): Query<Period>,
+) -> Response {
+    let oep = lock(&w.oep);
+    let mut xml = String::from("<?xml version='1.0' encoding='ISO-8859-1'?>\n<FlowInstances>\n");
+    for i in oep.list.iter().filter(|i| {
+        i.family_id == family
+            && i.status.eq_ignore_ascii_case(&status)
+            && period.from_date.is_none_or(|d| i.added.date() >= d)
+            && period.to_date.is_none_or(|d| i.added.date() <= d)
+    }) {
+        let added = i.added.format("%Y-%m-%d %H:%M");
+        let ms = i.added.and_utc().timestamp_millis();
+        xml.push_str(&format!(
+            "\t<FlowInstance>\n\t\t<flowInstanceID>{}</flowInstanceID>\n\t\t<added>{added}</added>\n\
+             \t\t<firstSubmitted>{added}</firstSubmitted>\n\t\t<fullyPopulated>true</fullyPopulated>\n\
+             \t\t<lastStatusChange>{added}</lastStatusChange>\n\t\t<profileID>1</profileID>\n\
+             \t\t<remote>false</remote>\n\t\t<addedInMilliseconds>{ms}</addedInMilliseconds>\n\
+             \t\t<firstSubmittedInMilliseconds>{ms}\n\t\t</firstSubmittedInMilliseconds>\n\
+             \t\t<flowFamilyID>{}</flowFamilyID>\n\t\t<Status>\n\t\t\t<statusID>{}</statusID>\n\
+             \t\t\t<name>{}</name>\n\t\t</Status>\n\t</FlowInstance>\n",
+            i.id,
+            i.family_id,
+            i.status_id,
+            escape(&i.status)
+        ));
+    }
+    xml.push_str("</FlowInstances>\n");
+    latin1_xml(StatusCode::OK, &xml)
+}
+
+async fn export(State(w): State<Arc<World>>, Path(id): Path<u64>) -> Response {
+    let oep = lock(&w.oep);
+    match oep.list.iter().find(|i| i.id == id) {
+        Some(i) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, OEP_XML)],
+            i.export(XmlEncoding::Latin1),
+        )
+            .into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("no flow instance with ID {id}"),
+        ),
+    }
+}
+
+fn soap_fault(message: &str) -> Response {
+    latin1_xml(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!(
+            "<?xml version='1.0' encoding='ISO-8859-1'?><S:Envelope xmlns:S=\"http://schemas.xmlsoap.org/soap/envelope/\">\
+             <S:Body><S:Fault><faultcode>S:Server</faultcode><faultstring>{}</faultstring></S:Fault></S:Body></S:Envelope>",
+            escape(message)
+        ),
+    )
+}
+
+fn soap_response(operation: &str, inner: &str) -> Response {
+    latin1_xml(
+        StatusCode::OK,
+        &format!(
+            "<?xml version='1.0' encoding='ISO-8859-1'?>\n<S:Envelope xmlns:S=\"http://schemas.xmlsoap.org/soap/envelope/\">\n\
+             \t<S:Body>\n\t\t<{operation}Response xmlns=\"http://www.oeplatform.org/version/1.0/schemas/integration/callback\">{inner}</{operation}Response>\n\
+             \t</S:Body>\n</S:Envelope>\n"
+        ),
+    )
+}
+
+async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let json = match xml_to_json(&body, &XmlToJsonOptions::default()) {
+        Ok(j) => j,
+        Err(e) => return soap_fault(&format!("Unreadable SOAP request: {e}")),
+    };
+    let Some(Value::Object(ops)) = json.get("Envelope").and_then(|e| e.get("Body")) else {
+        return soap_fault("Not a SOAP 1.1 envelope with a Body");
+    };
+    let Some((op, args)) = ops.iter().next() else {
+        return soap_fault("The SOAP Body is empty");
+    };
+    let number = |k: &str| {
+        args.get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok())
+    };
+    let mut oep = lock(&w.oep);
+    let external = args
+        .get("externalID")
+        .and_then(|e| e.get("ID"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let target = match number("flowInstanceID") {
+        Some(id) => Some(id),
+        None => external.as_deref().and_then(|ext| {
+            oep.list
+                .iter()
+                .find(|i| i.external_id.as_deref() == Some(ext))
+                .map(|i| i.id)
+        }),
+    };
+    let Some(id) = target.filter(|id| oep.list.iter().any(|i| i.id == *id)) else {
+        let shown = target.map_or_else(|| external.unwrap_or_default(), |id| id.to_string());
+        return soap_fault(&format!(
+            "The requested flow instance with ID {shown} was not found"
+        ));
+    };
+    oep.next_event += 1;
+    let event = oep.next_event;
+    let Some(instance) = oep.find_mut(id) else {
+        return soap_fault("The requested flow instance was not found");
+    };
+    match op.as_str() {
+        "setStatus" => {
+            match (
+                args.get("statusAlias").and_then(Value::as_str),
+                number("statusID"),
+            ) {
+                (Some(alias), _) => instance.status = alias.to_string(),
+                (None, Some(status_id)) => {
+                    instance.status_id = status_id;
+                    instance.status = format!("Status {status_id}");
+                }
+                (None, None) => return soap_fault("setStatus needs statusAlias or statusID"),
+            }
+            soap_response("setStatus", &format!("<eventID>{event}</eventID>"))
+        }
+        "addMessage" => {
+            let text = args
+                .get("message")
+                .and_then(|m| m.get("message"))
+                .or_else(|| args.get("message"))
+                .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+                .unwrap_or_default();
+            instance.messages.push(text);
+            soap_response("addMessage", &format!("<messageID>{event}</messageID>"))
+        }
+        "confirmDelivery" => {
+            let delivered = args.get("delivered").and_then(Value::as_str) == Some("true");
+            instance.delivered = Some((delivered, external.clone().unwrap_or_default()));
+            if external.is_some() {
+                instance.external_id = external;
+            }
+            soap_response("confirmDelivery", "")
+        }
+        other => soap_fault(&format!(
+            "Unknown operation {other}; expected setStatus, addMessage or confirmDelivery"
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct Push {
+    #[serde(default)]
+    push: bool,
+}
+
+async fn submit(
+    State(w): State<Arc<World>>,
+    Query(q): Query<Push>,
+    body: axum::body::Bytes,
+) -> Response {
+    let (id, push) = {
+        let mut oep = lock(&w.oep);
+        let id = match oep.submit(&body) {
+            Ok(id) => id,
+            Err(e) => {
+                return problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Not a FlowInstance",
+                    e.to_string(),
+                );
+            }
+        };
+        let push = q.push.then(|| {
+            let i = oep.list.iter().find(|i| i.id == id);
+            (oep.push_url.clone(), i.map(|i| i.export(i.encoding)))
+        });
+        (id, push)
+    };
+    if let Some((url, doc)) = push {
+        let (Some(url), Some(doc)) = (url, doc) else {
+            return problem(
+                StatusCode::CONFLICT,
+                "Nowhere to push",
+                "the sandbox runs without Knutpunkt's HTTP ingress; submit without ?push=true",
+            );
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let sent = reqwest::Client::new()
+            .post(&url)
+            .header(header::CONTENT_TYPE, "application/xml")
+            .body(doc)
+            .send()
+            .await;
+        return match sent {
+            Ok(r) => (
+                StatusCode::CREATED,
+                Json(json!({ "flowInstanceID": id, "pushed": { "url": url, "status": r.status().as_u16() } })),
+            )
+                .into_response(),
+            Err(e) => problem(
+                StatusCode::BAD_GATEWAY,
+                "Push failed",
+                format!("instance {id} stored, but posting it to {url} failed: {e}"),
+            ),
+        };
+    }
+    (StatusCode::CREATED, Json(json!({ "flowInstanceID": id }))).into_response()
+}
+
+async fn instances(State(w): State<Arc<World>>) -> Json<Value> {
+    let oep = lock(&w.oep);
+    Json(Value::Array(
+        oep.list
+            .iter()
+            .map(|i| {
+                json!({
+                    "flowInstanceID": i.id,
+                    "familyID": i.family_id,
+                    "status": i.status,
+                    "added": i.added,
+                    "messages": i.messages,
+                    "delivered": i.delivered.as_ref().map(|d| d.0),
+                    "externalID": i.external_id,
+                })
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_flow_instance_id_is_assigned_and_exported_in_latin1() {
+        let mut oep = Instances::default();
+        let seeded = oep.list.len();
+        let doc = leave_application("Åsa Öhrnbjörk", "Fjällresa", "Inkommen", 20);
+        let id = oep.submit(doc.as_bytes()).expect("accepted");
+        assert_eq!(oep.list.len(), seeded + 1);
+        let bytes = oep.list[seeded].export(XmlEncoding::Latin1);
+        assert!(bytes.starts_with(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"));
+        let json = xml_to_json(&bytes, &XmlToJsonOptions::default()).expect("readable");
+        assert_eq!(
+            text_at(&json, &["FlowInstance", "Header", "FlowInstanceID"]),
+            Some(id.to_string().as_str())
+        );
+        assert_eq!(
+            text_at(&json, &["FlowInstance", "Values", "elevNamn", "Value"]),
+            Some("Åsa Öhrnbjörk")
+        );
+        assert!(oep.submit(b"<Other/>").is_err());
+    }
+}

@@ -1,0 +1,550 @@
+//! The sandbox of simulated municipal systems over real HTTP: what each system answers,
+//! what it remembers, and its inbox and fault controls.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use knutpunkt::sandbox::Sandbox;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Running {
+    base: String,
+    http: reqwest::Client,
+    sandbox: Sandbox,
+    stop: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start() -> Running {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let sandbox = Sandbox::new();
+    let stop = CancellationToken::new();
+    tokio::spawn(sandbox.clone().serve(listener, stop.clone()));
+    Running {
+        base: format!("http://{addr}/sandbox"),
+        http: reqwest::Client::new(),
+        sandbox,
+        stop,
+    }
+}
+
+impl Running {
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post_xml(&self, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "text/xml; charset=UTF-8")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_index_lists_the_systems_and_unknown_paths_are_problems() {
+    let s = start().await;
+    let (status, index) = s.get("").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = index["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["system"].as_str().unwrap())
+        .collect();
+    for n in ["casedata", "elevregister", "oep"] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+    let r = s
+        .http
+        .get(format!("{}/nothing-here", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn elevregister_answers_ss12000_and_hides_protected_addresses() {
+    let s = start().await;
+    let (status, found) = s.get("/elevregister/persons?civicNo=201304122383").await;
+    assert_eq!(status, 200);
+    let marta = &found["data"][0];
+    assert_eq!(marta["givenName"], "Märta");
+    assert_eq!(marta["securityMarking"], "Ingen");
+    assert_eq!(marta["responsibles"].as_array().unwrap().len(), 2);
+    assert!(marta["addresses"][0]["streetAddress"].is_string());
+
+    let (_, all) = s.get("/elevregister/persons").await;
+    let protected: Vec<&Value> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["securityMarking"] == "Skyddad folkbokföring")
+        .collect();
+    assert_eq!(protected.len(), 2, "Alva and her mother");
+    for p in protected {
+        assert!(
+            p.get("addresses").is_none(),
+            "a protected address leaked: {p}"
+        );
+    }
+
+    let id = marta["id"].as_str().unwrap();
+    let (status, by_id) = s.get(&format!("/elevregister/persons/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(by_id["civicNo"]["value"], "201304122383");
+    let (status, _) = s
+        .get("/elevregister/persons/00000000-0000-0000-0000-000000000000")
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn elevregister_placements_are_written_and_read_back() {
+    let s = start().await;
+    // Märta has no fritidshem placement: one is created.
+    let r = s
+        .post_json(
+            "/elevregister/placements",
+            &json!({
+                "child": { "civicNo": "20130412-2383" },
+                "placedAt": { "schoolUnitCode": "38120001" },
+                "schoolType": "FTH",
+                "startDate": "2026-12-01",
+                "maxWeeklyScheduleHours": 12
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    // Leo has one at Tallbacken: it is changed, not duplicated.
+    let r = s
+        .post_json(
+            "/elevregister/placements",
+            &json!({
+                "child": { "civicNo": "20160220-1319" },
+                "placedAt": { "schoolUnitCode": "38120002" },
+                "schoolType": "FTH",
+                "startDate": "2026-12-01",
+                "maxWeeklyScheduleHours": 40
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let changed: Value = r.json().await.unwrap();
+    let leo = changed["child"]["id"].as_str().unwrap().to_string();
+    let (_, list) = s
+        .get(&format!("/elevregister/placements?child={leo}"))
+        .await;
+    let fth: Vec<&Value> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["schoolType"] == "FTH")
+        .collect();
+    assert_eq!(fth.len(), 1, "{list}");
+    assert_eq!(fth[0]["maxWeeklyScheduleHours"], 40.0);
+    assert_eq!(
+        fth[0]["startDate"], "2022-08-22",
+        "a change keeps the start"
+    );
+
+    // Ending a placement that does not exist is refused with what to do.
+    let r = s
+        .post_json(
+            "/elevregister/placements",
+            &json!({ "child": { "civicNo": "20130412-2383" }, "placedAt": { "schoolUnitCode": "38120002" }, "schoolType": "FTH", "endDate": "2027-01-01" }),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("startDate"));
+
+    let r = s
+        .http
+        .patch(format!(
+            "{}/elevregister/placements/{}",
+            s.base,
+            created["id"].as_str().unwrap()
+        ))
+        .json(&json!({ "endDate": "2027-06-15" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["endDate"], "2027-06-15");
+
+    let r = s
+        .post_json(
+            "/elevregister/placements",
+            &json!({ "child": { "civicNo": "19000101-0008" }, "placedAt": { "schoolUnitCode": "38120002" }, "schoolType": "FTH", "startDate": "2026-12-01" }),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("child"), "{p}");
+}
+
+#[tokio::test]
+async fn casedata_creates_errands_with_location_and_faults_and_inbox_work() {
+    let s = start().await;
+    let fault = s
+        .post_json(
+            "/casedata/_fault",
+            &json!({ "status": 503, "count": 2, "delay_ms": 0 }),
+        )
+        .await;
+    assert_eq!(fault.status(), 200);
+    let errand = json!({ "caseType": "PLACEMENT_CHANGE", "channel": "SYSTEM", "description": "x" });
+    for _ in 0..2 {
+        let r = s
+            .post_json("/casedata/2281/SBK_SCHOOL/errands", &errand)
+            .await;
+        assert_eq!(r.status(), 503);
+    }
+    let r = s
+        .post_json("/casedata/2281/SBK_SCHOOL/errands", &errand)
+        .await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(location, "/2281/SBK_SCHOOL/errands/1");
+    let (status, stored) = s.get(&format!("/casedata{location}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["caseType"], "PLACEMENT_CHANGE");
+    assert!(
+        stored["errandNumber"]
+            .as_str()
+            .unwrap()
+            .starts_with("SKOL-")
+    );
+
+    let r = s
+        .post_json(
+            "/casedata/2281/SBK_SCHOOL/errands",
+            &json!({ "channel": "SYSTEM" }),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+
+    let (_, inbox) = s.get("/casedata/_inbox").await;
+    let calls = inbox.as_array().unwrap();
+    assert_eq!(calls.len(), 5, "{inbox}");
+    assert_eq!(calls[0]["fault"], true);
+    assert_eq!(calls[2]["fault"], false);
+    assert_eq!(calls[2]["method"], "POST");
+    assert_eq!(calls[2]["path"], "/2281/SBK_SCHOOL/errands");
+    assert_eq!(calls[2]["body"]["caseType"], "PLACEMENT_CHANGE");
+    assert_eq!(
+        s.sandbox.controls("casedata").unwrap().calls().len(),
+        5,
+        "the same inbox in-process"
+    );
+    let cleared = s
+        .http
+        .delete(format!("{}/casedata/_inbox", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 204);
+    let (_, inbox) = s.get("/casedata/_inbox").await;
+    assert_eq!(inbox, json!([]));
+
+    let bad = s
+        .post_json("/casedata/_fault", &json!({ "status": 200, "count": 1 }))
+        .await;
+    assert_eq!(bad.status(), 422);
+}
+
+#[tokio::test]
+async fn a_fault_can_delay() {
+    let s = start().await;
+    s.post_json(
+        "/elevregister/_fault",
+        &json!({ "status": 0, "count": 1, "delay_ms": 300 }),
+    )
+    .await;
+    let t = std::time::Instant::now();
+    let (status, _) = s.get("/elevregister/organisations").await;
+    assert_eq!(status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+}
+
+fn latin1_application(id: Option<u64>) -> Vec<u8> {
+    let id = id.map_or(String::new(), |i| {
+        format!("<FlowInstanceID>{i}</FlowInstanceID>")
+    });
+    let text = format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<FlowInstance><Header>{id}<Flow><FamilyID>412</FamilyID></Flow>\
+         <Status><ID>77</ID><Name><![CDATA[Inkommen]]></Name></Status><Posted>2026-11-20T10:00:00</Posted></Header>\
+         <Values><elevNamn><Value>Åsa Öhrnbjörk</Value></elevNamn></Values></FlowInstance>"
+    );
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn oep_submit_list_export_and_callback() {
+    let s = start().await;
+    let r = s.post_xml("/oep/_submit", latin1_application(None)).await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["flowInstanceID"]
+        .as_u64()
+        .unwrap();
+
+    let r = s
+        .http
+        .get(format!(
+            "{}/oep/api/instanceapi/getinstances/family/412/inkommen?fromDate=2026-11-20&toDate=2026-11-20",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "text/xml;charset=ISO-8859-1"
+    );
+    let list = String::from_utf8_lossy(&r.bytes().await.unwrap()).into_owned();
+    assert!(
+        list.contains(&format!("<flowInstanceID>{id}</flowInstanceID>")),
+        "{list}"
+    );
+    assert_eq!(
+        list.matches("<FlowInstance>").count(),
+        1,
+        "only the one added that day"
+    );
+
+    let r = s
+        .http
+        .get(format!(
+            "{}/oep/api/instanceapi/getinstance/{id}/xml",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let bytes = r.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"));
+    assert!(
+        bytes.windows(3).any(|w| w == [0xC5, b's', b'a']),
+        "Å is one Latin-1 byte"
+    );
+
+    let soap = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" ?><SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\"><SOAP-ENV:Header/><SOAP-ENV:Body>\
+         <setStatus xmlns=\"http://www.oeplatform.org/version/1.0/schemas/integration/callback\"><flowInstanceID>{id}</flowInstanceID><statusAlias>Beslutad</statusAlias>\
+         <principal><name>Kim Rektor</name><userID>kim01</userID></principal></setStatus></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+    );
+    let r = s.post_xml("/oep/api/callback", soap.into_bytes()).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("<eventID>"), "{text}");
+    let r = s
+        .http
+        .get(format!(
+            "{}/oep/api/instanceapi/getinstances/family/412/Beslutad",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let list = r.text().await.unwrap();
+    assert!(
+        list.contains(&format!("<flowInstanceID>{id}</flowInstanceID>")),
+        "{list}"
+    );
+
+    let unknown = "<?xml version=\"1.0\"?><S:Envelope xmlns:S=\"http://schemas.xmlsoap.org/soap/envelope/\"><S:Body>\
+         <setStatus><flowInstanceID>999999</flowInstanceID><statusAlias>X</statusAlias></setStatus></S:Body></S:Envelope>";
+    let r = s
+        .post_xml("/oep/api/callback", unknown.as_bytes().to_vec())
+        .await;
+    assert_eq!(r.status(), 500);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(
+            "<faultstring>The requested flow instance with ID 999999 was not found</faultstring>"
+        ),
+        "{text}"
+    );
+
+    let r = s
+        .post_xml("/oep/_submit", latin1_application(Some(id)))
+        .await;
+    assert_eq!(r.status(), 422, "the same FlowInstanceID twice");
+}
+
+#[tokio::test]
+async fn oep_pushes_a_submitted_instance_in_its_declared_encoding() {
+    let s = start().await;
+    // A receiving ingress: records the body it got.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let app = axum::Router::new().route(
+        "/in/oep/flowinstances",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body.to_vec()).await;
+                axum::http::StatusCode::ACCEPTED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    knutpunkt::sandbox::lock(&s.sandbox.world.oep).push_url =
+        Some(format!("http://{addr}/in/oep/flowinstances"));
+
+    let r = s
+        .post_xml("/oep/_submit?push=true", latin1_application(None))
+        .await;
+    assert_eq!(r.status(), 201);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["pushed"]["status"], 202);
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.starts_with(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"));
+    assert!(got.windows(3).any(|w| w == [0xC5, b's', b'a']));
+}
+
+#[tokio::test]
+async fn citizen_answers_the_v3_contract_and_guards_classified_addresses() {
+    let s = start().await;
+    let (status, guid) = s
+        .get("/citizen/api/v3/citizen/2281/201304122383/guid")
+        .await;
+    assert_eq!(status, 200);
+    let marta = guid.as_str().unwrap().to_string();
+    let (_, person) = s
+        .get(&format!("/citizen/api/v3/citizen/2281/{marta}"))
+        .await;
+    assert_eq!(person["givenname"], "Märta");
+    assert_eq!(person["classified"], "N");
+    assert!(person["addresses"][0]["xCoordLocal"].is_number());
+
+    let (status, _) = s
+        .get("/citizen/api/v3/citizen/2281/00000000-0000-0000-0000-000000000000")
+        .await;
+    assert_eq!(status, 204);
+
+    // Alva has skyddad folkbokföring: no address unless ShowClassified=true.
+    let (_, alva) = s
+        .get("/citizen/api/v3/citizen/2281/201409093224/guid")
+        .await;
+    let alva = alva.as_str().expect("Alva's personId").to_string();
+    let r = s
+        .post_json("/citizen/api/v3/citizen/2281/batch", &json!([alva, marta]))
+        .await;
+    let batch: Value = r.json().await.unwrap();
+    assert_eq!(batch.as_array().unwrap().len(), 2);
+    assert_eq!(batch[0]["classified"], "J");
+    assert_eq!(batch[0]["addresses"], json!([]));
+    let (_, shown) = s
+        .get(&format!(
+            "/citizen/api/v3/citizen/2281/{alva}?ShowClassified=true"
+        ))
+        .await;
+    assert!(shown["addresses"][0]["address"].is_string());
+
+    // Sara and Leo Nilsson moved on 2026-11-02; Sara is Leo's custodian.
+    let (status, moved) = s
+        .get("/citizen/api/v3/citizen/2281/changedaddress?changedDateFrom=2026-11-01")
+        .await;
+    assert_eq!(status, 200);
+    let sara = moved
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["givenname"] == "Sara")
+        .expect("Sara moved");
+    assert_eq!(sara["custodianFor"][0]["typeOfSchool"], "GR");
+    assert!(
+        moved
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["givenname"] != "Anna")
+    );
+    let (status, _) = s.get("/citizen/api/v3/citizen/2281/changedaddress").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn messaging_sends_and_reports_status() {
+    let s = start().await;
+    let r = s
+        .post_json(
+            "/messaging/2281/email",
+            &json!({ "emailAddress": "sara.nilsson@exempel.se", "subject": "Frånvaro", "message": "Leo var frånvarande" }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let sent: Value = r.json().await.unwrap();
+    let id = sent["messageId"].as_str().unwrap();
+    assert_eq!(sent["deliveries"][0]["messageType"], "EMAIL");
+    let (status, result) = s
+        .get(&format!("/messaging/2281/status/messages/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(result["deliveries"][0]["status"], "SENT");
+
+    let r = s
+        .post_json("/messaging/2281/email", &json!({ "subject": "x" }))
+        .await;
+    assert_eq!(r.status(), 400);
+    let p: Value = r.json().await.unwrap();
+    assert!(
+        p["detail"].as_str().unwrap().contains("emailAddress"),
+        "{p}"
+    );
+    let r = s
+        .post_json(
+            "/messaging/2281/sms",
+            &json!({ "mobileNumber": "not a number", "message": "x" }),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let r = s
+        .post_json(
+            "/messaging/2281/sms",
+            &json!({ "mobileNumber": "+46701234567", "message": "Hej" }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}
