@@ -129,8 +129,9 @@ fn topology_prints_rabbitmq_definitions() {
     let queues = names("queues");
     for q in [
         "knut.route.placement-change",
+        "knut.route.placement-change.p7",
         "knut.dlq.placement-change",
-        "knut.retry.placement-change.1h",
+        "knut.retry.placement-change-case.1h",
     ] {
         assert!(queues.contains(&q.to_string()), "{q} missing: {queues:?}");
     }
