@@ -2,6 +2,8 @@
 //!
 //! Runs against `KNUT_TEST_AMQP_URL` or a private RabbitMQ node (see `support/rabbit.rs`).
 
+#[path = "support/ordered.rs"]
+mod ordered;
 #[path = "support/rabbit.rs"]
 mod rabbit;
 #[path = "support/root.rs"]
@@ -108,6 +110,7 @@ async fn recovers_after_broker_restart() {
         routes: vec![RouteQueue {
             route: route.clone(),
             bindings: vec![],
+            partitions: None,
         }],
     };
     b.declare(&topology).await.unwrap();
@@ -115,12 +118,17 @@ async fn recovers_after_broker_restart() {
         .await
         .unwrap();
     let mut consumer = b.consume(&work_queue(&route), 5).await.unwrap();
+    let held = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("consumer open");
+    assert!(held.is_live(), "a fresh delivery can be settled");
 
     rabbit::stop_node().await;
 
     // The consumer stream ends, so a worker knows to consume again.
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        // "before" may or may not have been delivered before the stop; left unacked, it stays.
+        // "before" is held unacked: it stays in the queue.
         while consumer.next().await.is_some() {}
     })
     .await;
@@ -128,6 +136,11 @@ async fn recovers_after_broker_restart() {
         ended.is_ok(),
         "the consumer stream did not end after the broker stopped"
     );
+    assert!(
+        !held.is_live(),
+        "a delivery of the lost connection cannot be settled any more"
+    );
+    drop(held);
 
     let started = Instant::now();
     let err = b
@@ -179,6 +192,7 @@ fn one_route(route: &str) -> Topology {
         routes: vec![RouteQueue {
             route: route.to_string(),
             bindings: vec![],
+            partitions: None,
         }],
     }
 }
@@ -338,8 +352,26 @@ fn amqp_value(v: &serde_json::Value) -> lapin::types::AMQPValue {
     match v {
         serde_json::Value::Number(n) => AMQPValue::LongLongInt(n.as_i64().expect("integer")),
         serde_json::Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+        serde_json::Value::Bool(b) => AMQPValue::Boolean(*b),
         other => panic!("unexpected argument {other}"),
     }
+}
+
+/// Declare the durable queue `name` with `args`, as knut does.
+async fn declare_durable(
+    ch: &lapin::Channel,
+    name: &str,
+    args: lapin::types::FieldTable,
+) -> lapin::Result<lapin::Queue> {
+    ch.queue_declare(
+        name.into(),
+        lapin::options::QueueDeclareOptions {
+            durable: true,
+            ..lapin::options::QueueDeclareOptions::default()
+        },
+        args,
+    )
+    .await
 }
 
 /// The definitions `knut topology` prints are what knut declares: every queue they list
@@ -354,13 +386,22 @@ async fn topology_definitions_are_what_knut_declares() {
 
     let g = guarded().await;
     let route = unique("defs");
+    let ordered_route = unique("defs-ordered");
     let exchange = unique("defs.events");
     let topology = Topology {
         exchanges: vec![exchange.clone()],
-        routes: vec![RouteQueue {
-            route: route.clone(),
-            bindings: vec![(exchange.clone(), "student.*".into())],
-        }],
+        routes: vec![
+            RouteQueue {
+                route: route.clone(),
+                bindings: vec![(exchange.clone(), "student.*".into())],
+                partitions: None,
+            },
+            RouteQueue {
+                route: ordered_route.clone(),
+                bindings: vec![(exchange.clone(), "grade.*".into())],
+                partitions: Some(3),
+            },
+        ],
     };
     g.broker.declare(&topology).await.unwrap();
     for rung in knutpunkt::broker::amqp::delay::RUNGS_MS {
@@ -374,7 +415,8 @@ async fn topology_definitions_are_what_knut_declares() {
     let queues = defs["queues"].as_array().expect("queues");
     assert_eq!(
         queues.len(),
-        2 + knutpunkt::broker::amqp::delay::RUNGS_MS.len()
+        2 + knutpunkt::broker::amqp::delay::RUNGS_MS.len() + 2 + 3,
+        "the ordered route: work, dead-letter and three partition queues, no retry ladder"
     );
     let conn = lapin::Connection::connect(
         &rabbit::amqp_url().await,
@@ -400,22 +442,32 @@ async fn topology_definitions_are_what_knut_declares() {
             )
             .await;
         assert!(passive.is_ok(), "knut did not declare {name}: {passive:?}");
-        let same = ch
-            .queue_declare(
-                name.into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                args,
-            )
-            .await;
+        let same = declare_durable(&ch, name, args).await;
         assert!(
             same.is_ok(),
             "{name} exists with other arguments than the definitions list: {same:?}"
         );
     }
+    // The partition queues' single active consumer is an argument RabbitMQ compares: the
+    // same queue without it is refused, so the equal declarations above prove it is set.
+    let ch = conn.create_channel().await.unwrap();
+    let mut plain = FieldTable::default();
+    plain.insert(
+        "x-queue-type".into(),
+        amqp_value(&serde_json::json!("quorum")),
+    );
+    let p0 = knutpunkt::broker::partition_queue(&ordered_route, 0);
+    let refused = declare_durable(&ch, &p0, plain).await;
+    assert!(
+        refused.is_err(),
+        "{p0} without x-single-active-consumer was accepted"
+    );
     let before = g.broker.queue_depth(&work_queue(&route)).await.unwrap();
+    let ordered_before = g
+        .broker
+        .queue_depth(&work_queue(&ordered_route))
+        .await
+        .unwrap();
     for b in defs["bindings"].as_array().unwrap() {
         let key = b["routing_key"].as_str().unwrap().replace('*', "enrolled");
         g.broker
@@ -428,7 +480,65 @@ async fn topology_definitions_are_what_knut_declares() {
         depth >= before + 2,
         "both bindings deliver: {before} → {depth}"
     );
+    let ordered_depth = g
+        .broker
+        .queue_depth(&work_queue(&ordered_route))
+        .await
+        .unwrap();
+    assert!(
+        ordered_depth >= ordered_before + 2,
+        "the ordered route's bindings deliver to its work queue: {ordered_before} → {ordered_depth}"
+    );
     let _ = conn.close(200, "done".into()).await;
+}
+
+/// The ordering scenario (see `support/ordered.rs`) on RabbitMQ: quorum work and partition
+/// queues with a single active consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_students_thirty_events_each_arrive_in_order_on_rabbitmq() {
+    let _no_outage = OUTAGE.clone().read_owned().await;
+    let url = rabbit::amqp_url().await;
+    ordered::one_instance(&format!("[broker]\nurl = \"{url}\"\n"), "rabbitmq").await;
+}
+
+/// Two knut instances run the same ordered route: the one that came first holds every
+/// queue (the other takes nothing), and when it stops in the middle of the stream the other
+/// takes over where it stopped — every event once, each student's in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_route_fails_over_between_instances_in_order() {
+    let _no_outage = OUTAGE.clone().read_owned().await;
+    let broker = format!("[broker]\nurl = \"{}\"\n", rabbit::amqp_url().await);
+    let downstream = ordered::Downstream::start().await;
+    let route = ordered::unique_route();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    ordered::write_root(dir_a.path(), &route, &downstream, "a");
+    ordered::write_root(dir_b.path(), &route, &downstream, "b");
+    let per_seq = usize::try_from(ordered::STUDENTS).unwrap();
+
+    let a = ordered::start(dir_a.path(), &broker).await;
+    ordered::send(a.http_addr, route.clone(), 0..10).await;
+    // Every student's partition has delivered through `a`: it consumes every queue.
+    downstream.wait_for(10 * per_seq, "first third").await;
+    let b = ordered::start(dir_b.path(), &broker).await;
+    ordered::send(b.http_addr, route.clone(), 10..20).await;
+    downstream.wait_for(20 * per_seq, "second third").await;
+    assert_eq!(
+        downstream.delivered_by("b"),
+        0,
+        "the standby instance took messages while the active one was running"
+    );
+    let rest = tokio::spawn(ordered::send(b.http_addr, route.clone(), 20..30));
+    downstream
+        .wait_for(24 * per_seq, "a part of the last third")
+        .await;
+    a.shutdown(Duration::from_secs(10)).await;
+    rest.await.expect("the last third sent");
+    downstream.assert_all_in_order("fail-over").await;
+    assert!(
+        downstream.delivered_by("b") > 0,
+        "the standby instance never took over"
+    );
+    b.shutdown(Duration::from_secs(10)).await;
 }
 
 /// A quorum queue on which every return of a message counts: `x-delivery-limit: 1`, so a

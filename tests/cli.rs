@@ -129,8 +129,9 @@ fn topology_prints_rabbitmq_definitions() {
     let queues = names("queues");
     for q in [
         "knut.route.placement-change",
+        "knut.route.placement-change.p7",
         "knut.dlq.placement-change",
-        "knut.retry.placement-change.1h",
+        "knut.retry.placement-change-case.1h",
     ] {
         assert!(queues.contains(&q.to_string()), "{q} missing: {queues:?}");
     }
@@ -157,6 +158,32 @@ fn topology_prints_rabbitmq_definitions() {
     assert_eq!(defs["vhosts"][0]["name"], "skola");
     assert_eq!(defs["queues"][0]["vhost"], "skola");
     assert_eq!(defs["queues"][0]["arguments"]["x-queue-type"], "classic");
+
+    // An ordered route: its work queue and eight partition queues have a single active
+    // consumer, and it has no retry ladder (it retries in place).
+    let o = knut(&repo().join("tests/roots/steps"), &["topology"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let defs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let queues = defs["queues"].as_array().unwrap();
+    let ordered: Vec<&serde_json::Value> = queues
+        .iter()
+        .filter(|q| {
+            let name = q["name"].as_str().unwrap_or_default();
+            name.starts_with("knut.route.ordered") || name.starts_with("knut.retry.ordered.")
+        })
+        .collect();
+    let names: Vec<&str> = ordered
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = std::iter::once("knut.route.ordered".to_string())
+        .chain((0..8).map(|k| format!("knut.route.ordered.p{k}")))
+        .collect();
+    assert_eq!(names, expected);
+    for q in ordered {
+        assert_eq!(q["arguments"]["x-single-active-consumer"], true, "{q}");
+        assert_eq!(q["arguments"]["x-queue-type"], "quorum", "{q}");
+    }
 }
 
 #[test]
@@ -192,6 +219,7 @@ fn every_step_kind_passes_its_route_tests() {
         "idempotent",
         "enrich",
         "xml-out",
+        "ordered",
     ] {
         assert!(
             out.contains(&format!("{route}.test.yaml")),

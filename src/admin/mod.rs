@@ -66,6 +66,9 @@ pub struct RouteInfo {
     pub queue: String,
     /// Its dead-letter queue.
     pub dead_letter_queue: String,
+    /// The partition queues of an ordered route (`ordered_by`), in partition order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_queues: Vec<String>,
 }
 
 /// The admin endpoints as a router (with its state applied).
@@ -297,6 +300,7 @@ mod tests {
             steps: vec!["validate".into(), "to".into()],
             queue: "route.placement-change".into(),
             dead_letter_queue: "route.placement-change.dlq".into(),
+            partition_queues: vec![],
         };
         s.routes.write().unwrap().push(info.clone());
         let (status, _, body) = get(&s, "GET", "/api/routes").await;

@@ -11,7 +11,7 @@ use futures::StreamExt;
 
 use super::{
     Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology,
-    dead_letter_queue, work_queue,
+    dead_letter_queue, partition_queue, work_queue,
 };
 use crate::envelope::{Body, Envelope, header};
 
@@ -25,6 +25,7 @@ macro_rules! broker_conformance_suite {
             prefetch_bounds_unacked, retry_later_waits_without_blocking, dead_letter_keeps_reason,
             declare_is_idempotent, ingress_reaches_route_by_id, send_to_queue_and_depth,
             reply_queue_is_private, competing_consumers_share_work,
+            single_active_consumer_hands_over_in_order, ordering_cannot_change_silently,
             browse_lists_dead_letters_with_headers, browsing_changes_nothing,
             take_removes_exactly_that_one, take_unknown_id_is_not_found,
             taken_and_given_back_stays);
@@ -60,6 +61,7 @@ async fn setup(broker: &dyn Broker, bindings: &[(&str, &str)]) -> (String, Vec<S
                 .iter()
                 .map(|(e, k)| (e.to_string(), k.to_string()))
                 .collect(),
+            partitions: None,
         }],
     };
     broker.declare(&topology).await.expect("declare");
@@ -79,6 +81,26 @@ async fn next(consumer: &mut Consumer) -> Delivery {
         .await
         .expect("a delivery within 10 s")
         .expect("the consumer is open")
+}
+
+/// Publish the numbers of `range` as text messages to `route` through the ingress exchange.
+async fn publish_numbers(broker: &dyn Broker, route: &str, range: std::ops::Range<u32>) {
+    for i in range {
+        broker
+            .publish(INGRESS_EXCHANGE, route, &msg(&i.to_string()))
+            .await
+            .unwrap();
+    }
+}
+
+/// Put the numbers of `range` as text messages straight into `queue`.
+async fn send_numbers(broker: &dyn Broker, queue: &str, range: std::ops::Range<u32>) {
+    for i in range {
+        broker
+            .send_to_queue(queue, &msg(&i.to_string()))
+            .await
+            .unwrap();
+    }
 }
 
 async fn nothing_within(consumer: &mut Consumer, d: Duration) {
@@ -207,12 +229,7 @@ pub async fn dropped_delivery_is_redelivered(broker: &dyn Broker) {
 /// No more than `prefetch` unacked deliveries are handed out.
 pub async fn prefetch_bounds_unacked(broker: &dyn Broker) {
     let (route, _) = setup(broker, &[]).await;
-    for i in 0..5 {
-        broker
-            .publish(INGRESS_EXCHANGE, &route, &msg(&i.to_string()))
-            .await
-            .unwrap();
-    }
+    publish_numbers(broker, &route, 0..5).await;
     let mut c = broker.consume(&work_queue(&route), 2).await.unwrap();
     let a = next(&mut c).await;
     let b = next(&mut c).await;
@@ -282,6 +299,7 @@ pub async fn declare_is_idempotent(broker: &dyn Broker) {
         routes: vec![RouteQueue {
             route: route.clone(),
             bindings: vec![(ex.clone(), "a.b".into())],
+            partitions: None,
         }],
     };
     broker.declare(&again).await.unwrap();
@@ -310,12 +328,7 @@ pub async fn ingress_reaches_route_by_id(broker: &dyn Broker) {
 pub async fn send_to_queue_and_depth(broker: &dyn Broker) {
     let (route, _) = setup(broker, &[]).await;
     let q = work_queue(&route);
-    for i in 0..3 {
-        broker
-            .send_to_queue(&q, &msg(&i.to_string()))
-            .await
-            .unwrap();
-    }
+    send_numbers(broker, &q, 0..3).await;
     let deadline = Instant::now() + WAIT;
     while broker.queue_depth(&q).await.unwrap() != 3 {
         assert!(Instant::now() < deadline, "depth never reached 3");
@@ -347,12 +360,7 @@ pub async fn competing_consumers_share_work(broker: &dyn Broker) {
     let q = work_queue(&route);
     let mut c1 = broker.consume(&q, 1).await.unwrap();
     let mut c2 = broker.consume(&q, 1).await.unwrap();
-    for i in 0..20 {
-        broker
-            .publish(INGRESS_EXCHANGE, &route, &msg(&i.to_string()))
-            .await
-            .unwrap();
-    }
+    publish_numbers(broker, &route, 0..20).await;
     let mut seen = Vec::new();
     while seen.len() < 20 {
         let d = tokio::select! {
@@ -365,6 +373,88 @@ pub async fn competing_consumers_share_work(broker: &dyn Broker) {
     }
     seen.sort_unstable();
     assert_eq!(seen, (0..20).collect::<Vec<_>>());
+}
+
+fn one_route(route: &str, partitions: Option<u16>) -> Topology {
+    Topology {
+        exchanges: vec![],
+        routes: vec![RouteQueue {
+            route: route.to_string(),
+            bindings: vec![],
+            partitions,
+        }],
+    }
+}
+
+/// The queues of an ordered route have a single active consumer: of several consumers only
+/// the first is delivered to; once it has released its delivery and is gone, the next
+/// takes over where it stopped, in order (the released message first).
+pub async fn single_active_consumer_hands_over_in_order(broker: &dyn Broker) {
+    let route = unique("conf-ordered");
+    broker
+        .declare(&one_route(&route, Some(2)))
+        .await
+        .expect("declare");
+    let q = partition_queue(&route, 1);
+    let mut first = broker.consume(&q, 1).await.unwrap();
+    let mut second = broker.consume(&q, 1).await.unwrap();
+    send_numbers(broker, &q, 0..4).await;
+    let d = next(&mut first).await;
+    assert_eq!(text(&d), "0");
+    d.ack().await.unwrap();
+    let d = next(&mut first).await;
+    assert_eq!(text(&d), "1");
+    nothing_within(&mut second, Duration::from_millis(300)).await;
+    d.release().await;
+    drop(first);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let d = next(&mut second).await;
+        seen.push((text(&d), d.redelivered));
+        d.ack().await.unwrap();
+    }
+    assert_eq!(
+        seen,
+        [
+            ("1".to_string(), true),
+            ("2".to_string(), false),
+            ("3".to_string(), false)
+        ],
+        "the second consumer goes on where the first stopped"
+    );
+    // A consumer that comes later waits behind the active one.
+    let mut third = broker.consume(&q, 1).await.unwrap();
+    broker.send_to_queue(&q, &msg("4")).await.unwrap();
+    let d = next(&mut second).await;
+    assert_eq!(text(&d), "4");
+    d.ack().await.unwrap();
+    nothing_within(&mut third, Duration::from_millis(300)).await;
+
+    // The work queue of an ordered route has a single active consumer too.
+    let wq = work_queue(&route);
+    let mut a = broker.consume(&wq, 5).await.unwrap();
+    let mut b = broker.consume(&wq, 5).await.unwrap();
+    publish_numbers(broker, &route, 0..2).await;
+    for i in 0..2 {
+        let d = next(&mut a).await;
+        assert_eq!(text(&d), i.to_string());
+        d.ack().await.unwrap();
+    }
+    nothing_within(&mut b, Duration::from_millis(300)).await;
+}
+
+/// A route's queues cannot silently change between ordered and unordered: declaring an
+/// existing route the other way is refused, naming the queue.
+pub async fn ordering_cannot_change_silently(broker: &dyn Broker) {
+    let route = unique("conf-reorder");
+    broker.declare(&one_route(&route, None)).await.unwrap();
+    let err = broker
+        .declare(&one_route(&route, Some(4)))
+        .await
+        .expect_err("an unordered work queue cannot become ordered in place");
+    assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
+    assert!(err.to_string().contains(&work_queue(&route)), "{err}");
+    assert!(err.to_string().contains("ordered_by"), "{err}");
 }
 
 /// `n` dead letters of a fresh route, each with the headers the worker sets.

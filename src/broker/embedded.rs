@@ -3,10 +3,17 @@
 //! Used when no `broker.url` is configured: for development, route tests and demos. It has
 //! the same semantics as the RabbitMQ transport (the conformance suite proves it) but keeps
 //! messages in memory only: it is not durable, and says so at start.
+//!
+//! The queues of an ordered route have a single active consumer, as on RabbitMQ: of the
+//! consumers of such a queue only the first (in the order they came) is delivered to; when
+//! it is gone — its stream and every delivery from it dropped or settled — the next takes
+//! over. Within one process that is the guarantee an ordered route needs: one consumer per
+//! partition at a time.
+//!
 //! `browse` and `take` work on a queue under its lock, so each is atomic here.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -34,27 +41,74 @@ struct Inner {
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     closed: AtomicBool,
     shutdown: CancellationToken,
+    /// Numbers the consumers of single-active-consumer queues.
+    consumers: AtomicU64,
 }
 
 #[derive(Default)]
 struct Queue {
     ready: Mutex<VecDeque<(Envelope, bool)>>,
     notify: Notify,
+    /// `Some` for a queue with a single active consumer: its consumers in the order they
+    /// came; only the first is delivered to.
+    single_active: Option<Mutex<VecDeque<u64>>>,
 }
 
 impl Queue {
+    fn new(single_active: bool) -> Self {
+        Queue {
+            single_active: single_active.then(Mutex::default),
+            ..Queue::default()
+        }
+    }
+
     fn push_back(&self, envelope: Envelope) {
         lock(&self.ready).push_back((envelope, false));
-        self.notify.notify_one();
+        self.wake();
     }
 
     fn push_front_redelivered(&self, envelope: Envelope) {
         lock(&self.ready).push_front((envelope, true));
-        self.notify.notify_one();
+        self.wake();
     }
 
     fn pop(&self) -> Option<(Envelope, bool)> {
         lock(&self.ready).pop_front()
+    }
+
+    /// Tell a waiting consumer there is a message. With a single active consumer every
+    /// consumer is woken (the one woken must be the active one; the others wait again).
+    fn wake(&self) {
+        if self.single_active.is_some() {
+            self.notify.notify_waiters();
+        } else {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// A consumer's place in the line of a single-active-consumer queue. It leaves the line
+/// when the consumer's stream and every delivery from it are gone; the next takes over.
+struct Turn {
+    queue: Arc<Queue>,
+    id: u64,
+}
+
+impl Turn {
+    fn is_active(&self) -> bool {
+        self.queue
+            .single_active
+            .as_ref()
+            .is_none_or(|line| lock(line).front() == Some(&self.id))
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(line) = &self.queue.single_active {
+            lock(line).retain(|&id| id != self.id);
+            self.queue.notify.notify_waiters();
+        }
     }
 }
 
@@ -82,13 +136,23 @@ impl EmbeddedBroker {
             .ok_or_else(|| BrokerError::NotDeclared(format!("queue {name}")))
     }
 
-    fn declare_queue(&self, name: &str) {
-        self.inner
-            .queues
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.to_string())
-            .or_default();
+    /// Declare a queue; like RabbitMQ, refuse to redeclare it with other arguments.
+    fn declare_queue(&self, name: &str, single_active: bool) -> Result<(), BrokerError> {
+        let mut queues = self.inner.queues.write().unwrap_or_else(|e| e.into_inner());
+        match queues.get(name) {
+            Some(q) if q.single_active.is_some() != single_active => {
+                Err(BrokerError::NotDeclared(format!(
+                    "queue `{name}` as asked: it exists with other arguments \
+                     (x-single-active-consumer); delete it once it is drained, or make the \
+                     route's ordered_by match how it was declared"
+                )))
+            }
+            Some(_) => Ok(()),
+            None => {
+                queues.insert(name.to_string(), Arc::new(Queue::new(single_active)));
+                Ok(())
+            }
+        }
     }
 
     fn bind(&self, exchange: &str, pattern: &str, queue: &str) {
@@ -134,8 +198,12 @@ impl Broker for EmbeddedBroker {
         }
         for rq in &topology.routes {
             let wq = work_queue(&rq.route);
-            self.declare_queue(&wq);
-            self.declare_queue(&dead_letter_queue(&rq.route));
+            let ordered = rq.partitions.is_some();
+            self.declare_queue(&wq, ordered)?;
+            self.declare_queue(&dead_letter_queue(&rq.route), false)?;
+            for pq in rq.partition_queues() {
+                self.declare_queue(&pq, true)?;
+            }
             self.bind(INGRESS_EXCHANGE, &rq.route, &wq);
             for (exchange, pattern) in &rq.bindings {
                 self.bind(exchange, pattern, &wq);
@@ -208,9 +276,16 @@ impl Broker for EmbeddedBroker {
         let queue = self.queue(queue)?;
         let permits = Arc::new(Semaphore::new(usize::from(prefetch.max(1))));
         let inner = self.inner.clone();
+        let turn = Arc::new(Turn {
+            queue: queue.clone(),
+            id: inner.consumers.fetch_add(1, Ordering::Relaxed),
+        });
+        if let Some(line) = &queue.single_active {
+            lock(line).push_back(turn.id);
+        }
         let stream = futures::stream::unfold(
-            (queue, permits, inner),
-            |(queue, permits, inner)| async move {
+            (queue, permits, inner, turn),
+            |(queue, permits, inner, turn)| async move {
                 let permit = permits.clone().acquire_owned().await.ok()?;
                 let waker = queue.clone();
                 loop {
@@ -220,14 +295,17 @@ impl Broker for EmbeddedBroker {
                     if inner.closed.load(Ordering::Acquire) {
                         return None;
                     }
-                    if let Some((envelope, redelivered)) = queue.pop() {
+                    if turn.is_active()
+                        && let Some((envelope, redelivered)) = queue.pop()
+                    {
                         let acker = EmbeddedAcker {
                             queue: queue.clone(),
                             envelope: Some(envelope.clone()),
                             _permit: Some(permit),
+                            _turn: Some(turn.clone()),
                         };
                         let d = Delivery::new(envelope, redelivered, Box::new(acker));
-                        return Some((d, (queue, permits, inner)));
+                        return Some((d, (queue, permits, inner, turn)));
                     }
                     tokio::select! {
                         _ = &mut notified => {}
@@ -268,6 +346,7 @@ impl Broker for EmbeddedBroker {
                     queue: queue.clone(),
                     envelope: Some(envelope.clone()),
                     _permit: None,
+                    _turn: None,
                 };
                 Delivery::new(envelope, redelivered, Box::new(acker))
             })
@@ -276,7 +355,7 @@ impl Broker for EmbeddedBroker {
 
     async fn declare_reply_queue(&self) -> Result<String, BrokerError> {
         let name = format!("knut.reply.{}", uuid::Uuid::new_v4().simple());
-        self.declare_queue(&name);
+        self.declare_queue(&name, false)?;
         Ok(name)
     }
 
@@ -294,12 +373,16 @@ impl Broker for EmbeddedBroker {
     }
 }
 
-/// Settles an embedded delivery; an unsettled drop puts the message back (like a closed channel).
+/// Settles an embedded delivery; an unsettled drop puts the message back (like a closed
+/// channel). It holds its consumer's turn, so a single active consumer hands over only once
+/// its deliveries are back in the queue or settled.
 struct EmbeddedAcker {
     queue: Arc<Queue>,
     envelope: Option<Envelope>,
     /// The consumer's prefetch slot (none for a taken message).
     _permit: Option<OwnedSemaphorePermit>,
+    /// The consumer's turn at a single-active-consumer queue (none for a taken message).
+    _turn: Option<Arc<Turn>>,
 }
 
 #[async_trait]

@@ -9,6 +9,9 @@
 //! - prefetch bounds the unacked deliveries of a consumer (back-pressure);
 //! - `retry_later` redelivers a message to a route's work queue after a delay held by the
 //!   broker, never by the worker; `dead_letter` parks it in `knut.dlq.<id>`;
+//! - an ordered route (`ordered_by`) also has partition queues `knut.route.<id>.p<k>`; its
+//!   work queue and partition queues have a *single active consumer*: of several consumers
+//!   only the first delivers, the next takes over when it is gone (failover, in order).
 //! - `browse` lists the ready messages of a queue without removing or reordering them, and
 //!   `take` hands out the messages with given ids as deliveries, so that the caller can
 //!   republish one (a dead-letter replay) and only then ack it: a crash in between leaves it
@@ -36,6 +39,11 @@ pub const INGRESS_EXCHANGE: &str = "knut.ingress";
 /// The work queue of a route.
 pub fn work_queue(route: &str) -> String {
     format!("knut.route.{route}")
+}
+
+/// The queue of partition `k` of an ordered route.
+pub fn partition_queue(route: &str, k: u16) -> String {
+    format!("knut.route.{route}.p{k}")
 }
 
 /// The dead-letter (parking-lot) queue of a route.
@@ -114,6 +122,7 @@ impl Topology {
             routes: vec![RouteQueue {
                 route: route.to_string(),
                 bindings: Vec::new(),
+                partitions: None,
             }],
         }
     }
@@ -126,6 +135,23 @@ pub struct RouteQueue {
     pub route: String,
     /// (exchange, routing key pattern) pairs bound to the work queue, besides the ingress binding.
     pub bindings: Vec<(String, String)>,
+    /// The partitions of an ordered route, `None` for a route without `ordered_by`. The work
+    /// queue and the partition queues of an ordered route have a single active consumer.
+    pub partitions: Option<u16>,
+}
+
+impl RouteQueue {
+    /// The partition queues of an ordered route, in partition order (none when unordered).
+    pub fn partition_queues(&self) -> Vec<String> {
+        partition_queues(&self.route, self.partitions)
+    }
+}
+
+/// The partition queues of a route with `partitions` (none for `None`), in partition order.
+pub fn partition_queues(route: &str, partitions: Option<u16>) -> Vec<String> {
+    (0..partitions.unwrap_or(0))
+        .map(|k| partition_queue(route, k))
+        .collect()
 }
 
 /// Settles a delivery.
@@ -135,6 +161,18 @@ pub trait Acker: Send {
     async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
     /// The delivery is not done: put it back (`requeue`) or drop it.
     async fn nack(self: Box<Self>, requeue: bool) -> Result<(), BrokerError>;
+    /// Can the delivery still be settled? False once its channel is gone: the broker has
+    /// then given the message back to its queue (and maybe to another consumer).
+    fn is_live(&self) -> bool {
+        true
+    }
+    /// Give the delivery back *at the head of its queue*, without settling it: the broker
+    /// returns it when the consumer's channel closes, so drop the consumer soon after. (A
+    /// nack with requeue puts it at the back of a RabbitMQ 3.10 quorum queue, behind the
+    /// messages waiting: not what an ordered route may do.)
+    async fn release(self: Box<Self>) {
+        let _ = self.nack(true).await;
+    }
 }
 
 /// A message handed to a consumer, to be acked or nacked.
@@ -164,6 +202,16 @@ impl Delivery {
     /// Nack: give the message back (`requeue`) or discard it.
     pub async fn nack(self, requeue: bool) -> Result<(), BrokerError> {
         self.acker.nack(requeue).await
+    }
+
+    /// Give the delivery back at the head of its queue (see [`Acker::release`]).
+    pub async fn release(self) {
+        self.acker.release().await
+    }
+
+    /// Can the delivery still be settled (see [`Acker::is_live`])?
+    pub fn is_live(&self) -> bool {
+        self.acker.is_live()
     }
 
     /// Split into the message and its acker.

@@ -330,6 +330,7 @@ mod tests {
             routes: vec![RouteQueue {
                 route: route.into(),
                 bindings: vec![],
+                partitions: None,
             }],
         })
         .await

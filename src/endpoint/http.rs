@@ -871,6 +871,7 @@ mod tests {
                 .map(|r| RouteQueue {
                     route: r.to_string(),
                     bindings: vec![],
+                    partitions: None,
                 })
                 .collect(),
         })

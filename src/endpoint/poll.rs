@@ -505,7 +505,7 @@ mod tests {
     use super::*;
     use crate::adapter::{Adapter, AdapterSpec, OperationSpec, RequestBody};
     use crate::broker::embedded::EmbeddedBroker;
-    use crate::broker::{Broker, RouteQueue, Topology, work_queue};
+    use crate::broker::{Broker, Topology, work_queue};
     use crate::route::model::HttpMethod;
 
     fn program(src: &str) -> Program {
@@ -691,16 +691,7 @@ mod tests {
         let system = Arc::new(System::default());
         let base = serve(system.clone()).await;
         let broker = EmbeddedBroker::new();
-        broker
-            .declare(&Topology {
-                exchanges: vec![],
-                routes: vec![RouteQueue {
-                    route: "polled".into(),
-                    bindings: vec![],
-                }],
-            })
-            .await
-            .unwrap();
+        broker.declare(&Topology::single("polled")).await.unwrap();
         let store = Store::memory().await.unwrap();
         let poller = Poller::new(
             "polled",

@@ -232,6 +232,7 @@ mod tests {
                 routes: vec![RouteQueue {
                     route: "tick".into(),
                     bindings: vec![],
+                    partitions: None,
                 }],
             })
             .await

@@ -1,7 +1,7 @@
 //! Cross-reference checks of loaded routes: every schema, template, adapter operation, auth
-//! scheme, jq program and cron expression a route names (its steps and its `from`) must
-//! exist and compile; every
-//! `publish` must reach a consuming route; `reply` only answers HTTP routes.
+//! scheme, jq program (`ordered_by` included) and cron expression a route names (its steps
+//! and its `from`) must exist and compile; every `publish` must reach a consuming route;
+//! `reply` only answers HTTP routes.
 //!
 //! The resources are looked up through a [`Catalog`], implemented by the runtime.
 
@@ -90,6 +90,9 @@ pub fn check(routes: &[LoadedRoute], catalog: &dyn Catalog) -> Vec<Diagnostic> {
             out: &mut out,
         };
         c.from();
+        if let Some(program) = &r.route.ordered_by {
+            c.jq("ordered_by", program);
+        }
         for (path, step) in steps_with_paths(&r.route) {
             c.step(&path, step, &bindings);
         }
@@ -606,6 +609,23 @@ from:
             1
         );
         assert!(!diags.iter().any(|d| d.path == "from.poll.fetch"));
+    }
+
+    #[test]
+    fn ordered_by_must_compile_and_is_positioned() {
+        let text = "route: o\nfrom:\n  http: {path: /o, auth: none}\nordered_by: '.student !!'\n";
+        let diags = check(&[route("routes/o.yaml", text)], &TestCatalog);
+        assert_eq!(diags.len(), 1, "{diags:#?}");
+        let d = &diags[0];
+        assert_eq!((d.path.as_str(), d.line, d.column), ("ordered_by", 4, 13));
+        assert!(d.message.contains("does not compile"), "{d}");
+        assert!(
+            d.to_string()
+                .starts_with("routes/o.yaml:4:13: ordered_by: the jq program does not compile"),
+            "{d}"
+        );
+        let good = "route: o\nfrom:\n  http: {path: /o, auth: none}\nordered_by: .student\n";
+        assert_eq!(check(&[route("routes/o.yaml", good)], &TestCatalog), vec![]);
     }
 
     #[test]

@@ -458,6 +458,7 @@ fn semantic_checks(r: &LoadedRoute) -> Vec<Diagnostic> {
                 .with_expected("a whole number ≥ 1"),
         );
     }
+    ordering_checks(r, &mut d);
     d
 }
 
@@ -484,6 +485,60 @@ fn check_poll(r: &LoadedRoute, p: &PollFrom, d: &mut Vec<Diagnostic>) {
                 "params must be a mapping: it becomes the list operation's message body",
             )
             .with_expected("e.g. `{familyId: 412, status: Inkommen}`"),
+        );
+    }
+}
+
+/// RabbitMQ closes a consumer's channel when it holds a delivery unacknowledged longer
+/// than its `consumer_timeout` (30 min by default); an ordered route holds a failing
+/// delivery through all its retries, so their delays together must stay well below that.
+const MAX_ORDERED_RETRY_HOLD: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// `partitions` and the retry policy of an ordered route.
+fn ordering_checks(r: &LoadedRoute, d: &mut Vec<Diagnostic>) {
+    use super::model::MAX_PARTITIONS;
+    let route = &r.route;
+    if let Some(n) = route.partitions {
+        if route.ordered_by.is_none() {
+            d.push(
+                r.diagnostic(
+                    "partitions",
+                    "`partitions` only applies to an ordered route, and this route has no \
+                     `ordered_by`",
+                )
+                .with_expected(
+                    "`ordered_by: <jq program giving the key>` beside it, or no `partitions`",
+                ),
+            );
+        } else if !(1..=MAX_PARTITIONS).contains(&n) {
+            d.push(
+                r.diagnostic(
+                    "partitions",
+                    format!("partitions must be between 1 and {MAX_PARTITIONS}"),
+                )
+                .with_expected(format!(
+                    "a whole number from 1 to {MAX_PARTITIONS} (each partition is a queue \
+                     processed one message at a time; default 8)"
+                )),
+            );
+        }
+    }
+    let retry = &route.errors.retry;
+    if route.ordered_by.is_some() && retry.total_delay() > MAX_ORDERED_RETRY_HOLD {
+        d.push(
+            r.diagnostic(
+                "errors.retry",
+                format!(
+                    "an ordered route retries in place, holding back its partition: these \
+                     retries could hold one message for {} (more than {} min; RabbitMQ \
+                     gives up on a consumer holding a message 30 min)",
+                    humantime::format_duration(retry.total_delay()),
+                    MAX_ORDERED_RETRY_HOLD.as_secs() / 60
+                ),
+            )
+            .with_expected(
+                "fewer `attempts` or a lower `max`, so that the delays add up to at most 15 min",
+            ),
         );
     }
 }
@@ -1096,6 +1151,35 @@ errors:
         let d = one_error(&poll("    every: 1m\n    fecth: get-instance\n"));
         assert!(d.message.contains("fecth"), "{d}");
         assert_eq!(d.suggestion.as_deref(), Some("fetch"));
+    }
+
+    #[test]
+    fn ordering_checks_while_loading() {
+        let base = "route: a\nfrom:\n  http: {path: /x, auth: none}\n";
+        let r = load(&format!("{base}ordered_by: .student.id\n")).expect("ordered route");
+        assert_eq!(r.route.ordered_partitions(), Some(8));
+        let r = load(&format!("{base}ordered_by: .student.id\npartitions: 3\n")).unwrap();
+        assert_eq!(r.route.ordered_partitions(), Some(3));
+        assert_eq!(load(base).unwrap().route.ordered_partitions(), None);
+
+        let d = one_error(&format!("{base}ordered_by: .student.id\npartitions: 0\n"));
+        assert_eq!((d.path.as_str(), d.line, d.column), ("partitions", 5, 13));
+        assert!(d.message.contains("between 1 and 64"), "{d}");
+        let d = one_error(&format!("{base}ordered_by: .s\npartitions: 65\n"));
+        assert_eq!(d.path, "partitions");
+
+        let d = one_error(&format!("{base}partitions: 4\n"));
+        assert_eq!((d.path.as_str(), d.line), ("partitions", 4));
+        assert!(d.message.contains("has no `ordered_by`"), "{d}");
+
+        // Ten attempts, up to 10 min apart: far beyond what may hold a partition.
+        let long = "errors:\n  retry: {attempts: 10, initial: 1m, max: 10m}\n";
+        let d = one_error(&format!("{base}ordered_by: .s\n{long}"));
+        assert_eq!((d.path.as_str(), d.line, d.column), ("errors.retry", 6, 10));
+        assert!(d.message.contains("retries in place"), "{d}");
+        assert!(d.to_string().contains("at most 15 min"), "{d}");
+        // The same policy is fine on a route whose retries the broker holds.
+        assert!(load(&format!("{base}{long}")).is_ok());
     }
 
     #[test]

@@ -30,6 +30,34 @@ pub struct Route {
     /// How the route's work queue is consumed.
     #[serde(default)]
     pub consumer: ConsumerSpec,
+    /// Per-key order: a jq program over the message body (XML bodies read as by
+    /// `xml_to_json`) giving the ordering key, e.g. `.student.id`. Messages with the same key
+    /// are processed one at a time, in the order the route received them; a transient failure
+    /// is retried in place and holds back the later messages of its partition. A message
+    /// without a key (null, or the program fails) is dead-lettered. See the README, "Ordering".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered_by: Option<String>,
+    /// Partitions of an ordered route (default 8, at most 64): keys are spread over this many
+    /// queues, each processed one message at a time, so this is how many messages of
+    /// different keys the route processes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub partitions: Option<u16>,
+}
+
+/// Partitions of an ordered route when `partitions` is not given.
+pub const DEFAULT_PARTITIONS: u16 = 8;
+/// The most partitions an ordered route may have (each is a queue on the broker).
+pub const MAX_PARTITIONS: u16 = 64;
+
+impl Route {
+    /// The number of partitions of an ordered route (`partitions`, default
+    /// [`DEFAULT_PARTITIONS`]); `None` when the route has no `ordered_by`.
+    pub fn ordered_partitions(&self) -> Option<u16> {
+        self.ordered_by
+            .as_ref()
+            .map(|_| self.partitions.unwrap_or(DEFAULT_PARTITIONS))
+    }
 }
 
 /// The endpoint a route consumes from. Exactly one key.
@@ -555,7 +583,8 @@ pub struct ErrorPolicy {
     pub retry: RetryPolicy,
 }
 
-/// Exponential backoff with full jitter, done by the broker (the queue is never blocked).
+/// Exponential backoff with jitter, held by the broker (the queue is never blocked); on an
+/// ordered route held in place by the worker, blocking its partition (see `ordered_by`).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
@@ -601,6 +630,14 @@ impl RetryPolicy {
             .checked_mul(1u32 << exp)
             .unwrap_or(self.max)
             .min(self.max)
+    }
+
+    /// The longest all retries of one message can wait together: the sum of the base
+    /// delays of every retry (jitter only shortens them).
+    pub fn total_delay(&self) -> Duration {
+        (1..self.attempts).fold(Duration::ZERO, |sum, a| {
+            sum.saturating_add(self.base_delay(a))
+        })
     }
 
     /// Delay with jitter: uniformly between half the base delay and the base delay.
@@ -668,5 +705,16 @@ mod tests {
             let d = p.delay(a);
             assert!(d <= p.base_delay(a) && d >= p.base_delay(a) / 2);
         }
+        // 1 + 2 + 4 + 8 + 10·5 s for ten attempts (nine retries).
+        assert_eq!(p.total_delay(), Duration::from_secs(65));
+        assert_eq!(
+            RetryPolicy::default().total_delay(),
+            Duration::from_secs(15)
+        );
+        let once = RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(once.total_delay(), Duration::ZERO);
     }
 }

@@ -18,6 +18,10 @@
 //! ```
 //! Lists under `expect` are compared exactly, in order; a `body` given is compared as JSON
 //! (or as text for non-JSON bodies); `error` is a substring of the failure's reason.
+//!
+//! On an ordered route (`ordered_by`) each input first passes the intake, as in `knut run`:
+//! a message without a key ends as `dead-letter`, and the others carry their partition in
+//! the `knut-partition` header.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -32,6 +36,7 @@ use crate::adapter::client::classify;
 use crate::envelope::{Body, Envelope, JSON, XML};
 use crate::resources::Resources;
 use crate::route::load::LoadedRoute;
+use crate::runtime::ordered::Partitioner;
 use crate::step::{AdapterResponse, Context, Effects, FailureKind, Pipeline, StepError};
 use crate::store::Store;
 
@@ -349,6 +354,10 @@ pub async fn run_file(
         .ok_or_else(|| format!("no route `{}`", tf.route))?;
     let pipeline =
         Pipeline::build(&lr.route.steps, "steps", resources).map_err(|e| e.to_string())?;
+    let intake = match (&lr.route.ordered_by, lr.route.ordered_partitions()) {
+        (Some(program), Some(partitions)) => Some(Partitioner::new(program, partitions)?),
+        _ => None,
+    };
     let mut results = Vec::new();
     for case in tf.tests {
         let inputs = match (case.input, case.inputs) {
@@ -366,7 +375,7 @@ pub async fn run_file(
         let failures = run_case(
             file,
             &tf.route,
-            &pipeline,
+            (intake.as_ref(), &pipeline),
             resources,
             inputs,
             case.mocks,
@@ -385,7 +394,7 @@ pub async fn run_file(
 async fn run_case(
     file: &Path,
     route: &str,
-    pipeline: &Pipeline,
+    (intake, pipeline): (Option<&Partitioner>, &Pipeline),
     resources: &Resources,
     inputs: Vec<Input>,
     mocks: Vec<Mock>,
@@ -426,7 +435,11 @@ async fn run_case(
         store,
     };
     let (mut outcome, mut error, mut output) = ("ok", None, Vec::new());
-    for m in messages {
+    for mut m in messages {
+        if let Some(Err(e)) = intake.map(|p| p.assign(&mut m)) {
+            (outcome, error) = ("dead-letter", Some(e.message));
+            continue;
+        }
         (outcome, error) = match pipeline.run(m, &cx).await {
             Ok(out) if out.is_empty() && !pipeline.is_empty() => ("stopped", None),
             Ok(mut out) => {

@@ -5,6 +5,9 @@
 pub mod dlq;
 pub mod effects;
 pub mod journal;
+pub mod ordered;
+#[cfg(test)]
+mod test_support;
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin;
 use crate::broker::amqp::{AmqpBroker, AmqpOptions};
 use crate::broker::embedded::EmbeddedBroker;
-use crate::broker::{RouteQueue, SharedBroker, Topology, dead_letter_queue, work_queue};
+use crate::broker::{
+    RouteQueue, SharedBroker, Topology, dead_letter_queue, partition_queues, work_queue,
+};
 use crate::config::{AuthScheme, Config};
 use crate::endpoint::Ingress;
 use crate::endpoint::http::{AuthCheck, HttpRoute, HttpSettings, Replies};
@@ -98,7 +103,7 @@ pub fn all_steps(steps: &[StepSpec]) -> Vec<&StepSpec> {
 }
 
 /// The broker topology of a set of routes: exchanges from `from.queue` and `publish`, one
-/// work queue per route with its bindings.
+/// work queue per route with its bindings (and the partitions of an ordered route).
 pub fn topology(routes: &[LoadedRoute]) -> Topology {
     let mut exchanges = BTreeSet::new();
     let mut queues = Vec::new();
@@ -121,6 +126,7 @@ pub fn topology(routes: &[LoadedRoute]) -> Topology {
         queues.push(RouteQueue {
             route: r.route.clone(),
             bindings,
+            partitions: r.ordered_partitions(),
         });
     }
     Topology {
@@ -330,7 +336,18 @@ impl System {
                 broker: broker.clone(),
                 journal: journal.clone(),
             };
-            workers.spawn(worker.run(shutdown.clone()));
+            match (&r.ordered_by, r.ordered_partitions()) {
+                (Some(program), Some(partitions)) => {
+                    let partitioner =
+                        ordered::Partitioner::new(program, partitions).map_err(|e| {
+                            RuntimeError::Invalid(vec![format!("{}: {e}", lr.file.display())])
+                        })?;
+                    workers.spawn(ordered::run(worker, partitioner, shutdown.clone()));
+                }
+                _ => {
+                    workers.spawn(worker.run(shutdown.clone()));
+                }
+            }
             match &r.from {
                 From::File(f) => {
                     services.spawn(crate::endpoint::file::run(
@@ -439,15 +456,21 @@ impl System {
         }
         {
             let broker = broker.clone();
-            let names: Vec<String> = routes.iter().map(|r| r.route.route.clone()).collect();
+            let queues: Vec<String> = topology(&routes)
+                .routes
+                .iter()
+                .flat_map(|rq| {
+                    [work_queue(&rq.route), dead_letter_queue(&rq.route)]
+                        .into_iter()
+                        .chain(rq.partition_queues())
+                })
+                .collect();
             let shutdown = shutdown.clone();
             services.spawn(async move {
                 loop {
-                    for n in &names {
-                        for q in [work_queue(n), dead_letter_queue(n)] {
-                            if let Ok(d) = broker.queue_depth(&q).await {
-                                admin::metrics::queue_depth(&q, d);
-                            }
+                    for q in &queues {
+                        if let Ok(d) = broker.queue_depth(q).await {
+                            admin::metrics::queue_depth(q, d);
                         }
                     }
                     tokio::select! {
@@ -554,6 +577,7 @@ fn route_info(lr: &LoadedRoute) -> admin::RouteInfo {
         steps: r.steps.iter().map(|s| s.kind().to_string()).collect(),
         queue: work_queue(&r.route),
         dead_letter_queue: dead_letter_queue(&r.route),
+        partition_queues: partition_queues(&r.route, r.ordered_partitions()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The route worker: consumes a route's work queue and runs each delivery through the
-//! route's steps, with the route's error policy (the dead letter channel).
+//! route's steps, with the route's error policy (the dead letter channel). An ordered route
+//! (`ordered_by`) runs the same steps and policy through [`super::ordered`] instead.
 //!
 //! A delivery is acked only when everything it caused is durable: its steps succeeded (their
 //! publishes confirmed, their adapter calls answered), or the retry or dead letter that
@@ -22,7 +23,7 @@ use crate::broker::{Acker, SharedBroker, work_queue};
 use crate::envelope::{Envelope, header};
 use crate::route::model::{ConsumerSpec, RetryPolicy};
 use crate::step::aggregate::RESUME_AFTER;
-use crate::step::{Context, FailureKind, Pipeline};
+use crate::step::{Context, Failure, FailureKind, Pipeline};
 
 /// Header counting the attempts a dead letter had.
 pub const ATTEMPTS: &str = "knut-attempts";
@@ -32,7 +33,17 @@ pub const DEAD_LETTER_ROUTE: &str = "knut-dead-letter-route";
 pub const LAST_ERROR: &str = "knut-last-error";
 
 /// Pause before giving a delivery back when the broker refused its retry or dead letter.
-const BROKER_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const BROKER_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Stamp the time of a failure on a message: `knut-first-failure` (once) and
+/// `knut-last-failure`.
+pub(crate) fn mark_failed(e: &mut Envelope) {
+    let now = Utc::now().to_rfc3339();
+    e.headers
+        .entry(header::FIRST_FAILURE.to_string())
+        .or_insert_with(|| now.clone());
+    e.headers.insert(header::LAST_FAILURE.to_string(), now);
+}
 
 /// One route's consumer.
 pub struct RouteWorker {
@@ -131,112 +142,109 @@ impl RouteWorker {
 
     /// Process one delivery and settle it.
     pub async fn handle(&self, envelope: Envelope, acker: Box<dyn Acker>) -> Outcome {
-        let route = self.context.route.clone();
-        let span = tracing::info_span!("message", route = %route, message_id = %envelope.id, correlation_id = %envelope.correlation_id, attempt = envelope.attempt);
+        let span = self.span(&envelope);
         async move {
-            metrics::message_in(&route);
             let started = Instant::now();
-            let start = envelope
-                .header(RESUME_AFTER)
-                .and_then(|p| self.pipeline.index_of(p))
-                .map_or(0, |i| i + 1);
-            let result = self
-                .pipeline
-                .run_from(start, envelope.clone(), &self.context)
-                .await;
-            let (outcome, step, detail) = match result {
-                Ok(out) => {
-                    let outcome = if out.is_empty() && !self.pipeline.is_empty() {
-                        Outcome::Stopped
-                    } else {
-                        Outcome::Ok
-                    };
-                    metrics::message_out(&route);
-                    match acker.ack().await {
-                        Ok(()) => (outcome, "end".to_string(), None),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "ack failed; the broker will redeliver");
-                            (Outcome::Requeued, "end".to_string(), Some(e.to_string()))
-                        }
-                    }
-                }
+            let (outcome, step, detail) = match self.run_steps(&envelope).await {
+                Ok(passed) => self.finish(passed, acker).await,
                 Err(failure) => {
-                    metrics::message_failed(&route);
                     let outcome = self
                         .fail(envelope.clone(), &failure.step, &failure.error, acker)
                         .await;
                     (outcome, failure.step, Some(failure.error.message))
                 }
             };
-            self.journal.record(
-                &envelope,
-                &route,
-                &step,
-                outcome.as_str(),
-                started.elapsed(),
-                detail,
-            );
+            self.record(&envelope, &step, outcome, started, detail);
             outcome
         }
         .instrument(span)
         .await
     }
 
-    async fn fail(
+    /// The span of one message's processing: ids only, never content.
+    pub(crate) fn span(&self, envelope: &Envelope) -> tracing::Span {
+        tracing::info_span!("message", route = %self.context.route, message_id = %envelope.id, correlation_id = %envelope.correlation_id, attempt = envelope.attempt)
+    }
+
+    /// Run the route's steps once (after the aggregator a message resumes from, if any) and
+    /// count it in, and out or failed. `Ok` is [`Outcome::Ok`] or [`Outcome::Stopped`].
+    pub(crate) async fn run_steps(&self, envelope: &Envelope) -> Result<Outcome, Failure> {
+        let route = &self.context.route;
+        metrics::message_in(route);
+        let start = envelope
+            .header(RESUME_AFTER)
+            .and_then(|p| self.pipeline.index_of(p))
+            .map_or(0, |i| i + 1);
+        match self
+            .pipeline
+            .run_from(start, envelope.clone(), &self.context)
+            .await
+        {
+            Ok(out) => {
+                metrics::message_out(route);
+                if out.is_empty() && !self.pipeline.is_empty() {
+                    Ok(Outcome::Stopped)
+                } else {
+                    Ok(Outcome::Ok)
+                }
+            }
+            Err(failure) => {
+                metrics::message_failed(route);
+                Err(failure)
+            }
+        }
+    }
+
+    /// Ack a delivery whose steps passed; the outcome, step and detail for the journal.
+    pub(crate) async fn finish(
         &self,
-        mut e: Envelope,
+        passed: Outcome,
+        acker: Box<dyn Acker>,
+    ) -> (Outcome, String, Option<String>) {
+        match acker.ack().await {
+            Ok(()) => (passed, "end".to_string(), None),
+            Err(e) => {
+                tracing::warn!(error = %e, "ack failed; the broker will redeliver");
+                (Outcome::Requeued, "end".to_string(), Some(e.to_string()))
+            }
+        }
+    }
+
+    /// Record one hop of `envelope` in the journal.
+    pub(crate) fn record(
+        &self,
+        envelope: &Envelope,
+        step: &str,
+        outcome: Outcome,
+        started: Instant,
+        detail: Option<String>,
+    ) {
+        self.journal.record(
+            envelope,
+            &self.context.route,
+            step,
+            outcome.as_str(),
+            started.elapsed(),
+            detail,
+        );
+    }
+
+    /// Settle a delivery whose steps failed: retry it later through the broker (a transient
+    /// failure with attempts left) or dead-letter it, then ack it; when the broker refuses
+    /// either, give the delivery back after a pause.
+    pub(crate) async fn fail(
+        &self,
+        e: Envelope,
         step: &str,
         error: &crate::step::StepError,
         acker: Box<dyn Acker>,
     ) -> Outcome {
-        let route = &self.context.route;
-        let now = Utc::now().to_rfc3339();
-        e.headers
-            .entry(header::FIRST_FAILURE.to_string())
-            .or_insert_with(|| now.clone());
-        e.headers.insert(header::LAST_FAILURE.to_string(), now);
-        let retry = error.kind == FailureKind::Transient && e.attempt < self.retry.attempts;
-        let published = if retry {
-            let delay = self.retry.delay(e.attempt);
-            tracing::info!(step, error = %error.message, delay_ms = delay.as_millis() as u64, "transient failure; retrying later");
-            e.attempt += 1;
-            e.headers
-                .insert(LAST_ERROR.to_string(), error.message.clone());
-            self.broker.retry_later(route, &e, delay).await
-        } else {
-            tracing::warn!(step, error = %error.message, attempts = e.attempt, "dead-lettered");
-            e.headers.insert(
-                header::DEAD_LETTER_REASON.to_string(),
-                error.message.clone(),
-            );
-            e.headers
-                .insert(header::DEAD_LETTER_STEP.to_string(), step.to_string());
-            e.headers
-                .insert(DEAD_LETTER_ROUTE.to_string(), route.to_string());
-            e.headers
-                .insert(ATTEMPTS.to_string(), e.attempt.to_string());
-            self.broker.dead_letter(route, &e).await
-        };
-        match published {
-            Ok(()) => {
-                if !retry {
-                    // The dead letter is parked: free the idempotency keys this message
-                    // claimed, or a corrected resend of the same key would be suppressed as a
-                    // duplicate and lost silently (a replay of the dead letter claims anew).
-                    if let Err(err) = self.context.store.release_keys_of(e.id).await {
-                        tracing::warn!(error = %err, "could not release the dead letter's idempotency keys; a resend with the same key will be suppressed");
-                    }
-                }
+        match self.park(e, step, error).await {
+            Ok(outcome) => {
                 if let Err(err) = acker.ack().await {
                     tracing::warn!(error = %err, "ack failed; the broker will redeliver");
                 }
-                if retry {
-                    metrics::message_retried(route);
-                    Outcome::Retry
-                } else {
-                    metrics::message_dead_lettered(route);
-                    Outcome::DeadLetter
-                }
+                outcome
             }
             Err(err) => {
                 tracing::error!(error = %err, "the broker refused the retry or dead letter; giving the delivery back");
@@ -246,89 +254,66 @@ impl RouteWorker {
             }
         }
     }
+
+    /// Put a failed message where it goes next — the broker's retry delay (a transient
+    /// failure with attempts left) or the dead-letter queue — without settling its delivery.
+    /// [`Outcome::Retry`] or [`Outcome::DeadLetter`] once the broker has it.
+    pub(crate) async fn park(
+        &self,
+        mut e: Envelope,
+        step: &str,
+        error: &crate::step::StepError,
+    ) -> Result<Outcome, crate::broker::BrokerError> {
+        let route = &self.context.route;
+        mark_failed(&mut e);
+        let retry = error.kind == FailureKind::Transient && e.attempt < self.retry.attempts;
+        if retry {
+            let delay = self.retry.delay(e.attempt);
+            tracing::info!(step, error = %error.message, delay_ms = delay.as_millis() as u64, "transient failure; retrying later");
+            e.attempt += 1;
+            e.headers
+                .insert(LAST_ERROR.to_string(), error.message.clone());
+            self.broker.retry_later(route, &e, delay).await?;
+            metrics::message_retried(route);
+            return Ok(Outcome::Retry);
+        }
+        tracing::warn!(step, error = %error.message, attempts = e.attempt, "dead-lettered");
+        e.headers.insert(
+            header::DEAD_LETTER_REASON.to_string(),
+            error.message.clone(),
+        );
+        e.headers
+            .insert(header::DEAD_LETTER_STEP.to_string(), step.to_string());
+        e.headers
+            .insert(DEAD_LETTER_ROUTE.to_string(), route.to_string());
+        e.headers
+            .insert(ATTEMPTS.to_string(), e.attempt.to_string());
+        self.broker.dead_letter(route, &e).await?;
+        // The dead letter is parked: free the idempotency keys this message claimed, or a
+        // corrected resend of the same key would be suppressed as a duplicate and lost
+        // silently (a replay of the dead letter claims anew).
+        if let Err(err) = self.context.store.release_keys_of(e.id).await {
+            tracing::warn!(error = %err, "could not release the dead letter's idempotency keys; a resend with the same key will be suppressed");
+        }
+        metrics::message_dead_lettered(route);
+        Ok(Outcome::DeadLetter)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use bytes::Bytes;
-
     use super::*;
     use crate::broker::embedded::EmbeddedBroker;
-    use crate::broker::{Broker, RouteQueue, Topology, dead_letter_queue};
-    use crate::envelope::Body;
-    use crate::resources::Resources;
-    use crate::route::model::{StepSpec, ToSpec};
-    use crate::step::{AdapterResponse, Effects, StepError};
-    use crate::store::Store;
-
-    /// A downstream that fails with `fail` for the first `failures` calls, recording call times.
-    struct Flaky {
-        failures: usize,
-        fail: StepError,
-        calls: Mutex<Vec<Instant>>,
-    }
-
-    #[async_trait]
-    impl Effects for Flaky {
-        async fn publish(&self, _: &str, _: &str, _: &Envelope) -> Result<(), StepError> {
-            Ok(())
-        }
-        async fn call(&self, _: &str, _: &str, _: &Envelope) -> Result<AdapterResponse, StepError> {
-            let n = {
-                let mut c = self.calls.lock().unwrap();
-                c.push(Instant::now());
-                c.len()
-            };
-            if n <= self.failures {
-                Err(self.fail.clone())
-            } else {
-                Ok(AdapterResponse {
-                    status: 200,
-                    content_type: "application/json".into(),
-                    body: Body::default(),
-                })
-            }
-        }
-        async fn write_file(&self, _: &str, _: &str, _: Bytes) -> Result<(), StepError> {
-            Ok(())
-        }
-        async fn reply(&self, _: &str, _: &Envelope) -> Result<(), StepError> {
-            Ok(())
-        }
-    }
-
-    fn to_downstream() -> StepSpec {
-        StepSpec::To(ToSpec {
-            adapter: Some("downstream".into()),
-            operation: Some("deliver".into()),
-            file: None,
-        })
-    }
-
-    impl Flaky {
-        fn new(failures: usize, fail: StepError) -> Arc<Flaky> {
-            Arc::new(Flaky {
-                failures,
-                fail,
-                calls: Mutex::new(Vec::new()),
-            })
-        }
-    }
-
-    /// Hand a message to `route` through the ingress exchange.
-    async fn send(broker: &EmbeddedBroker, route: &str, m: &Envelope) {
-        broker
-            .publish(crate::broker::INGRESS_EXCHANGE, route, m)
-            .await
-            .unwrap();
-    }
+    use crate::broker::{Broker, dead_letter_queue};
+    use crate::route::model::StepSpec;
+    use crate::runtime::test_support::{
+        Downstream, next_within, send, to_downstream, worker_on_embedded,
+    };
+    use crate::step::StepError;
 
     async fn start(
         route: &str,
-        flaky: Arc<Flaky>,
+        flaky: Arc<Downstream>,
         retry: RetryPolicy,
     ) -> (
         Arc<EmbeddedBroker>,
@@ -341,39 +326,14 @@ mod tests {
     async fn start_with(
         route: &str,
         specs: Vec<StepSpec>,
-        flaky: Arc<Flaky>,
+        flaky: Arc<Downstream>,
         retry: RetryPolicy,
     ) -> (
         Arc<EmbeddedBroker>,
         CancellationToken,
         tokio::task::JoinHandle<()>,
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let res = Resources::load(dir.path()).unwrap();
-        let pipeline = Arc::new(Pipeline::build(&specs, "steps", &res).unwrap());
-        let broker = Arc::new(EmbeddedBroker::new());
-        broker
-            .declare(&Topology {
-                exchanges: vec![],
-                routes: vec![RouteQueue {
-                    route: route.into(),
-                    bindings: vec![],
-                }],
-            })
-            .await
-            .unwrap();
-        let worker = RouteWorker {
-            pipeline,
-            context: Context {
-                route: Arc::from(route),
-                effects: flaky,
-                store: Store::memory().await.unwrap(),
-            },
-            retry,
-            consumer: ConsumerSpec::default(),
-            broker: broker.clone(),
-            journal: Journal::disabled(),
-        };
+        let (broker, worker) = worker_on_embedded(route, None, specs, flaky, retry).await;
         let stop = CancellationToken::new();
         let task = tokio::spawn(worker.run(stop.clone()));
         (broker, stop, task)
@@ -381,7 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn transient_failures_are_retried_with_growing_delay() {
-        let flaky = Flaky::new(
+        let flaky = Downstream::flaky(
             3,
             StepError::transient("downstream.deliver answered HTTP 503"),
         );
@@ -393,11 +353,11 @@ mod tests {
         let (broker, stop, task) = start("flaky", flaky.clone(), retry).await;
         send(&broker, "flaky", &Envelope::json(serde_json::json!({}))).await;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while flaky.calls.lock().unwrap().len() < 4 {
+        while flaky.calls() < 4 {
             assert!(Instant::now() < deadline, "not delivered after retries");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let calls = flaky.calls.lock().unwrap().clone();
+        let calls = flaky.call_times();
         let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
         // delays: attempt 1 in [50,100] ms, 2 in [100,200], 3 in [200,400]
         assert!(gaps[0] >= Duration::from_millis(45), "{gaps:?}");
@@ -417,7 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn permanent_failure_is_dead_lettered_with_reason() {
-        let flaky = Flaky::new(
+        let flaky = Downstream::flaky(
             usize::MAX,
             StepError::permanent("downstream.deliver answered HTTP 400"),
         );
@@ -428,10 +388,7 @@ mod tests {
             .consume(&dead_letter_queue("poison"), 1)
             .await
             .unwrap();
-        let d = tokio::time::timeout(Duration::from_secs(5), dlq.next())
-            .await
-            .expect("dead-lettered in time")
-            .unwrap();
+        let d = next_within(&mut dlq).await;
         let e = &d.envelope;
         assert_eq!(e.id, m.id, "the dead letter is the original message");
         assert_eq!(
@@ -443,11 +400,7 @@ mod tests {
         assert_eq!(e.header(ATTEMPTS), Some("1"));
         assert!(e.header(header::FIRST_FAILURE).is_some());
         assert!(e.header(header::LAST_FAILURE).is_some());
-        assert_eq!(
-            flaky.calls.lock().unwrap().len(),
-            1,
-            "a permanent failure is not retried"
-        );
+        assert_eq!(flaky.calls(), 1, "a permanent failure is not retried");
         stop.cancel();
         task.await.unwrap();
     }
@@ -456,7 +409,7 @@ mod tests {
     /// (a new message with the same key) is delivered, not suppressed as a duplicate.
     #[tokio::test]
     async fn dead_letter_releases_its_idempotency_key() {
-        let flaky = Flaky::new(
+        let flaky = Downstream::flaky(
             1,
             StepError::permanent("downstream.deliver answered HTTP 400"),
         );
@@ -475,15 +428,12 @@ mod tests {
             .unwrap();
         let first = Envelope::json(serde_json::json!({"n": 7}));
         send(&broker, "resend", &first).await;
-        let d = tokio::time::timeout(Duration::from_secs(5), dlq.next())
-            .await
-            .expect("dead-lettered in time")
-            .unwrap();
+        let d = next_within(&mut dlq).await;
         assert_eq!(d.envelope.id, first.id);
         let resend = Envelope::json(serde_json::json!({"n": 7}));
         send(&broker, "resend", &resend).await;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while flaky.calls.lock().unwrap().len() < 2 {
+        while flaky.calls() < 2 {
             assert!(
                 Instant::now() < deadline,
                 "the resend was suppressed as a duplicate of the dead letter"
@@ -498,14 +448,14 @@ mod tests {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(flaky.calls.lock().unwrap().len(), 2, "duplicate passed");
+        assert_eq!(flaky.calls(), 2, "duplicate passed");
         stop.cancel();
         task.await.unwrap();
     }
 
     #[tokio::test]
     async fn transient_failure_dead_lettered_after_attempts() {
-        let flaky = Flaky::new(
+        let flaky = Downstream::flaky(
             usize::MAX,
             StepError::transient("downstream.deliver timed out"),
         );
@@ -520,12 +470,9 @@ mod tests {
             .consume(&dead_letter_queue("tired"), 1)
             .await
             .unwrap();
-        let d = tokio::time::timeout(Duration::from_secs(5), dlq.next())
-            .await
-            .expect("dead-lettered in time")
-            .unwrap();
+        let d = next_within(&mut dlq).await;
         assert_eq!(d.envelope.header(ATTEMPTS), Some("3"));
-        assert_eq!(flaky.calls.lock().unwrap().len(), 3);
+        assert_eq!(flaky.calls(), 3);
         stop.cancel();
         task.await.unwrap();
     }

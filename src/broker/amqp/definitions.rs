@@ -10,7 +10,11 @@
 //!   `knut.ingress` with the route id and to the route's own bindings;
 //! - per route the retry ladder `knut.retry.<id>.<rung>` (classic, `x-message-ttl`,
 //!   dead-lettering to the work queue through the default exchange). knut declares these
-//!   on first use; the definitions list them all so an imported broker needs nothing more.
+//!   on first use; the definitions list them all so an imported broker needs nothing more;
+//! - per ordered route (`ordered_by`) the partition queues `knut.route.<id>.p<k>` (same
+//!   type, reached through the default exchange, no bindings); its work queue and every
+//!   partition queue get `x-single-active-consumer: true`. An ordered route retries in
+//!   place, so it has no retry ladder.
 
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::{Map, Value, json};
@@ -26,6 +30,26 @@ pub enum Argument {
     Text(String),
     /// An integer argument (`x-message-ttl`).
     Int(i64),
+    /// A boolean argument (`x-single-active-consumer`).
+    Bool(bool),
+}
+
+impl Argument {
+    fn to_amqp(&self) -> AMQPValue {
+        match self {
+            Argument::Text(t) => AMQPValue::LongString(LongString::from(t.as_str())),
+            Argument::Int(i) => AMQPValue::LongLongInt(*i),
+            Argument::Bool(b) => AMQPValue::Boolean(*b),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Argument::Text(t) => Value::from(t.as_str()),
+            Argument::Int(i) => Value::from(*i),
+            Argument::Bool(b) => Value::from(*b),
+        }
+    }
 }
 
 /// A durable queue and its arguments.
@@ -45,15 +69,19 @@ impl QueueSpec {
         }
     }
 
+    /// A queue of an ordered route: one consumer at a time delivers, the next takes over.
+    fn single_active(name: String, queue_type: QueueType) -> Self {
+        let mut spec = QueueSpec::new(name, queue_type);
+        spec.arguments
+            .push(("x-single-active-consumer", Argument::Bool(true)));
+        spec
+    }
+
     /// The arguments as an AMQP field table.
     pub fn field_table(&self) -> FieldTable {
         let mut table = FieldTable::default();
         for (key, value) in &self.arguments {
-            let value = match value {
-                Argument::Text(t) => AMQPValue::LongString(LongString::from(t.as_str())),
-                Argument::Int(i) => AMQPValue::LongLongInt(*i),
-            };
-            table.insert((*key).into(), value);
+            table.insert((*key).into(), value.to_amqp());
         }
         table
     }
@@ -61,11 +89,7 @@ impl QueueSpec {
     fn arguments_json(&self) -> Value {
         let mut map = Map::new();
         for (key, value) in &self.arguments {
-            let value = match value {
-                Argument::Text(t) => Value::from(t.as_str()),
-                Argument::Int(i) => Value::from(*i),
-            };
-            map.insert((*key).to_string(), value);
+            map.insert((*key).to_string(), value.to_json());
         }
         Value::Object(map)
     }
@@ -111,7 +135,8 @@ pub fn delay_queue_spec(route: &str, rung_ms: u64) -> QueueSpec {
 }
 
 /// What `declare` puts on the broker for `topology`: exchanges, work and dead-letter
-/// queues, bindings (the retry ladder is left to first use).
+/// queues, the partition queues of ordered routes, bindings (the retry ladder is left to
+/// first use).
 pub fn plan(topology: &Topology, queue_type: QueueType) -> Definitions {
     fn add_exchange(name: &str, exchanges: &mut Vec<String>) {
         if !exchanges.iter().any(|e| e == name) {
@@ -126,8 +151,15 @@ pub fn plan(topology: &Topology, queue_type: QueueType) -> Definitions {
     let mut bindings = Vec::new();
     for rq in &topology.routes {
         let wq = work_queue(&rq.route);
-        queues.push(QueueSpec::new(wq.clone(), queue_type));
+        if rq.partitions.is_some() {
+            queues.push(QueueSpec::single_active(wq.clone(), queue_type));
+        } else {
+            queues.push(QueueSpec::new(wq.clone(), queue_type));
+        }
         queues.push(QueueSpec::new(dead_letter_queue(&rq.route), queue_type));
+        for pq in rq.partition_queues() {
+            queues.push(QueueSpec::single_active(pq, queue_type));
+        }
         bindings.push(Binding {
             exchange: INGRESS_EXCHANGE.to_string(),
             queue: wq.clone(),
@@ -149,10 +181,11 @@ pub fn plan(topology: &Topology, queue_type: QueueType) -> Definitions {
     }
 }
 
-/// The complete plan, retry ladders included: what `knut topology` prints.
+/// The complete plan, retry ladders included (ordered routes retry in place and have
+/// none): what `knut topology` prints.
 pub fn full_plan(topology: &Topology, queue_type: QueueType) -> Definitions {
     let mut defs = plan(topology, queue_type);
-    for rq in &topology.routes {
+    for rq in topology.routes.iter().filter(|rq| rq.partitions.is_none()) {
         defs.queues.extend(
             RUNGS_MS
                 .iter()
@@ -224,6 +257,7 @@ mod tests {
             routes: vec![RouteQueue {
                 route: "placement-change".into(),
                 bindings: vec![("school.events".into(), "placement.*".into())],
+                partitions: None,
             }],
         }
     }
@@ -278,6 +312,75 @@ mod tests {
         );
         assert_eq!(v["bindings"][1]["source"], "school.events");
         assert_eq!(v["bindings"][1]["destination_type"], "queue");
+    }
+
+    #[test]
+    fn ordered_route_has_single_active_partitions_and_no_retry_ladder() {
+        let mut t = topology();
+        t.routes.push(RouteQueue {
+            route: "student-events".into(),
+            bindings: vec![("school.events".into(), "student.#".into())],
+            partitions: Some(3),
+        });
+        let d = full_plan(&t, QueueType::Quorum);
+        let ordered: Vec<&QueueSpec> = d
+            .queues
+            .iter()
+            .filter(|q| q.name.contains("student-events"))
+            .collect();
+        let names: Vec<&str> = ordered.iter().map(|q| q.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "knut.route.student-events",
+                "knut.dlq.student-events",
+                "knut.route.student-events.p0",
+                "knut.route.student-events.p1",
+                "knut.route.student-events.p2",
+            ],
+            "no retry ladder for an ordered route"
+        );
+        let sac = vec![
+            ("x-queue-type", Argument::Text("quorum".into())),
+            ("x-single-active-consumer", Argument::Bool(true)),
+        ];
+        for q in [ordered[0], ordered[2], ordered[3], ordered[4]] {
+            assert_eq!(q.arguments, sac, "{}", q.name);
+        }
+        assert_eq!(
+            ordered[1].arguments,
+            [("x-queue-type", Argument::Text("quorum".into()))],
+            "the dead-letter queue is an ordinary queue"
+        );
+        // The unordered route keeps its whole ladder and no single active consumer.
+        let unordered = d
+            .queues
+            .iter()
+            .filter(|q| q.name.contains("placement-change"))
+            .count();
+        assert_eq!(unordered, 2 + RUNGS_MS.len());
+        // Partition queues are reached by name, never bound to an exchange.
+        let partitions = &names[2..];
+        assert!(
+            d.bindings
+                .iter()
+                .all(|b| !partitions.contains(&b.queue.as_str()))
+        );
+        let json = d.to_json("/");
+        let p1 = json["queues"]
+            .as_array()
+            .expect("queues")
+            .iter()
+            .find(|q| q["name"] == "knut.route.student-events.p1")
+            .expect("p1 listed");
+        assert_eq!(p1["arguments"]["x-single-active-consumer"], true);
+        assert_eq!(
+            ordered[2]
+                .field_table()
+                .inner()
+                .get("x-single-active-consumer"),
+            Some(&AMQPValue::Boolean(true))
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! - **Topology** ([`Broker::declare`], idempotent): durable topic exchanges
 //!   (`knut.ingress` and those named); per route a durable work queue `knut.route.<id>`
 //!   (quorum by default, see [`QueueType`]) bound to `knut.ingress` with the route id and
-//!   to its bindings, and a durable dead-letter queue `knut.dlq.<id>`. The retry ladder
-//!   (see [`delay`]) is declared on first use.
+//!   to its bindings, and a durable dead-letter queue `knut.dlq.<id>`; per ordered route
+//!   its partition queues, with `x-single-active-consumer` (see [`definitions`]). The
+//!   retry ladder (see [`delay`]) is declared on first use.
 //! - **Publishing**: one channel per connection in confirm mode, shared by concurrent
 //!   publishers (each awaits its own confirm, nothing is serialised while waiting). Every
 //!   message is persistent and `mandatory`: a returned message is `Unroutable`, a nack is
@@ -14,9 +15,11 @@
 //!   `NotDeclared` and never closes the shared publishing channel under other publishers.
 //!   Should the publishing channel close anyway, the next publish opens a new one.
 //! - **Consuming**: a channel per consumer, `basic.qos(prefetch)`, manual acks. A delivery
-//!   dropped unsettled is nacked with requeue; dropping the stream cancels the consumer,
-//!   and the channel closes once the stream and every delivery from it are gone (so a
-//!   worker can still ack its in-flight deliveries after it stopped consuming).
+//!   dropped unsettled is nacked with requeue. The channel closes once the stream and every
+//!   delivery from it are gone (so a worker can still ack its in-flight deliveries after it
+//!   stopped consuming); closing it gives back what the consumer held and ends the consumer
+//!   in one step, never cancel-then-close (which lets a single active consumer's successor
+//!   overtake the messages still held).
 //! - **Recovery**: a supervisor task watches the connection. When it drops, every operation
 //!   fails at once with the transient [`BrokerError::Connection`], consumer streams end
 //!   (the worker consumes again), and the supervisor reconnects with capped, jittered
@@ -213,8 +216,9 @@ fn amqp_err(e: &lapin::Error, subject: impl FnOnce() -> String) -> BrokerError {
             }
             AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
                 return BrokerError::NotDeclared(format!(
-                    "{} as asked: it exists with other arguments ({}); delete it or change \
-                     broker.queue_type to match",
+                    "{} as asked: it exists with other arguments ({}); delete it once it is \
+                     drained, or make broker.queue_type (and the route's ordered_by) match \
+                     how it was declared",
                     subject(),
                     p.get_message()
                 ));
@@ -674,7 +678,10 @@ impl Broker for AmqpBroker {
             })
             .await?;
         // The channel stays open while the stream or any of its deliveries is alive.
-        let channel = Arc::new(channel);
+        let channel = Arc::new(ConsumerChannel {
+            channel,
+            consumer: Some(consumer.clone()),
+        });
         let stream = consumer
             .take_while(|item| futures::future::ready(item.is_ok()))
             .filter_map(move |item| {
@@ -763,10 +770,37 @@ impl Broker for AmqpBroker {
     }
 }
 
+/// A consumer's channel, shared by the consumer stream and every delivery from it. When the
+/// last of them is gone the channel is closed *before* the consumer is let go: RabbitMQ
+/// then gives back what the consumer still held (prefetched, unsettled) and removes the
+/// consumer in one step. Cancelling first (what dropping a lapin consumer does) would let a
+/// single active consumer's successor start on later messages while the held ones are
+/// still out, and get those back after them: out of order.
+struct ConsumerChannel {
+    channel: Channel,
+    consumer: Option<lapin::Consumer>,
+}
+
+impl Drop for ConsumerChannel {
+    fn drop(&mut self) {
+        let consumer = self.consumer.take();
+        let channel = self.channel.clone();
+        // Without a runtime the channel closes with the process, which gives back as well.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if channel.status().connected() {
+                    let _ = channel.close(200, "consumer done".into()).await;
+                }
+                drop(consumer);
+            });
+        }
+    }
+}
+
 /// Settles one RabbitMQ delivery; dropped unsettled, it nacks with requeue.
 struct AmqpAcker {
     acker: Option<lapin::Acker>,
-    channel: Arc<Channel>,
+    channel: Arc<ConsumerChannel>,
 }
 
 fn settled(result: lapin::Result<bool>) -> Result<(), BrokerError> {
@@ -802,6 +836,16 @@ impl Acker for AmqpAcker {
             ),
             None => Ok(()),
         }
+    }
+
+    fn is_live(&self) -> bool {
+        self.acker.is_some() && self.channel.channel.status().connected()
+    }
+
+    async fn release(mut self: Box<Self>) {
+        // Unsettled, the message goes back when the channel closes: to the head of its
+        // queue, with nothing sent now.
+        drop(self.acker.take());
     }
 }
 
