@@ -175,6 +175,21 @@ impl Envelope {
         }
     }
 
+    /// The body as JSON, moved out of the envelope (which is left with an empty body):
+    /// parsed JSON moves without a copy, a JSON byte body is parsed. On error the body stays.
+    pub fn take_json_body(&mut self) -> Result<Value, BodyError> {
+        let value = match std::mem::take(&mut self.body) {
+            Body::Json(v) => v,
+            bytes => {
+                self.body = bytes;
+                let v = self.json_body()?.into_owned();
+                self.body = Body::default();
+                v
+            }
+        };
+        Ok(value)
+    }
+
     /// Headers as a JSON object (for `$headers` in jq programs and templates).
     pub fn headers_json(&self) -> Value {
         Value::Object(
@@ -266,6 +281,28 @@ mod tests {
         assert_eq!(a.id.get_version_num(), 7);
         assert_eq!(a.causation_id, Some(parent.id));
         assert_eq!(a.correlation_id, parent.correlation_id);
+    }
+
+    #[test]
+    fn take_json_body_moves_parsed_and_parses_bytes() {
+        let mut parsed = Envelope::json(serde_json::json!({"a": 1}));
+        assert_eq!(
+            parsed.take_json_body().unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        assert!(parsed.body.is_empty());
+        let mut text = Envelope::new(JSON, Body::Bytes(Bytes::from_static(b"[1,2]")));
+        assert_eq!(text.take_json_body().unwrap(), serde_json::json!([1, 2]));
+        assert!(text.body.is_empty());
+        let mut broken = Envelope::new(JSON, Body::Bytes(Bytes::from_static(b"{")));
+        assert!(broken.take_json_body().is_err());
+        assert_eq!(
+            broken.body.to_bytes(),
+            Bytes::from_static(b"{"),
+            "kept on error"
+        );
+        let mut xml = Envelope::new(XML, Body::Bytes(Bytes::from_static(b"<a/>")));
+        assert!(matches!(xml.take_json_body(), Err(BodyError::WrongType(_))));
     }
 
     #[test]
