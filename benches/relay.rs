@@ -1,31 +1,44 @@
 //! Relay benchmark (issue 3): what a Knutpunkt route costs beyond the broker hop.
 //!
-//! Runs, in one go on the same RabbitMQ broker and with the same message, prefetch and
-//! concurrency:
+//! Runs, on the same RabbitMQ broker and with the same message, prefetch and concurrency:
 //! - (a) a raw lapin relay: consume from queue A, publish to queue B with a confirm, ack;
 //! - (b) a Knutpunkt route `queue → xml_to_json → validate → transform (jq) → publish`,
 //!   loaded from a root written to a temporary folder and run by the same `RouteWorker`,
 //!   broker, effects, store and journal that `System::start` wires (`System::start` itself
-//!   refuses the route, since no route consumes `bench.out`: the bench's queue does).
+//!   refuses the route, since no route consumes `bench.out`: the bench's queue does), with
+//!   the metrics recorder installed as `knut run` installs it.
 //!
 //! The message is a fictional ~7 KB OeP FlowInstance export in ISO-8859-1, persistent,
 //! confirms on everywhere. A producer keeps at most `WINDOW` messages in flight (published
 //! and not yet arrived at the final queue), so the latency (publish time in a header → time
 //! of arrival at the final queue) measures the relay, not a backlog.
 //!
+//! **Placement** (see `relay/placement.rs`): by default the private RabbitMQ node runs on
+//! one core and this whole process (producer, sink and relay a or b) on another, the same
+//! for (a) and (b) — production runs RabbitMQ on machines of its own, so the route's cost
+//! must not be taken from the broker's core. `KNUT_BENCH_PLACEMENT=shared` lets both share
+//! every core instead.
+//!
+//! **Rounds**: after a warm-up of each relay, `KNUT_BENCH_ROUNDS` (default 3) timed runs per
+//! relay, alternating (a) and (b) so that a change of load on the machine falls on both; the
+//! medians are reported, with each run's figures and the CPU time the bench process and the
+//! broker used per message (which side is the bottleneck).
+//!
 //! Run: `cargo bench --bench relay` (a private RabbitMQ node is started and stopped, as in
 //! the tests; `KNUT_BENCH_AMQP_URL` names another broker instead — never the machine's
-//! shared one). `KNUT_BENCH_MESSAGES` (default 20000) and `KNUT_BENCH_WARMUP` (default
-//! 1000) set the counts.
+//! shared one — which is then not placed). `KNUT_BENCH_MESSAGES` (default 20000),
+//! `KNUT_BENCH_WARMUP` (default 1000) and `KNUT_BENCH_ROUNDS` (default 3) set the counts.
 //!
-//! First figures (2-core dev machine, broker on the same cores, 2026-11-23): raw 1902 msg/s
-//! (p50 31 ms, p99 86 ms), knut 863 msg/s (p50 73 ms, p99 114 ms), b/a 0.45, VmHWM 45 MB.
-//! `perf record -g` of the run: ~55 % of CPU in RabbitMQ's Erlang schedulers, ~30 % in the
-//! bench process's tokio workers (malloc/free, jaq, xml_to_json, charset decode, jsonschema),
-//! ~9 % lapin's I/O loop, ~4 % the SQLite journal writer. The machine is CPU-bound: every
-//! microsecond the route spends is taken from the broker, so b/a here measures the route's
-//! CPU cost per message against the broker's, not idle waiting.
+//! Figures: see the README, section Benchmark.
 
+/// The allocator `knut` runs with (see src/main.rs), so (b) measures what production runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "relay/cpu.rs"]
+mod cpu;
+#[path = "relay/placement.rs"]
+mod placement;
 #[path = "../tests/support/rabbit.rs"]
 mod rabbit;
 
@@ -226,18 +239,28 @@ struct Figures {
     rate: f64,
     p50: Duration,
     p99: Duration,
+    elapsed: Duration,
+    /// CPU time of this process (producer, sink, relay) during the run.
+    bench_cpu: Option<Duration>,
+    /// CPU time of the broker node during the run (when it is ours).
+    broker_cpu: Option<Duration>,
 }
 
 /// Drive `count` messages through a relay: publish to (`exchange`, `key`) keeping at most
 /// `WINDOW` in flight, and take them from `sink` (a queue the relay's output reaches).
 async fn drive(
     conn: &Connection,
-    exchange: &str,
-    key: &str,
-    sink: &str,
+    route: &Relay<'_>,
     body: &[u8],
     count: usize,
+    broker_pid: Option<u32>,
 ) -> Res<Figures> {
+    let Relay {
+        exchange,
+        key,
+        sink,
+        ..
+    } = *route;
     let window = Arc::new(Semaphore::new(WINDOW));
     // Sink: record latencies, ack, release the window.
     let sink_ch = conn.create_channel().await?;
@@ -284,6 +307,10 @@ async fn drive(
     // Producer: one confirm channel, up to WINDOW publishes awaiting their confirms.
     let pub_ch = Arc::new(confirm_channel(conn).await?);
     let started = Instant::now();
+    let cpu_at_start = (
+        cpu::used(std::process::id()),
+        broker_pid.and_then(cpu::used),
+    );
     let mut confirms = tokio::task::JoinSet::new();
     for _ in 0..count {
         window.acquire().await?.forget();
@@ -309,6 +336,9 @@ async fn drive(
     }
     let mut latencies = sink_task.await??;
     let elapsed = started.elapsed();
+    let since = |start: Option<Duration>, now: Option<Duration>| Some(now?.saturating_sub(start?));
+    let bench_cpu = since(cpu_at_start.0, cpu::used(std::process::id()));
+    let broker_cpu = since(cpu_at_start.1, broker_pid.and_then(cpu::used));
     let _ = sink_ch.close(200, "done".into()).await;
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
@@ -316,6 +346,9 @@ async fn drive(
         rate: count as f64 / elapsed.as_secs_f64(),
         p50: pick(0.50),
         p99: pick(0.99),
+        elapsed,
+        bench_cpu,
+        broker_cpu,
     })
 }
 
@@ -388,63 +421,87 @@ fn vm(key: &str) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
-fn show(name: &str, f: &Figures) {
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// "412 µs/msg (96 % of a core)" for a CPU time over a run.
+fn cpu_text(cpu: Option<Duration>, f: &Figures, count: usize) -> String {
+    match cpu {
+        Some(c) => format!(
+            "{:>4.0} µs/msg ({:>3.0} % of a core)",
+            c.as_secs_f64() * 1e6 / count as f64,
+            100.0 * c.as_secs_f64() / f.elapsed.as_secs_f64()
+        ),
+        None => "n/a".into(),
+    }
+}
+
+fn show(name: &str, f: &Figures, count: usize) {
     println!(
-        "{name:<34} {:>9.0} msg/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+        "{name:<40} {:>6.0} msg/s   p50 {:>6.2} ms   p99 {:>6.2} ms   cpu: bench {}, broker {}",
         f.rate,
-        f.p50.as_secs_f64() * 1e3,
-        f.p99.as_secs_f64() * 1e3
+        ms(f.p50),
+        ms(f.p99),
+        cpu_text(f.bench_cpu, f, count),
+        cpu_text(f.broker_cpu, f, count),
     );
 }
 
-async fn bench() -> Res<()> {
-    let count = env_usize("KNUT_BENCH_MESSAGES", 20_000);
-    let warmup = env_usize("KNUT_BENCH_WARMUP", 1_000);
-    let url = match std::env::var("KNUT_BENCH_AMQP_URL") {
-        Ok(u) => u,
-        Err(_) => {
-            eprintln!(
-                "starting a private RabbitMQ node (KNUT_BENCH_AMQP_URL names another broker)"
-            );
-            rabbit::amqp_url().await
-        }
-    };
-    let body = flow_instance(4711);
-    println!(
-        "relay benchmark: {count} messages after {warmup} warm-up, {} byte ISO-8859-1 FlowInstance, \
-         persistent, confirms on, quorum queues, prefetch {PREFETCH}, concurrency {CONCURRENCY}, window {WINDOW}",
-        body.len()
-    );
-    let tag = std::process::id();
-    let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
-    let admin = conn.create_channel().await?;
-
-    // (a) raw lapin relay
-    let (qa, qb) = (format!("bench.raw.a.{tag}"), format!("bench.raw.b.{tag}"));
-    for q in [&qa, &qb] {
-        admin
-            .queue_declare(q.as_str().into(), durable(), quorum())
-            .await?;
+/// The median of some values (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
-    let relay_conn = Connection::connect(&url, ConnectionProperties::default()).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    raw_relay(&relay_conn, &qa, &qb, stop.clone()).await?;
-    drive(&conn, "", &qa, &qb, &body, warmup).await?;
-    let raw = drive(&conn, "", &qa, &qb, &body, count).await?;
-    stop.store(true, Ordering::Relaxed);
-    let _ = relay_conn.close(200, "done".into()).await;
-    show("(a) raw lapin relay", &raw);
-    let rss_before = vm("VmHWM:");
+}
 
-    // (b) Knutpunkt route
+/// Medians over the rounds of one relay.
+struct Medians {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn medians(runs: &[Figures]) -> Medians {
+    Medians {
+        rate: median(runs.iter().map(|f| f.rate).collect()),
+        p50: median(runs.iter().map(|f| ms(f.p50)).collect()),
+        p99: median(runs.iter().map(|f| ms(f.p99)).collect()),
+    }
+}
+
+/// Where a relay takes its input and where its output arrives.
+#[derive(Clone, Copy)]
+struct Relay<'a> {
+    name: &'a str,
+    exchange: &'a str,
+    key: &'a str,
+    sink: &'a str,
+}
+
+/// The Knutpunkt side: the route worker as `System::start` wires it (same broker,
+/// pipeline, effects, store and journal), with the metrics recorder installed as in
+/// `knut run`. `System::start` itself is not used because its cross-reference check wants
+/// a route consuming `bench.out`, and here the bench's own queue is the consumer.
+struct Knut {
+    shutdown: tokio_util::sync::CancellationToken,
+    worker: tokio::task::JoinHandle<()>,
+    journal: tokio::task::JoinHandle<()>,
+    broker: knutpunkt::broker::SharedBroker,
+    _root: tempfile::TempDir,
+}
+
+async fn start_knut(url: &str) -> Res<Knut> {
     let dir = tempfile::tempdir()?;
     write_root(dir.path())?;
     let config = knutpunkt::config::Config::from_toml_str(&format!(
         "[broker]\nurl = \"{url}\"\nprefetch = {PREFETCH}\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n"
     ))?;
-    // The route worker as `System::start` wires it (same broker, pipeline, effects, store
-    // and journal). `System::start` itself is not used because its cross-reference check
-    // wants a route consuming `bench.out`, and here the bench's own queue is the consumer.
+    knutpunkt::admin::metrics::install();
     let routes = knutpunkt::route::load::load_routes(dir.path()).map_err(|d| {
         d.iter()
             .map(|d| d.to_string())
@@ -480,7 +537,86 @@ async fn bench() -> Res<()> {
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(shutdown.clone()));
+    Ok(Knut {
+        shutdown,
+        worker: worker_task,
+        journal: journal_task,
+        broker,
+        _root: dir,
+    })
+}
+
+async fn bench() -> Res<()> {
+    let count = env_usize("KNUT_BENCH_MESSAGES", 20_000);
+    let warmup = env_usize("KNUT_BENCH_WARMUP", 1_000);
+    let rounds = env_usize("KNUT_BENCH_ROUNDS", 3).max(1);
+    let placement = placement::Placement::from_env()?;
+    let (url, pid_file) = match std::env::var("KNUT_BENCH_AMQP_URL") {
+        Ok(u) => (u, None),
+        Err(_) => {
+            eprintln!(
+                "starting a private RabbitMQ node (KNUT_BENCH_AMQP_URL names another broker)"
+            );
+            placement.before_broker_start()?;
+            let url = rabbit::amqp_url().await;
+            let node = rabbit::private_node()
+                .await
+                .ok_or("no private node although KNUT_BENCH_AMQP_URL is unset")?;
+            (url, Some(node.dir.join("rabbitmq.pid")))
+        }
+    };
+    let placed = placement.after_broker_start(pid_file.as_deref())?;
+    let broker_pid = pid_file
+        .as_deref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let body = flow_instance(4711);
+    println!(
+        "relay benchmark: {rounds} rounds of {count} messages per relay (medians reported), \
+         {warmup} warm-up messages each first; {} byte ISO-8859-1 FlowInstance, persistent, \
+         confirms on, quorum queues, prefetch {PREFETCH}, concurrency {CONCURRENCY}, window {WINDOW}",
+        body.len()
+    );
+    println!("placement: {placed}");
+    let tag = std::process::id();
+    let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+    let admin = conn.create_channel().await?;
+
+    // (a) raw lapin relay
+    let (qa, qb) = (format!("bench.raw.a.{tag}"), format!("bench.raw.b.{tag}"));
+    for q in [&qa, &qb] {
+        admin
+            .queue_declare(q.as_str().into(), durable(), quorum())
+            .await?;
+    }
+    let relay_conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    raw_relay(&relay_conn, &qa, &qb, stop.clone()).await?;
+    let raw = Relay {
+        name: "(a) raw lapin relay",
+        exchange: "",
+        key: &qa,
+        sink: &qb,
+    };
+
+    // (b) Knutpunkt route, its output bound to the sink queue
     let sink = format!("bench.knut.sink.{tag}");
+    let knut_relay = Relay {
+        name: "(b) knut route (xml→validate→jq)",
+        exchange: "bench.in",
+        key: "flowinstance",
+        sink: &sink,
+    };
+
+    // Round 1 of (a) runs before knut is started, so the peak RSS after it is (a)'s alone.
+    let mut runs: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
+    drive(&conn, &raw, &body, warmup, broker_pid).await?;
+    let first = drive(&conn, &raw, &body, count, broker_pid).await?;
+    show(&format!("{} #1", raw.name), &first, count);
+    runs[0].push(first);
+    let rss_after_a = vm("VmHWM:");
+
+    let knut = start_knut(&url).await?;
     admin
         .queue_declare(sink.as_str().into(), durable(), quorum())
         .await?;
@@ -493,19 +629,38 @@ async fn bench() -> Res<()> {
             FieldTable::default(),
         )
         .await?;
-    drive(&conn, "bench.in", "flowinstance", &sink, &body, warmup).await?;
-    let knut = drive(&conn, "bench.in", "flowinstance", &sink, &body, count).await?;
-    show("(b) knut route (xml→validate→jq)", &knut);
-    println!("ratio b/a: {:.2}", knut.rate / raw.rate);
+    drive(&conn, &knut_relay, &body, warmup, broker_pid).await?;
+    // Then (b), (a), (b), … alternately, so that a change of load on the machine during the
+    // benchmark falls on both sides alike.
+    for round in 1..=rounds {
+        let order: &[usize] = if round == 1 { &[1] } else { &[0, 1] };
+        for &side in order {
+            let relay = [&raw, &knut_relay][side];
+            let f = drive(&conn, relay, &body, count, broker_pid).await?;
+            show(&format!("{} #{round}", relay.name), &f, count);
+            runs[side].push(f);
+        }
+    }
+    let (a, b) = (medians(&runs[0]), medians(&runs[1]));
+    println!("medians of {rounds} rounds:");
+    for (name, m) in [(raw.name, &a), (knut_relay.name, &b)] {
+        println!(
+            "{name:<40} {:>6.0} msg/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
+            m.rate, m.p50, m.p99
+        );
+    }
+    println!("ratio b/a (medians): {:.2}", b.rate / a.rate);
     println!(
         "peak RSS (VmHWM, whole bench process incl. producer and sink): {} after (a), {} after (b)",
-        rss_before,
+        rss_after_a,
         vm("VmHWM:")
     );
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), worker_task).await;
-    drop(broker);
-    journal_task.abort();
+    knut.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), knut.worker).await;
+    drop(knut.broker);
+    knut.journal.abort();
+    stop.store(true, Ordering::Relaxed);
+    let _ = relay_conn.close(200, "done".into()).await;
     for q in [&qa, &qb, &sink] {
         let _ = admin
             .queue_delete(q.as_str().into(), QueueDeleteOptions::default())

@@ -200,6 +200,21 @@ impl Envelope {
         }
     }
 
+    /// The body as JSON, moved out of the envelope (which is left with an empty body):
+    /// parsed JSON moves without a copy, a JSON byte body is parsed. On error the body stays.
+    pub fn take_json_body(&mut self) -> Result<Value, BodyError> {
+        let value = match std::mem::take(&mut self.body) {
+            Body::Json(v) => v,
+            bytes => {
+                self.body = bytes;
+                let v = self.json_body()?.into_owned();
+                self.body = Body::default();
+                v
+            }
+        };
+        Ok(value)
+    }
+
     /// Headers as a JSON object (for `$headers` in jq programs and templates).
     pub fn headers_json(&self) -> Value {
         Value::Object(
@@ -322,6 +337,28 @@ mod tests {
             a.derive("steps[5].publish/1", Body::default(), JSON).id
         );
         assert_eq!(derived.correlation_id, a.id);
+    }
+
+    #[test]
+    fn take_json_body_moves_parsed_and_parses_bytes() {
+        let mut parsed = Envelope::json(serde_json::json!({"a": 1}));
+        assert_eq!(
+            parsed.take_json_body().unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        assert!(parsed.body.is_empty());
+        let mut text = Envelope::new(JSON, Body::Bytes(Bytes::from_static(b"[1,2]")));
+        assert_eq!(text.take_json_body().unwrap(), serde_json::json!([1, 2]));
+        assert!(text.body.is_empty());
+        let mut broken = Envelope::new(JSON, Body::Bytes(Bytes::from_static(b"{")));
+        assert!(broken.take_json_body().is_err());
+        assert_eq!(
+            broken.body.to_bytes(),
+            Bytes::from_static(b"{"),
+            "kept on error"
+        );
+        let mut xml = Envelope::new(XML, Body::Bytes(Bytes::from_static(b"<a/>")));
+        assert!(matches!(xml.take_json_body(), Err(BodyError::WrongType(_))));
     }
 
     #[test]

@@ -229,7 +229,7 @@ impl Program {
     /// Run the program on `input` and collect all its outputs.
     pub fn run(&self, input: &Value, vars: &Vars) -> Result<Vec<Value>, ExprError> {
         let mut out = Vec::new();
-        self.for_each(input, vars, |v| {
+        self.for_each(to_val(input), vars, |v| {
             out.push(v);
             true
         })?;
@@ -240,7 +240,18 @@ impl Program {
     /// program is not run further than its first output.
     pub fn first(&self, input: &Value, vars: &Vars) -> Result<Option<Value>, ExprError> {
         let mut first = None;
-        self.for_each(input, vars, |v| {
+        self.for_each(to_val(input), vars, |v| {
+            first = Some(v);
+            false
+        })?;
+        Ok(first)
+    }
+
+    /// Like [`Program::first`], but takes `input` by value: its strings and keys move into
+    /// the program's values instead of being copied (for a body that is replaced anyway).
+    pub fn first_owned(&self, input: Value, vars: &Vars) -> Result<Option<Value>, ExprError> {
+        let mut first = None;
+        self.for_each(into_val(input), vars, |v| {
             first = Some(v);
             false
         })?;
@@ -261,7 +272,7 @@ impl Program {
     /// Feed outputs to `sink` until it returns false or the outputs end.
     fn for_each(
         &self,
-        input: &Value,
+        input: Val,
         vars: &Vars,
         mut sink: impl FnMut(Value) -> bool,
     ) -> Result<(), ExprError> {
@@ -270,7 +281,7 @@ impl Program {
             &self.filter.lut,
             jaq_core::Vars::new([to_val(&vars.headers)]),
         );
-        let outputs = self.filter.id.run((ctx, to_val(input)));
+        let outputs = self.filter.id.run((ctx, input));
         for (count, output) in outputs.enumerate() {
             if count >= MAX_OUTPUTS {
                 return Err(ExprError::TooManyOutputs { limit: MAX_OUTPUTS });
@@ -458,6 +469,22 @@ pub(crate) fn to_val(v: &Value) -> Val {
     }
 }
 
+/// Convert a `serde_json` value to a jaq value, moving its strings instead of copying them.
+fn into_val(v: Value) -> Val {
+    match v {
+        Value::String(s) => Val::utf8_str(s),
+        Value::Array(a) => a.into_iter().map(into_val).collect(),
+        Value::Object(o) => {
+            let mut map = jaq_json::Map::with_capacity_and_hasher(o.len(), Default::default());
+            for (k, v) in o {
+                map.insert(Val::utf8_str(k), into_val(v));
+            }
+            Val::obj(map)
+        }
+        scalar => to_val(&scalar),
+    }
+}
+
 /// Convert a jaq value to a `serde_json` value. NaN and infinities become `null` (as in
 /// jq's JSON output); byte strings and non-UTF-8 text become (lossy) strings; non-string
 /// object keys are written as their jq text.
@@ -525,6 +552,26 @@ mod tests {
             vec![json!(9007199254740993u64)]
         );
         assert_eq!(run(".", json!(-42)).unwrap(), vec![json!(-42)]);
+    }
+
+    #[test]
+    fn first_owned_gives_what_first_gives() {
+        let input = json!({"namn": "Åsa", "n": [1, 2.5, -3, null, true], "o": {"k": "v"}});
+        for src in [
+            ".",
+            "{a: .namn, k: .o.k}",
+            ".n[1:]",
+            "to_entries | map(.key)",
+            "empty",
+        ] {
+            let p = Program::compile(src).unwrap();
+            let vars = Vars::with_headers([("unit", "7")]);
+            assert_eq!(
+                p.first_owned(input.clone(), &vars).unwrap(),
+                p.first(&input, &vars).unwrap(),
+                "{src}"
+            );
+        }
     }
 
     #[test]

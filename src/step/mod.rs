@@ -276,8 +276,24 @@ pub(crate) fn eval_one(
     input: &Value,
     message: &Envelope,
 ) -> Result<Value, StepError> {
-    program
-        .first(input, &vars(message))
+    one_output(what, program.first(input, &vars(message)))
+}
+
+/// [`eval_one`] on a value that is not needed afterwards (see [`Program::first_owned`]).
+pub(crate) fn eval_one_owned(
+    program: &Program,
+    what: &str,
+    input: Value,
+    message: &Envelope,
+) -> Result<Value, StepError> {
+    one_output(what, program.first_owned(input, &vars(message)))
+}
+
+fn one_output(
+    what: &str,
+    first: Result<Option<Value>, crate::expr::ExprError>,
+) -> Result<Value, StepError> {
+    first
         .map_err(|e| StepError::permanent(format!("{what}: {e}")))?
         .ok_or_else(|| StepError::permanent(format!("{what}: the jq program gave no output")))
 }

@@ -26,14 +26,19 @@ impl Publish {
 
 #[async_trait]
 impl Step for Publish {
-    async fn apply(&self, m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
+    async fn apply(&self, mut m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
         for t in &self.targets {
+            // The body moves into the published message and back: publishing only reads
+            // it, so a parsed JSON body is never copied.
+            let body = std::mem::take(&mut m.body);
             let out = m.derive(
                 &format!("{}/{}/{}", self.path, t.exchange, t.key),
-                m.body.clone(),
+                body,
                 m.content_type.clone(),
             );
-            cx.effects.publish(&t.exchange, &t.key, &out).await?;
+            let published = cx.effects.publish(&t.exchange, &t.key, &out).await;
+            m.body = out.body;
+            published?;
         }
         Ok(vec![m])
     }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Context, Step, StepError, compile, eval_one};
+use super::{Context, Step, StepError, compile, eval_one_owned};
 use crate::envelope::{Body, Envelope, JSON};
 use crate::expr::Program;
 use crate::resources::Resources;
@@ -72,10 +72,9 @@ impl Step for Transform {
     async fn apply(&self, mut m: Envelope, _cx: &Context) -> Result<Vec<Envelope>, StepError> {
         match self {
             Transform::Jq(program) => {
-                let out = {
-                    let body = m.json_body()?;
-                    eval_one(program, "transform", &body, &m)?
-                };
+                // The body is replaced by the output: move it into the program.
+                let body = m.take_json_body()?;
+                let out = eval_one_owned(program, "transform", body, &m)?;
                 m.body = Body::Json(out);
                 m.content_type = JSON.to_string();
             }
