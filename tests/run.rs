@@ -177,6 +177,19 @@ steps:
     }
 }
 
+/// GET `url` and read its JSON answer.
+async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client
+        .get(&url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 /// `knut run` with its sandbox, as a developer starts it: a start, a scope change and an
 /// end of Leo's fritidshem placement reported at the HTTP ingress reach the (simulated)
 /// elevregister as SS 12000 placements and each opens an errand in case management; the
@@ -237,25 +250,19 @@ async fn placement_changes_reach_the_sandboxed_systems() {
         let r = client.post(&ingress).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
     }
-    let leo: serde_json::Value = client
-        .get(format!("{base}/elevregister/persons?civicNo=201602201319"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let leo: serde_json::Value = get_json(
+        &client,
+        format!("{base}/elevregister/persons?civicNo=201602201319"),
+    )
+    .await;
     let leo_id = leo["data"][0]["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     let (placement, errands) = loop {
-        let placements: serde_json::Value = client
-            .get(format!("{base}/elevregister/placements?child={leo_id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let placements: serde_json::Value = get_json(
+            &client,
+            format!("{base}/elevregister/placements?child={leo_id}"),
+        )
+        .await;
         let fth = placements["data"]
             .as_array()
             .unwrap()
@@ -263,14 +270,8 @@ async fn placement_changes_reach_the_sandboxed_systems() {
             .find(|p| p["schoolType"] == "FTH")
             .cloned()
             .unwrap();
-        let errands: serde_json::Value = client
-            .get(format!("{base}/casedata/2281/SBK_SCHOOL/errands"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let errands: serde_json::Value =
+            get_json(&client, format!("{base}/casedata/2281/SBK_SCHOOL/errands")).await;
         if fth["endDate"] == "2027-06-15" && errands["totalElements"] == 2 {
             break (fth, errands);
         }
@@ -282,14 +283,7 @@ async fn placement_changes_reach_the_sandboxed_systems() {
     };
     assert_eq!(placement["maxWeeklyScheduleHours"], 40.0);
     assert_eq!(errands["content"][0]["caseType"], "PLACEMENT_CHANGE");
-    let inbox: serde_json::Value = client
-        .get(format!("{base}/elevregister/_inbox"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox: serde_json::Value = get_json(&client, format!("{base}/elevregister/_inbox")).await;
     let posts: Vec<_> = inbox
         .as_array()
         .unwrap()
