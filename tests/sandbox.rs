@@ -144,12 +144,17 @@ async fn elevregister_placements_are_written_and_read_back() {
                 "placedAt": { "schoolUnitCode": "38120001" },
                 "schoolType": "FTH",
                 "startDate": "2026-12-01",
-                "maxWeeklyScheduleHours": 12
+                "maxWeeklyScheduleHours": 12,
+                "reason": "Vårdnadshavare börjar arbeta"
             }),
         )
         .await;
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
+    assert_eq!(
+        created["reason"], "Vårdnadshavare börjar arbeta",
+        "kept, not dropped"
+    );
     // Leo has one at Tallbacken: it is changed, not duplicated.
     let r = s
         .post_json(

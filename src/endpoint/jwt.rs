@@ -57,7 +57,7 @@ struct Key {
 }
 
 struct Cached {
-    keys: Vec<Key>,
+    keys: std::sync::Arc<Vec<Key>>,
     fetched: Instant,
 }
 
@@ -139,7 +139,7 @@ impl JwtVerifier {
                 let text = std::fs::read(&path)
                     .map_err(|e| JwtError::Keys(format!("{}: {e}", path.display())))?;
                 Some(Cached {
-                    keys: parse_set(&text)?,
+                    keys: std::sync::Arc::new(parse_set(&text)?),
                     fetched: Instant::now(),
                 })
             }
@@ -203,7 +203,7 @@ impl JwtVerifier {
             match self.fetch(url).await {
                 Ok(Some(keys)) => {
                     *cache = Some(Cached {
-                        keys,
+                        keys: std::sync::Arc::new(keys),
                         fetched: Instant::now(),
                     });
                 }
@@ -212,7 +212,9 @@ impl JwtVerifier {
                 Err(e) => tracing::warn!(error = %e, "keeping the previous key set"),
             }
         }
-        let keys = cache.as_ref().map(|c| c.keys.as_slice()).unwrap_or(&[]);
+        // Verify outside the lock: only a key-set refresh is serialised, never requests.
+        let keys = cache.as_ref().map(|c| c.keys.clone()).unwrap_or_default();
+        drop(cache);
         let key = match &header.kid {
             Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())),
             None if keys.len() == 1 => keys.first(),

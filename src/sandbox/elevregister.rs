@@ -103,6 +103,7 @@ fn placement_json(pop: &Population, p: &Placement) -> Value {
         "startDate": p.start_date,
         "endDate": p.end_date,
         "maxWeeklyScheduleHours": p.max_weekly_schedule_hours,
+        "reason": p.reason,
     })
 }
 
@@ -251,7 +252,6 @@ async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) 
             "placedAt: no such school unit (give placedAt.id or placedAt.schoolUnitCode)",
         );
     };
-    let _ = new.reason;
     let open = pop.placements.iter().position(|p| {
         p.child == child
             && p.placed_at == placed_at
@@ -268,6 +268,9 @@ async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) 
         }
         if let Some(h) = new.max_weekly_schedule_hours {
             p.max_weekly_schedule_hours = Some(h);
+        }
+        if new.reason.is_some() {
+            p.reason = new.reason;
         }
         let p = pop.placements[idx].clone();
         return Json(placement_json(&pop, &p)).into_response();
@@ -289,6 +292,7 @@ async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) 
         start_date,
         end_date: new.end_date,
         max_weekly_schedule_hours: new.max_weekly_schedule_hours,
+        reason: new.reason,
     };
     let out = placement_json(&pop, &placement);
     pop.placements.push(placement);

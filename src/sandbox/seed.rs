@@ -121,6 +121,8 @@ pub struct Placement {
     pub end_date: Option<NaiveDate>,
     /// Weekly hours (fritidshem/förskola scope), if known.
     pub max_weekly_schedule_hours: Option<f64>,
+    /// Why the placement was made or changed, as reported.
+    pub reason: Option<String>,
 }
 
 /// The whole fictional municipality.
@@ -253,6 +255,7 @@ fn placement(
         start_date: start,
         end_date: None,
         max_weekly_schedule_hours: hours,
+        reason: None,
     }
 }
 
