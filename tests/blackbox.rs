@@ -42,6 +42,14 @@ async fn oep_export_in_latin1_arrives_as_utf8_json_file() {
 
     let ready = http.get(format!("{admin}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    // `knut send`'s endpoint answers a wrong method with a problem, not an empty 405.
+    let wrong = http
+        .get(format!("{admin}/api/routes/oep-flowinstance-in/messages"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(wrong.headers()["content-type"], "application/problem+json");
 
     let xml =
         std::fs::read(repo().join("tests/fixtures/oep/leave-application-latin1.xml")).unwrap();

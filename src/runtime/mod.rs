@@ -689,6 +689,7 @@ pub fn send_router(ingress: Ingress, routes: &[LoadedRoute]) -> axum::Router {
     };
     axum::Router::new()
         .route("/api/routes/{id}/messages", axum::routing::post(handler))
+        .method_not_allowed_fallback(crate::admin::method_not_allowed)
         .with_state(ingress)
 }
 

@@ -10,11 +10,25 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A temporary root holding a copy of the repository's config folders.
+/// Where the shipped adapters point by default: the sandbox on its default port.
+pub const DEFAULT_SANDBOX: &str = "http://127.0.0.1:8090/";
+
+/// Where a copied root's adapters point instead: the discard port, where nothing listens,
+/// so a test never talks to a sandbox someone else runs on the default port (a test that
+/// wants a system sets `KNUT_ADAPTER_<NAME>_URL` for the `knut` it starts).
+pub const NO_SYSTEM: &str = "http://127.0.0.1:9/";
+
+/// A temporary root holding a copy of the repository's config folders, its adapters
+/// pointing at [`NO_SYSTEM`].
 pub fn copy_root() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     for sub in ["adapters", "routes", "schemas", "transforms"] {
         copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    for e in std::fs::read_dir(dir.path().join("adapters")).expect("adapters") {
+        let p = e.expect("entry").path();
+        let text = std::fs::read_to_string(&p).expect("read adapter");
+        std::fs::write(&p, text.replace(DEFAULT_SANDBOX, NO_SYSTEM)).expect("write adapter");
     }
     dir
 }
