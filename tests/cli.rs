@@ -249,3 +249,31 @@ fn dlq_without_a_running_knut_says_so_and_fails() {
     assert!(!o.status.success(), "replay needs an id or --all");
     assert!(text(&o).contains("<ID>"), "{}", text(&o));
 }
+
+#[test]
+fn a_literal_secret_in_an_adapter_file_is_refused_with_its_position() {
+    let root = copy_root();
+    let f = root.path().join("adapters/casedata.yaml");
+    let t = std::fs::read_to_string(&f).unwrap().replacen(
+        "timeout: 10s\n",
+        "timeout: 10s\nauth:\n  basic:\n    username: knut\n    password: Hemligt-42\n",
+        1,
+    ) + "    headers: { authorization: Bearer abc.def }\n";
+    std::fs::write(&f, t).unwrap();
+    let o = knut(root.path(), &["check"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("adapters/casedata.yaml:8:5: auth.basic.password is a literal secret"),
+        "file:line:col and the YAML path: {out}"
+    );
+    assert!(out.contains("password: { env: NAME }"), "suggestion: {out}");
+    assert!(
+        out.contains("operations.get-errand.headers.authorization holds a credential"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Hemligt-42") && !out.contains("abc.def"),
+        "the secret is not repeated: {out}"
+    );
+}

@@ -1,15 +1,22 @@
 //! The HTTP client adapters call through: path templates filled from the message, the
 //! correlation headers (`x-correlation-id`, W3C `traceparent`), an `Idempotency-Key` per
-//! message, timeouts, and the classification of failures into transient (retried later) and
-//! permanent (dead-lettered).
+//! message, authentication ([`super::auth`]), the adapter's limits ([`super::limit`]) and
+//! circuit breaker ([`super::breaker`]), timeouts, SOAP faults ([`super::soap`]), and the
+//! classification of failures into transient (retried later) and permanent
+//! (dead-lettered). Every call is counted in `knut_adapter_calls_total{adapter,outcome}`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Adapter, RequestBody};
+use super::auth::Auth;
+use super::breaker::{Admit, Breaker};
+use super::limit::Limits;
+use super::{Adapter, AdapterSpec, RequestBody, soap};
+use crate::admin::metrics::{self, Outcome};
 use crate::codec::{XmlToJsonOptions, xml_to_json};
 use crate::envelope::{Body, Envelope, is_json_type, is_xml_type};
 use crate::expr::Program;
@@ -24,6 +31,19 @@ pub fn classify(status: u16) -> Option<FailureKind> {
         _ => Some(FailureKind::Permanent),
     }
 }
+
+/// [`classify`] with the adapter's own `transient_statuses` and `permanent_statuses` first.
+pub fn classify_for(spec: &AdapterSpec, status: u16) -> Option<FailureKind> {
+    if spec.permanent_statuses.contains(&status) {
+        Some(FailureKind::Permanent)
+    } else if spec.transient_statuses.contains(&status) {
+        Some(FailureKind::Transient)
+    } else {
+        classify(status)
+    }
+}
+
+const USER_AGENT: &str = concat!("knut/", env!("CARGO_PKG_VERSION"));
 
 enum Part {
     Lit(String),
@@ -48,6 +68,11 @@ enum OpBody {
 struct Compiled {
     adapter: Adapter,
     operations: BTreeMap<String, Operation>,
+    /// The adapter's own client when it has a TLS identity, else the shared one.
+    http: Option<reqwest::Client>,
+    auth: Auth,
+    limits: Limits,
+    breaker: Option<Breaker>,
 }
 
 /// Calls adapter operations over HTTP.
@@ -116,7 +141,38 @@ impl AdapterClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut compiled = BTreeMap::new();
         let mut errors = Vec::new();
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| vec![format!("HTTP client: {e}")])?;
         for (name, adapter) in adapters {
+            let file = adapter.file.display();
+            let own_http = match &adapter.spec.tls {
+                None => None,
+                Some(tls) => {
+                    match tls
+                        .apply(reqwest::Client::builder().user_agent(USER_AGENT))
+                        .and_then(|b| b.build().map_err(|e| format!("tls: {e}")))
+                    {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            errors.push(format!("{file}: {e}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let auth = match Auth::new(
+                &adapter.spec.auth,
+                own_http.clone().unwrap_or_else(|| http.clone()),
+                adapter.spec.timeout,
+            ) {
+                Ok(a) => a,
+                Err(e) => {
+                    errors.push(format!("{file}: {e}"));
+                    continue;
+                }
+            };
             let mut operations = BTreeMap::new();
             for (op, spec) in &adapter.spec.operations {
                 let at = format!("{}: operations.{op}", adapter.file.display());
@@ -161,16 +217,20 @@ impl AdapterClient {
                 Compiled {
                     adapter: adapter.clone(),
                     operations,
+                    http: own_http,
+                    auth,
+                    limits: Limits::new(adapter.spec.concurrency, adapter.spec.rate_limit),
+                    breaker: adapter
+                        .spec
+                        .circuit_breaker
+                        .clone()
+                        .map(|b| Breaker::new(name, b)),
                 },
             );
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("knut/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| vec![format!("HTTP client: {e}")])?;
         Ok(AdapterClient {
             http,
             adapters: Arc::new(compiled),
@@ -276,8 +336,8 @@ impl AdapterClient {
             }
         }
 
-        let mut req = self
-            .http
+        let http = a.http.as_ref().unwrap_or(&self.http);
+        let mut req = http
             .request(op.method.clone(), &url)
             .timeout(a.adapter.spec.timeout)
             .header("x-correlation-id", message.correlation_id.to_string())
@@ -309,16 +369,59 @@ impl AdapterClient {
                 req = req.header("content-type", "application/json").body(bytes);
             }
         }
-        let resp = req.send().await.map_err(|e| {
-            let why = if e.is_timeout() {
-                "timed out".to_string()
-            } else if e.is_connect() {
-                "could not connect".to_string()
-            } else {
-                "request failed".to_string()
-            };
-            StepError::transient(format!("{what}: {why}"))
-        })?;
+        if let Some(breaker) = &a.breaker
+            && let Admit::Reject(left) = breaker.admit()
+        {
+            metrics::adapter_call(adapter, Outcome::Transient, std::time::Duration::ZERO);
+            return Err(StepError::transient(format!(
+                "{what}: the circuit is open (the system failed repeatedly); next probe in {}s",
+                left.as_secs().max(1)
+            )));
+        }
+        let started = Instant::now();
+        let result = self.exchange(a, req, &what).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(e) if e.kind == FailureKind::Transient => Outcome::Transient,
+            Err(_) => Outcome::Permanent,
+        };
+        if let Some(breaker) = &a.breaker {
+            match outcome {
+                Outcome::Transient => breaker.failure(),
+                // A refusal (4xx, a SOAP fault) means the system is up.
+                Outcome::Success | Outcome::Permanent => breaker.success(),
+            }
+        }
+        metrics::adapter_call(adapter, outcome, started.elapsed());
+        result
+    }
+
+    /// Wait for the adapter's limits, send with its credentials (once more with a fresh
+    /// OAuth2 token after a 401), read and classify the answer.
+    async fn exchange(
+        &self,
+        a: &Compiled,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<AdapterResponse, StepError> {
+        let _turn = a.limits.turn(what, a.adapter.spec.timeout).await?;
+        let resp = match &a.auth {
+            Auth::OAuth2(tokens) => {
+                let again = req.try_clone();
+                let token = tokens.token(what).await?;
+                let resp = send(req.bearer_auth(&token), what).await?;
+                match again {
+                    Some(again) if resp.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                        tracing::info!(call = %what, "the system refused the OAuth2 token; fetching a new one");
+                        tokens.invalidate(&token).await;
+                        let token = tokens.token(what).await?;
+                        send(again.bearer_auth(&token), what).await?
+                    }
+                    _ => resp,
+                }
+            }
+            auth => send(auth.apply(req, what).await?, what).await?,
+        };
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
@@ -330,7 +433,20 @@ impl AdapterClient {
             .bytes()
             .await
             .map_err(|_| StepError::transient(format!("{what}: the response was cut off")))?;
-        if let Some(kind) = classify(status) {
+        if is_xml_type(&content_type)
+            && bytes.windows(5).any(|w| w == b"Fault")
+            && let Ok(answer) = xml_to_json(&bytes, &XmlToJsonOptions::default())
+            && let Some(fault) = soap::fault(&answer)
+        {
+            return Err(StepError {
+                kind: soap::kind(status),
+                message: format!(
+                    "{what} answered a SOAP fault (HTTP {status}, {}): {}",
+                    fault.code, fault.reason
+                ),
+            });
+        }
+        if let Some(kind) = classify_for(&a.adapter.spec, status) {
             return Err(StepError {
                 kind,
                 message: format!("{what} answered HTTP {status}"),
@@ -342,6 +458,20 @@ impl AdapterClient {
             body: Body::Bytes(bytes),
         })
     }
+}
+
+/// Send a request; a failure to get an answer is transient.
+async fn send(req: reqwest::RequestBuilder, what: &str) -> Result<reqwest::Response, StepError> {
+    req.send().await.map_err(|e| {
+        let why = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "could not connect"
+        } else {
+            "request failed"
+        };
+        StepError::transient(format!("{what}: {why}"))
+    })
 }
 
 /// An answer's body as the steps read it: JSON parsed, XML converted to JSON (default
@@ -535,6 +665,7 @@ mod tests {
             timeout: Duration::from_millis(300),
             headers: [("accept".to_string(), "application/json".to_string())].into(),
             operations,
+            ..Default::default()
         };
         let adapter = crate::adapter::Adapter {
             spec,
@@ -605,6 +736,7 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 headers: Default::default(),
                 operations: [("broken".to_string(), broken)].into(),
+                ..Default::default()
             },
             file: "adapters/sys.yaml".into(),
             base_url: base,
@@ -671,6 +803,313 @@ mod tests {
         assert_eq!(r.body, Body::Bytes(Bytes::from("<a><b>Ö</b></a>")));
         let e = c.call_raw("sys", "unavailable", &m).await.unwrap_err();
         assert_eq!(e.kind, FailureKind::Transient);
+    }
+
+    /// A system behind OAuth2: `/token` issues `t1`, `t2`, … (counting, with the given
+    /// lifetime, after a short pause so concurrent first calls overlap); `/api` answers 200
+    /// to the newest token, 401 to any other.
+    async fn oauth_system(lifetime_s: f64) -> (String, StdArc<Mutex<(u32, u32)>>) {
+        use axum::extract::State;
+        use axum::routing::{get, post};
+        // (tokens issued, api calls)
+        let st: StdArc<Mutex<(u32, u32)>> = Default::default();
+        let app = axum::Router::new()
+            .route(
+                "/token",
+                post(
+                    move |State(st): State<StdArc<Mutex<(u32, u32)>>>,
+                          h: HeaderMap,
+                          form: String| async move {
+                        assert!(form.contains("grant_type=client_credentials"), "{form}");
+                        assert!(form.contains("scope=school"), "{form}");
+                        // client_secret_basic: knut:s3cret
+                        assert_eq!(h["authorization"], "Basic a251dDpzM2NyZXQ=");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let n = {
+                            let mut g = st.lock().unwrap();
+                            g.0 += 1;
+                            g.0
+                        };
+                        axum::Json(serde_json::json!({
+                            "access_token": format!("t{n}"), "token_type": "Bearer",
+                            "expires_in": lifetime_s
+                        }))
+                    },
+                ),
+            )
+            .route(
+                "/api",
+                get(
+                    |State(st): State<StdArc<Mutex<(u32, u32)>>>, h: HeaderMap| async move {
+                        let mut g = st.lock().unwrap();
+                        g.1 += 1;
+                        let want = format!("Bearer t{}", g.0);
+                        if h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&want) {
+                            axum::http::StatusCode::OK
+                        } else {
+                            axum::http::StatusCode::UNAUTHORIZED
+                        }
+                    },
+                ),
+            )
+            .with_state(st.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), st)
+    }
+
+    fn adapter_with(base: &str, extra: AdapterSpec) -> AdapterClient {
+        let mut operations = BTreeMap::new();
+        operations.insert(
+            "get".to_string(),
+            OperationSpec {
+                method: HttpMethod::Get,
+                path: "/api".into(),
+                query: Default::default(),
+                headers: Default::default(),
+                body: RequestBody::None,
+            },
+        );
+        let spec = AdapterSpec {
+            adapter: "sys".into(),
+            base_url: base.into(),
+            timeout: Duration::from_secs(2),
+            operations,
+            ..extra
+        };
+        let adapter = crate::adapter::Adapter {
+            spec,
+            file: "adapters/sys.yaml".into(),
+            base_url: base.into(),
+        };
+        AdapterClient::new(&[("sys".to_string(), adapter)].into()).unwrap()
+    }
+
+    fn oauth2(base: &str, secret_file: &std::path::Path) -> AdapterSpec {
+        let auth: crate::adapter::auth::AuthSpec = serde_json::from_value(serde_json::json!({
+            "oauth2": {"token_url": format!("{base}/token"), "client_id": "knut",
+                       "client_secret": {"file": secret_file}, "scope": "school"}
+        }))
+        .unwrap();
+        AdapterSpec {
+            auth,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn oauth2_tokens_are_cached_shared_refreshed_and_renewed_after_401() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let m = Envelope::json(serde_json::json!({}));
+
+        // Concurrent first calls share one fetch; later calls reuse the token.
+        let (base, st) = oauth_system(3600.0).await;
+        let c = adapter_with(&base, oauth2(&base, &secret));
+        let calls: Vec<_> = (0..8).map(|_| c.call("sys", "get", &m)).collect();
+        for r in futures::future::join_all(calls).await {
+            r.unwrap();
+        }
+        for _ in 0..5 {
+            c.call("sys", "get", &m).await.unwrap();
+        }
+        assert_eq!(*st.lock().unwrap(), (1, 13), "one token for 13 calls");
+
+        // The system stops accepting the token (it was revoked): one new token, same call.
+        st.lock().unwrap().0 += 1; // the system now wants t2; the cache holds t1
+        c.call("sys", "get", &m).await.unwrap();
+        // The token endpoint issued t3 after the 401 (t2 was "taken" above), and the API
+        // wanted the newest: 401, fetch, 200.
+        let (tokens, api) = *st.lock().unwrap();
+        assert_eq!(
+            (tokens, api),
+            (3, 15),
+            "a 401 drops the token and retries once"
+        );
+
+        // A token is refreshed before it expires (lifetime 1 s → refreshed after 0.9 s).
+        let (base, st) = oauth_system(1.0).await;
+        let c = adapter_with(&base, oauth2(&base, &secret));
+        c.call("sys", "get", &m).await.unwrap();
+        c.call("sys", "get", &m).await.unwrap();
+        assert_eq!(st.lock().unwrap().0, 1);
+        tokio::time::sleep(Duration::from_millis(950)).await;
+        c.call("sys", "get", &m).await.unwrap();
+        assert_eq!(
+            *st.lock().unwrap(),
+            (2, 3),
+            "refreshed before expiry, no 401"
+        );
+    }
+
+    #[tokio::test]
+    async fn api_key_and_basic_credentials_reach_the_system() {
+        let (base, seen) = system().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "k-123").unwrap();
+        let with_auth = |auth: serde_json::Value| {
+            let mut ops = BTreeMap::new();
+            ops.insert(
+                "get".to_string(),
+                OperationSpec {
+                    method: HttpMethod::Get,
+                    path: "/ok/x".into(),
+                    query: Default::default(),
+                    headers: Default::default(),
+                    body: RequestBody::None,
+                },
+            );
+            let spec = AdapterSpec {
+                adapter: "sys".into(),
+                base_url: base.clone(),
+                auth: serde_json::from_value(auth).unwrap(),
+                operations: ops,
+                ..Default::default()
+            };
+            let adapter = crate::adapter::Adapter {
+                spec,
+                file: "adapters/sys.yaml".into(),
+                base_url: base.clone(),
+            };
+            AdapterClient::new(&[("sys".to_string(), adapter)].into())
+        };
+        let m = Envelope::json(serde_json::json!({}));
+        let key = with_auth(serde_json::json!({"api_key": {"header": "x-gateway-key",
+            "value": {"file": dir.path().join("key")}}}))
+        .unwrap();
+        key.call("sys", "get", &m).await.unwrap();
+        // PATH is always set: a stand-in for an environment secret.
+        let path = std::env::var("PATH").unwrap();
+        let basic = with_auth(serde_json::json!({"basic": {"username": "knut",
+            "password": {"env": "PATH"}}}))
+        .unwrap();
+        basic.call("sys", "get", &m).await.unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].2["x-gateway-key"], "k-123");
+        use base64::Engine;
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("knut:{path}"))
+        );
+        assert_eq!(seen[1].2["authorization"], want.as_str());
+        // A missing variable is a start-up error naming it, not a failing call later.
+        let err = with_auth(serde_json::json!({"basic": {"username": "knut",
+            "password": {"env": "KNUT_TEST_NO_SUCH_SECRET"}}}))
+        .err()
+        .expect("refused");
+        assert!(
+            err[0].contains("adapters/sys.yaml") && err[0].contains("KNUT_TEST_NO_SUCH_SECRET"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_circuit_opens_fails_fast_probes_and_closes() {
+        use axum::extract::State;
+        use axum::routing::get;
+        // Fails while `down` is set; counts the calls that reach it.
+        let st: StdArc<Mutex<(bool, u32)>> = StdArc::new(Mutex::new((true, 0)));
+        let app = axum::Router::new()
+            .route(
+                "/api",
+                get(|State(st): State<StdArc<Mutex<(bool, u32)>>>| async move {
+                    let mut g = st.lock().unwrap();
+                    g.1 += 1;
+                    if g.0 {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::OK
+                    }
+                }),
+            )
+            .with_state(st.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let c = adapter_with(
+            &base,
+            AdapterSpec {
+                circuit_breaker: Some(crate::adapter::breaker::BreakerSpec {
+                    failures: 3,
+                    open_for: Duration::from_millis(300),
+                }),
+                ..Default::default()
+            },
+        );
+        let state = || c.adapters["sys"].breaker.as_ref().unwrap().state();
+        let m = Envelope::json(serde_json::json!({}));
+        for _ in 0..3 {
+            let e = c.call("sys", "get", &m).await.unwrap_err();
+            assert!(e.message.contains("HTTP 503"), "{}", e.message);
+        }
+        use crate::adapter::breaker::State as S;
+        assert_eq!(state(), S::Open);
+        for _ in 0..10 {
+            let e = c.call("sys", "get", &m).await.unwrap_err();
+            assert_eq!(e.kind, FailureKind::Transient);
+            assert!(e.message.contains("circuit is open"), "{}", e.message);
+        }
+        assert_eq!(
+            st.lock().unwrap().1,
+            3,
+            "an open circuit does not call the system"
+        );
+        // The probe fails: open again.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        c.call("sys", "get", &m).await.unwrap_err();
+        assert_eq!(st.lock().unwrap().1, 4);
+        assert_eq!(state(), S::Open);
+        // The system recovers: the next probe closes the circuit.
+        st.lock().unwrap().0 = false;
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        c.call("sys", "get", &m).await.unwrap();
+        assert_eq!(state(), S::Closed);
+        c.call("sys", "get", &m).await.unwrap();
+        assert_eq!(st.lock().unwrap().1, 6);
+    }
+
+    #[tokio::test]
+    async fn own_status_classification_comes_first() {
+        let (base, _) = system().await;
+        let mut ops = BTreeMap::new();
+        for (name, path) in [("conflict", "/status/409"), ("broken", "/status/500")] {
+            ops.insert(
+                name.to_string(),
+                OperationSpec {
+                    method: HttpMethod::Get,
+                    path: path.into(),
+                    query: Default::default(),
+                    headers: Default::default(),
+                    body: RequestBody::None,
+                },
+            );
+        }
+        let spec = AdapterSpec {
+            adapter: "sys".into(),
+            base_url: base.clone(),
+            transient_statuses: vec![409],
+            permanent_statuses: vec![500],
+            operations: ops,
+            ..Default::default()
+        };
+        let adapter = crate::adapter::Adapter {
+            spec,
+            file: "adapters/sys.yaml".into(),
+            base_url: base,
+        };
+        let c = AdapterClient::new(&[("sys".to_string(), adapter)].into()).unwrap();
+        let m = Envelope::json(serde_json::json!({}));
+        let kind = |r: Result<AdapterResponse, StepError>| r.unwrap_err().kind;
+        assert_eq!(
+            kind(c.call("sys", "conflict", &m).await),
+            FailureKind::Transient
+        );
+        assert_eq!(
+            kind(c.call("sys", "broken", &m).await),
+            FailureKind::Permanent
+        );
     }
 
     #[test]

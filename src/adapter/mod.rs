@@ -18,7 +18,12 @@
 //!     body: none                            # message (default) | none | { jq: <program> }
 //! ```
 
+pub mod auth;
+pub mod breaker;
 pub mod client;
+pub mod limit;
+pub mod secret;
+pub mod soap;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,11 +50,56 @@ pub struct AdapterSpec {
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
-    /// Headers sent with every call.
+    /// Headers sent with every call (never credentials: those go in `auth`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How knut authenticates: `none` (default), `api_key`, `basic` or `oauth2`.
+    #[serde(default)]
+    pub auth: auth::AuthSpec,
+    /// Mutual TLS: the client certificate and key (and an extra CA), from files or env.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<auth::TlsSpec>,
+    /// At most this many calls in flight at once (default: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// At most this many calls a second, spaced evenly (default: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+    /// Fail fast while the system is down: open after `failures` transient failures in a
+    /// row, probe after `open_for`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<breaker::BreakerSpec>,
+    /// Statuses that are transient for this system besides 408, 425, 429 and 5xx (e.g. a
+    /// 409 the system gives while it is busy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transient_statuses: Vec<u16>,
+    /// Statuses that are permanent for this system although the default calls them
+    /// transient (e.g. a 500 that always means "invalid request").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permanent_statuses: Vec<u16>,
     /// Operations by name.
     pub operations: BTreeMap<String, OperationSpec>,
+}
+
+impl Default for AdapterSpec {
+    /// An adapter with no operations, calling nothing yet (for building one in code).
+    fn default() -> Self {
+        AdapterSpec {
+            adapter: String::new(),
+            description: None,
+            base_url: String::new(),
+            timeout: default_timeout(),
+            headers: BTreeMap::new(),
+            auth: auth::AuthSpec::None,
+            tls: None,
+            concurrency: None,
+            rate_limit: None,
+            circuit_breaker: None,
+            transient_statuses: Vec::new(),
+            permanent_statuses: Vec::new(),
+            operations: BTreeMap::new(),
+        }
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -103,12 +153,89 @@ pub struct Adapter {
 
 /// Why adapters could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
 pub struct AdapterError {
     /// The file.
     pub file: String,
-    /// What is wrong, with line and column where known.
+    /// What is wrong, starting with `line:column: ` where known.
     pub message: String,
+}
+
+impl std::fmt::Display for AdapterError {
+    /// `file:line:column: what` when the position is known, else `file: what`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let positioned = self.message.split_once(": ").is_some_and(|(at, _)| {
+            !at.is_empty()
+                && at
+                    .split(':')
+                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if positioned {
+            write!(f, "{}:{}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}", self.file, self.message)
+        }
+    }
+}
+
+/// Secrets written into the file instead of referenced, each as `line:column: what to do`
+/// (the value itself is never repeated).
+fn literal_secrets(spec: &AdapterSpec, text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut secrets: Vec<(String, &secret::Secret)> = spec
+        .auth
+        .secrets()
+        .into_iter()
+        .map(|(p, s)| (p.to_string(), s))
+        .collect();
+    if let Some(tls) = &spec.tls {
+        secrets.push(("tls.client_cert".into(), &tls.client_cert));
+        secrets.push(("tls.client_key".into(), &tls.client_key));
+        if let Some(ca) = &tls.ca {
+            secrets.push(("tls.ca".into(), ca));
+        }
+    }
+    for (path, s) in secrets {
+        if s.is_literal() {
+            let key = path.rsplit('.').next().unwrap_or(&path);
+            found.push(format!(
+                "{}{path} is a literal secret: a secret must not be committed in an adapter \
+                 file; write `{key}: {{ env: NAME }}` or `{key}: {{ file: PATH }}`",
+                position_of_key(text, key)
+            ));
+        }
+    }
+    let headers = spec
+        .headers
+        .keys()
+        .map(|h| (format!("headers.{h}"), h))
+        .chain(spec.operations.iter().flat_map(|(op, o)| {
+            o.headers
+                .keys()
+                .map(move |h| (format!("operations.{op}.headers.{h}"), h))
+        }));
+    for (path, h) in headers {
+        if secret::is_credential_header(h) {
+            found.push(format!(
+                "{}{path} holds a credential as a literal header: remove it and use `auth:` \
+                 (e.g. `auth: {{ api_key: {{ header: {h}, value: {{ env: NAME }} }} }}`)",
+                position_of_key(text, h)
+            ));
+        }
+    }
+    found
+}
+
+/// `line:column: ` of the first `key:` in `text`, or nothing.
+fn position_of_key(text: &str, key: &str) -> String {
+    let needle = format!("{key}:");
+    for (n, line) in text.lines().enumerate() {
+        if let Some(col) = line.find(&needle)
+            && (col == 0 || !line.as_bytes()[col - 1].is_ascii_alphanumeric())
+        {
+            return format!("{}:{}: ", n + 1, col + 1);
+        }
+    }
+    String::new()
 }
 
 /// The environment variable overriding an adapter's base URL.
@@ -160,6 +287,11 @@ pub fn load_adapters(root: &Path) -> Result<BTreeMap<String, Adapter>, Vec<Adapt
                 continue;
             }
         };
+        let literal = literal_secrets(&spec, &text);
+        if !literal.is_empty() {
+            errors.extend(literal.into_iter().map(fail));
+            continue;
+        }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if spec.adapter != stem {
             errors.push(fail(format!(

@@ -33,6 +33,8 @@ pub const QUEUE_DEPTH: &str = "knut_queue_depth";
 pub const ADAPTER_CALLS: &str = "knut_adapter_calls_total";
 /// Time an adapter call took (`adapter`), in seconds.
 pub const ADAPTER_CALL_DURATION: &str = "knut_adapter_call_duration_seconds";
+/// The circuit of an adapter (`adapter`): 0 closed, 1 open, 2 half-open.
+pub const CIRCUIT_STATE: &str = "knut_adapter_circuit_state";
 
 /// Polls a `poll` endpoint made (`route`), whatever their result.
 pub const POLLS: &str = "knut_poll_runs_total";
@@ -133,6 +135,10 @@ pub fn describe() {
         "Time one step of a route took."
     );
     describe_gauge!(QUEUE_DEPTH, Unit::Count, "Messages waiting in a queue.");
+    describe_gauge!(
+        CIRCUIT_STATE,
+        "Circuit breaker of an adapter: 0 closed, 1 open (calls fail at once), 2 half-open."
+    );
     describe_counter!(
         ADAPTER_CALLS,
         Unit::Count,
@@ -199,6 +205,11 @@ pub fn adapter_call(adapter: &str, outcome: Outcome, d: Duration) {
     histogram!(ADAPTER_CALL_DURATION, "adapter" => adapter.to_owned()).record(d.as_secs_f64());
 }
 
+/// The circuit breaker of `adapter` is in `state` (0 closed, 1 open, 2 half-open).
+pub fn circuit_state(adapter: &str, state: f64) {
+    gauge!(CIRCUIT_STATE, "adapter" => adapter.to_owned()).set(state);
+}
+
 /// The poll endpoint of `route` polled once: `items` new items handed on, `failures`
 /// failures (the list call, or items not handed on).
 pub fn poll(route: &str, items: u64, failures: u64) {
@@ -227,6 +238,7 @@ mod tests {
             Duration::from_millis(120),
         );
         poll("oep-poll", 3, 1);
+        circuit_state("elevregister", 1.0);
         poll("oep-poll", 0, 0);
     }
 
@@ -249,6 +261,7 @@ mod tests {
             POLLS,
             POLL_ITEMS,
             POLL_FAILURES,
+            CIRCUIT_STATE,
         ] {
             assert!(
                 text.contains(&format!("# HELP {name} ")),

@@ -659,6 +659,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 headers: Default::default(),
                 operations,
+                ..Default::default()
             },
             file: "adapters/sys.yaml".into(),
             base_url: base.into(),
