@@ -63,6 +63,7 @@ enum OpBody {
     Message,
     None,
     Jq(Program),
+    Xml(Program),
 }
 
 struct Compiled {
@@ -200,6 +201,13 @@ impl AdapterClient {
                             continue;
                         }
                     },
+                    RequestBody::Xml(src) => match Program::compile(src) {
+                        Ok(p) => OpBody::Xml(p),
+                        Err(e) => {
+                            errors.push(format!("{at}.body.xml: {e}"));
+                            continue;
+                        }
+                    },
                 };
                 operations.insert(
                     op.clone(),
@@ -292,7 +300,7 @@ impl AdapterClient {
 
         let needs_json = op.path.iter().any(|p| matches!(p, Part::Jq(_)))
             || !op.query.is_empty()
-            || matches!(op.body, OpBody::Jq(_));
+            || matches!(op.body, OpBody::Jq(_) | OpBody::Xml(_));
         let body_json = if needs_json {
             Some(message.json_body()?)
         } else {
@@ -356,7 +364,7 @@ impl AdapterClient {
                     .body(message.body.to_bytes());
             }
             OpBody::None => {}
-            OpBody::Jq(p) => {
+            OpBody::Jq(p) | OpBody::Xml(p) => {
                 let input = body_json.as_deref().unwrap_or(&Value::Null);
                 let value = p
                     .first(input, &v)
@@ -364,9 +372,16 @@ impl AdapterClient {
                     .ok_or_else(|| {
                         StepError::permanent(format!("{what}: the body program gave no value"))
                     })?;
-                let bytes = serde_json::to_vec(&value)
-                    .map_err(|e| StepError::permanent(format!("{what}: body: {e}")))?;
-                req = req.header("content-type", "application/json").body(bytes);
+                let (bytes, content_type) = if matches!(op.body, OpBody::Xml(_)) {
+                    let xml = crate::codec::json_to_xml(&value, None)
+                        .map_err(|e| StepError::permanent(format!("{what}: body as XML: {e}")))?;
+                    (xml, "text/xml; charset=UTF-8")
+                } else {
+                    let json = serde_json::to_vec(&value)
+                        .map_err(|e| StepError::permanent(format!("{what}: body: {e}")))?;
+                    (json, "application/json")
+                };
+                req = req.header("content-type", content_type).body(bytes);
             }
         }
         if let Some(breaker) = &a.breaker

@@ -15,7 +15,7 @@
 //!     method: GET
 //!     path: /2281/errands/{.errandId}      # `{jq}` placeholders, URL-encoded
 //!     query: { includeNotes: '"true"' }
-//!     body: none                            # message (default) | none | { jq: <program> }
+//!     body: none           # message (default) | none | { jq: <program> } | { xml: <program> }
 //! ```
 
 pub mod auth;
@@ -138,6 +138,10 @@ pub enum RequestBody {
     /// translator at the adapter: the route keeps its own message, the system gets its own
     /// shape).
     Jq(String),
+    /// `{ xml: <program> }`: the JSON the program makes of the message body, written as XML
+    /// (`json_to_xml`: one key naming the root, `@x` attributes, `#text` text) and sent as
+    /// `text/xml; charset=UTF-8` — e.g. a SOAP envelope for OeP's callback.
+    Xml(String),
 }
 
 /// A loaded adapter.

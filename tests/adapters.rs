@@ -1,0 +1,460 @@
+//! Every operation of every shipped adapter (`adapters/*.yaml`) against its simulation in
+//! the sandbox: the real adapter files, the real HTTP client, the sandbox served on a free
+//! port. Each case says what the system answered and what it received (its `_inbox`). A new
+//! operation without a case here fails `every_operation_has_a_case`.
+//!
+//! Also here: fault injection (`_fault`) seen through an adapter, and a SOAP fault from the
+//! OeP callback becoming an error with the fault's text.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use knutpunkt::adapter::client::AdapterClient;
+use knutpunkt::adapter::{Adapter, load_adapters};
+use knutpunkt::envelope::{Body, Envelope};
+use knutpunkt::sandbox::Sandbox;
+use knutpunkt::sandbox::seed::id_for;
+use knutpunkt::step::{AdapterResponse, FailureKind};
+use serde_json::{Value, json};
+use support::root::repo;
+
+/// The sandbox on a free port and a client for the repository's adapters pointing at it.
+struct World {
+    sandbox: Sandbox,
+    base: String,
+    client: AdapterClient,
+    _stop: tokio_util::sync::CancellationToken,
+}
+
+async fn world() -> World {
+    let sandbox = Sandbox::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/sandbox", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(sandbox.clone().serve(listener, stop.clone()));
+    let client = AdapterClient::new(&adapters(&base)).expect("the shipped adapters compile");
+    World {
+        sandbox,
+        base,
+        client,
+        _stop: stop,
+    }
+}
+
+/// The repository's adapters, their sandbox base URLs moved to `base`.
+fn adapters(base: &str) -> BTreeMap<String, Adapter> {
+    let mut all = load_adapters(&repo()).expect("the shipped adapters load");
+    for a in all.values_mut() {
+        let default = format!("http://127.0.0.1:8090/sandbox/{}", a.spec.adapter);
+        assert_eq!(
+            a.spec.base_url, default,
+            "{}: a shipped adapter points at its simulation",
+            a.spec.adapter
+        );
+        a.base_url = format!("{base}/{}", a.spec.adapter);
+    }
+    all
+}
+
+impl World {
+    async fn call(&self, adapter: &str, op: &str, body: Value) -> AdapterResponse {
+        self.client
+            .call(adapter, op, &Envelope::json(body))
+            .await
+            .unwrap_or_else(|e| panic!("{adapter}.{op}: {}", e.message))
+    }
+
+    /// The last call `system` received.
+    fn last(&self, system: &str) -> knutpunkt::sandbox::control::Call {
+        self.sandbox
+            .controls(system)
+            .expect("a system")
+            .calls()
+            .pop()
+            .expect("a call was received")
+    }
+}
+
+fn json_of(r: &AdapterResponse) -> &Value {
+    match &r.body {
+        Body::Json(v) => v,
+        other => panic!("not JSON: {other:?}"),
+    }
+}
+
+const MARTA: &str = "201304122383";
+
+/// Every (adapter, operation) the cases below exercise.
+const CASES: &[(&str, &str)] = &[
+    ("casedata", "create-errand"),
+    ("casedata", "get-errand"),
+    ("casedata", "list-errands"),
+    ("casedata", "update-errand"),
+    ("citizen", "get-person"),
+    ("citizen", "get-person-id"),
+    ("citizen", "get-persons"),
+    ("citizen", "changed-addresses"),
+    ("elevregister", "update-placement"),
+    ("elevregister", "get-person"),
+    ("elevregister", "find-person"),
+    ("elevregister", "list-organisations"),
+    ("elevregister", "list-placements"),
+    ("messaging", "send-email"),
+    ("messaging", "send-sms"),
+    ("messaging", "send-webmessage"),
+    ("messaging", "send-letter"),
+    ("messaging", "get-status"),
+    ("oep", "list-instances"),
+    ("oep", "get-instance"),
+    ("oep", "set-status"),
+    ("oep", "add-message"),
+    ("oep", "confirm-delivery"),
+];
+
+#[test]
+fn every_operation_has_a_case() {
+    let shipped: BTreeSet<(String, String)> = adapters("http://127.0.0.1:9")
+        .values()
+        .flat_map(|a| {
+            a.spec
+                .operations
+                .keys()
+                .map(|op| (a.spec.adapter.clone(), op.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let tested: BTreeSet<(String, String)> = CASES
+        .iter()
+        .map(|(a, o)| (a.to_string(), o.to_string()))
+        .collect();
+    let untested: Vec<_> = shipped.difference(&tested).collect();
+    let stale: Vec<_> = tested.difference(&shipped).collect();
+    assert!(
+        untested.is_empty(),
+        "operations without a test case: {untested:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "cases of operations that no longer exist: {stale:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn casedata_operations() {
+    let w = world().await;
+    let r = w
+        .call(
+            "casedata",
+            "create-errand",
+            json!({"caseType": "PLACEMENT_CHANGE", "description": "Ändrad omfattning"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let sent = w.last("casedata");
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.path, "/2281/SBK_SCHOOL/errands");
+    assert_eq!(sent.body.unwrap()["caseType"], "PLACEMENT_CHANGE");
+
+    let page = w.call("casedata", "list-errands", json!({})).await;
+    let id = json_of(&page)["content"][0]["id"].clone();
+    assert!(!id.is_null(), "{:?}", json_of(&page));
+
+    let r = w
+        .call(
+            "casedata",
+            "update-errand",
+            json!({"errandId": id, "externalCaseId": "BUN 2026/00042"}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let sent = w.last("casedata");
+    assert_eq!(sent.method, "PATCH");
+    assert_eq!(
+        sent.body.unwrap(),
+        json!({"externalCaseId": "BUN 2026/00042"})
+    );
+
+    let got = w
+        .call("casedata", "get-errand", json!({"errandId": id}))
+        .await;
+    assert_eq!(json_of(&got)["externalCaseId"], "BUN 2026/00042");
+    assert_eq!(json_of(&got)["caseType"], "PLACEMENT_CHANGE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citizen_operations() {
+    let w = world().await;
+    let id = w
+        .call("citizen", "get-person-id", json!({"personNumber": MARTA}))
+        .await;
+    let person_id = json_of(&id).as_str().expect("a personId").to_string();
+    assert_eq!(person_id, id_for(MARTA).to_string());
+
+    let p = w
+        .call("citizen", "get-person", json!({"personId": person_id}))
+        .await;
+    assert_eq!(json_of(&p)["givenname"], "Märta");
+    assert_eq!(json_of(&p)["classified"], "N");
+
+    // Alva has skyddad folkbokföring: no address without ShowClassified.
+    let alva = id_for("201409093224").to_string();
+    let batch = w
+        .call(
+            "citizen",
+            "get-persons",
+            json!({"personIds": [person_id, alva]}),
+        )
+        .await;
+    let people = json_of(&batch).as_array().unwrap().clone();
+    assert_eq!(people.len(), 2);
+    let protected = people.iter().find(|p| p["classified"] == "J").unwrap();
+    assert!(
+        protected["addresses"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{protected}"
+    );
+    let sent = w.last("citizen");
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.body.unwrap(), json!([person_id, alva]));
+    assert!(!sent.path.contains("ShowClassified"));
+
+    let moves = w
+        .call(
+            "citizen",
+            "changed-addresses",
+            json!({"changedDateFrom": "2000-01-01"}),
+        )
+        .await;
+    assert!(!json_of(&moves).as_array().unwrap().is_empty());
+    assert_eq!(
+        w.last("citizen").path,
+        "/api/v3/citizen/2281/changedaddress?changedDateFrom=2000-01-01"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elevregister_operations() {
+    let w = world().await;
+    let found = w
+        .call("elevregister", "find-person", json!({"civicNo": MARTA}))
+        .await;
+    let person = &json_of(&found)["data"][0];
+    let person_id = person["id"].as_str().unwrap().to_string();
+
+    let got = w
+        .call("elevregister", "get-person", json!({"personId": person_id}))
+        .await;
+    assert_eq!(json_of(&got)["civicNo"]["value"], MARTA);
+
+    let orgs = w
+        .call("elevregister", "list-organisations", json!({}))
+        .await;
+    let units = json_of(&orgs)["data"].as_array().unwrap().clone();
+    assert!(units.iter().any(|u| u["schoolUnitCode"] == "38120001"));
+
+    let r = w
+        .call(
+            "elevregister",
+            "update-placement",
+            json!({"student": {"civicNo": MARTA}, "schoolUnit": "38120001",
+                   "placementType": "fritidshem", "kind": "start", "date": "2026-12-01",
+                   "hoursPerWeek": 20}),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.status);
+    let sent = w.last("elevregister").body.unwrap();
+    assert_eq!(sent["schoolType"], "FTH");
+    assert_eq!(sent["maxWeeklyScheduleHours"], 20);
+
+    let placements = w
+        .call(
+            "elevregister",
+            "list-placements",
+            json!({"child": person_id}),
+        )
+        .await;
+    let list = json_of(&placements)["data"].as_array().unwrap().clone();
+    assert!(
+        list.iter()
+            .any(|p| p["schoolType"] == "FTH" && p["maxWeeklyScheduleHours"].as_f64() == Some(20.0)),
+        "{list:?}"
+    );
+    assert_eq!(
+        w.last("elevregister").path,
+        format!("/placements?child={person_id}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_operations() {
+    let w = world().await;
+    let email = w
+        .call(
+            "messaging",
+            "send-email",
+            json!({"emailAddress": "admin@exempel-forskola.example", "subject": "Placering ändrad",
+                   "message": "Ändringen är registrerad.", "sender": {"name": "Knutpunkt",
+                   "address": "noreply@sundsvall.example"}}),
+        )
+        .await;
+    assert_eq!(email.status, 201);
+    let id = json_of(&email)["messageId"].as_str().unwrap().to_string();
+    let sms = w
+        .call(
+            "messaging",
+            "send-sms",
+            json!({"mobileNumber": "+46701234567", "message": "Frånvaro idag", "sender": "Sundsvall"}),
+        )
+        .await;
+    assert_eq!(sms.status, 201);
+    let web = w
+        .call(
+            "messaging",
+            "send-webmessage",
+            json!({"party": {"partyId": id_for(MARTA).to_string()}, "message": "Beslut fattat"}),
+        )
+        .await;
+    assert_eq!(web.status, 201);
+    let letter = w
+        .call(
+            "messaging",
+            "send-letter",
+            json!({"party": {"partyIds": [id_for(MARTA).to_string()]}, "subject": "Beslut",
+                   "department": "Barn och utbildning",
+                   "attachments": [{"contentType": "application/pdf", "content": "JVBERi0=",
+                                     "filename": "beslut.pdf"}]}),
+        )
+        .await;
+    assert_eq!(letter.status, 201);
+    assert_eq!(w.last("messaging").path, "/2281/letter");
+    let status = w
+        .call("messaging", "get-status", json!({"messageId": id}))
+        .await;
+    assert_eq!(json_of(&status)["messageId"], id.as_str());
+    // A request the contract refuses is a permanent failure, not a retry.
+    let bad = w
+        .client
+        .call(
+            "messaging",
+            "send-sms",
+            &Envelope::json(json!({"message": "x"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind, FailureKind::Permanent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oep_operations() {
+    let w = world().await;
+    let list = w
+        .call(
+            "oep",
+            "list-instances",
+            json!({"familyId": 412, "status": "Inkommen", "watermark": null}),
+        )
+        .await;
+    let text = json_of(&list).to_string();
+    assert!(text.contains("5000"), "{text}");
+    let one = w
+        .client
+        .call_raw(
+            "oep",
+            "get-instance",
+            &Envelope::json(json!({"flowInstanceID": 5000})),
+        )
+        .await
+        .unwrap();
+    assert!(one.content_type.to_ascii_lowercase().contains("iso-8859-1"));
+
+    w.call(
+        "oep",
+        "set-status",
+        json!({"flowInstanceID": 5000, "statusAlias": "Beslutad"}),
+    )
+    .await;
+    let sent = w.last("oep");
+    assert_eq!(sent.path, "/api/callback");
+    assert_eq!(sent.headers["content-type"], "text/xml; charset=UTF-8");
+    w.call(
+        "oep",
+        "add-message",
+        json!({"flowInstanceID": 5000, "message": "Ledigheten är beviljad för Märta."}),
+    )
+    .await;
+    w.call("oep", "confirm-delivery", json!({"flowInstanceID": 5000}))
+        .await;
+    let instances: Value = reqwest_json(&format!("{}/oep/_instances", w.base)).await;
+    let i = instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["flowInstanceID"] == 5000)
+        .unwrap()
+        .clone();
+    assert_eq!(i["status"], "Beslutad", "{i}");
+    assert_eq!(i["messages"][0], "Ledigheten är beviljad för Märta.", "{i}");
+    assert_eq!(i["delivered"], true, "{i}");
+
+    // An unknown instance: OeP answers a SOAP fault with HTTP 500; the call fails
+    // permanently with the fault's text, not as "HTTP 500".
+    let e = w
+        .client
+        .call(
+            "oep",
+            "set-status",
+            &Envelope::json(json!({"flowInstanceID": 999999, "statusAlias": "Beslutad"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Permanent, "{}", e.message);
+    assert!(e.message.contains("SOAP fault"), "{}", e.message);
+    assert!(
+        e.message.contains("999999"),
+        "the fault's text: {}",
+        e.message
+    );
+}
+
+async fn reqwest_json(url: &str) -> Value {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Faults injected with `POST /sandbox/<system>/_fault` reach routes as transient failures
+/// (retried later), and the system answers again when they are used up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_are_transient_failures_until_used_up() {
+    let w = world().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::Client::new()
+        .post(format!("{}/elevregister/_fault", w.base))
+        .json(&json!({"status": 503, "count": 2, "delay_ms": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let m = Envelope::json(json!({"civicNo": MARTA}));
+    for _ in 0..2 {
+        let e = w
+            .client
+            .call("elevregister", "find-person", &m)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, FailureKind::Transient);
+        assert!(e.message.contains("HTTP 503"), "{}", e.message);
+    }
+    let ok = w
+        .client
+        .call("elevregister", "find-person", &m)
+        .await
+        .unwrap();
+    assert_eq!(json_of(&ok)["data"][0]["civicNo"]["value"], MARTA);
+    let calls = w.sandbox.controls("elevregister").unwrap().calls();
+    assert_eq!(
+        calls.iter().map(|c| c.fault).collect::<Vec<_>>(),
+        [true, true, false]
+    );
+}
