@@ -8,73 +8,13 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use knutpunkt::adapter::client::AdapterClient;
-use knutpunkt::adapter::{Adapter, load_adapters};
 use knutpunkt::envelope::{Body, Envelope};
-use knutpunkt::sandbox::Sandbox;
 use knutpunkt::sandbox::seed::id_for;
 use knutpunkt::step::{AdapterResponse, FailureKind};
 use serde_json::{Value, json};
-use support::root::repo;
-
-/// The sandbox on a free port and a client for the repository's adapters pointing at it.
-struct World {
-    sandbox: Sandbox,
-    base: String,
-    client: AdapterClient,
-    _stop: tokio_util::sync::CancellationToken,
-}
-
-async fn world() -> World {
-    let sandbox = Sandbox::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/sandbox", listener.local_addr().unwrap());
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(sandbox.clone().serve(listener, stop.clone()));
-    let client = AdapterClient::new(&adapters(&base)).expect("the shipped adapters compile");
-    World {
-        sandbox,
-        base,
-        client,
-        _stop: stop,
-    }
-}
-
-/// The repository's adapters, their sandbox base URLs moved to `base`.
-fn adapters(base: &str) -> BTreeMap<String, Adapter> {
-    let mut all = load_adapters(&repo()).expect("the shipped adapters load");
-    for a in all.values_mut() {
-        let default = format!("http://127.0.0.1:8090/sandbox/{}", a.spec.adapter);
-        assert_eq!(
-            a.spec.base_url, default,
-            "{}: a shipped adapter points at its simulation",
-            a.spec.adapter
-        );
-        a.base_url = format!("{base}/{}", a.spec.adapter);
-    }
-    all
-}
-
-impl World {
-    async fn call(&self, adapter: &str, op: &str, body: Value) -> AdapterResponse {
-        self.client
-            .call(adapter, op, &Envelope::json(body))
-            .await
-            .unwrap_or_else(|e| panic!("{adapter}.{op}: {}", e.message))
-    }
-
-    /// The last call `system` received.
-    fn last(&self, system: &str) -> knutpunkt::sandbox::control::Call {
-        self.sandbox
-            .controls(system)
-            .expect("a system")
-            .calls()
-            .pop()
-            .expect("a call was received")
-    }
-}
+use support::sandboxed::world;
 
 fn json_of(r: &AdapterResponse) -> &Value {
     match &r.body {
@@ -114,7 +54,7 @@ const CASES: &[(&str, &str)] = &[
 
 #[test]
 fn every_operation_has_a_case() {
-    let shipped: BTreeSet<(String, String)> = adapters("http://127.0.0.1:9")
+    let shipped: BTreeSet<(String, String)> = support::sandboxed::adapters("http://127.0.0.1:9")
         .values()
         .flat_map(|a| {
             a.spec

@@ -267,6 +267,13 @@ impl AdapterClient {
         self.adapters.keys().cloned().collect()
     }
 
+    /// Names of an adapter's operations (`None` for an unknown adapter).
+    pub fn operations(&self, adapter: &str) -> Option<Vec<String>> {
+        self.adapters
+            .get(adapter)
+            .map(|a| a.operations.keys().cloned().collect())
+    }
+
     /// Call `adapter.operation` with `message`. A JSON answer is parsed, an XML answer
     /// converted to JSON (default rules); anything else stays bytes.
     pub async fn call(
