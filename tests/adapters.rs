@@ -45,6 +45,8 @@ const CASES: &[(&str, &str)] = &[
     ("messaging", "send-webmessage"),
     ("messaging", "send-letter"),
     ("messaging", "get-status"),
+    ("minaombud", "search-fullmakter"),
+    ("minaombud", "get-fullmakt"),
     ("oep", "list-instances"),
     ("oep", "get-instance"),
     ("oep", "set-status"),
@@ -397,4 +399,63 @@ async fn injected_faults_are_transient_failures_until_used_up() {
         calls.iter().map(|c| c.fault).collect::<Vec<_>>(),
         [true, true, false]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minaombud_operations() {
+    let w = world().await;
+    // Karl Ek may handle Sara Nilsson's son's school matters.
+    let karl = "198606041195";
+    let found = w
+        .call(
+            "minaombud",
+            "search-fullmakter",
+            json!({"holder": "19860604-1195", "status": "GILTIG"}),
+        )
+        .await;
+    let list = json_of(&found)["fullmakter"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["fullmaktsgivare"]["fornamn"], "Sara");
+    assert_eq!(list[0]["fullmaktshavare"][0]["id"], karl);
+    let sent = w.last("minaombud");
+    assert_eq!(sent.headers["x-service-name"], "knutpunkt");
+    assert_eq!(
+        sent.body.unwrap()["fullmaktshavare"],
+        json!({"id": karl, "typ": "pnr"})
+    );
+
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let one = w
+        .call("minaombud", "get-fullmakt", json!({"fullmaktId": id}))
+        .await;
+    assert_eq!(json_of(&one)["metadata"]["status"], "GILTIG");
+    assert!(json_of(&one)["fullmakt"]["behorigheter"][0]["rubrik"].is_string());
+
+    // Lina Berg Holm's fullmakt has ended: none valid, one historic.
+    let none = w
+        .call(
+            "minaombud",
+            "search-fullmakter",
+            json!({"holder": "198205057824", "status": "GILTIG"}),
+        )
+        .await;
+    assert_eq!(json_of(&none)["fullmakter"], json!([]));
+    let old = w
+        .call(
+            "minaombud",
+            "search-fullmakter",
+            json!({"holder": "198205057824"}),
+        )
+        .await;
+    assert_eq!(json_of(&old)["fullmakter"][0]["status"], "HISTORISK");
+    let unknown = w
+        .client
+        .call(
+            "minaombud",
+            "get-fullmakt",
+            &Envelope::json(json!({"fullmaktId": "nope"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.kind, FailureKind::Permanent);
 }

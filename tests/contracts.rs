@@ -25,6 +25,7 @@ const CONTRACTS: &[(&str, &str)] = &[
     ("casedata", "casedata/openapi.yaml"),
     ("messaging", "messaging/messaging-openapi.yml"),
     ("citizen", "citizen/citizen-api.yml"),
+    ("minaombud", "minaombud/dfm_konsument_v2.yaml"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -174,6 +175,16 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "messaging",
             "get-status",
             json!({"messageId": "00000000-0000-4000-8000-000000000001"}),
+        ),
+        (
+            "minaombud",
+            "search-fullmakter",
+            json!({"holder": "19860604-1195", "status": "GILTIG"}),
+        ),
+        (
+            "minaombud",
+            "get-fullmakt",
+            json!({"fullmaktId": id_for("fullmakt/1").to_string()}),
         ),
     ]
 }

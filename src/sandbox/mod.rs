@@ -18,6 +18,7 @@ pub mod control;
 pub mod elevregister;
 pub mod idp;
 pub mod messaging;
+pub mod minaombud;
 pub mod oep;
 pub mod seed;
 
@@ -108,6 +109,11 @@ const SYSTEMS: &[System] = &[
         name: "messaging",
         what: "Messaging: /{municipalityId}/email, /sms, /webmessage, /letter, /status/messages/{id}",
         routes: messaging::routes,
+    },
+    System {
+        name: "minaombud",
+        what: "Mina ombud (digitala fullmakter v2): POST /sok/fullmakter, GET /tredjeman/{orgnr}/fullmakter/{id}",
+        routes: minaombud::routes,
     },
     System {
         name: "oep",
