@@ -35,6 +35,14 @@ const CASES: &[(&str, &str)] = &[
     ("citizen", "get-person-id"),
     ("citizen", "get-persons"),
     ("citizen", "changed-addresses"),
+    ("datawarehouse", "get-allocation"),
+    ("diarium", "register"),
+    ("diarium", "get-registration"),
+    ("diarium", "add-document"),
+    ("hemkommun", "notify-ike"),
+    ("hemkommun", "get-notice"),
+    ("verksamhetsplanering", "report-attendance"),
+    ("verksamhetsplanering", "get-attendance"),
     ("elevregister", "update-placement"),
     ("elevregister", "get-person"),
     ("elevregister", "find-person"),
@@ -458,4 +466,151 @@ async fn minaombud_operations() {
         .await
         .unwrap_err();
     assert_eq!(unknown.kind, FailureKind::Permanent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diarium_operations() {
+    let w = world().await;
+    let m = Envelope::json(json!({"title": "Ansökan om IKE", "documentType": "ANSOKAN",
+        "caseReference": "7", "parties": [{"civicNo": "201409093224", "role": "SOKANDE"}]}));
+    let first = w.client.call("diarium", "register", &m).await.unwrap();
+    assert_eq!(first.status, 201);
+    let reg = json_of(&first).clone();
+    let dnr = reg["diarienummer"].as_str().unwrap().to_string();
+    assert!(dnr.starts_with("BUN 20") && dnr.contains('/'), "{dnr}");
+    assert_eq!(
+        reg["confidential"], true,
+        "a protected party makes it confidential"
+    );
+    // A redelivery of the same message (same Idempotency-Key) gets the same number.
+    let again = w.client.call("diarium", "register", &m).await.unwrap();
+    assert_eq!(again.status, 200);
+    assert_eq!(json_of(&again)["diarienummer"], dnr.as_str());
+
+    let at = json!({"year": reg["year"], "number": reg["number"]});
+    let added = w
+        .call(
+            "diarium",
+            "add-document",
+            json!({"year": reg["year"], "number": reg["number"], "title": "Beslut om IKE",
+                   "documentType": "BESLUT"}),
+        )
+        .await;
+    assert_eq!(added.status, 201);
+    assert_eq!(
+        w.last("diarium").body.unwrap(),
+        json!({"title": "Beslut om IKE", "documentType": "BESLUT"})
+    );
+    let got = w.call("diarium", "get-registration", at).await;
+    assert_eq!(json_of(&got)["documents"].as_array().unwrap().len(), 2);
+    let bad = w
+        .client
+        .call(
+            "diarium",
+            "register",
+            &Envelope::json(json!({"title": "x"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind, FailureKind::Permanent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hemkommun_operations() {
+    let w = world().await;
+    let notice = w
+        .call(
+            "hemkommun",
+            "notify-ike",
+            json!({"student": {"civicNo": "198801011233"}, "homeMunicipality": "2262",
+                   "course": "Svenska 1", "period": {"start": "2027-01-18", "end": "2027-06-04"},
+                   "decisionReference": "BUN 2026/00042"}),
+        )
+        .await;
+    assert_eq!(notice.status, 202);
+    let id = json_of(&notice)["id"].as_str().unwrap().to_string();
+    let got = w.call("hemkommun", "get-notice", json!({"id": id})).await;
+    assert_eq!(json_of(&got)["course"], "Svenska 1");
+    let bad = w
+        .client
+        .call(
+            "hemkommun",
+            "notify-ike",
+            &Envelope::json(json!({"course": "x"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind, FailureKind::Permanent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verksamhetsplanering_operations() {
+    let w = world().await;
+    let row = json!({"schoolUnitCode": "38120001", "group": "4B", "date": "2026-11-23",
+        "lessons": 6, "presentMinutes": 5400, "absentMinutes": {"valid": 120, "invalid": 60}});
+    let r = w
+        .call("verksamhetsplanering", "report-attendance", row.clone())
+        .await;
+    assert_eq!(r.status, 201);
+    // A resend replaces the row: the totals do not double.
+    w.call("verksamhetsplanering", "report-attendance", row)
+        .await;
+    let got = w
+        .call(
+            "verksamhetsplanering",
+            "get-attendance",
+            json!({"schoolUnitCode": "38120001", "from": "2026-11-01", "to": "2026-11-30"}),
+        )
+        .await;
+    assert_eq!(json_of(&got)["totals"]["absentMinutes"]["invalid"], 60);
+    assert_eq!(
+        w.last("verksamhetsplanering").path,
+        "/attendance-statistics?from=2026-11-01&schoolUnitCode=38120001&to=2026-11-30"
+    );
+    // Personal data is refused.
+    let e = w
+        .client
+        .call(
+            "verksamhetsplanering",
+            "report-attendance",
+            &Envelope::json(json!({"schoolUnitCode": "38120001", "date": "2026-11-23",
+                "student": "20130412-2383", "lessons": 1, "presentMinutes": 0,
+                "absentMinutes": {"valid": 0, "invalid": 60}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Permanent);
+    assert!(e.message.contains("422"), "{}", e.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datawarehouse_operations() {
+    let w = world().await;
+    let r = w
+        .call(
+            "datawarehouse",
+            "get-allocation",
+            json!({"schoolUnitCode": "38120001", "period": "2026-09"}),
+        )
+        .await;
+    let a = json_of(&r);
+    assert_eq!(a["currency"], "SEK");
+    let total: u64 = a["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["amount"].as_u64().unwrap())
+        .sum();
+    assert!(total > 0);
+    assert_eq!(a["total"], total);
+    let unknown = w
+        .client
+        .call(
+            "datawarehouse",
+            "get-allocation",
+            &Envelope::json(json!({"schoolUnitCode": "99999999", "period": "2026-09"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(unknown.message.contains("404"), "{}", unknown.message);
 }

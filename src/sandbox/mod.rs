@@ -15,12 +15,16 @@
 pub mod casedata;
 pub mod citizen;
 pub mod control;
+pub mod datawarehouse;
+pub mod diarium;
 pub mod elevregister;
+pub mod hemkommun;
 pub mod idp;
 pub mod messaging;
 pub mod minaombud;
 pub mod oep;
 pub mod seed;
+pub mod verksamhetsplanering;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -46,6 +50,12 @@ pub struct World {
     pub oep: Mutex<oep::Instances>,
     /// Messages sent through the messaging service.
     pub messages: Mutex<messaging::Messages>,
+    /// The diarium's registrations.
+    pub diarium: Mutex<diarium::Registry>,
+    /// IKE notices the home municipality received.
+    pub ike_notices: Mutex<hemkommun::Notices>,
+    /// Attendance statistics verksamhetsplanering received.
+    pub statistics: Mutex<verksamhetsplanering::Statistics>,
 }
 
 /// Read a lock, whatever a panicking writer left behind.
@@ -101,9 +111,24 @@ const SYSTEMS: &[System] = &[
         routes: citizen::routes,
     },
     System {
+        name: "datawarehouse",
+        what: "DataWarehouse: resource allocation per school unit and month, GET /resource-allocations",
+        routes: datawarehouse::routes,
+    },
+    System {
+        name: "diarium",
+        what: "Diarium: POST /registrations → diarienummer, GET /registrations/{year}/{number}",
+        routes: diarium::routes,
+    },
+    System {
         name: "elevregister",
         what: "Elevregister (IST Admin) in SS 12000 terms: /persons, /organisations, /placements",
         routes: elevregister::routes,
+    },
+    System {
+        name: "hemkommun",
+        what: "Another municipality (IKE): POST /ike-notices, GET /ike-notices/{id}",
+        routes: hemkommun::routes,
     },
     System {
         name: "messaging",
@@ -119,6 +144,11 @@ const SYSTEMS: &[System] = &[
         name: "oep",
         what: "Open ePlatform: /api/instanceapi/…, SOAP /api/callback, /_submit",
         routes: oep::routes,
+    },
+    System {
+        name: "verksamhetsplanering",
+        what: "Verksamhetsplanering: attendance statistics per unit, group and day (no personal data)",
+        routes: verksamhetsplanering::routes,
     },
 ];
 
