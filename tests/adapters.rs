@@ -27,6 +27,8 @@ const MARTA: &str = "201304122383";
 
 /// Every (adapter, operation) the cases below exercise.
 const CASES: &[(&str, &str)] = &[
+    ("arkiv", "archive-package"),
+    ("arkiv", "get-package"),
     ("casedata", "create-errand"),
     ("casedata", "get-errand"),
     ("casedata", "list-errands"),
@@ -613,4 +615,61 @@ async fn datawarehouse_operations() {
         .await
         .unwrap_err();
     assert!(unknown.message.contains("404"), "{}", unknown.message);
+}
+
+/// A Leveransobjekt for one document of a case (fictional).
+pub fn leveransobjekt(case: &str, file_name: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Leveransobjekt xmlns="http://xml.ra.se/e-arkiv/FGS-ERMS">
+  <ArkivbildarStruktur><Arkivbildare><Namn>Sundsvalls kommun</Namn><VerksamhetstidFran>1974</VerksamhetstidFran>
+    <Arkivbildare><Namn>Barn- och utbildningsnämnden</Namn><VerksamhetstidFran>1974</VerksamhetstidFran></Arkivbildare>
+  </Arkivbildare></ArkivbildarStruktur>
+  <ArkivobjektListaArenden><ArkivobjektArende>
+    <ArkivobjektID>{case}</ArkivobjektID><ArendeTyp>BETYG</ArendeTyp><Skapad>2026-06-12</Skapad>
+    <Arendemening>Betygskatalog Matematik 1c, NA23b, VT 2026</Arendemening>
+    <ArkivobjektListaHandlingar><ArkivobjektHandling>
+      <ArkivobjektID>katalog-1</ArkivobjektID><Handlingstyp>S</Handlingstyp>
+      <Rubrik>Betygskatalog</Rubrik><Skapad>2026-06-12</Skapad>
+      <Bilaga Namn="{file_name}" Lank="Bilagor\{file_name}"/>
+    </ArkivobjektHandling></ArkivobjektListaHandlingar>
+  </ArkivobjektArende></ArkivobjektListaArenden>
+</Leveransobjekt>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arkiv_operations() {
+    let w = world().await;
+    let package = json!({
+        "attachment": {"name": "betygskatalog", "extension": ".pdf", "file": "JVBERi0xLjQK"},
+        "signature": {"name": "betygskatalog.pdf", "extension": ".jws", "file": "ZXlKaGJHY2lPaUpGWkVSVFFTSjkuLnNpZw=="},
+        "metadata": leveransobjekt("BUN 2026/00042", "betygskatalog.pdf"),
+    });
+    let first = w.call("arkiv", "archive-package", package.clone()).await;
+    let id = json_of(&first)["archiveId"].as_str().unwrap().to_string();
+    // The same package again (another message, so another Idempotency-Key): archived once.
+    let again = w.call("arkiv", "archive-package", package).await;
+    assert_eq!(json_of(&again)["archiveId"], id.as_str());
+    let got = w
+        .call("arkiv", "get-package", json!({"archiveId": id}))
+        .await;
+    assert_eq!(json_of(&got)["case"], "BUN 2026/00042");
+    assert_eq!(json_of(&got)["attachment"]["name"], "betygskatalog.pdf");
+    assert_eq!(json_of(&got)["signature"]["size"], 25);
+
+    // Metadata that does not name the document: refused, permanently.
+    let e = w
+        .client
+        .call(
+            "arkiv",
+            "archive-package",
+            &Envelope::json(json!({
+                "attachment": {"name": "annat", "extension": ".pdf", "file": "JVBERi0xLjQK"},
+                "metadata": leveransobjekt("BUN 2026/00043", "betygskatalog.pdf"),
+            })),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Permanent);
 }

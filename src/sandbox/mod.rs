@@ -12,6 +12,7 @@
 //! The sandbox is a development tool: its state lives in memory and starts from the seed
 //! on every start.
 
+pub mod arkiv;
 pub mod casedata;
 pub mod citizen;
 pub mod control;
@@ -50,6 +51,8 @@ pub struct World {
     pub oep: Mutex<oep::Instances>,
     /// Messages sent through the messaging service.
     pub messages: Mutex<messaging::Messages>,
+    /// The packages archived.
+    pub archive: Mutex<arkiv::Archive>,
     /// The diarium's registrations.
     pub diarium: Mutex<diarium::Registry>,
     /// IKE notices the home municipality received.
@@ -100,6 +103,11 @@ const IDP_WHAT: &str =
     "Test OpenID Connect issuer (development only): POST /token with claims, GET /jwks";
 
 const SYSTEMS: &[System] = &[
+    System {
+        name: "arkiv",
+        what: "Archive (FGS-ERMS Leveransobjekt + files): POST /{municipalityId}/archive/skola",
+        routes: arkiv::routes,
+    },
     System {
         name: "casedata",
         what: "Ärendehantering (case data): /{municipalityId}/{namespace}/errands",
