@@ -31,7 +31,15 @@ const CONTRACTS: &[(&str, &str)] = &[
 
 /// Operations whose path the contract does not have, by design: the contract operation
 /// whose request they follow instead (None: not checked), and why.
-const DESIGNED: &[(&str, &str, Option<(&str, &str)>, &str)] = &[
+/// (adapter, operation, the contract's (method, path) it follows, why).
+type Designed = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    &'static str,
+);
+
+const DESIGNED: &[Designed] = &[
     (
         "arkiv",
         "archive-package",
