@@ -50,6 +50,11 @@ const CASES: &[(&str, &str)] = &[
     ("elevregister", "find-person"),
     ("elevregister", "list-organisations"),
     ("elevregister", "list-placements"),
+    ("larplattform", "list-attendances"),
+    ("larplattform", "get-calendar-event"),
+    ("larplattform", "list-grades"),
+    ("larplattform", "send-leave-decision"),
+    ("larplattform", "send-signed-grades"),
     ("messaging", "send-email"),
     ("messaging", "send-sms"),
     ("messaging", "send-webmessage"),
@@ -672,4 +677,123 @@ async fn arkiv_operations() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, FailureKind::Permanent);
+}
+
+/// A teacher (Erik Lindqvist) as the sandbox knows him.
+const TEACHER: &str = "198309214578";
+
+async fn post(url: &str, body: Value) -> reqwest::Response {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn larplattform_operations() {
+    let w = world().await;
+    let empty = w
+        .call(
+            "larplattform",
+            "list-attendances",
+            json!({"watermark": null}),
+        )
+        .await;
+    assert_eq!(json_of(&empty)["data"], json!([]));
+    // A teacher registers two lessons; Märta misses the second without leave.
+    let r = post(
+        &format!("{}/larplattform/_register-attendance", w.base),
+        json!({"teacher": TEACHER, "schoolUnitCode": "38120001", "group": "7A", "date": "2026-11-24",
+               "lessons": [
+                 {"subject": "Matematik", "start": "08:10", "minutes": 60,
+                  "students": [{"civicNo": MARTA, "present": true}]},
+                 {"subject": "Svenska", "start": "09:20", "minutes": 50,
+                  "students": [{"civicNo": MARTA, "present": false, "absence": "invalid"}]}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let all = w
+        .call(
+            "larplattform",
+            "list-attendances",
+            json!({"watermark": null}),
+        )
+        .await;
+    let records = json_of(&all)["data"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1]["invalidAbsenceMinutes"], 50);
+    let after = records[0]["meta"]["modified"].as_str().unwrap().to_string();
+    let newer = w
+        .call(
+            "larplattform",
+            "list-attendances",
+            json!({"watermark": "2000-01-01T00:00:00+00:00"}),
+        )
+        .await;
+    assert_eq!(json_of(&newer)["data"].as_array().unwrap().len(), 2);
+    assert!(
+        w.last("larplattform")
+            .path
+            .contains("meta.modified.after=2000-01-01")
+    );
+    let none = w
+        .call(
+            "larplattform",
+            "list-attendances",
+            json!({"watermark": after}),
+        )
+        .await;
+    assert_eq!(json_of(&none)["data"], json!([]));
+    let lesson = w
+        .call(
+            "larplattform",
+            "get-calendar-event",
+            json!({"calendarEventId": records[1]["calendarEvent"]["id"]}),
+        )
+        .await;
+    assert_eq!(json_of(&lesson)["startTime"], "2026-11-24T09:20:00");
+    assert_eq!(
+        json_of(&lesson)["organisation"]["schoolUnitCode"],
+        "38120001"
+    );
+
+    let r = post(
+        &format!("{}/larplattform/_register-grades", w.base),
+        json!({"teacher": TEACHER, "schoolUnitCode": "38120001", "group": "9A", "syllabus": "MA",
+               "final": true, "grades": [{"civicNo": MARTA, "gradeValue": "B"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let grades = w
+        .call("larplattform", "list-grades", json!({"watermark": null}))
+        .await;
+    assert_eq!(json_of(&grades)["data"][0]["gradeValue"], "B");
+    assert_eq!(json_of(&grades)["data"][0]["finalGrade"], true);
+
+    let decision = json!({"student": {"civicNo": MARTA}, "decision": "approved",
+        "period": {"start": "2026-12-14", "end": "2026-12-18"}, "reference": "5000"});
+    let first = w
+        .call("larplattform", "send-leave-decision", decision.clone())
+        .await;
+    assert_eq!(first.status, 201);
+    let signed = w
+        .call(
+            "larplattform",
+            "send-signed-grades",
+            json!({"catalogue": "MA-9A-VT2026", "grades": [{"student": MARTA, "gradeValue": "B"}],
+                   "signature": "eyJhbGciOiJFZERTQSJ9..c2ln"}),
+        )
+        .await;
+    assert_eq!(signed.status, 201);
+    // Unknown people are refused.
+    let r = post(
+        &format!("{}/larplattform/_register-grades", w.base),
+        json!({"teacher": TEACHER, "schoolUnitCode": "38120001", "group": "9A", "syllabus": "MA",
+               "grades": [{"civicNo": "201001011236", "gradeValue": "B"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
 }

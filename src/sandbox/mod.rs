@@ -21,6 +21,7 @@ pub mod diarium;
 pub mod elevregister;
 pub mod hemkommun;
 pub mod idp;
+pub mod larplattform;
 pub mod messaging;
 pub mod minaombud;
 pub mod oep;
@@ -51,6 +52,8 @@ pub struct World {
     pub oep: Mutex<oep::Instances>,
     /// Messages sent through the messaging service.
     pub messages: Mutex<messaging::Messages>,
+    /// The learning platform's attendance, grades and what it was sent.
+    pub larplattform: Mutex<larplattform::Platform>,
     /// The packages archived.
     pub archive: Mutex<arkiv::Archive>,
     /// The diarium's registrations.
@@ -137,6 +140,11 @@ const SYSTEMS: &[System] = &[
         name: "hemkommun",
         what: "Another municipality (IKE): POST /ike-notices, GET /ike-notices/{id}",
         routes: hemkommun::routes,
+    },
+    System {
+        name: "larplattform",
+        what: "Lärplattform (SS 12000): /attendances, /calendarEvents/{id}, /grades, /leaveDecisions, /signedGrades",
+        routes: larplattform::routes,
     },
     System {
         name: "messaging",

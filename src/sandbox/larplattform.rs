@@ -1,0 +1,373 @@
+//! Lärplattform, the learning platform, in SS 12000 shapes (`fixtures/ss12000`): teachers
+//! register attendance per lesson and grades here; the platform shows leave decisions and
+//! signed grades. The calls the flows use:
+//!
+//! | call | answer |
+//! |---|---|
+//! | `GET /attendances?meta.modified.after=<RFC 3339>` | `{"data": [Attendance]}` (SS 12000: `calendarEvent`, `student`, `reporter`, `isReported`, `attendanceMinutes`, `validAbsenceMinutes`, `invalidAbsenceMinutes`, `absenceReason`, `reportedTimestamp`, `meta`), oldest first |
+//! | `GET /calendarEvents/{id}` | the lesson: `startTime`, `endTime`, `activity` (subject), `group`, `organisation` (school unit) |
+//! | `GET /grades?meta.modified.after=<RFC 3339>` | `{"data": [Grade]}` (SS 12000: `student`, `organisation`, `registeredBy`, `gradingTeacher`, `group`, `registeredDate`, `gradeValue`, `finalGrade`, `syllabus`, `semester`, `year`) |
+//! | `POST /leaveDecisions` | a decision on a leave application, for the student's teachers to see → 201; the same `Idempotency-Key` again → 200 |
+//! | `POST /signedGrades` | signed grades of a catalogue, for display → 201; same key again → 200 |
+//! | `GET /leaveDecisions`, `GET /signedGrades` | what was received |
+//!
+//! Sandbox controls, as a teacher would act: `POST /_register-attendance` with
+//! `{teacher, schoolUnitCode, group, date, lessons: [{subject, start: "08:10", minutes,
+//! students: [{civicNo, present: bool, absence: "valid" | "invalid"}]}]}` and
+//! `POST /_register-grades` with `{teacher, schoolUnitCode, group, syllabus, semester, year,
+//! final, grades: [{civicNo, gradeValue}]}` create the records (persons by civic number from
+//! the seed; an unknown one is a 422).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::control::problem;
+use super::seed::Population;
+use super::{World, lock, read};
+
+/// What the platform holds.
+#[derive(Debug, Default)]
+pub struct Platform {
+    attendances: Vec<Value>,
+    calendar_events: Vec<Value>,
+    grades: Vec<Value>,
+    leave_decisions: Vec<(Option<String>, Value)>,
+    signed_grades: Vec<(Option<String>, Value)>,
+}
+
+/// The routes, relative to `/sandbox/larplattform`.
+pub fn routes(world: Arc<World>) -> Router {
+    Router::new()
+        .route("/attendances", get(attendances))
+        .route("/calendarEvents/{id}", get(calendar_event))
+        .route("/grades", get(grades))
+        .route(
+            "/leaveDecisions",
+            get(leave_decisions).post(receive_leave_decision),
+        )
+        .route(
+            "/signedGrades",
+            get(signed_grades).post(receive_signed_grades),
+        )
+        .route("/_register-attendance", post(register_attendance))
+        .route("/_register-grades", post(register_grades))
+        .with_state(world)
+}
+
+#[derive(Deserialize)]
+struct Since {
+    #[serde(rename = "meta.modified.after")]
+    after: Option<String>,
+}
+
+fn modified_after(items: &[Value], after: Option<&str>) -> Vec<Value> {
+    // RFC 3339 timestamps of one offset compare as text.
+    items
+        .iter()
+        .filter(|v| after.is_none_or(|a| v["meta"]["modified"].as_str().is_some_and(|m| m > a)))
+        .cloned()
+        .collect()
+}
+
+async fn attendances(State(w): State<Arc<World>>, Query(s): Query<Since>) -> Response {
+    let data = modified_after(&lock(&w.larplattform).attendances, s.after.as_deref());
+    Json(json!({ "data": data })).into_response()
+}
+
+async fn grades(State(w): State<Arc<World>>, Query(s): Query<Since>) -> Response {
+    let data = modified_after(&lock(&w.larplattform).grades, s.after.as_deref());
+    Json(json!({ "data": data })).into_response()
+}
+
+async fn calendar_event(State(w): State<Arc<World>>, Path(id): Path<String>) -> Response {
+    match lock(&w.larplattform)
+        .calendar_events
+        .iter()
+        .find(|e| e["id"] == id.as_str())
+    {
+        Some(e) => Json(e.clone()).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            format!("no calendar event {id}"),
+        ),
+    }
+}
+
+fn person_ref(pop: &Population, civic_no: &str) -> Result<Value, Response> {
+    pop.person_by_civic_no(civic_no)
+        .map(|p| json!({"id": p.id, "displayName": p.display_name()}))
+        .ok_or_else(|| {
+            problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unknown person",
+                "a civic number in the request is not a person of the platform",
+            )
+        })
+}
+
+fn unit_ref(pop: &Population, code: &str) -> Result<Value, Response> {
+    pop.unit(code)
+        .map(|u| json!({"id": u.id, "displayName": u.display_name, "schoolUnitCode": u.school_unit_code}))
+        .ok_or_else(|| {
+            problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unknown school unit",
+                format!("no school unit {code}"),
+            )
+        })
+}
+
+fn now() -> String {
+    chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+fn parse(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "the body must be a JSON object",
+            )
+        })
+}
+
+#[allow(clippy::result_large_err)]
+fn build_attendance(pop: &Population, req: &Value) -> Result<(Vec<Value>, Vec<Value>), Response> {
+    let str_of = |k: &str| req[k].as_str().filter(|s| !s.is_empty());
+    let (Some(teacher), Some(unit), Some(group), Some(date)) = (
+        str_of("teacher"),
+        str_of("schoolUnitCode"),
+        str_of("group"),
+        str_of("date"),
+    ) else {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "teacher, schoolUnitCode, group and date are required",
+        ));
+    };
+    let reporter = person_ref(pop, teacher)?;
+    let organisation = unit_ref(pop, unit)?;
+    let Some(lessons) = req["lessons"].as_array().filter(|l| !l.is_empty()) else {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "lessons: at least one",
+        ));
+    };
+    let stamp = now();
+    let (mut events, mut records) = (Vec::new(), Vec::new());
+    for lesson in lessons {
+        let (Some(subject), Some(start), Some(minutes)) = (
+            lesson["subject"].as_str(),
+            lesson["start"].as_str(),
+            lesson["minutes"].as_u64(),
+        ) else {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "every lesson needs subject, start (HH:MM) and minutes",
+            ));
+        };
+        let Ok(start_time) =
+            chrono::NaiveDateTime::parse_from_str(&format!("{date} {start}"), "%Y-%m-%d %H:%M")
+        else {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "date YYYY-MM-DD and start HH:MM",
+            ));
+        };
+        let end_time = start_time + chrono::Duration::minutes(minutes as i64);
+        let event_id = Uuid::now_v7();
+        events.push(json!({
+            "id": event_id, "meta": {"created": stamp, "modified": stamp},
+            "startTime": start_time.format("%Y-%m-%dT%H:%M:00").to_string(),
+            "endTime": end_time.format("%Y-%m-%dT%H:%M:00").to_string(),
+            "activity": {"displayName": subject}, "group": {"displayName": group},
+            "organisation": organisation,
+        }));
+        for s in lesson["students"].as_array().into_iter().flatten() {
+            let student = person_ref(pop, s["civicNo"].as_str().unwrap_or_default())?;
+            let present = s["present"].as_bool().unwrap_or(true);
+            let absence = s["absence"].as_str();
+            let (valid, invalid) = match (present, absence) {
+                (true, _) => (0, 0),
+                (false, Some("valid")) => (minutes, 0),
+                (false, _) => (0, minutes),
+            };
+            records.push(json!({
+                "id": Uuid::now_v7(), "meta": {"created": stamp, "modified": stamp},
+                "calendarEvent": {"id": event_id, "displayName": format!("{subject} {group} {start}")},
+                "student": student, "reporter": reporter, "isReported": true,
+                "attendanceMinutes": if present { minutes } else { 0 },
+                "validAbsenceMinutes": valid, "invalidAbsenceMinutes": invalid,
+                "absenceReason": match (present, absence) { (false, Some("valid")) => "Sjuk", (false, _) => "Ogiltig", _ => "" },
+                "reportedTimestamp": stamp,
+            }));
+        }
+    }
+    Ok((events, records))
+}
+
+async fn register_attendance(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let built = build_attendance(&read(&w.population), &req);
+    match built {
+        Ok((events, records)) => {
+            let mut p = lock(&w.larplattform);
+            p.calendar_events.extend(events);
+            p.attendances.extend(records.iter().cloned());
+            (StatusCode::CREATED, Json(json!({ "data": records }))).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+async fn register_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let pop = read(&w.population);
+    let str_of = |k: &str| req[k].as_str().filter(|s| !s.is_empty());
+    let (Some(teacher), Some(unit), Some(group), Some(syllabus)) = (
+        str_of("teacher"),
+        str_of("schoolUnitCode"),
+        str_of("group"),
+        str_of("syllabus"),
+    ) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "teacher, schoolUnitCode, group and syllabus are required",
+        );
+    };
+    let (teacher, organisation) = match (person_ref(&pop, teacher), unit_ref(&pop, unit)) {
+        (Ok(t), Ok(o)) => (t, o),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let stamp = now();
+    let mut out = Vec::new();
+    for g in req["grades"].as_array().into_iter().flatten() {
+        let student = match person_ref(&pop, g["civicNo"].as_str().unwrap_or_default()) {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let Some(value) = g["gradeValue"]
+            .as_str()
+            .filter(|v| ["A", "B", "C", "D", "E", "F", "-"].contains(v))
+        else {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                "gradeValue: A–F or -",
+            );
+        };
+        out.push(json!({
+            "id": Uuid::now_v7(), "meta": {"created": stamp, "modified": stamp},
+            "student": student, "organisation": organisation, "registeredBy": teacher,
+            "gradingTeacher": teacher, "group": {"displayName": group},
+            "registeredDate": stamp[..10], "gradeValue": value,
+            "finalGrade": req["final"].as_bool().unwrap_or(false),
+            "syllabus": {"displayName": syllabus},
+            "semester": req["semester"].as_str().unwrap_or("VT"), "year": req["year"].as_u64().unwrap_or(2026),
+        }));
+    }
+    if out.is_empty() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "grades: at least one",
+        );
+    }
+    lock(&w.larplattform).grades.extend(out.iter().cloned());
+    (StatusCode::CREATED, Json(json!({ "data": out }))).into_response()
+}
+
+fn key_of(h: &HeaderMap) -> Option<String> {
+    h.get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Keep `v` in `list` once per idempotency key: 201 new, 200 seen.
+fn receive(list: &mut Vec<(Option<String>, Value)>, key: Option<String>, v: Value) -> Response {
+    if key.is_some() && list.iter().any(|(k, _)| *k == key) {
+        return (StatusCode::OK, Json(v)).into_response();
+    }
+    list.push((key, v.clone()));
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+async fn receive_leave_decision(
+    State(w): State<Arc<World>>,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if req["student"].is_null() || req["decision"].as_str().is_none() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "student and decision are required",
+        );
+    }
+    receive(&mut lock(&w.larplattform).leave_decisions, key_of(&h), req)
+}
+
+async fn receive_signed_grades(
+    State(w): State<Arc<World>>,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    if !req["grades"].is_array() || req["signature"].as_str().is_none() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "grades and signature are required",
+        );
+    }
+    receive(&mut lock(&w.larplattform).signed_grades, key_of(&h), req)
+}
+
+async fn leave_decisions(State(w): State<Arc<World>>) -> Response {
+    let data: Vec<Value> = lock(&w.larplattform)
+        .leave_decisions
+        .iter()
+        .map(|(_, v)| v.clone())
+        .collect();
+    Json(json!({ "data": data })).into_response()
+}
+
+async fn signed_grades(State(w): State<Arc<World>>) -> Response {
+    let data: Vec<Value> = lock(&w.larplattform)
+        .signed_grades
+        .iter()
+        .map(|(_, v)| v.clone())
+        .collect();
+    Json(json!({ "data": data })).into_response()
+}
