@@ -43,6 +43,10 @@ const CASES: &[(&str, &str)] = &[
     ("diarium", "add-document"),
     ("hemkommun", "notify-ike"),
     ("hemkommun", "get-notice"),
+    ("skolval", "submit-application"),
+    ("skolval", "get-application"),
+    ("skolval", "decide"),
+    ("skolval", "list-decisions"),
     ("verksamhetsplanering", "report-attendance"),
     ("verksamhetsplanering", "get-attendance"),
     ("elevregister", "update-placement"),
@@ -796,4 +800,66 @@ async fn larplattform_operations() {
     )
     .await;
     assert_eq!(r.status(), 422);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skolval_operations() {
+    let w = world().await;
+    // Leo wishes Tallbackens friskola (full) first, Björkhagens skola second.
+    let m = Envelope::json(json!({"child": {"civicNo": "201602201319"},
+        "guardians": [{"civicNo": "199007158620"}], "schoolYear": 5, "startDate": "2027-08-16",
+        "choices": [{"schoolUnitCode": "38120002", "rank": 1}, {"schoolUnitCode": "38120001", "rank": 2}]}));
+    let app = w
+        .client
+        .call("skolval", "submit-application", &m)
+        .await
+        .unwrap();
+    assert_eq!(app.status, 201);
+    let id = json_of(&app)["id"].as_str().unwrap().to_string();
+    let again = w
+        .client
+        .call("skolval", "submit-application", &m)
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(&again)["id"],
+        id.as_str(),
+        "a redelivery is one application"
+    );
+    let d = w.call("skolval", "decide", json!({"id": id})).await;
+    assert_eq!(json_of(&d)["outcome"], "PLACED");
+    assert_eq!(json_of(&d)["placedAt"]["schoolUnitCode"], "38120001");
+    let d2 = w.call("skolval", "decide", json!({"id": id})).await;
+    assert_eq!(
+        json_of(&d2),
+        json_of(&d),
+        "deciding again gives the same decision"
+    );
+    let got = w
+        .call("skolval", "get-application", json!({"id": id}))
+        .await;
+    assert_eq!(json_of(&got)["status"], "DECIDED");
+    let feed = w
+        .call("skolval", "list-decisions", json!({"watermark": null}))
+        .await;
+    assert_eq!(json_of(&feed)["data"].as_array().unwrap().len(), 1);
+    let later = w
+        .call(
+            "skolval",
+            "list-decisions",
+            json!({"watermark": json_of(&d)["decided"]}),
+        )
+        .await;
+    assert_eq!(json_of(&later)["data"], json!([]));
+    let unknown = w
+        .client
+        .call(
+            "skolval",
+            "submit-application",
+            &Envelope::json(json!({"child": {"civicNo": "201602201319"},
+            "startDate": "2027-08-16", "choices": [{"schoolUnitCode": "99999999", "rank": 1}]})),
+        )
+        .await
+        .unwrap_err();
+    assert!(unknown.message.contains("422"), "{}", unknown.message);
 }

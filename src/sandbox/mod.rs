@@ -26,6 +26,7 @@ pub mod messaging;
 pub mod minaombud;
 pub mod oep;
 pub mod seed;
+pub mod skolval;
 pub mod verksamhetsplanering;
 
 use std::collections::BTreeMap;
@@ -54,6 +55,8 @@ pub struct World {
     pub messages: Mutex<messaging::Messages>,
     /// The learning platform's attendance, grades and what it was sent.
     pub larplattform: Mutex<larplattform::Platform>,
+    /// The school-choice module's applications.
+    pub skolval: Mutex<skolval::Module>,
     /// The packages archived.
     pub archive: Mutex<arkiv::Archive>,
     /// The diarium's registrations.
@@ -160,6 +163,11 @@ const SYSTEMS: &[System] = &[
         name: "oep",
         what: "Open ePlatform: /api/instanceapi/…, SOAP /api/callback, /_submit",
         routes: oep::routes,
+    },
+    System {
+        name: "skolval",
+        what: "Skolvalsmodul: POST /applications, POST /applications/{id}/decision, GET /decisions",
+        routes: skolval::routes,
     },
     System {
         name: "verksamhetsplanering",
