@@ -37,6 +37,8 @@ const CASES: &[(&str, &str)] = &[
     ("citizen", "get-person-id"),
     ("citizen", "get-persons"),
     ("citizen", "changed-addresses"),
+    ("csn", "list-deliveries"),
+    ("csn", "get-delivery"),
     ("datawarehouse", "get-allocation"),
     ("diarium", "register"),
     ("diarium", "get-registration"),
@@ -862,4 +864,32 @@ async fn skolval_operations() {
         .await
         .unwrap_err();
     assert!(unknown.message.contains("422"), "{}", unknown.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csn_operations() {
+    let w = world().await;
+    let r = post(&format!("{}/csn/_deliver", w.base), json!({})).await;
+    assert_eq!(r.status(), 201);
+    let list = w.call("csn", "list-deliveries", json!({})).await;
+    let files = json_of(&list)["data"].as_array().unwrap().clone();
+    assert_eq!(files.len(), 2, "the seeded delivery and the new one");
+    let name = files[1]["name"].as_str().unwrap().to_string();
+    let file = w
+        .client
+        .call(
+            "csn",
+            "get-delivery",
+            &Envelope::json(json!({"name": name})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(file.content_type, "text/csv; charset=windows-1252");
+    let Body::Bytes(bytes) = &file.body else {
+        panic!("a CSV file stays bytes")
+    };
+    let (text, _, bad) = encoding_rs::WINDOWS_1252.decode(bytes);
+    assert!(!bad);
+    assert!(text.contains("Förnamn"), "{text}");
+    assert!(text.contains("Ebba"), "{text}");
 }

@@ -16,6 +16,7 @@ pub mod arkiv;
 pub mod casedata;
 pub mod citizen;
 pub mod control;
+pub mod csn;
 pub mod datawarehouse;
 pub mod diarium;
 pub mod elevregister;
@@ -57,6 +58,8 @@ pub struct World {
     pub larplattform: Mutex<larplattform::Platform>,
     /// The school-choice module's applications.
     pub skolval: Mutex<skolval::Module>,
+    /// CSN's delivery files.
+    pub csn: Mutex<csn::Deliveries>,
     /// The packages archived.
     pub archive: Mutex<arkiv::Archive>,
     /// The diarium's registrations.
@@ -123,6 +126,11 @@ const SYSTEMS: &[System] = &[
         name: "citizen",
         what: "Metakatalogen (Citizen API v3): /api/v3/citizen/{municipalityId}/…",
         routes: citizen::routes,
+    },
+    System {
+        name: "csn",
+        what: "CSN boarding-allowance deliveries (CSV, Windows-1252): GET /deliveries, /deliveries/{name}",
+        routes: csn::routes,
     },
     System {
         name: "datawarehouse",
