@@ -219,6 +219,7 @@ fn every_step_kind_passes_its_route_tests() {
         "idempotent",
         "enrich",
         "xml-out",
+        "csv-rows",
         "ordered",
     ] {
         assert!(

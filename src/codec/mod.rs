@@ -44,10 +44,12 @@
 //! the document: bodies carry personnummer and other personal data.
 
 pub mod charset;
+pub mod csv;
 pub mod json;
 pub mod xml;
 
 pub use charset::{XmlEncoding, declared_encoding, decode_xml, encode_xml};
+pub use csv::{CsvOptions, csv_to_json};
 pub use json::{JsonLimits, parse_json};
 pub use xml::{XmlLimits, XmlToJsonOptions, json_to_xml, xml_to_json};
 
@@ -79,6 +81,8 @@ pub enum CodecErrorKind {
     Unsupported,
     /// A JSON key cannot be used as an XML element or attribute name.
     InvalidName,
+    /// A field's value does not fit its declared type (a CSV decimal that is not a number).
+    InvalidValue,
 }
 
 impl CodecErrorKind {
@@ -93,6 +97,7 @@ impl CodecErrorKind {
             Self::TooLarge => "too-large",
             Self::Unsupported => "unsupported",
             Self::InvalidName => "invalid-name",
+            Self::InvalidValue => "invalid-value",
         }
     }
 }

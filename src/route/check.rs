@@ -337,6 +337,12 @@ impl Checker<'_> {
                 }
             }
             StepSpec::XmlToJson(_) | StepSpec::JsonToXml(_) => {}
+            StepSpec::CsvToJson(o) => {
+                if let Err(e) = crate::codec::csv::check_options(o) {
+                    let d = self.r.diagnostic(&at, e);
+                    self.push(d);
+                }
+            }
         }
     }
 }

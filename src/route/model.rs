@@ -289,6 +289,8 @@ pub enum StepSpec {
     XmlToJson(XmlToJsonSpec),
     /// Serialise a JSON body as XML.
     JsonToXml(JsonToXmlSpec),
+    /// Read a CSV body (`;`, Windows-1252 by default) into a JSON array of rows.
+    CsvToJson(crate::codec::CsvOptions),
     /// Validate the JSON body against a schema; failure is permanent (dead letter).
     Validate(ValidateSpec),
     /// Replace the body: a jq program or a Tera template.
@@ -323,6 +325,7 @@ impl StepSpec {
         match self {
             StepSpec::XmlToJson(_) => "xml_to_json",
             StepSpec::JsonToXml(_) => "json_to_xml",
+            StepSpec::CsvToJson(_) => "csv_to_json",
             StepSpec::Validate(_) => "validate",
             StepSpec::Transform(_) => "transform",
             StepSpec::Set(_) => "set",

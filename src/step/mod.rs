@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod choice;
+pub mod csv_to_json;
 pub mod enrich;
 pub mod filter;
 pub mod idempotent;
@@ -241,6 +242,7 @@ pub fn build(spec: &StepSpec, path: &str, res: &Resources) -> Result<Box<dyn Ste
     Ok(match spec {
         StepSpec::XmlToJson(s) => Box::new(xml_to_json::XmlToJson::new(s)),
         StepSpec::JsonToXml(s) => Box::new(json_to_xml::JsonToXml::new(s)),
+        StepSpec::CsvToJson(s) => Box::new(csv_to_json::CsvToJson::new(s).map_err(err)?),
         StepSpec::Validate(s) => Box::new(validate::Validate::new(s, res).map_err(err)?),
         StepSpec::Transform(s) => Box::new(transform::Transform::new(s, res).map_err(err)?),
         StepSpec::Set(s) => Box::new(set::Set::new(s).map_err(err)?),

@@ -1,0 +1,40 @@
+//! `csv_to_json`: read a CSV body (a delivered file) into a JSON array of rows — see
+//! [`crate::codec::csv`] for the options. A `split: { jq: '.[]' }` after it makes one
+//! message per row.
+
+use async_trait::async_trait;
+
+use super::{Context, Step, StepError};
+use crate::codec::{CsvOptions, csv_to_json};
+use crate::envelope::{Body, Envelope, JSON};
+
+/// The `csv_to_json` step.
+pub struct CsvToJson {
+    options: CsvOptions,
+}
+
+impl CsvToJson {
+    /// Build from the route file's options (a bad separator or encoding is refused).
+    pub fn new(spec: &CsvOptions) -> Result<Self, String> {
+        crate::codec::csv::check_options(spec)?;
+        Ok(CsvToJson {
+            options: spec.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Step for CsvToJson {
+    async fn apply(&self, mut m: Envelope, _cx: &Context) -> Result<Vec<Envelope>, StepError> {
+        let Body::Bytes(bytes) = &m.body else {
+            return Err(StepError::permanent(
+                "the body is already JSON; csv_to_json expects a CSV body",
+            ));
+        };
+        let rows = csv_to_json(bytes, &self.options)
+            .map_err(|e| StepError::permanent(format!("the body is not acceptable CSV: {e}")))?;
+        m.body = Body::Json(rows);
+        m.content_type = JSON.to_string();
+        Ok(vec![m])
+    }
+}
