@@ -270,7 +270,7 @@ fn a_literal_secret_in_an_adapter_file_is_refused_with_its_position() {
     );
     assert!(out.contains("password: { env: NAME }"), "suggestion: {out}");
     assert!(
-        out.contains("operations.get-errand.headers.authorization holds a credential"),
+        out.contains(".headers.authorization holds a credential"),
         "{out}"
     );
     assert!(

@@ -135,7 +135,7 @@ async fn concurrent_first_connects_migrate_once() {
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert_eq!(applied, 1);
+        assert_eq!(applied, 2, "0001_init and 0002_leases, once each");
         pool.close().await;
     })
     .await;

@@ -437,6 +437,7 @@ pub async fn run(
     ingress: Ingress,
     shutdown: CancellationToken,
 ) {
+    let lease = Lease::new(&route, store.clone(), &spec);
     let (poller, schedule) = match Poller::new(&route, &spec, client, store, ingress)
         .and_then(|p| Ok((p, schedule(&spec)?)))
     {
@@ -454,8 +455,14 @@ pub async fn run(
             };
             after = at;
         }
-        match poller.poll_once(&shutdown).await {
-            Ok(report) => {
+        let outcome = if lease.hold().await {
+            Some(poller.poll_once(&shutdown).await)
+        } else {
+            None
+        };
+        match outcome {
+            None => {}
+            Some(Ok(report)) => {
                 crate::admin::metrics::poll(&route, report.handed_on as u64, report.failed as u64);
                 if report.handed_on > 0 || report.failed > 0 {
                     tracing::info!(
@@ -475,18 +482,79 @@ pub async fn run(
                     );
                 }
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 crate::admin::metrics::poll(&route, 0, 1);
                 tracing::warn!(route, %error, "poll failed; trying again at the next");
             }
         }
         if let Schedule::Every(every) = &schedule {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(*every) => {}
             }
         } else if shutdown.is_cancelled() {
-            return;
+            break;
+        }
+    }
+    lease.release().await;
+}
+
+/// The poll lease: of several knut instances on one state store, one polls a route at a
+/// time (the others skip their turn). It lasts three polling intervals (at least 10 s; 5
+/// minutes for a cron schedule) and is renewed at every turn, so when its holder dies
+/// another instance takes over within that time — at once when it stops gracefully.
+struct Lease {
+    name: String,
+    holder: String,
+    ttl: Duration,
+    store: Store,
+    route: String,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl Lease {
+    fn new(route: &str, store: Store, spec: &PollFrom) -> Lease {
+        let ttl = match spec.every {
+            Some(every) => (every * 3).max(Duration::from_secs(10)),
+            None => Duration::from_secs(300),
+        };
+        Lease {
+            name: format!("poll/{route}"),
+            holder: uuid::Uuid::now_v7().to_string(),
+            ttl,
+            store,
+            route: route.to_string(),
+            held: false.into(),
+        }
+    }
+
+    /// Take or renew the lease; false when another instance holds it or the store fails.
+    async fn hold(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = match self
+            .store
+            .take_lease(&self.name, &self.holder, self.ttl)
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(route = %self.route, %error, "cannot take the poll lease; skipping this poll");
+                false
+            }
+        };
+        if now != self.held.swap(now, Ordering::Relaxed) {
+            if now {
+                tracing::info!(route = %self.route, "this instance polls (it holds the poll lease)");
+            } else {
+                tracing::info!(route = %self.route, "another instance polls (it holds the poll lease)");
+            }
+        }
+        now
+    }
+
+    async fn release(&self) {
+        if let Err(error) = self.store.release_lease(&self.name, &self.holder).await {
+            tracing::warn!(route = %self.route, %error, "could not release the poll lease; it expires by itself");
         }
     }
 }
@@ -903,5 +971,68 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(s.taken().await.len(), 1);
+    }
+
+    /// Two instances on one store: one polls at a time; when it stops gracefully the
+    /// other takes over at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_two_instances_one_polls_and_the_other_takes_over() {
+        let s = setup("list", None).await;
+        s.add("a", "1");
+        let base = serve(s.system.clone()).await;
+        let ingress = Ingress::new(Arc::new(s.broker.clone()));
+        let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+        let a = tokio::spawn(run(
+            "polled".into(),
+            spec("list", None),
+            client(&base),
+            s.store.clone(),
+            ingress.clone(),
+            stop_a.clone(),
+        ));
+        // Let a take the lease before b starts.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let b = tokio::spawn(run(
+            "polled".into(),
+            spec("list", None),
+            client(&base),
+            s.store.clone(),
+            ingress,
+            stop_b.clone(),
+        ));
+        let queries = || s.system.queries.lock().unwrap().len();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let in_600ms = queries();
+        // One instance every 50 ms: about 14 polls in 700 ms; two would make about 26.
+        assert!(
+            (3..=18).contains(&in_600ms),
+            "{in_600ms} polls: one instance polls"
+        );
+        let holder = s
+            .store
+            .take_lease("poll/polled", "someone-else", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(!holder, "the lease is held");
+        stop_a.cancel();
+        a.await.unwrap();
+        let before = queries();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            queries() >= before + 3,
+            "b took over at once: {} → {}",
+            before,
+            queries()
+        );
+        stop_b.cancel();
+        b.await.unwrap();
+        // Gracefully stopped: the lease is free.
+        assert!(
+            s.store
+                .take_lease("poll/polled", "someone-else", Duration::from_secs(1))
+                .await
+                .unwrap()
+        );
+        assert_eq!(s.taken().await.len(), 1, "the item was handed on once");
     }
 }

@@ -25,7 +25,7 @@ macro_rules! store_conformance_suite {
             release_of_a_message_frees_its_keys, claim_race_has_one_winner, aggregate_orders_and_dedupes, aggregate_take_once,
             aggregate_take_race_has_one_winner, aggregate_add_and_take_lose_nothing,
             aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
-            journal_round_trip);
+            journal_round_trip, lease_has_one_holder_until_released_or_expired);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -53,6 +53,7 @@ pub async fn run_all(a: &Store, b: &Store) {
     watermark_round_trip(a, b).await;
     mark_seen_once(a, b).await;
     journal_round_trip(a, b).await;
+    lease_has_one_holder_until_released_or_expired(a, b).await;
 }
 
 fn unique(prefix: &str) -> String {
@@ -478,4 +479,40 @@ pub async fn journal_round_trip(a: &Store, b: &Store) {
         vec![other]
     );
     assert!(a.journal_for(Uuid::now_v7()).await.unwrap().is_empty());
+}
+
+/// A lease: one holder at a time, renewable by its holder, free after release or expiry.
+pub async fn lease_has_one_holder_until_released_or_expired(a: &Store, b: &Store) {
+    let name = format!("poll/lease-{}", Uuid::now_v7());
+    let long = std::time::Duration::from_secs(60);
+    assert!(a.take_lease(&name, "a", long).await.unwrap());
+    assert!(!b.take_lease(&name, "b", long).await.unwrap(), "held by a");
+    assert!(a.take_lease(&name, "a", long).await.unwrap(), "a renews");
+    a.release_lease(&name, "b").await.unwrap();
+    assert!(
+        !b.take_lease(&name, "b", long).await.unwrap(),
+        "only the holder releases"
+    );
+    a.release_lease(&name, "a").await.unwrap();
+    assert!(
+        b.take_lease(&name, "b", long).await.unwrap(),
+        "free after release"
+    );
+    // An expired lease can be taken; racing takers get it once.
+    let short = format!("poll/lease-{}", Uuid::now_v7());
+    assert!(
+        a.take_lease(&short, "a", std::time::Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    let (x, y) = tokio::join!(
+        a.take_lease(&short, "c", long),
+        b.take_lease(&short, "d", long)
+    );
+    assert_eq!(
+        [x.unwrap(), y.unwrap()].iter().filter(|t| **t).count(),
+        1,
+        "one of the racers"
+    );
 }

@@ -17,17 +17,31 @@ use super::error::{StoreError, describe_migrate};
 /// One migration file: version, description, SQL.
 type Source = (i64, &'static str, &'static str);
 
-const SQLITE: &[Source] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const SQLITE: &[Source] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "leases",
+        include_str!("../../migrations/sqlite/0002_leases.sql"),
+    ),
+];
 
-const POSTGRES: &[Source] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const POSTGRES: &[Source] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "leases",
+        include_str!("../../migrations/postgres/0002_leases.sql"),
+    ),
+];
 
 fn migrator(sources: &[Source]) -> Migrator {
     Migrator::with_migrations(

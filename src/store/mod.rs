@@ -495,6 +495,45 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Take or renew the lease `name` for `holder` until `ttl` from now. True when `holder`
+    /// holds it now: it was free, expired, or already `holder`'s. Atomic: of instances
+    /// racing for a free lease exactly one gets it.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_us();
+        let until = now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX));
+        let done = sqlx::query(
+            "INSERT INTO knut_leases (name, holder, expires_at_us) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE \
+             SET holder = excluded.holder, expires_at_us = excluded.expires_at_us \
+             WHERE knut_leases.holder = excluded.holder OR knut_leases.expires_at_us < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error("take_lease", &e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Give the lease `name` up, if `holder` has it (at a graceful stop: another instance
+    /// takes over at once instead of after the lease expires).
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM knut_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.query_error("release_lease", &e))?;
+        Ok(())
+    }
+
     /// Appends one hop to the message journal.
     pub async fn journal(&self, entry: &JournalEntry) -> Result<(), StoreError> {
         self.journal_many(std::slice::from_ref(entry)).await
