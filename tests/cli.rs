@@ -220,6 +220,7 @@ fn every_step_kind_passes_its_route_tests() {
         "enrich",
         "xml-out",
         "csv-rows",
+        "excel-rows",
         "ordered",
     ] {
         assert!(

@@ -354,6 +354,49 @@ mod tests {
     }
 
     #[test]
+    fn a_client_certificate_is_loaded_and_a_broken_one_named() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let fixture = |f: &str| {
+            Secret::Ref(super::super::secret::SecretRef::File(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/tls")
+                    .join(f),
+            ))
+        };
+        let tls = TlsSpec {
+            client_cert: fixture("client.crt"),
+            client_key: fixture("client.key"),
+            ca: Some(fixture("client.crt")),
+        };
+        let client = tls
+            .apply(reqwest::Client::builder())
+            .and_then(|b| b.build().map_err(|e| e.to_string()));
+        assert!(client.is_ok(), "{:?}", client.err());
+        let broken = TlsSpec {
+            client_cert: fixture("README.md"),
+            client_key: fixture("README.md"),
+            ca: None,
+        };
+        let e = broken
+            .apply(reqwest::Client::builder())
+            .err()
+            .expect("refused");
+        assert!(e.contains("not valid PEM"), "{e}");
+        let missing = TlsSpec {
+            client_cert: fixture("nope.crt"),
+            client_key: fixture("client.key"),
+            ca: None,
+        };
+        assert!(
+            missing
+                .apply(reqwest::Client::builder())
+                .err()
+                .unwrap()
+                .contains("nope.crt")
+        );
+    }
+
+    #[test]
     fn specs_read_from_yaml() {
         let a: AuthSpec = serde_saphyr::from_str(
             "oauth2:\n  token_url: http://127.0.0.1:1/token\n  client_id: knut\n  client_secret: { env: X }\n",

@@ -3,7 +3,7 @@
 //! a UTF-8 byte-order mark switches to UTF-8), `;` the default separator, and the first row
 //! names the columns. With `columns`, each named column becomes a field of the given type
 //! (`string`, `integer`, `decimal` with a decimal comma or point and spaces between
-//! thousands, `date` as `YYYY-MM-DD` or `YYYYMMDD`), columns not named are left out and a
+//! thousands, `date` as `YYYY-MM-DD`, `YYYYMMDD` or a spreadsheet day number), columns not named are left out and a
 //! named column missing from the header is an error; without it every column is kept under
 //! its header's name. Empty cells become `null`.
 //!
@@ -169,40 +169,54 @@ fn typed(cell: &str, kind: CellType) -> Result<Value, &'static str> {
         CellType::Date => {
             let d = chrono::NaiveDate::parse_from_str(cell, "%Y-%m-%d")
                 .or_else(|_| chrono::NaiveDate::parse_from_str(cell, "%Y%m%d"))
-                .map_err(|_| "is not a date (YYYY-MM-DD or YYYYMMDD)")?;
+                .ok()
+                .or_else(|| excel_serial_date(cell))
+                .ok_or("is not a date (YYYY-MM-DD, YYYYMMDD or a spreadsheet day number)")?;
             Ok(Value::String(d.format("%Y-%m-%d").to_string()))
         }
     }
 }
 
+/// A spreadsheet's day number (1900 date system: day 1 is 1900-01-01, counted from
+/// 1899-12-30 because of the system's phantom 1900-02-29), as Excel writes dates. Five
+/// digits at most, so `YYYYMMDD` is never taken for one.
+fn excel_serial_date(cell: &str) -> Option<chrono::NaiveDate> {
+    let days = cell.strip_suffix(".0").unwrap_or(cell);
+    if days.is_empty() || days.len() > 5 || !days.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = days.parse().ok()?;
+    chrono::NaiveDate::from_ymd_opt(1899, 12, 30)?.checked_add_signed(chrono::Duration::days(n))
+}
+
+/// A text file's bytes as text: UTF-8 when it starts with a UTF-8 byte-order mark, else in
+/// `encoding` (a WHATWG label; unknown labels fall back to Windows-1252, which
+/// [`check_options`] refuses earlier). Undecodable bytes are an error, never replaced.
+pub(crate) fn decode_text(bytes: &[u8], encoding: &str) -> Result<String, CodecError> {
+    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        return std::str::from_utf8(rest).map(str::to_string).map_err(|_| {
+            err(
+                CodecErrorKind::Encoding,
+                "the file has a UTF-8 byte-order mark but is not UTF-8".into(),
+            )
+        });
+    }
+    let enc =
+        encoding_rs::Encoding::for_label(encoding.as_bytes()).unwrap_or(encoding_rs::WINDOWS_1252);
+    let (text, had_errors) = enc.decode_without_bom_handling(bytes);
+    if had_errors {
+        return Err(err(
+            CodecErrorKind::Encoding,
+            format!("the file does not decode as {}", enc.name()),
+        ));
+    }
+    Ok(text.into_owned())
+}
+
 /// Read `bytes` as CSV into a JSON array of row objects.
 pub fn csv_to_json(bytes: &[u8], o: &CsvOptions) -> Result<Value, CodecError> {
     check_options(o).map_err(|e| err(CodecErrorKind::Unsupported, e))?;
-    let (text, encoding) = if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
-        (
-            std::str::from_utf8(rest)
-                .map_err(|_| {
-                    err(
-                        CodecErrorKind::Encoding,
-                        "the file has a UTF-8 byte-order mark but is not UTF-8".into(),
-                    )
-                })?
-                .to_string(),
-            "utf-8",
-        )
-    } else {
-        let enc = encoding_rs::Encoding::for_label(o.encoding.as_bytes())
-            .unwrap_or(encoding_rs::WINDOWS_1252);
-        let (text, had_errors) = enc.decode_without_bom_handling(bytes);
-        if had_errors {
-            return Err(err(
-                CodecErrorKind::Encoding,
-                format!("the file does not decode as {}", enc.name()),
-            ));
-        }
-        (text.into_owned(), enc.name())
-    };
-    let _ = encoding;
+    let text = decode_text(bytes, &o.encoding)?;
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(o.separator as u8)
         .has_headers(false)
@@ -223,19 +237,42 @@ pub fn csv_to_json(bytes: &[u8], o: &CsvOptions) -> Result<Value, CodecError> {
     } else {
         Vec::new()
     };
+    let first = if o.header { 2 } else { 1 };
+    let rows = records.enumerate().map(|(n, record)| {
+        let row = n + first;
+        record
+            .map(|r| (row, r.iter().map(str::to_string).collect::<Vec<_>>()))
+            .map_err(|e| {
+                err(
+                    CodecErrorKind::Malformed,
+                    format!("row {row}: {}", csv_error(&e)),
+                )
+            })
+    });
+    map_rows(&names, rows, o.header, &o.columns, o.max_rows)
+}
+
+/// A table (the header's names, then numbered rows of cells as text) as JSON row objects,
+/// by `columns` (see the module doc). Shared by the CSV, Excel and fixed-width readers.
+pub(crate) fn map_rows(
+    names: &[String],
+    rows: impl Iterator<Item = Result<(usize, Vec<String>), CodecError>>,
+    header: bool,
+    columns: &BTreeMap<String, Column>,
+    max_rows: usize,
+) -> Result<Value, CodecError> {
     // (index, field, type) of each column kept.
     let mut plan: Vec<(usize, String, CellType)> = Vec::new();
-    let mut width = names.len();
-    if o.columns.is_empty() {
+    if columns.is_empty() {
         plan = names
             .iter()
             .enumerate()
             .map(|(i, n)| (i, n.clone(), CellType::String))
             .collect();
     } else {
-        for (column, spec) in &o.columns {
+        for (column, spec) in columns {
             let (field, kind, required) = spec.parts();
-            let at = if o.header {
+            let at = if header {
                 names.iter().position(|n| n == column)
             } else {
                 column
@@ -251,7 +288,7 @@ pub fn csv_to_json(bytes: &[u8], o: &CsvOptions) -> Result<Value, CodecError> {
                         CodecErrorKind::Malformed,
                         format!(
                             "the column `{column}` is missing{}",
-                            if o.header {
+                            if header {
                                 format!(" from the header (it has: {})", names.join(", "))
                             } else {
                                 String::new()
@@ -263,30 +300,21 @@ pub fn csv_to_json(bytes: &[u8], o: &CsvOptions) -> Result<Value, CodecError> {
             }
         }
     }
-    let mut rows = Vec::new();
-    for (n, record) in records.enumerate() {
-        let row = n + if o.header { 2 } else { 1 };
-        let record = record.map_err(|e| {
-            err(
-                CodecErrorKind::Malformed,
-                format!("row {row}: {}", csv_error(&e)),
-            )
-        })?;
-        if record.iter().all(|c| c.trim().is_empty()) {
+    let mut out = Vec::new();
+    for record in rows {
+        let (row, cells) = record?;
+        if cells.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
-        if rows.len() >= o.max_rows {
+        if out.len() >= max_rows {
             return Err(err(
                 CodecErrorKind::TooLarge,
-                format!("more than {} rows", o.max_rows),
+                format!("more than {max_rows} rows"),
             ));
-        }
-        if width == 0 {
-            width = record.len();
         }
         let mut obj = Map::new();
         for (i, field, kind) in &plan {
-            let cell = record.get(*i).unwrap_or("");
+            let cell = cells.get(*i).map(String::as_str).unwrap_or("");
             let value = typed(cell, *kind).map_err(|why| {
                 let column = names
                     .get(*i)
@@ -299,9 +327,9 @@ pub fn csv_to_json(bytes: &[u8], o: &CsvOptions) -> Result<Value, CodecError> {
             })?;
             obj.insert(field.clone(), value);
         }
-        rows.push(Value::Object(obj));
+        out.push(Value::Object(obj));
     }
-    Ok(Value::Array(rows))
+    Ok(Value::Array(out))
 }
 
 /// The csv crate's error without the record's content.

@@ -45,11 +45,15 @@
 
 pub mod charset;
 pub mod csv;
+pub mod excel;
+pub mod fixed;
 pub mod json;
 pub mod xml;
 
 pub use charset::{XmlEncoding, declared_encoding, decode_xml, encode_xml};
 pub use csv::{CsvOptions, csv_to_json};
+pub use excel::{ExcelOptions, excel_to_json};
+pub use fixed::{FixedOptions, fixed_to_json};
 pub use json::{JsonLimits, parse_json};
 pub use xml::{XmlLimits, XmlToJsonOptions, json_to_xml, xml_to_json};
 

@@ -336,7 +336,13 @@ impl Checker<'_> {
                     self.push(d);
                 }
             }
-            StepSpec::XmlToJson(_) | StepSpec::JsonToXml(_) => {}
+            StepSpec::XmlToJson(_) | StepSpec::JsonToXml(_) | StepSpec::ExcelToJson(_) => {}
+            StepSpec::FixedToJson(o) => {
+                if let Err(e) = crate::codec::fixed::check_options(o) {
+                    let d = self.r.diagnostic(&at, e);
+                    self.push(d);
+                }
+            }
             StepSpec::CsvToJson(o) => {
                 if let Err(e) = crate::codec::csv::check_options(o) {
                     let d = self.r.diagnostic(&at, e);

@@ -968,7 +968,7 @@ errors:
         assert_eq!(d.suggestion.as_deref(), Some("validate"));
         let shown = d.to_string();
         assert!(
-            shown.starts_with("routes/placement.yaml:6:5: steps[0]: unknown step kind `valdate`\n  expected one of: xml_to_json, json_to_xml, csv_to_json, validate,"),
+            shown.starts_with("routes/placement.yaml:6:5: steps[0]: unknown step kind `valdate`\n  expected one of: xml_to_json, json_to_xml, csv_to_json, excel_to_json, fixed_to_json, validate,"),
             "{shown}"
         );
         assert!(shown.ends_with("did you mean `validate`?"), "{shown}");

@@ -291,6 +291,10 @@ pub enum StepSpec {
     JsonToXml(JsonToXmlSpec),
     /// Read a CSV body (`;`, Windows-1252 by default) into a JSON array of rows.
     CsvToJson(crate::codec::CsvOptions),
+    /// Read an Excel workbook's sheet (.xlsx, .xls) into a JSON array of rows.
+    ExcelToJson(crate::codec::ExcelOptions),
+    /// Read fixed-width text (Windows-1252 by default) into a JSON array of rows.
+    FixedToJson(crate::codec::FixedOptions),
     /// Validate the JSON body against a schema; failure is permanent (dead letter).
     Validate(ValidateSpec),
     /// Replace the body: a jq program or a Tera template.
@@ -326,6 +330,8 @@ impl StepSpec {
             StepSpec::XmlToJson(_) => "xml_to_json",
             StepSpec::JsonToXml(_) => "json_to_xml",
             StepSpec::CsvToJson(_) => "csv_to_json",
+            StepSpec::ExcelToJson(_) => "excel_to_json",
+            StepSpec::FixedToJson(_) => "fixed_to_json",
             StepSpec::Validate(_) => "validate",
             StepSpec::Transform(_) => "transform",
             StepSpec::Set(_) => "set",

@@ -9,7 +9,9 @@ pub mod aggregate;
 pub mod choice;
 pub mod csv_to_json;
 pub mod enrich;
+pub mod excel_to_json;
 pub mod filter;
+pub mod fixed_to_json;
 pub mod idempotent;
 pub mod json_to_xml;
 pub mod log;
@@ -243,6 +245,8 @@ pub fn build(spec: &StepSpec, path: &str, res: &Resources) -> Result<Box<dyn Ste
         StepSpec::XmlToJson(s) => Box::new(xml_to_json::XmlToJson::new(s)),
         StepSpec::JsonToXml(s) => Box::new(json_to_xml::JsonToXml::new(s)),
         StepSpec::CsvToJson(s) => Box::new(csv_to_json::CsvToJson::new(s).map_err(err)?),
+        StepSpec::ExcelToJson(s) => Box::new(excel_to_json::ExcelToJson::new(s).map_err(err)?),
+        StepSpec::FixedToJson(s) => Box::new(fixed_to_json::FixedToJson::new(s).map_err(err)?),
         StepSpec::Validate(s) => Box::new(validate::Validate::new(s, res).map_err(err)?),
         StepSpec::Transform(s) => Box::new(transform::Transform::new(s, res).map_err(err)?),
         StepSpec::Set(s) => Box::new(set::Set::new(s).map_err(err)?),

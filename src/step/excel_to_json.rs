@@ -1,0 +1,39 @@
+//! `excel_to_json`: read an Excel workbook (.xlsx/.xls) body into a JSON array of rows — see [`crate::codec::excel`]
+//! for the options. A `split: { jq: '.[]' }` after it makes one message per row.
+
+use async_trait::async_trait;
+
+use super::{Context, Step, StepError};
+use crate::codec::{ExcelOptions, excel_to_json};
+use crate::envelope::{Body, Envelope, JSON};
+
+/// The `excel_to_json` step.
+pub struct ExcelToJson {
+    options: ExcelOptions,
+}
+
+impl ExcelToJson {
+    /// Build from the route file's options.
+    pub fn new(spec: &ExcelOptions) -> Result<Self, String> {
+        Ok(ExcelToJson {
+            options: spec.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Step for ExcelToJson {
+    async fn apply(&self, mut m: Envelope, _cx: &Context) -> Result<Vec<Envelope>, StepError> {
+        let Body::Bytes(bytes) = &m.body else {
+            return Err(StepError::permanent(
+                "the body is already JSON; excel_to_json expects an Excel workbook (.xlsx/.xls) body",
+            ));
+        };
+        let rows = excel_to_json(bytes, &self.options).map_err(|e| {
+            StepError::permanent(format!("the body is not an acceptable workbook: {e}"))
+        })?;
+        m.body = Body::Json(rows);
+        m.content_type = JSON.to_string();
+        Ok(vec![m])
+    }
+}
