@@ -377,23 +377,19 @@ mod tests {
             client_key: fixture("README.md"),
             ca: None,
         };
-        let e = broken
-            .apply(reqwest::Client::builder())
-            .err()
-            .expect("refused");
+        let Err(e) = broken.apply(reqwest::Client::builder()) else {
+            panic!("a broken certificate is refused")
+        };
         assert!(e.contains("not valid PEM"), "{e}");
         let missing = TlsSpec {
             client_cert: fixture("nope.crt"),
             client_key: fixture("client.key"),
             ca: None,
         };
-        assert!(
-            missing
-                .apply(reqwest::Client::builder())
-                .err()
-                .unwrap()
-                .contains("nope.crt")
-        );
+        let Err(e) = missing.apply(reqwest::Client::builder()) else {
+            panic!("a missing certificate is refused")
+        };
+        assert!(e.contains("nope.crt"), "{e}");
     }
 
     #[test]
