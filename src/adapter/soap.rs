@@ -23,19 +23,6 @@ const MAX_REASON: usize = 300;
 /// The SOAP fault of an answer already converted to JSON (`xml_to_json`), if it is one.
 pub fn fault(answer: &Value) -> Option<Fault> {
     let f = answer.get("Envelope")?.get("Body")?.get("Fault")?;
-    let text = |v: Option<&Value>| -> String {
-        match v {
-            Some(Value::String(s)) => s.trim().to_string(),
-            Some(Value::Object(m)) => m
-                .get("#text")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            Some(Value::Array(a)) => text_of_first(a),
-            _ => String::new(),
-        }
-    };
     let (code, reason) = if f.get("faultstring").is_some() || f.get("faultcode").is_some() {
         (text(f.get("faultcode")), text(f.get("faultstring")))
     } else {
@@ -56,15 +43,13 @@ pub fn fault(answer: &Value) -> Option<Fault> {
     Some(Fault { code, reason })
 }
 
-fn text_of_first(a: &[Value]) -> String {
-    match a.first() {
+/// The text of a converted element: a string, an element's `#text`, or the first of
+/// several.
+fn text(v: Option<&Value>) -> String {
+    match v {
         Some(Value::String(s)) => s.trim().to_string(),
-        Some(Value::Object(m)) => m
-            .get("#text")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        Some(Value::Object(m)) => text(m.get("#text")),
+        Some(Value::Array(a)) => text(a.first()),
         _ => String::new(),
     }
 }

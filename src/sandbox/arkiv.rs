@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::control::problem;
+use super::control::{idempotency_key, json_object, not_an_object, problem};
 use super::{World, lock};
 use crate::codec::{XmlToJsonOptions, decode_xml, xml_to_json};
 
@@ -193,8 +193,8 @@ async fn archive(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Ok(req @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
-        return bad("the body must be a JSON object with attachment and metadata");
+    let Some(req) = json_object(&body) else {
+        return not_an_object("{attachment, metadata, signature?}");
     };
     let (name, file) = match attachment(&req, "attachment") {
         Ok(a) => a,
@@ -221,10 +221,7 @@ async fn archive(
         ));
     }
     let sha = hex(&Sha256::digest(&file));
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let key = idempotency_key(&headers);
     let identity = (case_id.clone(), doc_ids.clone(), sha.clone());
     let mut archive = lock(&w.archive);
     if let Some(p) = archive

@@ -105,6 +105,29 @@ impl Controls {
     }
 }
 
+/// The request body as a JSON object, if it is one (else answer [`not_an_object`]).
+pub fn json_object(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice(body).ok().filter(Value::is_object)
+}
+
+/// The 400 problem for a body that is not a JSON object; `what` says what it should be.
+pub fn not_an_object(what: &str) -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "Bad Request",
+        format!("the body must be a JSON object: {what}"),
+    )
+}
+
+/// The request's `Idempotency-Key` (knut sends the message id): a system that sees the same
+/// key again answers what it answered the first time instead of doing it twice.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// A sandbox problem+json answer.
 pub fn problem(status: StatusCode, title: &str, detail: impl Into<String>) -> Response {
     let body = json!({

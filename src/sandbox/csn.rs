@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::control::problem;
+use super::control::{json_object, not_an_object, problem};
 use super::seed::Population;
 use super::{World, lock, read};
 
@@ -137,15 +137,9 @@ async fn deliver(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respon
     let req: Value = if body.is_empty() {
         json!({})
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "Bad Request",
-                    "the body must be a JSON object",
-                );
-            }
+        match json_object(&body) {
+            Some(v) => v,
+            None => return not_an_object("{rows?}"),
         }
     };
     let rows = match req.get("rows") {

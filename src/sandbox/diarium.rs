@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::control::problem;
+use super::control::{idempotency_key, json_object, not_an_object, problem};
 use super::{World, lock, read};
 
 /// The board whose registry this is (barn- och utbildningsnämnden).
@@ -47,19 +47,6 @@ pub fn routes(world: Arc<World>) -> Router {
         .with_state(world)
 }
 
-/// The body as a JSON object, if it is one.
-fn object(body: &[u8]) -> Option<Value> {
-    serde_json::from_slice(body).ok().filter(Value::is_object)
-}
-
-fn not_an_object() -> Response {
-    problem(
-        StatusCode::BAD_REQUEST,
-        "Bad Request",
-        "the body must be a JSON object",
-    )
-}
-
 fn missing(v: &Value, fields: &[&str]) -> Option<Response> {
     let gone: Vec<&str> = fields
         .iter()
@@ -80,8 +67,8 @@ async fn register(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(req) = object(&body) else {
-        return not_an_object();
+    let Some(req) = json_object(&body) else {
+        return not_an_object("a registration");
     };
     if let Some(r) = missing(&req, &["title", "documentType"]) {
         return r;
@@ -104,10 +91,7 @@ async fn register(
             })
             .unwrap_or(false)
     });
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let key = idempotency_key(&headers);
     let mut reg = lock(&w.diarium);
     if let Some(k) = &key
         && let Some(at) = reg.by_key.get(k)
@@ -163,8 +147,8 @@ async fn add_document(
     Path((year, number)): Path<(i32, u32)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(req) = object(&body) else {
-        return not_an_object();
+    let Some(req) = json_object(&body) else {
+        return not_an_object("a registration");
     };
     if let Some(r) = missing(&req, &["title", "documentType"]) {
         return r;

@@ -19,7 +19,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::control::problem;
+use super::control::{idempotency_key, json_object, not_an_object, problem};
 use super::{World, lock};
 
 /// The notices received, in order, with the idempotency key each came with.
@@ -41,12 +41,8 @@ async fn receive(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Ok(req @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            "the body must be a JSON object",
-        );
+    let Some(req) = json_object(&body) else {
+        return not_an_object("an IKE notice");
     };
     let mut gone = Vec::new();
     if req["student"]["civicNo"].as_str().is_none_or(str::is_empty) {
@@ -67,10 +63,7 @@ async fn receive(
             format!("missing: {}", gone.join(", ")),
         );
     }
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let key = idempotency_key(&headers);
     let mut n = lock(&w.ike_notices);
     if key.is_some()
         && let Some((_, existing)) = n.list.iter().find(|(k, _)| *k == key)

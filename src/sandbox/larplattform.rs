@@ -36,7 +36,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::control::problem;
+use super::control::{idempotency_key, json_object, not_an_object, problem};
 use super::seed::Population;
 use super::{World, lock, read};
 
@@ -138,16 +138,7 @@ fn now() -> String {
 }
 
 fn parse(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .filter(Value::is_object)
-        .ok_or_else(|| {
-            problem(
-                StatusCode::BAD_REQUEST,
-                "Bad Request",
-                "the body must be a JSON object",
-            )
-        })
+    json_object(body).ok_or_else(|| not_an_object("see the table in the module doc"))
 }
 
 fn build_attendance(pop: &Population, req: &Value) -> Result<(Vec<Value>, Vec<Value>), Response> {
@@ -306,12 +297,6 @@ async fn register_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -
     (StatusCode::CREATED, Json(json!({ "data": out }))).into_response()
 }
 
-fn key_of(h: &HeaderMap) -> Option<String> {
-    h.get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
 /// Keep `v` in `list` once per idempotency key: 201 new, 200 seen.
 fn receive(list: &mut Vec<(Option<String>, Value)>, key: Option<String>, v: Value) -> Response {
     if key.is_some() && list.iter().any(|(k, _)| *k == key) {
@@ -337,7 +322,11 @@ async fn receive_leave_decision(
             "student and decision are required",
         );
     }
-    receive(&mut lock(&w.larplattform).leave_decisions, key_of(&h), req)
+    receive(
+        &mut lock(&w.larplattform).leave_decisions,
+        idempotency_key(&h),
+        req,
+    )
 }
 
 async fn receive_signed_grades(
@@ -356,7 +345,11 @@ async fn receive_signed_grades(
             "grades and signature are required",
         );
     }
-    receive(&mut lock(&w.larplattform).signed_grades, key_of(&h), req)
+    receive(
+        &mut lock(&w.larplattform).signed_grades,
+        idempotency_key(&h),
+        req,
+    )
 }
 
 async fn leave_decisions(State(w): State<Arc<World>>) -> Response {

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::control::problem;
+use super::control::{idempotency_key, json_object, not_an_object, problem};
 use super::{World, lock, read};
 
 /// Applications and the places left per school unit.
@@ -61,15 +61,8 @@ pub fn routes(world: Arc<World>) -> Router {
 }
 
 async fn apply(State(w): State<Arc<World>>, h: HeaderMap, body: axum::body::Bytes) -> Response {
-    let Some(req) = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .filter(Value::is_object)
-    else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            "the body must be a JSON object",
-        );
+    let Some(req) = json_object(&body) else {
+        return not_an_object("a school-choice application");
     };
     let child = req["child"]["civicNo"].as_str().unwrap_or_default();
     let choices = req["choices"].as_array().cloned().unwrap_or_default();
@@ -100,10 +93,7 @@ async fn apply(State(w): State<Arc<World>>, h: HeaderMap, body: axum::body::Byte
             }
         }
     }
-    let key = h
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let key = idempotency_key(&h);
     let mut m = lock(&w.skolval);
     if key.is_some()
         && let Some((_, a)) = m.applications.iter().find(|(k, _)| *k == key)

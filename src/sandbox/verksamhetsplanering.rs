@@ -19,7 +19,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::control::problem;
+use super::control::{json_object, not_an_object, problem};
 use super::{World, lock};
 
 /// Rows by (unit, group, date).
@@ -50,12 +50,8 @@ fn holds_personnummer(v: &Value) -> bool {
 }
 
 async fn receive(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
-    let Ok(row @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            "the body must be a JSON object",
-        );
+    let Some(row) = json_object(&body) else {
+        return not_an_object("an attendance statistics row");
     };
     if holds_personnummer(&row) {
         return problem(
