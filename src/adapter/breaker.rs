@@ -60,7 +60,8 @@ impl State {
 struct Inner {
     failures: u32,
     open_until: Option<Instant>,
-    probing: bool,
+    /// When the probe under way started (half-open).
+    probing: Option<Instant>,
 }
 
 /// The circuit breaker of one adapter.
@@ -91,7 +92,7 @@ impl Breaker {
             inner: Mutex::new(Inner {
                 failures: 0,
                 open_until: None,
-                probing: false,
+                probing: None,
             }),
         };
         b.publish(State::Closed);
@@ -111,7 +112,7 @@ impl Breaker {
         let i = self.lock();
         match i.open_until {
             None => State::Closed,
-            Some(_) if i.probing => State::HalfOpen,
+            Some(_) if i.probing.is_some() => State::HalfOpen,
             Some(_) => State::Open,
         }
     }
@@ -123,13 +124,17 @@ impl Breaker {
             return Admit::Pass;
         };
         let now = Instant::now();
-        if i.probing {
+        // A probe that never reported (its call was abandoned, say at shutdown) is given
+        // up after `open_for`, so the circuit cannot stay half-open for good.
+        if let Some(since) = i.probing
+            && now.duration_since(since) < self.spec.open_for
+        {
             return Admit::Reject(self.spec.open_for.min(Duration::from_secs(1)));
         }
-        if now < until {
+        if i.probing.is_none() && now < until {
             return Admit::Reject(until - now);
         }
-        i.probing = true;
+        i.probing = Some(now);
         drop(i);
         self.publish(State::HalfOpen);
         Admit::Probe
@@ -142,7 +147,7 @@ impl Breaker {
         *i = Inner {
             failures: 0,
             open_until: None,
-            probing: false,
+            probing: None,
         };
         drop(i);
         if was_open {
@@ -155,10 +160,10 @@ impl Breaker {
     pub fn failure(&self) {
         let mut i = self.lock();
         i.failures = i.failures.saturating_add(1);
-        if i.probing || i.failures >= self.spec.failures.max(1) {
+        if i.probing.is_some() || i.failures >= self.spec.failures.max(1) {
             let first = i.open_until.is_none();
             i.open_until = Some(Instant::now() + self.spec.open_for);
-            i.probing = false;
+            i.probing = None;
             drop(i);
             if first {
                 tracing::warn!(adapter = %self.adapter, open_for = ?self.spec.open_for, "circuit opened: calls fail at once until the probe");
@@ -202,5 +207,25 @@ mod tests {
         b.success();
         assert_eq!(b.state(), State::Closed);
         assert_eq!(b.admit(), Admit::Pass);
+    }
+
+    #[test]
+    fn an_abandoned_probe_does_not_hold_the_circuit_half_open() {
+        let b = Breaker::new(
+            "x",
+            BreakerSpec {
+                failures: 1,
+                open_for: Duration::from_millis(40),
+            },
+        );
+        b.failure();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(b.admit(), Admit::Probe);
+        // The probe's call never reports back.
+        assert!(matches!(b.admit(), Admit::Reject(_)));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(b.admit(), Admit::Probe, "a new probe after open_for");
+        b.success();
+        assert_eq!(b.state(), State::Closed);
     }
 }
