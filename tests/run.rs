@@ -212,6 +212,7 @@ async fn placement_changes_reach_the_sandboxed_systems() {
         )
         .env("KNUT_ADAPTER_CASEDATA_URL", format!("{base}/casedata"))
         .env("KNUT_ADAPTER_OEP_URL", format!("{base}/oep"))
+        .env("KNUT_ADAPTER_MESSAGING_URL", format!("{base}/messaging"))
         .env_remove("KNUT__BROKER__URL")
         .env_remove("KNUT__SANDBOX__ENABLED")
         .stdout(Stdio::null())
@@ -233,6 +234,7 @@ async fn placement_changes_reach_the_sandboxed_systems() {
             "kind": kind,
             "placementType": "fritidshem",
             "date": date,
+            "reportedBy": "admin@tallbacken.example",
         });
         if let Some(s) = scope {
             v["scope"] = s.into();
@@ -297,6 +299,30 @@ async fn placement_changes_reach_the_sandboxed_systems() {
     );
     assert_eq!(posts[0]["body"]["child"]["civicNo"], "20160220-1319");
     assert!(posts[0]["headers"]["idempotency-key"].is_string());
+
+    // The administrator who reported got a receipt per change, without Leo's personnummer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mails = loop {
+        let inbox: serde_json::Value = get_json(&client, format!("{base}/messaging/_inbox")).await;
+        let mails: Vec<serde_json::Value> = inbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["path"] == "/2281/email")
+            .cloned()
+            .collect();
+        if mails.len() >= 2 {
+            break mails;
+        }
+        assert!(Instant::now() < deadline, "receipts: {inbox}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(mails.len(), 2, "one receipt per change: {mails:?}");
+    for m in &mails {
+        assert_eq!(m["body"]["emailAddress"], "admin@tallbacken.example");
+        let text = m["body"].to_string();
+        assert!(!text.contains("1319"), "no personnummer in a mail: {text}");
+    }
 
     // The shipped poll route polled the sandbox's OeP at start: its two incoming leave
     // applications (family 412) were fetched and archived, the decided one was not.
