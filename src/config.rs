@@ -129,6 +129,52 @@ pub enum AuthScheme {
     },
 }
 
+/// The issuer of the sandbox's test OpenID Connect provider (`/sandbox/idp`).
+pub const SANDBOX_ISSUER: &str = "knut-sandbox-idp";
+
+impl Config {
+    /// The auth schemes in force for routes naming `named`: the configured ones, and — only
+    /// while the sandbox runs (`sandbox.enabled`, a development instance) — a `bearer_jwt`
+    /// scheme trusting the sandbox's test issuer for every named scheme that is not
+    /// configured, so that a fresh checkout serves its authenticated routes with tokens from
+    /// `POST /sandbox/idp/token`. The second map lists those development schemes (the
+    /// runtime warns about each). With the sandbox off an unconfigured name stays an error.
+    pub fn auth_schemes<'a>(
+        &self,
+        named: impl IntoIterator<Item = &'a str>,
+    ) -> (BTreeMap<String, AuthScheme>, Vec<String>) {
+        let mut schemes = self.http.auth.clone();
+        let mut development = Vec::new();
+        if !self.sandbox.enabled {
+            return (schemes, development);
+        }
+        let host = match self.sandbox.bind.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        for name in named {
+            if name == "none" || schemes.contains_key(name) {
+                continue;
+            }
+            schemes.insert(
+                name.to_string(),
+                AuthScheme::BearerJwt {
+                    jwks_url: Some(format!(
+                        "http://{host}:{}/sandbox/idp/jwks",
+                        self.sandbox.bind.port()
+                    )),
+                    jwks_file: None,
+                    issuer: SANDBOX_ISSUER.to_string(),
+                    audience: None,
+                },
+            );
+            development.push(name.to_string());
+        }
+        (schemes, development)
+    }
+}
+
 fn default_api_key_header() -> String {
     "x-api-key".to_owned()
 }
@@ -790,6 +836,31 @@ mod tests {
         assert_eq!(keys[0].path, "log.colour");
         assert_eq!(keys[0].suggestion, None);
         assert_eq!(keys[0].known, vec!["format", "level"]);
+    }
+
+    #[test]
+    fn a_development_instance_trusts_the_sandbox_issuer_for_unconfigured_schemes() {
+        let mut cfg = Config::from_toml_str(
+            "[http.auth.portal]\ntype = \"api_key\"\nkey_env = \"K\"\n[sandbox]\nbind = \"127.0.0.1:18090\"\n",
+        )
+        .unwrap();
+        let (schemes, dev) = cfg.auth_schemes(["portal", "operators", "none"]);
+        assert_eq!(dev, vec!["operators".to_string()]);
+        assert!(matches!(schemes["portal"], AuthScheme::ApiKey { .. }));
+        assert_eq!(
+            schemes["operators"],
+            AuthScheme::BearerJwt {
+                jwks_url: Some("http://127.0.0.1:18090/sandbox/idp/jwks".into()),
+                jwks_file: None,
+                issuer: SANDBOX_ISSUER.into(),
+                audience: None,
+            }
+        );
+        assert!(!schemes.contains_key("none"));
+        // Without the sandbox (production) nothing is made up.
+        cfg.sandbox.enabled = false;
+        let (schemes, dev) = cfg.auth_schemes(["portal", "operators"]);
+        assert!(dev.is_empty() && !schemes.contains_key("operators"));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Resources: what routes refer to by name — schemas, templates, adapters — loaded once from
 //! the root's folders and shared by every route.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::adapter::client::{AdapterClient, LookupMiss};
 use crate::adapter::{Adapter, load_adapters};
-use crate::config::Config;
+use crate::config::AuthScheme;
 use crate::expr::Program;
 use crate::route::check::{Catalog, CatalogMiss};
 use crate::route::load::LoadedRoute;
@@ -129,10 +130,14 @@ impl Catalog for CheckCatalog<'_> {
 }
 
 /// Check the routes' references against the resources and the configured auth schemes.
-pub fn check(routes: &[LoadedRoute], resources: &Resources, config: &Config) -> Vec<String> {
+pub fn check(
+    routes: &[LoadedRoute],
+    resources: &Resources,
+    auth: &BTreeMap<String, AuthScheme>,
+) -> Vec<String> {
     let catalog = CheckCatalog {
         resources,
-        auth: config.http.auth.keys().cloned().collect(),
+        auth: auth.keys().cloned().collect(),
     };
     let mut problems: Vec<String> = crate::route::check::check(routes, &catalog)
         .iter()

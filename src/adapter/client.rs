@@ -20,6 +20,7 @@ use crate::admin::metrics::{self, Outcome};
 use crate::codec::{XmlToJsonOptions, xml_to_json};
 use crate::envelope::{Body, Envelope, is_json_type, is_xml_type};
 use crate::expr::Program;
+use crate::expr::interpolate::Interpolated;
 use crate::step::{AdapterResponse, FailureKind, StepError, vars};
 
 /// Is a response status a failure, and of which kind? `None` for success (1xx–3xx).
@@ -45,17 +46,13 @@ pub fn classify_for(spec: &AdapterSpec, status: u16) -> Option<FailureKind> {
 
 const USER_AGENT: &str = concat!("knut/", env!("CARGO_PKG_VERSION"));
 
-enum Part {
-    Lit(String),
-    Jq(Program),
-}
-
 struct Operation {
     method: reqwest::Method,
-    path: Vec<Part>,
+    path: Interpolated,
     query: Vec<(String, Program)>,
     headers: BTreeMap<String, String>,
     body: OpBody,
+    response: Option<Program>,
 }
 
 /// An operation's request body, compiled.
@@ -81,47 +78,6 @@ struct Compiled {
 pub struct AdapterClient {
     http: reqwest::Client,
     adapters: Arc<BTreeMap<String, Compiled>>,
-}
-
-/// Split a path template into literal text and `{jq}` placeholders (braces may nest).
-fn parse_path(template: &str) -> Result<Vec<Part>, String> {
-    let mut parts = Vec::new();
-    let mut lit = String::new();
-    let mut chars = template.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c != '{' {
-            lit.push(c);
-            continue;
-        }
-        let mut depth = 1;
-        let start = i + 1;
-        let mut end = None;
-        for (j, d) in chars.by_ref() {
-            match d {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = Some(j);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let end = end.ok_or_else(|| format!("path `{template}`: a `{{` is never closed"))?;
-        if !lit.is_empty() {
-            parts.push(Part::Lit(std::mem::take(&mut lit)));
-        }
-        let src = &template[start..end];
-        parts.push(Part::Jq(
-            Program::compile(src).map_err(|e| format!("path placeholder `{{{src}}}`: {e}"))?,
-        ));
-    }
-    if !lit.is_empty() {
-        parts.push(Part::Lit(lit));
-    }
-    Ok(parts)
 }
 
 fn method(m: crate::route::model::HttpMethod) -> reqwest::Method {
@@ -177,10 +133,18 @@ impl AdapterClient {
             let mut operations = BTreeMap::new();
             for (op, spec) in &adapter.spec.operations {
                 let at = format!("{}: operations.{op}", adapter.file.display());
-                let path = match parse_path(&spec.path) {
+                let path = match Interpolated::parse(&spec.path, &format!("path `{}`", spec.path)) {
                     Ok(p) => p,
                     Err(e) => {
                         errors.push(format!("{at}.path: {e}"));
+                        continue;
+                    }
+                };
+                let response = match spec.response.as_ref().map(|r| Program::compile(&r.jq)) {
+                    None => None,
+                    Some(Ok(p)) => Some(p),
+                    Some(Err(e)) => {
+                        errors.push(format!("{at}.response.jq: {e}"));
                         continue;
                     }
                 };
@@ -217,6 +181,7 @@ impl AdapterClient {
                         query,
                         headers: spec.headers.clone(),
                         body,
+                        response,
                     },
                 );
             }
@@ -282,8 +247,39 @@ impl AdapterClient {
         operation: &str,
         message: &Envelope,
     ) -> Result<AdapterResponse, StepError> {
-        let raw = self.call_raw(adapter, operation, message).await?;
-        decode(&format!("{adapter}.{operation}"), raw)
+        let what = format!("{adapter}.{operation}");
+        let (raw, headers) = self.call_with_headers(adapter, operation, message).await?;
+        let decoded = decode(&what, raw)?;
+        let Some(program) = self
+            .adapters
+            .get(adapter)
+            .and_then(|a| a.operations.get(operation))
+            .and_then(|op| op.response.as_ref())
+        else {
+            return Ok(decoded);
+        };
+        // The operation's `response` program maps the answer to what the route sees.
+        let body = match &decoded.body {
+            Body::Json(v) => v.clone(),
+            Body::Bytes(b) if b.is_empty() => Value::Null,
+            Body::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+        };
+        let input = serde_json::json!({
+            "status": decoded.status,
+            "headers": headers,
+            "body": body,
+        });
+        let mapped = program
+            .first_owned(input, &vars(message))
+            .map_err(|e| StepError::permanent(format!("{what}: response: {e}")))?
+            .ok_or_else(|| {
+                StepError::permanent(format!("{what}: the response program gave no value"))
+            })?;
+        Ok(AdapterResponse {
+            status: decoded.status,
+            content_type: crate::envelope::JSON.to_string(),
+            body: Body::Json(mapped),
+        })
     }
 
     /// Call `adapter.operation` with `message` and keep the answer as it came: its bytes and
@@ -295,6 +291,19 @@ impl AdapterClient {
         operation: &str,
         message: &Envelope,
     ) -> Result<AdapterResponse, StepError> {
+        self.call_with_headers(adapter, operation, message)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// [`AdapterClient::call_raw`] with the answer's headers (lower-case names; the
+    /// operation's `response` program reads them, e.g. a `Location`).
+    async fn call_with_headers(
+        &self,
+        adapter: &str,
+        operation: &str,
+        message: &Envelope,
+    ) -> Result<(AdapterResponse, serde_json::Map<String, Value>), StepError> {
         let what = format!("{adapter}.{operation}");
         let a = self
             .adapters
@@ -305,7 +314,7 @@ impl AdapterClient {
             .get(operation)
             .ok_or_else(|| StepError::permanent(format!("no operation `{what}`")))?;
 
-        let needs_json = op.path.iter().any(|p| matches!(p, Part::Jq(_)))
+        let needs_json = op.path.has_placeholders()
             || !op.query.is_empty()
             || matches!(op.body, OpBody::Jq(_) | OpBody::Xml(_));
         let body_json = if needs_json {
@@ -315,30 +324,11 @@ impl AdapterClient {
         };
         let v = vars(message);
         let mut url = a.adapter.base_url.clone();
-        for part in &op.path {
-            match part {
-                Part::Lit(s) => url.push_str(s),
-                Part::Jq(p) => {
-                    let input = body_json.as_deref().unwrap_or(&Value::Null);
-                    let value = p
-                        .first(input, &v)
-                        .map_err(|e| StepError::permanent(format!("{what}: path: {e}")))?
-                        .ok_or_else(|| {
-                            StepError::permanent(format!(
-                                "{what}: a path placeholder gave no value"
-                            ))
-                        })?;
-                    if value.is_null() {
-                        return Err(StepError::permanent(format!(
-                            "{what}: the path placeholder `{{{}}}` gave null: the message lacks that value",
-                            p.source()
-                        )));
-                    }
-                    let text = crate::step::value_to_string(&value);
-                    url.push_str(&urlencode(&text));
-                }
-            }
-        }
+        let path = op
+            .path
+            .fill(body_json.as_deref().unwrap_or(&Value::Null), &v, urlencode)
+            .map_err(|e| StepError::permanent(format!("{what}: path: {e}")))?;
+        url.push_str(&path);
         let mut query = Vec::with_capacity(op.query.len());
         for (k, p) in &op.query {
             let input = body_json.as_deref().unwrap_or(&Value::Null);
@@ -425,7 +415,7 @@ impl AdapterClient {
         a: &Compiled,
         req: reqwest::RequestBuilder,
         what: &str,
-    ) -> Result<AdapterResponse, StepError> {
+    ) -> Result<(AdapterResponse, serde_json::Map<String, Value>), StepError> {
         let _turn = a.limits.turn(what, a.adapter.spec.timeout).await?;
         let resp = match &a.auth {
             Auth::OAuth2(tokens) => {
@@ -445,6 +435,15 @@ impl AdapterClient {
             auth => send(auth.apply(req, what).await?, what).await?,
         };
         let status = resp.status().as_u16();
+        let headers: serde_json::Map<String, Value> = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_string(), Value::String(v.to_string())))
+            })
+            .collect();
         let content_type = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -474,11 +473,14 @@ impl AdapterClient {
                 message: format!("{what} answered HTTP {status}"),
             });
         }
-        Ok(AdapterResponse {
-            status,
-            content_type,
-            body: Body::Bytes(bytes),
-        })
+        Ok((
+            AdapterResponse {
+                status,
+                content_type,
+                body: Body::Bytes(bytes),
+            },
+            headers,
+        ))
     }
 }
 
@@ -584,15 +586,6 @@ mod tests {
         assert_eq!(classify(422), Some(FailureKind::Permanent));
     }
 
-    #[test]
-    fn path_templates_nest_braces() {
-        let parts = parse_path("/2281/errands/{.id}/notes").unwrap();
-        assert_eq!(parts.len(), 3);
-        assert!(parse_path("/x/{.a").is_err());
-        let parts = parse_path("/x/{ {a: 1} | .a }").unwrap();
-        assert_eq!(parts.len(), 2);
-    }
-
     use std::sync::{Arc as StdArc, Mutex};
     use std::time::Duration;
 
@@ -646,6 +639,15 @@ mod tests {
                     }),
                 )
                 .route(
+                    "/created",
+                    any(|| async {
+                        (
+                            axum::http::StatusCode::CREATED,
+                            [("location", "/2281/SBK_SCHOOL/errands/17")],
+                        )
+                    }),
+                )
+                .route(
                     "/slow",
                     any(|| async {
                         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -666,6 +668,7 @@ mod tests {
             query: Default::default(),
             headers: Default::default(),
             body: Default::default(),
+            response: None,
         };
         let mut operations = BTreeMap::new();
         let mut create = op(HttpMethod::Post, "/ok/2281/errands/{.errand.id}");
@@ -680,6 +683,17 @@ mod tests {
         operations.insert("throttled".into(), op(HttpMethod::Get, "/status/429"));
         operations.insert("refused".into(), op(HttpMethod::Get, "/status/422"));
         operations.insert("slow".into(), op(HttpMethod::Get, "/slow"));
+        let mut created = op(HttpMethod::Post, "/created");
+        created.response = Some(crate::adapter::ResponseSpec {
+            jq: "{errandId: (.headers.location | split(\"/\") | last | tonumber), status, body}"
+                .into(),
+        });
+        operations.insert("created".into(), created);
+        let mut unmappable = op(HttpMethod::Get, "/ok/x");
+        unmappable.response = Some(crate::adapter::ResponseSpec {
+            jq: ".headers.location | tonumber".into(),
+        });
+        operations.insert("unmappable".into(), unmappable);
         let spec = AdapterSpec {
             adapter: "sys".into(),
             description: None,
@@ -722,6 +736,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_response_program_maps_status_headers_and_body() {
+        let (base, _) = system().await;
+        let c = client(&base);
+        let m = Envelope::json(serde_json::json!({"caseType": "LEAVE"}));
+        let r = c.call("sys", "created", &m).await.unwrap();
+        assert_eq!(r.status, 201);
+        assert_eq!(
+            r.body,
+            Body::Json(serde_json::json!({"errandId": 17, "status": 201, "body": null}))
+        );
+        // Without a Location the program fails: permanent, naming the operation.
+        let e = c.call("sys", "unmappable", &m).await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Permanent);
+        assert!(
+            e.message.starts_with("sys.unmappable: response:"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[tokio::test]
     async fn a_jq_body_maps_the_message_to_the_systems_shape() {
         let (base, seen) = system().await;
         let c = client(&base);
@@ -749,6 +784,7 @@ mod tests {
             query: Default::default(),
             headers: Default::default(),
             body: RequestBody::Jq("{child: ".into()),
+            response: None,
         };
         let adapter = crate::adapter::Adapter {
             spec: AdapterSpec {
@@ -891,6 +927,7 @@ mod tests {
                 query: Default::default(),
                 headers: Default::default(),
                 body: RequestBody::None,
+                response: None,
             },
         );
         let spec = AdapterSpec {
@@ -981,6 +1018,7 @@ mod tests {
                     query: Default::default(),
                     headers: Default::default(),
                     body: RequestBody::None,
+                    response: None,
                 },
             );
             let spec = AdapterSpec {
@@ -1105,6 +1143,7 @@ mod tests {
                     query: Default::default(),
                     headers: Default::default(),
                     body: RequestBody::None,
+                    response: None,
                 },
             );
         }

@@ -123,6 +123,20 @@ pub struct OperationSpec {
     /// What is sent as the request body (default: the message body).
     #[serde(default)]
     pub body: RequestBody,
+    /// What the route sees of the answer (default: its body): `{ jq: <program> }` over
+    /// `{status, headers, body}` (header names lower-case; the body parsed as for a plain
+    /// answer), e.g. the id of a created errand from its `Location` header:
+    /// `{errandId: (.headers.location | split("/") | last | tonumber)}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseSpec>,
+}
+
+/// How an operation's answer is mapped for the route (a message translator on the way back).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSpec {
+    /// jq program over `{status, headers, body}`; its output is the answer the route sees.
+    pub jq: String,
 }
 
 /// The request body of an operation.

@@ -156,8 +156,9 @@ impl AuthCheck {
         }
     }
 
-    /// `Ok` when the request carries valid credentials; else what to tell the client.
-    async fn check(&self, headers: &HeaderMap) -> Result<(), String> {
+    /// The verified token's claims (`None` for an API key) when the request carries valid
+    /// credentials; else what to tell the client.
+    async fn check(&self, headers: &HeaderMap) -> Result<Option<Value>, String> {
         match self {
             AuthCheck::ApiKey { header, key } => {
                 let ok = !key.is_empty()
@@ -165,7 +166,7 @@ impl AuthCheck {
                         .get(header.as_str())
                         .is_some_and(|v| constant_time_eq(v.as_bytes(), key.as_bytes()));
                 if ok {
-                    Ok(())
+                    Ok(None)
                 } else {
                     Err(format!("send the API key in the `{header}` header"))
                 }
@@ -178,7 +179,7 @@ impl AuthCheck {
                 verifier
                     .verify(token)
                     .await
-                    .map(|_| ())
+                    .map(Some)
                     .map_err(|e| e.to_string())
             }
         }
@@ -522,6 +523,7 @@ async fn accept_request(
     let instance = parts.uri.path().to_string();
 
     // 2. Auth.
+    let mut claims = None;
     if route.spec.auth != "none" {
         let Some(check) = shared.settings.auth.get(&route.spec.auth) else {
             tracing::error!(
@@ -537,17 +539,32 @@ async fn accept_request(
                 instance,
             ));
         };
-        if let Err(why) = check.check(&parts.headers).await {
-            return Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Missing or wrong credentials",
-                format!("{why} (see the securitySchemes in /openapi.json)."),
-                instance,
-            )
-            .with_header(header::WWW_AUTHENTICATE, check.challenge()));
+        match check.check(&parts.headers).await {
+            Ok(c) => claims = c,
+            Err(why) => {
+                return Err(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Missing or wrong credentials",
+                    format!("{why} (see the securitySchemes in /openapi.json)."),
+                    instance,
+                )
+                .with_header(header::WWW_AUTHENTICATE, check.challenge()));
+            }
         }
     }
+    // A claim the token lacks is a 403 naming the claim, never a value.
+    let claim_headers = claim_headers(&route.spec.claims, claims.as_ref()).map_err(|name| {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "claim-missing",
+            "The credentials do not say who you act for",
+            format!(
+                "This endpoint needs a bearer token with the `{name}` claim; ask the identity provider for a token that carries it."
+            ),
+            instance.clone(),
+        )
+    })?;
 
     // 3. Body size.
     let too_large = || {
@@ -570,6 +587,9 @@ async fn accept_request(
     if declared.is_some_and(|n| n > state.max_body as u64) {
         return Err(too_large());
     }
+    // A GET or DELETE carries its message in the query string: `?a=1&b=x` is `{"a": "1",
+    // "b": "x"}` (a repeated name gives an array), checked like a JSON body.
+    let from_query = matches!(parts.method, Method::GET | Method::DELETE);
     let raw = match read_body(body, state.max_body).await {
         Ok(b) => b,
         Err(ReadError::TooLarge) => return Err(too_large()),
@@ -592,6 +612,7 @@ async fn accept_request(
 
     // 4. Format.
     let format = match route.spec.format {
+        _ if from_query => Some(BodyFormat::Json),
         Some(f) => Some(f),
         None if route.spec.schema.is_some() => match request_type.as_deref() {
             Some(t) if envelope::is_json_type(t) => Some(BodyFormat::Json),
@@ -609,6 +630,7 @@ async fn accept_request(
         None => None,
     };
     let parsed = match format {
+        _ if from_query => Some(query_object(parts.uri.query())),
         Some(BodyFormat::Json) => Some(
             codec::parse_json(&raw, &JsonLimits::default()).map_err(|e| {
                 Problem::new(
@@ -678,6 +700,7 @@ async fn accept_request(
     message
         .headers
         .insert(HTTP_METHOD.into(), parts.method.as_str().to_string());
+    message.headers.extend(claim_headers);
 
     if !route.replies {
         accept(shared, route, &message, &instance).await?;
@@ -738,6 +761,45 @@ async fn accept_request(
         .with_header(header::RETRY_AFTER, RETRY_AFTER_SECS)),
         Err(_) => Err(timeout_problem(state, instance)),
     }
+}
+
+/// The message of a GET or DELETE: the query's parameters as a JSON object of strings (a
+/// name given more than once: an array of its values, in order).
+fn query_object(query: Option<&str>) -> Value {
+    let mut map = serde_json::Map::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let v = Value::String(v.into_owned());
+        match map.get_mut(k.as_ref()) {
+            None => {
+                map.insert(k.into_owned(), v);
+            }
+            Some(Value::Array(a)) => a.push(v),
+            Some(first) => *first = Value::Array(vec![first.take(), v]),
+        }
+    }
+    Value::Object(map)
+}
+
+/// Prefix of the headers holding the verified token's claims a route asked for
+/// (`claims: [orgnr]` → `knut-claim-orgnr`).
+pub const CLAIM_HEADER_PREFIX: &str = "knut-claim-";
+
+/// The headers for the claims `wanted` of a verified token: strings as they are, other
+/// values as JSON; or the first claim the token lacks (credentials without claims lack all).
+fn claim_headers(
+    wanted: &[String],
+    claims: Option<&Value>,
+) -> Result<Vec<(String, String)>, String> {
+    wanted
+        .iter()
+        .map(|name| match claims.and_then(|c| c.get(name)) {
+            Some(v) if !v.is_null() => Ok((
+                format!("{CLAIM_HEADER_PREFIX}{name}"),
+                crate::step::value_to_string(v),
+            )),
+            _ => Err(name.clone()),
+        })
+        .collect()
 }
 
 async fn accept(
@@ -850,6 +912,7 @@ mod tests {
             schema: schema.map(str::to_string),
             max_body: None,
             reply_timeout: None,
+            claims: Vec::new(),
         }
     }
 
@@ -1014,6 +1077,82 @@ mod tests {
         assert_eq!(doc["instance"], "/api/pc");
         assert!(!doc.to_string().contains("201203042383"));
         assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn claims_of_a_verified_token_become_headers_and_a_missing_one_is_403() {
+        use crate::endpoint::jwt::{JwksSource, JwtVerifier};
+        use crate::sandbox::idp::{ISSUER, Idp};
+        let idp = Idp::generate().expect("key");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("jwks.json"), idp.jwks().to_string()).expect("write");
+        let verifier = JwtVerifier::new(
+            JwksSource::File("jwks.json".into()),
+            ISSUER.into(),
+            None,
+            dir.path(),
+        )
+        .expect("verifier");
+        let b = broker(&["pc"]).await;
+        let mut settings = settings();
+        settings
+            .auth
+            .insert("operators".into(), AuthCheck::BearerJwt(Arc::new(verifier)));
+        let mut s = spec("/api/pc", "operators", Some(BodyFormat::Json), None);
+        s.claims = vec!["orgnr".into()];
+        let app = router(
+            vec![http_route("pc", s)],
+            settings,
+            Arc::new(SchemaRegistry::empty()),
+            Ingress::new(Arc::new(b.clone())),
+            None,
+            json!({"openapi": "3.1.0"}),
+        );
+        let token = |claims: Value| {
+            let Value::Object(m) = claims else {
+                unreachable!()
+            };
+            idp.issue(m).expect("token")
+        };
+        let with = |t: &str| {
+            let mut r = post("/api/pc", "application/json", br#"{"a":1}"#);
+            r.headers_mut().insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+            );
+            r
+        };
+        let (status, _, _) = send(&app, with(&token(json!({"orgnr": "559999-9991"})))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let mut c = b.consume(&work_queue("pc"), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        assert_eq!(d.envelope.header("knut-claim-orgnr"), Some("559999-9991"));
+        let (status, headers, doc) = send(&app, with(&token(json!({"sub": "x"})))).await;
+        assert_problem(status, &headers, &doc, 403, "claim-missing");
+        assert!(doc["detail"].as_str().unwrap().contains("`orgnr`"));
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_get_carries_its_query_as_the_message() {
+        let b = broker(&["q"]).await;
+        let mut s = spec("/api/q", "none", None, None);
+        s.methods = vec![HttpMethod::Get];
+        let app = app(&b, vec![http_route("q", s)], None);
+        let req = Request::builder()
+            .method("GET")
+            .uri("/api/q?schoolUnitCode=38120001&period=2026-09&tag=a&tag=b%20c")
+            .body(HttpBody::empty())
+            .unwrap();
+        let (status, _, _) = send(&app, req).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let mut c = b.consume(&work_queue("q"), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        assert_eq!(d.envelope.content_type, envelope::JSON);
+        assert_eq!(
+            d.envelope.json_body().unwrap().into_owned(),
+            json!({"schoolUnitCode": "38120001", "period": "2026-09", "tag": ["a", "b c"]})
+        );
     }
 
     #[tokio::test]

@@ -343,6 +343,7 @@ mod tests {
                 schema: schema.map(str::to_string),
                 max_body: None,
                 reply_timeout: None,
+                claims: Vec::new(),
             },
             replies,
             description: Some(format!("{id} description")),

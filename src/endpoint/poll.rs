@@ -709,6 +709,7 @@ mod tests {
                 .collect(),
             headers: Default::default(),
             body: RequestBody::None,
+            response: None,
         };
         let operations = [
             (

@@ -22,6 +22,7 @@
 //!   Programs come from reviewed route files, never from message data.
 
 pub mod domain;
+pub mod interpolate;
 pub mod personnummer;
 
 use std::time::{Duration, Instant};

@@ -287,15 +287,23 @@ impl Checker<'_> {
             StepSpec::Publish(p) => {
                 let many = matches!(p, super::model::PublishSpec::Many(_));
                 for (j, t) in p.targets().iter().enumerate() {
+                    let target = if many {
+                        format!("{at}[{j}]")
+                    } else {
+                        at.clone()
+                    };
+                    let shape = match crate::step::publish::key_shape(&t.key) {
+                        Ok(s) => s,
+                        Err(why) => {
+                            let d = self.r.diagnostic(&format!("{target}.key"), why);
+                            self.push(d);
+                            continue;
+                        }
+                    };
                     let consumed = bindings
                         .iter()
-                        .any(|(x, pattern)| *x == t.exchange && topic::matches(pattern, &t.key));
+                        .any(|(x, pattern)| *x == t.exchange && topic::may_match(pattern, &shape));
                     if !consumed {
-                        let target = if many {
-                            format!("{at}[{j}]")
-                        } else {
-                            at.clone()
-                        };
                         let known: Vec<String> = bindings
                             .iter()
                             .filter(|(x, _)| *x == t.exchange)

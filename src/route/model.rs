@@ -96,6 +96,11 @@ pub struct HttpFrom {
     /// Largest accepted body, e.g. `2MiB` (default 1 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body: Option<ByteSize>,
+    /// Claims of the verified bearer token (a `bearer_jwt` scheme) that the route reads:
+    /// each is copied into the header `knut-claim-<name>` (`$headers["knut-claim-orgnr"]` in
+    /// jq). A token without one of them is answered 403.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<String>,
     /// How long a synchronous caller waits for a `reply` step (default 30s).
     #[serde(
         default,
@@ -529,7 +534,9 @@ impl PublishSpec {
 pub struct PublishTarget {
     /// A topic exchange (declared durable).
     pub exchange: String,
-    /// Routing key.
+    /// Routing key. `{jq}` placeholders are filled from the body (a dynamic router), e.g.
+    /// `application.{.familyId}.submitted`; a placeholder that gives nothing is a permanent
+    /// failure, and a key no route binds is refused by the broker.
     pub key: String,
 }
 
@@ -581,6 +588,10 @@ pub struct ReplySpec {
     /// HTTP status of the answer (default 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// Content type of the answer (default: the message's), e.g.
+    /// `application/problem+json` for an RFC 9457 problem the route built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 /// The route's error policy.

@@ -58,6 +58,10 @@ pub struct Loaded {
     pub routes: Vec<LoadedRoute>,
     /// Schemas, templates, adapters.
     pub resources: Resources,
+    /// The auth schemes in force (see [`Config::auth_schemes`]).
+    pub auth: BTreeMap<String, AuthScheme>,
+    /// Of those, the development schemes trusting the sandbox's test issuer.
+    pub development_auth: Vec<String>,
 }
 
 /// Load and check every file of a root. All problems are reported together.
@@ -66,9 +70,22 @@ pub fn load(root: &Path, config: &Config) -> Result<Loaded, Vec<String>> {
     let routes = load_routes(root);
     match (resources, routes) {
         (Ok(resources), Ok(routes)) => {
-            let problems = crate::resources::check(&routes, &resources, config);
+            let named: Vec<&str> = routes
+                .iter()
+                .filter_map(|lr| match &lr.route.from {
+                    From::Http(h) => Some(h.auth.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let (auth, development_auth) = config.auth_schemes(named);
+            let problems = crate::resources::check(&routes, &resources, &auth);
             if problems.is_empty() {
-                Ok(Loaded { routes, resources })
+                Ok(Loaded {
+                    routes,
+                    resources,
+                    auth,
+                    development_auth,
+                })
             } else {
                 Err(problems)
             }
@@ -221,10 +238,10 @@ fn http_routes(routes: &[LoadedRoute]) -> Vec<HttpRoute> {
 /// The auth checks of the ingress and their descriptions for OpenAPI, by scheme name.
 type AuthSchemes = (BTreeMap<String, AuthCheck>, BTreeMap<String, AuthKind>);
 
-fn auth(config: &Config, root: &Path) -> Result<AuthSchemes, RuntimeError> {
+fn auth(schemes: &BTreeMap<String, AuthScheme>, root: &Path) -> Result<AuthSchemes, RuntimeError> {
     let mut checks = BTreeMap::new();
     let mut kinds = BTreeMap::new();
-    for (name, scheme) in &config.http.auth {
+    for (name, scheme) in schemes {
         match scheme {
             AuthScheme::ApiKey { header, key_env } => {
                 let key = std::env::var(key_env).map_err(|_| {
@@ -275,8 +292,20 @@ async fn bind(addr: &SocketAddr, what: &str) -> Result<tokio::net::TcpListener, 
 impl System {
     /// Start everything the root describes.
     pub async fn start(root: &Path, config: &Config) -> Result<System, RuntimeError> {
-        let Loaded { routes, resources } = load(root, config).map_err(RuntimeError::Invalid)?;
-        let (auth_checks, auth_kinds) = auth(config, root)?;
+        let Loaded {
+            routes,
+            resources,
+            auth: schemes,
+            development_auth,
+        } = load(root, config).map_err(RuntimeError::Invalid)?;
+        let (auth_checks, auth_kinds) = auth(&schemes, root)?;
+        for name in &development_auth {
+            tracing::warn!(
+                scheme = name,
+                issuer = crate::config::SANDBOX_ISSUER,
+                "development: auth scheme `{name}` is not configured, so it trusts the sandbox's test issuer (tokens from POST /sandbox/idp/token); configure [http.auth.{name}] for production"
+            );
+        }
 
         let store = Store::connect(&config.store_url(root))
             .await

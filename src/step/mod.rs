@@ -256,7 +256,7 @@ pub fn build(spec: &StepSpec, path: &str, res: &Resources) -> Result<Box<dyn Ste
         StepSpec::Aggregate(s) => Box::new(aggregate::Aggregate::new(s, path).map_err(err)?),
         StepSpec::Enrich(s) => Box::new(enrich::Enrich::new(s)),
         StepSpec::To(s) => Box::new(to::To::new(s).map_err(err)?),
-        StepSpec::Publish(s) => Box::new(publish::Publish::new(s, path)),
+        StepSpec::Publish(s) => Box::new(publish::Publish::new(s, path).map_err(err)?),
         StepSpec::Idempotent(s) => Box::new(idempotent::Idempotent::new(s).map_err(err)?),
         StepSpec::Log(s) => Box::new(log::Log::new(s).map_err(err)?),
         StepSpec::Reply(s) => Box::new(reply::Reply::new(s)),

@@ -1,26 +1,65 @@
 //! `publish`: publish the message to an exchange; a list of targets is a recipient list.
 //! Each published message has an id derived from the current one and the target, so a retry
 //! republishes the same ids and consumers downstream can recognise the duplicate.
+//!
+//! A routing key may hold `{jq}` placeholders filled from the body
+//! (`application.{.familyId}.submitted`): a dynamic router on a topic exchange. A key the
+//! message cannot fill (a placeholder gives nothing or null) is a permanent failure, and a
+//! filled key no route binds is refused by the broker (`Unroutable`) — never dropped.
 
 use async_trait::async_trait;
 
-use super::{Context, Step, StepError};
+use super::{Context, Step, StepError, vars};
 use crate::envelope::Envelope;
+use crate::expr::interpolate::{Interpolated, Part};
 use crate::route::model::{PublishSpec, PublishTarget};
+
+/// One target, its key compiled.
+struct Target {
+    exchange: String,
+    /// The key as written (names the derived message id, so ids stay stable).
+    key: String,
+    template: Option<Interpolated>,
+}
 
 /// The `publish` step.
 pub struct Publish {
-    targets: Vec<PublishTarget>,
+    targets: Vec<Target>,
     path: String,
 }
 
+/// The key of a publish target as `knut check` sees it: literal text, each placeholder
+/// replaced by [`crate::broker::topic::ANY_WORD`].
+pub fn key_shape(key: &str) -> Result<String, String> {
+    let t = Interpolated::parse(key, &format!("key `{key}`"))?;
+    Ok(t.parts()
+        .iter()
+        .map(|p| match p {
+            Part::Lit(s) => s.clone(),
+            Part::Jq(_) => crate::broker::topic::ANY_WORD.to_string(),
+        })
+        .collect())
+}
+
 impl Publish {
-    /// Build from the route file's options.
-    pub fn new(spec: &PublishSpec, path: &str) -> Self {
-        Publish {
-            targets: spec.targets().to_vec(),
+    /// Build from the route file's options; every key placeholder must compile.
+    pub fn new(spec: &PublishSpec, path: &str) -> Result<Self, String> {
+        let targets = spec
+            .targets()
+            .iter()
+            .map(|t: &PublishTarget| {
+                let template = Interpolated::parse(&t.key, &format!("key `{}`", t.key))?;
+                Ok(Target {
+                    exchange: t.exchange.clone(),
+                    key: t.key.clone(),
+                    template: template.has_placeholders().then_some(template),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Publish {
+            targets,
             path: path.to_string(),
-        }
+        })
     }
 }
 
@@ -28,6 +67,15 @@ impl Publish {
 impl Step for Publish {
     async fn apply(&self, mut m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
         for t in &self.targets {
+            let key = match &t.template {
+                None => t.key.clone(),
+                Some(template) => {
+                    let body = m.json_body()?;
+                    template
+                        .fill(&body, &vars(&m), str::to_string)
+                        .map_err(|e| StepError::permanent(format!("publish key: {e}")))?
+                }
+            };
             // The body moves into the published message and back: publishing only reads
             // it, so a parsed JSON body is never copied.
             let body = std::mem::take(&mut m.body);
@@ -36,7 +84,7 @@ impl Step for Publish {
                 body,
                 m.content_type.clone(),
             );
-            let published = cx.effects.publish(&t.exchange, &t.key, &out).await;
+            let published = cx.effects.publish(&t.exchange, &key, &out).await;
             m.body = out.body;
             published?;
         }

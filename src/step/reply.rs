@@ -10,6 +10,7 @@ use crate::route::model::ReplySpec;
 /// The `reply` step.
 pub struct Reply {
     status: u16,
+    content_type: Option<String>,
 }
 
 impl Reply {
@@ -17,6 +18,7 @@ impl Reply {
     pub fn new(spec: &ReplySpec) -> Self {
         Reply {
             status: spec.status.unwrap_or(200),
+            content_type: spec.content_type.clone(),
         }
     }
 }
@@ -29,7 +31,11 @@ impl Step for Reply {
                 "reply: the message did not come from a waiting HTTP caller",
             ));
         };
-        let mut answer = m.derive("reply", m.body.clone(), m.content_type.clone());
+        let content_type = self
+            .content_type
+            .clone()
+            .unwrap_or_else(|| m.content_type.clone());
+        let mut answer = m.derive("reply", m.body.clone(), content_type);
         // The caller matches the answer by the id of the message it published.
         answer
             .headers
