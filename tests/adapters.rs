@@ -55,6 +55,7 @@ const CASES: &[(&str, &str)] = &[
     ("elevregister", "get-person"),
     ("elevregister", "find-person"),
     ("elevregister", "list-organisations"),
+    ("elevregister", "find-school-unit"),
     ("elevregister", "list-placements"),
     ("larplattform", "list-attendances"),
     ("larplattform", "get-calendar-event"),
@@ -216,6 +217,27 @@ async fn elevregister_operations() {
         .await;
     let units = json_of(&orgs)["data"].as_array().unwrap().clone();
     assert!(units.iter().any(|u| u["schoolUnitCode"] == "38120001"));
+    let one = w
+        .call(
+            "elevregister",
+            "find-school-unit",
+            json!({"schoolUnit": "38120002"}),
+        )
+        .await;
+    let one = json_of(&one)["data"].as_array().unwrap().clone();
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        one[0]["parentOrganisation"]["organisationNumber"],
+        "559999-9991"
+    );
+    let none = w
+        .call(
+            "elevregister",
+            "find-school-unit",
+            json!({"schoolUnit": "99999999"}),
+        )
+        .await;
+    assert_eq!(json_of(&none)["data"], json!([]));
 
     let r = w
         .call(

@@ -312,7 +312,8 @@ async fn shipped_routes_run_on_rabbitmq() {
     let url = rabbit::amqp_url().await;
     let dir = root::copy_root();
     let config = knutpunkt::config::Config::from_toml_str(&format!(
-        "[broker]\nurl = \"{url}\"\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n"
+        "[broker]\nurl = \"{url}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n[http]\nbind = \"127.0.0.1:0\"\n{}",
+        root::SHIPPED_AUTH_TOML
     ))
     .expect("config");
     let system = knutpunkt::runtime::System::start(dir.path(), &config)

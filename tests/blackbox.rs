@@ -13,16 +13,10 @@ use serde_json::Value;
 use support::root::{copy_root, eventually, repo};
 
 async fn start(root: &std::path::Path) -> System {
-    let config = Config::from_toml_str(
-        r#"
-        [http]
-        bind = "127.0.0.1:0"
-        [admin]
-        bind = "127.0.0.1:0"
-        [sandbox]
-        enabled = false
-        "#,
-    )
+    let config = Config::from_toml_str(&format!(
+        "[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n{}",
+        support::root::SHIPPED_AUTH_TOML
+    ))
     .expect("config");
     System::start(root, &config).await.expect("system starts")
 }

@@ -43,7 +43,9 @@ fn route_tests_of_the_repository_pass() {
 #[test]
 fn a_failing_route_test_fails_the_run() {
     let root = copy_root();
-    let f = root.path().join("routes/placement-change.test.yaml");
+    let f = root
+        .path()
+        .join("routes/placement-change-register.test.yaml");
     let t = std::fs::read_to_string(&f).unwrap().replacen(
         "key: placement.changed",
         "key: placement.forgotten",
@@ -72,9 +74,9 @@ fn a_misspelt_step_kind_is_reported_with_position_and_suggestion() {
     assert!(out.contains("placement-change.yaml:"), "file named: {out}");
     assert!(out.contains("valdate"), "{out}");
     assert!(out.contains("did you mean `validate`"), "suggestion: {out}");
-    // file:line:col — the step is on line 14
+    // file:line:col — the step is on line 19
     assert!(
-        out.lines().any(|l| l.contains("placement-change.yaml:14:")),
+        out.lines().any(|l| l.contains("placement-change.yaml:19:")),
         "line and column: {out}"
     );
 }
@@ -129,7 +131,7 @@ fn topology_prints_rabbitmq_definitions() {
     let queues = names("queues");
     for q in [
         "knut.route.placement-change",
-        "knut.route.placement-change.p7",
+        "knut.route.placement-change-register.p7",
         "knut.dlq.placement-change",
         "knut.retry.placement-change-case.1h",
     ] {

@@ -15,6 +15,7 @@
 //!       outcome: ok                     # ok | stopped | retry | dead-letter
 //!       calls: [ { adapter: elevregister, operation: update-placement } ]
 //!       published: [ { exchange: school.events, key: placement.changed, body: {...} } ]
+//!       replies: [ { status: 202, body: {...} } ]   # what a waiting HTTP caller was answered
 //! ```
 //! Lists under `expect` are compared exactly, in order; a `body` given is compared as JSON
 //! (or as text for non-JSON bodies); `error` is a substring of the failure's reason.
@@ -133,6 +134,25 @@ pub struct Expect {
     /// Bodies of the messages at the end of the route, in order.
     #[serde(default)]
     pub output: Option<Vec<Value>>,
+    /// Answers `reply` steps gave the waiting HTTP caller, in order (give the input the
+    /// header `knut-reply-to`, as the ingress does for a waiting caller).
+    #[serde(default)]
+    pub replies: Option<Vec<ExpectReply>>,
+}
+
+/// An expected answer to the waiting HTTP caller.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectReply {
+    /// HTTP status (default 200).
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// Content type, if it matters.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Body (JSON, or text), if it matters.
+    #[serde(default)]
+    pub body: Option<Value>,
 }
 
 /// An expected publish.
@@ -558,6 +578,41 @@ async fn run_case(
                 let got = serde_json::from_slice(bytes)
                     .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()));
                 compare(&format!("files[{i}].body"), b, &got, &mut failures);
+            }
+        }
+    }
+    if let Some(replies) = &expect.replies {
+        if replies.len() != rec.replies.len() {
+            failures.push(format!(
+                "replies: expected {} answer(s), got {}",
+                replies.len(),
+                rec.replies.len()
+            ));
+        }
+        for (i, (want, e)) in replies.iter().zip(rec.replies.iter()).enumerate() {
+            let status = e.header(crate::envelope::header::REPLY_STATUS);
+            if status != Some(want.status.to_string().as_str()) {
+                failures.push(format!(
+                    "replies[{i}].status: expected {}, got {}",
+                    want.status,
+                    status.unwrap_or("none")
+                ));
+            }
+            if let Some(ct) = &want.content_type
+                && ct != &e.content_type
+            {
+                failures.push(format!(
+                    "replies[{i}].content_type: expected {ct}, got {}",
+                    e.content_type
+                ));
+            }
+            if let Some(b) = &want.body {
+                compare(
+                    &format!("replies[{i}].body"),
+                    b,
+                    &body_json(e),
+                    &mut failures,
+                );
             }
         }
     }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /persons?civicNo=YYYYMMDDNNNN` | `{"data":[Person]}` (empty when unknown) |
 //! | `GET /persons/{id}` | `Person` with `responsibles`; 404 problem when unknown |
-//! | `GET /organisations` | `{"data":[Organisation]}` (school units with `schoolUnitCode`, `organisationNumber` of the operator) |
+//! | `GET /organisations[?schoolUnitCode=]` | `{"data":[Organisation]}` (school units with `schoolUnitCode`, `organisationNumber` of the operator; one unit by its code) |
 //! | `GET /placements?child={personId}&placedAt={unitId}` | `{"data":[Placement]}` |
 //! | `POST /placements` | the child's open placement of that `schoolType` at `placedAt` is created (201) or, when one exists, changed (200: `maxWeeklyScheduleHours`, `endDate`); `child` by `id` or `civicNo`, `placedAt` by `id` or `schoolUnitCode`; `startDate` is needed to create one; 422 problem naming the field otherwise |
 //! | `PATCH /placements/{id}` | 200 `Placement`; changes `endDate` and/or `maxWeeklyScheduleHours` |
@@ -157,9 +157,28 @@ async fn person(State(w): State<Arc<World>>, Path(id): Path<String>) -> Response
     }
 }
 
-async fn organisations(State(w): State<Arc<World>>) -> Json<Value> {
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrganisationQuery {
+    school_unit_code: Option<String>,
+}
+
+async fn organisations(
+    State(w): State<Arc<World>>,
+    Query(q): Query<OrganisationQuery>,
+) -> Json<Value> {
     let pop = read(&w.population);
-    Json(json!({ "data": pop.units.iter().map(unit_json).collect::<Vec<_>>() }))
+    let data: Vec<Value> = pop
+        .units
+        .iter()
+        .filter(|u| {
+            q.school_unit_code
+                .as_deref()
+                .is_none_or(|c| c == u.school_unit_code)
+        })
+        .map(unit_json)
+        .collect();
+    Json(json!({ "data": data }))
 }
 
 #[derive(Deserialize)]

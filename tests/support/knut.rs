@@ -71,6 +71,15 @@ impl Knut {
                 format!("sqlite://{}?mode=rwc", store.display()),
             )
             .env("KNUT__SANDBOX__ENABLED", "false")
+            .envs(
+                if self.sandboxed() {
+                    &[][..]
+                } else {
+                    super::root::SHIPPED_AUTH_ENV
+                }
+                .iter()
+                .copied(),
+            )
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -85,6 +94,13 @@ impl Knut {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// True when the test turned the sandbox on (it then serves the auth schemes).
+    fn sandboxed(&self) -> bool {
+        self.env
+            .iter()
+            .any(|(k, v)| k == "KNUT__SANDBOX__ENABLED" && v == "true")
     }
 
     /// The status of `/readyz`, or `None` when it does not answer.

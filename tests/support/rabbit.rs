@@ -88,6 +88,38 @@ async fn node() -> &'static Node {
     .await
 }
 
+/// A virtual host of its own on the private node (created now, `guest` may use it) and its
+/// URL, so that several `knut` processes with the same routes can run side by side without
+/// sharing queues. With `KNUT_TEST_AMQP_URL` set, that URL is returned as it is (the tests
+/// using it then share its virtual host).
+pub async fn vhost_url(name: &str) -> String {
+    if let Ok(url) = std::env::var("KNUT_TEST_AMQP_URL") {
+        return url;
+    }
+    let node = node().await;
+    for args in [
+        vec!["add_vhost", name],
+        vec!["set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+    ] {
+        let mut ctl = node.command(CTL);
+        ctl.args(["-n", &node.name])
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let out = tokio::task::spawn_blocking(move || ctl.output())
+            .await
+            .expect("rabbitmqctl task")
+            .unwrap_or_else(|e| panic!("rabbitmqctl {}: {e}", args.join(" ")));
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    format!("amqp://guest:guest@127.0.0.1:{}/{name}", node.port)
+}
+
 /// Stop the private node (as a broker outage). Panics when tests use `KNUT_TEST_AMQP_URL`.
 pub async fn stop_node() {
     let node = private_node()

@@ -18,6 +18,22 @@ pub const DEFAULT_SANDBOX: &str = "http://127.0.0.1:8090/";
 /// wants a system sets `KNUT_ADAPTER_<NAME>_URL` for the `knut` it starts).
 pub const NO_SYSTEM: &str = "http://127.0.0.1:9/";
 
+/// The auth schemes the shipped routes name, configured for tests that run the shipped root
+/// with the sandbox off (with it on, a development instance trusts the sandbox's issuer
+/// for them): bearer tokens of an issuer nobody has, so these routes refuse every request.
+pub const SHIPPED_AUTH_TOML: &str = "[http.auth.operators]\ntype = \"bearer_jwt\"\n\
+    jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n";
+
+/// [`SHIPPED_AUTH_TOML`] as `KNUT__…` environment variables.
+pub const SHIPPED_AUTH_ENV: &[(&str, &str)] = &[
+    ("KNUT__HTTP__AUTH__OPERATORS__TYPE", "bearer_jwt"),
+    (
+        "KNUT__HTTP__AUTH__OPERATORS__JWKS_URL",
+        "http://127.0.0.1:9/jwks",
+    ),
+    ("KNUT__HTTP__AUTH__OPERATORS__ISSUER", "nobody"),
+];
+
 /// A temporary root holding a copy of the repository's config folders, its adapters
 /// pointing at [`NO_SYSTEM`].
 pub fn copy_root() -> tempfile::TempDir {
