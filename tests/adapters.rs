@@ -56,6 +56,13 @@ const CASES: &[(&str, &str)] = &[
     ("elevregister", "find-person"),
     ("elevregister", "list-organisations"),
     ("elevregister", "find-school-unit"),
+    ("elevregister", "add-placement"),
+    ("elevregister", "add-absence"),
+    ("elevregister", "list-absences"),
+    ("casedata", "find-errand"),
+    ("casedata", "open-errand"),
+    ("casedata", "update-extra-parameters"),
+    ("casedata", "add-decision"),
     ("elevregister", "list-placements"),
     ("larplattform", "list-attendances"),
     ("larplattform", "get-calendar-event"),
@@ -144,6 +151,73 @@ async fn casedata_operations() {
         .await;
     assert_eq!(json_of(&got)["externalCaseId"], "BUN 2026/00042");
     assert_eq!(json_of(&got)["caseType"], "PLACEMENT_CHANGE");
+
+    // A case opened once: found by its external id afterwards, its id from the Location.
+    let none = w
+        .call(
+            "casedata",
+            "find-errand",
+            json!({"externalCaseId": "OEP-412-7"}),
+        )
+        .await;
+    assert_eq!(json_of(&none)["content"], json!([]));
+    let opened = w
+        .call(
+            "casedata",
+            "open-errand",
+            json!({"flow": "leave", "errand": {"caseType": "LEAVE_OF_ABSENCE", "externalCaseId": "OEP-412-7",
+                   "extraParameters": [{"key": "flow", "values": ["leave"]}]}}),
+        )
+        .await;
+    let errand_id = json_of(&opened)["errandId"]
+        .as_u64()
+        .expect("errandId from Location");
+    assert_eq!(
+        w.last("casedata").body.unwrap(),
+        json!({"caseType": "LEAVE_OF_ABSENCE", "externalCaseId": "OEP-412-7",
+               "extraParameters": [{"key": "flow", "values": ["leave"]}]})
+    );
+    let found = w
+        .call(
+            "casedata",
+            "find-errand",
+            json!({"externalCaseId": "OEP-412-7"}),
+        )
+        .await;
+    assert_eq!(json_of(&found)["content"][0]["id"], errand_id);
+    assert!(w.last("casedata").path.contains("filter=externalCaseId"));
+
+    let params = w
+        .call(
+            "casedata",
+            "update-extra-parameters",
+            json!({"errandId": errand_id, "parameters": [{"key": "basis.ofAge", "values": ["false"]},
+                                                         {"key": "flow", "values": ["leave"]}]}),
+        )
+        .await;
+    assert_eq!(
+        *json_of(&params),
+        json!([{"key": "flow", "values": ["leave"]}, {"key": "basis.ofAge", "values": ["false"]}])
+    );
+
+    let decided = w
+        .call(
+            "casedata",
+            "add-decision",
+            json!({"errandId": errand_id, "decision": {"decisionType": "FINAL", "decisionOutcome": "APPROVAL"}}),
+        )
+        .await;
+    assert_eq!(decided.status, 201);
+    let decision_id = json_of(&decided)["decisionId"].clone();
+    let errand = w
+        .call("casedata", "get-errand", json!({"errandId": errand_id}))
+        .await;
+    assert_eq!(json_of(&errand)["decisions"][0]["id"], decision_id);
+    assert_eq!(
+        json_of(&errand)["decisions"][0]["decisionOutcome"],
+        "APPROVAL"
+    );
+    assert_eq!(json_of(&errand)["status"]["statusType"], "Beslutad");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,6 +312,61 @@ async fn elevregister_operations() {
         )
         .await;
     assert_eq!(json_of(&none)["data"], json!([]));
+
+    // Yusuf is granted Tallbackens friskola from the autumn; a second call finds the placement.
+    let placed = w
+        .call(
+            "elevregister",
+            "add-placement",
+            json!({"student": {"civicNo": "20150369-2715"}, "schoolUnit": "38120002",
+                   "schoolType": "GR", "startDate": "2027-08-16", "reason": "Skolval"}),
+        )
+        .await;
+    assert_eq!(placed.status, 201);
+    assert_eq!(
+        w.last("elevregister").body.unwrap(),
+        json!({"child": {"civicNo": "20150369-2715"}, "placedAt": {"schoolUnitCode": "38120002"},
+               "schoolType": "GR", "startDate": "2027-08-16", "reason": "Skolval"})
+    );
+    let again = w
+        .call(
+            "elevregister",
+            "add-placement",
+            json!({"student": {"civicNo": "20150369-2715"}, "schoolUnit": "38120002",
+                   "schoolType": "GR", "startDate": "2027-08-16"}),
+        )
+        .await;
+    assert_eq!(
+        again.status, 200,
+        "the open placement is found, not made twice"
+    );
+
+    let leave = json!({"student": {"civicNo": MARTA}, "startTime": "2027-02-15T00:00:00+01:00",
+                       "endTime": "2027-02-17T23:59:59+01:00", "reason": "Beviljad ledighet"});
+    let absence = w.call("elevregister", "add-absence", leave).await;
+    assert_eq!(absence.status, 201);
+    assert_eq!(json_of(&absence)["type"], "Beviljad ledighet");
+    let marta_id = json_of(&absence)["student"]["id"].clone();
+    let listed = w
+        .call(
+            "elevregister",
+            "list-absences",
+            json!({"personId": marta_id}),
+        )
+        .await;
+    assert_eq!(json_of(&listed)["data"].as_array().map(Vec::len), Some(1));
+    let bad = w
+        .client
+        .call(
+            "elevregister",
+            "add-absence",
+            &Envelope::json(
+                json!({"student": {"civicNo": MARTA}, "startTime": "i morgon", "endTime": "x"}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(bad.message.contains("HTTP 422"), "{}", bad.message);
 
     let r = w
         .call(

@@ -135,6 +135,27 @@ fn declared_query(spec: &Value, template: &str, op: &Value) -> BTreeSet<String> 
         .collect()
 }
 
+/// The case request the shipped leave-application-in route makes of the fixture's
+/// application (its errand is what `open-errand` sends).
+fn leave_request() -> Value {
+    let templates = knutpunkt::template::Templates::load(&repo().join("transforms")).unwrap();
+    let application = json!({
+        "flowInstanceId": "90017", "posted": "2026-11-02T08:14:55",
+        "applicant": {"firstname": "Anna", "lastname": "Lindqvist", "email": "anna.lindqvist@exempel.se"},
+        "student": {"civicNo": "20130412-2383", "givenName": "Märta", "familyName": "Lindqvist"},
+        "period": {"start": "2027-02-15", "end": "2027-02-17"}, "reason": "Släktträff",
+    });
+    serde_json::from_str(
+        &templates
+            .render(
+                "casedata/leave-errand.json.tera",
+                &json!({"body": application, "headers": {}}),
+            )
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 /// A realistic message for every operation of the contracted adapters.
 fn cases() -> Vec<(&'static str, &'static str, Value)> {
     let marta = id_for("201304122383").to_string();
@@ -159,6 +180,28 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "casedata",
             "update-errand",
             json!({"errandId": 1, "externalCaseId": "BUN 2026/00042"}),
+        ),
+        (
+            "casedata",
+            "find-errand",
+            json!({"externalCaseId": "OEP-412-90017"}),
+        ),
+        (
+            "casedata",
+            "open-errand",
+            json!({"errand": leave_request()["errand"].clone()}),
+        ),
+        (
+            "casedata",
+            "update-extra-parameters",
+            json!({"errandId": 1, "parameters": [{"key": "basis.ofAge", "values": ["false"]}]}),
+        ),
+        (
+            "casedata",
+            "add-decision",
+            json!({"errandId": 1, "decision": {"decisionType": "FINAL", "decisionOutcome": "APPROVAL",
+                   "description": "Skolval: placerad på Björkhagens skola",
+                   "extraParameters": {"placedAt": "38120001"}}}),
         ),
         ("citizen", "get-person", json!({"personId": marta})),
         (

@@ -8,6 +8,7 @@
 //! | `age($date)` | personnummer string | whole years on `$date` (`"YYYY-MM-DD"`) |
 //! | `is_adult($date)` | personnummer string | `age($date) >= 18` |
 //! | `mask_personnummer` | string (or `null`) | the string with every personnummer-shaped value masked (`20100101-****`) |
+//! | `stockholm_time($hhmm)` | date `"YYYY-MM-DD"` | that date and wall-clock time in Sweden as RFC 3339 with its offset (`"2027-02-15" \| stockholm_time("08:00")` → `"2027-02-15T08:00:00+01:00"`; summer time `+02:00`) |
 //!
 //! Accepted forms are those of [`super::personnummer::parse`]. Errors say what is wrong
 //! (not a string, not a valid personnummer, bad date) and never contain the value.
@@ -25,7 +26,7 @@ const ADULT_AGE: u32 = 18;
 
 /// The native functions of this module, ready for the compiler.
 pub(crate) fn funs() -> impl Iterator<Item = Fun<Data>> {
-    let funs: [jaq_core::native::Filter<jaq_core::RunPtr<Data>>; 5] = [
+    let funs: [jaq_core::native::Filter<jaq_core::RunPtr<Data>>; 6] = [
         ("personnummer_valid", v(0), |cv| {
             let valid = as_str(&cv.1).is_some_and(|s| personnummer::parse(s).is_ok());
             box_once(Ok(Val::Bool(valid)))
@@ -42,6 +43,10 @@ pub(crate) fn funs() -> impl Iterator<Item = Fun<Data>> {
         ("is_adult", v(1), |cv| {
             age_fn(cv, "is_adult", |age| Val::Bool(age >= ADULT_AGE))
         }),
+        ("stockholm_time", v(1), |mut cv| {
+            let time = cv.0.pop_var();
+            bome(stockholm_time(&cv.1, &time))
+        }),
         ("mask_personnummer", v(0), |cv| {
             bome(match &cv.1 {
                 Val::Null => Ok(Val::Null),
@@ -56,6 +61,34 @@ pub(crate) fn funs() -> impl Iterator<Item = Fun<Data>> {
         }),
     ];
     funs.into_iter().map(run::<Data>)
+}
+
+/// `date | stockholm_time(time)`: the RFC 3339 form of a Swedish wall-clock time.
+fn stockholm_time(date: &Val, time: &Val) -> Result<Val, Error<Val>> {
+    use chrono::TimeZone;
+    let date = as_str(date)
+        .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .ok_or_else(|| Error::str("stockholm_time: input must be a date string \"YYYY-MM-DD\""))?;
+    let time = as_str(time)
+        .and_then(|s| {
+            chrono::NaiveTime::parse_from_str(s, "%H:%M")
+                .or_else(|_| chrono::NaiveTime::parse_from_str(s, "%H:%M:%S"))
+                .ok()
+        })
+        .ok_or_else(|| {
+            Error::str("stockholm_time($time): $time must be \"HH:MM\" or \"HH:MM:SS\"")
+        })?;
+    // A time that does not exist (the hour skipped in spring) is refused; one that exists
+    // twice (autumn) is taken the first time.
+    let local = chrono_tz::Europe::Stockholm
+        .from_local_datetime(&date.and_time(time))
+        .earliest()
+        .ok_or_else(|| {
+            Error::str("stockholm_time: that time does not exist in Sweden (summer time begins)")
+        })?;
+    Ok(Val::utf8_str(
+        local.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+    ))
 }
 
 fn age_fn<'a>(mut cv: Cv<'a, Data>, name: &str, out: impl Fn(u32) -> Val) -> ValXs<'a, Val> {
@@ -161,6 +194,26 @@ mod tests {
         assert!(err.to_string().contains("YYYY-MM-DD"), "{err}");
         let err = run(r#"is_adult("2025-01-01")"#, json!(5)).unwrap_err();
         assert!(err.to_string().contains("not a number"), "{err}");
+    }
+
+    #[test]
+    fn swedish_wall_clock_times_carry_their_offset() {
+        let out = run(
+            r#"[.[] | stockholm_time("08:00")] + [.[0] | stockholm_time("23:59:59")]"#,
+            json!(["2027-02-15", "2027-06-15"]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![json!([
+                "2027-02-15T08:00:00+01:00",
+                "2027-06-15T08:00:00+02:00",
+                "2027-02-15T23:59:59+01:00"
+            ])]
+        );
+        assert!(run(r#"stockholm_time("02:30")"#, json!("2027-03-28")).is_err());
+        assert!(run(r#"stockholm_time("8")"#, json!("2027-03-28")).is_err());
+        assert!(run(r#"stockholm_time("08:00")"#, json!("15 feb")).is_err());
     }
 
     #[test]

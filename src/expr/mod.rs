@@ -4,7 +4,7 @@
 //! threads (`Program` is `Send + Sync`). Every program can read the message headers as
 //! `$headers` (see [`Vars`]). Besides jq's standard library, programs can call the domain
 //! functions of [`domain`]: `personnummer_valid`, `personnummer_birthdate`, `age($date)`,
-//! `is_adult($date)` and `mask_personnummer`.
+//! `is_adult($date)`, `mask_personnummer` and `stockholm_time($hhmm)`.
 //!
 //! # Safety rails
 //! - Functions that would reach outside the program are replaced or absent: `env` yields

@@ -276,6 +276,20 @@ impl Checker<'_> {
             StepSpec::Enrich(e) => {
                 self.adapter(&at, "operation", &e.adapter, &e.operation);
             }
+            StepSpec::ScatterGather(g) => {
+                for (j, src) in g.sources.iter().enumerate() {
+                    self.adapter(
+                        &format!("{at}.sources[{j}]"),
+                        "operation",
+                        &src.adapter,
+                        &src.operation,
+                    );
+                }
+                if let Err(e) = crate::step::scatter_gather::ScatterGather::new(g) {
+                    let d = self.r.diagnostic(&at, e);
+                    self.push(d);
+                }
+            }
             StepSpec::To(t) => {
                 if let (Some(a), Some(o)) = (&t.adapter, &t.operation) {
                     self.adapter(&at, "operation", a, o);

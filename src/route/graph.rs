@@ -58,6 +58,12 @@ pub fn mermaid(routes: &[LoadedRoute]) -> String {
                     let a = g.node("a", &e.adapter, Shape::Adapter);
                     g.edge(&route, &a, &e.operation);
                 }
+                StepSpec::ScatterGather(sg) => {
+                    for src in &sg.sources {
+                        let a = g.node("a", &src.adapter, Shape::Adapter);
+                        g.edge(&route, &a, &src.operation);
+                    }
+                }
                 StepSpec::To(t) => {
                     if let (Some(adapter), Some(op)) = (&t.adapter, &t.operation) {
                         let a = g.node("a", adapter, Shape::Adapter);

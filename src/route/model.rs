@@ -316,6 +316,9 @@ pub enum StepSpec {
     Aggregate(AggregateSpec),
     /// Content enricher: call an adapter operation and merge its result under a key.
     Enrich(EnrichSpec),
+    /// Scatter-gather: call several adapter operations at once (reads) and gather their
+    /// answers; a source that fails or is late is named under `missing`.
+    ScatterGather(ScatterGatherSpec),
     /// Send to an adapter operation or a built-in endpoint (a side effect).
     To(ToSpec),
     /// Publish to an exchange; a list is a recipient list.
@@ -345,6 +348,7 @@ impl StepSpec {
             StepSpec::Split(_) => "split",
             StepSpec::Aggregate(_) => "aggregate",
             StepSpec::Enrich(_) => "enrich",
+            StepSpec::ScatterGather(_) => "scatter_gather",
             StepSpec::To(_) => "to",
             StepSpec::Publish(_) => "publish",
             StepSpec::Idempotent(_) => "idempotent",
@@ -480,6 +484,49 @@ pub struct EnrichSpec {
     pub operation: String,
     /// Key of the body object the result is stored under.
     pub into: String,
+}
+
+/// Options of `scatter_gather`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScatterGatherSpec {
+    /// Key of the body object the answers are stored under, by source name; the sources
+    /// that did not answer are listed under `missing` as `{source, reason}`.
+    pub into: String,
+    /// How long each source may take (default 5s), unless it sets its own.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    /// The sources, called at the same time with the message.
+    pub sources: Vec<GatherSource>,
+}
+
+/// One source of a `scatter_gather`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatherSource {
+    /// The source's name: its answer's key, and how `missing` names it.
+    pub name: String,
+    /// Adapter name (a file `adapters/<name>.yaml`).
+    pub adapter: String,
+    /// Operation of the adapter (a read: it is called again when the message is retried).
+    pub operation: String,
+    /// How long this source may take.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    /// Without this source there is no answer: its failure fails the message (retried or
+    /// dead-lettered as the call failed) instead of being listed as missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
 }
 
 /// Options of `to`: an adapter operation, or a built-in endpoint (`file`).

@@ -180,7 +180,7 @@ pub async fn connect_broker(config: &Config) -> Result<SharedBroker, RuntimeErro
 }
 
 /// Start the simulated municipal systems on `sandbox.bind`; the OeP simulation pushes to
-/// the OeP ingress on `http_addr`.
+/// the OeP ingress on `http_addr`, case management its decision events.
 async fn start_sandbox(
     config: &Config,
     http_addr: SocketAddr,
@@ -194,6 +194,8 @@ async fn start_sandbox(
     let sandbox = crate::sandbox::Sandbox::new();
     crate::sandbox::lock(&sandbox.world.oep).push_url =
         Some(format!("http://{http_addr}/in/oep/flowinstances"));
+    crate::sandbox::lock(&sandbox.world.errands).push_url =
+        Some(format!("http://{http_addr}/in/casedata/decisions"));
     let shutdown = shutdown.clone();
     services.spawn(async move {
         if let Err(e) = sandbox.serve(listener, shutdown).await {

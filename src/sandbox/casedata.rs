@@ -7,8 +7,19 @@
 //! | `GET /{municipalityId}/{namespace}/errands` | a page `{"content": [Errand], "totalElements", …}` |
 //! | `GET /{municipalityId}/{namespace}/errands/{errandId}` | the `Errand` with `id`, `errandNumber`, `created`; 404 problem when unknown |
 //! | `PATCH /{municipalityId}/{namespace}/errands/{errandId}` | 204; the given top-level fields replace the errand's |
+//! | `GET /{municipalityId}/{namespace}/errands?filter=externalCaseId:'412-5000'` | the page of errands whose top-level fields equal the values (spring-filter's `field:'value'` terms joined by ` and `; other syntax is a 400 saying so) |
+//! | `GET`, `PATCH /{municipalityId}/{namespace}/errands/{errandId}/extraparameters` | the `ExtraParameter`s; PATCH adds or updates the given keys (never removes one) and answers them all |
+//! | `GET /{municipalityId}/{namespace}/errands/{errandId}/decisions`, `PATCH` the same | the `Decision`s; PATCH adds one (`decisionType`, `decisionOutcome`, …) → 201 + `Location` |
+//! | `GET /{municipalityId}/{namespace}/errands/{errandId}/decisions/{decisionId}` | one `Decision` |
+//! | `POST /_decide` | the case officer decides: `{errandId, outcome: APPROVAL \| REJECTION, description?, decidedBy?, extraParameters?}` (namespace `SBK_SCHOOL`, municipality 2281) → a FINAL decision on the errand, its status `Beslutad` |
 //!
-//! Errands are kept per municipality and namespace; ids count from 1.
+//! Errands are kept per municipality and namespace; ids count from 1. Every new decision
+//! (through the API or `_decide`) is announced to Knutpunkt as case management's event:
+//! `POST <knut ingress>/in/casedata/decisions` with `{event: "DECISION_CREATED",
+//! municipalityId, namespace, errandId, errandNumber, caseType, decisionId}` and a bearer
+//! token of the sandbox's test issuer (`sub: casedata`). The event is thin on purpose:
+//! Knutpunkt reads the decision from the errand, so an event can never carry a decision
+//! case management did not make.
 
 use std::sync::Arc;
 
@@ -28,7 +39,15 @@ use super::{World, lock};
 pub struct Errands {
     /// (municipality, namespace, errand) in order of creation.
     pub list: Vec<(String, String, Value)>,
+    /// Where decision events go (Knutpunkt's ingress), when Knutpunkt runs the sandbox.
+    pub push_url: Option<String>,
+    next_decision: u64,
 }
+
+/// The namespace the school's flows use, and `_decide` decides in.
+pub const NAMESPACE: &str = "SBK_SCHOOL";
+/// Sundsvall.
+const MUNICIPALITY: &str = "2281";
 
 /// The routes, relative to `/sandbox/casedata`.
 pub fn routes(world: Arc<World>) -> Router {
@@ -41,6 +60,19 @@ pub fn routes(world: Arc<World>) -> Router {
             "/{municipality}/{namespace}/errands/{id}",
             get(show).patch(update),
         )
+        .route(
+            "/{municipality}/{namespace}/errands/{id}/extraparameters",
+            get(extra_parameters).patch(update_extra_parameters),
+        )
+        .route(
+            "/{municipality}/{namespace}/errands/{id}/decisions",
+            get(decisions).patch(add_decision),
+        )
+        .route(
+            "/{municipality}/{namespace}/errands/{id}/decisions/{decision}",
+            get(decision),
+        )
+        .route("/_decide", axum::routing::post(decide))
         .with_state(world)
 }
 
@@ -104,15 +136,51 @@ async fn create(
         .into_response()
 }
 
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    filter: Option<String>,
+}
+
+/// The `field:'value'` terms of a spring-filter expression joined by ` and `, or why the
+/// sandbox cannot read it.
+fn filter_terms(filter: &str) -> Result<Vec<(String, String)>, String> {
+    filter
+        .split(" and ")
+        .map(|term| {
+            let (field, value) = term.trim().split_once(':').ok_or_else(|| {
+                format!("the sandbox understands filters of the form field:'value' [and …], not `{term}`")
+            })?;
+            let value = value
+                .trim()
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .ok_or_else(|| format!("quote the value of `{field}` with '…'"))?;
+            Ok((field.trim().to_string(), value.to_string()))
+        })
+        .collect()
+}
+
 async fn list(
     State(w): State<Arc<World>>,
     Path((municipality, namespace)): Path<(String, String)>,
-) -> Json<Value> {
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Response {
+    let terms = match q.filter.as_deref().map(filter_terms).transpose() {
+        Ok(t) => t.unwrap_or_default(),
+        Err(why) => return bad_request(why),
+    };
     let errands = lock(&w.errands);
     let content: Vec<Value> = errands
         .list
         .iter()
         .filter(|(m, ns, _)| *m == municipality && *ns == namespace)
+        .filter(|(_, _, e)| {
+            terms.iter().all(|(field, value)| match &e[field.as_str()] {
+                Value::String(s) => s == value,
+                Value::Number(n) => n.to_string() == *value,
+                _ => false,
+            })
+        })
         .map(|(_, _, e)| e.clone())
         .collect();
     let n = content.len();
@@ -123,6 +191,264 @@ async fn list(
         "number": 0,
         "size": n,
     }))
+    .into_response()
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+async fn extra_parameters(
+    State(w): State<Arc<World>>,
+    Path((municipality, namespace, id)): Path<(String, String, String)>,
+) -> Response {
+    let mut errands = lock(&w.errands);
+    match find(&mut errands, &municipality, &namespace, &id) {
+        Some(e) => Json(e.get("extraParameters").cloned().unwrap_or(json!([]))).into_response(),
+        None => not_found(&id),
+    }
+}
+
+async fn update_extra_parameters(
+    State(w): State<Arc<World>>,
+    Path((municipality, namespace, id)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let given: Vec<Value> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(a))
+            if a.iter()
+                .all(|p| p["key"].as_str().is_some_and(|k| !k.is_empty())) =>
+        {
+            a
+        }
+        _ => return bad_request("the body must be an array of ExtraParameter, each with a key"),
+    };
+    let mut errands = lock(&w.errands);
+    let Some(Value::Object(errand)) = find(&mut errands, &municipality, &namespace, &id) else {
+        return not_found(&id);
+    };
+    let params = errand.entry("extraParameters").or_insert_with(|| json!([]));
+    if !params.is_array() {
+        *params = json!([]);
+    }
+    if let Value::Array(list) = params {
+        for p in given {
+            match list.iter_mut().find(|q| q["key"] == p["key"]) {
+                Some(q) => *q = p,
+                None => list.push(p),
+            }
+        }
+    }
+    let answer = params.clone();
+    errand.insert("updated".into(), json!(now()));
+    Json(answer).into_response()
+}
+
+async fn decisions(
+    State(w): State<Arc<World>>,
+    Path((municipality, namespace, id)): Path<(String, String, String)>,
+) -> Response {
+    let mut errands = lock(&w.errands);
+    match find(&mut errands, &municipality, &namespace, &id) {
+        Some(e) => Json(e.get("decisions").cloned().unwrap_or(json!([]))).into_response(),
+        None => not_found(&id),
+    }
+}
+
+async fn decision(
+    State(w): State<Arc<World>>,
+    Path((municipality, namespace, id, decision)): Path<(String, String, String, String)>,
+) -> Response {
+    let mut errands = lock(&w.errands);
+    let Some(e) = find(&mut errands, &municipality, &namespace, &id) else {
+        return not_found(&id);
+    };
+    let found = e["decisions"].as_array().and_then(|d| {
+        d.iter()
+            .find(|d| d["id"].as_u64().map(|n| n.to_string()) == Some(decision.clone()))
+    });
+    match found {
+        Some(d) => Json(d.clone()).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            format!("Decision with id:'{decision}' not found on errand"),
+        ),
+    }
+}
+
+/// The decision event Knutpunkt is told of: where to push it and what.
+struct Announcement {
+    url: String,
+    event: Value,
+}
+
+/// Record `given` as a decision of errand `id`; the decision and the event to announce.
+#[allow(
+    clippy::result_large_err,
+    reason = "an Err is the problem response itself, returned once per request"
+)]
+fn record_decision(
+    w: &World,
+    municipality: &str,
+    namespace: &str,
+    id: &str,
+    given: Map<String, Value>,
+) -> Result<(Value, Option<Announcement>), Response> {
+    let outcome = given.get("decisionOutcome").and_then(Value::as_str);
+    if !matches!(
+        outcome,
+        Some("APPROVAL" | "REJECTION" | "DISMISSAL" | "CANCELLATION")
+    ) {
+        return Err(bad_request(
+            "decisionOutcome: must be APPROVAL, REJECTION, DISMISSAL or CANCELLATION",
+        ));
+    }
+    let mut errands = lock(&w.errands);
+    errands.next_decision += 1;
+    let decision_id = errands.next_decision;
+    let push_url = errands.push_url.clone();
+    let Some(Value::Object(errand)) = find(&mut errands, municipality, namespace, id) else {
+        return Err(not_found(id));
+    };
+    let stamp = now();
+    let mut decision = given;
+    decision.insert("id".into(), json!(decision_id));
+    decision.insert("municipalityId".into(), json!(municipality));
+    decision.insert("namespace".into(), json!(namespace));
+    decision.insert("errandId".into(), errand["id"].clone());
+    decision.insert("errandNumber".into(), errand["errandNumber"].clone());
+    decision
+        .entry("decisionType")
+        .or_insert_with(|| json!("FINAL"));
+    decision.entry("decidedAt").or_insert_with(|| json!(stamp));
+    decision.insert("created".into(), json!(stamp));
+    decision.insert("updated".into(), json!(stamp));
+    let decision = Value::Object(decision);
+    let list = errand.entry("decisions").or_insert_with(|| json!([]));
+    if let Value::Array(l) = list {
+        l.push(decision.clone());
+    }
+    if decision["decisionType"] == "FINAL" {
+        errand.insert(
+            "status".into(),
+            json!({"statusType": "Beslutad", "created": stamp}),
+        );
+    }
+    errand.insert("updated".into(), json!(stamp));
+    let announcement = push_url.map(|url| Announcement {
+        url,
+        event: json!({
+            "event": "DECISION_CREATED",
+            "municipalityId": municipality,
+            "namespace": namespace,
+            "errandId": errand["id"],
+            "errandNumber": errand["errandNumber"],
+            "caseType": errand["caseType"],
+            "decisionId": decision_id,
+        }),
+    });
+    Ok((decision, announcement))
+}
+
+/// Post the event to Knutpunkt with a bearer token of the test issuer; the status, or why not.
+async fn announce(w: &World, a: Announcement) -> Result<u16, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut req = reqwest::Client::new()
+        .post(&a.url)
+        .timeout(std::time::Duration::from_secs(10))
+        .json(&a.event);
+    if let Some(idp) = &w.idp {
+        let claims = json!({"sub": "casedata", "aud": "knutpunkt"});
+        if let Value::Object(c) = claims {
+            req = req.bearer_auth(idp.issue(c)?);
+        }
+    }
+    let r = req.send().await.map_err(|e| e.to_string())?;
+    Ok(r.status().as_u16())
+}
+
+async fn add_decision(
+    State(w): State<Arc<World>>,
+    Path((municipality, namespace, id)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let given = match object(&body) {
+        Ok(m) => m,
+        Err(why) => return bad_request(why),
+    };
+    let (decision, announcement) = match record_decision(&w, &municipality, &namespace, &id, given)
+    {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if let Some(a) = announcement {
+        // Case management tells its subscribers after answering the caller.
+        let w = w.clone();
+        tokio::spawn(async move {
+            if let Err(e) = announce(&w, a).await {
+                tracing::warn!(error = %e, "sandbox casedata: the decision event could not be delivered");
+            }
+        });
+    }
+    (
+        StatusCode::CREATED,
+        [(
+            header::LOCATION,
+            format!(
+                "/{municipality}/{namespace}/errands/{id}/decisions/{}",
+                decision["id"]
+            ),
+        )],
+    )
+        .into_response()
+}
+
+async fn decide(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let req = match object(&body) {
+        Ok(m) => m,
+        Err(why) => return bad_request(why),
+    };
+    let Some(id) = req.get("errandId").map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }) else {
+        return bad_request("errandId: which errand the case officer decides");
+    };
+    let mut given = Map::new();
+    given.insert(
+        "decisionOutcome".into(),
+        req.get("outcome").cloned().unwrap_or(Value::Null),
+    );
+    given.insert("decisionType".into(), json!("FINAL"));
+    for (from, to) in [
+        ("description", "description"),
+        ("decidedBy", "decidedBy"),
+        ("extraParameters", "extraParameters"),
+    ] {
+        if let Some(v) = req.get(from) {
+            given.insert(to.into(), v.clone());
+        }
+    }
+    let (decision, announcement) = match record_decision(&w, MUNICIPALITY, NAMESPACE, &id, given) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let pushed = match announcement {
+        None => json!(null),
+        Some(a) => {
+            let url = a.url.clone();
+            match announce(&w, a).await {
+                Ok(status) => json!({"url": url, "status": status}),
+                Err(e) => json!({"url": url, "error": e}),
+            }
+        }
+    };
+    (
+        StatusCode::CREATED,
+        Json(json!({"decision": decision, "announced": pushed})),
+    )
+        .into_response()
 }
 
 fn find<'a>(
@@ -173,4 +499,26 @@ async fn update(
         json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
     );
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_terms;
+
+    #[test]
+    fn filters_of_equal_fields_are_read_and_others_refused_with_what_is_understood() {
+        assert_eq!(
+            filter_terms("externalCaseId:'OEP-412-1' and caseType:'IKE'").unwrap(),
+            vec![
+                ("externalCaseId".to_string(), "OEP-412-1".to_string()),
+                ("caseType".to_string(), "IKE".to_string())
+            ]
+        );
+        assert!(
+            filter_terms("caseType~'*x*'")
+                .unwrap_err()
+                .contains("field:'value'")
+        );
+        assert!(filter_terms("caseType:IKE").unwrap_err().contains("quote"));
+    }
 }

@@ -10,6 +10,8 @@
 //! | `GET /placements?child={personId}&placedAt={unitId}` | `{"data":[Placement]}` |
 //! | `POST /placements` | the child's open placement of that `schoolType` at `placedAt` is created (201) or, when one exists, changed (200: `maxWeeklyScheduleHours`, `endDate`); `child` by `id` or `civicNo`, `placedAt` by `id` or `schoolUnitCode`; `startDate` is needed to create one; 422 problem naming the field otherwise |
 //! | `PATCH /placements/{id}` | 200 `Placement`; changes `endDate` and/or `maxWeeklyScheduleHours` |
+//! | `POST /absences` | SS 12000 `Absence` (`type` `Beviljad ledighet` or `Anmäld frånvaro`, `student` by `id` or `civicNo`, `startTime`, `endTime`, `organisation?`, `reason?`) → 201; the same `Idempotency-Key` again → 200 and the same absence; 422 naming what is wrong |
+//! | `GET /absences?student={personId}` | `{"data":[Absence]}` |
 //!
 //! A person with skyddad folkbokföring is answered with `securityMarking: "Skyddad
 //! folkbokföring"` and **no address**, as a register must.
@@ -27,9 +29,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::control::problem;
+use super::control::{idempotency_key, json_object, problem};
 use super::seed::{Person, Placement, Population, SchoolUnit};
-use super::{World, read, write};
+use super::{World, lock, read, write};
 
 /// The routes, relative to `/sandbox/elevregister`.
 pub fn routes(world: Arc<World>) -> Router {
@@ -39,6 +41,7 @@ pub fn routes(world: Arc<World>) -> Router {
         .route("/organisations", get(organisations))
         .route("/placements", get(placements).post(create_placement))
         .route("/placements/{id}", patch(update_placement))
+        .route("/absences", get(absences).post(create_absence))
         .with_state(world)
 }
 
@@ -356,4 +359,101 @@ async fn update_placement(
     }
     let p = pop.placements[idx].clone();
     Json(placement_json(&pop, &p)).into_response()
+}
+
+/// What the register keeps besides the seeded population: reported absences (granted leave).
+#[derive(Debug, Default)]
+pub struct Records {
+    /// (Idempotency-Key, Absence), in order of registration.
+    pub absences: Vec<(Option<String>, Value)>,
+}
+
+#[derive(Deserialize)]
+struct AbsenceQuery {
+    student: Option<Uuid>,
+}
+
+async fn absences(State(w): State<Arc<World>>, Query(q): Query<AbsenceQuery>) -> Json<Value> {
+    let data: Vec<Value> = lock(&w.register)
+        .absences
+        .iter()
+        .map(|(_, a)| a.clone())
+        .filter(|a| {
+            q.student
+                .is_none_or(|s| a["student"]["id"].as_str() == Some(s.to_string().as_str()))
+        })
+        .collect();
+    Json(json!({ "data": data }))
+}
+
+async fn create_absence(
+    State(w): State<Arc<World>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let invalid = |detail: &str| {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid absence",
+            detail.to_string(),
+        )
+    };
+    let Some(req) = json_object(&body) else {
+        return invalid("the body must be an SS 12000 Absence object");
+    };
+    let key = idempotency_key(&headers);
+    if let Some(k) = &key
+        && let Some((_, a)) = lock(&w.register)
+            .absences
+            .iter()
+            .find(|(seen, _)| seen.as_deref() == Some(k.as_str()))
+    {
+        return Json(a.clone()).into_response();
+    }
+    let kind = req["type"].as_str().unwrap_or_default();
+    if !["Beviljad ledighet", "Anmäld frånvaro"].contains(&kind) {
+        return invalid("type: `Beviljad ledighet` or `Anmäld frånvaro`");
+    }
+    let time = |k: &str| {
+        req[k]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let (Some(start), Some(end)) = (time("startTime"), time("endTime")) else {
+        return invalid("startTime and endTime: RFC 3339 times");
+    };
+    if end < start {
+        return invalid("endTime is before startTime");
+    }
+    let pop = read(&w.population);
+    let student = req["student"]["id"]
+        .as_str()
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .and_then(|id| pop.person(id))
+        .or_else(|| {
+            req["student"]["civicNo"]
+                .as_str()
+                .and_then(|c| pop.person_by_civic_no(c))
+        });
+    let Some(student) = student else {
+        return invalid("student: no such person (give student.id or student.civicNo)");
+    };
+    let organisation = req["organisation"]["schoolUnitCode"]
+        .as_str()
+        .and_then(|c| pop.unit(c))
+        .map(|u| json!({"id": u.id, "displayName": u.display_name}));
+    let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let absence = json!({
+        "id": Uuid::now_v7(),
+        "meta": {"created": stamp, "modified": stamp},
+        "startTime": req["startTime"],
+        "endTime": req["endTime"],
+        "type": kind,
+        "student": {"id": student.id, "displayName": student.display_name()},
+        "organisation": organisation,
+        "reason": req["reason"],
+    });
+    drop(pop);
+    lock(&w.register).absences.push((key, absence.clone()));
+    (StatusCode::CREATED, Json(absence)).into_response()
 }

@@ -48,6 +48,8 @@ use seed::Population;
 pub struct World {
     /// People, school units, placements (elevregister, Metakatalogen).
     pub population: RwLock<Population>,
+    /// What elevregister keeps besides the population (absences).
+    pub register: Mutex<elevregister::Records>,
     /// Errands of the case management system.
     pub errands: Mutex<casedata::Errands>,
     /// FlowInstances of the e-service platform.
@@ -68,6 +70,9 @@ pub struct World {
     pub ike_notices: Mutex<hemkommun::Notices>,
     /// Attendance statistics verksamhetsplanering received.
     pub statistics: Mutex<verksamhetsplanering::Statistics>,
+    /// The test issuer, for the simulations that call Knutpunkt with a bearer token
+    /// (case management's decision events).
+    pub idp: Option<Arc<idp::Idp>>,
 }
 
 /// Read a lock, whatever a panicking writer left behind.
@@ -195,7 +200,10 @@ impl Sandbox {
             }
         };
         Sandbox {
-            world: Arc::new(World::default()),
+            world: Arc::new(World {
+                idp: idp.clone(),
+                ..World::default()
+            }),
             idp,
             controls: SYSTEMS
                 .iter()

@@ -75,12 +75,30 @@ impl Default for Instances {
             next_event: 16000,
             push_url: None,
         };
-        for (student, reason, status, day) in [
-            ("Märta Lindqvist", "Släktträff i Överkalix", "Inkommen", 2),
-            ("Leo Nilsson", "Tävling i orientering", "Inkommen", 5),
-            ("Ebba Berg", "Körresa till Åbo", "Beslutad", 9),
+        for (student, civic_no, reason, status, day) in [
+            (
+                "Märta Lindqvist",
+                "20130412-2383",
+                "Släktträff i Överkalix",
+                "Inkommen",
+                2,
+            ),
+            (
+                "Leo Nilsson",
+                "20160220-1319",
+                "Tävling i orientering",
+                "Inkommen",
+                5,
+            ),
+            (
+                "Ebba Berg",
+                "20090818-3429",
+                "Körresa till Åbo",
+                "Beslutad",
+                9,
+            ),
         ] {
-            let doc = leave_application(student, reason, status, day);
+            let doc = leave_application(student, civic_no, reason, status, day);
             // The seed documents are built here and always parse.
             let _ = me.submit(doc.as_bytes());
         }
@@ -88,20 +106,35 @@ impl Default for Instances {
     }
 }
 
-/// A leave application export (family 412) for the seed.
-fn leave_application(student: &str, reason: &str, status: &str, day: u32) -> String {
+/// A leave application export (family 412, version 4: see schemas/oep-e-services.md) for
+/// the seed.
+fn leave_application(
+    student: &str,
+    civic_no: &str,
+    reason: &str,
+    status: &str,
+    day: u32,
+) -> String {
+    let (given, family) = student.split_once(' ').unwrap_or((student, ""));
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<FlowInstance>\n  <Header>\n    <Flow>\n      \
-         <FamilyID>412</FamilyID>\n      <Version>3</Version>\n      <FlowID>5120</FlowID>\n      \
+         <FamilyID>412</FamilyID>\n      <Version>4</Version>\n      <FlowID>5121</FlowID>\n      \
          <Name><![CDATA[Ansökan om ledighet för elev]]></Name>\n    </Flow>\n    <Status>\n      \
          <ID>{}</ID>\n      <Name><![CDATA[{status}]]></Name>\n    </Status>\n    \
-         <Posted>2026-11-{day:02}T08:00:00</Posted>\n  </Header>\n  <Values>\n    <elevNamn>\n      \
-         <QueryID>71001</QueryID>\n      <Name><![CDATA[Elevens namn]]></Name>\n      \
-         <Value>{}</Value>\n    </elevNamn>\n    <skal>\n      <QueryID>71002</QueryID>\n      \
+         <Posted>2026-11-{day:02}T08:00:00</Posted>\n  </Header>\n  <Values>\n    <Elev>\n      \
+         <QueryID>71001</QueryID>\n      <Name><![CDATA[Uppgifter om eleven]]></Name>\n      \
+         <Fornamn>{}</Fornamn>\n      <Efternamn>{}</Efternamn>\n      <Personnummer>{civic_no}</Personnummer>\n    \
+         </Elev>\n    <Ledighetsperiod>\n      <QueryID>71003</QueryID>\n      \
+         <Name><![CDATA[Vilka dagar gäller ledigheten?]]></Name>\n      \
+         <StartDate>2027-01-{:02}</StartDate>\n      <EndDate>2027-01-{:02}</EndDate>\n    </Ledighetsperiod>\n    \
+         <Skal>\n      <QueryID>71002</QueryID>\n      \
          <Name><![CDATA[Skäl till ledigheten]]></Name>\n      <Value><![CDATA[{reason}]]></Value>\n    \
-         </skal>\n  </Values>\n</FlowInstance>\n",
+         </Skal>\n  </Values>\n</FlowInstance>\n",
         if status == "Beslutad" { 79 } else { 77 },
-        escape(student)
+        escape(given),
+        escape(family),
+        day + 10,
+        day + 11,
     )
 }
 
@@ -488,7 +521,13 @@ mod tests {
     fn a_missing_flow_instance_id_is_assigned_and_exported_in_latin1() {
         let mut oep = Instances::default();
         let seeded = oep.list.len();
-        let doc = leave_application("Åsa Öhrnbjörk", "Fjällresa", "Inkommen", 20);
+        let doc = leave_application(
+            "Åsa Öhrnbjörk",
+            "20130412-2383",
+            "Fjällresa",
+            "Inkommen",
+            20,
+        );
         let id = oep.submit(doc.as_bytes()).expect("accepted");
         assert_eq!(oep.list.len(), seeded + 1);
         let bytes = oep.list[seeded].export(XmlEncoding::Latin1);
@@ -499,8 +538,8 @@ mod tests {
             Some(id.to_string().as_str())
         );
         assert_eq!(
-            text_at(&json, &["FlowInstance", "Values", "elevNamn", "Value"]),
-            Some("Åsa Öhrnbjörk")
+            text_at(&json, &["FlowInstance", "Values", "Elev", "Efternamn"]),
+            Some("Öhrnbjörk")
         );
         assert!(oep.submit(b"<Other/>").is_err());
     }

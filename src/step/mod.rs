@@ -17,6 +17,7 @@ pub mod json_to_xml;
 pub mod log;
 pub mod publish;
 pub mod reply;
+pub mod scatter_gather;
 pub mod set;
 pub mod split;
 pub mod to;
@@ -255,6 +256,7 @@ pub fn build(spec: &StepSpec, path: &str, res: &Resources) -> Result<Box<dyn Ste
         StepSpec::Split(s) => Box::new(split::Split::new(s, path).map_err(err)?),
         StepSpec::Aggregate(s) => Box::new(aggregate::Aggregate::new(s, path).map_err(err)?),
         StepSpec::Enrich(s) => Box::new(enrich::Enrich::new(s)),
+        StepSpec::ScatterGather(s) => Box::new(scatter_gather::ScatterGather::new(s).map_err(err)?),
         StepSpec::To(s) => Box::new(to::To::new(s).map_err(err)?),
         StepSpec::Publish(s) => Box::new(publish::Publish::new(s, path).map_err(err)?),
         StepSpec::Idempotent(s) => Box::new(idempotent::Idempotent::new(s).map_err(err)?),

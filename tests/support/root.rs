@@ -22,6 +22,8 @@ pub const NO_SYSTEM: &str = "http://127.0.0.1:9/";
 /// with the sandbox off (with it on, a development instance trusts the sandbox's issuer
 /// for them): bearer tokens of an issuer nobody has, so these routes refuse every request.
 pub const SHIPPED_AUTH_TOML: &str = "[http.auth.operators]\ntype = \"bearer_jwt\"\n\
+    jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n\
+    [http.auth.casedata]\ntype = \"bearer_jwt\"\n\
     jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n";
 
 /// [`SHIPPED_AUTH_TOML`] as `KNUT__…` environment variables.
@@ -32,6 +34,12 @@ pub const SHIPPED_AUTH_ENV: &[(&str, &str)] = &[
         "http://127.0.0.1:9/jwks",
     ),
     ("KNUT__HTTP__AUTH__OPERATORS__ISSUER", "nobody"),
+    ("KNUT__HTTP__AUTH__CASEDATA__TYPE", "bearer_jwt"),
+    (
+        "KNUT__HTTP__AUTH__CASEDATA__JWKS_URL",
+        "http://127.0.0.1:9/jwks",
+    ),
+    ("KNUT__HTTP__AUTH__CASEDATA__ISSUER", "nobody"),
 ];
 
 /// A temporary root holding a copy of the repository's config folders, its adapters
