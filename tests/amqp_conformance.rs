@@ -343,7 +343,7 @@ async fn shipped_routes_run_on_rabbitmq() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    assert_eq!(json["poster"]["lastname"], "Öhrnbjörk");
+    assert_eq!(json["values"]["Elev"]["Fornamn"], "Märta");
     system.shutdown(Duration::from_secs(10)).await;
 }
 

@@ -16,6 +16,8 @@ mod root;
 mod leave;
 #[path = "flows/placement.rs"]
 mod placement;
+#[path = "flows/school_choice.rs"]
+mod school_choice;
 
 /// `mod $flow { embedded, rabbitmq }`: the scenario `$flow::run(On)` on both brokers.
 macro_rules! on_both_brokers {
@@ -36,5 +38,5 @@ macro_rules! on_both_brokers {
 }
 
 mod e2e {
-    on_both_brokers!(placement, leave);
+    on_both_brokers!(placement, leave, school_choice);
 }

@@ -201,8 +201,11 @@ fn make_root(tag: Option<&str>, shipped: bool) -> tempfile::TempDir {
             dir.path().join("adapters/oep.yaml"),
         )
         .unwrap();
-        let file = format!("routes/{POLL_ROUTE}.yaml");
-        std::fs::copy(root::repo().join(&file), dir.path().join(&file)).unwrap();
+        // The poll route hands exports to the normalising route, which announces them.
+        for route in [POLL_ROUTE, "oep-flowinstance-normalise"] {
+            let file = format!("routes/{route}.yaml");
+            std::fs::copy(root::repo().join(&file), dir.path().join(&file)).unwrap();
+        }
         dir
     };
     let routes = dir.path().join("routes");
@@ -228,7 +231,8 @@ fn make_root(tag: Option<&str>, shipped: bool) -> tempfile::TempDir {
             let text = std::fs::read_to_string(&p)
                 .unwrap()
                 .replace("route: ", &format!("route: {tag}-"))
-                .replace("oep.applications", &format!("oep.{tag}.applications"));
+                .replace("oep.applications", &format!("oep.{tag}.applications"))
+                .replace("oep.exports", &format!("oep.{tag}.exports"));
             std::fs::write(&p, text).unwrap();
         }
     }
@@ -418,7 +422,7 @@ async fn oep_instances_are_picked_up_once_across_a_graceful_restart() {
     );
     let first_after_restart = oep_calls[calls_before..]
         .iter()
-        .find(|c| c.contains("getinstances"))
+        .find(|c| c.contains("getinstances/family/412/"))
         .expect("a poll after the restart");
     assert!(
         first_after_restart.contains("fromDate=2026-12-01"),

@@ -7,6 +7,10 @@
 //! | `GET /applications/{id}` | the `Application`, with its `decision` once decided |
 //! | `POST /applications/{id}/decision` | the module processes the application: the best-ranked choice with a free place is granted (`placedAt`), else it is rejected (`reason`) → 200 `Decision`; deciding again answers the same decision |
 //! | `GET /decisions?after=<RFC 3339>` | `{"data": [Decision]}` decided after then, oldest first |
+//! | `POST /_process` | the module's placement run: every application not yet decided is decided as above, in the order received → `{"decided": [Decision]}` |
+//!
+//! An application may carry a `reference` (e.g. `{errandId, errandNumber}` of its case);
+//! its decision carries it back.
 //!
 //! Free places per school unit are seeded: Tallbackens friskola (38120002) is full.
 
@@ -57,6 +61,7 @@ pub fn routes(world: Arc<World>) -> Router {
         .route("/applications/{id}", get(show))
         .route("/applications/{id}/decision", post(decide))
         .route("/decisions", get(decisions))
+        .route("/_process", post(process))
         .with_state(world)
 }
 
@@ -139,9 +144,30 @@ async fn decide(State(w): State<Arc<World>>, Path(id): Path<String>) -> Response
             format!("no application {id}"),
         );
     };
+    Json(decide_one(app, places)).into_response()
+}
+
+async fn process(State(w): State<Arc<World>>) -> Response {
+    let mut m = lock(&w.skolval);
+    let Module {
+        applications,
+        places,
+    } = &mut *m;
+    let decided: Vec<Value> = applications
+        .iter_mut()
+        .filter(|(_, a)| a["decision"].is_null())
+        .map(|(_, a)| decide_one(a, places))
+        .collect();
+    Json(json!({ "decided": decided })).into_response()
+}
+
+/// Decide `app` (once: a decided application keeps its decision): the best-ranked choice
+/// with a free place, else a rejection.
+fn decide_one(app: &mut Value, places: &mut BTreeMap<String, u32>) -> Value {
     if !app["decision"].is_null() {
-        return Json(app["decision"].clone()).into_response();
+        return app["decision"].clone();
     }
+    let id = app["id"].clone();
     let mut choices = app["choices"].as_array().cloned().unwrap_or_default();
     choices.sort_by_key(|c| c["rank"].as_u64().unwrap_or(u64::MAX));
     let granted = choices.iter().find_map(|c| {
@@ -153,7 +179,7 @@ async fn decide(State(w): State<Arc<World>>, Path(id): Path<String>) -> Response
         })
     });
     let decision = json!({
-        "applicationId": id, "child": app["child"],
+        "applicationId": id, "child": app["child"], "reference": app["reference"],
         "outcome": if granted.is_some() { "PLACED" } else { "REJECTED" },
         "placedAt": granted.as_ref().map(|c| json!({"schoolUnitCode": c})),
         "startDate": app["startDate"],
@@ -162,7 +188,7 @@ async fn decide(State(w): State<Arc<World>>, Path(id): Path<String>) -> Response
     });
     app["decision"] = decision.clone();
     app["status"] = json!("DECIDED");
-    Json(decision).into_response()
+    decision
 }
 
 #[derive(Deserialize)]
