@@ -12,6 +12,8 @@ mod rabbit;
 #[path = "support/root.rs"]
 mod root;
 
+#[path = "flows/ike.rs"]
+mod ike;
 #[path = "flows/leave.rs"]
 mod leave;
 #[path = "flows/placement.rs"]
@@ -38,5 +40,5 @@ macro_rules! on_both_brokers {
 }
 
 mod e2e {
-    on_both_brokers!(placement, leave, school_choice);
+    on_both_brokers!(placement, leave, school_choice, ike);
 }

@@ -1,6 +1,7 @@
-//! The home municipality of an adult student who studies in Sundsvall (IKE,
-//! interkommunal ersättning): it is told when Sundsvall approves the application, so that
-//! it can pay. No public contract exists; a small REST API:
+//! The other municipality of an IKE case (interkommunal ersättning): a Sundsvall resident
+//! studies adult education there, and it is told when Sundsvall, the home municipality,
+//! approves paying for it (`homeMunicipality` is the one that pays). No public contract
+//! exists; a small REST API:
 //!
 //! | call | answer |
 //! |---|---|

@@ -299,6 +299,15 @@ impl Population {
                 kommunen,
                 false,
             ),
+            // Another municipality's adult education (IKE: Sundsvall pays when one of its
+            // residents studies there).
+            unit(
+                "22620001",
+                "Timrå vuxenutbildning",
+                &["VUX"],
+                ("Timrå kommun", "212000-2262"),
+                false,
+            ),
         ];
         // Sara and Leo Nilsson moved this autumn, as did Johan Berg with Ebba: the
         // address-change checks have something to find.

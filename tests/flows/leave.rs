@@ -83,21 +83,59 @@ async fn wait_instance(flow: &Flow, id: u64, what: &str, ok: impl Fn(&Value) -> 
 }
 
 pub async fn run(on: On) {
-    let flow = Flow::start(on, "uc3-leave").await;
+    let flow = Flow::start_with(on, "uc3-leave", |root| {
+        crate::flows::patch_file(
+            root,
+            "routes/oep-leave-applications-poll.yaml",
+            "every: 1m",
+            "every: 1s",
+        );
+    })
+    .await;
 
-    // Anna submits the application; OeP pushes its ISO-8859-1 export to Knutpunkt.
-    let export =
+    // Anna submits the application. Its ISO-8859-1 export reaches Knutpunkt by OeP's push
+    // and by the next poll (every second here) — and makes one case.
+    // Posted now, so that it is newer than the watermark the first poll left (the seed's).
+    let fixture =
         std::fs::read(crate::root::repo().join("tests/fixtures/oep/leave-application-latin1.xml"))
             .expect("fixture");
+    let posted = b"<Posted>2026-11-02T08:14:55</Posted>";
+    let at = fixture
+        .windows(posted.len())
+        .position(|w| w == posted)
+        .expect("the fixture's Posted");
+    let now = chrono::Local::now().format("<Posted>%Y-%m-%dT%H:%M:%S</Posted>");
+    let export = [
+        &fixture[..at],
+        now.to_string().as_bytes(),
+        &fixture[at + posted.len()..],
+    ]
+    .concat();
     let (status, answer) = flow
         .post_bytes(
-            &format!("{}/oep/_submit?push=true", flow.sandbox),
+            &format!("{}/oep/_submit", flow.sandbox),
             "application/xml",
-            export,
+            export.clone(),
         )
         .await;
     assert_eq!(status, 201, "{answer}");
-    assert_eq!(answer["pushed"]["status"], 202, "{answer}");
+    // OeP's push, sent twice at once (a retried webhook): the same instance three times.
+    let ingress = format!("{}/in/oep/flowinstances", flow.ingress);
+    let ((first, a), (second, b)) = tokio::join!(
+        flow.post_bytes(&ingress, "application/xml", export.clone()),
+        flow.post_bytes(&ingress, "application/xml", export.clone()),
+    );
+    assert_eq!((first, second), (202, 202), "{a} {b}");
+    // Both ways in before the case officer decides (the decision takes the instance out
+    // of the polled status).
+    flow.wait_calls(
+        "oep",
+        "GET",
+        "/api/instanceapi/getinstance/90017/xml",
+        1,
+        20,
+    )
+    .await;
 
     // One case, with the decision basis from elevregister: Märta is 13, not of age.
     let errand = with_basis(&flow, "90017").await;
@@ -220,7 +258,12 @@ pub async fn run(on: On) {
         .into_iter()
         .filter(|c| c["body"]["externalCaseId"] == "OEP-412-90017")
         .collect();
-    assert_eq!(opened.len(), 1, "{}", text(&json!(opened)));
+    assert_eq!(
+        opened.len(),
+        1,
+        "pushed twice and polled, one case: {} errands",
+        opened.len()
+    );
     assert_eq!(
         flow.calls("elevregister", "POST", "/absences").await.len(),
         1
