@@ -15,6 +15,9 @@ mod root;
 #[path = "flows/placement.rs"]
 mod placement;
 
+#[path = "flows/attendance.rs"]
+mod attendance;
+
 /// `mod $flow { embedded, rabbitmq }`: the scenario `$flow::run(On)` on both brokers.
 macro_rules! on_both_brokers {
     ($($flow:ident),* $(,)?) => {
@@ -34,5 +37,5 @@ macro_rules! on_both_brokers {
 }
 
 mod e2e {
-    on_both_brokers!(placement);
+    on_both_brokers!(placement, attendance);
 }
