@@ -127,6 +127,13 @@ fn wall_clock(bound: &str) -> &str {
     bound.get(..19).unwrap_or(bound)
 }
 
+/// Does a lesson starting at `start` (local `YYYY-MM-DDTHH:MM:SS`) fall in `[from, to]`?
+/// Text comparison of one format; a shorter bound (a date) compares that prefix, so
+/// `onOrBefore=2026-11-24` takes the whole day.
+fn starts_within(start: &str, from: &str, to: &str) -> bool {
+    start >= from && start.get(..to.len()).unwrap_or(start) <= to
+}
+
 async fn calendar_events(State(w): State<Arc<World>>, Query(s): Query<Span>) -> Response {
     let (Some(from), Some(to)) = (s.from.as_deref(), s.to.as_deref()) else {
         return problem(
@@ -141,11 +148,9 @@ async fn calendar_events(State(w): State<Arc<World>>, Query(s): Query<Span>) -> 
         .calendar_events
         .iter()
         .filter(|e| {
-            // Text comparison of one format; a shorter bound (a date) compares its prefix,
-            // so `onOrBefore=2026-11-24` takes the whole day.
             e["startTime"]
                 .as_str()
-                .is_some_and(|start| start >= from && start.get(..to.len()).unwrap_or(start) <= to)
+                .is_some_and(|start| starts_within(start, from, to))
         })
         .cloned()
         .collect();
@@ -443,4 +448,27 @@ async fn signed_grades(State(w): State<Arc<World>>) -> Response {
         .map(|(_, v)| v.clone())
         .collect();
     Json(json!({ "data": data })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_bound_takes_the_whole_day_and_offsets_are_dropped() {
+        let at = "2026-11-24T15:40:00";
+        assert!(starts_within(at, "2026-11-24", "2026-11-24"));
+        assert!(starts_within(
+            at,
+            wall_clock("2026-11-24T00:00:00+01:00"),
+            wall_clock("2026-11-24T23:59:59+01:00")
+        ));
+        assert!(!starts_within(at, "2026-11-25", "2026-11-25"));
+        assert!(!starts_within(at, "2026-11-23", "2026-11-24T15:39:59"));
+        assert!(starts_within(
+            at,
+            "2026-11-24T15:40:00",
+            "2026-11-24T15:40:00"
+        ));
+    }
 }
