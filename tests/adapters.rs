@@ -65,6 +65,8 @@ const CASES: &[(&str, &str)] = &[
     ("casedata", "add-decision"),
     ("elevregister", "list-placements"),
     ("larplattform", "list-attendances"),
+    ("larplattform", "list-attendances-with-lessons"),
+    ("larplattform", "list-lessons-of-day"),
     ("larplattform", "get-calendar-event"),
     ("larplattform", "list-grades"),
     ("larplattform", "send-leave-decision"),
@@ -953,6 +955,107 @@ async fn larplattform_operations() {
     )
     .await;
     assert_eq!(r.status(), 422);
+}
+
+/// The seed's attendance teacher (Lars Ek, Björkhagens skola).
+const LARS_EK: &str = "197604151238";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn larplattform_attendance_with_lessons() {
+    let w = world().await;
+    // Two days: the day's listing must keep to its day.
+    for (date, start) in [("2026-11-24", "08:10"), ("2026-11-25", "08:10")] {
+        let r = post(
+            &format!("{}/larplattform/_register-attendance", w.base),
+            json!({"teacher": LARS_EK, "schoolUnitCode": "38120001", "group": "7A", "date": date,
+                   "lessons": [
+                     {"subject": "Matematik", "start": start, "minutes": 60,
+                      "students": [{"civicNo": MARTA, "present": false, "absence": "invalid"}]},
+                     {"subject": "Svenska", "start": "09:20", "minutes": 50,
+                      "students": [{"civicNo": MARTA, "present": false, "absence": "valid"}]}]}),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+    }
+    let all = w
+        .call(
+            "larplattform",
+            "list-attendances-with-lessons",
+            json!({"watermark": null}),
+        )
+        .await;
+    let sent = w.last("larplattform");
+    assert!(sent.path.contains("expand=calendarEvent"), "{}", sent.path);
+    assert!(!sent.path.contains("meta.modified.after"), "{}", sent.path);
+    let records = json_of(&all)["data"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 4);
+    for r in &records {
+        let lesson = &r["_embedded"]["calendarEvent"];
+        assert_eq!(lesson["id"], r["calendarEvent"]["id"], "{r}");
+        assert_eq!(lesson["organisation"]["schoolUnitCode"], "38120001");
+        assert_eq!(lesson["group"]["displayName"], "7A");
+    }
+    assert_eq!(
+        records[0]["_embedded"]["calendarEvent"]["startTime"],
+        "2026-11-24T08:10:00"
+    );
+    assert_eq!(
+        records[0]["_embedded"]["calendarEvent"]["activity"]["displayName"],
+        "Matematik"
+    );
+    assert_eq!(
+        records[0]["reporter"]["id"],
+        json!(id_for(LARS_EK).to_string())
+    );
+    // The plain listing stays unexpanded.
+    let plain = w
+        .call(
+            "larplattform",
+            "list-attendances",
+            json!({"watermark": null}),
+        )
+        .await;
+    assert!(json_of(&plain)["data"][0]["_embedded"].is_null());
+
+    let day = w
+        .call(
+            "larplattform",
+            "list-lessons-of-day",
+            json!({"date": "2026-11-24"}),
+        )
+        .await;
+    let sent = w.last("larplattform");
+    assert!(
+        sent.path
+            .contains("startTime.onOrAfter=2026-11-24T00%3A00%3A00")
+            && sent
+                .path
+                .contains("startTime.onOrBefore=2026-11-24T23%3A59%3A59")
+            && sent.path.contains("expand=attendance"),
+        "{}",
+        sent.path
+    );
+    let lessons = json_of(&day)["data"].as_array().unwrap().clone();
+    assert_eq!(lessons.len(), 2, "{lessons:?}");
+    assert_eq!(lessons[0]["startTime"], "2026-11-24T08:10:00");
+    assert_eq!(lessons[1]["activity"]["displayName"], "Svenska");
+    let first = lessons[0]["_embedded"]["attendance"].as_array().unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["invalidAbsenceMinutes"], 60);
+    assert_eq!(
+        lessons[1]["_embedded"]["attendance"][0]["validAbsenceMinutes"],
+        50
+    );
+    // SS 12000 requires both bounds.
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/larplattform/calendarEvents?startTime.onOrAfter=2026-11-24",
+            w.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

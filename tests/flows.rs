@@ -12,6 +12,8 @@ mod rabbit;
 #[path = "support/root.rs"]
 mod root;
 
+#[path = "flows/attendance.rs"]
+mod attendance;
 #[path = "flows/ike.rs"]
 mod ike;
 #[path = "flows/leave.rs"]
@@ -40,5 +42,5 @@ macro_rules! on_both_brokers {
 }
 
 mod e2e {
-    on_both_brokers!(placement, leave, school_choice, ike);
+    on_both_brokers!(placement, attendance, leave, school_choice, ike);
 }

@@ -4,8 +4,9 @@
 //!
 //! | call | answer |
 //! |---|---|
-//! | `GET /attendances?meta.modified.after=<RFC 3339>` | `{"data": [Attendance]}` (SS 12000: `calendarEvent`, `student`, `reporter`, `isReported`, `attendanceMinutes`, `validAbsenceMinutes`, `invalidAbsenceMinutes`, `absenceReason`, `reportedTimestamp`, `meta`), oldest first |
+//! | `GET /attendances?meta.modified.after=<RFC 3339>[&expand=calendarEvent]` | `{"data": [Attendance]}` (SS 12000: `calendarEvent`, `student`, `reporter`, `isReported`, `attendanceMinutes`, `validAbsenceMinutes`, `invalidAbsenceMinutes`, `absenceReason`, `reportedTimestamp`, `meta`), oldest first; with `expand=calendarEvent` each record also holds its lesson as `_embedded.calendarEvent` (SS 12000's `_embedded`), so a reader needs no call per record |
 //! | `GET /calendarEvents/{id}` | the lesson: `startTime`, `endTime`, `activity` (subject), `group`, `organisation` (school unit) |
+//! | `GET /calendarEvents?startTime.onOrAfter=&startTime.onOrBefore=[&expand=attendance]` | `{"data": [CalendarEvent]}`, the lessons starting in that span (both required, as in SS 12000; compared on the lesson's local wall-clock time, a date alone meaning its whole day), in start order; with `expand=attendance` each holds its attendance records as `_embedded.attendance` |
 //! | `GET /grades?meta.modified.after=<RFC 3339>` | `{"data": [Grade]}` (SS 12000: `student`, `organisation`, `registeredBy`, `gradingTeacher`, `group`, `registeredDate`, `gradeValue`, `finalGrade`, `syllabus`, `semester`, `year`) |
 //! | `POST /leaveDecisions` | a decision on a leave application, for the student's teachers to see → 201; the same `Idempotency-Key` again → 200 |
 //! | `POST /signedGrades` | signed grades of a catalogue, for display → 201; same key again → 200 |
@@ -54,6 +55,7 @@ pub struct Platform {
 pub fn routes(world: Arc<World>) -> Router {
     Router::new()
         .route("/attendances", get(attendances))
+        .route("/calendarEvents", get(calendar_events))
         .route("/calendarEvents/{id}", get(calendar_event))
         .route("/grades", get(grades))
         .route(
@@ -73,6 +75,13 @@ pub fn routes(world: Arc<World>) -> Router {
 struct Since {
     #[serde(rename = "meta.modified.after")]
     after: Option<String>,
+    /// SS 12000 `expand`: here `calendarEvent` (comma-separated values allowed).
+    expand: Option<String>,
+}
+
+/// Does an SS 12000 `expand` parameter ask for `what`?
+fn expands(expand: Option<&str>, what: &str) -> bool {
+    expand.is_some_and(|e| e.split(',').any(|x| x.trim() == what))
 }
 
 fn modified_after(items: &[Value], after: Option<&str>) -> Vec<Value> {
@@ -85,7 +94,78 @@ fn modified_after(items: &[Value], after: Option<&str>) -> Vec<Value> {
 }
 
 async fn attendances(State(w): State<Arc<World>>, Query(s): Query<Since>) -> Response {
-    let data = modified_after(&lock(&w.larplattform).attendances, s.after.as_deref());
+    let platform = lock(&w.larplattform);
+    let mut data = modified_after(&platform.attendances, s.after.as_deref());
+    if expands(s.expand.as_deref(), "calendarEvent") {
+        for record in &mut data {
+            let lesson = platform
+                .calendar_events
+                .iter()
+                .find(|e| e["id"] == record["calendarEvent"]["id"])
+                .cloned();
+            if let Some(lesson) = lesson {
+                record["_embedded"] = json!({ "calendarEvent": lesson });
+            }
+        }
+    }
+    Json(json!({ "data": data })).into_response()
+}
+
+#[derive(Deserialize)]
+struct Span {
+    #[serde(rename = "startTime.onOrAfter")]
+    from: Option<String>,
+    #[serde(rename = "startTime.onOrBefore")]
+    to: Option<String>,
+    /// SS 12000 `expand`: here `attendance`.
+    expand: Option<String>,
+}
+
+/// `bound` as local wall-clock text: at most `YYYY-MM-DDTHH:MM:SS` (an offset is dropped,
+/// the lessons are in local time).
+fn wall_clock(bound: &str) -> &str {
+    bound.get(..19).unwrap_or(bound)
+}
+
+/// Does a lesson starting at `start` (local `YYYY-MM-DDTHH:MM:SS`) fall in `[from, to]`?
+/// Text comparison of one format; a shorter bound (a date) compares that prefix, so
+/// `onOrBefore=2026-11-24` takes the whole day.
+fn starts_within(start: &str, from: &str, to: &str) -> bool {
+    start >= from && start.get(..to.len()).unwrap_or(start) <= to
+}
+
+async fn calendar_events(State(w): State<Arc<World>>, Query(s): Query<Span>) -> Response {
+    let (Some(from), Some(to)) = (s.from.as_deref(), s.to.as_deref()) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "startTime.onOrAfter and startTime.onOrBefore are required",
+        );
+    };
+    let (from, to) = (wall_clock(from), wall_clock(to));
+    let platform = lock(&w.larplattform);
+    let mut data: Vec<Value> = platform
+        .calendar_events
+        .iter()
+        .filter(|e| {
+            e["startTime"]
+                .as_str()
+                .is_some_and(|start| starts_within(start, from, to))
+        })
+        .cloned()
+        .collect();
+    data.sort_by(|a, b| a["startTime"].as_str().cmp(&b["startTime"].as_str()));
+    if expands(s.expand.as_deref(), "attendance") {
+        for lesson in &mut data {
+            let records: Vec<Value> = platform
+                .attendances
+                .iter()
+                .filter(|r| r["calendarEvent"]["id"] == lesson["id"])
+                .cloned()
+                .collect();
+            lesson["_embedded"] = json!({ "attendance": records });
+        }
+    }
     Json(json!({ "data": data })).into_response()
 }
 
@@ -368,4 +448,27 @@ async fn signed_grades(State(w): State<Arc<World>>) -> Response {
         .map(|(_, v)| v.clone())
         .collect();
     Json(json!({ "data": data })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_bound_takes_the_whole_day_and_offsets_are_dropped() {
+        let at = "2026-11-24T15:40:00";
+        assert!(starts_within(at, "2026-11-24", "2026-11-24"));
+        assert!(starts_within(
+            at,
+            wall_clock("2026-11-24T00:00:00+01:00"),
+            wall_clock("2026-11-24T23:59:59+01:00")
+        ));
+        assert!(!starts_within(at, "2026-11-25", "2026-11-25"));
+        assert!(!starts_within(at, "2026-11-23", "2026-11-24T15:39:59"));
+        assert!(starts_within(
+            at,
+            "2026-11-24T15:40:00",
+            "2026-11-24T15:40:00"
+        ));
+    }
 }

@@ -14,6 +14,12 @@
 //! | Sjöberg | Maria (skyddad folkbokföring) | Alva (12, skyddad folkbokföring) | protected identity: no address may be shown |
 //! | Karlsson | — | Noah (20, adult student) | of age; IKE |
 //! | Öberg | Per (single custody) | Vera (4, independent förskola) | förskola |
+//!
+//! Teachers (adults without children in the seed), each in a block of their own:
+//!
+//! | teacher | school unit | what it exercises |
+//! |---|---|---|
+//! | Lars Ek | Björkhagens skola 38120001 | registers attendance in lärplattform (use case 4) |
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -488,6 +494,16 @@ impl Population {
                 false,
             ),
         ];
+        let mut persons = persons;
+        // Teacher for attendance (use case 4): Lars Ek teaches at Björkhagens skola 38120001.
+        let ek = address(
+            "Bruksgatan 8",
+            "852 33",
+            "Sundsvall",
+            date(2012, 3, 1),
+            (617_010.0, 6_921_150.0),
+        );
+        persons.push(p("19760415123", "Lars", "Ek", "M", &ek, &[], false));
         let placements = vec![
             placement("20130412238", "38120001", "GR", date(2019, 8, 19), None),
             placement("20180103411", "38120001", "GR", date(2024, 8, 19), None),
@@ -584,5 +600,15 @@ mod tests {
         }
         assert_eq!(pop.children_of(marta.guardians[0]).count(), 2);
         assert!(pop.unit("38120002").is_some_and(|u| u.independent));
+    }
+
+    #[test]
+    fn the_attendance_teacher_is_an_adult_of_no_family() {
+        let pop = Population::seed();
+        let lars = pop.person_by_civic_no("197604151238").expect("Lars Ek");
+        assert_eq!(lars.display_name(), "Lars Ek");
+        assert!(lars.guardians.is_empty() && lars.email.is_some() && !lars.protected);
+        assert_eq!(pop.children_of(lars.id).count(), 0);
+        assert!(pop.placements.iter().all(|p| p.child != lars.id));
     }
 }
