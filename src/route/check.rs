@@ -276,6 +276,32 @@ impl Checker<'_> {
             StepSpec::Enrich(e) => {
                 self.adapter(&at, "operation", &e.adapter, &e.operation);
             }
+            StepSpec::VerifySignature(v) => {
+                self.jq(&format!("{at}.jws"), &v.jws);
+                self.jq(&format!("{at}.payload"), &v.payload);
+                if let Some(s) = &v.signer {
+                    self.jq(&format!("{at}.signer"), s);
+                }
+                let k = &v.keys;
+                match (&k.adapter, &k.operation, &k.file) {
+                    (Some(a), Some(o), None) => {
+                        self.adapter(&format!("{at}.keys"), "operation", a, o);
+                    }
+                    (None, None, Some(_)) => {}
+                    _ => {
+                        let d = self
+                            .r
+                            .diagnostic(
+                                &format!("{at}.keys"),
+                                "`keys` needs either `adapter` with `operation`, or `file`",
+                            )
+                            .with_expected(
+                                "`{adapter: <name>, operation: <name>}` (a JWKS) or `{file: <path>}`",
+                            );
+                        self.push(d);
+                    }
+                }
+            }
             StepSpec::To(t) => {
                 if let (Some(a), Some(o)) = (&t.adapter, &t.operation) {
                     self.adapter(&at, "operation", a, o);

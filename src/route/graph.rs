@@ -58,6 +58,12 @@ pub fn mermaid(routes: &[LoadedRoute]) -> String {
                     let a = g.node("a", &e.adapter, Shape::Adapter);
                     g.edge(&route, &a, &e.operation);
                 }
+                StepSpec::VerifySignature(v) => {
+                    if let (Some(adapter), Some(op)) = (&v.keys.adapter, &v.keys.operation) {
+                        let a = g.node("a", adapter, Shape::Adapter);
+                        g.edge(&route, &a, op);
+                    }
+                }
                 StepSpec::To(t) => {
                     if let (Some(adapter), Some(op)) = (&t.adapter, &t.operation) {
                         let a = g.node("a", adapter, Shape::Adapter);
