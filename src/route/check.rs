@@ -490,6 +490,49 @@ steps:
     }
 
     #[test]
+    fn verify_signature_needs_compiling_programs_and_one_key_source() {
+        let text = "\
+route: signed
+from:
+  queue: { exchange: school.events, keys: [catalogue.assembled] }
+steps:
+  - verify_signature:
+      jws: '.signature !!'
+      payload: .document
+      keys: { adapter: elevregister, operation: signing-keyz }
+      signer: '!!'
+  - verify_signature:
+      jws: .signature
+      payload: .document
+      keys: { adapter: elevregister, file: keys.json }
+  - verify_signature:
+      jws: .signature
+      payload: .document
+      keys: { file: keys.json }
+";
+        let routes = [route("routes/signed.yaml", text)];
+        let diags = check(&routes, &TestCatalog);
+        let paths: Vec<&str> = diags.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "steps[0].verify_signature.jws",
+                "steps[0].verify_signature.signer",
+                "steps[0].verify_signature.keys.operation",
+                "steps[1].verify_signature.keys",
+            ],
+            "{diags:#?}"
+        );
+        assert!(
+            diags[3]
+                .to_string()
+                .contains("either `adapter` with `operation`, or `file`")
+        );
+        let d = &diags[2];
+        assert_eq!((d.line, d.column), (8, 49), "{d}");
+    }
+
+    #[test]
     fn catches_each_reference_kind_with_positions_and_suggestions() {
         let bad = "\
 route: bad
