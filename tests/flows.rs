@@ -12,6 +12,8 @@ mod rabbit;
 #[path = "support/root.rs"]
 mod root;
 
+#[path = "flows/grades.rs"]
+mod grades;
 #[path = "flows/placement.rs"]
 mod placement;
 
@@ -34,5 +36,5 @@ macro_rules! on_both_brokers {
 }
 
 mod e2e {
-    on_both_brokers!(placement);
+    on_both_brokers!(placement, grades);
 }
