@@ -225,6 +225,19 @@ mod tests {
     }
 
     #[test]
+    fn a_verify_signature_from_an_adapter_is_an_edge_a_key_file_is_not() {
+        let routes = [route(
+            "route: sign\nfrom:\n  queue: {exchange: g, keys: [c]}\nsteps:\n  - verify_signature: {jws: .s, payload: .d, keys: {adapter: elevregister, operation: signing-keys}}\n  - verify_signature: {jws: .s, payload: .d, keys: {file: keys.json}}\n",
+        )];
+        let out = mermaid(&routes);
+        assert!(
+            out.contains("r_sign -->|\"signing-keys\"| a_elevregister"),
+            "{out}"
+        );
+        assert!(!out.contains("keys.json"), "{out}");
+    }
+
+    #[test]
     fn ids_are_distinct_and_labels_escaped() {
         assert_ne!(node_id("a-b"), node_id("a_b"));
         assert!(
