@@ -15,6 +15,7 @@ pub mod config;
 pub mod endpoint;
 pub mod envelope;
 pub mod expr;
+pub mod jwks;
 pub mod resources;
 pub mod route;
 pub mod runtime;

@@ -64,6 +64,11 @@ const CASES: &[(&str, &str)] = &[
     ("casedata", "update-extra-parameters"),
     ("casedata", "add-decision"),
     ("elevregister", "list-placements"),
+    ("elevregister", "get-group"),
+    ("elevregister", "register-grade"),
+    ("elevregister", "list-grades"),
+    ("elevregister", "create-grade-catalogue"),
+    ("elevregister", "signing-keys"),
     ("larplattform", "list-attendances"),
     ("larplattform", "list-attendances-with-lessons"),
     ("larplattform", "list-lessons-of-day"),
@@ -400,6 +405,191 @@ async fn elevregister_operations() {
     assert_eq!(
         w.last("elevregister").path,
         format!("/placements?child={person_id}")
+    );
+}
+
+/// Karin Ström, grading teacher of 7B at Björkhagens skola (seed).
+const KARIN: &str = "197903152481";
+const ALVA: &str = "201409093224";
+const YUSUF: &str = "201503692715";
+
+/// A grade of 7B in grade.v1 (the canonical message the register route sends).
+fn grade_v1(student: &str, value: &str, final_grade: bool) -> Value {
+    json!({
+        "gradeId": id_for(&format!("grade/{student}")), "version": "2026-12-18T10:00:00+01:00",
+        "student": {"id": id_for(student), "displayName": "Elev"},
+        "schoolUnitCode": "38120001",
+        "group": {"id": id_for("group/38120001/7B"), "displayName": "7B"},
+        "syllabus": "MA", "semester": "HT", "year": 2026,
+        "gradeValue": value, "finalGrade": final_grade,
+        "gradingTeacher": {"id": id_for(KARIN), "displayName": "Karin Ström"},
+        "registeredBy": {"id": id_for(KARIN), "displayName": "Karin Ström"},
+        "registeredDate": "2026-12-18",
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elevregister_grade_operations() {
+    use knutpunkt::step::verify_signature::verify_detached;
+    let w = world().await;
+    let group_id = id_for("group/38120001/7B");
+    let group = w
+        .call(
+            "elevregister",
+            "get-group",
+            json!({"group": {"id": group_id}}),
+        )
+        .await;
+    assert_eq!(json_of(&group)["displayName"], "7B");
+    let members = json_of(&group)["groupMemberships"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(members.len(), 3);
+    assert_eq!(w.last("elevregister").path, format!("/groups/{group_id}"));
+
+    // Registered, then marked final: one grade, changed in place.
+    let first = w
+        .call(
+            "elevregister",
+            "register-grade",
+            grade_v1(MARTA, "C", false),
+        )
+        .await;
+    assert_eq!(first.status, 201);
+    let sent = w.last("elevregister").body.unwrap();
+    assert_eq!(sent["student"], json!({"id": id_for(MARTA)}));
+    assert_eq!(sent["syllabus"], json!({"displayName": "MA"}));
+    let final_m = Envelope::json(grade_v1(MARTA, "B", true));
+    let changed = w
+        .client
+        .call("elevregister", "register-grade", &final_m)
+        .await
+        .unwrap();
+    assert_eq!(changed.status, 200);
+    assert_eq!(json_of(&changed)["id"], json_of(&first)["id"]);
+    // The same message again (same Idempotency-Key) changes nothing.
+    let again = w
+        .client
+        .call("elevregister", "register-grade", &final_m)
+        .await
+        .unwrap();
+    assert_eq!(json_of(&again)["meta"], json_of(&changed)["meta"]);
+    for s in [ALVA, YUSUF] {
+        let r = w
+            .call("elevregister", "register-grade", grade_v1(s, "A", true))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let listed = w
+        .call(
+            "elevregister",
+            "list-grades",
+            json!({"student": id_for(MARTA), "group": group_id}),
+        )
+        .await;
+    let listed = json_of(&listed)["data"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["gradeValue"], "B");
+    assert_eq!(listed[0]["finalGrade"], true);
+
+    // The catalogue, signed by Karin; the signature verifies against the register's keys.
+    let request = json!({"schoolUnitCode": "38120001", "group": group_id, "syllabus": "MA",
+        "semester": "HT", "year": 2026, "gradingTeacher": id_for(KARIN),
+        "grades": [{"student": id_for(MARTA), "gradeValue": "B"},
+                   {"student": id_for(ALVA), "gradeValue": "A"},
+                   {"student": id_for(YUSUF), "gradeValue": "A"}]});
+    let m = Envelope::json(request.clone());
+    let made = w
+        .client
+        .call("elevregister", "create-grade-catalogue", &m)
+        .await
+        .unwrap();
+    assert_eq!(made.status, 201);
+    let catalogue = json_of(&made).clone();
+    assert_eq!(
+        catalogue["confidential"], true,
+        "Alva has a protected identity"
+    );
+    assert_eq!(catalogue["signedBy"]["displayName"], "Karin Ström");
+    let document: Value = serde_json::from_str(catalogue["document"].as_str().unwrap()).unwrap();
+    assert_eq!(document["type"], "Betygskatalog");
+    assert_eq!(document["grades"][0]["student"]["civicNo"], "20130412-2383");
+    assert!(
+        !catalogue["document"]
+            .as_str()
+            .unwrap()
+            .contains("Skogsstigen")
+    );
+    let keys = w.call("elevregister", "signing-keys", json!({})).await;
+    assert_eq!(w.last("elevregister").path, "/signing-keys");
+    let keys = knutpunkt::jwks::parse_set(&serde_json::to_vec(json_of(&keys)).unwrap()).unwrap();
+    assert_eq!(keys.len(), 2, "one key per seeded teacher");
+    let kid = verify_detached(
+        &catalogue["signature"],
+        &catalogue["document"],
+        &keys,
+        Some(&json!(id_for(KARIN).to_string())),
+    )
+    .expect("Karin's signature verifies");
+    assert_eq!(kid, Some(id_for(KARIN).to_string()));
+    // Asked again with the same key: the same catalogue.
+    let same = w
+        .client
+        .call("elevregister", "create-grade-catalogue", &m)
+        .await
+        .unwrap();
+    assert_eq!(same.status, 200);
+    assert_eq!(json_of(&same)["id"], catalogue["id"]);
+
+    // Tampered after signing, and unsigned: the unhappy paths.
+    post(&format!("{}/elevregister/_tamper", w.base), json!({})).await;
+    let tampered = w
+        .call("elevregister", "create-grade-catalogue", request.clone())
+        .await;
+    let t = json_of(&tampered);
+    assert!(verify_detached(&t["signature"], &t["document"], &keys, None).is_err());
+    post(&format!("{}/elevregister/_unsigned", w.base), json!({})).await;
+    let unsigned = w
+        .call("elevregister", "create-grade-catalogue", request.clone())
+        .await;
+    assert_eq!(json_of(&unsigned)["signature"], Value::Null);
+    let next = w
+        .call("elevregister", "create-grade-catalogue", request.clone())
+        .await;
+    let n = json_of(&next);
+    assert!(verify_detached(&n["signature"], &n["document"], &keys, None).is_ok());
+
+    // A grade not final, and a teacher who is not the group's: 422, permanent.
+    w.call("elevregister", "register-grade", grade_v1(ALVA, "A", false))
+        .await;
+    let e = w
+        .client
+        .call(
+            "elevregister",
+            "create-grade-catalogue",
+            &Envelope::json(request.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Permanent);
+    assert!(e.message.contains("422"), "{}", e.message);
+    let mut other = request.clone();
+    other["gradingTeacher"] = json!(id_for("197206113578"));
+    let e = w
+        .client
+        .call(
+            "elevregister",
+            "create-grade-catalogue",
+            &Envelope::json(other),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Permanent);
+    assert!(
+        !e.message.contains(MARTA) && !e.message.contains("2383"),
+        "{}",
+        e.message
     );
 }
 
@@ -947,6 +1137,45 @@ async fn larplattform_operations() {
         )
         .await;
     assert_eq!(signed.status, 201);
+    // 7B's grades: registered, then marked final (definitivmarkering) in place.
+    let r = post(
+        &format!("{}/larplattform/_register-grades", w.base),
+        json!({"teacher": KARIN, "schoolUnitCode": "38120001", "group": "7B", "syllabus": "SV",
+               "semester": "HT", "year": 2026, "grades": [{"civicNo": ALVA, "gradeValue": "C"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let registered: Value = r.json().await.unwrap();
+    let registered = &registered["data"][0];
+    assert_eq!(
+        registered["group"]["id"],
+        id_for("group/38120001/7B").to_string()
+    );
+    let r = post(
+        &format!("{}/larplattform/_finalize-grades", w.base),
+        json!({"teacher": KARIN, "schoolUnitCode": "38120001", "group": "7B", "syllabus": "SV",
+               "semester": "HT", "year": 2026}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let newer = w
+        .call(
+            "larplattform",
+            "list-grades",
+            json!({"watermark": registered["meta"]["modified"]}),
+        )
+        .await;
+    let newer = json_of(&newer)["data"].as_array().unwrap().clone();
+    assert_eq!(newer.len(), 1);
+    assert_eq!(newer[0]["id"], registered["id"]);
+    assert_eq!(newer[0]["finalGrade"], true);
+    let r = post(
+        &format!("{}/larplattform/_finalize-grades", w.base),
+        json!({"teacher": KARIN, "schoolUnitCode": "38120001", "group": "7B", "syllabus": "SV",
+               "semester": "HT", "year": 2026}),
+    )
+    .await;
+    assert_eq!(r.status(), 422, "nothing left to mark final");
     // Unknown people are refused.
     let r = post(
         &format!("{}/larplattform/_register-grades", w.base),

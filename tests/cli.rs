@@ -224,6 +224,7 @@ fn every_step_kind_passes_its_route_tests() {
         "csv-rows",
         "excel-rows",
         "ordered",
+        "verify-signature",
     ] {
         assert!(
             out.contains(&format!("{route}.test.yaml")),

@@ -14,6 +14,8 @@ mod root;
 
 #[path = "flows/attendance.rs"]
 mod attendance;
+#[path = "flows/grades.rs"]
+mod grades;
 #[path = "flows/ike.rs"]
 mod ike;
 #[path = "flows/leave.rs"]
@@ -42,5 +44,5 @@ macro_rules! on_both_brokers {
 }
 
 mod e2e {
-    on_both_brokers!(placement, attendance, leave, school_choice, ike);
+    on_both_brokers!(placement, attendance, grades, leave, school_choice, ike);
 }

@@ -18,9 +18,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{Validation, decode, decode_header};
 use serde_json::Value;
+
+use crate::jwks::Key;
 
 /// The least time between two fetches of a `jwks_url`.
 pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
@@ -48,12 +49,6 @@ pub enum JwtError {
     /// The key set could not be read or fetched.
     #[error("the trusted keys could not be loaded: {0}")]
     Keys(String),
-}
-
-struct Key {
-    kid: Option<String>,
-    algorithm: Algorithm,
-    key: DecodingKey,
 }
 
 struct Cached {
@@ -90,39 +85,8 @@ impl std::fmt::Debug for JwtVerifier {
     }
 }
 
-/// The keys of a JWKS document that knut can use, with the one algorithm each is for.
-fn keys_of(set: &JwkSet) -> Vec<Key> {
-    set.keys
-        .iter()
-        .filter_map(|jwk| {
-            let algorithm = match &jwk.algorithm {
-                AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
-                AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                    Algorithm::ES256
-                }
-                _ => return None,
-            };
-            let key = DecodingKey::from_jwk(jwk).ok()?;
-            Some(Key {
-                kid: jwk.common.key_id.clone(),
-                algorithm,
-                key,
-            })
-        })
-        .collect()
-}
-
 fn parse_set(text: &[u8]) -> Result<Vec<Key>, JwtError> {
-    let set: JwkSet = serde_json::from_slice(text)
-        .map_err(|e| JwtError::Keys(format!("not a JSON Web Key Set: {e}")))?;
-    let keys = keys_of(&set);
-    if keys.is_empty() {
-        return Err(JwtError::Keys(
-            "the key set has no usable key (EdDSA, RS256 or ES256)".into(),
-        ));
-    }
-    Ok(keys)
+    crate::jwks::parse_set(text).map_err(JwtError::Keys)
 }
 
 impl JwtVerifier {
@@ -215,12 +179,7 @@ impl JwtVerifier {
         // Verify outside the lock: only a key-set refresh is serialised, never requests.
         let keys = cache.as_ref().map(|c| c.keys.clone()).unwrap_or_default();
         drop(cache);
-        let key = match &header.kid {
-            Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid.as_str())),
-            None if keys.len() == 1 => keys.first(),
-            None => None,
-        }
-        .ok_or(JwtError::UnknownKey)?;
+        let key = crate::jwks::find(&keys, header.kid.as_deref()).ok_or(JwtError::UnknownKey)?;
         if header.alg != key.algorithm {
             return Err(JwtError::Invalid(format!(
                 "algorithm {:?} is not the one the key is for",
@@ -268,6 +227,7 @@ pub fn bearer(value: Option<&str>) -> Result<&str, JwtError> {
 mod tests {
     use super::*;
     use crate::sandbox::idp::{ISSUER, Idp};
+    use jsonwebtoken::Algorithm;
     use serde_json::json;
 
     fn claims(v: Value) -> serde_json::Map<String, Value> {

@@ -290,6 +290,32 @@ impl Checker<'_> {
                     self.push(d);
                 }
             }
+            StepSpec::VerifySignature(v) => {
+                self.jq(&format!("{at}.jws"), &v.jws);
+                self.jq(&format!("{at}.payload"), &v.payload);
+                if let Some(s) = &v.signer {
+                    self.jq(&format!("{at}.signer"), s);
+                }
+                let k = &v.keys;
+                match (&k.adapter, &k.operation, &k.file) {
+                    (Some(a), Some(o), None) => {
+                        self.adapter(&format!("{at}.keys"), "operation", a, o);
+                    }
+                    (None, None, Some(_)) => {}
+                    _ => {
+                        let d = self
+                            .r
+                            .diagnostic(
+                                &format!("{at}.keys"),
+                                "`keys` needs either `adapter` with `operation`, or `file`",
+                            )
+                            .with_expected(
+                                "`{adapter: <name>, operation: <name>}` (a JWKS) or `{file: <path>}`",
+                            );
+                        self.push(d);
+                    }
+                }
+            }
             StepSpec::To(t) => {
                 if let (Some(a), Some(o)) = (&t.adapter, &t.operation) {
                     self.adapter(&at, "operation", a, o);
@@ -475,6 +501,49 @@ steps:
             route("routes/b.yaml", CONSUMER),
         ];
         assert_eq!(check(&routes, &TestCatalog), vec![]);
+    }
+
+    #[test]
+    fn verify_signature_needs_compiling_programs_and_one_key_source() {
+        let text = "\
+route: signed
+from:
+  queue: { exchange: school.events, keys: [catalogue.assembled] }
+steps:
+  - verify_signature:
+      jws: '.signature !!'
+      payload: .document
+      keys: { adapter: elevregister, operation: signing-keyz }
+      signer: '!!'
+  - verify_signature:
+      jws: .signature
+      payload: .document
+      keys: { adapter: elevregister, file: keys.json }
+  - verify_signature:
+      jws: .signature
+      payload: .document
+      keys: { file: keys.json }
+";
+        let routes = [route("routes/signed.yaml", text)];
+        let diags = check(&routes, &TestCatalog);
+        let paths: Vec<&str> = diags.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "steps[0].verify_signature.jws",
+                "steps[0].verify_signature.signer",
+                "steps[0].verify_signature.keys.operation",
+                "steps[1].verify_signature.keys",
+            ],
+            "{diags:#?}"
+        );
+        assert!(
+            diags[3]
+                .to_string()
+                .contains("either `adapter` with `operation`, or `file`")
+        );
+        let d = &diags[2];
+        assert_eq!((d.line, d.column), (8, 49), "{d}");
     }
 
     #[test]

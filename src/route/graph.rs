@@ -64,6 +64,12 @@ pub fn mermaid(routes: &[LoadedRoute]) -> String {
                         g.edge(&route, &a, &src.operation);
                     }
                 }
+                StepSpec::VerifySignature(v) => {
+                    if let (Some(adapter), Some(op)) = (&v.keys.adapter, &v.keys.operation) {
+                        let a = g.node("a", adapter, Shape::Adapter);
+                        g.edge(&route, &a, op);
+                    }
+                }
                 StepSpec::To(t) => {
                     if let (Some(adapter), Some(op)) = (&t.adapter, &t.operation) {
                         let a = g.node("a", adapter, Shape::Adapter);
@@ -222,6 +228,19 @@ mod tests {
         reversed.reverse();
         assert_eq!(mermaid(&reversed), expected);
         assert_eq!(mermaid(&[]), "flowchart LR\n");
+    }
+
+    #[test]
+    fn a_verify_signature_from_an_adapter_is_an_edge_a_key_file_is_not() {
+        let routes = [route(
+            "route: sign\nfrom:\n  queue: {exchange: g, keys: [c]}\nsteps:\n  - verify_signature: {jws: .s, payload: .d, keys: {adapter: elevregister, operation: signing-keys}}\n  - verify_signature: {jws: .s, payload: .d, keys: {file: keys.json}}\n",
+        )];
+        let out = mermaid(&routes);
+        assert!(
+            out.contains("r_sign -->|\"signing-keys\"| a_elevregister"),
+            "{out}"
+        );
+        assert!(!out.contains("keys.json"), "{out}");
     }
 
     #[test]

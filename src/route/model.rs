@@ -329,6 +329,10 @@ pub enum StepSpec {
     Log(LogSpec),
     /// Answer the synchronous HTTP request that started this message.
     Reply(ReplySpec),
+    /// Verify a JWS with a detached payload (RFC 7515 appendix F) over a text of the
+    /// message against trusted public keys; an unsigned message, a signature that does not
+    /// verify or the wrong signer is permanent (dead letter).
+    VerifySignature(VerifySignatureSpec),
 }
 
 impl StepSpec {
@@ -354,6 +358,7 @@ impl StepSpec {
             StepSpec::Idempotent(_) => "idempotent",
             StepSpec::Log(_) => "log",
             StepSpec::Reply(_) => "reply",
+            StepSpec::VerifySignature(_) => "verify_signature",
         }
     }
 }
@@ -639,6 +644,45 @@ pub struct ReplySpec {
     /// `application/problem+json` for an RFC 9457 problem the route built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+}
+
+/// Options of `verify_signature`: the signature `jws` is a compact JWS with a detached
+/// payload, `BASE64URL(header)..BASE64URL(signature)`, over `BASE64URL(header) + "." +
+/// BASE64URL(payload)`; the header names the algorithm (EdDSA, RS256 or ES256, the one its
+/// key is for) and the key (`kid`). The message goes on unchanged, with the header
+/// `knut-signature-kid` naming the key that signed.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySignatureSpec {
+    /// jq expression giving the compact detached JWS, e.g. `.catalogue.signature`; null or
+    /// nothing means the message is unsigned.
+    pub jws: String,
+    /// jq expression giving the signed text exactly as signed (a string), e.g.
+    /// `.catalogue.document`.
+    pub payload: String,
+    /// The trusted public keys (a JSON Web Key Set).
+    pub keys: SignatureKeys,
+    /// jq expression giving the key id (`kid`) that must have signed, e.g.
+    /// `.gradingTeacher.id`; without it any key of the set may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+}
+
+/// Where `verify_signature` gets its JSON Web Key Set: exactly one of an adapter operation
+/// (called for each message, so a new key is seen at once; unreachable is transient) and a
+/// file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureKeys {
+    /// Adapter name (a file `adapters/<name>.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// Operation of the adapter answering the key set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// A JWKS file (relative to the root), read when the route starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// The route's error policy.

@@ -50,20 +50,27 @@ impl std::fmt::Debug for Idp {
     }
 }
 
+/// A fresh Ed25519 signing key (ring's randomness) and its public key, base64url (the JWK's
+/// `x`). The elevregister simulation signs grade catalogues with keys made this way.
+pub fn ed25519_key() -> Result<(EncodingKey, String), String> {
+    let rng = ring::rand::SystemRandom::new();
+    let mut seed = [0u8; 32];
+    rng.fill(&mut seed)
+        .map_err(|_| "no randomness for an Ed25519 key".to_string())?;
+    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
+        .map_err(|_| "cannot make an Ed25519 key".to_string())?;
+    let public_x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+    let der = [PKCS8_ED25519_PREFIX.as_slice(), &seed].concat();
+    Ok((EncodingKey::from_ed_der(&der), public_x))
+}
+
 impl Idp {
     /// A fresh Ed25519 key pair.
     pub fn generate() -> Result<Idp, String> {
-        let rng = ring::rand::SystemRandom::new();
-        let mut seed = [0u8; 32];
-        rng.fill(&mut seed)
-            .map_err(|_| "no randomness for the sandbox idp key".to_string())?;
-        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| "cannot make the sandbox idp key".to_string())?;
-        let public_x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
-        let der = [PKCS8_ED25519_PREFIX.as_slice(), &seed].concat();
+        let (key, public_x) = ed25519_key().map_err(|e| format!("the sandbox idp key: {e}"))?;
         Ok(Idp {
             kid: format!("sandbox-{}", &public_x[..8]),
-            key: EncodingKey::from_ed_der(&der),
+            key,
             public_x,
         })
     }

@@ -17,7 +17,12 @@
 //! students: [{civicNo, present: bool, absence: "valid" | "invalid"}]}]}` and
 //! `POST /_register-grades` with `{teacher, schoolUnitCode, group, syllabus, semester, year,
 //! final, grades: [{civicNo, gradeValue}]}` create the records (persons by civic number from
-//! the seed; an unknown one is a 422).
+//! the seed; an unknown one is a 422) — a student's grade for the same syllabus, semester
+//! and year is changed in place (same `id`, a new `meta.modified`); and
+//! `POST /_finalize-grades` with `{teacher, schoolUnitCode, group, syllabus, semester, year}`
+//! marks the group's registered grades of that course final (definitivmarkering: `finalGrade`
+//! true, a new `meta.modified`; 422 when there is none to mark). A grade's `group` is the
+//! seeded group of that name at the unit (`{id, displayName}`), or only `{displayName}`.
 
 // The helpers fail with the finished problem response the handler returns as it is.
 #![allow(
@@ -68,6 +73,7 @@ pub fn routes(world: Arc<World>) -> Router {
         )
         .route("/_register-attendance", post(register_attendance))
         .route("/_register-grades", post(register_grades))
+        .route("/_finalize-grades", post(finalize_grades))
         .with_state(world)
 }
 
@@ -340,6 +346,13 @@ async fn register_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -
         (Err(e), _) | (_, Err(e)) => return e,
     };
     let stamp = now();
+    let group_ref = pop
+        .unit(unit)
+        .and_then(|u| pop.group_named(u.id, group))
+        .map_or_else(
+            || json!({"displayName": group}),
+            |g| json!({"id": g.id, "displayName": g.display_name}),
+        );
     let mut out = Vec::new();
     for g in req["grades"].as_array().into_iter().flatten() {
         let student = match person_ref(&pop, g["civicNo"].as_str().unwrap_or_default()) {
@@ -359,7 +372,7 @@ async fn register_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -
         out.push(json!({
             "id": Uuid::now_v7(), "meta": {"created": stamp, "modified": stamp},
             "student": student, "organisation": organisation, "registeredBy": teacher,
-            "gradingTeacher": teacher, "group": {"displayName": group},
+            "gradingTeacher": teacher, "group": group_ref,
             "registeredDate": stamp[..10], "gradeValue": value,
             "finalGrade": req["final"].as_bool().unwrap_or(false),
             "syllabus": {"displayName": syllabus},
@@ -373,8 +386,78 @@ async fn register_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -
             "grades: at least one",
         );
     }
-    lock(&w.larplattform).grades.extend(out.iter().cloned());
+    let mut platform = lock(&w.larplattform);
+    for new in &mut out {
+        // One grade per student, syllabus, semester and year: a new registration changes it.
+        if let Some(old) = platform.grades.iter_mut().find(|g| same_course(g, new)) {
+            new["id"] = old["id"].clone();
+            new["meta"]["created"] = old["meta"]["created"].clone();
+            *old = new.clone();
+        } else {
+            platform.grades.push(new.clone());
+        }
+    }
     (StatusCode::CREATED, Json(json!({ "data": out }))).into_response()
+}
+
+/// Do two grades record the same student's grade for one syllabus, semester and year?
+fn same_course(a: &Value, b: &Value) -> bool {
+    a["student"]["id"] == b["student"]["id"]
+        && a["organisation"]["id"] == b["organisation"]["id"]
+        && a["syllabus"] == b["syllabus"]
+        && a["semester"] == b["semester"]
+        && a["year"] == b["year"]
+}
+
+async fn finalize_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let pop = read(&w.population);
+    let str_of = |k: &str| req[k].as_str().filter(|s| !s.is_empty());
+    let (Some(teacher), Some(unit), Some(group), Some(syllabus)) = (
+        str_of("teacher"),
+        str_of("schoolUnitCode"),
+        str_of("group"),
+        str_of("syllabus"),
+    ) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "teacher, schoolUnitCode, group, syllabus, semester and year are required",
+        );
+    };
+    let (teacher, organisation) = match (person_ref(&pop, teacher), unit_ref(&pop, unit)) {
+        (Ok(t), Ok(o)) => (t, o),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let semester = req["semester"].as_str().unwrap_or("VT");
+    let year = req["year"].as_u64().unwrap_or(2026);
+    let stamp = now();
+    let mut platform = lock(&w.larplattform);
+    let mut out = Vec::new();
+    for g in platform.grades.iter_mut().filter(|g| {
+        g["organisation"]["id"] == organisation["id"]
+            && g["group"]["displayName"] == group
+            && g["syllabus"]["displayName"] == syllabus
+            && g["semester"] == semester
+            && g["year"] == year
+            && g["finalGrade"] != true
+    }) {
+        g["finalGrade"] = json!(true);
+        g["gradingTeacher"] = teacher.clone();
+        g["meta"]["modified"] = json!(stamp);
+        out.push(g.clone());
+    }
+    if out.is_empty() {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Nothing to mark final",
+            "the group has no registered grades of that syllabus, semester and year that are not final yet",
+        );
+    }
+    Json(json!({ "data": out })).into_response()
 }
 
 /// Keep `v` in `list` once per idempotency key: 201 new, 200 seen.

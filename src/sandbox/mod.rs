@@ -48,8 +48,8 @@ use seed::Population;
 pub struct World {
     /// People, school units, placements (elevregister, Metakatalogen).
     pub population: RwLock<Population>,
-    /// What elevregister keeps besides the population (absences).
-    pub register: Mutex<elevregister::Records>,
+    /// The register's absences, grades, grade catalogues and teachers' signing keys.
+    pub elevregister: Mutex<elevregister::Register>,
     /// Errands of the case management system.
     pub errands: Mutex<casedata::Errands>,
     /// FlowInstances of the e-service platform.
@@ -149,7 +149,7 @@ const SYSTEMS: &[System] = &[
     },
     System {
         name: "elevregister",
-        what: "Elevregister (IST Admin) in SS 12000 terms: /persons, /organisations, /placements",
+        what: "Elevregister (IST Admin) in SS 12000 terms: /persons, /organisations, /placements, /groups, /grades, /gradeCatalogues (signed), /signing-keys",
         routes: elevregister::routes,
     },
     System {

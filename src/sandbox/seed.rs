@@ -15,11 +15,14 @@
 //! | Karlsson | — | Noah (20, adult student) | of age; IKE |
 //! | Öberg | Per (single custody) | Vera (4, independent förskola) | förskola |
 //!
-//! Teachers (adults without children in the seed), each in a block of their own:
+//! The teachers (adults without children in the seed), each holding a signing key in the
+//! elevregister simulation:
 //!
-//! | teacher | school unit | what it exercises |
-//! |---|---|---|
-//! | Lars Ek | Björkhagens skola 38120001 | registers attendance in lärplattform (use case 4) |
+//! | teacher | school unit | groups | what it exercises |
+//! |---|---|---|---|
+//! | Karin Ström | Björkhagens skola (38120001) | 7B: Märta Lindqvist, Alva Sjöberg (skyddad folkbokföring), Yusuf Hassan (samordningsnummer) | grading teacher of a class with a protected student; signs its grade catalogues |
+//! | Lars Nordin | Norrvikens gymnasium (38120003) | NA24A: Ebba Berg | upper-secondary courses; a second signer |
+//! | Lars Ek | Björkhagens skola (38120001) | — | registers attendance in lärplattform (use case 4) |
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -131,6 +134,41 @@ pub struct Placement {
     pub reason: Option<String>,
 }
 
+/// A teacher (SS 12000 Duty `Lärare`) at a school unit.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Teacher {
+    /// The person.
+    pub person: Uuid,
+    /// The school unit the duty is at.
+    pub duty_at: Uuid,
+    /// The teacher's signature (initials), as on a grade catalogue.
+    pub signature: String,
+}
+
+/// A group (SS 12000 Group, a class) at a school unit, with its members and the teacher who
+/// grades it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    /// Stable id.
+    pub id: Uuid,
+    /// Name, e.g. `7B`.
+    pub display_name: String,
+    /// SS 12000 group type (`Klass`).
+    pub group_type: String,
+    /// SS 12000 school type (`GR`, `GY`).
+    pub school_type: String,
+    /// The school unit.
+    pub organisation: Uuid,
+    /// First day.
+    pub start_date: NaiveDate,
+    /// The students (person ids).
+    pub members: Vec<Uuid>,
+    /// The grading teacher (person id).
+    pub grading_teacher: Uuid,
+}
+
 /// The whole fictional municipality.
 #[derive(Debug, Clone)]
 pub struct Population {
@@ -140,6 +178,10 @@ pub struct Population {
     pub units: Vec<SchoolUnit>,
     /// The placements.
     pub placements: Vec<Placement>,
+    /// The teachers.
+    pub teachers: Vec<Teacher>,
+    /// The groups (classes).
+    pub groups: Vec<Group>,
 }
 
 impl Population {
@@ -166,6 +208,23 @@ impl Population {
         self.units
             .iter()
             .find(|u| u.school_unit_code == id_or_code || u.id.to_string() == id_or_code)
+    }
+
+    /// The teacher who is this person, if the person is one.
+    pub fn teacher(&self, person: Uuid) -> Option<&Teacher> {
+        self.teachers.iter().find(|t| t.person == person)
+    }
+
+    /// The group with this id.
+    pub fn group(&self, id: Uuid) -> Option<&Group> {
+        self.groups.iter().find(|g| g.id == id)
+    }
+
+    /// The group of this name at the school unit `unit` (id).
+    pub fn group_named(&self, unit: Uuid, name: &str) -> Option<&Group> {
+        self.groups
+            .iter()
+            .find(|g| g.organisation == unit && g.display_name == name)
     }
 }
 
@@ -375,6 +434,20 @@ impl Population {
             date(2021, 5, 1),
             (615_400.0, 6_920_100.0),
         );
+        let strom = address(
+            "Tallvägen 11",
+            "856 31",
+            "Sundsvall",
+            date(2012, 3, 1),
+            (616_050.0, 6_922_770.0),
+        );
+        let nordin = address(
+            "Köpmangatan 5",
+            "852 32",
+            "Sundsvall",
+            date(2008, 9, 1),
+            (617_380.0, 6_920_640.0),
+        );
         let p = |pnr11, given, family, gender, address, guardians, protected| {
             person(NewPerson {
                 pnr11,
@@ -493,6 +566,9 @@ impl Population {
                 &["19790823513"],
                 false,
             ),
+            // The teachers.
+            p("19790315248", "Karin", "Ström", "F", &strom, &[], false),
+            p("19720611357", "Lars", "Nordin", "M", &nordin, &[], false),
         ];
         let mut persons = persons;
         // Teacher for attendance (use case 4): Lars Ek teaches at Björkhagens skola 38120001.
@@ -541,11 +617,55 @@ impl Population {
                 Some(30.0),
             ),
         ];
+        let teachers = vec![
+            teacher("19790315248", "38120001", "KS"),
+            teacher("19720611357", "38120003", "LN"),
+            teacher("19760415123", "38120001", "LE"),
+        ];
+        let groups = vec![
+            group(
+                "7B",
+                "38120001",
+                "GR",
+                &["20130412238", "20140909322", "20150369271"],
+                "19790315248",
+            ),
+            group("NA24A", "38120003", "GY", &["20090818342"], "19720611357"),
+        ];
         Population {
             persons,
             units,
             placements,
+            teachers,
+            groups,
         }
+    }
+}
+
+fn teacher(pnr11: &str, unit_code: &str, signature: &str) -> Teacher {
+    Teacher {
+        person: id_for(&pnr(pnr11)),
+        duty_at: id_for(unit_code),
+        signature: signature.into(),
+    }
+}
+
+fn group(
+    name: &str,
+    unit_code: &str,
+    school_type: &str,
+    members: &[&str],
+    grading_teacher: &str,
+) -> Group {
+    Group {
+        id: id_for(&format!("group/{unit_code}/{name}")),
+        display_name: name.into(),
+        group_type: "Klass".into(),
+        school_type: school_type.into(),
+        organisation: id_for(unit_code),
+        start_date: date(2026, 8, 17),
+        members: members.iter().map(|m| id_for(&pnr(m))).collect(),
+        grading_teacher: id_for(&pnr(grading_teacher)),
     }
 }
 
@@ -610,5 +730,45 @@ mod tests {
         assert!(lars.guardians.is_empty() && lars.email.is_some() && !lars.protected);
         assert_eq!(pop.children_of(lars.id).count(), 0);
         assert!(pop.placements.iter().all(|p| p.child != lars.id));
+        assert!(pop.teacher(lars.id).is_some(), "a teacher of the register");
+    }
+
+    #[test]
+    fn every_group_has_its_teacher_and_students_at_its_unit() {
+        let pop = Population::seed();
+        assert!(!pop.groups.is_empty());
+        for g in &pop.groups {
+            let unit = pop.units.iter().find(|u| u.id == g.organisation);
+            assert!(unit.is_some(), "{}", g.display_name);
+            let t = pop.teacher(g.grading_teacher).expect("a seeded teacher");
+            assert_eq!(t.duty_at, g.organisation, "{}", g.display_name);
+            let person = pop.person(t.person).expect("the teacher is a person");
+            assert!(person.guardians.is_empty(), "a teacher is an adult");
+            for m in &g.members {
+                let child = pop.person(*m).expect("a member is a person");
+                assert!(!child.guardians.is_empty(), "{}", child.given_name);
+                assert!(
+                    pop.placements.iter().any(|p| p.child == *m
+                        && p.placed_at == g.organisation
+                        && p.school_type == g.school_type),
+                    "{} is placed at the group's unit",
+                    child.given_name
+                );
+            }
+        }
+        let b7 = pop
+            .group_named(id_for("38120001"), "7B")
+            .expect("7B at Björkhagens skola");
+        assert_eq!(b7.members.len(), 3);
+        assert!(
+            b7.members
+                .iter()
+                .any(|m| pop.person(*m).is_some_and(|p| p.protected)),
+            "7B has a student with skyddad folkbokföring"
+        );
+        let karin = pop.person(b7.grading_teacher).expect("Karin");
+        assert_eq!(karin.display_name(), "Karin Ström");
+        assert_eq!(karin.civic_no, "197903152481");
+        assert_eq!(pop.teachers.len(), 3);
     }
 }

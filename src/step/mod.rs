@@ -23,6 +23,7 @@ pub mod split;
 pub mod to;
 pub mod transform;
 pub mod validate;
+pub mod verify_signature;
 pub mod xml_to_json;
 
 use std::sync::Arc;
@@ -262,6 +263,9 @@ pub fn build(spec: &StepSpec, path: &str, res: &Resources) -> Result<Box<dyn Ste
         StepSpec::Idempotent(s) => Box::new(idempotent::Idempotent::new(s).map_err(err)?),
         StepSpec::Log(s) => Box::new(log::Log::new(s).map_err(err)?),
         StepSpec::Reply(s) => Box::new(reply::Reply::new(s)),
+        StepSpec::VerifySignature(s) => {
+            Box::new(verify_signature::VerifySignature::new(s, &res.root).map_err(err)?)
+        }
     })
 }
 
