@@ -1023,6 +1023,25 @@ mod tests {
         let bare = Config::from_toml_str(include_str!("../deploy/knut.production.toml")).unwrap();
         assert_eq!(bare.broker.url, None);
         assert_eq!(bare.store.url, None);
+        // Every auth scheme the shipped routes name is configured: without the sandbox
+        // nothing is made up for a missing one.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let routes = crate::route::load::load_routes(root).expect("the shipped routes load");
+        let named: Vec<&str> = routes
+            .iter()
+            .filter_map(|r| match &r.route.from {
+                crate::route::model::From::Http(h) => Some(h.auth.as_str()),
+                _ => None,
+            })
+            .collect();
+        let (schemes, development) = cfg.auth_schemes(named.iter().copied());
+        assert!(development.is_empty(), "{development:?}");
+        for name in named.into_iter().filter(|n| *n != "none") {
+            assert!(
+                schemes.contains_key(name),
+                "deploy/knut.production.toml lacks [http.auth.{name}]"
+            );
+        }
     }
 
     #[test]

@@ -524,7 +524,7 @@ async fn elevregister_grade_operations() {
     let keys = w.call("elevregister", "signing-keys", json!({})).await;
     assert_eq!(w.last("elevregister").path, "/signing-keys");
     let keys = knutpunkt::jwks::parse_set(&serde_json::to_vec(json_of(&keys)).unwrap()).unwrap();
-    assert_eq!(keys.len(), 2, "one key per seeded teacher");
+    assert_eq!(keys.len(), 3, "one key per seeded teacher");
     let kid = verify_detached(
         &catalogue["signature"],
         &catalogue["document"],

@@ -225,6 +225,8 @@ fn every_step_kind_passes_its_route_tests() {
         "excel-rows",
         "ordered",
         "verify-signature",
+        "scatter-gather",
+        "publish-dynamic",
     ] {
         assert!(
             out.contains(&format!("{route}.test.yaml")),

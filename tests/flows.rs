@@ -14,6 +14,8 @@ mod root;
 
 #[path = "flows/attendance.rs"]
 mod attendance;
+#[path = "flows/followup.rs"]
+mod followup;
 #[path = "flows/grades.rs"]
 mod grades;
 #[path = "flows/ike.rs"]
@@ -44,5 +46,13 @@ macro_rules! on_both_brokers {
 }
 
 mod e2e {
-    on_both_brokers!(placement, attendance, grades, leave, school_choice, ike);
+    on_both_brokers!(
+        placement,
+        followup,
+        leave,
+        attendance,
+        grades,
+        school_choice,
+        ike
+    );
 }

@@ -58,7 +58,11 @@ pub enum Command {
         command: dlq::DlqCommand,
     },
     /// Print a Mermaid flowchart of routes, exchanges and adapters.
-    Graph,
+    Graph {
+        /// Only these routes: ids or glob patterns (`leave-*`), e.g. one flow's routes for
+        /// its documentation. Default: every route.
+        routes: Vec<String>,
+    },
     /// Print the RabbitMQ topology of the routes as definitions JSON (for review and
     /// `rabbitmqctl import_definitions`): exactly what `knut run` declares.
     Topology {
@@ -131,9 +135,29 @@ async fn dispatch(cli: Cli) -> ExitCode {
             Err(code) => code,
         },
         Command::Test { path } => test::run(&root, path.as_deref()).await,
-        Command::Graph => match load_routes(&root) {
+        Command::Graph { routes } => match load_routes(&root) {
             Ok((_, loaded)) => {
-                print!("{}", crate::route::graph::mermaid(&loaded.routes));
+                let patterns: Result<Vec<glob::Pattern>, _> =
+                    routes.iter().map(|r| glob::Pattern::new(r)).collect();
+                let Ok(patterns) = patterns else {
+                    eprintln!(
+                        "knut graph: a route pattern is not a glob pattern (use `*`, `?`, `[…]`)"
+                    );
+                    return ExitCode::from(2);
+                };
+                let chosen: Vec<_> = loaded
+                    .routes
+                    .iter()
+                    .filter(|r| {
+                        patterns.is_empty() || patterns.iter().any(|p| p.matches(&r.route.route))
+                    })
+                    .cloned()
+                    .collect();
+                if chosen.is_empty() {
+                    eprintln!("knut graph: no route matches {}", routes.join(" "));
+                    return ExitCode::FAILURE;
+                }
+                print!("{}", crate::route::graph::mermaid(&chosen));
                 ExitCode::SUCCESS
             }
             Err(code) => code,

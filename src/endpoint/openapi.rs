@@ -191,6 +191,41 @@ fn operation(
         );
     }
 
+    // A GET or DELETE carries its message in the query: one parameter per property.
+    if matches!(method, HttpMethod::Get | HttpMethod::Delete)
+        && let Some(raw) = route
+            .spec
+            .schema
+            .as_deref()
+            .and_then(|s| (inliner.lookup)(s))
+    {
+        let required: BTreeSet<&str> = raw["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let parameters: Vec<Value> = raw["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, schema)| {
+                let mut p = json!({
+                    "name": name, "in": "query",
+                    "required": required.contains(name.as_str()),
+                    "schema": schema,
+                });
+                if let Some(d) = schema.get("description") {
+                    p["description"] = d.clone();
+                }
+                p
+            })
+            .collect();
+        if !parameters.is_empty() {
+            op.insert("parameters".into(), Value::Array(parameters));
+        }
+    }
+
     let authenticated = route.spec.auth != "none";
     if authenticated {
         if auth.contains_key(&route.spec.auth) {
@@ -226,6 +261,15 @@ fn operation(
         responses.insert(
             "401".into(),
             problem_response("Missing or wrong credentials."),
+        );
+    }
+    if !route.spec.claims.is_empty() {
+        responses.insert(
+            "403".into(),
+            problem_response(&format!(
+                "The token lacks a claim the endpoint needs ({}), or the route refused what it asks for.",
+                route.spec.claims.join(", ")
+            )),
         );
     }
     responses.insert("413".into(), problem_response("The body is too large."));
