@@ -296,7 +296,39 @@ impl RouteWorker {
             tracing::warn!(error = %err, "could not release the dead letter's idempotency keys; a resend with the same key will be suppressed");
         }
         metrics::message_dead_lettered(route);
+        self.answer_waiting_caller(&e).await;
         Ok(Outcome::DeadLetter)
+    }
+
+    /// A dead-lettered message of a synchronous HTTP caller: tell the caller now (502
+    /// problem+json) instead of letting it wait for the reply timeout — the message will not
+    /// be processed as it is. Best effort; the reason stays in the dead letter, never in the
+    /// answer. An answer the caller already got wins (the second finds nobody waiting).
+    async fn answer_waiting_caller(&self, e: &Envelope) {
+        let Some(reply_to) = e.header(header::REPLY_TO).map(str::to_string) else {
+            return;
+        };
+        let problem = serde_json::json!({
+            "type": "https://knutpunkt.sundsvall.se/problems/not-processed",
+            "title": "The request could not be processed",
+            "status": 502,
+            "detail": "It was put aside for the service's operators (a dead letter) and will not be processed as it is; quote the x-correlation-id when you ask about it.",
+        });
+        let mut answer = e.derive(
+            "dead-letter/reply",
+            crate::envelope::Body::Json(problem),
+            crate::endpoint::problem::CONTENT_TYPE,
+        );
+        answer
+            .headers
+            .insert(header::REPLY_STATUS.into(), "502".into());
+        answer.headers.insert(
+            crate::endpoint::http::REPLY_FOR.into(),
+            e.correlation_id.to_string(),
+        );
+        if let Err(err) = self.context.effects.reply(&reply_to, &answer).await {
+            tracing::debug!(error = %err.message, "the waiting caller could not be told of the dead letter");
+        }
     }
 }
 

@@ -143,6 +143,49 @@ pub async fn run(on: On) {
             .len(),
         2
     );
+    // Elevregister refusing the lookup (a permanent failure): the report is dead-lettered
+    // and the waiting portal is told at once (502), not after the reply timeout.
+    let (status, _) = flow
+        .post(
+            &format!("{}/elevregister/_fault", flow.sandbox),
+            &json!({"status": 400, "count": 1}),
+            None,
+        )
+        .await;
+    assert!(status < 300);
+    let asked = std::time::Instant::now();
+    let (status, problem) = flow
+        .post(&url, &change("end", "38120002", "2027-06-15"), Some(&token))
+        .await;
+    assert_eq!(status, 502, "{problem}");
+    assert_eq!(
+        problem["type"],
+        "https://knutpunkt.sundsvall.se/problems/not-processed"
+    );
+    assert!(asked.elapsed() < std::time::Duration::from_secs(10));
+    let parked = flow.wait_dead_letters("placement-change", 1, 10).await;
+    assert!(
+        parked[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("HTTP 400")),
+        "{}",
+        text(&parked[0])
+    );
+    let id = parked[0]["id"]
+        .as_str()
+        .expect("a dead letter id")
+        .to_string();
+    let discarded = flow
+        .client
+        .delete(format!(
+            "{}/api/routes/placement-change/dlq/{id}",
+            flow.admin
+        ))
+        .send()
+        .await
+        .expect("discard");
+    assert!(discarded.status().is_success(), "{}", discarded.status());
+
     let openapi = flow.get(&format!("{}/openapi.json", flow.ingress)).await;
     let op = &openapi["paths"]["/api/v1/placement-changes"]["post"];
     assert!(op["security"].is_array(), "{op}");
