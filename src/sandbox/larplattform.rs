@@ -322,12 +322,18 @@ async fn register_attendance(State(w): State<Arc<World>>, body: axum::body::Byte
     }
 }
 
-async fn register_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
-    let req = match parse(&body) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let pop = read(&w.population);
+/// What a teacher's grade control names: the teacher, the school unit, the group and the
+/// syllabus.
+struct GradeRequest<'a> {
+    teacher: Value,
+    unit: &'a str,
+    organisation: Value,
+    group: &'a str,
+    syllabus: &'a str,
+}
+
+/// The head of `_register-grades` and `_finalize-grades`, or the problem to answer.
+fn grade_request<'a>(pop: &Population, req: &'a Value) -> Result<GradeRequest<'a>, Response> {
     let str_of = |k: &str| req[k].as_str().filter(|s| !s.is_empty());
     let (Some(teacher), Some(unit), Some(group), Some(syllabus)) = (
         str_of("teacher"),
@@ -335,15 +341,36 @@ async fn register_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -
         str_of("group"),
         str_of("syllabus"),
     ) else {
-        return problem(
+        return Err(problem(
             StatusCode::BAD_REQUEST,
             "Bad Request",
-            "teacher, schoolUnitCode, group and syllabus are required",
-        );
+            "teacher, schoolUnitCode, group and syllabus are required (semester and year default to VT and 2026)",
+        ));
     };
-    let (teacher, organisation) = match (person_ref(&pop, teacher), unit_ref(&pop, unit)) {
-        (Ok(t), Ok(o)) => (t, o),
-        (Err(e), _) | (_, Err(e)) => return e,
+    Ok(GradeRequest {
+        teacher: person_ref(pop, teacher)?,
+        unit,
+        organisation: unit_ref(pop, unit)?,
+        group,
+        syllabus,
+    })
+}
+
+async fn register_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let pop = read(&w.population);
+    let GradeRequest {
+        teacher,
+        unit,
+        organisation,
+        group,
+        syllabus,
+    } = match grade_request(&pop, &req) {
+        Ok(g) => g,
+        Err(e) => return e,
     };
     let stamp = now();
     let group_ref = pop
@@ -415,22 +442,15 @@ async fn finalize_grades(State(w): State<Arc<World>>, body: axum::body::Bytes) -
         Err(e) => return e,
     };
     let pop = read(&w.population);
-    let str_of = |k: &str| req[k].as_str().filter(|s| !s.is_empty());
-    let (Some(teacher), Some(unit), Some(group), Some(syllabus)) = (
-        str_of("teacher"),
-        str_of("schoolUnitCode"),
-        str_of("group"),
-        str_of("syllabus"),
-    ) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            "teacher, schoolUnitCode, group, syllabus, semester and year are required",
-        );
-    };
-    let (teacher, organisation) = match (person_ref(&pop, teacher), unit_ref(&pop, unit)) {
-        (Ok(t), Ok(o)) => (t, o),
-        (Err(e), _) | (_, Err(e)) => return e,
+    let GradeRequest {
+        teacher,
+        unit: _,
+        organisation,
+        group,
+        syllabus,
+    } = match grade_request(&pop, &req) {
+        Ok(g) => g,
+        Err(e) => return e,
     };
     let semester = req["semester"].as_str().unwrap_or("VT");
     let year = req["year"].as_u64().unwrap_or(2026);

@@ -4,21 +4,11 @@
 
 use serde_json::{Value, json};
 
-use crate::flows::{Flow, On, text};
+use crate::flows::{Flow, On, parameters, text};
 use crate::school_choice::{errand, oep_instance, submit, wait_for};
 
 const NOAH: &str = "20060514-3353";
 const JOHAN: &str = "19800101-9317";
-
-/// The errand's extra parameters (first value of each).
-fn parameters(errand: &Value) -> serde_json::Map<String, Value> {
-    errand["extraParameters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Some((p["key"].as_str()?.to_string(), p["values"][0].clone())))
-        .collect()
-}
 
 /// Errand `id` once it has the extra parameter `key`.
 async fn errand_with(flow: &Flow, id: &Value, key: &str) -> Value {

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::flows::{Flow, On, text};
+use crate::flows::{Flow, On, parameters, text};
 
 const MARTA: &str = "20130412-2383";
 const LEO: &str = "20160220-1319";
@@ -30,16 +30,6 @@ async fn errand_of(flow: &Flow, id: &str) -> Value {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-}
-
-/// The errand's extra parameters as a map (first value of each).
-fn parameters(errand: &Value) -> serde_json::Map<String, Value> {
-    errand["extraParameters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Some((p["key"].as_str()?.to_string(), p["values"][0].clone())))
-        .collect()
 }
 
 /// Wait until the errand has the basis written by leave-application-basis.

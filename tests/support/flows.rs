@@ -305,3 +305,13 @@ pub fn patch_file(root: &std::path::Path, rel: &str, from: &str, to: &str) {
     assert!(text.contains(from), "{rel} does not contain `{from}`");
     std::fs::write(&path, text.replace(from, to)).unwrap_or_else(|e| panic!("{rel}: {e}"));
 }
+
+/// An errand's extra parameters as a map (the first value of each key).
+pub fn parameters(errand: &Value) -> serde_json::Map<String, Value> {
+    errand["extraParameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["key"].as_str()?.to_string(), p["values"][0].clone())))
+        .collect()
+}
