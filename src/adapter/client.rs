@@ -259,13 +259,14 @@ impl AdapterClient {
             return Ok(decoded);
         };
         // The operation's `response` program maps the answer to what the route sees.
-        let body = match &decoded.body {
-            Body::Json(v) => v.clone(),
+        let status = decoded.status;
+        let body = match decoded.body {
+            Body::Json(v) => v,
             Body::Bytes(b) if b.is_empty() => Value::Null,
-            Body::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+            Body::Bytes(b) => Value::String(String::from_utf8_lossy(&b).into_owned()),
         };
         let input = serde_json::json!({
-            "status": decoded.status,
+            "status": status,
             "headers": headers,
             "body": body,
         });
@@ -276,7 +277,7 @@ impl AdapterClient {
                 StepError::permanent(format!("{what}: the response program gave no value"))
             })?;
         Ok(AdapterResponse {
-            status: decoded.status,
+            status,
             content_type: crate::envelope::JSON.to_string(),
             body: Body::Json(mapped),
         })
@@ -391,7 +392,8 @@ impl AdapterClient {
             )));
         }
         let started = Instant::now();
-        let result = self.exchange(a, req, &what).await;
+        // Only an operation with a `response` program reads the answer's headers.
+        let result = self.exchange(a, req, &what, op.response.is_some()).await;
         let outcome = match &result {
             Ok(_) => Outcome::Success,
             Err(e) if e.kind == FailureKind::Transient => Outcome::Transient,
@@ -409,12 +411,14 @@ impl AdapterClient {
     }
 
     /// Wait for the adapter's limits, send with its credentials (once more with a fresh
-    /// OAuth2 token after a 401), read and classify the answer.
+    /// OAuth2 token after a 401), read and classify the answer; its headers too when
+    /// `keep_headers` (else an empty map).
     async fn exchange(
         &self,
         a: &Compiled,
         req: reqwest::RequestBuilder,
         what: &str,
+        keep_headers: bool,
     ) -> Result<(AdapterResponse, serde_json::Map<String, Value>), StepError> {
         let _turn = a.limits.turn(what, a.adapter.spec.timeout).await?;
         let resp = match &a.auth {
@@ -435,15 +439,18 @@ impl AdapterClient {
             auth => send(auth.apply(req, what).await?, what).await?,
         };
         let status = resp.status().as_u16();
-        let headers: serde_json::Map<String, Value> = resp
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| {
-                v.to_str()
-                    .ok()
-                    .map(|v| (k.as_str().to_string(), Value::String(v.to_string())))
-            })
-            .collect();
+        let headers: serde_json::Map<String, Value> = if keep_headers {
+            resp.headers()
+                .iter()
+                .filter_map(|(k, v)| {
+                    v.to_str()
+                        .ok()
+                        .map(|v| (k.as_str().to_string(), Value::String(v.to_string())))
+                })
+                .collect()
+        } else {
+            serde_json::Map::new()
+        };
         let content_type = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
