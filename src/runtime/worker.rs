@@ -314,17 +314,12 @@ impl RouteWorker {
             "status": 502,
             "detail": "It was put aside for the service's operators (a dead letter) and will not be processed as it is; quote the x-correlation-id when you ask about it.",
         });
-        let mut answer = e.derive(
+        let answer = crate::step::reply::answer(
+            e,
             "dead-letter/reply",
+            502,
             crate::envelope::Body::Json(problem),
             crate::endpoint::problem::CONTENT_TYPE,
-        );
-        answer
-            .headers
-            .insert(header::REPLY_STATUS.into(), "502".into());
-        answer.headers.insert(
-            crate::endpoint::http::REPLY_FOR.into(),
-            e.correlation_id.to_string(),
         );
         if let Err(err) = self.context.effects.reply(&reply_to, &answer).await {
             tracing::debug!(error = %err.message, "the waiting caller could not be told of the dead letter");

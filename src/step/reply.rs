@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::{Context, Step, StepError};
-use crate::envelope::{Envelope, header};
+use crate::envelope::{Body, Envelope, header};
 use crate::route::model::ReplySpec;
 
 /// The `reply` step.
@@ -35,15 +35,29 @@ impl Step for Reply {
             .content_type
             .clone()
             .unwrap_or_else(|| m.content_type.clone());
-        let mut answer = m.derive("reply", m.body.clone(), content_type);
-        // The caller matches the answer by the id of the message it published.
-        answer
-            .headers
-            .insert(header::REPLY_STATUS.into(), self.status.to_string());
-        answer
-            .headers
-            .insert("knut-reply-for".into(), m.correlation_id.to_string());
+        let answer = answer(&m, "reply", self.status, m.body.clone(), content_type);
         cx.effects.reply(&reply_to, &answer).await?;
         Ok(vec![m])
     }
+}
+
+/// The answer to the caller waiting for `m`: `status`, `body` and `content_type`, matched by
+/// the caller through `knut-reply-for` (the correlation id of the message it published).
+/// `tag` names the answer among the messages derived from `m`.
+pub fn answer(
+    m: &Envelope,
+    tag: &str,
+    status: u16,
+    body: Body,
+    content_type: impl Into<String>,
+) -> Envelope {
+    let mut answer = m.derive(tag, body, content_type);
+    answer
+        .headers
+        .insert(header::REPLY_STATUS.into(), status.to_string());
+    answer.headers.insert(
+        crate::endpoint::http::REPLY_FOR.into(),
+        m.correlation_id.to_string(),
+    );
+    answer
 }
