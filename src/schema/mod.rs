@@ -610,7 +610,8 @@ mod tests {
         assert_eq!(reason("/unit"), "must be at most 10 characters");
         assert_eq!(reason("/kind"), "is not one of the allowed values");
         assert_eq!(reason("/hours"), "must be at most 50");
-        assert!(reason("").contains("20100101****"), "{}", reason(""));
+        assert!(reason("").contains("********-****"), "{}", reason(""));
+        assert!(!reason("").contains("20100101"), "{}", reason(""));
 
         let v = reg
             .validate("placement-change.v1", &json!({"kind": "start"}))
