@@ -28,6 +28,11 @@ const SQLITE: &[Source] = &[
         "leases",
         include_str!("../../migrations/sqlite/0002_leases.sql"),
     ),
+    (
+        3,
+        "audit",
+        include_str!("../../migrations/sqlite/0003_audit.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -40,6 +45,11 @@ const POSTGRES: &[Source] = &[
         2,
         "leases",
         include_str!("../../migrations/postgres/0002_leases.sql"),
+    ),
+    (
+        3,
+        "audit",
+        include_str!("../../migrations/postgres/0003_audit.sql"),
     ),
 ];
 

@@ -124,6 +124,23 @@ pub struct JournalEntry {
     pub detail: Option<String>,
 }
 
+/// One call to the admin API in the audit journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When it was answered (microsecond precision).
+    pub at: DateTime<Utc>,
+    /// Who: the API key's name, the token's subject (`jwt:<sub>`), or `anonymous`.
+    pub actor: String,
+    /// The roles the caller held, comma-separated.
+    pub roles: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The path (route and message ids; never a body).
+    pub path: String,
+    /// The status answered (401 and 403 for refused calls).
+    pub status: u16,
+}
+
 impl Store {
     /// Connects to the store named by `url` and applies the migrations.
     ///
@@ -568,6 +585,52 @@ impl Store {
             .await
             .map_err(|e| self.query_error("journal", &e))?;
         Ok(())
+    }
+
+    /// Record one admin API call.
+    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO knut_audit (at_us, actor, roles, method, path, status) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(entry.at.timestamp_micros())
+        .bind(entry.actor.as_str())
+        .bind(entry.roles.as_str())
+        .bind(entry.method.as_str())
+        .bind(entry.path.as_str())
+        .bind(i64::from(entry.status))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error("audit", &e))?;
+        Ok(())
+    }
+
+    /// The newest `limit` admin API calls, newest first.
+    pub async fn audit_recent(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        const OP: &str = "audit_recent";
+        const T: &str = "knut_audit";
+        let rows = sqlx::query(
+            "SELECT at_us, actor, roles, method, path, status FROM knut_audit \
+             ORDER BY at_us DESC, id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        rows.iter()
+            .map(|row| {
+                let status = self.i64_col(OP, T, row, "status")?;
+                Ok(AuditEntry {
+                    at: self.time(OP, T, "at_us", self.i64_col(OP, T, row, "at_us")?)?,
+                    actor: self.string_col(OP, T, row, "actor")?,
+                    roles: self.string_col(OP, T, row, "roles")?,
+                    method: self.string_col(OP, T, row, "method")?,
+                    path: self.string_col(OP, T, row, "path")?,
+                    status: u16::try_from(status)
+                        .map_err(|_| corrupt(OP, T, "status", "not an HTTP status"))?,
+                })
+            })
+            .collect()
     }
 
     /// Every hop journaled for `correlation_id`, in time order (ties in write order).
