@@ -36,6 +36,10 @@ pub const ENV_PREFIX: &str = "KNUT__";
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// Which rules hold: `production` (the default: fail closed, checked at start) or
+    /// `development` (sandbox, embedded broker, the sandbox's test issuer). `knut run --dev`
+    /// sets `development`.
+    pub profile: Profile,
     /// The message broker (RabbitMQ, or the embedded broker when no URL is set).
     pub broker: BrokerConfig,
     /// The HTTP ingress (routes with `from: http`).
@@ -50,6 +54,32 @@ pub struct Config {
     pub log: LogConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// The external plane: its broker connection and its own listeners.
+    pub external: ExternalConfig,
+}
+
+/// Which rules an instance runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Fail closed: no sandbox, no embedded broker, no adapter pointing at the sandbox, no
+    /// auth scheme without configuration, `auth: none` only with a reason the configuration
+    /// allows. Checked at start (see [`crate::posture`]).
+    #[default]
+    Production,
+    /// A developer's or a test's instance: the sandbox runs, the embedded broker may, and an
+    /// auth scheme a route names but the configuration lacks trusts the sandbox's test issuer.
+    Development,
+}
+
+impl Profile {
+    /// `production` or `development`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Production => "production",
+            Profile::Development => "development",
+        }
+    }
 }
 
 /// `[broker]`: which broker to use and how much to take at once.
@@ -87,6 +117,15 @@ pub struct HttpConfig {
     pub max_body: usize,
     /// Named authentication schemes that routes refer to with `from.http.auth`.
     pub auth: BTreeMap<String, AuthScheme>,
+    /// Routes allowed to run without authentication in production: each must also say why
+    /// in its file (`auth: { none: "reason" }`).
+    pub unauthenticated: Vec<String>,
+    /// How long a client may take to send its request body (humantime); slower → 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Requests per client and route (a route may set its own `rate_limit`); over it →
+    /// 429 with `Retry-After`.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for HttpConfig {
@@ -95,6 +134,28 @@ impl Default for HttpConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body: 1024 * 1024,
             auth: BTreeMap::new(),
+            unauthenticated: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// A rate limit: a steady rate and the burst allowed above it (a token bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests a second, on average.
+    pub per_second: f64,
+    /// Requests allowed at once above the steady rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_second: 50.0,
+            burst: 100,
         }
     }
 }
@@ -112,6 +173,19 @@ pub enum AuthScheme {
         header: String,
         /// Name of the environment variable that holds the key (never the key itself).
         key_env: String,
+    },
+    /// HTTP basic authentication (RFC 7617) with one user, e.g. the credential OeP's
+    /// integration sends with its pushed exports. Only over TLS in production (the reverse
+    /// proxy terminates it).
+    Basic {
+        /// The user name expected.
+        username: String,
+        /// Name of the environment variable that holds the password (never the password).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_env: Option<String>,
+        /// Or a file holding it (relative to the root; e.g. a mounted secret).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_file: Option<String>,
     },
     /// A JWT bearer token verified against a JWKS.
     BearerJwt {
@@ -133,45 +207,58 @@ pub enum AuthScheme {
 pub const SANDBOX_ISSUER: &str = "knut-sandbox-idp";
 
 impl Config {
+    /// Whether the sandbox runs: `sandbox.enabled` when set, else on in the development
+    /// profile of a build that has it.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.sandbox
+            .enabled
+            .unwrap_or(self.profile == Profile::Development && SANDBOX_BUILT)
+    }
+
     /// The auth schemes in force for routes naming `named`: the configured ones, and — only
-    /// while the sandbox runs (`sandbox.enabled`, a development instance) — a `bearer_jwt`
-    /// scheme trusting the sandbox's test issuer for every named scheme that is not
-    /// configured, so that a fresh checkout serves its authenticated routes with tokens from
-    /// `POST /sandbox/idp/token`. The second map lists those development schemes (the
-    /// runtime warns about each). With the sandbox off an unconfigured name stays an error.
+    /// in the development profile with the sandbox running — a `bearer_jwt` scheme trusting
+    /// the sandbox's test issuer for every named scheme that is not configured, so that a
+    /// fresh checkout serves its authenticated routes with tokens from `POST
+    /// /sandbox/idp/token`. The second list names those development schemes (the runtime
+    /// warns about each). In production an unconfigured name stays an error.
     pub fn auth_schemes<'a>(
         &self,
         named: impl IntoIterator<Item = &'a str>,
     ) -> (BTreeMap<String, AuthScheme>, Vec<String>) {
         let mut schemes = self.http.auth.clone();
         let mut development = Vec::new();
-        if !self.sandbox.enabled {
+        if self.profile != Profile::Development || !self.sandbox_enabled() {
             return (schemes, development);
         }
+        for name in named {
+            if name == "none" || schemes.contains_key(name) {
+                continue;
+            }
+            schemes.insert(name.to_string(), self.sandbox_issuer());
+            development.push(name.to_string());
+        }
+        (schemes, development)
+    }
+
+    /// A `bearer_jwt` scheme trusting the sandbox's test issuer (development only).
+    pub fn sandbox_issuer(&self) -> AuthScheme {
+        AuthScheme::BearerJwt {
+            jwks_url: Some(format!("{}/sandbox/idp/jwks", self.sandbox_origin())),
+            jwks_file: None,
+            issuer: SANDBOX_ISSUER.to_string(),
+            audience: None,
+        }
+    }
+
+    /// `http://host:port` of the sandbox as a client reaches it (an unspecified bind
+    /// address is reached on loopback).
+    pub fn sandbox_origin(&self) -> String {
         let host = match self.sandbox.bind.ip() {
             ip if ip.is_unspecified() => "127.0.0.1".to_string(),
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         };
-        for name in named {
-            if name == "none" || schemes.contains_key(name) {
-                continue;
-            }
-            schemes.insert(
-                name.to_string(),
-                AuthScheme::BearerJwt {
-                    jwks_url: Some(format!(
-                        "http://{host}:{}/sandbox/idp/jwks",
-                        self.sandbox.bind.port()
-                    )),
-                    jwks_file: None,
-                    issuer: SANDBOX_ISSUER.to_string(),
-                    audience: None,
-                },
-            );
-            development.push(name.to_string());
-        }
-        (schemes, development)
+        format!("http://{host}:{}", self.sandbox.bind.port())
     }
 }
 
@@ -179,20 +266,110 @@ fn default_api_key_header() -> String {
     "x-api-key".to_owned()
 }
 
-/// `[admin]`: the admin HTTP server.
+/// `[admin]`: the admin HTTP server and who may use it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AdminConfig {
     /// Socket address to listen on.
     pub bind: SocketAddr,
+    /// Paths answered without credentials (default `/healthz`, `/readyz`, `/metrics`:
+    /// probes and scrapers; none of them shows personal data). Only these three may be
+    /// listed.
+    pub public: Vec<String>,
+    /// Whether `POST /api/routes/{id}/messages` (role `injector`) is served. Unset: on in
+    /// development, off in production.
+    pub allow_injection: Option<bool>,
+    /// API keys by the name the journal records as the actor: `[admin.keys.<name>]`.
+    pub keys: BTreeMap<String, AdminKey>,
+    /// Bearer tokens of the municipality's identity provider, roles in a claim.
+    pub jwt: Option<AdminJwt>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            public: ADMIN_PUBLIC_PATHS.iter().map(|p| p.to_string()).collect(),
+            allow_injection: None,
+            keys: BTreeMap::new(),
+            jwt: None,
         }
     }
+}
+
+/// The admin paths that may be answered without credentials.
+pub const ADMIN_PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// What an admin caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Routes, metrics, health.
+    Viewer,
+    /// Dead letters: list and show (personnummer masked), replay, discard.
+    Operator,
+    /// Hand a message to a route (`knut send`).
+    Injector,
+    /// See dead letters' personnummer unmasked (with `operator`).
+    PersonalData,
+}
+
+impl Role {
+    /// The role's name in configuration and tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Injector => "injector",
+            Role::PersonalData => "personal_data",
+        }
+    }
+
+    /// Every role.
+    pub const ALL: [Role; 4] = [
+        Role::Viewer,
+        Role::Operator,
+        Role::Injector,
+        Role::PersonalData,
+    ];
+
+    /// The role named `s`.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// `[admin.keys.<name>]`: an API key for the admin API, sent as `Authorization: Bearer
+/// <key>` (or `x-api-key`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminKey {
+    /// Name of the environment variable holding the key (never the key).
+    pub key_env: String,
+    /// What its holder may do.
+    pub roles: Vec<Role>,
+}
+
+/// `[admin.jwt]`: bearer tokens for the admin API, verified like a `bearer_jwt` scheme; the
+/// roles are the strings of `roles_claim` (an array) that name a [`Role`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminJwt {
+    /// URL of the JSON Web Key Set.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Path of a local JSON Web Key Set file (relative to the root).
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// The claim holding the roles (default `roles`).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+}
+
+fn default_roles_claim() -> String {
+    "roles".to_string()
 }
 
 /// `[store]`: the state store.
@@ -208,17 +385,55 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SandboxConfig {
-    /// Whether the sandbox runs. On by default for development; off in production.
-    pub enabled: bool,
-    /// Socket address the sandbox listens on.
+    /// Whether the sandbox runs. Unset: on in the development profile (when the build has
+    /// the `sandbox` feature), off in production, where `true` is refused at start.
+    pub enabled: Option<bool>,
+    /// Socket address the sandbox listens on (loopback only).
     pub bind: SocketAddr,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 8090)),
+        }
+    }
+}
+
+/// Whether this build carries the sandbox (the `sandbox` cargo feature, on by default and
+/// off in the production image).
+pub const SANDBOX_BUILT: bool = cfg!(feature = "sandbox");
+
+/// `[external]`: the external plane (seed 003: external cases — citizens', companies' and
+/// independent operators' traffic — handled apart from internal ones). Routes with `plane:
+/// external` run here: on their own broker connection (their own RabbitMQ vhost and user)
+/// and their own ingress and admin listeners. Bridge routes of the internal plane read
+/// from it through `bridge_url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExternalConfig {
+    /// RabbitMQ URL of the external plane (its vhost, its user). Unset in development: the
+    /// planes share `broker.url` (or the embedded broker). Required in production when any
+    /// route is external (`KNUT__EXTERNAL__BROKER_URL`).
+    pub broker_url: Option<String>,
+    /// RabbitMQ URL with which the internal plane's bridge routes read the external vhost
+    /// (the internal plane's user, permitted on the bridge queues only). Unset in
+    /// development: `broker_url`.
+    pub bridge_url: Option<String>,
+    /// The external plane's ingress (its `from: http` routes only).
+    pub http_bind: SocketAddr,
+    /// The external plane's admin listener (its routes and dead letters only).
+    pub admin_bind: SocketAddr,
+}
+
+impl Default for ExternalConfig {
+    fn default() -> Self {
+        Self {
+            broker_url: None,
+            bridge_url: None,
+            http_bind: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_bind: SocketAddr::from(([127, 0, 0, 1], 9091)),
         }
     }
 }
@@ -468,16 +683,84 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(url) = &self.broker.url {
-            let scheme = scheme_of(url);
-            if !matches!(scheme.as_deref(), Some("amqp" | "amqps")) {
+        let amqp_urls = [
+            ("broker.url", &self.broker.url),
+            ("external.broker_url", &self.external.broker_url),
+            ("external.bridge_url", &self.external.bridge_url),
+        ];
+        for (key, url) in amqp_urls {
+            if let Some(url) = url {
+                let scheme = scheme_of(url);
+                if !matches!(scheme.as_deref(), Some("amqp" | "amqps")) {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        reason: "expected an amqp:// or amqps:// URL; leave it unset to use the \
+                                 embedded broker (development only)"
+                            .into(),
+                    });
+                }
+            }
+        }
+        if self.sandbox.enabled == Some(true) && !SANDBOX_BUILT {
+            return Err(ConfigError::Invalid {
+                key: "sandbox.enabled".into(),
+                reason: "this build has no sandbox (built without the `sandbox` feature); \
+                         remove the key, or use a development build"
+                    .into(),
+            });
+        }
+        if !(self.http.rate_limit.per_second > 0.0 && self.http.rate_limit.per_second.is_finite()) {
+            return Err(ConfigError::Invalid {
+                key: "http.rate_limit.per_second".into(),
+                reason: "must be a positive number of requests a second".into(),
+            });
+        }
+        if self.http.rate_limit.burst == 0 {
+            return Err(ConfigError::Invalid {
+                key: "http.rate_limit.burst".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.http.request_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "http.request_timeout".into(),
+                reason: "must be longer than zero, e.g. `30s`".into(),
+            });
+        }
+        for path in &self.admin.public {
+            if !ADMIN_PUBLIC_PATHS.contains(&path.as_str()) {
                 return Err(ConfigError::Invalid {
-                    key: "broker.url".into(),
-                    reason: "expected an amqp:// or amqps:// URL; leave it unset to use the \
-                             embedded broker"
+                    key: "admin.public".into(),
+                    reason: format!(
+                        "`{path}` cannot be public: only {} may be answered without credentials",
+                        ADMIN_PUBLIC_PATHS.join(", ")
+                    ),
+                });
+            }
+        }
+        for (name, key) in &self.admin.keys {
+            if key.key_env.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: format!("admin.keys.{name}.key_env"),
+                    reason: "name the environment variable that holds the key".into(),
+                });
+            }
+            if key.roles.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: format!("admin.keys.{name}.roles"),
+                    reason: "give the key at least one role: viewer, operator, injector, \
+                             personal_data"
                         .into(),
                 });
             }
+        }
+        if let Some(jwt) = &self.admin.jwt
+            && jwt.jwks_url.is_none() == jwt.jwks_file.is_none()
+        {
+            return Err(ConfigError::Invalid {
+                key: "admin.jwt".into(),
+                reason: "set exactly one of `jwks_url` and `jwks_file`".into(),
+            });
         }
         if let Some(url) = &self.store.url {
             let scheme = scheme_of(url);
@@ -529,6 +812,27 @@ impl Config {
                         });
                     }
                 }
+                AuthScheme::Basic {
+                    username,
+                    password_env,
+                    password_file,
+                } => {
+                    if username.is_empty() || username.contains(':') {
+                        return Err(ConfigError::Invalid {
+                            key: format!("http.auth.{name}.username"),
+                            reason: "give the user name the client sends (without `:`)".into(),
+                        });
+                    }
+                    let named = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+                    if named(password_env) == named(password_file) {
+                        return Err(ConfigError::Invalid {
+                            key: format!("http.auth.{name}"),
+                            reason: "set exactly one of `password_env` (the environment variable \
+                                     holding the password) and `password_file`"
+                                .into(),
+                        });
+                    }
+                }
                 AuthScheme::BearerJwt {
                     jwks_url,
                     jwks_file,
@@ -573,17 +877,29 @@ fn parse_error(origin: &str, e: config::ConfigError) -> ConfigError {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "broker", "http", "admin", "store", "sandbox", "log", "shutdown",
+    "profile", "broker", "http", "admin", "store", "sandbox", "log", "shutdown", "external",
 ];
+const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
+const ADMIN_KEY_KEYS: &[&str] = &["key_env", "roles"];
+const ADMIN_JWT_KEYS: &[&str] = &["jwks_url", "jwks_file", "issuer", "audience", "roles_claim"];
 const API_KEY_KEYS: &[&str] = &["type", "header", "key_env"];
+const BASIC_KEYS: &[&str] = &["type", "username", "password_env", "password_file"];
 const BEARER_JWT_KEYS: &[&str] = &["type", "jwks_url", "jwks_file", "issuer", "audience"];
-const AUTH_TYPES: &[&str] = &["api_key", "bearer_jwt"];
+const AUTH_TYPES: &[&str] = &["api_key", "basic", "bearer_jwt"];
 
 fn section_keys(section: &str) -> &'static [&'static str] {
     match section {
         "broker" => &["url", "prefetch", "queue_type"],
-        "http" => &["bind", "max_body", "auth"],
-        "admin" => &["bind"],
+        "http" => &[
+            "bind",
+            "max_body",
+            "auth",
+            "unauthenticated",
+            "request_timeout",
+            "rate_limit",
+        ],
+        "admin" => &["bind", "public", "allow_injection", "keys", "jwt"],
+        "external" => &["broker_url", "bridge_url", "http_bind", "admin_bind"],
         "store" => &["url"],
         "sandbox" => &["enabled", "bind"],
         "log" => &["format", "level"],
@@ -623,9 +939,36 @@ fn check_keys(root: &Value, origin: &dyn Fn(&str) -> String, out: &mut Vec<Unkno
                 out.push(unknown(origin, path, key, known));
                 continue;
             }
-            if section == "http" && key == "auth" {
-                check_auth(value, &path, origin, out);
+            match (section.as_str(), key.as_str()) {
+                ("http", "auth") => check_auth(value, &path, origin, out),
+                ("http", "rate_limit") => check_table(value, &path, RATE_LIMIT_KEYS, origin, out),
+                ("admin", "jwt") => check_table(value, &path, ADMIN_JWT_KEYS, origin, out),
+                ("admin", "keys") => {
+                    if let Some(keys) = table(value) {
+                        for (name, key) in sorted(keys) {
+                            let p = format!("{path}.{name}");
+                            check_table(key, &p, ADMIN_KEY_KEYS, origin, out);
+                        }
+                    }
+                }
+                _ => {}
             }
+        }
+    }
+}
+
+/// Report the keys of table `value` (at `path`) that are not in `known`.
+fn check_table(
+    value: &Value,
+    path: &str,
+    known: &'static [&'static str],
+    origin: &dyn Fn(&str) -> String,
+    out: &mut Vec<UnknownKey>,
+) {
+    let Some(fields) = table(value) else { return };
+    for (key, _) in sorted(fields) {
+        if !known.contains(&key.as_str()) {
+            out.push(unknown(origin, format!("{path}.{key}"), key, known));
         }
     }
 }
@@ -647,6 +990,7 @@ fn check_auth(
         });
         let known = match ty {
             Some("api_key") => API_KEY_KEYS,
+            Some("basic") => BASIC_KEYS,
             Some("bearer_jwt") => BEARER_JWT_KEYS,
             Some(other) => {
                 out.push(UnknownKey {
@@ -712,8 +1056,21 @@ mod tests {
         assert_eq!(cfg.http.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(cfg.http.max_body, 1024 * 1024);
         assert_eq!(cfg.admin.bind.to_string(), "127.0.0.1:9090");
-        assert!(cfg.sandbox.enabled);
+        assert_eq!(cfg.profile, Profile::Production);
+        assert_eq!(cfg.sandbox.enabled, None);
+        assert!(
+            !cfg.sandbox_enabled(),
+            "production runs no sandbox by default"
+        );
+        let dev = Config {
+            profile: Profile::Development,
+            ..cfg.clone()
+        };
+        assert_eq!(dev.sandbox_enabled(), SANDBOX_BUILT);
         assert_eq!(cfg.sandbox.bind.to_string(), "127.0.0.1:8090");
+        assert_eq!(cfg.admin.public, ["/healthz", "/readyz", "/metrics"]);
+        assert_eq!(cfg.admin.allow_injection, None);
+        assert_eq!(cfg.external.http_bind.to_string(), "127.0.0.1:8081");
         assert_eq!(cfg.log.format, LogFormat::Text);
         assert_eq!(cfg.log.level, "info");
         assert_eq!(cfg.shutdown.timeout, Duration::from_secs(30));
@@ -781,7 +1138,7 @@ mod tests {
             })
         );
         assert_eq!(cfg.admin.bind.to_string(), "0.0.0.0:9091");
-        assert!(!cfg.sandbox.enabled);
+        assert_eq!(cfg.sandbox.enabled, Some(false));
         assert_eq!(cfg.log.format, LogFormat::Json);
         assert_eq!(cfg.shutdown.timeout, Duration::from_secs(120));
         assert_eq!(
@@ -841,7 +1198,7 @@ mod tests {
     #[test]
     fn a_development_instance_trusts_the_sandbox_issuer_for_unconfigured_schemes() {
         let mut cfg = Config::from_toml_str(
-            "[http.auth.portal]\ntype = \"api_key\"\nkey_env = \"K\"\n[sandbox]\nbind = \"127.0.0.1:18090\"\n",
+            "profile = \"development\"\n[http.auth.portal]\ntype = \"api_key\"\nkey_env = \"K\"\n[sandbox]\nbind = \"127.0.0.1:18090\"\n",
         )
         .unwrap();
         let (schemes, dev) = cfg.auth_schemes(["portal", "operators", "none"]);
@@ -857,8 +1214,12 @@ mod tests {
             }
         );
         assert!(!schemes.contains_key("none"));
-        // Without the sandbox (production) nothing is made up.
-        cfg.sandbox.enabled = false;
+        // Without the sandbox, or in production, nothing is made up.
+        cfg.sandbox.enabled = Some(false);
+        let (schemes, dev) = cfg.auth_schemes(["portal", "operators"]);
+        assert!(dev.is_empty() && !schemes.contains_key("operators"));
+        cfg.sandbox.enabled = None;
+        cfg.profile = Profile::Production;
         let (schemes, dev) = cfg.auth_schemes(["portal", "operators"]);
         assert!(dev.is_empty() && !schemes.contains_key("operators"));
     }
@@ -896,7 +1257,7 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.broker.url.as_deref(), Some("amqps://knut@rabbit/prod"));
         assert_eq!(cfg.http.bind.to_string(), "0.0.0.0:2222");
-        assert!(!cfg.sandbox.enabled);
+        assert_eq!(cfg.sandbox.enabled, Some(false));
         assert_eq!(cfg.broker.prefetch, 64);
         assert_eq!(cfg.log.format, LogFormat::Json);
         assert_eq!(cfg.shutdown.timeout, Duration::from_secs(5));
@@ -1009,7 +1370,8 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert!(!cfg.sandbox.enabled);
+        assert_eq!(cfg.profile, Profile::Production);
+        assert!(!cfg.sandbox_enabled());
         assert_eq!(cfg.log.format, LogFormat::Json);
         assert_eq!(
             cfg.broker.url.as_deref(),
@@ -1030,18 +1392,55 @@ mod tests {
         let named: Vec<&str> = routes
             .iter()
             .filter_map(|r| match &r.route.from {
-                crate::route::model::From::Http(h) => Some(h.auth.as_str()),
+                crate::route::model::From::Http(h) => h.auth.scheme(),
                 _ => None,
             })
             .collect();
         let (schemes, development) = cfg.auth_schemes(named.iter().copied());
         assert!(development.is_empty(), "{development:?}");
-        for name in named.into_iter().filter(|n| *n != "none") {
+        for name in named.iter().filter(|n| **n != "none") {
             assert!(
-                schemes.contains_key(name),
+                schemes.contains_key(*name),
                 "deploy/knut.production.toml lacks [http.auth.{name}]"
             );
         }
+        // With every URL set as the file's header says, production starts: nothing fails
+        // open (the adapters as KNUT_ADAPTER_<NAME>_URL would set them).
+        let cfg = Config::load_with_env(
+            dir.path(),
+            env(&[
+                (
+                    "KNUT__BROKER__URL",
+                    "amqps://knut-internal@rabbitmq.internal:5671/knut-internal",
+                ),
+                (
+                    "KNUT__EXTERNAL__BROKER_URL",
+                    "amqps://knut-external@rabbitmq.internal:5671/knut-external",
+                ),
+                (
+                    "KNUT__EXTERNAL__BRIDGE_URL",
+                    "amqps://knut-internal@rabbitmq.internal:5671/knut-external",
+                ),
+            ]),
+        )
+        .unwrap();
+        let adapters: Vec<crate::adapter::Adapter> = crate::adapter::load_adapters(root, None)
+            .expect("the shipped adapters load")
+            .into_values()
+            .map(|mut a| {
+                a.base_url = format!("https://{}.sundsvall.example", a.spec.adapter);
+                a
+            })
+            .collect();
+        let refused = crate::runtime::posture::problems(&cfg, &routes, &adapters);
+        assert!(refused.is_empty(), "{refused:#?}");
+        // As shipped, the adapters point at the sandbox: refused, naming the variable.
+        let shipped: Vec<crate::adapter::Adapter> = crate::adapter::load_adapters(root, None)
+            .expect("the shipped adapters load")
+            .into_values()
+            .collect();
+        let refused = crate::runtime::posture::problems(&cfg, &routes, &shipped).join("\n");
+        assert!(refused.contains("KNUT_ADAPTER_CASEDATA_URL"), "{refused}");
     }
 
     #[test]
@@ -1055,7 +1454,10 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(names, expected);
         for (section, value) in top {
-            let mut keys: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+            let Some(fields) = value.as_object() else {
+                continue; // `profile`: a value, not a section
+            };
+            let mut keys: Vec<_> = fields.keys().cloned().collect();
             keys.sort_unstable();
             let mut known: Vec<_> = section_keys(section)
                 .iter()
@@ -1096,5 +1498,71 @@ mod tests {
         let mut known = BEARER_JWT_KEYS.to_vec();
         known.sort_unstable();
         assert_eq!(keys, known);
+        let keys_of = |v: serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort_unstable();
+            k
+        };
+        let sorted = |k: &[&str]| {
+            let mut k: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+            k.sort_unstable();
+            k
+        };
+        let basic = AuthScheme::Basic {
+            username: String::new(),
+            password_env: Some(String::new()),
+            password_file: Some(String::new()),
+        };
+        assert_eq!(
+            keys_of(serde_json::to_value(basic).unwrap()),
+            sorted(BASIC_KEYS)
+        );
+        let rate = RateLimitConfig::default();
+        assert_eq!(
+            keys_of(serde_json::to_value(rate).unwrap()),
+            sorted(RATE_LIMIT_KEYS)
+        );
+        let key = AdminKey {
+            key_env: String::new(),
+            roles: vec![],
+        };
+        assert_eq!(
+            keys_of(serde_json::to_value(key).unwrap()),
+            sorted(ADMIN_KEY_KEYS)
+        );
+        let jwt = AdminJwt {
+            jwks_url: None,
+            jwks_file: None,
+            issuer: String::new(),
+            audience: String::new(),
+            roles_claim: String::new(),
+        };
+        assert_eq!(
+            keys_of(serde_json::to_value(jwt).unwrap()),
+            sorted(ADMIN_JWT_KEYS)
+        );
+    }
+
+    #[test]
+    fn admin_and_rate_limit_settings_are_checked() {
+        let cfg = Config::from_toml_str(
+            "[admin]\npublic = [\"/healthz\"]\nallow_injection = true\n[admin.keys.ops]\nkey_env = \"K\"\nroles = [\"viewer\", \"operator\"]\n[http]\nrate_limit = { per_second = 2, burst = 3 }\nunauthenticated = [\"open\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.admin.keys["ops"].roles, [Role::Viewer, Role::Operator]);
+        assert_eq!(cfg.http.rate_limit.burst, 3);
+        let err = Config::from_toml_str("[admin]\npublic = [\"/api/routes\"]\n").unwrap_err();
+        assert!(err.to_string().contains("cannot be public"), "{err}");
+        let err = Config::from_toml_str("[admin.keys.ops]\nkey_env = \"K\"\nroles = [\"god\"]\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("god"), "{err}");
+        let err = Config::from_toml_str("[admin.keys.ops]\nkey_env = \"K\"\nrole = [\"viewer\"]\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("did you mean `roles`"), "{err}");
+        let err = Config::from_toml_str("[http]\nrate_limit = { per_second = 0, burst = 3 }\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("per_second"), "{err}");
+        let err = Config::from_toml_str("profile = \"dev\"\n").unwrap_err();
+        assert!(err.to_string().contains("profile"), "{err}");
     }
 }

@@ -19,6 +19,7 @@ pub mod jwks;
 pub mod resources;
 pub mod route;
 pub mod runtime;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod schema;
 pub mod step;

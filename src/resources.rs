@@ -32,6 +32,12 @@ pub struct Resources {
 impl Resources {
     /// Load every resource under `root`; all problems are returned together.
     pub fn load(root: &Path) -> Result<Resources, Vec<String>> {
+        Self::load_with_sandbox(root, None)
+    }
+
+    /// Like [`Resources::load`]; with `sandbox` (the running sandbox's origin), adapter
+    /// files pointing at the sandbox follow it there (see [`load_adapters`]).
+    pub fn load_with_sandbox(root: &Path, sandbox: Option<&str>) -> Result<Resources, Vec<String>> {
         let mut errors = Vec::new();
         let schemas = SchemaRegistry::load(&root.join("schemas")).unwrap_or_else(|e| {
             errors.extend(e.iter().map(|e| e.to_string()));
@@ -44,7 +50,7 @@ impl Resources {
                 None
             }
         };
-        let adapters = load_adapters(root).unwrap_or_else(|e| {
+        let adapters = load_adapters(root, sandbox).unwrap_or_else(|e| {
             errors.extend(e.iter().map(|e| e.to_string()));
             Default::default()
         });

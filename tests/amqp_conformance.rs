@@ -312,7 +312,8 @@ async fn shipped_routes_run_on_rabbitmq() {
     let url = rabbit::amqp_url().await;
     let dir = root::copy_root();
     let config = knutpunkt::config::Config::from_toml_str(&format!(
-        "[broker]\nurl = \"{url}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n[http]\nbind = \"127.0.0.1:0\"\n{}",
+        "{}[broker]\nurl = \"{url}\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n[http]\nbind = \"127.0.0.1:0\"\n{}",
+        root::DEV_TOML,
         root::SHIPPED_AUTH_TOML
     ))
     .expect("config");
@@ -322,12 +323,16 @@ async fn shipped_routes_run_on_rabbitmq() {
     assert_eq!(system.broker.kind(), "rabbitmq");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
-    let url = format!("http://{}/in/oep/flowinstances", system.http_addr);
+    let external = system
+        .plane(knutpunkt::route::model::Plane::External)
+        .expect("the external plane runs");
+    let url = format!("http://{}/in/oep/flowinstances", external.http);
     let xml = std::fs::read(root::repo().join("tests/fixtures/oep/leave-application-latin1.xml"))
         .unwrap();
     let resp = http
         .post(&url)
         .header("content-type", "application/xml")
+        .header("authorization", root::oep_authorization())
         .body(xml)
         .send()
         .await

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use knutpunkt::broker::{dead_letter_queue, work_queue};
 use knutpunkt::config::Config;
+use knutpunkt::route::model::Plane;
 use knutpunkt::runtime::System;
 use serde_json::Value;
 use support::root::{copy_root, eventually, repo};
 
 async fn start(root: &std::path::Path) -> System {
     let config = Config::from_toml_str(&format!(
-        "[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n{}",
+        "{}[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n{}",
+        support::root::DEV_TOML,
         support::root::SHIPPED_AUTH_TOML
     ))
     .expect("config");
@@ -31,14 +33,19 @@ async fn oep_export_in_latin1_arrives_as_utf8_json_file() {
     let root = copy_root();
     let system = start(root.path()).await;
     let http = client();
-    let base = format!("http://{}", system.http_addr);
-    let admin = format!("http://{}", system.admin_addr);
+    let external = system
+        .plane(Plane::External)
+        .expect("the external plane runs");
+    let base = format!("http://{}", external.http);
+    let admin = format!("http://{}", external.admin);
+    let token = support::root::admin_token(root.path());
 
     let ready = http.get(format!("{admin}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     // `knut send`'s endpoint answers a wrong method with a problem, not an empty 405.
     let wrong = http
         .get(format!("{admin}/api/routes/oep-flowinstance-in/messages"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -51,9 +58,25 @@ async fn oep_export_in_latin1_arrives_as_utf8_json_file() {
         std::str::from_utf8(&xml).is_err(),
         "the fixture really is Latin-1"
     );
+    // Without OeP's credential: refused at the door.
     let resp = http
         .post(format!("{base}/in/oep/flowinstances"))
         .header("content-type", "application/xml")
+        .body(xml.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let resp = http
+        .post(format!("{base}/in/oep/flowinstances"))
+        .header("content-type", "application/xml")
+        .header("authorization", support::root::oep_authorization())
         .body(xml)
         .send()
         .await
@@ -94,12 +117,17 @@ async fn bad_bodies_are_refused_at_the_door() {
     let root = copy_root();
     let system = start(root.path()).await;
     let http = client();
-    let url = format!("http://{}/in/oep/flowinstances", system.http_addr);
+    let external = system
+        .plane(Plane::External)
+        .expect("the external plane runs");
+    let url = format!("http://{}/in/oep/flowinstances", external.http);
+    let oep = support::root::oep_authorization();
 
     let doctype = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">]><FlowInstance>&lol;</FlowInstance>";
     let resp = http
         .post(&url)
         .header("content-type", "application/xml")
+        .header("authorization", &oep)
         .body(doctype)
         .send()
         .await
@@ -119,6 +147,7 @@ async fn bad_bodies_are_refused_at_the_door() {
     let resp = http
         .post(&url)
         .header("content-type", "application/xml")
+        .header("authorization", &oep)
         .body(invalid)
         .send()
         .await
@@ -146,6 +175,7 @@ async fn bad_bodies_are_refused_at_the_door() {
     let resp = http
         .post(&url)
         .header("content-type", "application/xml")
+        .header("authorization", &oep)
         .body(not_xml)
         .send()
         .await
@@ -171,7 +201,7 @@ async fn bad_bodies_are_refused_at_the_door() {
     assert!(!root.path().join("data/out/applications").exists());
 
     let openapi: Value = http
-        .get(format!("http://{}/openapi.json", system.http_addr))
+        .get(format!("http://{}/openapi.json", external.http))
         .send()
         .await
         .unwrap()
@@ -183,7 +213,30 @@ async fn bad_bodies_are_refused_at_the_door() {
         openapi["paths"]["/in/oep/flowinstances"]["post"].is_object(),
         "{openapi}"
     );
-    assert!(openapi["paths"]["/api/v1/placement-changes"]["post"]["requestBody"].is_object());
+    // The internal routes are not served on the external ingress, and the other way round.
+    assert!(
+        openapi["paths"]["/api/v1/placement-changes"].is_null(),
+        "{openapi}"
+    );
+    let internal: Value = http
+        .get(format!("http://{}/openapi.json", system.http_addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(internal["paths"]["/api/v1/placement-changes"]["post"]["requestBody"].is_object());
+    assert!(internal["paths"]["/in/oep/flowinstances"].is_null());
+    let elsewhere = http
+        .post(format!("http://{}/in/oep/flowinstances", system.http_addr))
+        .header("content-type", "application/xml")
+        .header("authorization", &oep)
+        .body(not_xml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404);
 
     system.shutdown(Duration::from_secs(5)).await;
 }

@@ -27,8 +27,78 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn check_passes_on_the_repository() {
-    let o = knut(&repo(), &["check"]);
+    let o = knut(&repo(), &["check", "--dev"]);
     assert!(o.status.success(), "knut check failed:\n{}", text(&o));
+    assert!(text(&o).contains("(development profile)"), "{}", text(&o));
+}
+
+/// `knut check` without `--dev` checks what production `knut run` would refuse; with the
+/// production example and its environment it passes.
+#[test]
+fn check_in_production_names_what_run_would_refuse() {
+    let root = copy_root();
+    let o = knut(root.path(), &["check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("[http.auth.oep]"), "{}", text(&o));
+
+    std::fs::write(
+        root.path().join("knut.toml"),
+        std::fs::read_to_string(repo().join("deploy/knut.production.toml")).unwrap(),
+    )
+    .unwrap();
+    let run = |env: &[(String, String)]| {
+        Command::new(env!("CARGO_BIN_EXE_knut"))
+            .arg("--root")
+            .arg(root.path())
+            .arg("check")
+            .env_remove("KNUT__BROKER__URL")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("knut runs")
+    };
+    let o = run(&[]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("KNUT__BROKER__URL"), "{out}");
+    assert!(out.contains("KNUT_ADAPTER_CASEDATA_URL"), "{out}");
+    assert!(out.contains("`knut run` would refuse to start"), "{out}");
+
+    let mut env: Vec<(String, String)> = [
+        (
+            "KNUT__BROKER__URL",
+            "amqps://knut-internal@mq.example/knut-internal",
+        ),
+        (
+            "KNUT__EXTERNAL__BROKER_URL",
+            "amqps://knut-external@mq.example/knut-external",
+        ),
+        (
+            "KNUT__EXTERNAL__BRIDGE_URL",
+            "amqps://knut-internal@mq.example/knut-external",
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for e in std::fs::read_dir(root.path().join("adapters")).unwrap() {
+        let stem = e
+            .unwrap()
+            .path()
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        env.push((
+            format!(
+                "KNUT_ADAPTER_{}_URL",
+                stem.to_ascii_uppercase().replace('-', "_")
+            ),
+            format!("https://{stem}.sundsvall.example"),
+        ));
+    }
+    let o = run(&env);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("(production profile)"), "{}", text(&o));
 }
 
 #[test]
@@ -208,7 +278,7 @@ fn schema_and_version() {
 #[test]
 fn every_step_kind_passes_its_route_tests() {
     let root = repo().join("tests/roots/steps");
-    let o = knut(&root, &["check"]);
+    let o = knut(&root, &["check", "--dev"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = knut(&root, &["test"]);
     let out = text(&o);

@@ -12,9 +12,10 @@ use serde_json::Value;
 use support::root::eventually;
 
 async fn start(root: &Path) -> System {
-    let config = Config::from_toml_str(
-        "[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n",
-    )
+    let config = Config::from_toml_str(&format!(
+        "{}[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n",
+        support::root::DEV_TOML
+    ))
     .expect("config");
     System::start(root, &config).await.expect("system starts")
 }

@@ -57,13 +57,21 @@ steps:
 "#,
     )
     .unwrap();
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin, external_admin) = (free_port(), free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_knut"))
         .arg("--root")
         .arg(root.path())
-        .arg("run")
+        .args(["run", "--dev"])
         .env("KNUT__HTTP__BIND", format!("127.0.0.1:{http}"))
         .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{admin}"))
+        .env(
+            "KNUT__EXTERNAL__HTTP_BIND",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "KNUT__EXTERNAL__ADMIN_BIND",
+            format!("127.0.0.1:{external_admin}"),
+        )
         .env_remove("KNUT__SANDBOX__ENABLED")
         .env("KNUT__SANDBOX__BIND", format!("127.0.0.1:{}", free_port()))
         // The shipped OeP poll route polls nothing outside this test (a refused connection).
@@ -92,6 +100,11 @@ steps:
         get(&format!("http://127.0.0.1:{admin}/healthz")).map(|r| r.0),
         Some(200)
     );
+    // The admin API itself needs the credential (`knut` reads the development token).
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{admin}/api/routes")).map(|r| r.0),
+        Some(401)
+    );
 
     let body = r#"{"civicNo":"20130412-2383","short":"130412-2383","centenarian":"130412+2383","digits":"201304122383","ten":"1304122383","note":"Tilda"}"#;
     assert_eq!(
@@ -100,13 +113,15 @@ steps:
     );
     std::thread::sleep(Duration::from_millis(500));
 
-    // `knut send` hands a message to a route through the admin API.
+    // `knut send` hands a message to a route through the admin API (the route's plane's;
+    // the credential is the development token the instance wrote).
     let sent = Command::new(env!("CARGO_BIN_EXE_knut"))
         .arg("--root")
         .arg(root.path())
         .args(["send", "oep-flowinstance-in", "--file"])
         .arg(support::root::repo().join("tests/fixtures/oep/leave-application-latin1.xml"))
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .args(["--admin", &format!("127.0.0.1:{external_admin}")])
+        .env_remove("KNUT_ADMIN_TOKEN")
         .output()
         .unwrap();
     assert!(
@@ -189,9 +204,17 @@ async fn the_sandboxed_oep_is_polled_at_start() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_knut"))
         .arg("--root")
         .arg(root.path())
-        .arg("run")
+        .args(["run", "--dev"])
         .env("KNUT__HTTP__BIND", format!("127.0.0.1:{http}"))
         .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{admin}"))
+        .env(
+            "KNUT__EXTERNAL__HTTP_BIND",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "KNUT__EXTERNAL__ADMIN_BIND",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("KNUT__SANDBOX__BIND", format!("127.0.0.1:{sandbox}"))
         .env("KNUT_ADAPTER_OEP_URL", format!("{base}/oep"))
         .env_remove("KNUT__BROKER__URL")
@@ -227,4 +250,122 @@ async fn the_sandboxed_oep_is_polled_at_start() {
     }
     child.kill().ok();
     child.wait().ok();
+}
+
+/// Run `knut run` over `root` with `args` and `env` until it exits (at most 30 s): its exit
+/// status and standard error.
+fn refused(root: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_knut"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("KNUT__HTTP__BIND", format!("127.0.0.1:{}", free_port()))
+        .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "KNUT__EXTERNAL__HTTP_BIND",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "KNUT__EXTERNAL__ADMIN_BIND",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("KNUT__SANDBOX__BIND", format!("127.0.0.1:{}", free_port()))
+        .env_remove("KNUT__BROKER__URL")
+        .env_remove("KNUT__SANDBOX__ENABLED")
+        .env_remove("KNUT__PROFILE")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("knut starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("knut did not refuse to start: it is still running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    (status.success(), err)
+}
+
+/// Production is the default, and it fails closed: each fail-open setting is refused at
+/// start with the fix named, before anything listens or is accepted.
+#[test]
+fn production_refuses_to_start_when_anything_fails_open() {
+    let root = copy_root();
+    // The shipped root as it is, no knut.toml: no broker, sandbox adapters, the shipped
+    // routes' auth schemes unconfigured.
+    let (ok, err) = refused(root.path(), &["run"], &[]);
+    assert!(!ok);
+    assert!(err.contains("production"), "{err}");
+    // (the auth schemes are named first: the files' check)
+    assert!(err.contains("[http.auth.operators]"), "{err}");
+
+    // The schemes configured: what is left is each fail-open setting, with its fix.
+    let mut env: Vec<(&str, &str)> = support::root::SHIPPED_AUTH_ENV.to_vec();
+    env.push(("KNUT__SANDBOX__ENABLED", "true"));
+    env.push(("KNUT_ADAPTER_OEP_URL", "http://127.0.0.1:8090/sandbox/oep"));
+    let (ok, err) = refused(root.path(), &["run"], &env);
+    assert!(!ok);
+    for fix in [
+        "refusing to start (production profile)",
+        "`sandbox.enabled = true`",
+        "KNUT__BROKER__URL",
+        "KNUT_ADAPTER_OEP_URL",
+        "KNUT__EXTERNAL__BROKER_URL",
+        "KNUT__EXTERNAL__BRIDGE_URL",
+        "knut run --dev",
+    ] {
+        assert!(err.contains(fix), "`{fix}` not named:\n{err}");
+    }
+
+    // A bare `auth: none` in production, and one with a reason the configuration does not
+    // allow.
+    std::fs::write(
+        root.path().join("routes/open.yaml"),
+        "route: open\nfrom: { http: { path: /in/open, auth: none, format: json } }\nsteps: []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("routes/open-why.yaml"),
+        "route: open-why\nfrom: { http: { path: /in/open-why, auth: { none: \"public opening hours\" }, format: json } }\nsteps: []\n",
+    )
+    .unwrap();
+    let (ok, err) = refused(root.path(), &["run"], support::root::SHIPPED_AUTH_ENV);
+    assert!(!ok);
+    assert!(err.contains("route `open`"), "{err}");
+    assert!(err.contains("auth: { none: \"<reason>\" }"), "{err}");
+    assert!(err.contains("unauthenticated = [\"open-why\"]"), "{err}");
+
+    // Development, but the sandbox beside a broker on another host, and an admin listener
+    // beyond this machine: refused too.
+    let (ok, err) = refused(
+        root.path(),
+        &["run", "--dev"],
+        &[
+            (
+                "KNUT__BROKER__URL",
+                "amqp://knut@rabbit.sundsvall.example/school",
+            ),
+            ("KNUT__ADMIN__BIND", "0.0.0.0:0"),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("refusing to start (development profile)"),
+        "{err}"
+    );
+    assert!(err.contains("`broker.url` names another host"), "{err}");
+    assert!(err.contains("`admin.bind` listens on 0.0.0.0:0"), "{err}");
+    assert!(
+        !err.contains("rabbit.sundsvall.example/school"),
+        "the URL is not echoed: {err}"
+    );
 }

@@ -571,7 +571,7 @@ async fn the_ingress_trusts_tokens_of_the_configured_issuer() {
         l.local_addr().unwrap().port()
     };
     let config = knutpunkt::config::Config::from_toml_str(&format!(
-        "[http]\nbind = \"127.0.0.1:0\"\n[http.auth.portal]\ntype = \"bearer_jwt\"\n\
+        "profile = \"development\"\n[external]\nhttp_bind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\n[http]\nbind = \"127.0.0.1:0\"\n[http.auth.portal]\ntype = \"bearer_jwt\"\n\
          jwks_url = \"http://127.0.0.1:{sandbox_port}/sandbox/idp/jwks\"\nissuer = \"knut-sandbox-idp\"\n\
          audience = \"knutpunkt\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = true\n\
          bind = \"127.0.0.1:{sandbox_port}\"\n[store]\nurl = \"sqlite://{}/knut.db?mode=rwc\"\n",

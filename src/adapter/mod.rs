@@ -264,8 +264,48 @@ pub fn url_env_var(name: &str) -> String {
     )
 }
 
-/// Load every `adapters/*.yaml` under `root`.
-pub fn load_adapters(root: &Path) -> Result<BTreeMap<String, Adapter>, Vec<AdapterError>> {
+/// Whether `url` points at the sandbox: a loopback host and a path under `/sandbox/`, as
+/// the shipped adapter files' development defaults do.
+pub fn points_at_sandbox(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    u.host_str().is_some_and(is_loopback_host)
+        && (u.path() == "/sandbox" || u.path().starts_with("/sandbox/"))
+}
+
+/// Whether `host` (a URL's host, IPv6 possibly in brackets) is this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `url` with its scheme, host and port replaced by `origin` (`http://host:port`).
+fn with_origin(url: &str, origin: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    let o = reqwest::Url::parse(origin).ok()?;
+    let mut out = format!("{}://{}", o.scheme(), o.host_str()?);
+    if let Some(port) = o.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    out.push_str(u.path());
+    if let Some(q) = u.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    Some(out)
+}
+
+/// Load every `adapters/*.yaml` under `root`. With `sandbox` (the running sandbox's origin,
+/// `http://127.0.0.1:8090`), a base URL of an adapter FILE that points at the sandbox (see
+/// [`points_at_sandbox`]) follows it to that origin; an environment override is taken as it
+/// is.
+pub fn load_adapters(
+    root: &Path,
+    sandbox: Option<&str>,
+) -> Result<BTreeMap<String, Adapter>, Vec<AdapterError>> {
     let dir = root.join("adapters");
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
@@ -318,8 +358,14 @@ pub fn load_adapters(root: &Path) -> Result<BTreeMap<String, Adapter>, Vec<Adapt
             )));
             continue;
         }
+        let from_file = || match sandbox {
+            Some(origin) if points_at_sandbox(&spec.base_url) => {
+                with_origin(&spec.base_url, origin).unwrap_or_else(|| spec.base_url.clone())
+            }
+            _ => spec.base_url.clone(),
+        };
         let base_url = std::env::var(url_env_var(&spec.adapter))
-            .unwrap_or_else(|_| spec.base_url.clone())
+            .unwrap_or_else(|_| from_file())
             .trim_end_matches('/')
             .to_string();
         if reqwest::Url::parse(&base_url).is_err() {

@@ -13,11 +13,14 @@
 //! `Retry-After`, both as RFC 9457 `application/problem+json` saying what to do.
 //!
 //! Dead letters are personal data: every value shown — reason, headers, body — passes
-//! through [`personnummer::mask`] first, so no personnummer leaves the admin port.
+//! through [`redact::mask`] first, so no part of a personnummer (not even its birth date)
+//! leaves the admin port, unless the caller holds the `personal_data` role (see
+//! [`super::auth`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{StatusCode, header};
@@ -26,13 +29,15 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::auth::Principal;
 use crate::broker::dead_letter_queue;
 use crate::codec::charset;
+use crate::config::Role;
 use crate::endpoint::problem::Problem;
 use crate::envelope::{Envelope, header as h, is_xml_type};
-use crate::expr::personnummer;
 use crate::runtime::dlq::{DeadLetters, DlqError};
 use crate::runtime::worker::{ATTEMPTS, DEAD_LETTER_ROUTE};
+use crate::telemetry::redact;
 
 /// One dead letter in a list: what failed where, and when; never the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,13 +121,19 @@ pub struct Discarded {
     pub discarded: bool,
 }
 
-fn masked(value: Option<&str>) -> Option<String> {
-    value.map(personnummer::mask)
+/// `value` as shown: every personnummer-shaped run masked whole, unless `reveal`.
+fn shown(value: &str, reveal: bool) -> String {
+    if reveal {
+        value.to_string()
+    } else {
+        redact::mask(value).into_owned()
+    }
 }
 
 impl DeadLetterSummary {
-    /// The summary of dead letter `e` of `route`.
-    pub fn of(route: &str, e: &Envelope) -> Self {
+    /// The summary of dead letter `e` of `route`; personnummer masked unless `reveal`.
+    pub fn of(route: &str, e: &Envelope, reveal: bool) -> Self {
+        let masked = |v: Option<&str>| v.map(|v| shown(v, reveal));
         DeadLetterSummary {
             id: e.id,
             correlation_id: e.correlation_id,
@@ -139,8 +150,8 @@ impl DeadLetterSummary {
 }
 
 impl DeadLetterDetail {
-    /// The detail of dead letter `e` of `route`, every personnummer masked.
-    pub fn of(route: &str, e: &Envelope) -> Self {
+    /// The detail of dead letter `e` of `route`, every personnummer masked unless `reveal`.
+    pub fn of(route: &str, e: &Envelope, reveal: bool) -> Self {
         let bytes = e.body.to_bytes();
         let text = match is_xml_type(&e.content_type) {
             true => charset::decode_xml(&bytes)
@@ -150,13 +161,13 @@ impl DeadLetterDetail {
         }
         .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         DeadLetterDetail {
-            summary: DeadLetterSummary::of(route, e),
+            summary: DeadLetterSummary::of(route, e, reveal),
             headers: e
                 .headers
                 .iter()
-                .map(|(k, v)| (k.clone(), personnummer::mask(v)))
+                .map(|(k, v)| (k.clone(), shown(v, reveal)))
                 .collect(),
-            body: personnummer::mask(&text),
+            body: shown(&text, reveal),
         }
     }
 }
@@ -259,7 +270,20 @@ fn failure(e: &DlqError, uri: &OriginalUri) -> Response {
     }
 }
 
-async fn list(State(s): State<DlqState>, Path(route): Path<String>, uri: OriginalUri) -> Response {
+/// Whether the caller may see personnummer unmasked.
+fn reveals(principal: &Option<Extension<Principal>>) -> bool {
+    principal
+        .as_ref()
+        .is_some_and(|p| p.has(Role::PersonalData))
+}
+
+async fn list(
+    State(s): State<DlqState>,
+    Path(route): Path<String>,
+    uri: OriginalUri,
+    principal: Option<Extension<Principal>>,
+) -> Response {
+    let reveal = reveals(&principal);
     if let Err(u) = s.known(&route) {
         return u.response(&route, &uri);
     }
@@ -268,7 +292,7 @@ async fn list(State(s): State<DlqState>, Path(route): Path<String>, uri: Origina
             queue: dead_letter_queue(&route),
             dead_letters: all
                 .iter()
-                .map(|e| DeadLetterSummary::of(&route, e))
+                .map(|e| DeadLetterSummary::of(&route, e, reveal))
                 .collect(),
             route,
         })
@@ -281,13 +305,15 @@ async fn show(
     State(s): State<DlqState>,
     Path((route, id)): Path<(String, String)>,
     uri: OriginalUri,
+    principal: Option<Extension<Principal>>,
 ) -> Response {
+    let reveal = reveals(&principal);
     let id = match s.message(&route, &id) {
         Ok(id) => id,
         Err(u) => return u.response(&route, &uri),
     };
     match s.dead_letters.show(&route, id).await {
-        Ok(e) => axum::Json(DeadLetterDetail::of(&route, &e)).into_response(),
+        Ok(e) => axum::Json(DeadLetterDetail::of(&route, &e, reveal)).into_response(),
         Err(e) => failure(&e, &uri),
     }
 }
@@ -418,7 +444,11 @@ mod tests {
         assert_eq!(s.step.as_deref(), Some("steps[0].validate"));
         assert_eq!(
             s.reason.as_deref(),
-            Some("schema: /civicNo 20130412-**** is not valid")
+            Some("schema: /civicNo ********-**** is not valid")
+        );
+        assert!(
+            !text.contains("20130412"),
+            "not even the birth date: {text}"
         );
 
         let (status, _, text) = call(&app, "GET", &format!("/api/routes/r/dlq/{}", e.id)).await;
@@ -426,10 +456,36 @@ mod tests {
         assert!(!text.contains(PNR), "{text}");
         let d: DeadLetterDetail = serde_json::from_str(&text).expect("detail");
         assert_eq!(d.summary, *s);
-        assert_eq!(d.body, r#"{"civicNo":"20130412-****","note":"Tilda"}"#);
+        assert_eq!(d.body, r#"{"civicNo":"********-****","note":"Tilda"}"#);
         assert_eq!(
             d.headers.get("student").map(String::as_str),
-            Some("20130412-****")
+            Some("********-****")
+        );
+    }
+
+    /// An operator with the `personal_data` role sees the dead letter as it is; without
+    /// it, masked.
+    #[tokio::test]
+    async fn the_personal_data_role_sees_personnummer() {
+        let (app, broker) = app().await;
+        let e = poison();
+        broker.dead_letter("r", &e).await.expect("park");
+        let with = |roles: &[Role]| {
+            let principal = Principal {
+                actor: "ops".into(),
+                roles: roles.iter().copied().collect(),
+            };
+            app.clone().layer(axum::Extension(principal))
+        };
+        let path = format!("/api/routes/r/dlq/{}", e.id);
+        let (_, _, text) = call(&with(&[Role::Operator]), "GET", &path).await;
+        assert!(!text.contains(PNR), "{text}");
+        let (_, _, text) = call(&with(&[Role::Operator, Role::PersonalData]), "GET", &path).await;
+        let d: DeadLetterDetail = serde_json::from_str(&text).expect("detail");
+        assert_eq!(d.body, format!(r#"{{"civicNo":"{PNR}","note":"Tilda"}}"#));
+        assert_eq!(
+            d.summary.reason.as_deref(),
+            Some(format!("schema: /civicNo {PNR} is not valid").as_str())
         );
     }
 
@@ -513,6 +569,6 @@ mod tests {
         let (status, _, text) = call(&app, "GET", &format!("/api/routes/r/dlq/{}", e.id)).await;
         assert_eq!(status, StatusCode::OK, "{text}");
         let d: DeadLetterDetail = serde_json::from_str(&text).expect("detail");
-        assert!(d.body.ends_with("<a>Åsa 20130412****</a>"), "{}", d.body);
+        assert!(d.body.ends_with("<a>Åsa ********-****</a>"), "{}", d.body);
     }
 }

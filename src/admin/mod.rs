@@ -13,6 +13,7 @@
 //! The admin port is meant for operators and scrapers on the internal network (it binds
 //! to `127.0.0.1:9090` by default).
 
+pub mod auth;
 pub mod dlq;
 pub mod metrics;
 

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde::de::DeserializeOwned;
 
-use super::{admin_address, admin_client, unreachable};
+use super::{admin_address, admin_client, authorized, unreachable};
 use crate::admin::dlq::{
     DeadLetterDetail, DeadLetterList, DeadLetterSummary, Discarded, Replayed, ReplayedAll,
 };
@@ -71,7 +71,7 @@ pub enum DlqCommand {
 }
 
 /// Run a `knut dlq` command; prints the result, or the problem on standard error.
-pub async fn run(config: &Config, command: DlqCommand) -> ExitCode {
+pub async fn run(config: &Config, root: &std::path::Path, command: DlqCommand) -> ExitCode {
     let (method, admin, path) = match &command {
         DlqCommand::List { route, admin } => (Method::Get, admin, format!("{route}/dlq")),
         DlqCommand::Show { route, id, admin } => (Method::Get, admin, format!("{route}/dlq/{id}")),
@@ -99,7 +99,7 @@ pub async fn run(config: &Config, command: DlqCommand) -> ExitCode {
         Method::Post => client.post(&url),
         Method::Delete => client.delete(&url),
     };
-    let response = match request.send().await {
+    let response = match authorized(request, root).send().await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{}", unreachable(&admin, &e));

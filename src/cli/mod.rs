@@ -17,6 +17,11 @@ pub struct Cli {
     /// The folder holding knut.toml (optional) and adapters/, routes/, transforms/, schemas/.
     #[arg(long, global = true, default_value = ".", env = "KNUT_ROOT")]
     pub root: PathBuf,
+    /// The development profile: the sandbox runs, the embedded broker may, and auth
+    /// schemes the configuration lacks trust the sandbox's test issuer. Without it (or
+    /// `profile = "development"` in knut.toml) production rules hold and are checked first.
+    #[arg(long, global = true)]
+    pub dev: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -25,9 +30,15 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the routes: broker (embedded when no broker.url), endpoints, workers, admin.
-    Run,
-    /// Check routes, adapters, schemas and transforms; exit 1 on any error.
+    /// Run the routes: broker, endpoints, workers, admin (production rules unless --dev).
+    Run {
+        /// Which plane's routes to run: `internal`, `external` or `all` (both, each on its
+        /// own broker connection and listeners).
+        #[arg(long, value_enum, default_value_t = PlaneArg::All)]
+        plane: PlaneArg,
+    },
+    /// Check routes, adapters, schemas and transforms, and (unless --dev) the production
+    /// rules `knut run` enforces; exit 1 on any error.
     Check,
     /// Run the route tests (`*.test.yaml` under routes/, or PATH); exit 1 on any failure.
     Test {
@@ -64,16 +75,52 @@ pub enum Command {
         routes: Vec<String>,
     },
     /// Print the RabbitMQ topology of the routes as definitions JSON (for review and
-    /// `rabbitmqctl import_definitions`): exactly what `knut run` declares.
+    /// `rabbitmqctl import_definitions`): exactly what `knut run` declares, per plane — the
+    /// vhosts, the users (no passwords) and their least-privilege permissions.
     Topology {
-        /// The virtual host to name (default: the one in broker.url, else `/`).
+        /// The internal plane's virtual host (default: the one in broker.url, else `/`).
         #[arg(long)]
         vhost: Option<String>,
+        /// The external plane's virtual host (default: the one in external.broker_url,
+        /// else `knut-external`).
+        #[arg(long)]
+        external_vhost: Option<String>,
+        /// The internal plane's user (default: the one in broker.url, else
+        /// `knut-internal`).
+        #[arg(long)]
+        internal_user: Option<String>,
+        /// The external plane's user (default: the one in external.broker_url, else
+        /// `knut-external`).
+        #[arg(long)]
+        external_user: Option<String>,
     },
     /// Print the JSON Schema of route files (schemas/route.schema.json).
     Schema,
     /// Print the version.
     Version,
+}
+
+/// `--plane`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlaneArg {
+    /// Internal routes (bridges included).
+    Internal,
+    /// External routes.
+    External,
+    /// Both planes in one process.
+    All,
+}
+
+impl PlaneArg {
+    /// The planes this choice runs.
+    pub fn planes(self) -> Vec<crate::route::model::Plane> {
+        use crate::route::model::Plane;
+        match self {
+            PlaneArg::Internal => vec![Plane::Internal],
+            PlaneArg::External => vec![Plane::External],
+            PlaneArg::All => vec![Plane::Internal, Plane::External],
+        }
+    }
 }
 
 /// Run the command line; the process exit code.
@@ -92,22 +139,27 @@ pub fn main() -> ExitCode {
     rt.block_on(dispatch(cli))
 }
 
-fn load_config(root: &std::path::Path) -> Result<Config, ExitCode> {
-    Config::load(root).map_err(|e| {
+fn load_config(root: &std::path::Path, dev: bool) -> Result<Config, ExitCode> {
+    let mut config = Config::load(root).map_err(|e| {
         eprintln!("knut: {e}");
         ExitCode::FAILURE
-    })
+    })?;
+    if dev {
+        config.profile = crate::config::Profile::Development;
+    }
+    Ok(config)
 }
 
 async fn dispatch(cli: Cli) -> ExitCode {
     let root = cli.root;
+    let dev = cli.dev;
     match cli.command {
         Command::Version => {
             println!("knut {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Run => {
-            let config = match load_config(&root) {
+        Command::Run { plane } => {
+            let config = match load_config(&root, dev) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -115,7 +167,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 eprintln!("knut: logging: {e}");
                 return ExitCode::FAILURE;
             }
-            match crate::runtime::run(root, config).await {
+            match crate::runtime::run(root, config, plane.planes()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("knut: {e}");
@@ -123,19 +175,37 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Check => match load_routes(&root) {
-            Ok((_, loaded)) => {
+        Command::Check => match load_routes(&root, dev) {
+            Ok((config, loaded)) => {
+                let refused = crate::runtime::posture::problems(
+                    &config,
+                    &loaded.routes,
+                    loaded.resources.adapters.values(),
+                );
+                for p in &refused {
+                    eprintln!("{p}");
+                }
+                if !refused.is_empty() {
+                    eprintln!(
+                        "{} problem(s) found: `knut run` would refuse to start ({} profile)",
+                        refused.len(),
+                        config.profile.as_str()
+                    );
+                    return ExitCode::FAILURE;
+                }
                 println!(
-                    "ok: {} routes, {} adapters checked",
+                    "ok: {} routes, {} adapters checked ({} profile)",
                     loaded.routes.len(),
-                    loaded.resources.adapters.len()
+                    loaded.resources.adapters.len(),
+                    config.profile.as_str()
                 );
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
         Command::Test { path } => test::run(&root, path.as_deref()).await,
-        Command::Graph { routes } => match load_routes(&root) {
+        // A drawing needs no credentials: routes load as for development.
+        Command::Graph { routes } => match load_routes(&root, true) {
             Ok((_, loaded)) => {
                 let patterns: Result<Vec<glob::Pattern>, _> =
                     routes.iter().map(|r| glob::Pattern::new(r)).collect();
@@ -162,8 +232,23 @@ async fn dispatch(cli: Cli) -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Topology { vhost } => match load_routes(&root) {
-            Ok((config, loaded)) => topology(&config, &loaded, vhost),
+        Command::Topology {
+            vhost,
+            external_vhost,
+            internal_user,
+            external_user,
+        } => match load_routes(&root, true) {
+            // Like a drawing, the topology needs no credentials.
+            Ok((config, loaded)) => topology(
+                &config,
+                &loaded,
+                Names {
+                    vhost,
+                    external_vhost,
+                    internal_user,
+                    external_user,
+                },
+            ),
             Err(code) => code,
         },
         Command::Schema => {
@@ -181,14 +266,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
             content_type,
             admin,
         } => {
-            let config = match load_config(&root) {
+            let config = match load_config(&root, dev) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            send(&config, route, data, file, content_type, admin).await
+            send(&config, &root, route, data, file, content_type, admin).await
         }
-        Command::Dlq { command } => match load_config(&root) {
-            Ok(config) => dlq::run(&config, command).await,
+        Command::Dlq { command } => match load_config(&root, dev) {
+            Ok(config) => dlq::run(&config, &root, command).await,
             Err(code) => code,
         },
     }
@@ -205,14 +290,26 @@ fn admin_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// `request` with the admin credential (`KNUT_ADMIN_TOKEN`, else the development token of
+/// the root), when there is one.
+fn authorized(request: reqwest::RequestBuilder, root: &std::path::Path) -> reqwest::RequestBuilder {
+    match crate::admin::auth::client_token(root) {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
 /// What to say when the admin API at `admin` cannot be reached.
 fn unreachable(admin: &str, e: &reqwest::Error) -> String {
     format!("knut: cannot reach knut at {admin} ({e}); is `knut run` running?")
 }
 
 /// The configuration and the checked routes, or the problems printed and a failure code.
-fn load_routes(root: &std::path::Path) -> Result<(Config, crate::runtime::Loaded), ExitCode> {
-    let config = load_config(root)?;
+fn load_routes(
+    root: &std::path::Path,
+    dev: bool,
+) -> Result<(Config, crate::runtime::Loaded), ExitCode> {
+    let config = load_config(root, dev)?;
     match crate::runtime::load(root, &config) {
         Ok(loaded) => Ok((config, loaded)),
         Err(problems) => {
@@ -225,22 +322,94 @@ fn load_routes(root: &std::path::Path) -> Result<(Config, crate::runtime::Loaded
     }
 }
 
-fn topology(config: &Config, loaded: &crate::runtime::Loaded, vhost: Option<String>) -> ExitCode {
-    use crate::broker::amqp::definitions;
-    let vhost = match (vhost, config.broker.url.as_deref()) {
-        (Some(v), _) => v,
-        (None, Some(url)) if !url.is_empty() => match definitions::vhost_of(url) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("knut: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        (None, _) => "/".to_string(),
+/// The vhosts and users `knut topology` names.
+struct Names {
+    vhost: Option<String>,
+    external_vhost: Option<String>,
+    internal_user: Option<String>,
+    external_user: Option<String>,
+}
+
+fn topology(config: &Config, loaded: &crate::runtime::Loaded, names: Names) -> ExitCode {
+    use crate::broker::amqp::definitions::{self, PlaneDefinitions};
+    use crate::route::model::Plane;
+    let vhost_or = |given: Option<String>, url: Option<&str>, default: &str| match (given, url) {
+        (Some(v), _) => Ok(v),
+        (None, Some(url)) if !url.is_empty() => definitions::vhost_of(url),
+        (None, _) => Ok(default.to_string()),
     };
-    let topology = crate::runtime::topology(&loaded.routes);
-    let defs = definitions::full_plan(&topology, config.broker.queue_type);
-    match serde_json::to_string_pretty(&defs.to_json(&vhost)) {
+    let user_or = |given: Option<String>, url: Option<&str>, default: &str| {
+        given
+            .or_else(|| url.and_then(definitions::user_of))
+            .unwrap_or_else(|| default.to_string())
+    };
+    let internal_vhost = vhost_or(names.vhost, config.broker.url.as_deref(), "/");
+    let external_vhost = vhost_or(
+        names.external_vhost,
+        config.external.broker_url.as_deref(),
+        "knut-external",
+    );
+    let (internal_vhost, external_vhost) = match (internal_vhost, external_vhost) {
+        (Ok(i), Ok(e)) => (i, e),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("knut: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let routes = &loaded.routes;
+    let own = |plane: Plane| -> Vec<crate::route::load::LoadedRoute> {
+        routes
+            .iter()
+            .filter(|r| r.route.plane == plane && !r.route.is_bridge())
+            .cloned()
+            .collect()
+    };
+    let bridges: Vec<crate::route::load::LoadedRoute> = routes
+        .iter()
+        .filter(|r| r.route.is_bridge())
+        .cloned()
+        .collect();
+    let qt = config.broker.queue_type;
+    // The internal vhost: the internal routes, and what the bridges publish inward.
+    let mut internal = definitions::full_plan(
+        &crate::runtime::plane_topology(&own(Plane::Internal), Plane::Internal),
+        qt,
+    );
+    internal.merge(&definitions::plan(
+        &crate::runtime::plane_topology(&bridges, Plane::Internal),
+        qt,
+    ));
+    let internal = PlaneDefinitions {
+        vhost: internal_vhost,
+        user: user_or(
+            names.internal_user,
+            config.broker.url.as_deref(),
+            "knut-internal",
+        ),
+        definitions: internal,
+    };
+    let external_routes = own(Plane::External);
+    let external = (!external_routes.is_empty() || !bridges.is_empty()).then(|| PlaneDefinitions {
+        vhost: external_vhost,
+        user: user_or(
+            names.external_user,
+            config.external.broker_url.as_deref(),
+            "knut-external",
+        ),
+        definitions: definitions::full_plan(
+            &crate::runtime::plane_topology(&external_routes, Plane::External),
+            qt,
+        ),
+    });
+    let bridge = (!bridges.is_empty()).then(|| {
+        definitions::full_plan(
+            &crate::runtime::plane_topology(&bridges, Plane::External),
+            qt,
+        )
+    });
+    let bridge_ids: Vec<String> = bridges.iter().map(|r| r.route.route.clone()).collect();
+    let defs = definitions::planes_json(&internal, external.as_ref(), bridge.as_ref(), &bridge_ids);
+    match serde_json::to_string_pretty(&defs) {
         Ok(text) => {
             println!("{text}");
             ExitCode::SUCCESS
@@ -254,6 +423,7 @@ fn topology(config: &Config, loaded: &crate::runtime::Loaded, vhost: Option<Stri
 
 async fn send(
     config: &Config,
+    root: &std::path::Path,
     route: String,
     data: Option<String>,
     file: Option<PathBuf>,
@@ -291,12 +461,11 @@ async fn send(
     };
     let admin = admin_address(config, admin);
     let url = format!("http://{admin}/api/routes/{route}/messages");
-    let resp = admin_client()
+    let request = admin_client()
         .post(&url)
         .header("content-type", content_type.as_deref().unwrap_or(guessed))
-        .body(body)
-        .send()
-        .await;
+        .body(body);
+    let resp = authorized(request, root).send().await;
     match resp {
         Ok(r) => {
             let status = r.status();

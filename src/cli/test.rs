@@ -7,8 +7,13 @@ use crate::route::testing::{find_tests, run_file};
 
 /// Run the route tests under `path` (default `routes/` of the root).
 pub async fn run(root: &Path, path: Option<&Path>) -> ExitCode {
+    // Route tests run the steps against mocks: they need no credentials or systems, so
+    // routes load as for development.
     let config = match crate::config::Config::load(root) {
-        Ok(c) => c,
+        Ok(c) => crate::config::Config {
+            profile: crate::config::Profile::Development,
+            ..c
+        },
         Err(e) => {
             eprintln!("knut: {e}");
             return ExitCode::FAILURE;

@@ -40,6 +40,7 @@ use super::openapi::AuthKind;
 use super::problem::{FieldError, Problem};
 use crate::broker::{BrokerError, SharedBroker};
 use crate::codec::{self, JsonLimits, XmlToJsonOptions};
+use crate::config::RateLimitConfig;
 use crate::envelope::{self, Body, Envelope, header as knut_header};
 use crate::route::model::{BodyFormat, HttpFrom, HttpMethod, Route, StepSpec};
 use crate::schema::SchemaRegistry;
@@ -105,6 +106,10 @@ pub struct HttpSettings {
     pub auth: BTreeMap<String, AuthCheck>,
     /// How long a caller waits for a `reply` when its route sets no `reply_timeout`.
     pub reply_timeout: Duration,
+    /// How long a client may take to send its body (→ 408).
+    pub request_timeout: Duration,
+    /// Requests per client and route, unless the route sets its own.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for HttpSettings {
@@ -113,6 +118,47 @@ impl Default for HttpSettings {
             max_body: DEFAULT_MAX_BODY,
             auth: BTreeMap::new(),
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            request_timeout: Duration::from_secs(30),
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+/// Requests per client of one route: a token bucket per client (GCRA), the idle ones
+/// forgotten now and then so the table stays small.
+struct RateLimiter {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl RateLimiter {
+    fn new(limit: RateLimitConfig) -> RateLimiter {
+        let burst = std::num::NonZeroU32::new(limit.burst).unwrap_or(std::num::NonZeroU32::MIN);
+        let period = Duration::from_secs_f64(1.0 / limit.per_second.max(1e-6));
+        let quota = governor::Quota::with_period(period)
+            .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN))
+            .allow_burst(burst);
+        RateLimiter {
+            limiter: governor::RateLimiter::keyed(quota),
+            checks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Ok` when `client` may send now; else the whole seconds to wait (at least 1).
+    fn check(&self, client: &str) -> Result<(), u64> {
+        use governor::clock::Clock as _;
+        let n = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 1024 == 1023 {
+            self.limiter.retain_recent();
+        }
+        match self.limiter.check_key(&client.to_string()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                Err(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }
         }
     }
 }
@@ -128,8 +174,27 @@ pub enum AuthCheck {
         /// The expected key (a secret: never logged, not shown by `Debug`).
         key: String,
     },
+    /// HTTP basic authentication with one user (RFC 7617); the password compared in
+    /// constant time.
+    Basic {
+        /// The expected user name.
+        username: String,
+        /// The expected password (a secret: never logged, not shown by `Debug`).
+        password: String,
+    },
     /// A bearer JWT verified against a JSON Web Key Set (see [`super::jwt`]).
     BearerJwt(Arc<super::jwt::JwtVerifier>),
+}
+
+/// Who a request's credentials prove it comes from.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The verified token's claims (bearer tokens only).
+    pub claims: Option<Value>,
+    /// The client as rate limits count it: the token's `sub` (or `azp`, `client_id`), the
+    /// basic user, or the API key's scheme; `None` for an unauthenticated route (then the
+    /// peer address counts).
+    pub client: Option<String>,
 }
 
 impl std::fmt::Debug for AuthCheck {
@@ -139,6 +204,11 @@ impl std::fmt::Debug for AuthCheck {
                 .debug_struct("ApiKey")
                 .field("header", header)
                 .field("key", &"<redacted>")
+                .finish(),
+            AuthCheck::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
                 .finish(),
             AuthCheck::BearerJwt(v) => f.debug_tuple("BearerJwt").field(v).finish(),
         }
@@ -152,13 +222,14 @@ impl AuthCheck {
             AuthCheck::ApiKey { header, .. } => AuthKind::ApiKey {
                 header: header.clone(),
             },
+            AuthCheck::Basic { .. } => AuthKind::Basic,
             AuthCheck::BearerJwt(_) => AuthKind::BearerJwt,
         }
     }
 
-    /// The verified token's claims (`None` for an API key) when the request carries valid
-    /// credentials; else what to tell the client.
-    async fn check(&self, headers: &HeaderMap) -> Result<Option<Value>, String> {
+    /// Who the request comes from when it carries valid credentials for scheme `name`;
+    /// else what to tell the client.
+    pub async fn check(&self, name: &str, headers: &HeaderMap) -> Result<Caller, String> {
         match self {
             AuthCheck::ApiKey { header, key } => {
                 let ok = !key.is_empty()
@@ -166,9 +237,33 @@ impl AuthCheck {
                         .get(header.as_str())
                         .is_some_and(|v| constant_time_eq(v.as_bytes(), key.as_bytes()));
                 if ok {
-                    Ok(None)
+                    Ok(Caller {
+                        claims: None,
+                        client: Some(format!("key:{name}")),
+                    })
                 } else {
                     Err(format!("send the API key in the `{header}` header"))
+                }
+            }
+            AuthCheck::Basic { username, password } => {
+                let given = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(basic_credentials);
+                let ok = !password.is_empty()
+                    && given.is_some_and(|(u, p)| {
+                        // Both compared, always, so the time says nothing about which failed.
+                        let user_ok = constant_time_eq(u.as_bytes(), username.as_bytes());
+                        let password_ok = constant_time_eq(p.as_bytes(), password.as_bytes());
+                        user_ok & password_ok
+                    });
+                if ok {
+                    Ok(Caller {
+                        claims: None,
+                        client: Some(format!("basic:{username}")),
+                    })
+                } else {
+                    Err("send the user name and password: `Authorization: Basic <base64 of user:password>`".to_string())
                 }
             }
             AuthCheck::BearerJwt(verifier) => {
@@ -176,11 +271,16 @@ impl AuthCheck {
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok());
                 let token = super::jwt::bearer(value).map_err(|e| e.to_string())?;
-                verifier
-                    .verify(token)
-                    .await
-                    .map(Some)
-                    .map_err(|e| e.to_string())
+                let claims = verifier.verify(token).await.map_err(|e| e.to_string())?;
+                let client = ["sub", "azp", "client_id"]
+                    .iter()
+                    .find_map(|c| claims.get(*c).and_then(Value::as_str))
+                    .map(|id| format!("jwt:{name}:{id}"))
+                    .unwrap_or_else(|| format!("jwt:{name}"));
+                Ok(Caller {
+                    claims: Some(claims),
+                    client: Some(client),
+                })
             }
         }
     }
@@ -190,13 +290,29 @@ impl AuthCheck {
             AuthCheck::ApiKey { header, .. } => {
                 format!("ApiKey realm=\"knutpunkt\", header=\"{header}\"")
             }
+            AuthCheck::Basic { .. } => "Basic realm=\"knutpunkt\", charset=\"UTF-8\"".to_string(),
             AuthCheck::BearerJwt(_) => "Bearer realm=\"knutpunkt\"".to_string(),
         }
     }
 }
 
+/// The user and password of an `Authorization: Basic …` value (RFC 7617), if well-formed.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
 /// Compare without an early exit: the time depends only on the expected key's length.
-fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     let mut diff = given.len() ^ expected.len();
     for (i, e) in expected.iter().enumerate() {
         let g = given.get(i).copied().unwrap_or(0);
@@ -365,6 +481,7 @@ struct RouteState {
     route: HttpRoute,
     max_body: usize,
     reply_timeout: Duration,
+    limiter: RateLimiter,
 }
 
 /// The ingress router: one path per HTTP route (methods merged per path), `GET
@@ -394,6 +511,7 @@ pub fn router(
             continue;
         }
         let state = Arc::new(RouteState {
+            limiter: RateLimiter::new(route.spec.rate_limit.unwrap_or(shared.settings.rate_limit)),
             max_body: route
                 .spec
                 .max_body
@@ -481,9 +599,26 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let router = router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |_: Box<dyn std::any::Any + Send>| {
+            // Never the panic's text: it may name internals or hold data.
+            tracing::error!("an ingress request handler panicked");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                "Internal error",
+                "The request could not be handled; nothing was accepted. Send it again later.",
+                "",
+            )
+            .into_response()
+        },
+    ));
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 /// Why a body could not be read.
@@ -521,14 +656,31 @@ async fn accept_request(
     let route = &state.route;
     let (parts, body) = req.into_parts();
     let instance = parts.uri.path().to_string();
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(
+            || "peer:unknown".to_string(),
+            |c| format!("peer:{}", c.0.ip()),
+        );
+    let too_many = |wait: u64| {
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too many requests",
+            format!("This client sent more requests to this endpoint than it may; send again in {wait} s."),
+            instance.clone(),
+        )
+        .with_header(header::RETRY_AFTER, wait.to_string())
+    };
 
     // 2. Auth.
-    let mut claims = None;
-    if route.spec.auth != "none" {
-        let Some(check) = shared.settings.auth.get(&route.spec.auth) else {
+    let mut caller = Caller::default();
+    if let Some(scheme) = route.spec.auth.scheme() {
+        let Some(check) = shared.settings.auth.get(scheme) else {
             tracing::error!(
                 route = route.route,
-                auth = route.spec.auth,
+                auth = scheme,
                 "the route names an auth scheme that is not configured"
             );
             return Err(Problem::new(
@@ -539,9 +691,11 @@ async fn accept_request(
                 instance,
             ));
         };
-        match check.check(&parts.headers).await {
-            Ok(c) => claims = c,
+        match check.check(scheme, &parts.headers).await {
+            Ok(c) => caller = c,
             Err(why) => {
+                // Failed attempts count against the peer: guessing is slowed down too.
+                state.limiter.check(&peer).map_err(too_many)?;
                 return Err(Problem::new(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
@@ -553,8 +707,14 @@ async fn accept_request(
             }
         }
     }
+    // Rate: per client (its credentials, else its address) and route.
+    state
+        .limiter
+        .check(caller.client.as_deref().unwrap_or(&peer))
+        .map_err(too_many)?;
+
     // A claim the token lacks is a 403 naming the claim, never a value.
-    let claim_headers = claim_headers(&route.spec.claims, claims.as_ref()).map_err(|name| {
+    let claim_headers = claim_headers(&route.spec.claims, caller.claims.as_ref()).map_err(|name| {
         Problem::new(
             StatusCode::FORBIDDEN,
             "claim-missing",
@@ -590,10 +750,27 @@ async fn accept_request(
     // A GET or DELETE carries its message in the query string: `?a=1&b=x` is `{"a": "1",
     // "b": "x"}` (a repeated name gives an array), checked like a JSON body.
     let from_query = matches!(parts.method, Method::GET | Method::DELETE);
-    let raw = match read_body(body, state.max_body).await {
-        Ok(b) => b,
-        Err(ReadError::TooLarge) => return Err(too_large()),
-        Err(ReadError::Unreadable) => {
+    let raw = match tokio::time::timeout(
+        shared.settings.request_timeout,
+        read_body(body, state.max_body),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "The body took too long",
+                format!(
+                    "The whole body must arrive within {}; send the request again.",
+                    humantime::format_duration(shared.settings.request_timeout)
+                ),
+                instance,
+            ));
+        }
+        Ok(Ok(b)) => b,
+        Ok(Err(ReadError::TooLarge)) => return Err(too_large()),
+        Ok(Err(ReadError::Unreadable)) => {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "body-unreadable",
@@ -610,7 +787,30 @@ async fn accept_request(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
 
-    // 4. Format.
+    // 4. Format: a declared format is also the content type the client must say it sends.
+    if !from_query && let Some(f) = route.spec.format {
+        let (ok, wanted) = match f {
+            BodyFormat::Json => (
+                request_type.as_deref().is_some_and(envelope::is_json_type),
+                "application/json",
+            ),
+            BodyFormat::Xml => (
+                request_type.as_deref().is_some_and(envelope::is_xml_type),
+                "application/xml (or text/xml)",
+            ),
+        };
+        if !ok {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported content type",
+                format!(
+                    "This endpoint takes {wanted}: send that body with `Content-Type: {wanted}`."
+                ),
+                instance,
+            ));
+        }
+    }
     let format = match route.spec.format {
         _ if from_query => Some(BodyFormat::Json),
         Some(f) => Some(f),
@@ -911,6 +1111,7 @@ mod tests {
             format,
             schema: schema.map(str::to_string),
             max_body: None,
+            rate_limit: None,
             reply_timeout: None,
             claims: Vec::new(),
         }
@@ -950,6 +1151,13 @@ mod tests {
             AuthCheck::ApiKey {
                 header: "x-api-key".into(),
                 key: "s3cret-key".into(),
+            },
+        );
+        s.auth.insert(
+            "oep".into(),
+            AuthCheck::Basic {
+                username: "oep-export".into(),
+                password: "fiktivt-losenord".into(),
             },
         );
         s
@@ -1187,6 +1395,172 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn basic_auth() {
+        use base64::Engine as _;
+        let b = broker(&["oep"]).await;
+        let app = app(
+            &b,
+            vec![http_route("oep", spec("/in/oep", "oep", None, None))],
+            None,
+        );
+        let basic = |user: &str, password: &str| {
+            let mut r = post("/in/oep", "text/plain", b"x");
+            let value = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            );
+            r.headers_mut().insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&value).unwrap(),
+            );
+            r
+        };
+        let (status, headers, doc) = send(&app, post("/in/oep", "text/plain", b"x")).await;
+        assert_problem(status, &headers, &doc, 401, "unauthorized");
+        assert!(
+            headers[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic")
+        );
+        let (status, _, doc) = send(&app, basic("oep-export", "fel-losenord")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(!doc.to_string().contains("fel-losenord"), "{doc}");
+        assert_eq!(
+            send(&app, basic("someone", "fiktivt-losenord")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(b.queue_depth(&work_queue("oep")).await.unwrap(), 0);
+        assert_eq!(
+            send(&app, basic("oep-export", "fiktivt-losenord")).await.0,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(basic_credentials("Basic !!!"), None);
+        assert_eq!(basic_credentials("Bearer abc"), None);
+    }
+
+    /// Each client has its own bucket per route: over it, 429 with `Retry-After`, and
+    /// nothing is accepted; another client is not held back. Failed credentials count too.
+    #[tokio::test]
+    async fn rate_limit_is_429_with_retry_after() {
+        let b = broker(&["pc", "open"]).await;
+        let mut limited = spec("/api/pc", "portal", None, None);
+        limited.rate_limit = Some(RateLimitConfig {
+            per_second: 0.5,
+            burst: 2,
+        });
+        let mut open = spec("/api/open", "none", None, None);
+        open.rate_limit = Some(RateLimitConfig {
+            per_second: 0.5,
+            burst: 1,
+        });
+        let app = app(
+            &b,
+            vec![http_route("pc", limited), http_route("open", open)],
+            None,
+        );
+        let keyed = || {
+            let mut r = post("/api/pc", "text/plain", b"x");
+            r.headers_mut()
+                .insert("x-api-key", HeaderValue::from_static("s3cret-key"));
+            r
+        };
+        assert_eq!(send(&app, keyed()).await.0, StatusCode::ACCEPTED);
+        assert_eq!(send(&app, keyed()).await.0, StatusCode::ACCEPTED);
+        let (status, headers, doc) = send(&app, keyed()).await;
+        assert_problem(status, &headers, &doc, 429, "too-many-requests");
+        let wait: u64 = headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&wait), "Retry-After {wait}");
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 2);
+        // Wrong keys are counted against the peer, so guessing is slowed down as well.
+        let guess = || {
+            let mut r = post("/api/pc", "text/plain", b"x");
+            r.headers_mut()
+                .insert("x-api-key", HeaderValue::from_static("guess"));
+            r
+        };
+        assert_eq!(send(&app, guess()).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(send(&app, guess()).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(send(&app, guess()).await.0, StatusCode::TOO_MANY_REQUESTS);
+        // Another route has a bucket of its own.
+        assert_eq!(
+            send(&app, post("/api/open", "text/plain", b"x")).await.0,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(
+            send(&app, post("/api/open", "text/plain", b"x")).await.0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+
+    /// A body that does not arrive within the request timeout is 408; nothing is accepted.
+    #[tokio::test]
+    async fn a_slow_body_is_408() {
+        let b = broker(&["pc"]).await;
+        let mut settings = settings();
+        settings.request_timeout = Duration::from_millis(200);
+        let app = router(
+            vec![http_route("pc", spec("/api/pc", "none", None, None))],
+            settings,
+            Arc::new(SchemaRegistry::empty()),
+            Ingress::new(Arc::new(b.clone())),
+            None,
+            json!({}),
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let body = HttpBody::from_stream(tokio_stream_of(rx));
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/pc")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(body)
+            .unwrap();
+        tx.send(Ok(Bytes::from_static(b"first part")))
+            .await
+            .unwrap();
+        let (status, headers, doc) = send(&app, req).await;
+        assert_problem(status, &headers, &doc, 408, "request-timeout");
+        drop(tx);
+        assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
+
+    fn tokio_stream_of(
+        mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+
+    /// A route that declares its format takes that content type only.
+    #[tokio::test]
+    async fn a_declared_format_is_the_content_type_it_takes() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route(
+                "pc",
+                spec("/api/pc", "none", Some(BodyFormat::Json), None),
+            )],
+            None,
+        );
+        let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"{}")).await;
+        assert_problem(status, &headers, &doc, 415, "unsupported-media-type");
+        assert!(doc["detail"].as_str().unwrap().contains("application/json"));
+        assert_eq!(
+            send(
+                &app,
+                post("/api/pc", "application/json; charset=utf-8", b"{}")
+            )
+            .await
+            .0,
+            StatusCode::ACCEPTED
+        );
+    }
+
+    #[tokio::test]
     async fn unknown_auth_scheme_refuses() {
         let b = broker(&["pc"]).await;
         let app = app(
@@ -1213,7 +1587,7 @@ mod tests {
         };
         let mut h = HeaderMap::new();
         h.insert("k", HeaderValue::from_static(""));
-        assert!(check.check(&h).await.is_err());
+        assert!(check.check("k", &h).await.is_err());
         // Debug never shows the key.
         let secret = AuthCheck::ApiKey {
             header: "k".into(),

@@ -23,6 +23,8 @@ pub enum AuthKind {
         /// The header's name.
         header: String,
     },
+    /// HTTP basic authentication.
+    Basic,
     /// A bearer JWT in `Authorization`.
     BearerJwt,
 }
@@ -226,13 +228,11 @@ fn operation(
         }
     }
 
-    let authenticated = route.spec.auth != "none";
-    if authenticated {
-        if auth.contains_key(&route.spec.auth) {
-            op.insert(
-                "security".into(),
-                json!([{ component_name(&route.spec.auth): [] }]),
-            );
+    let scheme = route.spec.auth.scheme();
+    let authenticated = scheme.is_some();
+    if let Some(scheme) = scheme {
+        if auth.contains_key(scheme) {
+            op.insert("security".into(), json!([{ component_name(scheme): [] }]));
         }
     } else {
         op.insert("security".into(), json!([]));
@@ -273,6 +273,12 @@ fn operation(
         );
     }
     responses.insert("413".into(), problem_response("The body is too large."));
+    responses.insert(
+        "429".into(),
+        problem_response(
+            "Too many requests from this client: wait the seconds `Retry-After` says.",
+        ),
+    );
     if route.spec.schema.is_some() {
         responses.insert(
             "422".into(),
@@ -345,6 +351,7 @@ fn build(
                 AuthKind::ApiKey { header } => {
                     json!({ "type": "apiKey", "in": "header", "name": header })
                 }
+                AuthKind::Basic => json!({ "type": "http", "scheme": "basic" }),
                 AuthKind::BearerJwt => {
                     json!({ "type": "http", "scheme": "bearer", "bearerFormat": "JWT" })
                 }
@@ -386,6 +393,7 @@ mod tests {
                 format,
                 schema: schema.map(str::to_string),
                 max_body: None,
+                rate_limit: None,
                 reply_timeout: None,
                 claims: Vec::new(),
             },

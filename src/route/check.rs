@@ -7,7 +7,7 @@
 
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::load::LoadedRoute;
-use super::model::{From, Route, StepSpec};
+use super::model::{From, Plane, Route, StepSpec};
 use crate::broker::topic;
 
 /// Why an adapter operation was not found.
@@ -75,14 +75,20 @@ pub fn steps_with_paths(route: &Route) -> Vec<(String, &StepSpec)> {
 /// Check the cross-references of `routes` against `catalog`; empty when all is well.
 pub fn check(routes: &[LoadedRoute], catalog: &dyn Catalog) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let bindings: Vec<(&str, &str)> = routes
+    // (the plane whose broker holds the binding, exchange, key pattern)
+    let bindings: Vec<(Plane, &str, &str)> = routes
         .iter()
         .filter_map(|r| match &r.route.from {
-            From::Queue(q) => Some(q),
+            From::Queue(q) => Some((r.route.queue_plane(), q)),
             _ => None,
         })
-        .flat_map(|q| q.keys.iter().map(|k| (q.exchange.as_str(), k.as_str())))
+        .flat_map(|(p, q)| {
+            q.keys
+                .iter()
+                .map(move |k| (p, q.exchange.as_str(), k.as_str()))
+        })
         .collect();
+    planes(routes, &mut out);
     for r in routes {
         let mut c = Checker {
             r,
@@ -98,6 +104,104 @@ pub fn check(routes: &[LoadedRoute], catalog: &dyn Catalog) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// The planes' rules: a bridge reads the external plane from an internal route and
+/// validates before any side effect; an exchange belongs to one plane.
+fn planes(routes: &[LoadedRoute], out: &mut Vec<Diagnostic>) {
+    for r in routes {
+        let From::Queue(q) = &r.route.from else {
+            continue;
+        };
+        match (r.route.plane, q.plane) {
+            (_, None) => {}
+            (own, Some(read)) if own == read => {}
+            (Plane::External, Some(Plane::Internal)) => out.push(r.diagnostic(
+                "from.queue.plane",
+                "an external route cannot read the internal plane: nothing flows outward \
+                 through the broker; the only way across is a bridge, an internal route \
+                 reading the external plane",
+            )),
+            (_, Some(_)) => {
+                // A bridge: a `validate` against a schema before anything else happens.
+                let first_effect = r.route.steps.iter().enumerate().find(|(_, s)| {
+                    !matches!(
+                        s,
+                        StepSpec::XmlToJson(_)
+                            | StepSpec::CsvToJson(_)
+                            | StepSpec::ExcelToJson(_)
+                            | StepSpec::FixedToJson(_)
+                            | StepSpec::Transform(_)
+                            | StepSpec::Set(_)
+                            | StepSpec::Filter(_)
+                            | StepSpec::Log(_)
+                    )
+                });
+                match first_effect {
+                    Some((_, StepSpec::Validate(_))) => {}
+                    Some((i, _)) => out.push(
+                        r.diagnostic(
+                            &format!("steps[{i}]"),
+                            "a bridge (reading the external plane) must check what crosses: \
+                             put a `validate` step before this one",
+                        )
+                        .with_expected("`- validate: { schema: <name> }`"),
+                    ),
+                    None => out.push(
+                        r.diagnostic(
+                            "steps",
+                            "a bridge (reading the external plane) must check what crosses: it \
+                             needs a `validate` step",
+                        )
+                        .with_expected("`- validate: { schema: <name> }`"),
+                    ),
+                }
+            }
+        }
+    }
+    // Exchange → (plane, the route that puts it there).
+    let mut owner: std::collections::BTreeMap<&str, (Plane, &LoadedRoute)> = Default::default();
+    for r in routes {
+        let mut uses: Vec<(Plane, &str, String)> = Vec::new();
+        if let From::Queue(q) = &r.route.from {
+            uses.push((
+                r.route.queue_plane(),
+                &q.exchange,
+                "from.queue.exchange".into(),
+            ));
+        }
+        for (path, step) in steps_with_paths(&r.route) {
+            if let StepSpec::Publish(p) = step {
+                let many = matches!(p, super::model::PublishSpec::Many(_));
+                for (j, t) in p.targets().iter().enumerate() {
+                    let at = if many {
+                        format!("{path}[{j}].exchange")
+                    } else {
+                        format!("{path}.exchange")
+                    };
+                    uses.push((r.route.plane, &t.exchange, at));
+                }
+            }
+        }
+        for (plane, exchange, at) in uses {
+            match owner.get(exchange) {
+                None => {
+                    owner.insert(exchange, (plane, r));
+                }
+                Some((p, _)) if *p == plane => {}
+                Some((p, first)) => out.push(r.diagnostic(
+                    &at,
+                    format!(
+                        "exchange `{exchange}` is on the {p} plane (route `{}`), and this route \
+                         uses it on the {plane} plane: an exchange belongs to one plane; to \
+                         carry messages inward, a bridge reads it with `from.queue.plane: \
+                         external` and publishes to an exchange of its own plane",
+                        first.route.route
+                    ),
+                )),
+            }
+        }
+    }
 }
 
 struct Checker<'a> {
@@ -167,7 +271,9 @@ impl Checker<'_> {
     fn from(&mut self) {
         match &self.r.route.from {
             From::Http(h) => {
-                if h.auth != "none" && !self.catalog.has_auth(&h.auth) {
+                if let Some(scheme) = h.auth.scheme()
+                    && !self.catalog.has_auth(scheme)
+                {
                     let mut known = self.catalog.auth_names();
                     if !known.iter().any(|k| k == "none") {
                         known.push("none".into());
@@ -177,11 +283,10 @@ impl Checker<'_> {
                         .diagnostic(
                             "from.http.auth",
                             format!(
-                                "unknown auth scheme `{}`: define it as [http.auth.{}] in knut.toml",
-                                h.auth, h.auth
+                                "unknown auth scheme `{scheme}`: define it as [http.auth.{scheme}] in knut.toml"
                             ),
                         )
-                        .with_choices(&h.auth, &known);
+                        .with_choices(scheme, &known);
                     self.push(d);
                 }
                 if let Some(s) = &h.schema {
@@ -227,7 +332,7 @@ impl Checker<'_> {
         }
     }
 
-    fn step(&mut self, path: &str, step: &StepSpec, bindings: &[(&str, &str)]) {
+    fn step(&mut self, path: &str, step: &StepSpec, bindings: &[(Plane, &str, &str)]) {
         let at = format!("{path}.{}", step.kind());
         match step {
             StepSpec::Validate(v) => self.schema(&format!("{at}.schema"), &v.schema),
@@ -340,20 +445,22 @@ impl Checker<'_> {
                             continue;
                         }
                     };
-                    let consumed = bindings
-                        .iter()
-                        .any(|(x, pattern)| *x == t.exchange && topic::may_match(pattern, &shape));
+                    let plane = self.r.route.plane;
+                    let consumed = bindings.iter().any(|(p, x, pattern)| {
+                        *p == plane && *x == t.exchange && topic::may_match(pattern, &shape)
+                    });
                     if !consumed {
                         let known: Vec<String> = bindings
                             .iter()
-                            .filter(|(x, _)| *x == t.exchange)
-                            .map(|(_, k)| k.to_string())
+                            .filter(|(p, x, _)| *p == plane && *x == t.exchange)
+                            .map(|(_, _, k)| k.to_string())
                             .collect();
                         let mut d = self.r.diagnostic(
                             &format!("{target}.key"),
                             format!(
-                                "nothing consumes `{}` on exchange `{}`: no route's `from.queue` \
-                                 binds a matching key, so the broker would refuse it",
+                                "nothing consumes `{}` on exchange `{}` of the {plane} plane: no \
+                                 route's `from.queue` there binds a matching key, so the broker \
+                                 would refuse it",
                                 t.key, t.exchange
                             ),
                         );

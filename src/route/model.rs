@@ -19,6 +19,12 @@ pub struct Route {
     /// What the route does, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The plane the route runs in: `internal` (default) or `external` (seed 003: the
+    /// traffic of citizens, companies and independent operators, on its own broker vhost
+    /// and user and its own listeners). A route of one plane never reads or writes the
+    /// other's exchanges, except a bridge (`from.queue.plane`).
+    #[serde(default, skip_serializing_if = "Plane::is_internal")]
+    pub plane: Plane,
     /// The endpoint messages come from.
     pub from: From,
     /// The steps every message passes, in order.
@@ -51,12 +57,70 @@ pub const DEFAULT_PARTITIONS: u16 = 8;
 pub const MAX_PARTITIONS: u16 = 64;
 
 impl Route {
+    /// The plane whose broker holds this route's queue: its own, or for a bridge the plane
+    /// it reads (`from.queue.plane`).
+    pub fn queue_plane(&self) -> Plane {
+        match &self.from {
+            From::Queue(q) => q.plane.unwrap_or(self.plane),
+            _ => self.plane,
+        }
+    }
+
+    /// A bridge: a route reading the other plane's exchange.
+    pub fn is_bridge(&self) -> bool {
+        self.queue_plane() != self.plane
+    }
+
     /// The number of partitions of an ordered route (`partitions`, default
     /// [`DEFAULT_PARTITIONS`]); `None` when the route has no `ordered_by`.
     pub fn ordered_partitions(&self) -> Option<u16> {
         self.ordered_by
             .as_ref()
             .map(|_| self.partitions.unwrap_or(DEFAULT_PARTITIONS))
+    }
+}
+
+/// A plane: which side of the external/internal separation a route runs on.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Deserialize,
+    Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Plane {
+    /// The municipality's own side (case management, registers, archive).
+    #[default]
+    Internal,
+    /// Traffic from outside: citizens' e-services, independent operators.
+    External,
+}
+
+impl Plane {
+    /// `internal` or `external`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plane::Internal => "internal",
+            Plane::External => "external",
+        }
+    }
+
+    fn is_internal(&self) -> bool {
+        *self == Plane::Internal
+    }
+}
+
+impl std::fmt::Display for Plane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -85,8 +149,10 @@ pub struct HttpFrom {
     /// Accepted methods (default `[POST]`).
     #[serde(default = "default_methods")]
     pub methods: Vec<HttpMethod>,
-    /// Name of an auth scheme from `knut.toml` (`[http.auth.<name>]`), or `none`.
-    pub auth: String,
+    /// Name of an auth scheme from `knut.toml` (`[http.auth.<name>]`); or `{ none: "why" }`
+    /// for an endpoint that needs no credentials (production also needs the route in
+    /// `http.unauthenticated`); a bare `none` runs in development only.
+    pub auth: HttpAuth,
     /// Body format checked at the door: a body that is not well-formed is answered 400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<BodyFormat>,
@@ -101,6 +167,10 @@ pub struct HttpFrom {
     /// jq). A token without one of them is answered 403.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claims: Vec<String>,
+    /// Requests per client to this route (default `http.rate_limit`), e.g. `{ per_second:
+    /// 5, burst: 10 }`; over it → 429 with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::config::RateLimitConfig>,
     /// How long a synchronous caller waits for a `reply` step (default 30s).
     #[serde(
         default,
@@ -109,6 +179,44 @@ pub struct HttpFrom {
     )]
     #[schemars(with = "Option<String>")]
     pub reply_timeout: Option<Duration>,
+}
+
+/// How an HTTP route authenticates its callers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HttpAuth {
+    /// The name of an auth scheme (`[http.auth.<name>]`), or `none` (development only).
+    Scheme(String),
+    /// No credentials, and why (e.g. `{ none: "public opening hours, no personal data" }`).
+    Unauthenticated {
+        /// The reason, for reviewers and the production check.
+        none: String,
+    },
+}
+
+impl HttpAuth {
+    /// The scheme named, or `None` for an unauthenticated route.
+    pub fn scheme(&self) -> Option<&str> {
+        match self {
+            HttpAuth::Scheme(s) if s != "none" => Some(s),
+            _ => None,
+        }
+    }
+
+    /// For an unauthenticated route: the reason it gives (`None` for a bare `none`).
+    pub fn unauthenticated(&self) -> Option<Option<&str>> {
+        match self {
+            HttpAuth::Scheme(s) if s == "none" => Some(None),
+            HttpAuth::Scheme(_) => None,
+            HttpAuth::Unauthenticated { none } => Some(Some(none)),
+        }
+    }
+}
+
+impl std::convert::From<&str> for HttpAuth {
+    fn from(s: &str) -> Self {
+        HttpAuth::Scheme(s.to_string())
+    }
 }
 
 fn default_methods() -> Vec<HttpMethod> {
@@ -205,6 +313,12 @@ pub struct QueueFrom {
     pub exchange: String,
     /// Routing keys (topic patterns: `*` one word, `#` zero or more) bound to the route's queue.
     pub keys: Vec<String>,
+    /// A bridge: read this exchange of the OTHER plane (only `external`, from an internal
+    /// route). The route's queue lives on the external broker, read with the internal
+    /// plane's bridge credentials; its first step must be a `validate` against a schema, so
+    /// nothing crosses unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plane: Option<Plane>,
 }
 
 /// Files appearing in a folder. Each file is claimed atomically (renamed into `.claimed/`),

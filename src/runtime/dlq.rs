@@ -121,18 +121,34 @@ pub fn replay_of(dead: &Envelope, at: chrono::DateTime<Utc>) -> Envelope {
 #[derive(Clone)]
 pub struct DeadLetters {
     broker: SharedBroker,
+    /// Routes whose queues live on another broker (a bridge's, on the other plane's).
+    elsewhere: std::collections::BTreeMap<String, SharedBroker>,
     store: Store,
 }
 
 impl DeadLetters {
     /// Dead letters on `broker`, journaled in `store`.
     pub fn new(broker: SharedBroker, store: Store) -> Self {
-        DeadLetters { broker, store }
+        DeadLetters {
+            broker,
+            elsewhere: Default::default(),
+            store,
+        }
+    }
+
+    /// The same, with `route`'s dead letters on `broker` instead.
+    pub fn with_route_broker(mut self, route: &str, broker: SharedBroker) -> Self {
+        self.elsewhere.insert(route.to_string(), broker);
+        self
+    }
+
+    fn broker(&self, route: &str) -> &SharedBroker {
+        self.elsewhere.get(route).unwrap_or(&self.broker)
     }
 
     /// Every dead letter of `route`, oldest first.
     pub async fn list(&self, route: &str) -> Result<Vec<Envelope>, DlqError> {
-        Ok(self.broker.browse(&dead_letter_queue(route)).await?)
+        Ok(self.broker(route).browse(&dead_letter_queue(route)).await?)
     }
 
     /// The dead letter `id` of `route`.
@@ -217,7 +233,11 @@ impl DeadLetters {
 
     /// Every copy of the listed ids, taken out of `route`'s dead-letter queue unsettled.
     async fn take(&self, route: &str, ids: &[Uuid]) -> Result<Vec<Delivery>, DlqError> {
-        match self.broker.take(&dead_letter_queue(route), ids).await {
+        match self
+            .broker(route)
+            .take(&dead_letter_queue(route), ids)
+            .await
+        {
             Ok(taken) if !taken.is_empty() => Ok(taken),
             Ok(_) | Err(BrokerError::MessageNotFound { .. }) => Err(DlqError::NotFound {
                 route: route.to_string(),
@@ -246,7 +266,7 @@ impl DeadLetters {
             .header(header::DEAD_LETTER_STEP)
             .map_or_else(String::new, |s| format!(" (dead-lettered at {s})"));
         if let Err(e) = self
-            .broker
+            .broker(route)
             .publish(INGRESS_EXCHANGE, route, &replayed)
             .await
         {

@@ -6,6 +6,7 @@ pub mod dlq;
 pub mod effects;
 pub mod journal;
 pub mod ordered;
+pub mod posture;
 #[cfg(test)]
 mod test_support;
 pub mod worker;
@@ -33,7 +34,7 @@ use crate::endpoint::openapi::AuthKind;
 use crate::envelope::{Body, Envelope, JSON};
 use crate::resources::Resources;
 use crate::route::load::{LoadedRoute, load_routes};
-use crate::route::model::{From, StepSpec};
+use crate::route::model::{From, Plane, StepSpec};
 use crate::step::aggregate::{Aggregate, RESUME_AFTER};
 use crate::step::{Context, Pipeline};
 use crate::store::Store;
@@ -50,6 +51,14 @@ pub enum RuntimeError {
     /// Something outside failed: a port taken, the store or broker unreachable.
     #[error("{0}")]
     Start(String),
+    /// The configuration fails open for its profile (see [`posture`]).
+    #[error("refusing to start ({profile} profile):\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Refused {
+        /// `production` or `development`.
+        profile: &'static str,
+        /// Each reason, naming its fix.
+        problems: Vec<String>,
+    },
 }
 
 /// A root's routes and resources, loaded and checked.
@@ -66,19 +75,29 @@ pub struct Loaded {
 
 /// Load and check every file of a root. All problems are reported together.
 pub fn load(root: &Path, config: &Config) -> Result<Loaded, Vec<String>> {
-    let resources = Resources::load(root);
+    let sandbox = config.sandbox_enabled().then(|| config.sandbox_origin());
+    let resources = Resources::load_with_sandbox(root, sandbox.as_deref());
     let routes = load_routes(root);
     match (resources, routes) {
         (Ok(resources), Ok(routes)) => {
             let named: Vec<&str> = routes
                 .iter()
                 .filter_map(|lr| match &lr.route.from {
-                    From::Http(h) => Some(h.auth.as_str()),
+                    From::Http(h) => h.auth.scheme(),
                     _ => None,
                 })
                 .collect();
             let (auth, development_auth) = config.auth_schemes(named);
-            let problems = crate::resources::check(&routes, &resources, &auth);
+            let mut problems = crate::resources::check(&routes, &resources, &auth);
+            if config.profile == crate::config::Profile::Production
+                && problems.iter().any(|p| p.contains("unknown auth scheme"))
+            {
+                problems.push(
+                    "(production profile: an auth scheme a route names is never made up; \
+                     configure it, or start a development instance with `knut run --dev`)"
+                        .into(),
+                );
+            }
             if problems.is_empty() {
                 Ok(Loaded {
                     routes,
@@ -120,31 +139,47 @@ pub fn all_steps(steps: &[StepSpec]) -> Vec<&StepSpec> {
 }
 
 /// The broker topology of a set of routes: exchanges from `from.queue` and `publish`, one
-/// work queue per route with its bindings (and the partitions of an ordered route).
+/// work queue per route with its bindings (and the partitions of an ordered route). Both
+/// planes together, as on one broker (development); see [`plane_topology`].
 pub fn topology(routes: &[LoadedRoute]) -> Topology {
+    topology_where(routes, |_| true)
+}
+
+/// What `plane`'s broker holds of `routes`: the queues of the routes reading it (bridges
+/// included) with their bindings, and the exchanges those read and the plane's routes
+/// publish to.
+pub fn plane_topology(routes: &[LoadedRoute], plane: Plane) -> Topology {
+    topology_where(routes, |p| p == plane)
+}
+
+fn topology_where(routes: &[LoadedRoute], on: impl Fn(Plane) -> bool) -> Topology {
     let mut exchanges = BTreeSet::new();
     let mut queues = Vec::new();
     for lr in routes {
         let r = &lr.route;
-        let mut bindings = Vec::new();
-        if let From::Queue(q) = &r.from {
-            exchanges.insert(q.exchange.clone());
-            for k in &q.keys {
-                bindings.push((q.exchange.clone(), k.clone()));
+        if on(r.queue_plane()) {
+            let mut bindings = Vec::new();
+            if let From::Queue(q) = &r.from {
+                exchanges.insert(q.exchange.clone());
+                for k in &q.keys {
+                    bindings.push((q.exchange.clone(), k.clone()));
+                }
             }
+            queues.push(RouteQueue {
+                route: r.route.clone(),
+                bindings,
+                partitions: r.ordered_partitions(),
+            });
         }
-        for s in all_steps(&r.steps) {
-            if let StepSpec::Publish(p) = s {
-                for t in p.targets() {
-                    exchanges.insert(t.exchange.clone());
+        if on(r.plane) {
+            for s in all_steps(&r.steps) {
+                if let StepSpec::Publish(p) = s {
+                    for t in p.targets() {
+                        exchanges.insert(t.exchange.clone());
+                    }
                 }
             }
         }
-        queues.push(RouteQueue {
-            route: r.route.clone(),
-            bindings,
-            partitions: r.ordered_partitions(),
-        });
     }
     Topology {
         exchanges: exchanges.into_iter().collect(),
@@ -152,12 +187,21 @@ pub fn topology(routes: &[LoadedRoute]) -> Topology {
     }
 }
 
-/// The broker named by the configuration: RabbitMQ for an `amqp://` URL, else embedded.
+/// The broker named by the configuration's `broker.url`: RabbitMQ, else embedded.
 pub async fn connect_broker(config: &Config) -> Result<SharedBroker, RuntimeError> {
-    match config.broker.url.as_deref() {
+    connect_url(config.broker.url.as_deref(), config, "broker.url").await
+}
+
+/// RabbitMQ at `url`, or the embedded broker when there is none.
+async fn connect_url(
+    url: Option<&str>,
+    config: &Config,
+    key: &str,
+) -> Result<SharedBroker, RuntimeError> {
+    match url {
         None | Some("") => {
             tracing::warn!(
-                "no broker.url: using the embedded broker (in memory, not durable; for development, tests and demos)"
+                "no {key}: using the embedded broker (in memory, not durable; for development, tests and demos)"
             );
             Ok(Arc::new(EmbeddedBroker::new()))
         }
@@ -168,55 +212,197 @@ pub async fn connect_broker(config: &Config) -> Result<SharedBroker, RuntimeErro
             };
             let broker = AmqpBroker::connect(opts)
                 .await
-                .map_err(|e| RuntimeError::Start(format!("RabbitMQ: {e}")))?;
-            tracing::info!("connected to RabbitMQ");
+                .map_err(|e| RuntimeError::Start(format!("RabbitMQ ({key}): {e}")))?;
+            tracing::info!(key, "connected to RabbitMQ");
             Ok(Arc::new(broker))
         }
-        Some(_) => Err(RuntimeError::Start(
-            "broker.url must start with amqp:// or amqps:// (or be unset for the embedded broker)"
-                .into(),
-        )),
+        Some(_) => Err(RuntimeError::Start(format!(
+            "{key} must start with amqp:// or amqps:// (or be unset for the embedded broker)"
+        ))),
+    }
+}
+
+/// The broker connections of the planes an instance runs.
+#[derive(Clone, Default)]
+struct Brokers {
+    internal: Option<SharedBroker>,
+    external: Option<SharedBroker>,
+    /// The external vhost as the internal plane's bridge routes read it.
+    bridge: Option<SharedBroker>,
+}
+
+impl Brokers {
+    /// Connect what `routes` need: each plane's own broker, and the bridge connection. In
+    /// development an unset external URL shares the internal connection (exchange names
+    /// keep the planes apart there; production refuses it, see [`posture`]).
+    async fn connect(
+        config: &Config,
+        planes: &[Plane],
+        routes: &[LoadedRoute],
+    ) -> Result<Brokers, RuntimeError> {
+        let mut b = Brokers::default();
+        if planes.contains(&Plane::Internal) {
+            b.internal = Some(connect_broker(config).await?);
+        }
+        if planes.contains(&Plane::External)
+            && routes.iter().any(|r| r.route.plane == Plane::External)
+        {
+            b.external = Some(match (&config.external.broker_url, &b.internal) {
+                (Some(url), _) => connect_url(Some(url), config, "external.broker_url").await?,
+                (None, Some(shared)) => shared.clone(),
+                (None, None) => connect_broker(config).await?,
+            });
+        }
+        if routes.iter().any(posture::is_bridge) {
+            b.bridge = Some(match &config.external.bridge_url {
+                Some(url) => connect_url(Some(url), config, "external.bridge_url").await?,
+                None => match (&b.external, &b.internal) {
+                    (Some(e), _) => e.clone(),
+                    (None, Some(i)) => i.clone(),
+                    (None, None) => connect_broker(config).await?,
+                },
+            });
+        }
+        Ok(b)
+    }
+
+    /// The broker of `plane`.
+    fn of(&self, plane: Plane) -> Option<&SharedBroker> {
+        match plane {
+            Plane::Internal => self.internal.as_ref(),
+            Plane::External => self.external.as_ref(),
+        }
+    }
+
+    /// Where `lr`'s queue lives (a bridge's: the bridge connection).
+    fn queue(&self, lr: &LoadedRoute) -> Option<&SharedBroker> {
+        if posture::is_bridge(lr) {
+            self.bridge.as_ref()
+        } else {
+            self.of(lr.route.plane)
+        }
+    }
+
+    /// Every distinct connection.
+    fn all(&self) -> Vec<SharedBroker> {
+        let mut out: Vec<SharedBroker> = Vec::new();
+        for b in [&self.internal, &self.external, &self.bridge]
+            .into_iter()
+            .flatten()
+        {
+            if !out.iter().any(|o| Arc::ptr_eq(o, b)) {
+                out.push(b.clone());
+            }
+        }
+        out
+    }
+
+    /// Declare on each connection what it holds of `routes`.
+    async fn declare(&self, routes: &[LoadedRoute]) -> Result<(), RuntimeError> {
+        let declare = |broker: &SharedBroker, topology: Topology| {
+            let broker = broker.clone();
+            async move {
+                broker
+                    .declare(&topology)
+                    .await
+                    .map_err(|e| RuntimeError::Start(format!("broker topology: {e}")))
+            }
+        };
+        if let Some(b) = &self.internal {
+            let own: Vec<LoadedRoute> = routes
+                .iter()
+                .filter(|r| r.route.plane == Plane::Internal && !posture::is_bridge(r))
+                .cloned()
+                .collect();
+            declare(b, plane_topology(&own, Plane::Internal)).await?;
+            // A bridge publishes inward.
+            let bridges: Vec<LoadedRoute> = routes
+                .iter()
+                .filter(|r| posture::is_bridge(r))
+                .cloned()
+                .collect();
+            declare(b, plane_topology(&bridges, Plane::Internal)).await?;
+        }
+        if let Some(b) = &self.external {
+            let own: Vec<LoadedRoute> = routes
+                .iter()
+                .filter(|r| r.route.plane == Plane::External)
+                .cloned()
+                .collect();
+            declare(b, plane_topology(&own, Plane::External)).await?;
+        }
+        if let Some(b) = &self.bridge {
+            let bridges: Vec<LoadedRoute> = routes
+                .iter()
+                .filter(|r| posture::is_bridge(r))
+                .cloned()
+                .collect();
+            declare(b, plane_topology(&bridges, Plane::External)).await?;
+        }
+        Ok(())
     }
 }
 
 /// Start the simulated municipal systems on `sandbox.bind`; the OeP simulation pushes to
-/// the OeP ingress on `http_addr`, case management its decision events.
+/// `oep_push`, case management its decision events to `decisions`.
 async fn start_sandbox(
     config: &Config,
-    http_addr: SocketAddr,
+    oep_push: String,
+    decisions: String,
     shutdown: &CancellationToken,
     services: &mut JoinSet<()>,
 ) -> Result<SocketAddr, RuntimeError> {
-    let listener = bind(&config.sandbox.bind, "sandbox").await?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| RuntimeError::Start(e.to_string()))?;
-    let sandbox = crate::sandbox::Sandbox::new();
-    crate::sandbox::lock(&sandbox.world.oep).push_url =
-        Some(format!("http://{http_addr}/in/oep/flowinstances"));
-    crate::sandbox::lock(&sandbox.world.errands).push_url =
-        Some(format!("http://{http_addr}/in/casedata/decisions"));
-    let shutdown = shutdown.clone();
-    services.spawn(async move {
-        if let Err(e) = sandbox.serve(listener, shutdown).await {
-            tracing::error!(error = %e, "sandbox stopped");
-        }
-    });
-    tracing::info!(%addr, "sandbox of simulated municipal systems is running (development only)");
-    Ok(addr)
+    #[cfg(feature = "sandbox")]
+    {
+        let listener = bind(&config.sandbox.bind, "sandbox").await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        let sandbox = crate::sandbox::Sandbox::new();
+        crate::sandbox::lock(&sandbox.world.oep).push_url = Some(oep_push);
+        crate::sandbox::lock(&sandbox.world.errands).push_url = Some(decisions);
+        let shutdown = shutdown.clone();
+        services.spawn(async move {
+            if let Err(e) = sandbox.serve(listener, shutdown).await {
+                tracing::error!(error = %e, "sandbox stopped");
+            }
+        });
+        tracing::info!(%addr, "sandbox of simulated municipal systems is running (development only)");
+        Ok(addr)
+    }
+    #[cfg(not(feature = "sandbox"))]
+    {
+        let _ = (config, oep_push, decisions, shutdown, services);
+        Err(RuntimeError::Start(
+            "this build has no sandbox (built without the `sandbox` feature); set sandbox.enabled = false".into(),
+        ))
+    }
+}
+
+/// The listeners of one plane of a running Knutpunkt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlaneAddrs {
+    /// The plane.
+    pub plane: Plane,
+    /// Its ingress.
+    pub http: SocketAddr,
+    /// Its admin listener.
+    pub admin: SocketAddr,
 }
 
 /// A running Knutpunkt.
 pub struct System {
-    /// The broker.
+    /// The broker of the first plane it runs (the internal one, unless only external).
     pub broker: SharedBroker,
     /// The state store.
     pub store: Store,
-    /// The ingress port's address.
+    /// The first plane's ingress address.
     pub http_addr: SocketAddr,
-    /// The admin port's address.
+    /// The first plane's admin address.
     pub admin_addr: SocketAddr,
-    /// The sandbox's address, when `sandbox.enabled`.
+    /// Every plane's listeners.
+    pub planes: Vec<PlaneAddrs>,
+    /// The sandbox's address, when the sandbox runs.
     pub sandbox_addr: Option<SocketAddr>,
     /// Ready to take traffic.
     pub ready: Arc<AtomicBool>,
@@ -228,11 +414,13 @@ pub struct System {
     services: JoinSet<()>,
     journal_task: tokio::task::JoinHandle<()>,
     journal: Journal,
+    brokers: Vec<SharedBroker>,
 }
 
-fn http_routes(routes: &[LoadedRoute]) -> Vec<HttpRoute> {
+fn http_routes(routes: &[LoadedRoute], plane: Plane) -> Vec<HttpRoute> {
     routes
         .iter()
+        .filter(|lr| lr.route.plane == plane)
         .filter_map(|lr| HttpRoute::from_route(&lr.route))
         .collect()
 }
@@ -254,6 +442,43 @@ fn auth(schemes: &BTreeMap<String, AuthScheme>, root: &Path) -> Result<AuthSchem
                 let check = AuthCheck::ApiKey {
                     header: header.clone(),
                     key,
+                };
+                kinds.insert(name.clone(), check.kind());
+                checks.insert(name.clone(), check);
+            }
+            AuthScheme::Basic {
+                username,
+                password_env,
+                password_file,
+            } => {
+                let password = match (password_env, password_file) {
+                    (Some(var), _) => std::env::var(var).map_err(|_| {
+                        RuntimeError::Start(format!(
+                            "http.auth.{name}: the environment variable {var} holding the password is not set"
+                        ))
+                    })?,
+                    (None, Some(file)) => std::fs::read_to_string(root.join(file))
+                        .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
+                        .map_err(|e| {
+                            RuntimeError::Start(format!(
+                                "http.auth.{name}: the password file {file} cannot be read: {}",
+                                e.kind()
+                            ))
+                        })?,
+                    (None, None) => {
+                        return Err(RuntimeError::Start(format!(
+                            "http.auth.{name}: give password_env or password_file"
+                        )));
+                    }
+                };
+                if password.len() < 12 {
+                    return Err(RuntimeError::Start(format!(
+                        "http.auth.{name}: the password is shorter than 12 characters; use a long random one"
+                    )));
+                }
+                let check = AuthCheck::Basic {
+                    username: username.clone(),
+                    password,
                 };
                 kinds.insert(name.clone(), check.kind());
                 checks.insert(name.clone(), check);
@@ -292,14 +517,34 @@ async fn bind(addr: &SocketAddr, what: &str) -> Result<tokio::net::TcpListener, 
 }
 
 impl System {
-    /// Start everything the root describes.
+    /// Start everything the root describes, both planes.
     pub async fn start(root: &Path, config: &Config) -> Result<System, RuntimeError> {
+        Self::start_planes(root, config, &[Plane::Internal, Plane::External]).await
+    }
+
+    /// Start the routes of `planes` (checked first: see [`posture`]).
+    pub async fn start_planes(
+        root: &Path,
+        config: &Config,
+        planes: &[Plane],
+    ) -> Result<System, RuntimeError> {
         let Loaded {
             routes,
             resources,
             auth: schemes,
             development_auth,
         } = load(root, config).map_err(RuntimeError::Invalid)?;
+        let routes: Vec<LoadedRoute> = routes
+            .into_iter()
+            .filter(|r| planes.contains(&r.route.plane))
+            .collect();
+        let refused = posture::problems(config, &routes, resources.adapters.values());
+        if !refused.is_empty() {
+            return Err(RuntimeError::Refused {
+                profile: config.profile.as_str(),
+                problems: refused,
+            });
+        }
         let (auth_checks, auth_kinds) = auth(&schemes, root)?;
         for name in &development_auth {
             tracing::warn!(
@@ -312,26 +557,45 @@ impl System {
         let store = Store::connect(&config.store_url(root))
             .await
             .map_err(|e| RuntimeError::Start(format!("state store: {e}")))?;
-        let broker = connect_broker(config).await?;
-        broker
-            .declare(&topology(&routes))
-            .await
-            .map_err(|e| RuntimeError::Start(format!("broker topology: {e}")))?;
+        let brokers = Brokers::connect(config, planes, &routes).await?;
+        brokers.declare(&routes).await?;
+        let Some(primary) = planes.iter().find_map(|p| brokers.of(*p)).cloned() else {
+            return Err(RuntimeError::Start(
+                "no plane to run: the chosen plane has no routes".into(),
+            ));
+        };
 
         let shutdown = CancellationToken::new();
         let (journal, journal_task) = Journal::start(store.clone());
-        let effects = Arc::new(LiveEffects::new(
-            broker.clone(),
-            resources.client.clone(),
-            root,
-        ));
-        let ingress = Ingress::new(broker.clone());
+        let effects_of = |plane: Plane| {
+            brokers
+                .of(plane)
+                .map(|b| Arc::new(LiveEffects::new(b.clone(), resources.client.clone(), root)))
+        };
+        let effects: BTreeMap<Plane, Arc<LiveEffects>> = planes
+            .iter()
+            .filter_map(|p| effects_of(*p).map(|e| (*p, e)))
+            .collect();
         let mut workers = JoinSet::new();
         let mut services = JoinSet::new();
-        let mut infos = Vec::new();
+        let mut infos: BTreeMap<Plane, Vec<admin::RouteInfo>> = BTreeMap::new();
+        let missing = |what: &str, lr: &LoadedRoute| {
+            RuntimeError::Start(format!(
+                "route `{}`: no broker connection for its {what}",
+                lr.route.route
+            ))
+        };
 
         for lr in &routes {
             let r = &lr.route;
+            let queue_broker = brokers
+                .queue(lr)
+                .ok_or_else(|| missing("queue", lr))?
+                .clone();
+            let effects = effects
+                .get(&r.plane)
+                .ok_or_else(|| missing("effects", lr))?;
+            let ingress = Ingress::new(queue_broker.clone());
             let pipeline =
                 Arc::new(Pipeline::build(&r.steps, "steps", &resources).map_err(|e| {
                     RuntimeError::Invalid(vec![format!("{}: {e}", lr.file.display())])
@@ -364,7 +628,7 @@ impl System {
                 context,
                 retry: r.errors.retry.clone(),
                 consumer: r.consumer.clone(),
-                broker: broker.clone(),
+                broker: queue_broker.clone(),
                 journal: journal.clone(),
             };
             match (&r.ordered_by, r.ordered_partitions()) {
@@ -400,106 +664,221 @@ impl System {
                 // Polls start once everything else runs (see below).
                 From::Http(_) | From::Queue(_) | From::Poll(_) => {}
             }
-            infos.push(route_info(lr));
+            infos.entry(r.plane).or_default().push(route_info(lr));
         }
 
-        // HTTP ingress.
-        let http = http_routes(&routes);
-        let replies = if http.iter().any(|h| h.replies) {
+        // Each plane's ingress and admin listeners (the external plane's only when it has
+        // routes here).
+        let metrics = admin::metrics::install();
+        let ready = Arc::new(AtomicBool::new(false));
+        let admin_auth = Arc::new(
+            admin::auth::AdminAuth::from_config(
+                &config.admin,
+                config.profile,
+                root,
+                Some(store.clone()),
+            )
+            .map_err(|e| RuntimeError::Start(e.to_string()))?,
+        );
+        if !admin_auth.has_credentials() {
+            tracing::warn!(
+                "admin API: no [admin.keys] or [admin.jwt] configured, so only {} answer",
+                config.admin.public.join(", ")
+            );
+        } else if config.profile == crate::config::Profile::Development
+            && config.admin.keys.is_empty()
+            && config.admin.jwt.is_none()
+        {
+            tracing::info!(
+                file = admin::auth::DEV_TOKEN_FILE,
+                "development: the admin API takes the token in {} (`knut` reads it from there)",
+                admin::auth::DEV_TOKEN_FILE
+            );
+        }
+        let all_brokers = brokers.all();
+        let mut addrs: Vec<PlaneAddrs> = Vec::new();
+        for &plane in planes {
+            let Some(broker) = brokers.of(plane).cloned() else {
+                continue;
+            };
+            let plane_routes: Vec<LoadedRoute> = routes
+                .iter()
+                .filter(|r| r.route.plane == plane)
+                .cloned()
+                .collect();
+            if plane == Plane::External && plane_routes.is_empty() {
+                continue;
+            }
+            let (http_bind, admin_bind) = match plane {
+                Plane::Internal => (config.http.bind, config.admin.bind),
+                Plane::External => (config.external.http_bind, config.external.admin_bind),
+            };
+            let http = http_routes(&plane_routes, plane);
+            let replies = if http.iter().any(|h| h.replies) {
+                Some(
+                    Replies::start(broker.clone(), shutdown.clone())
+                        .await
+                        .map_err(|e| RuntimeError::Start(format!("reply queue: {e}")))?,
+                )
+            } else {
+                None
+            };
+            let plane_kinds: BTreeMap<String, AuthKind> = auth_kinds
+                .iter()
+                .filter(|(name, _)| {
+                    http.iter()
+                        .any(|h| h.spec.auth.scheme() == Some(name.as_str()))
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let openapi = crate::endpoint::openapi::document(
+                &http,
+                &plane_kinds,
+                &resources.schemas,
+                &format!("Knutpunkt ({plane} plane)"),
+                env!("CARGO_PKG_VERSION"),
+            );
+            let settings = HttpSettings {
+                max_body: config.http.max_body,
+                auth: auth_checks.clone(),
+                reply_timeout: Duration::from_secs(30),
+                request_timeout: config.http.request_timeout,
+                rate_limit: config.http.rate_limit,
+            };
+            let router = crate::endpoint::http::router(
+                http,
+                settings,
+                resources.schemas.clone(),
+                Ingress::new(broker.clone()),
+                replies,
+                openapi,
+            );
+            let what = format!("{plane} ingress");
+            let listener = bind(&http_bind, &what).await?;
+            let http_addr = listener
+                .local_addr()
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+            {
+                let shutdown = shutdown.clone();
+                services.spawn(async move {
+                    if let Err(e) = crate::endpoint::http::serve(listener, router, shutdown).await {
+                        tracing::error!(error = %e, "http ingress stopped");
+                    }
+                });
+            }
+
+            // Admin of this plane: its routes, their dead letters.
+            let state = admin::AdminState {
+                ready: ready.clone(),
+                broker_connected: {
+                    let all = all_brokers.clone();
+                    Arc::new(move || all.iter().all(|b| b.is_connected()))
+                },
+                routes: Arc::new(std::sync::RwLock::new(
+                    infos.get(&plane).cloned().unwrap_or_default(),
+                )),
+                metrics: metrics.clone(),
+            };
+            let mut dead_letters = dlq::DeadLetters::new(broker.clone(), store.clone());
+            for lr in plane_routes.iter().filter(|r| posture::is_bridge(r)) {
+                if let Some(b) = brokers.queue(lr) {
+                    dead_letters = dead_letters.with_route_broker(&lr.route.route, b.clone());
+                }
+            }
+            let admin_router = admin::router(state)
+                .merge(crate::runtime::send_router(
+                    Ingress::new(broker.clone()),
+                    &plane_routes,
+                ))
+                .merge(admin::dlq::router(
+                    dead_letters,
+                    plane_routes.iter().map(|r| r.route.route.clone()),
+                ))
+                .route(
+                    "/api/audit",
+                    axum::routing::get(admin::auth::recent).with_state(admin_auth.clone()),
+                )
+                .layer(axum::middleware::from_fn_with_state(
+                    admin_auth.clone(),
+                    admin::auth::guard,
+                ));
+            let what = format!("{plane} admin");
+            let admin_listener = bind(&admin_bind, &what).await?;
+            let admin_addr = admin_listener
+                .local_addr()
+                .map_err(|e| RuntimeError::Start(e.to_string()))?;
+            {
+                let shutdown = shutdown.clone();
+                services.spawn(async move {
+                    let served = axum::serve(admin_listener, admin_router)
+                        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "admin server stopped");
+                    }
+                });
+            }
+            addrs.push(PlaneAddrs {
+                plane,
+                http: http_addr,
+                admin: admin_addr,
+            });
+        }
+        let Some(first) = addrs.first().copied() else {
+            return Err(RuntimeError::Start("no plane to run".into()));
+        };
+
+        let sandbox_addr = if config.sandbox_enabled() {
+            // The simulated systems push to the listener that serves the path.
+            let serving = |path: &str| {
+                let plane = routes
+                    .iter()
+                    .find(|r| matches!(&r.route.from, From::Http(h) if h.path == path))
+                    .map_or(Plane::Internal, |r| r.route.plane);
+                let addr = addrs
+                    .iter()
+                    .find(|a| a.plane == plane)
+                    .map_or(first.http, |a| a.http);
+                format!("http://{addr}{path}")
+            };
             Some(
-                Replies::start(broker.clone(), shutdown.clone())
-                    .await
-                    .map_err(|e| RuntimeError::Start(format!("reply queue: {e}")))?,
+                start_sandbox(
+                    config,
+                    serving("/in/oep/flowinstances"),
+                    serving("/in/casedata/decisions"),
+                    &shutdown,
+                    &mut services,
+                )
+                .await?,
             )
         } else {
             None
         };
-        let openapi = crate::endpoint::openapi::document(
-            &http,
-            &auth_kinds,
-            &resources.schemas,
-            "Knutpunkt",
-            env!("CARGO_PKG_VERSION"),
-        );
-        let settings = HttpSettings {
-            max_body: config.http.max_body,
-            auth: auth_checks,
-            reply_timeout: Duration::from_secs(30),
-        };
-        let router = crate::endpoint::http::router(
-            http,
-            settings,
-            resources.schemas.clone(),
-            ingress.clone(),
-            replies,
-            openapi,
-        );
-        let listener = bind(&config.http.bind, "http ingress").await?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|e| RuntimeError::Start(e.to_string()))?;
-        {
-            let shutdown = shutdown.clone();
-            services.spawn(async move {
-                if let Err(e) = crate::endpoint::http::serve(listener, router, shutdown).await {
-                    tracing::error!(error = %e, "http ingress stopped");
-                }
-            });
-        }
 
-        let sandbox_addr = if config.sandbox.enabled {
-            Some(start_sandbox(config, http_addr, &shutdown, &mut services).await?)
-        } else {
-            None
-        };
-
-        // Admin.
-        let ready = Arc::new(AtomicBool::new(false));
-        let state = admin::AdminState {
-            ready: ready.clone(),
-            broker_connected: {
-                let b = broker.clone();
-                Arc::new(move || b.is_connected())
-            },
-            routes: Arc::new(std::sync::RwLock::new(infos)),
-            metrics: admin::metrics::install(),
-        };
-        let admin_router = admin::router(state)
-            .merge(crate::runtime::send_router(ingress.clone(), &routes))
-            .merge(admin::dlq::router(
-                dlq::DeadLetters::new(broker.clone(), store.clone()),
-                routes.iter().map(|r| r.route.route.clone()),
-            ));
-        let admin_listener = bind(&config.admin.bind, "admin").await?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .map_err(|e| RuntimeError::Start(e.to_string()))?;
         {
-            let shutdown = shutdown.clone();
-            services.spawn(async move {
-                let served = axum::serve(admin_listener, admin_router)
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "admin server stopped");
-                }
-            });
-        }
-        {
-            let broker = broker.clone();
-            let queues: Vec<String> = topology(&routes)
-                .routes
+            let queues: Vec<(SharedBroker, String)> = routes
                 .iter()
-                .flat_map(|rq| {
-                    [work_queue(&rq.route), dead_letter_queue(&rq.route)]
-                        .into_iter()
-                        .chain(rq.partition_queues())
+                .filter_map(|lr| {
+                    let b = brokers.queue(lr)?.clone();
+                    let rq = RouteQueue {
+                        route: lr.route.route.clone(),
+                        bindings: Vec::new(),
+                        partitions: lr.route.ordered_partitions(),
+                    };
+                    Some(
+                        [work_queue(&rq.route), dead_letter_queue(&rq.route)]
+                            .into_iter()
+                            .chain(rq.partition_queues())
+                            .map(move |q| (b.clone(), q))
+                            .collect::<Vec<_>>(),
+                    )
                 })
+                .flatten()
                 .collect();
             let shutdown = shutdown.clone();
             services.spawn(async move {
                 loop {
-                    for q in &queues {
+                    for (broker, q) in &queues {
                         if let Ok(d) = broker.queue_depth(q).await {
                             admin::metrics::queue_depth(q, d);
                         }
@@ -516,24 +895,34 @@ impl System {
         // (the sandbox, in development) and the metrics recorder must be up by then.
         for lr in &routes {
             if let From::Poll(p) = &lr.route.from {
+                let broker = brokers.queue(lr).ok_or_else(|| missing("queue", lr))?;
                 services.spawn(crate::endpoint::poll::run(
                     lr.route.route.clone(),
                     p.clone(),
                     resources.client.clone(),
                     store.clone(),
-                    ingress.clone(),
+                    Ingress::new(broker.clone()),
                     shutdown.clone(),
                 ));
             }
         }
 
         ready.store(true, Ordering::Release);
-        tracing::info!(%http_addr, %admin_addr, routes = routes.len(), broker = broker.kind(), "knut is running");
+        for a in &addrs {
+            tracing::info!(plane = %a.plane, http_addr = %a.http, admin_addr = %a.admin, "listening");
+        }
+        tracing::info!(
+            routes = routes.len(),
+            broker = primary.kind(),
+            profile = config.profile.as_str(),
+            "knut is running"
+        );
         Ok(System {
-            broker,
+            broker: primary,
             store,
-            http_addr,
-            admin_addr,
+            http_addr: first.http,
+            admin_addr: first.admin,
+            planes: addrs,
             sandbox_addr,
             ready,
             shutdown,
@@ -541,7 +930,13 @@ impl System {
             services,
             journal_task,
             journal,
+            brokers: all_brokers,
         })
+    }
+
+    /// The listeners of `plane`, when it runs here.
+    pub fn plane(&self, plane: Plane) -> Option<PlaneAddrs> {
+        self.planes.iter().copied().find(|a| a.plane == plane)
     }
 
     /// A token cancelled when the system shuts down.
@@ -570,7 +965,9 @@ impl System {
         })
         .await;
         self.services.abort_all();
-        self.broker.close().await;
+        for b in &self.brokers {
+            b.close().await;
+        }
         drop(self.journal);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.journal_task).await;
         self.store.close().await;
@@ -747,9 +1144,9 @@ pub async fn signal() {
     }
 }
 
-/// `knut run`: start, run until a signal, shut down gracefully.
-pub async fn run(root: PathBuf, config: Config) -> Result<(), RuntimeError> {
-    let system = System::start(&root, &config).await?;
+/// `knut run`: start the routes of `planes`, run until a signal, shut down gracefully.
+pub async fn run(root: PathBuf, config: Config, planes: Vec<Plane>) -> Result<(), RuntimeError> {
+    let system = System::start_planes(&root, &config, &planes).await?;
     signal().await;
     system.shutdown(config.shutdown.timeout).await;
     Ok(())

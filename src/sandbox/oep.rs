@@ -459,12 +459,21 @@ async fn submit(
             );
         };
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let sent = reqwest::Client::new()
+        let mut req = reqwest::Client::new()
             .post(&url)
             .header(header::CONTENT_TYPE, "application/xml")
-            .body(doc)
-            .send()
-            .await;
+            .body(doc);
+        // OeP's integration authenticates its pushes; in development the push route's
+        // scheme trusts the sandbox's issuer, so the simulation presents its token.
+        if let Some(idp) = &w.idp
+            && let Ok(token) = idp.issue(serde_json::Map::from_iter([
+                ("sub".to_string(), serde_json::Value::from("oep")),
+                ("aud".to_string(), serde_json::Value::from("knutpunkt")),
+            ]))
+        {
+            req = req.bearer_auth(token);
+        }
+        let sent = req.send().await;
         return match sent {
             Ok(r) => (
                 StatusCode::CREATED,

@@ -1,5 +1,7 @@
-//! `validate`: check the JSON body against a schema (JSON Schema 2020-12). A message that
-//! does not satisfy it is dead-lettered with every failing path.
+//! `validate`: check the body against a schema (JSON Schema 2020-12). A message that does
+//! not satisfy it is dead-lettered with every failing path. An XML body is checked in its
+//! JSON form (as `xml_to_json` reads it, as the HTTP ingress does) and passed on as it came,
+//! so a bridge can check an export before it crosses into the internal plane unchanged.
 
 use std::sync::Arc;
 
@@ -34,7 +36,19 @@ impl Validate {
 impl Step for Validate {
     async fn apply(&self, m: Envelope, _cx: &Context) -> Result<Vec<Envelope>, StepError> {
         {
-            let body = m.json_body()?;
+            let body = match &m.body {
+                crate::envelope::Body::Bytes(b)
+                    if crate::envelope::is_xml_type(&m.content_type) =>
+                {
+                    std::borrow::Cow::Owned(
+                        crate::codec::xml_to_json(b, &crate::codec::XmlToJsonOptions::default())
+                            .map_err(|e| {
+                                StepError::permanent(format!("the XML body cannot be read: {e}"))
+                            })?,
+                    )
+                }
+                _ => m.json_body()?,
+            };
             if let Err(violations) = self.registry.validate(&self.schema, &body) {
                 let list: Vec<String> = violations
                     .iter()

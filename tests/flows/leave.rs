@@ -110,10 +110,17 @@ pub async fn run(on: On) {
         .await;
     assert_eq!(status, 201, "{answer}");
     // OeP's push, sent twice at once (a retried webhook): the same instance three times.
-    let ingress = format!("{}/in/oep/flowinstances", flow.ingress);
+    // It comes in on the external plane, with OeP's credential (in development the
+    // sandbox issuer's token); without it, it is refused at the door.
+    let ingress = format!("{}/in/oep/flowinstances", flow.external_ingress);
+    let (refused, problem) = flow
+        .post_bytes(&ingress, "application/xml", export.clone())
+        .await;
+    assert_eq!(refused, 401, "{problem}");
+    let oep = flow.token(serde_json::json!({"sub": "oep"})).await;
     let ((first, a), (second, b)) = tokio::join!(
-        flow.post_bytes(&ingress, "application/xml", export.clone()),
-        flow.post_bytes(&ingress, "application/xml", export.clone()),
+        flow.post_bytes_as(&ingress, "application/xml", export.clone(), Some(&oep)),
+        flow.post_bytes_as(&ingress, "application/xml", export.clone(), Some(&oep)),
     );
     assert_eq!((first, second), (202, 202), "{a} {b}");
     // Both ways in before the case officer decides (the decision takes the instance out
@@ -272,6 +279,13 @@ pub async fn run(on: On) {
     );
     let openapi = flow.get(&format!("{}/openapi.json", flow.ingress)).await;
     assert!(openapi["paths"]["/in/casedata/decisions"]["post"].is_object());
+    // The planes' ingresses serve their own routes only.
+    assert!(openapi["paths"]["/in/oep/flowinstances"].is_null());
+    let external = flow
+        .get(&format!("{}/openapi.json", flow.external_ingress))
+        .await;
+    assert!(external["paths"]["/in/oep/flowinstances"]["post"].is_object());
+    assert!(external["paths"]["/in/casedata/decisions"].is_null());
     flow.assert_no_dead_letters().await;
     flow.stop(&[MARTA, LEO]).await;
 }

@@ -181,6 +181,7 @@ pub async fn run(on: On) {
             "{}/api/routes/placement-change/dlq/{id}",
             flow.admin
         ))
+        .bearer_auth(&flow.admin_token)
         .send()
         .await
         .expect("discard");

@@ -32,10 +32,16 @@ pub struct Flow {
     pub knut: Knut,
     /// `http://127.0.0.1:<port>/sandbox`.
     pub sandbox: String,
-    /// `http://127.0.0.1:<port>` (the ingress).
+    /// `http://127.0.0.1:<port>` (the internal plane's ingress).
     pub ingress: String,
-    /// `http://127.0.0.1:<port>` (the admin API).
+    /// `http://127.0.0.1:<port>` (the external plane's ingress: OeP's pushes).
+    pub external_ingress: String,
+    /// `http://127.0.0.1:<port>` (the internal plane's admin API).
     pub admin: String,
+    /// `http://127.0.0.1:<port>` (the external plane's admin API).
+    pub external_admin: String,
+    /// The admin credential (the development token).
+    pub admin_token: String,
     /// An HTTP client.
     pub client: reqwest::Client,
     root: tempfile::TempDir,
@@ -88,7 +94,10 @@ impl Flow {
         knut.start(&client).await;
         Flow {
             ingress: format!("http://127.0.0.1:{}", knut.http),
+            external_ingress: format!("http://127.0.0.1:{}", knut.external_http),
             admin: format!("http://127.0.0.1:{}", knut.admin),
+            external_admin: format!("http://127.0.0.1:{}", knut.external_admin),
+            admin_token: knut.admin_token(),
             knut,
             sandbox,
             client,
@@ -101,11 +110,19 @@ impl Flow {
         self.root.path()
     }
 
-    /// GET a JSON document (panics with the URL on failure).
+    /// `req` with the admin token when `url` is an admin API's.
+    fn admin_auth(&self, url: &str, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if url.starts_with(&self.admin) || url.starts_with(&self.external_admin) {
+            req.bearer_auth(&self.admin_token)
+        } else {
+            req
+        }
+    }
+
+    /// GET a JSON document (panics with the URL on failure); admin URLs with the token.
     pub async fn get(&self, url: &str) -> Value {
         let r = self
-            .client
-            .get(url)
+            .admin_auth(url, self.client.get(url))
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));
@@ -118,7 +135,7 @@ impl Flow {
     /// POST `body` as JSON, with a bearer token when given; the status and the answer (JSON,
     /// or the text as a string, or null when empty).
     pub async fn post(&self, url: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.client.post(url).json(body);
+        let mut req = self.admin_auth(url, self.client.post(url)).json(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -138,9 +155,22 @@ impl Flow {
 
     /// POST raw bytes with a content type.
     pub async fn post_bytes(&self, url: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-        let r = self
-            .client
-            .post(url)
+        self.post_bytes_as(url, content_type, body, None).await
+    }
+
+    /// POST raw bytes with a content type and a bearer token.
+    pub async fn post_bytes_as(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self.client.post(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -247,9 +277,16 @@ impl Flow {
             .unwrap_or_default()
     }
 
-    /// Every dead-letter queue of the shipped routes is empty (nothing was lost on the way).
+    /// Every dead-letter queue of the shipped routes, both planes', is empty (nothing was
+    /// lost on the way).
     pub async fn assert_no_dead_letters(&self) {
-        let routes = self.get(&format!("{}/api/routes", self.admin)).await;
+        for admin in [&self.admin, &self.external_admin] {
+            self.assert_no_dead_letters_at(admin).await;
+        }
+    }
+
+    async fn assert_no_dead_letters_at(&self, admin: &str) {
+        let routes = self.get(&format!("{admin}/api/routes")).await;
         let ids: Vec<String> = routes
             .as_array()
             .or_else(|| routes["routes"].as_array())
@@ -261,7 +298,8 @@ impl Flow {
             .unwrap_or_default();
         assert!(!ids.is_empty(), "no routes listed: {routes}");
         for id in ids {
-            let dl = self.dead_letters(&id).await;
+            let v = self.get(&format!("{admin}/api/routes/{id}/dlq")).await;
+            let dl = v["dead_letters"].as_array().cloned().unwrap_or_default();
             assert!(
                 dl.is_empty(),
                 "route {id} dead-lettered: {}",

@@ -22,6 +22,10 @@ pub struct Knut {
     pub http: u16,
     /// The admin port.
     pub admin: u16,
+    /// The external plane's ingress port.
+    pub external_http: u16,
+    /// The external plane's admin port.
+    pub external_admin: u16,
     child: Option<Child>,
     runs: u32,
 }
@@ -39,6 +43,8 @@ impl Knut {
                 .collect(),
             http: super::root::free_port(),
             admin: super::root::free_port(),
+            external_http: super::root::free_port(),
+            external_admin: super::root::free_port(),
             child: None,
             runs: 0,
         }
@@ -53,6 +59,11 @@ impl Knut {
     pub async fn start(&mut self, client: &reqwest::Client) {
         assert!(self.child.is_none(), "knut is already running");
         self.runs += 1;
+        // The shipped auth schemes set below read OeP's password from the root.
+        let password = self.root.join("oep-password");
+        if !self.sandboxed() && !password.exists() {
+            std::fs::write(&password, super::root::OEP_PASSWORD).expect("oep-password");
+        }
         let log = std::fs::File::create(self.log(self.runs)).unwrap();
         let store = self.root.join("data/knut.db");
         let mut command = Command::new(env!("CARGO_BIN_EXE_knut"));
@@ -64,8 +75,20 @@ impl Knut {
             .arg("--root")
             .arg(&self.root)
             .arg("run")
+            .arg("--dev")
+            // Tests send faster than any client may: the rate limit is lifted.
+            .env("KNUT__HTTP__RATE_LIMIT__PER_SECOND", "100000")
+            .env("KNUT__HTTP__RATE_LIMIT__BURST", "100000")
             .env("KNUT__HTTP__BIND", format!("127.0.0.1:{}", self.http))
             .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{}", self.admin))
+            .env(
+                "KNUT__EXTERNAL__HTTP_BIND",
+                format!("127.0.0.1:{}", self.external_http),
+            )
+            .env(
+                "KNUT__EXTERNAL__ADMIN_BIND",
+                format!("127.0.0.1:{}", self.external_admin),
+            )
             .env(
                 "KNUT__STORE__URL",
                 format!("sqlite://{}?mode=rwc", store.display()),
@@ -94,6 +117,13 @@ impl Knut {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The admin credential of this development instance (written at its start).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.root.join("data/admin-token"))
+            .map(|t| t.trim().to_string())
+            .expect("a development knut writes data/admin-token at start")
     }
 
     /// True when the test turned the sandbox on (it then serves the auth schemes).

@@ -205,7 +205,7 @@ errors:
 /// Start a system on `root`; `broker` is a `[broker]` section, or empty for the embedded one.
 pub async fn start(root: &Path, broker: &str) -> System {
     let config = Config::from_toml_str(&format!(
-        "{broker}\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n"
+        "profile = \"development\"\n{broker}\n[http]\nbind = \"127.0.0.1:0\"\nrate_limit = {{ per_second = 100000, burst = 100000 }}\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n[external]\nhttp_bind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\n"
     ))
     .expect("config");
     System::start(root, &config).await.expect("system starts")

@@ -49,6 +49,13 @@ impl Node {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
+    /// `rabbitmqctl -n <node>` for this node.
+    pub fn ctl(&self) -> Command {
+        let mut c = self.command(CTL);
+        c.args(["-n", &self.name]);
+        c
+    }
+
     fn command(&self, program: &str) -> Command {
         let mut c = Command::new(program);
         c.env_clear();

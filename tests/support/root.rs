@@ -21,10 +21,32 @@ pub const NO_SYSTEM: &str = "http://127.0.0.1:9/";
 /// The auth schemes the shipped routes name, configured for tests that run the shipped root
 /// with the sandbox off (with it on, a development instance trusts the sandbox's issuer
 /// for them): bearer tokens of an issuer nobody has, so these routes refuse every request.
+/// OeP's pushes are taken with basic authentication: this user, and [`OEP_PASSWORD`] from
+/// the file `oep-password` that [`copy_root`] writes.
 pub const SHIPPED_AUTH_TOML: &str = "[http.auth.operators]\ntype = \"bearer_jwt\"\n\
     jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n\
     [http.auth.casedata]\ntype = \"bearer_jwt\"\n\
-    jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n";
+    jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n\
+    [http.auth.oep]\ntype = \"basic\"\nusername = \"oep-test\"\npassword_file = \"oep-password\"\n";
+
+/// The test password of OeP's pushes (in `<root>/oep-password`).
+pub const OEP_PASSWORD: &str = "fiktivt-oep-losenord";
+
+/// The `Authorization` value of OeP's pushes in tests.
+pub fn oep_authorization() -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("oep-test:{OEP_PASSWORD}"))
+    )
+}
+
+/// What an in-process development system of a test needs besides its own settings: the
+/// development profile, and the external plane's listeners on free ports.
+/// (Tests send faster than any client may: the rate limit is lifted.)
+pub const DEV_TOML: &str = "profile = \"development\"\n\
+    [http.rate_limit]\nper_second = 100000\nburst = 100000\n\
+    [external]\nhttp_bind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\n";
 
 /// [`SHIPPED_AUTH_TOML`] as `KNUT__…` environment variables.
 pub const SHIPPED_AUTH_ENV: &[(&str, &str)] = &[
@@ -40,6 +62,9 @@ pub const SHIPPED_AUTH_ENV: &[(&str, &str)] = &[
         "http://127.0.0.1:9/jwks",
     ),
     ("KNUT__HTTP__AUTH__CASEDATA__ISSUER", "nobody"),
+    ("KNUT__HTTP__AUTH__OEP__TYPE", "basic"),
+    ("KNUT__HTTP__AUTH__OEP__USERNAME", "oep-test"),
+    ("KNUT__HTTP__AUTH__OEP__PASSWORD_FILE", "oep-password"),
 ];
 
 /// A temporary root holding a copy of the repository's config folders, its adapters
@@ -54,7 +79,15 @@ pub fn copy_root() -> tempfile::TempDir {
         let text = std::fs::read_to_string(&p).expect("read adapter");
         std::fs::write(&p, text.replace(DEFAULT_SANDBOX, NO_SYSTEM)).expect("write adapter");
     }
+    std::fs::write(dir.path().join("oep-password"), OEP_PASSWORD).expect("write oep-password");
     dir
+}
+
+/// The admin credential a development instance over `root` wrote at its start.
+pub fn admin_token(root: &Path) -> String {
+    std::fs::read_to_string(root.join("data/admin-token"))
+        .map(|t| t.trim().to_string())
+        .expect("a development knut writes data/admin-token at start")
 }
 
 /// Copy a folder recursively.

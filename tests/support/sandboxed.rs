@@ -37,7 +37,7 @@ pub async fn world() -> World {
 
 /// The repository's adapters, their sandbox base URLs moved to `base`.
 pub fn adapters(base: &str) -> BTreeMap<String, Adapter> {
-    let mut all = load_adapters(&repo()).expect("the shipped adapters load");
+    let mut all = load_adapters(&repo(), None).expect("the shipped adapters load");
     for a in all.values_mut() {
         let default = format!("http://127.0.0.1:8090/sandbox/{}", a.spec.adapter);
         assert_eq!(

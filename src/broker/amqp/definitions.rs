@@ -238,6 +238,137 @@ impl Definitions {
     }
 }
 
+impl Definitions {
+    /// Add what `other` declares that this does not yet (one vhost holding both).
+    pub fn merge(&mut self, other: &Definitions) {
+        for e in &other.exchanges {
+            if !self.exchanges.contains(e) {
+                self.exchanges.push(e.clone());
+            }
+        }
+        for q in &other.queues {
+            if !self.queues.iter().any(|x| x.name == q.name) {
+                self.queues.push(q.clone());
+            }
+        }
+        for b in &other.bindings {
+            if !self.bindings.contains(b) {
+                self.bindings.push(b.clone());
+            }
+        }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.exchanges
+            .iter()
+            .map(String::as_str)
+            .chain(self.queues.iter().map(|q| q.name.as_str()))
+    }
+}
+
+/// One plane on the broker: its virtual host, its user and what it declares there.
+#[derive(Debug, Clone)]
+pub struct PlaneDefinitions {
+    /// The plane's virtual host.
+    pub vhost: String,
+    /// The plane's user (its password is set by the operators, never here).
+    pub user: String,
+    /// Its exchanges, queues and bindings.
+    pub definitions: Definitions,
+}
+
+/// `^(a|b|…)$` of the names (escaped) and the extra patterns (as they are).
+fn only(names: impl IntoIterator<Item = String>, patterns: &[&str]) -> String {
+    let mut parts: Vec<String> = names.into_iter().map(|n| regex::escape(&n)).collect();
+    parts.extend(patterns.iter().map(|p| p.to_string()));
+    parts.sort();
+    parts.dedup();
+    format!("^({})$", parts.join("|"))
+}
+
+/// A plane user's permissions on its own vhost: exactly its exchanges and queues (and its
+/// reply queues); writing also to the default exchange (retries, dead letters, replies).
+fn own_permissions(p: &PlaneDefinitions) -> Value {
+    let names: Vec<String> = p.definitions.names().map(str::to_string).collect();
+    json!({
+        "user": p.user, "vhost": p.vhost,
+        "configure": only(names.clone(), &[r"knut\.reply\..+"]),
+        "write": only(names.clone(), &[r"knut\.reply\..+", r"amq\.default"]),
+        "read": only(names, &[r"knut\.reply\..+"]),
+    })
+}
+
+/// RabbitMQ definitions JSON for the planes: both vhosts with their exchanges, queues and
+/// bindings, the two users (no passwords: `password_hash` empty, so nobody logs in until
+/// the operators set one) and least-privilege permissions. The external user has no
+/// permission at all on the internal vhost. The internal user may, on the external vhost,
+/// use only its bridge routes' queues (`bridge`: their part of the external vhost) and
+/// read the exchanges they bind; on `knut.ingress` there it may publish (a dead letter's
+/// replay) and bind only its bridges' own routing keys (topic permissions).
+pub fn planes_json(
+    internal: &PlaneDefinitions,
+    external: Option<&PlaneDefinitions>,
+    bridge: Option<&Definitions>,
+    bridge_routes: &[String],
+) -> Value {
+    let mut value = internal.definitions.to_json(&internal.vhost);
+    let mut users = vec![json!({"name": internal.user, "password_hash": "", "tags": ""})];
+    let mut permissions = vec![own_permissions(internal)];
+    let mut topic_permissions = Vec::new();
+    if let Some(ext) = external {
+        let mut ext_defs = ext.definitions.clone();
+        if let Some(b) = bridge {
+            ext_defs.merge(b);
+        }
+        let ext_json = ext_defs.to_json(&ext.vhost);
+        for key in ["vhosts", "exchanges", "queues", "bindings"] {
+            if let (Some(all), Some(more)) = (
+                value.get_mut(key).and_then(Value::as_array_mut),
+                ext_json.get(key).and_then(Value::as_array),
+            ) {
+                for item in more {
+                    if !all.contains(item) {
+                        all.push(item.clone());
+                    }
+                }
+            }
+        }
+        if ext.user != internal.user {
+            users.push(json!({"name": ext.user, "password_hash": "", "tags": ""}));
+        }
+        permissions.push(own_permissions(ext));
+        if let Some(b) = bridge
+            && ext.vhost != internal.vhost
+        {
+            let queues: Vec<String> = b.queues.iter().map(|q| q.name.clone()).collect();
+            let readable: Vec<String> = b.names().map(str::to_string).collect();
+            permissions.push(json!({
+                "user": internal.user, "vhost": ext.vhost,
+                "configure": only(readable.clone(), &[]),
+                "write": only(queues, &[r"amq\.default", r"knut\.ingress"]),
+                "read": only(readable, &[]),
+            }));
+            let keys = only(bridge_routes.iter().cloned(), &[]);
+            topic_permissions.push(json!({
+                "user": internal.user, "vhost": ext.vhost, "exchange": INGRESS_EXCHANGE,
+                "write": keys, "read": keys,
+            }));
+        }
+    }
+    value["users"] = Value::Array(users);
+    value["permissions"] = Value::Array(permissions);
+    value["topic_permissions"] = Value::Array(topic_permissions);
+    value
+}
+
+/// The user named by an `amqp://` URL, if it names one.
+pub fn user_of(url: &str) -> Option<String> {
+    url.parse::<lapin::uri::AMQPUri>()
+        .ok()
+        .map(|u| u.authority.userinfo.username)
+        .filter(|u| !u.is_empty())
+}
+
 /// The virtual host named by an `amqp://` URL (`/` when it names none), percent-decoded.
 /// The error never repeats the URL, which may hold a password.
 pub fn vhost_of(url: &str) -> Result<String, String> {
