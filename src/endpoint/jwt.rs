@@ -1,8 +1,11 @@
 //! Bearer JWT verification for the HTTP ingress (`[http.auth.<name>] type = "bearer_jwt"`).
 //!
 //! A token is accepted only when its signature verifies against a key of the configured
-//! JSON Web Key Set, its `iss` is the configured issuer, its `aud` contains the configured
-//! audience (when one is set), and it has not expired (`exp` required; 30 s leeway).
+//! JSON Web Key Set, its `iss` is the configured issuer, it has an `aud` containing the
+//! configured audience (when one is set: a token without `aud` is refused then), it has not
+//! expired (`exp` required) and it is valid already (`nbf`, when it has one). `exp` and
+//! `nbf` are checked with the scheme's `leeway` for clock skew (default
+//! [`DEFAULT_LEEWAY`], at most [`MAX_LEEWAY`]).
 //! Only asymmetric algorithms are accepted, and only the one the key is for: EdDSA (OKP
 //! Ed25519), RS256 (RSA), ES256 (EC P-256). `none` and HMAC are refused whatever the token
 //! says, so a public key can never be used as a shared secret.
@@ -11,8 +14,8 @@
 //! again when a token names a key id the set does not have (key rotation), at most once
 //! every [`REFETCH_AFTER`], and every [`MAX_AGE`] in any case.
 //!
-//! Errors say what is wrong (expired, wrong issuer, unknown key) and never repeat the
-//! token or its claims: those may hold a personnummer.
+//! Errors say what is wrong (expired, not valid yet, wrong issuer, unknown key) and never
+//! repeat the token or its claims: those may hold a personnummer.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -27,6 +30,10 @@ use crate::jwks::Key;
 pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
 /// How long a fetched key set is used before it is fetched again.
 pub const MAX_AGE: Duration = Duration::from_secs(300);
+/// The clock skew allowed on `exp` and `nbf` unless the scheme sets `leeway`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// The largest `leeway` a scheme may set.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Why a token was refused (shown to the client; holds no token content).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +50,9 @@ pub enum JwtError {
     /// Past `exp`.
     #[error("the token has expired; get a new one")]
     Expired,
+    /// Before `nbf`.
+    #[error("the token is not valid yet (its `nbf` is in the future)")]
+    NotYetValid,
     /// Wrong `iss` or `aud`.
     #[error("the token was not issued for this service (issuer or audience)")]
     WrongIssuer,
@@ -70,6 +80,7 @@ pub struct JwtVerifier {
     source: JwksSource,
     issuer: String,
     audience: Option<String>,
+    leeway: Duration,
     cache: tokio::sync::Mutex<Option<Cached>>,
     last_fetch: Mutex<Option<Instant>>,
     http: reqwest::Client,
@@ -81,6 +92,7 @@ impl std::fmt::Debug for JwtVerifier {
             .field("source", &self.source)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
             .finish()
     }
 }
@@ -90,11 +102,13 @@ fn parse_set(text: &[u8]) -> Result<Vec<Key>, JwtError> {
 }
 
 impl JwtVerifier {
-    /// A verifier; a `jwks_file` (relative to `root`) is read now.
+    /// A verifier; a `jwks_file` (relative to `root`) is read now. `leeway` is the clock
+    /// skew allowed on `exp` and `nbf` (whole seconds count).
     pub fn new(
         source: JwksSource,
         issuer: String,
         audience: Option<String>,
+        leeway: Duration,
         root: &Path,
     ) -> Result<JwtVerifier, JwtError> {
         let cache = match &source {
@@ -118,6 +132,7 @@ impl JwtVerifier {
             source,
             issuer,
             audience,
+            leeway,
             cache: tokio::sync::Mutex::new(cache),
             last_fetch: Mutex::new(None),
             http,
@@ -188,11 +203,19 @@ impl JwtVerifier {
         }
         let mut validation = Validation::new(key.algorithm);
         validation.set_issuer(&[self.issuer.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss"]);
-        validation.leeway = 30;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway.as_secs();
         match &self.audience {
-            Some(aud) => validation.set_audience(&[aud.as_str()]),
-            None => validation.validate_aud = false,
+            Some(aud) => {
+                validation.set_audience(&[aud.as_str()]);
+                // jsonwebtoken checks `aud` only when the token has one.
+                validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            }
+            None => {
+                validation.validate_aud = false;
+                validation.set_required_spec_claims(&["exp", "iss"]);
+            }
         }
         decode::<Value>(token, &key.key, &validation)
             .map(|data| data.claims)
@@ -200,12 +223,16 @@ impl JwtVerifier {
                 use jsonwebtoken::errors::ErrorKind as K;
                 match e.kind() {
                     K::ExpiredSignature => JwtError::Expired,
+                    K::ImmatureSignature => JwtError::NotYetValid,
                     K::InvalidIssuer | K::InvalidAudience => JwtError::WrongIssuer,
                     K::InvalidSignature => {
                         JwtError::Invalid("the signature does not verify".into())
                     }
                     K::MissingRequiredClaim(c) => {
                         JwtError::Invalid(format!("the `{c}` claim is missing"))
+                    }
+                    K::InvalidClaimFormat(c) => {
+                        JwtError::Invalid(format!("the `{c}` claim is not a time in seconds"))
                     }
                     _ => JwtError::Invalid("the token cannot be read".into()),
                 }
@@ -242,16 +269,101 @@ mod tests {
         issuer: &str,
         audience: Option<&str>,
     ) -> (JwtVerifier, tempfile::TempDir) {
+        verifier_with(idp, issuer, audience, DEFAULT_LEEWAY)
+    }
+
+    fn verifier_with(
+        idp: &Idp,
+        issuer: &str,
+        audience: Option<&str>,
+        leeway: Duration,
+    ) -> (JwtVerifier, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("jwks.json"), idp.jwks().to_string()).expect("write");
         let v = JwtVerifier::new(
             JwksSource::File("jwks.json".into()),
             issuer.into(),
             audience.map(str::to_string),
+            leeway,
             dir.path(),
         )
         .expect("verifier");
         (v, dir)
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    const PERSONNUMMER: &str = "201203042383";
+
+    #[tokio::test]
+    async fn a_token_that_is_not_valid_yet_is_refused() {
+        let idp = Idp::generate().expect("key");
+        let (v, _dir) = verifier(&idp, ISSUER, None);
+        let token = |nbf: u64| {
+            idp.issue(claims(json!({"sub": PERSONNUMMER, "nbf": nbf})))
+                .expect("token")
+        };
+        // An hour ahead: refused, saying why, without repeating the token's content.
+        let early = v.verify(&token(now() + 3_600)).await.unwrap_err();
+        assert_eq!(early, JwtError::NotYetValid);
+        let text = early.to_string();
+        assert!(text.contains("not valid yet"), "{text}");
+        assert!(!text.contains(PERSONNUMMER), "{text}");
+        // Within the leeway (clock skew), and in the past: accepted.
+        assert!(v.verify(&token(now() + 10)).await.is_ok());
+        assert!(v.verify(&token(now() - 10)).await.is_ok());
+        // No leeway: ten seconds ahead is too early.
+        let (strict, _d) = verifier_with(&idp, ISSUER, None, Duration::ZERO);
+        assert_eq!(
+            strict.verify(&token(now() + 10)).await,
+            Err(JwtError::NotYetValid)
+        );
+        // A `nbf` that is not a time is refused.
+        let odd = idp
+            .issue(claims(json!({"sub": "g1", "nbf": "tomorrow"})))
+            .expect("token");
+        assert!(matches!(v.verify(&odd).await, Err(JwtError::Invalid(_))));
+    }
+
+    #[tokio::test]
+    async fn the_leeway_applies_to_exp_too() {
+        let idp = Idp::generate().expect("key");
+        let lately = idp
+            .issue(claims(json!({"sub": "g1", "exp": now() - 10})))
+            .expect("token");
+        let (v, _dir) = verifier(&idp, ISSUER, None);
+        assert!(v.verify(&lately).await.is_ok(), "10 s late is within 30 s");
+        let (strict, _d) = verifier_with(&idp, ISSUER, None, Duration::from_secs(5));
+        assert_eq!(strict.verify(&lately).await, Err(JwtError::Expired));
+    }
+
+    #[tokio::test]
+    async fn a_scheme_with_an_audience_requires_aud() {
+        let idp = Idp::generate().expect("key");
+        let without = idp
+            .issue(claims(json!({"sub": PERSONNUMMER})))
+            .expect("token");
+        let (v, _dir) = verifier(&idp, ISSUER, Some("knut"));
+        let refused = v.verify(&without).await.unwrap_err();
+        assert_eq!(
+            refused,
+            JwtError::Invalid("the `aud` claim is missing".into())
+        );
+        assert!(!refused.to_string().contains(PERSONNUMMER));
+        // As a list it must hold the audience.
+        let listed = idp
+            .issue(claims(json!({"sub": "g1", "aud": ["other", "knut"]})))
+            .expect("token");
+        assert!(v.verify(&listed).await.is_ok());
+        let empty = idp
+            .issue(claims(json!({"sub": "g1", "aud": []})))
+            .expect("token");
+        assert!(v.verify(&empty).await.is_err());
+        // A scheme without an audience does not ask for one.
+        let (open, _d) = verifier(&idp, ISSUER, None);
+        assert!(open.verify(&without).await.is_ok());
     }
 
     #[tokio::test]
