@@ -197,9 +197,13 @@ pub enum AuthScheme {
         jwks_file: Option<String>,
         /// Required `iss` claim.
         issuer: String,
-        /// Required `aud` claim, if any.
+        /// Required `aud` claim, if any (a token without `aud` is refused then).
         #[serde(default)]
         audience: Option<String>,
+        /// Clock skew allowed on `exp` and `nbf` (humantime: `30s`; default 30 s, at most
+        /// 5 minutes).
+        #[serde(default = "default_leeway", with = "humantime_serde")]
+        leeway: Duration,
     },
 }
 
@@ -247,6 +251,7 @@ impl Config {
             jwks_file: None,
             issuer: SANDBOX_ISSUER.to_string(),
             audience: None,
+            leeway: default_leeway(),
         }
     }
 
@@ -260,6 +265,10 @@ impl Config {
         };
         format!("http://{host}:{}", self.sandbox.bind.port())
     }
+}
+
+fn default_leeway() -> Duration {
+    crate::endpoint::jwt::DEFAULT_LEEWAY
 }
 
 fn default_api_key_header() -> String {
@@ -836,12 +845,25 @@ impl Config {
                 AuthScheme::BearerJwt {
                     jwks_url,
                     jwks_file,
+                    leeway,
                     ..
                 } => {
                     if jwks_url.is_none() == jwks_file.is_none() {
                         return Err(ConfigError::Invalid {
                             key: format!("http.auth.{name}"),
                             reason: "set exactly one of `jwks_url` and `jwks_file`".into(),
+                        });
+                    }
+                    let max = crate::endpoint::jwt::MAX_LEEWAY;
+                    if *leeway > max {
+                        return Err(ConfigError::Invalid {
+                            key: format!("http.auth.{name}.leeway"),
+                            reason: format!(
+                                "at most {}: the leeway is how long an expired token is still \
+                                 accepted; allow for clock skew only (default {})",
+                                humantime::format_duration(max),
+                                humantime::format_duration(default_leeway())
+                            ),
                         });
                     }
                 }
@@ -884,7 +906,14 @@ const ADMIN_KEY_KEYS: &[&str] = &["key_env", "roles"];
 const ADMIN_JWT_KEYS: &[&str] = &["jwks_url", "jwks_file", "issuer", "audience", "roles_claim"];
 const API_KEY_KEYS: &[&str] = &["type", "header", "key_env"];
 const BASIC_KEYS: &[&str] = &["type", "username", "password_env", "password_file"];
-const BEARER_JWT_KEYS: &[&str] = &["type", "jwks_url", "jwks_file", "issuer", "audience"];
+const BEARER_JWT_KEYS: &[&str] = &[
+    "type",
+    "jwks_url",
+    "jwks_file",
+    "issuer",
+    "audience",
+    "leeway",
+];
 const AUTH_TYPES: &[&str] = &["api_key", "basic", "bearer_jwt"];
 
 fn section_keys(section: &str) -> &'static [&'static str] {
@@ -1135,6 +1164,7 @@ mod tests {
                 jwks_file: None,
                 issuer: "https://idp.example".into(),
                 audience: None,
+                leeway: Duration::from_secs(30),
             })
         );
         assert_eq!(cfg.admin.bind.to_string(), "0.0.0.0:9091");
@@ -1211,6 +1241,7 @@ mod tests {
                 jwks_file: None,
                 issuer: SANDBOX_ISSUER.into(),
                 audience: None,
+                leeway: Duration::from_secs(30),
             }
         );
         assert!(!schemes.contains_key("none"));
@@ -1319,6 +1350,35 @@ mod tests {
             Config::from_toml_str("[http.auth.a]\ntype = \"bearer_jwt\"\nissuer = \"i\"\n")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_bearer_jwt_leeway_is_small_and_bounded() {
+        let scheme = |extra: &str| {
+            Config::from_toml_str(&format!(
+                "[http.auth.a]\ntype = \"bearer_jwt\"\njwks_url = \"https://idp.example/jwks\"\n\
+                 issuer = \"i\"\n{extra}"
+            ))
+        };
+        let leeway = |cfg: Config| match &cfg.http.auth["a"] {
+            AuthScheme::BearerJwt { leeway, .. } => *leeway,
+            other => panic!("not bearer_jwt: {other:?}"),
+        };
+        assert_eq!(leeway(scheme("").unwrap()), Duration::from_secs(30));
+        assert_eq!(
+            leeway(scheme("leeway = \"5s\"\n").unwrap()),
+            Duration::from_secs(5)
+        );
+        assert_eq!(leeway(scheme("leeway = \"0s\"\n").unwrap()), Duration::ZERO);
+        let err = scheme("leeway = \"10m\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{text}");
+        assert!(text.contains("http.auth.a.leeway"), "{text}");
+        assert!(text.contains("at most 5m"), "{text}");
+        assert!(scheme("leeway = \"soon\"\n").is_err());
+        // A misspelt key is caught by the key list.
+        let err = scheme("leway = \"5s\"\n").unwrap_err();
+        assert!(err.to_string().contains("leeway"), "{err}");
     }
 
     #[test]
@@ -1486,6 +1546,7 @@ mod tests {
             jwks_file: None,
             issuer: String::new(),
             audience: None,
+            leeway: Duration::ZERO,
         })
         .unwrap();
         let mut keys: Vec<_> = jwt

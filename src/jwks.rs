@@ -52,9 +52,15 @@ pub fn keys_of(set: &JwkSet) -> Vec<Key> {
 }
 
 /// The usable keys of a JWKS document; an error (for people) when it is not one or has none.
+/// The error gives where the document goes wrong, never what it holds.
 pub fn parse_set(text: &[u8]) -> Result<Vec<Key>, String> {
-    let set: JwkSet =
-        serde_json::from_slice(text).map_err(|e| format!("not a JSON Web Key Set: {e}"))?;
+    let set: JwkSet = serde_json::from_slice(text).map_err(|e| {
+        format!(
+            "not a JSON Web Key Set (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
     let keys = keys_of(&set);
     if keys.is_empty() {
         return Err("the key set has no usable key (EdDSA, RS256 or ES256)".into());
@@ -89,5 +95,10 @@ mod tests {
         assert!(find(&keys, None).is_some(), "the only key of the set");
         assert!(parse_set(br#"{"keys":[]}"#).is_err());
         assert!(parse_set(b"not json").is_err());
+        // The error never repeats the document (it may hold anything).
+        for odd in [&b"201203042383"[..], br#"{"keys":"201203042383"}"#] {
+            let e = parse_set(odd).unwrap_err();
+            assert!(!e.contains("201203042383"), "{e}");
+        }
     }
 }

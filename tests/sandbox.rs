@@ -555,7 +555,8 @@ async fn messaging_sends_and_reports_status() {
 }
 
 /// A route behind `bearer_jwt` auth trusting the sandbox's idp, in a running system with
-/// its sandbox: no token → 401, an expired one → 401 saying so, a fresh one → 202.
+/// its sandbox: no token → 401, an expired one → 401 saying so, one not valid yet or without
+/// `aud` → 401, a fresh one → 202.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingress_trusts_tokens_of_the_configured_issuer() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -629,6 +630,46 @@ async fn the_ingress_trusts_tokens_of_the_configured_issuer() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+
+    // Not valid for another hour (issue 13: this was answered 202).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let early = token(json!({
+        "sub": "g1",
+        "aud": "knutpunkt",
+        "nbf": now + 3_600,
+        "https://claims.oidc.se/1.0/personalNumber": "198503122389",
+    }))
+    .await;
+    let r = http
+        .post(&url)
+        .bearer_auth(&early)
+        .json(&json!({"x": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let p: Value = r.json().await.unwrap();
+    assert!(
+        p["detail"].as_str().unwrap().contains("not valid yet"),
+        "{p}"
+    );
+    assert!(!p.to_string().contains("198503122389"), "{p}");
+
+    // The scheme names an audience: a token without `aud` is refused.
+    let no_aud = token(json!({"sub": "g1"})).await;
+    let r = http
+        .post(&url)
+        .bearer_auth(&no_aud)
+        .json(&json!({"x": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("`aud`"), "{p}");
 
     let fresh = token(json!({
         "sub": "g1",

@@ -239,6 +239,8 @@ struct Token {
     refresh_at: Instant,
 }
 
+/// The largest answer read from an OAuth2 token endpoint.
+const TOKEN_RESPONSE_MAX_BYTES: usize = 1024 * 1024;
 /// Lifetime assumed when the token endpoint does not say (`expires_in` absent).
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -323,7 +325,18 @@ impl TokenCache {
                 ),
             });
         }
-        let body: TokenResponse = resp.json().await.map_err(|_| {
+        let bytes = super::client::read_limited(resp, TOKEN_RESPONSE_MAX_BYTES)
+            .await
+            .map_err(|e| match e {
+                super::client::ReadError::TooLarge => StepError::permanent(format!(
+                    "{what}: the OAuth2 token endpoint's answer is larger than {}",
+                    super::client::size(TOKEN_RESPONSE_MAX_BYTES)
+                )),
+                super::client::ReadError::Cut => StepError::transient(format!(
+                    "{what}: the OAuth2 token endpoint's answer was cut off"
+                )),
+            })?;
+        let body: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
             StepError::permanent(format!(
                 "{what}: the OAuth2 token endpoint's answer has no `access_token`"
             ))

@@ -457,10 +457,16 @@ impl AdapterClient {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("application/octet-stream")
             .to_string();
-        let bytes: Bytes = resp
-            .bytes()
-            .await
-            .map_err(|_| StepError::transient(format!("{what}: the response was cut off")))?;
+        let limit = a.adapter.spec.max_response.0;
+        let bytes = read_limited(resp, limit).await.map_err(|e| match e {
+            ReadError::TooLarge => StepError::permanent(format!(
+                "{what}: the answer is larger than max_response ({}); it was not read — raise \
+                 `max_response` in {} if the system's answers are this large",
+                size(limit),
+                a.adapter.file.display()
+            )),
+            ReadError::Cut => StepError::transient(format!("{what}: the response was cut off")),
+        })?;
         if is_xml_type(&content_type)
             && bytes.windows(5).any(|w| w == b"Fault")
             && let Ok(answer) = xml_to_json(&bytes, &XmlToJsonOptions::default())
@@ -488,6 +494,66 @@ impl AdapterClient {
             },
             headers,
         ))
+    }
+}
+
+/// Why an answer's body was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadError {
+    /// It is larger than the limit (by its `Content-Length`, or as it came).
+    TooLarge,
+    /// The connection failed or timed out while reading.
+    Cut,
+}
+
+/// The body of `resp`, read chunk by chunk up to `limit` bytes: an answer whose
+/// `Content-Length` is over the limit is refused before any of it is read, and reading stops
+/// at the first chunk that would take it over, so no more than `limit` bytes are ever kept
+/// (the rest is never read; the connection is dropped).
+pub async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, ReadError> {
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    // A one-chunk answer (most are) is kept as it came, without a copy.
+    let mut single: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(chunk) = resp.chunk().await.map_err(|_| ReadError::Cut)? {
+        let held = match &joined {
+            Some(j) => j.len(),
+            None => single.as_ref().map_or(0, Bytes::len),
+        };
+        if chunk.len() > limit - held {
+            return Err(ReadError::TooLarge);
+        }
+        match (&mut joined, single.take()) {
+            (Some(j), _) => j.extend_from_slice(&chunk),
+            (None, None) => single = Some(chunk),
+            (None, Some(first)) => {
+                let want = declared.map_or(0, |n| n as usize).max(held + chunk.len());
+                let mut j = bytes::BytesMut::with_capacity(want.min(limit));
+                j.extend_from_slice(&first);
+                j.extend_from_slice(&chunk);
+                joined = Some(j);
+            }
+        }
+    }
+    Ok(match joined {
+        Some(j) => j.freeze(),
+        None => single.unwrap_or_default(),
+    })
+}
+
+/// A size for people: `16MiB`, `512KiB`, or bytes.
+pub fn size(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{}MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
+        format!("{}KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -950,6 +1016,106 @@ mod tests {
             base_url: base.into(),
         };
         AdapterClient::new(&[("sys".to_string(), adapter)].into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_max_response_is_refused_without_reading_it_all() {
+        use axum::body::Body as AxumBody;
+        use axum::routing::get;
+        const LIMIT: usize = 64 * 1024;
+        const CHUNK: usize = 16 * 1024;
+        const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
+        let chunks = |parts: Vec<&'static [u8]>| {
+            AxumBody::from_stream(futures::stream::iter(
+                parts
+                    .into_iter()
+                    .map(|p| Ok::<_, std::io::Error>(Bytes::from_static(p))),
+            ))
+        };
+        let app = axum::Router::new()
+            // Endless, without a Content-Length: only a reader that stops ever returns.
+            .route(
+                "/endless",
+                get(|| async {
+                    let digits = futures::stream::repeat_with(|| {
+                        Ok::<_, std::io::Error>(Bytes::from(vec![b'1'; CHUNK]))
+                    });
+                    (JSON, AxumBody::from_stream(digits))
+                }),
+            )
+            // A Content-Length over the limit.
+            .route("/declared", get(|| async { (JSON, "1".repeat(4 * LIMIT)) }))
+            // Exactly the limit.
+            .route(
+                "/exact",
+                get(|| async { (JSON, format!("\"{}\"", "a".repeat(LIMIT - 2))) }),
+            )
+            // Within it, in several chunks.
+            .route(
+                "/chunked",
+                get(move || async move { (JSON, chunks(vec![b"[1,", b"2,", b"3]"])) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let operations = ["endless", "declared", "exact", "chunked"]
+            .into_iter()
+            .map(|name| {
+                let op = OperationSpec {
+                    method: HttpMethod::Get,
+                    path: format!("/{name}"),
+                    query: Default::default(),
+                    headers: Default::default(),
+                    body: RequestBody::None,
+                    response: None,
+                };
+                (name.to_string(), op)
+            })
+            .collect();
+        let timeout = Duration::from_secs(10);
+        let spec = AdapterSpec {
+            adapter: "sys".into(),
+            base_url: base.clone(),
+            timeout,
+            max_response: crate::route::model::ByteSize(LIMIT),
+            operations,
+            ..Default::default()
+        };
+        let adapter = crate::adapter::Adapter {
+            spec,
+            file: "adapters/sys.yaml".into(),
+            base_url: base,
+        };
+        let c = AdapterClient::new(&[("sys".to_string(), adapter)].into()).unwrap();
+        let m = Envelope::json(serde_json::json!({}));
+
+        for op in ["endless", "declared"] {
+            let started = Instant::now();
+            let e = c.call("sys", op, &m).await.unwrap_err();
+            let took = started.elapsed();
+            assert_eq!(e.kind, FailureKind::Permanent, "{}", e.message);
+            assert!(
+                e.message.starts_with(&format!("sys.{op}: ")),
+                "names the adapter and operation: {}",
+                e.message
+            );
+            assert!(e.message.contains("max_response (64KiB)"), "{}", e.message);
+            assert!(e.message.contains("adapters/sys.yaml"), "{}", e.message);
+            assert!(!e.message.contains("111"), "never the body: {}", e.message);
+            // Refused as soon as the limit was passed, not when the call timed out.
+            assert!(took < timeout / 2, "{op} took {took:?}");
+        }
+        let exact = c.call("sys", "exact", &m).await.expect("exactly the limit");
+        assert!(matches!(exact.body, Body::Json(Value::String(ref s)) if s.len() == LIMIT - 2));
+        let chunked = c.call("sys", "chunked", &m).await.expect("chunked");
+        assert!(matches!(chunked.body, Body::Json(ref v) if *v == serde_json::json!([1, 2, 3])));
+    }
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(size(16 * 1024 * 1024), "16MiB");
+        assert_eq!(size(64 * 1024), "64KiB");
+        assert_eq!(size(1000), "1000 bytes");
     }
 
     fn oauth2(base: &str, secret_file: &std::path::Path) -> AdapterSpec {

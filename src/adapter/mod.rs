@@ -6,6 +6,7 @@
 //! description: Ärendehantering (case data)
 //! base_url: http://127.0.0.1:8090/sandbox/casedata   # env KNUT_ADAPTER_CASEDATA_URL overrides
 //! timeout: 10s
+//! max_response: 16MiB     # larger answers are refused (permanent), never read whole
 //! headers: { accept: application/json }
 //! operations:
 //!   create-errand:
@@ -32,7 +33,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::route::model::HttpMethod;
+use crate::route::model::{ByteSize, HttpMethod};
 
 /// An adapter file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -50,6 +51,10 @@ pub struct AdapterSpec {
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
+    /// The largest answer read from the system, e.g. `8MiB` (default 16 MiB). A larger one
+    /// is a permanent failure; it is read no further than the limit.
+    #[serde(default = "default_max_response")]
+    pub max_response: ByteSize,
     /// Headers sent with every call (never credentials: those go in `auth`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -89,6 +94,7 @@ impl Default for AdapterSpec {
             description: None,
             base_url: String::new(),
             timeout: default_timeout(),
+            max_response: default_max_response(),
             headers: BTreeMap::new(),
             auth: auth::AuthSpec::None,
             tls: None,
@@ -104,6 +110,13 @@ impl Default for AdapterSpec {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+/// The default `max_response`: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
+fn default_max_response() -> ByteSize {
+    ByteSize(DEFAULT_MAX_RESPONSE)
 }
 
 /// One operation of an adapter.
@@ -348,6 +361,13 @@ pub fn load_adapters(
         let literal = literal_secrets(&spec, &text);
         if !literal.is_empty() {
             errors.extend(literal.into_iter().map(fail));
+            continue;
+        }
+        if spec.max_response.0 == 0 {
+            errors.push(fail(format!(
+                "{}max_response must be at least 1 byte (e.g. `8MiB`)",
+                position_of_key(&text, "max_response")
+            )));
             continue;
         }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");

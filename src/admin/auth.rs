@@ -146,9 +146,14 @@ impl AdminAuth {
                         ));
                     }
                 };
-                let verifier =
-                    JwtVerifier::new(source, j.issuer.clone(), Some(j.audience.clone()), root)
-                        .map_err(|e| AdminAuthError(format!("admin.jwt: {e}")))?;
+                let verifier = JwtVerifier::new(
+                    source,
+                    j.issuer.clone(),
+                    Some(j.audience.clone()),
+                    crate::endpoint::jwt::DEFAULT_LEEWAY,
+                    root,
+                )
+                .map_err(|e| AdminAuthError(format!("admin.jwt: {e}")))?;
                 Some((verifier, j.roles_claim.clone()))
             }
         };

@@ -1298,6 +1298,7 @@ mod tests {
             JwksSource::File("jwks.json".into()),
             ISSUER.into(),
             None,
+            crate::endpoint::jwt::DEFAULT_LEEWAY,
             dir.path(),
         )
         .expect("verifier");

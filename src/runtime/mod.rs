@@ -488,6 +488,7 @@ fn auth(schemes: &BTreeMap<String, AuthScheme>, root: &Path) -> Result<AuthSchem
                 jwks_file,
                 issuer,
                 audience,
+                leeway,
             } => {
                 use crate::endpoint::jwt::{JwksSource, JwtVerifier};
                 let source = match (jwks_url, jwks_file) {
@@ -499,8 +500,9 @@ fn auth(schemes: &BTreeMap<String, AuthScheme>, root: &Path) -> Result<AuthSchem
                         )));
                     }
                 };
-                let verifier = JwtVerifier::new(source, issuer.clone(), audience.clone(), root)
-                    .map_err(|e| RuntimeError::Start(format!("http.auth.{name}: {e}")))?;
+                let verifier =
+                    JwtVerifier::new(source, issuer.clone(), audience.clone(), *leeway, root)
+                        .map_err(|e| RuntimeError::Start(format!("http.auth.{name}: {e}")))?;
                 let check = AuthCheck::BearerJwt(Arc::new(verifier));
                 kinds.insert(name.clone(), check.kind());
                 checks.insert(name.clone(), check);
