@@ -135,7 +135,10 @@ async fn concurrent_first_connects_migrate_once() {
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert_eq!(applied, 2, "0001_init and 0002_leases, once each");
+        assert_eq!(
+            applied, 3,
+            "0001_init, 0002_leases and 0003_audit, once each"
+        );
         pool.close().await;
     })
     .await;

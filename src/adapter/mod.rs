@@ -407,3 +407,42 @@ pub fn load_adapters(
         Err(errors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_urls_are_told_apart_from_real_ones() {
+        assert!(points_at_sandbox("http://127.0.0.1:8090/sandbox/oep"));
+        assert!(points_at_sandbox(
+            "http://localhost:18090/sandbox/casedata/x"
+        ));
+        assert!(points_at_sandbox("http://[::1]:8090/sandbox/idp/jwks"));
+        assert!(!points_at_sandbox(
+            "https://oep.sundsvall.example/sandbox/oep"
+        ));
+        assert!(!points_at_sandbox("http://127.0.0.1:8090/api/oep"));
+        assert!(!points_at_sandbox("not a url"));
+        assert!(is_loopback_host("127.0.0.5") && !is_loopback_host("10.0.0.1"));
+    }
+
+    /// A development instance whose sandbox moved: the shipped adapter files follow it.
+    #[test]
+    fn adapter_files_pointing_at_the_sandbox_follow_it() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let moved = load_adapters(root, Some("http://127.0.0.1:18090")).expect("adapters");
+        let oep = &moved["oep"];
+        if std::env::var(url_env_var("oep")).is_err() {
+            assert_eq!(oep.base_url, "http://127.0.0.1:18090/sandbox/oep");
+        }
+        let as_is = load_adapters(root, None).expect("adapters");
+        if std::env::var(url_env_var("oep")).is_err() {
+            assert_eq!(as_is["oep"].base_url, "http://127.0.0.1:8090/sandbox/oep");
+        }
+        assert_eq!(
+            with_origin("http://127.0.0.1:8090/sandbox/a?x=1", "http://[::1]:9"),
+            Some("http://[::1]:9/sandbox/a?x=1".to_string())
+        );
+    }
+}

@@ -250,6 +250,22 @@ mod tests {
     }
 
     #[test]
+    fn no_label_value_carries_a_personnummer() {
+        let recorder = recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            queue_depth("knut.route.elev-201304122383", 3);
+            step_duration("r", "steps[0] 20130412-2383", Duration::from_millis(1));
+        });
+        let text = handle.render();
+        assert!(!text.contains("2013041"), "{text}");
+        assert!(
+            text.contains("queue=\"knut.route.elev-********-****\"} 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn rendered_text_has_every_metric_with_help_and_labels() {
         let recorder = recorder();
         let handle = recorder.handle();

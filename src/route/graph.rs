@@ -6,26 +6,42 @@ use std::fmt::Write as _;
 
 use super::check::steps_with_paths;
 use super::load::LoadedRoute;
-use super::model::{From, StepSpec};
+use super::model::{From, Plane, StepSpec};
 
 /// A `flowchart LR` of `routes`: a node per route, exchange, adapter, HTTP path, folder and
 /// timer; edges endpoint → route (a polled adapter → route), route → exchange (routing key),
-/// exchange → route (binding key), route → adapter (operation), route → folder. The same
-/// routes give the same text.
+/// exchange → route (binding key), route → adapter (operation), route → folder. The routes
+/// of the external plane, their HTTP paths and exchanges are drawn inside a subgraph
+/// `external plane`; a bridge's edge from it is labelled `bridge`. The same routes give
+/// the same text.
 pub fn mermaid(routes: &[LoadedRoute]) -> String {
     let mut g = Graph::default();
     for r in routes {
         let route = g.node("r", &r.route.route, Shape::Route);
+        let external = r.route.plane == Plane::External;
+        if external {
+            g.external.insert(route.clone());
+        }
         match &r.route.from {
             From::Http(h) => {
                 let n = g.node("h", &h.path, Shape::Http);
+                if external {
+                    g.external.insert(n.clone());
+                }
                 let methods: Vec<&str> = h.methods.iter().map(|m| m.as_str()).collect();
                 g.edge(&n, &route, &methods.join(", "));
             }
             From::Queue(q) => {
                 let x = g.node("x", &q.exchange, Shape::Exchange);
+                if r.route.queue_plane() == Plane::External {
+                    g.external.insert(x.clone());
+                }
                 for key in &q.keys {
-                    g.edge(&x, &route, key);
+                    if r.route.is_bridge() {
+                        g.edge(&x, &route, &format!("bridge: {key}"));
+                    } else {
+                        g.edge(&x, &route, key);
+                    }
                 }
             }
             From::File(f) => {
@@ -51,6 +67,9 @@ pub fn mermaid(routes: &[LoadedRoute]) -> String {
                 StepSpec::Publish(p) => {
                     for t in p.targets() {
                         let x = g.node("x", &t.exchange, Shape::Exchange);
+                        if external {
+                            g.external.insert(x.clone());
+                        }
                         g.edge(&route, &x, &t.key);
                     }
                 }
@@ -101,6 +120,8 @@ enum Shape {
 struct Graph {
     nodes: BTreeMap<String, String>,
     edges: BTreeSet<(String, String, String)>,
+    /// The nodes of the external plane.
+    external: BTreeSet<String>,
 }
 
 impl Graph {
@@ -127,8 +148,19 @@ impl Graph {
 
     fn render(&self) -> String {
         let mut out = String::from("flowchart LR\n");
-        for decl in self.nodes.values() {
-            let _ = writeln!(out, "    {decl}");
+        for (id, decl) in &self.nodes {
+            if !self.external.contains(id) {
+                let _ = writeln!(out, "    {decl}");
+            }
+        }
+        if !self.external.is_empty() {
+            out.push_str("    subgraph external[\"external plane\"]\n");
+            for (id, decl) in &self.nodes {
+                if self.external.contains(id) {
+                    let _ = writeln!(out, "        {decl}");
+                }
+            }
+            out.push_str("    end\n");
         }
         for (from, to, l) in &self.edges {
             if l.is_empty() {
@@ -254,6 +286,35 @@ mod tests {
         assert_eq!(
             label("a \"b\" <c> #d `e`"),
             "a #quot;b#quot; #lt;c#gt; #35;d #96;e#96;"
+        );
+    }
+
+    #[test]
+    fn the_external_plane_is_a_subgraph_and_a_bridge_is_labelled() {
+        let routes = [
+            route(
+                "route: push\nplane: external\nfrom:\n  http: {path: /in/push, auth: oep}\nsteps:\n  - publish: {exchange: pushed, key: p}\n",
+            ),
+            route(
+                "route: inward\nfrom:\n  queue: {exchange: pushed, keys: [p], plane: external}\nsteps:\n  - validate: {schema: s}\n  - publish: {exchange: inside, key: p}\n",
+            ),
+        ];
+        let out = mermaid(&routes);
+        let (outside, sub) = out.split_once("subgraph external").expect(&out);
+        let inside_sub = sub.split_once("    end").expect(&out).0;
+        for n in ["r_push", "h__2f_in_2f_push", "x_pushed"] {
+            assert!(
+                inside_sub.contains(n),
+                "{n} in the external subgraph: {out}"
+            );
+        }
+        assert!(
+            outside.contains("r_inward") && outside.contains("x_inside"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_pushed -->|\"bridge: p\"| r_inward"),
+            "{out}"
         );
     }
 }

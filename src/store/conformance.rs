@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Claim, JournalEntry, Store};
+use super::{AuditEntry, Claim, JournalEntry, Store};
 
 /// Generates one `#[tokio::test]` per conformance test. `$make` is a future giving
 /// `(a, b, guard)`: two stores on one database and a value kept alive during the test
@@ -25,7 +25,8 @@ macro_rules! store_conformance_suite {
             release_of_a_message_frees_its_keys, claim_race_has_one_winner, aggregate_orders_and_dedupes, aggregate_take_once,
             aggregate_take_race_has_one_winner, aggregate_add_and_take_lose_nothing,
             aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
-            journal_round_trip, lease_has_one_holder_until_released_or_expired);
+            journal_round_trip, lease_has_one_holder_until_released_or_expired,
+            audit_newest_first);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -54,6 +55,7 @@ pub async fn run_all(a: &Store, b: &Store) {
     mark_seen_once(a, b).await;
     journal_round_trip(a, b).await;
     lease_has_one_holder_until_released_or_expired(a, b).await;
+    audit_newest_first(a, b).await;
 }
 
 fn unique(prefix: &str) -> String {
@@ -515,4 +517,36 @@ pub async fn lease_has_one_holder_until_released_or_expired(a: &Store, b: &Store
         1,
         "one of the racers"
     );
+}
+
+/// Admin calls written by two instances are read back newest first, with who made them.
+pub async fn audit_newest_first(a: &Store, b: &Store) {
+    let actor = unique("ops");
+    let t0 = 1_714_540_000_123_456;
+    let entry = |micros: i64, path: &str, status: u16| AuditEntry {
+        at: at(micros),
+        actor: actor.clone(),
+        roles: "viewer,operator".into(),
+        method: "GET".into(),
+        path: path.into(),
+        status,
+    };
+    let written = [
+        entry(t0, "/api/routes", 200),
+        entry(t0 + 1, "/api/routes/r/dlq", 200),
+        entry(t0 + 2, "/api/routes/r/messages", 403),
+    ];
+    a.audit(&written[0]).await.unwrap();
+    b.audit(&written[2]).await.unwrap();
+    a.audit(&written[1]).await.unwrap();
+    let mine: Vec<AuditEntry> = b
+        .audit_recent(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor == actor)
+        .collect();
+    let mut newest_first = written.to_vec();
+    newest_first.reverse();
+    assert_eq!(mine, newest_first);
 }
