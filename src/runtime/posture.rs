@@ -267,6 +267,22 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_a_scheme_trusting_the_sandbox_issuer() {
+        let cfg = config(
+            "[broker]\nurl = \"amqps://knut@rabbit/school\"\n[http.auth.portal]\ntype = \"bearer_jwt\"\njwks_url = \"https://idp.example/jwks\"\nissuer = \"knut-sandbox-idp\"\n[admin.jwt]\njwks_url = \"http://127.0.0.1:8090/sandbox/idp/jwks\"\nissuer = \"x\"\naudience = \"a\"\n",
+        );
+        let found = problems(&cfg, &[], []).join("\n");
+        assert!(
+            found.contains("[http.auth.portal] trusts the sandbox's test issuer"),
+            "{found}"
+        );
+        assert!(
+            found.contains("[admin.jwt] trusts the sandbox's test issuer"),
+            "{found}"
+        );
+    }
+
+    #[test]
     fn development_allows_the_sandbox_on_loopback_only() {
         let (routes, adapters) = shipped();
         let dev = config("profile = \"development\"\n");
