@@ -534,6 +534,7 @@ async fn start_knut(url: &str) -> Res<Knut> {
         consumer: route.consumer.clone(),
         broker: broker.clone(),
         journal,
+        bridge: false,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(shutdown.clone()));

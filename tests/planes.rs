@@ -6,9 +6,10 @@
 //! - the external user is refused on the internal vhost, and cannot create or read
 //!   anything on its own vhost that is not its plane's;
 //! - the internal user reads the external vhost only through its bridge's queue;
-//! - `knut run` with one connection per plane carries a pushed OeP export from the external
-//!   ingress over the bridge into the internal plane;
-//! - a message a compromised external side publishes directly is checked by the bridge and
+//! - `knut run` in the production profile, with one connection per plane, carries a pushed
+//!   OeP export from the external ingress over the bridge into the internal plane;
+//! - what a compromised external side publishes directly — to its exchange, or straight to
+//!   the bridge's queue with a header naming a step to skip — is checked by the bridge and
 //!   dead-lettered; it never reaches the internal plane.
 //!
 //! With `KNUT_TEST_AMQP_URL` set (a shared broker, no `rabbitmqctl`) the test says SKIPPED.
@@ -30,6 +31,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 const PASSWORD_INT: &str = "fiktivt-internt-losen";
 const PASSWORD_EXT: &str = "fiktivt-externt-losen";
+const ADMIN_KEY: &str = "fiktiv-admin-nyckel-0123456789";
 
 /// A root with the OeP push (external), its bridge (internal) and an internal probe that
 /// writes what arrives on `oep.exports` to `out/inward/`.
@@ -51,7 +53,18 @@ fn planes_root() -> tempfile::TempDir {
     )
     .expect("probe");
     std::fs::write(dir.path().join("oep-password"), root::OEP_PASSWORD).expect("password");
+    std::fs::write(
+        dir.path().join("knut.toml"),
+        "[admin.keys.planes-test]\nkey_env = \"PLANES_ADMIN_KEY\"\nroles = [\"viewer\", \"operator\"]\n",
+    )
+    .expect("knut.toml");
     dir
+}
+
+/// Whether `e` is RabbitMQ refusing access (ACCESS_REFUSED, or NOT_ALLOWED for a vhost).
+fn refused_access(e: &lapin::Error) -> bool {
+    let text = format!("{e:?} {e}");
+    text.contains("ACCESS_REFUSED") || text.contains("NOT_ALLOWED") || text.contains("refused")
 }
 
 fn ctl(node: &rabbit::Node, args: &[&str]) {
@@ -171,7 +184,10 @@ async fn the_planes_are_separated_on_rabbitmq() {
             FieldTable::default(),
         )
         .await;
-    assert!(made.is_err(), "the external user declared an internal name");
+    match &made {
+        Err(e) => assert!(refused_access(e), "refused for another reason: {e:?}"),
+        Ok(()) => panic!("the external user declared an internal name"),
+    }
     // … nor read the bridge's queue.
     let ch = ext.create_channel().await.expect("channel");
     let read = ch
@@ -182,7 +198,10 @@ async fn the_planes_are_separated_on_rabbitmq() {
             FieldTable::default(),
         )
         .await;
-    assert!(read.is_err(), "the external user read the bridge's queue");
+    match &read {
+        Err(e) => assert!(refused_access(e), "refused for another reason: {e:?}"),
+        Ok(_) => panic!("the external user read the bridge's queue"),
+    }
     // The internal user reads the external vhost through its bridge only.
     let int_on_ext = connect(&url(port, &int_user, PASSWORD_INT, &ext_vhost))
         .await
@@ -202,7 +221,8 @@ async fn the_planes_are_separated_on_rabbitmq() {
     );
     let _ = int_on_ext.close(200, "done".into()).await;
 
-    // knut with one connection per plane, as the production example sets them.
+    // knut in the production profile, one connection per plane, as the production example
+    // sets them.
     let env = [
         (
             "KNUT__EXTERNAL__BROKER_URL",
@@ -213,13 +233,25 @@ async fn the_planes_are_separated_on_rabbitmq() {
             url(port, &int_user, PASSWORD_INT, &ext_vhost),
         ),
         ("KNUT__SANDBOX__ENABLED", "false".to_string()),
+        ("PLANES_ADMIN_KEY", ADMIN_KEY.to_string()),
     ];
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend(root::SHIPPED_AUTH_ENV.iter().copied());
     let internal = url(port, &int_user, PASSWORD_INT, &int_vhost);
     let mut knut = knut::Knut::new(root.path(), Some(&internal), &env);
+    knut.dev = false;
     let http = reqwest::Client::new();
     knut.start(&http).await;
+    assert!(
+        std::fs::read_to_string(knut.log(1))
+            .unwrap_or_default()
+            .contains("profile=\"production\"")
+            || std::fs::read_to_string(knut.log(1))
+                .unwrap_or_default()
+                .contains("profile=production"),
+        "knut runs in the production profile:\n{}",
+        knut.log_tail()
+    );
 
     let export =
         std::fs::read(root::repo().join("tests/fixtures/oep/leave-application-latin1.xml"))
@@ -249,30 +281,55 @@ async fn the_planes_are_separated_on_rabbitmq() {
     let crossed = std::fs::read(inward.join(&files(&inward)[0])).expect("file");
     assert_eq!(crossed, export, "it crossed as it came (Latin-1 bytes)");
 
-    // A compromised external side publishes a forged export straight to its exchange:
-    // the bridge checks it and dead-letters it; it never reaches the internal plane.
+    // A compromised external side publishes forged exports: one to its exchange, one
+    // straight to the bridge's queue through the default exchange, with a header naming the
+    // bridge's `validate` as a step to resume after. The bridge checks both and
+    // dead-letters both; neither reaches the internal plane.
     let ch = ext.create_channel().await.expect("channel");
     ch.confirm_select(Default::default())
         .await
         .expect("confirms");
+    let forged = br#"{"FlowInstance":{"Header":{"FlowInstanceID":"1"}}}"#;
     ch.basic_publish(
         "oep.pushed".into(),
         "export.pushed".into(),
         BasicPublishOptions::default(),
-        br#"{"FlowInstance":{"Header":{"FlowInstanceID":"1"}}}"#,
+        forged,
         BasicProperties::default().with_content_type("application/json".into()),
     )
     .await
     .expect("publish")
     .await
     .expect("confirmed");
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "knut-resume-after".into(),
+        lapin::types::AMQPValue::LongString("steps[0].validate".into()),
+    );
+    headers.insert(
+        "knut-claim-orgnr".into(),
+        lapin::types::AMQPValue::LongString("559999-9991".into()),
+    );
+    ch.basic_publish(
+        "".into(),
+        "knut.route.oep-flowinstance-inward".into(),
+        BasicPublishOptions::default(),
+        forged,
+        BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_headers(headers),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirmed");
     let admin = format!("http://127.0.0.1:{}", knut.admin);
-    let token = knut.admin_token();
+    let token = ADMIN_KEY;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list: serde_json::Value = http
             .get(format!("{admin}/api/routes/oep-flowinstance-inward/dlq"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await
             .expect("admin")
@@ -281,12 +338,12 @@ async fn the_planes_are_separated_on_rabbitmq() {
             .expect("JSON");
         if list["dead_letters"]
             .as_array()
-            .is_some_and(|d| d.len() == 1)
+            .is_some_and(|d| d.len() == 2)
         {
-            let reason = list["dead_letters"][0]["reason"]
-                .as_str()
-                .unwrap_or_default();
-            assert!(reason.contains("oep-flowinstance.v1"), "{list}");
+            for d in list["dead_letters"].as_array().into_iter().flatten() {
+                let reason = d["reason"].as_str().unwrap_or_default();
+                assert!(reason.contains("oep-flowinstance.v1"), "{list}");
+            }
             break;
         }
         assert!(
@@ -297,7 +354,38 @@ async fn the_planes_are_separated_on_rabbitmq() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(files(&inward).len(), 1, "the forged export crossed");
+    assert_eq!(files(&inward).len(), 1, "a forged export crossed");
+    // Nothing of the forgery's headers survived the crossing either: the dead letters show
+    // none of them.
+    let list: serde_json::Value = http
+        .get(format!("{admin}/api/routes/oep-flowinstance-inward/dlq"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("JSON");
+    let id = list["dead_letters"][1]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let shown: serde_json::Value = http
+        .get(format!(
+            "{admin}/api/routes/oep-flowinstance-inward/dlq/{id}"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("JSON");
+    let headers = shown["headers"].to_string();
+    assert!(
+        !headers.contains("knut-resume-after") && !headers.contains("knut-claim"),
+        "{shown}"
+    );
     let _ = ext.close(200, "done".into()).await;
     assert_eq!(knut.terminate().await.code(), Some(0));
 }

@@ -100,10 +100,29 @@ steps:
         get(&format!("http://127.0.0.1:{admin}/healthz")).map(|r| r.0),
         Some(200)
     );
-    // The admin API itself needs the credential (`knut` reads the development token).
+    // The admin API itself needs the credential (`knut` reads the development token), on
+    // both planes' listeners.
+    for path in [
+        "/api/routes",
+        "/api/routes/oep-flowinstance-normalise/dlq",
+        "/api/audit",
+        "/nothing-here",
+    ] {
+        assert_eq!(
+            get(&format!("http://127.0.0.1:{admin}{path}")).map(|r| r.0),
+            Some(401),
+            "{path}"
+        );
+    }
     assert_eq!(
-        get(&format!("http://127.0.0.1:{admin}/api/routes")).map(|r| r.0),
+        get(&format!("http://127.0.0.1:{external_admin}/api/routes")).map(|r| r.0),
         Some(401)
+    );
+    // The external listener shows nothing of the internal plane: no metrics, no audit.
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{external_admin}/metrics")).map(|r| r.0),
+        Some(404),
+        "not served on the external listener of a process running both planes"
     );
 
     let body = r#"{"civicNo":"20130412-2383","short":"130412-2383","centenarian":"130412+2383","digits":"201304122383","ten":"1304122383","note":"Tilda"}"#;

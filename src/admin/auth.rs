@@ -83,6 +83,16 @@ pub struct AdminAuth {
     public: Vec<String>,
     allow_injection: bool,
     store: Option<Store>,
+    anonymous: governor::DefaultDirectRateLimiter,
+}
+
+/// Anonymous refusals journaled at most this often a second (and as many at once).
+const ANONYMOUS_AUDIT_PER_SECOND: u32 = 10;
+
+fn anonymous_limiter() -> governor::DefaultDirectRateLimiter {
+    let n =
+        std::num::NonZeroU32::new(ANONYMOUS_AUDIT_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::direct(governor::Quota::per_second(n))
 }
 
 impl std::fmt::Debug for AdminAuth {
@@ -176,6 +186,7 @@ impl AdminAuth {
                 .allow_injection
                 .unwrap_or(profile == Profile::Development),
             store,
+            anonymous: anonymous_limiter(),
         })
     }
 
@@ -199,6 +210,7 @@ impl AdminAuth {
             public: public.iter().map(|p| p.to_string()).collect(),
             allow_injection,
             store,
+            anonymous: anonymous_limiter(),
         }
     }
 
@@ -262,6 +274,12 @@ impl AdminAuth {
 
     async fn audit(&self, principal: Option<&Principal>, method: &Method, path: &str, status: u16) {
         let Some(store) = &self.store else { return };
+        // Refusals of anonymous callers are journaled up to a rate, so a flood of them
+        // cannot fill the store; beyond it they are counted.
+        if principal.is_none() && self.anonymous.check().is_err() {
+            metrics::counter!("knut_admin_refusals_not_journaled_total").increment(1);
+            return;
+        }
         let entry = AuditEntry {
             at: Utc::now(),
             actor: principal.map_or_else(|| "anonymous".to_string(), |p| p.actor.clone()),
@@ -292,7 +310,11 @@ fn development_token(root: &Path) -> Result<String, AdminAuthError> {
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        std::io::Write::write_all(&mut options.open(&path)?, token.as_bytes())
+        let mut file = options.open(&path)?;
+        // A file left from an earlier start keeps its mode: make it private again.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        std::io::Write::write_all(&mut file, token.as_bytes())
     };
     write().map_err(|e| {
         AdminAuthError(format!(
@@ -303,21 +325,19 @@ fn development_token(root: &Path) -> Result<String, AdminAuthError> {
     Ok(token)
 }
 
-/// The role `method path` needs, or `None` when it is public.
+/// The role `method path` needs, or `None` when it is public. Paths are matched segment by
+/// segment, so a route id can never stand in for a keyword (a route named `dlq`).
 fn required(auth: &AdminAuth, method: &Method, path: &str) -> Option<Role> {
     if auth.public.iter().any(|p| p == path) {
         return None;
     }
-    if path.starts_with("/api/routes/") && (path.contains("/dlq/") || path.ends_with("/dlq")) {
-        return Some(Role::Operator);
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", "audit"] => Some(Role::Operator),
+        ["api", "routes", _, "dlq", ..] => Some(Role::Operator),
+        ["api", "routes", _, "messages"] if method == Method::POST => Some(Role::Injector),
+        _ => Some(Role::Viewer),
     }
-    if path == "/api/audit" {
-        return Some(Role::Operator);
-    }
-    if method == Method::POST && path.starts_with("/api/routes/") && path.ends_with("/messages") {
-        return Some(Role::Injector);
-    }
-    Some(Role::Viewer)
 }
 
 /// The middleware in front of every admin path.
@@ -379,12 +399,27 @@ pub async fn guard(State(auth): State<Arc<AdminAuth>>, mut req: Request, next: N
         .into_response();
     }
     req.extensions_mut().insert(principal.clone());
-    let response = next.run(req).await;
-    if audited {
-        auth.audit(Some(&principal), &method, &path, response.status().as_u16())
-            .await;
+    // The action and its journal row run to the end even when the caller hangs up: a
+    // replay or discard is never done without being journaled.
+    let done = tokio::spawn(async move {
+        let response = next.run(req).await;
+        if audited {
+            auth.audit(Some(&principal), &method, &path, response.status().as_u16())
+                .await;
+        }
+        response
+    });
+    match done.await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "Internal error",
+            "The admin request could not be completed; see the instance's log.",
+            "",
+        )
+        .into_response(),
     }
-    response
 }
 
 /// `GET /api/audit?limit=N`: the newest admin calls (default 100, at most 1000).
@@ -417,15 +452,22 @@ pub async fn recent(
 /// The admin credential `knut` sends: `KNUT_ADMIN_TOKEN`, else the development token under
 /// `root`, else none.
 pub fn client_token(root: &Path) -> Option<String> {
+    env_token().or_else(|| dev_token(root))
+}
+
+/// `KNUT_ADMIN_TOKEN`, when set.
+pub fn env_token() -> Option<String> {
     std::env::var(TOKEN_ENV)
         .ok()
         .filter(|t| !t.trim().is_empty())
-        .or_else(|| {
-            std::fs::read_to_string(root.join(DEV_TOKEN_FILE))
-                .ok()
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-        })
+}
+
+/// The development token written under `root`, when there is one.
+pub fn dev_token(root: &Path) -> Option<String> {
+    std::fs::read_to_string(root.join(DEV_TOKEN_FILE))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -547,6 +589,38 @@ mod tests {
         assert_eq!(listed[0].actor, "injector", "newest first");
     }
 
+    #[test]
+    fn roles_follow_path_segments_not_substrings() {
+        let auth = AdminAuth::with_keys(&[], &["/healthz"], false, None);
+        let post = Method::POST;
+        let get = Method::GET;
+        assert_eq!(required(&auth, &get, "/healthz"), None);
+        assert_eq!(required(&auth, &get, "/metrics"), Some(Role::Viewer));
+        assert_eq!(
+            required(&auth, &get, "/api/routes/r/dlq"),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required(&auth, &post, "/api/routes/r/dlq/replay"),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required(&auth, &post, "/api/routes/r/messages"),
+            Some(Role::Injector)
+        );
+        // A route named `dlq` or `messages` is still just a route.
+        assert_eq!(
+            required(&auth, &post, "/api/routes/dlq/messages"),
+            Some(Role::Injector)
+        );
+        assert_eq!(
+            required(&auth, &get, "/api/routes/messages/dlq"),
+            Some(Role::Operator)
+        );
+        assert_eq!(required(&auth, &get, "/api/audit"), Some(Role::Operator));
+        assert_eq!(required(&auth, &get, "/api/auditx"), Some(Role::Viewer));
+    }
+
     #[tokio::test]
     async fn injection_is_served_where_allowed() {
         let (app, _) = app(true).await;
@@ -568,10 +642,16 @@ mod tests {
     async fn development_writes_a_private_token() {
         let dir = tempfile::tempdir().expect("tmp");
         let config = AdminConfig::default();
-        let auth =
+        AdminAuth::from_config(&config, Profile::Development, dir.path(), None).expect("auth");
+        // A token file left from before with a loose mode is made private again.
+        let path = dir.path().join(DEV_TOKEN_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
             AdminAuth::from_config(&config, Profile::Development, dir.path(), None).expect("auth");
-        assert!(auth.has_credentials());
-        let token = client_token(dir.path()).expect("token written");
+        }
+        let token = dev_token(dir.path()).expect("token written");
         assert_eq!(token.len(), 64);
         #[cfg(unix)]
         {
@@ -582,6 +662,10 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "readable by its owner only");
         }
+        let auth =
+            AdminAuth::from_config(&config, Profile::Development, dir.path(), None).expect("auth");
+        assert!(auth.has_credentials());
+        let token = dev_token(dir.path()).expect("token written");
         let mut headers = HeaderMap::new();
         headers.insert(
             header::AUTHORIZATION,

@@ -74,11 +74,20 @@ pub struct RouteInfo {
 
 /// The admin endpoints as a router (with its state applied).
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    router_with(state, true)
+}
+
+/// The admin endpoints, `/metrics` only `with_metrics` (the external plane's listener of a
+/// process that runs both planes leaves it out: the recorder holds the internal plane's
+/// names too).
+pub fn router_with(state: AdminState, with_metrics: bool) -> Router {
+    let mut r = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/api/routes", get(routes))
+        .route("/readyz", get(readyz));
+    if with_metrics {
+        r = r.route("/metrics", get(metrics_text));
+    }
+    r.route("/api/routes", get(routes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -99,7 +99,7 @@ pub async fn run(config: &Config, root: &std::path::Path, command: DlqCommand) -
         Method::Post => client.post(&url),
         Method::Delete => client.delete(&url),
     };
-    let response = match authorized(request, root).send().await {
+    let response = match authorized(request, root, &admin).send().await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{}", unreachable(&admin, &e));

@@ -290,10 +290,18 @@ fn admin_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// `request` with the admin credential (`KNUT_ADMIN_TOKEN`, else the development token of
-/// the root), when there is one.
-fn authorized(request: reqwest::RequestBuilder, root: &std::path::Path) -> reqwest::RequestBuilder {
-    match crate::admin::auth::client_token(root) {
+/// `request` to the admin API at `admin` with the credential: `KNUT_ADMIN_TOKEN`, else the
+/// development token of the root — that one only to an admin API on this machine.
+fn authorized(
+    request: reqwest::RequestBuilder,
+    root: &std::path::Path,
+    admin: &str,
+) -> reqwest::RequestBuilder {
+    use crate::admin::auth::{dev_token, env_token};
+    let local = admin
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| crate::adapter::is_loopback_host(host));
+    match env_token().or_else(|| local.then(|| dev_token(root)).flatten()) {
         Some(token) => request.bearer_auth(token),
         None => request,
     }
@@ -465,7 +473,7 @@ async fn send(
         .post(&url)
         .header("content-type", content_type.as_deref().unwrap_or(guessed))
         .body(body);
-    let resp = authorized(request, root).send().await;
+    let resp = authorized(request, root, &admin).send().await;
     match resp {
         Ok(r) => {
             let status = r.status();

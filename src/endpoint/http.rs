@@ -134,7 +134,9 @@ struct RateLimiter {
 impl RateLimiter {
     fn new(limit: RateLimitConfig) -> RateLimiter {
         let burst = std::num::NonZeroU32::new(limit.burst).unwrap_or(std::num::NonZeroU32::MIN);
-        let period = Duration::from_secs_f64(1.0 / limit.per_second.max(1e-6));
+        // At least a nanosecond between requests (a billion a second: no limit at all).
+        let period =
+            Duration::from_secs_f64(1.0 / limit.per_second.max(1e-6)).max(Duration::from_nanos(1));
         let quota = governor::Quota::with_period(period)
             .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN))
             .allow_burst(burst);
@@ -186,6 +188,15 @@ pub enum AuthCheck {
     BearerJwt(Arc<super::jwt::JwtVerifier>),
 }
 
+/// Why credentials were not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Missing or wrong: what to tell the client (401).
+    Credentials(String),
+    /// They cannot be checked now (the trusted keys cannot be loaded): 503.
+    Unavailable,
+}
+
 /// Who a request's credentials prove it comes from.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
@@ -229,7 +240,7 @@ impl AuthCheck {
 
     /// Who the request comes from when it carries valid credentials for scheme `name`;
     /// else what to tell the client.
-    pub async fn check(&self, name: &str, headers: &HeaderMap) -> Result<Caller, String> {
+    pub async fn check(&self, name: &str, headers: &HeaderMap) -> Result<Caller, Refused> {
         match self {
             AuthCheck::ApiKey { header, key } => {
                 let ok = !key.is_empty()
@@ -242,7 +253,9 @@ impl AuthCheck {
                         client: Some(format!("key:{name}")),
                     })
                 } else {
-                    Err(format!("send the API key in the `{header}` header"))
+                    Err(Refused::Credentials(format!(
+                        "send the API key in the `{header}` header"
+                    )))
                 }
             }
             AuthCheck::Basic { username, password } => {
@@ -263,15 +276,27 @@ impl AuthCheck {
                         client: Some(format!("basic:{username}")),
                     })
                 } else {
-                    Err("send the user name and password: `Authorization: Basic <base64 of user:password>`".to_string())
+                    Err(Refused::Credentials(
+                        "send the user name and password: `Authorization: Basic <base64 of user:password>`"
+                            .to_string(),
+                    ))
                 }
             }
             AuthCheck::BearerJwt(verifier) => {
                 let value = headers
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok());
-                let token = super::jwt::bearer(value).map_err(|e| e.to_string())?;
-                let claims = verifier.verify(token).await.map_err(|e| e.to_string())?;
+                let token =
+                    super::jwt::bearer(value).map_err(|e| Refused::Credentials(e.to_string()))?;
+                let claims = verifier.verify(token).await.map_err(|e| match e {
+                    // The trusted keys could not be had: not the client's fault, and the
+                    // reason (a URL, a connection error) is for the operators' log only.
+                    super::jwt::JwtError::Keys(why) => {
+                        tracing::warn!(scheme = name, reason = %why, "the trusted keys cannot be loaded; refusing tokens");
+                        Refused::Unavailable
+                    }
+                    other => Refused::Credentials(other.to_string()),
+                })?;
                 let client = ["sub", "azp", "client_id"]
                     .iter()
                     .find_map(|c| claims.get(*c).and_then(Value::as_str))
@@ -693,7 +718,17 @@ async fn accept_request(
         };
         match check.check(scheme, &parts.headers).await {
             Ok(c) => caller = c,
-            Err(why) => {
+            Err(Refused::Unavailable) => {
+                return Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "credentials-unverifiable",
+                    "Credentials cannot be checked now",
+                    "The service cannot check tokens at the moment; nothing was accepted. Send the request again later.",
+                    instance,
+                )
+                .with_header(header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            Err(Refused::Credentials(why)) => {
                 // Failed attempts count against the peer: guessing is slowed down too.
                 state.limiter.check(&peer).map_err(too_many)?;
                 return Err(Problem::new(
@@ -1589,6 +1624,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("k", HeaderValue::from_static(""));
         assert!(check.check("k", &h).await.is_err());
+        assert!(matches!(
+            check.check("k", &h).await,
+            Err(Refused::Credentials(_))
+        ));
         // Debug never shows the key.
         let secret = AuthCheck::ApiKey {
             header: "k".into(),

@@ -123,6 +123,13 @@ fn planes(routes: &[LoadedRoute], out: &mut Vec<Diagnostic>) {
                  reading the external plane",
             )),
             (_, Some(_)) => {
+                if r.route.ordered_by.is_some() {
+                    out.push(r.diagnostic(
+                        "ordered_by",
+                        "a bridge cannot be ordered: its partition queues would live on the \
+                         external plane; order the messages in a route after the bridge",
+                    ));
+                }
                 // A bridge: a `validate` against a schema before anything else happens.
                 let first_effect = r.route.steps.iter().enumerate().find(|(_, s)| {
                     !matches!(

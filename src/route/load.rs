@@ -439,6 +439,39 @@ fn semantic_checks(r: &LoadedRoute) -> Vec<Diagnostic> {
     if let From::Poll(p) = &r.route.from {
         check_poll(r, p, &mut d);
     }
+    if let From::Http(h) = &r.route.from {
+        if h.auth.unauthenticated() == Some(Some(""))
+            || h.auth
+                .unauthenticated()
+                .flatten()
+                .is_some_and(|w| w.trim().is_empty())
+        {
+            d.push(
+                r.diagnostic(
+                    "from.http.auth.none",
+                    "say why the route needs no credentials",
+                )
+                .with_expected("`auth: { none: \"<the reason, for reviewers>\" }`"),
+            );
+        }
+        if let Some(limit) = &h.rate_limit {
+            if !(limit.per_second > 0.0 && limit.per_second.is_finite()) {
+                d.push(
+                    r.diagnostic(
+                        "from.http.rate_limit.per_second",
+                        "per_second must be a positive number of requests a second",
+                    )
+                    .with_expected("e.g. `5` or `0.5`"),
+                );
+            }
+            if limit.burst < 1 {
+                d.push(
+                    r.diagnostic("from.http.rate_limit.burst", "burst must be at least 1")
+                        .with_expected("a whole number ≥ 1"),
+                );
+            }
+        }
+    }
     check_steps(r, "steps", &r.route.steps, &mut d);
     if r.route.errors.retry.attempts < 1 {
         d.push(

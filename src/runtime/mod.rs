@@ -38,6 +38,7 @@ use crate::route::model::{From, Plane, StepSpec};
 use crate::step::aggregate::{Aggregate, RESUME_AFTER};
 use crate::step::{Context, Pipeline};
 use crate::store::Store;
+use axum::response::IntoResponse as _;
 use effects::LiveEffects;
 use journal::Journal;
 use worker::RouteWorker;
@@ -536,17 +537,30 @@ impl System {
             auth: schemes,
             development_auth,
         } = load(root, config).map_err(RuntimeError::Invalid)?;
-        let routes: Vec<LoadedRoute> = routes
-            .into_iter()
-            .filter(|r| planes.contains(&r.route.plane))
-            .collect();
-        let refused = posture::problems(config, &routes, resources.adapters.values());
+        let refused = posture::problems_for(config, &routes, planes, resources.adapters.values());
         if !refused.is_empty() {
             return Err(RuntimeError::Refused {
                 profile: config.profile.as_str(),
                 problems: refused,
             });
         }
+        let routes: Vec<LoadedRoute> = routes
+            .into_iter()
+            .filter(|r| planes.contains(&r.route.plane))
+            .collect();
+        // Only the schemes these routes name: a plane's process holds no other plane's
+        // secrets.
+        let named: BTreeSet<&str> = routes
+            .iter()
+            .filter_map(|r| match &r.route.from {
+                From::Http(h) => h.auth.scheme(),
+                _ => None,
+            })
+            .collect();
+        let schemes: BTreeMap<String, AuthScheme> = schemes
+            .into_iter()
+            .filter(|(name, _)| named.contains(name.as_str()))
+            .collect();
         let (auth_checks, auth_kinds) = auth(&schemes, root)?;
         for name in &development_auth {
             tracing::warn!(
@@ -632,6 +646,7 @@ impl System {
                 consumer: r.consumer.clone(),
                 broker: queue_broker.clone(),
                 journal: journal.clone(),
+                bridge: r.is_bridge(),
             };
             match (&r.ordered_by, r.ordered_partitions()) {
                 (Some(program), Some(partitions)) => {
@@ -787,22 +802,47 @@ impl System {
                     dead_letters = dead_letters.with_route_broker(&lr.route.route, b.clone());
                 }
             }
-            let admin_router = admin::router(state)
-                .merge(crate::runtime::send_router(
-                    Ingress::new(broker.clone()),
-                    &plane_routes,
-                ))
+            // The external listener of a process running both planes shows nothing of the
+            // internal one: no metrics (one recorder holds both planes' names), no audit.
+            let own_process = plane == Plane::Internal || !planes.contains(&Plane::Internal);
+            let ingresses: BTreeMap<String, Ingress> = plane_routes
+                .iter()
+                .filter_map(|lr| {
+                    Some((
+                        lr.route.route.clone(),
+                        Ingress::new(brokers.queue(lr)?.clone()),
+                    ))
+                })
+                .collect();
+            let mut admin_router = admin::router_with(state, own_process)
+                .merge(crate::runtime::send_router(ingresses))
                 .merge(admin::dlq::router(
                     dead_letters,
                     plane_routes.iter().map(|r| r.route.route.clone()),
-                ))
-                .route(
+                ));
+            if own_process {
+                admin_router = admin_router.route(
                     "/api/audit",
                     axum::routing::get(admin::auth::recent).with_state(admin_auth.clone()),
-                )
+                );
+            }
+            let admin_router = admin_router
                 .layer(axum::middleware::from_fn_with_state(
                     admin_auth.clone(),
                     admin::auth::guard,
+                ))
+                .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                    |_: Box<dyn std::any::Any + Send>| {
+                        tracing::error!("an admin request handler panicked");
+                        crate::endpoint::problem::Problem::new(
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal-error",
+                            "Internal error",
+                            "The admin request could not be completed; see the instance's log.",
+                            "",
+                        )
+                        .into_response()
+                    },
                 ));
             let what = format!("{plane} admin");
             let admin_listener = bind(&admin_bind, &what).await?;
@@ -1067,23 +1107,20 @@ async fn sweep_aggregates(
 }
 
 /// `POST /api/routes/{id}/messages` on the admin port: `knut send` hands a message to a
-/// route through the ingress exchange.
-pub fn send_router(ingress: Ingress, routes: &[LoadedRoute]) -> axum::Router {
+/// route through the ingress exchange of the broker its queue is on (`ingresses`, by route).
+pub fn send_router(ingresses: BTreeMap<String, Ingress>) -> axum::Router {
     use axum::extract::{Path as UrlPath, State};
     use axum::http::{HeaderMap, StatusCode, header};
     use axum::response::IntoResponse;
 
     use crate::endpoint::problem::Problem;
 
-    let known: Arc<BTreeSet<String>> =
-        Arc::new(routes.iter().map(|r| r.route.route.clone()).collect());
-    let handler = move |State(ingress): State<Ingress>,
+    let handler = move |State(ingresses): State<Arc<BTreeMap<String, Ingress>>>,
                         UrlPath(id): UrlPath<String>,
                         headers: HeaderMap,
                         body: bytes::Bytes| {
-        let known = known.clone();
         async move {
-            if !known.contains(&id) {
+            let Some(ingress) = ingresses.get(&id) else {
                 return Problem::new(
                     StatusCode::NOT_FOUND,
                     "no-such-route",
@@ -1092,7 +1129,7 @@ pub fn send_router(ingress: Ingress, routes: &[LoadedRoute]) -> axum::Router {
                     format!("/api/routes/{id}/messages"),
                 )
                 .into_response();
-            }
+            };
             let ct = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
@@ -1120,7 +1157,7 @@ pub fn send_router(ingress: Ingress, routes: &[LoadedRoute]) -> axum::Router {
     axum::Router::new()
         .route("/api/routes/{id}/messages", axum::routing::post(handler))
         .method_not_allowed_fallback(crate::admin::method_not_allowed)
-        .with_state(ingress)
+        .with_state(Arc::new(ingresses))
 }
 
 /// Wait for SIGTERM or SIGINT.

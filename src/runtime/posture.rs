@@ -28,11 +28,27 @@ use crate::config::{AuthScheme, Config, Profile, SANDBOX_ISSUER};
 use crate::route::load::LoadedRoute;
 use crate::route::model::{From, Plane};
 
-/// Every reason the configuration, routes and adapters must not start, each naming the fix.
-/// `routes` are the routes this instance would run.
+/// Every reason the configuration, routes and adapters must not start, each naming the fix,
+/// for an instance running every plane (`knut check`, `knut run`).
 pub fn problems<'a>(
     config: &Config,
     routes: &[LoadedRoute],
+    adapters: impl IntoIterator<Item = &'a Adapter>,
+) -> Vec<String> {
+    problems_for(
+        config,
+        routes,
+        &[Plane::Internal, Plane::External],
+        adapters,
+    )
+}
+
+/// Like [`problems`], for an instance running only `planes` (`knut run --plane`): what the
+/// other plane's routes need is not asked of it. `routes` are all the root's routes.
+pub fn problems_for<'a>(
+    config: &Config,
+    routes: &[LoadedRoute],
+    planes: &[Plane],
     adapters: impl IntoIterator<Item = &'a Adapter>,
 ) -> Vec<String> {
     let mut out = Vec::new();
@@ -40,17 +56,23 @@ pub fn problems<'a>(
         sandbox_beside_real_things(config, &mut out);
     }
     if config.profile == Profile::Production {
-        production(config, routes, adapters, &mut out);
+        production(config, routes, planes, adapters, &mut out);
     }
     out
 }
 
 fn production<'a>(
     config: &Config,
-    routes: &[LoadedRoute],
+    all: &[LoadedRoute],
+    planes: &[Plane],
     adapters: impl IntoIterator<Item = &'a Adapter>,
     out: &mut Vec<String>,
 ) {
+    let running: Vec<&LoadedRoute> = all
+        .iter()
+        .filter(|r| planes.contains(&r.route.plane))
+        .collect();
+    let routes = running.as_slice();
     let fix_dev = "(for development, start with `knut run --dev`)";
     if config.sandbox.enabled == Some(true) {
         out.push(format!(
@@ -58,37 +80,63 @@ fn production<'a>(
              trust the sandbox's test issuer; remove the key {fix_dev}"
         ));
     }
-    if config.broker.url.as_deref().is_none_or(str::is_empty) {
+    let internal = planes.contains(&Plane::Internal);
+    if internal && config.broker.url.as_deref().is_none_or(str::is_empty) {
         out.push(format!(
             "production: no `broker.url`, so the embedded in-memory broker would run and lose \
              every accepted message at a restart; set KNUT__BROKER__URL=amqps://<user>:<password>@<host>/<vhost> {fix_dev}"
         ));
     }
     let external = routes.iter().any(|r| r.route.plane == Plane::External);
-    let bridges = routes.iter().any(is_bridge);
-    if external {
-        match (&config.external.broker_url, &config.broker.url) {
-            (None, _) => out.push(
-                "production: routes of the external plane need their own broker connection; set \
-                 KNUT__EXTERNAL__BROKER_URL=amqps://<external user>:<password>@<host>/<external vhost> \
-                 (`knut topology` lists the vhosts, users and permissions)"
-                    .into(),
-            ),
-            (Some(ext), Some(int)) if same_vhost_and_user(ext, int) => out.push(
-                "production: `external.broker_url` names the same vhost and user as `broker.url`; \
-                 the planes must be separated by vhost and credentials: give the external plane \
-                 its own vhost and user (`knut topology` lists them)"
-                    .into(),
-            ),
-            _ => {}
-        }
-    }
-    if bridges && config.external.bridge_url.is_none() {
+    let bridges = routes.iter().any(|r| is_bridge(r));
+    let (int_url, ext_url, bridge_url) = (
+        config.broker.url.as_deref(),
+        config.external.broker_url.as_deref(),
+        config.external.bridge_url.as_deref(),
+    );
+    if external && ext_url.is_none() {
         out.push(
-            "production: bridge routes read the external plane with the internal plane's user; \
-             set KNUT__EXTERNAL__BRIDGE_URL=amqps://<internal user>:<password>@<host>/<external vhost>"
+            "production: routes of the external plane need their own broker connection; set \
+             KNUT__EXTERNAL__BROKER_URL=amqps://<external user>:<password>@<host>/<external vhost> \
+             (`knut topology` lists the vhosts, users and permissions)"
                 .into(),
         );
+    }
+    if (external || bridges)
+        && let (Some(ext), Some(int)) = (ext_url, int_url)
+    {
+        for shared in shares(ext, int) {
+            out.push(format!(
+                "production: `external.broker_url` names the same {shared} as `broker.url`; the \
+                 planes are separated by vhost and by credentials: give the external plane its \
+                 own vhost and its own user (`knut topology` lists them)"
+            ));
+        }
+    }
+    if bridges {
+        match bridge_url {
+            None => out.push(
+                "production: bridge routes read the external plane with the internal plane's user; \
+                 set KNUT__EXTERNAL__BRIDGE_URL=amqps://<internal user>:<password>@<host>/<external vhost>"
+                    .into(),
+            ),
+            Some(bridge) => {
+                if ext_url.is_some_and(|ext| amqp_user(bridge) == amqp_user(ext)) {
+                    out.push(
+                        "production: `external.bridge_url` uses the external plane's user; a bridge \
+                         reads with the internal plane's user, permitted on the bridges' queues only"
+                            .into(),
+                    );
+                }
+                if int_url.is_some_and(|int| amqp_vhost(bridge) == amqp_vhost(int)) {
+                    out.push(
+                        "production: `external.bridge_url` names the internal vhost; it must name \
+                         the external plane's vhost, where the bridges' queues are"
+                            .into(),
+                    );
+                }
+            }
+        }
     }
     for a in adapters {
         if points_at_sandbox(&a.base_url) {
@@ -102,29 +150,79 @@ fn production<'a>(
             ));
         }
     }
+    let named: Vec<&str> = routes
+        .iter()
+        .filter_map(|r| match &r.route.from {
+            From::Http(h) => h.auth.scheme(),
+            _ => None,
+        })
+        .collect();
     for (name, scheme) in &config.http.auth {
-        if let AuthScheme::BearerJwt {
-            issuer, jwks_url, ..
+        let AuthScheme::BearerJwt {
+            issuer,
+            jwks_url,
+            audience,
+            ..
         } = scheme
-            && (issuer == SANDBOX_ISSUER || jwks_url.as_deref().is_some_and(points_at_sandbox))
-        {
+        else {
+            continue;
+        };
+        if issuer == SANDBOX_ISSUER || jwks_url.as_deref().is_some_and(points_at_sandbox) {
             out.push(format!(
                 "production: [http.auth.{name}] trusts the sandbox's test issuer, which signs any \
                  claims; name the municipality's identity provider instead"
             ));
+            continue;
+        }
+        if !named.contains(&name.as_str()) {
+            continue;
+        }
+        if audience.as_deref().is_none_or(str::is_empty) {
+            out.push(format!(
+                "production: [http.auth.{name}] names no `audience`, so it takes a token the \
+                 issuer made for any other service; set `audience` to what the identity provider \
+                 puts in `aud` for Knutpunkt"
+            ));
+        }
+        if jwks_url
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("https://"))
+        {
+            out.push(format!(
+                "production: [http.auth.{name}] fetches its keys over plain HTTP; give an \
+                 https:// `jwks_url` (or a `jwks_file`)"
+            ));
         }
     }
-    if let Some(jwt) = &config.admin.jwt
-        && (jwt.issuer == SANDBOX_ISSUER || jwt.jwks_url.as_deref().is_some_and(points_at_sandbox))
-    {
-        out.push(
-            "production: [admin.jwt] trusts the sandbox's test issuer; name the municipality's \
-             identity provider instead"
-                .into(),
-        );
+    if let Some(jwt) = &config.admin.jwt {
+        if jwt.issuer == SANDBOX_ISSUER || jwt.jwks_url.as_deref().is_some_and(points_at_sandbox) {
+            out.push(
+                "production: [admin.jwt] trusts the sandbox's test issuer; name the \
+                 municipality's identity provider instead"
+                    .into(),
+            );
+        } else if jwt
+            .jwks_url
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("https://"))
+        {
+            out.push(
+                "production: [admin.jwt] fetches its keys over plain HTTP; give an https:// \
+                 `jwks_url` (or a `jwks_file`)"
+                    .into(),
+            );
+        }
     }
     let mut unauthenticated = Vec::new();
-    for lr in routes {
+    for lr in all {
+        if !planes.contains(&lr.route.plane) {
+            if let From::Http(h) = &lr.route.from
+                && h.auth.unauthenticated().is_some()
+            {
+                unauthenticated.push(lr.route.route.as_str());
+            }
+            continue;
+        }
         let From::Http(h) = &lr.route.from else {
             continue;
         };
@@ -216,19 +314,26 @@ fn is_local_url(url: &str) -> bool {
     }
 }
 
-/// Whether two AMQP URLs name the same vhost as the same user.
-fn same_vhost_and_user(a: &str, b: &str) -> bool {
-    let key = |url: &str| {
-        reqwest::Url::parse(url).ok().map(|u| {
-            (
-                u.host_str().map(str::to_ascii_lowercase),
-                u.port(),
-                u.username().to_string(),
-                crate::broker::amqp::definitions::vhost_of(url).unwrap_or_default(),
-            )
-        })
-    };
-    key(a).is_some() && key(a) == key(b)
+/// The user an AMQP URL names (lapin's default when it names none).
+fn amqp_user(url: &str) -> Option<String> {
+    crate::broker::amqp::definitions::user_of(url)
+}
+
+/// The vhost an AMQP URL names.
+fn amqp_vhost(url: &str) -> Option<String> {
+    crate::broker::amqp::definitions::vhost_of(url).ok()
+}
+
+/// What two AMQP URLs share that separated planes must not: `vhost`, `user`.
+fn shares(a: &str, b: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if amqp_vhost(a).is_some() && amqp_vhost(a) == amqp_vhost(b) {
+        out.push("vhost");
+    }
+    if amqp_user(a).is_some() && amqp_user(a) == amqp_user(b) {
+        out.push("user");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -264,6 +369,88 @@ mod tests {
         ] {
             assert!(found.contains(needle), "{needle} missing in:\n{found}");
         }
+    }
+
+    #[test]
+    fn the_planes_must_not_share_a_vhost_or_a_user() {
+        let (routes, _) = shipped();
+        let with = |ext: &str, bridge: &str| {
+            config(&format!(
+                "[broker]\nurl = \"amqps://knut-int:p@mq:5671/int\"\n[external]\nbroker_url = \"{ext}\"\nbridge_url = \"{bridge}\"\n"
+            ))
+        };
+        let fine = with("amqps://knut-ext:p@mq/ext", "amqps://knut-int:p@mq/ext");
+        let found = problems(&fine, &routes, []).join("\n");
+        assert!(
+            !found.contains("same") && !found.contains("bridge_url"),
+            "{found}"
+        );
+        // The internal user in the external plane's URL (another vhost): refused.
+        let found = problems(
+            &with("amqps://knut-int:p@mq/ext", "amqps://knut-int:p@mq/ext"),
+            &routes,
+            [],
+        )
+        .join("\n");
+        assert!(found.contains("the same user"), "{found}");
+        // The same vhost, another user, the port written out or not: refused.
+        let found = problems(
+            &with("amqps://knut-ext:p@mq/int", "amqps://knut-int:p@mq/ext"),
+            &routes,
+            [],
+        )
+        .join("\n");
+        assert!(found.contains("the same vhost"), "{found}");
+        // The bridge with the external user, or on the internal vhost: refused.
+        let found = problems(
+            &with("amqps://knut-ext:p@mq/ext", "amqps://knut-ext:p@mq/ext"),
+            &routes,
+            [],
+        )
+        .join("\n");
+        assert!(found.contains("uses the external plane's user"), "{found}");
+        let found = problems(
+            &with("amqps://knut-ext:p@mq/ext", "amqps://knut-int:p@mq/int"),
+            &routes,
+            [],
+        )
+        .join("\n");
+        assert!(found.contains("names the internal vhost"), "{found}");
+    }
+
+    #[test]
+    fn an_external_plane_process_is_not_asked_for_the_internal_broker() {
+        let (routes, _) = shipped();
+        let cfg = config(
+            "[http.auth.oep]\ntype = \"basic\"\nusername = \"oep\"\npassword_env = \"P\"\n[external]\nbroker_url = \"amqps://knut-ext:p@mq/ext\"\n",
+        );
+        let found = problems_for(&cfg, &routes, &[Plane::External], []).join("\n");
+        assert!(!found.contains("KNUT__BROKER__URL"), "{found}");
+        assert!(found.is_empty(), "{found}");
+        let found = problems(&cfg, &routes, []).join("\n");
+        assert!(found.contains("KNUT__BROKER__URL"), "{found}");
+    }
+
+    #[test]
+    fn production_wants_an_audience_and_https_keys_for_the_schemes_in_use() {
+        let route = crate::route::load::load_route_str(
+            Path::new("routes/portal.yaml"),
+            "route: portal\nfrom:\n  http:\n    path: /p\n    auth: portal\nsteps: []\n",
+        )
+        .expect("route");
+        let cfg = config(
+            "[broker]\nurl = \"amqps://knut@rabbit/school\"\n[http.auth.portal]\ntype = \"bearer_jwt\"\njwks_url = \"http://idp.example/jwks\"\nissuer = \"https://idp.example\"\n[http.auth.unused]\ntype = \"bearer_jwt\"\njwks_url = \"http://idp.example/jwks\"\nissuer = \"x\"\n",
+        );
+        let found = problems(&cfg, std::slice::from_ref(&route), []).join("\n");
+        assert!(
+            found.contains("[http.auth.portal] names no `audience`"),
+            "{found}"
+        );
+        assert!(
+            found.contains("[http.auth.portal] fetches its keys over plain HTTP"),
+            "{found}"
+        );
+        assert!(!found.contains("unused"), "{found}");
     }
 
     #[test]

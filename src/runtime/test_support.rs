@@ -164,6 +164,7 @@ pub(crate) async fn worker_on_embedded(
         consumer: ConsumerSpec::default(),
         broker: broker.clone(),
         journal: Journal::disabled(),
+        bridge: false,
     };
     (broker, worker)
 }

@@ -59,6 +59,10 @@ pub struct RouteWorker {
     pub broker: SharedBroker,
     /// The journal.
     pub journal: Journal,
+    /// A bridge: what it reads comes from the other (external) plane, so every header of a
+    /// delivery is dropped before the steps — only the body, which the bridge validates,
+    /// crosses; a header cannot skip a step or pose as a claim.
+    pub bridge: bool,
 }
 
 /// How a delivery ended.
@@ -141,7 +145,10 @@ impl RouteWorker {
     }
 
     /// Process one delivery and settle it.
-    pub async fn handle(&self, envelope: Envelope, acker: Box<dyn Acker>) -> Outcome {
+    pub async fn handle(&self, mut envelope: Envelope, acker: Box<dyn Acker>) -> Outcome {
+        if self.bridge {
+            envelope.headers.clear();
+        }
         let span = self.span(&envelope);
         async move {
             let started = Instant::now();
@@ -171,15 +178,16 @@ impl RouteWorker {
     pub(crate) async fn run_steps(&self, envelope: &Envelope) -> Result<Outcome, Failure> {
         let route = &self.context.route;
         metrics::message_in(route);
+        // Only a timed-out aggregate group, sent by this route's sweeper, resumes after its
+        // aggregator; the header never names another step, and never travels on.
         let start = envelope
             .header(RESUME_AFTER)
+            .filter(|p| p.ends_with(".aggregate"))
             .and_then(|p| self.pipeline.index_of(p))
             .map_or(0, |i| i + 1);
-        match self
-            .pipeline
-            .run_from(start, envelope.clone(), &self.context)
-            .await
-        {
+        let mut envelope = envelope.clone();
+        envelope.headers.remove(RESUME_AFTER);
+        match self.pipeline.run_from(start, envelope, &self.context).await {
             Ok(out) => {
                 metrics::message_out(route);
                 if out.is_empty() && !self.pipeline.is_empty() {

@@ -26,6 +26,8 @@ pub struct Knut {
     pub external_http: u16,
     /// The external plane's admin port.
     pub external_admin: u16,
+    /// Run with `--dev` (the default); `false` runs the production profile.
+    pub dev: bool,
     child: Option<Child>,
     runs: u32,
 }
@@ -45,6 +47,7 @@ impl Knut {
             admin: super::root::free_port(),
             external_http: super::root::free_port(),
             external_admin: super::root::free_port(),
+            dev: true,
             child: None,
             runs: 0,
         }
@@ -71,14 +74,17 @@ impl Knut {
             Some(url) => command.env("KNUT__BROKER__URL", url),
             None => command.env_remove("KNUT__BROKER__URL"),
         };
+        if self.dev {
+            command
+                .arg("--dev")
+                // Tests send faster than any client may: the rate limit is lifted.
+                .env("KNUT__HTTP__RATE_LIMIT__PER_SECOND", "100000")
+                .env("KNUT__HTTP__RATE_LIMIT__BURST", "100000");
+        }
         let child = command
             .arg("--root")
             .arg(&self.root)
             .arg("run")
-            .arg("--dev")
-            // Tests send faster than any client may: the rate limit is lifted.
-            .env("KNUT__HTTP__RATE_LIMIT__PER_SECOND", "100000")
-            .env("KNUT__HTTP__RATE_LIMIT__BURST", "100000")
             .env("KNUT__HTTP__BIND", format!("127.0.0.1:{}", self.http))
             .env("KNUT__ADMIN__BIND", format!("127.0.0.1:{}", self.admin))
             .env(
