@@ -4,31 +4,29 @@
 
 use knutpunkt::expr::personnummer::shaped_spans;
 
-/// Every personnummer-shaped value in `input` (see `shaped_spans`), as written and with
-/// its `-`/`+` removed.
-pub fn shaped_values(input: &[u8]) -> Vec<Vec<u8>> {
-    let mut values = Vec::new();
-    for span in shaped_spans(input) {
-        let written = input[span].to_vec();
-        let digits: Vec<u8> = written.iter().copied().filter(u8::is_ascii_digit).collect();
-        if digits != written {
-            values.push(digits);
-        }
-        values.push(written);
-    }
-    values
+/// The digits of every personnummer-shaped value in `b` (see `shaped_spans`), without
+/// the `-`/`+`.
+pub fn shaped_digits(b: &[u8]) -> Vec<Vec<u8>> {
+    shaped_spans(b)
+        .into_iter()
+        .map(|span| b[span].iter().copied().filter(u8::is_ascii_digit).collect())
+        .collect()
 }
 
-/// Panics when `text` (an error shown to people) holds a personnummer-shaped value of
-/// `input`.
+/// Panics when `text` (an error shown to people) holds a personnummer-shaped value (as the
+/// log redaction sees one) whose digits are those of a personnummer-shaped value of
+/// `input`. A value inside a longer digit run is none (13 digits or more are left alone
+/// by the rule), so only what the redaction would have to mask counts.
 pub fn assert_no_leak(input: &[u8], text: &str, what: &str) {
-    for value in shaped_values(input) {
-        let hay = text.as_bytes();
-        let leaked = hay.windows(value.len()).any(|w| w == value.as_slice());
+    let from_input = shaped_digits(input);
+    if from_input.is_empty() {
+        return;
+    }
+    for shown in shaped_digits(text.as_bytes()) {
         assert!(
-            !leaked,
+            !from_input.contains(&shown),
             "{what}: the error text holds the personnummer-shaped value `{}` of the input: {text}",
-            String::from_utf8_lossy(&value)
+            String::from_utf8_lossy(&shown)
         );
     }
 }

@@ -116,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(other) => panic!("not an array: {other}"),
         Err(e) => {
-            let text = format!("{e} {e:?}");
+            let text = e.to_string();
             common::assert_no_leak(file, &text, "csv_to_json");
             // The same values as the decoder read them (the file's own encoding).
             let decoded = String::from_utf8_lossy(file);
