@@ -41,8 +41,9 @@ for t in "${targets[@]}"; do
     tail -n 60 "$log" >&2
   fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-  corpus=$(find "corpus/$t" -type f | wc -l)
-  echo "fuzz: $t: $status, ${execs:-?} executions in ${secs}s, corpus $corpus files (log fuzz/$log)"
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+  corpus=$(grep -a -o 'corp: [0-9]*/[0-9a-zA-Z]*' "$log" | tail -n 1 || true)
+  echo "fuzz: $t: $status, ${execs:-?} executions in ${secs}s (${rate:-?}/s), ${corpus:-corp: ?} (log fuzz/$log)"
 done
 
 echo "fuzz: $passed passed, $failed failed"
