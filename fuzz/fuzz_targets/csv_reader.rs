@@ -44,9 +44,15 @@ fn options(b: u8) -> CsvOptions {
         };
         let mut columns = BTreeMap::new();
         columns.insert(names[0].to_string(), Column::Field("civicNo".into()));
-        columns.insert(names[1].to_string(), typed("amount", CellType::Decimal, true));
+        columns.insert(
+            names[1].to_string(),
+            typed("amount", CellType::Decimal, true),
+        );
         columns.insert(names[2].to_string(), typed("date", CellType::Date, false));
-        columns.insert(names[3].to_string(), typed("count", CellType::Integer, false));
+        columns.insert(
+            names[3].to_string(),
+            typed("count", CellType::Integer, false),
+        );
         columns.insert(names[4].to_string(), typed("name", CellType::String, false));
         o.columns = columns;
     } else if b & 1 == 0 {

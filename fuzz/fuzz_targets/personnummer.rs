@@ -33,7 +33,12 @@ fn check_parsed(s: &str, reference: NaiveDate, p: &Personnummer) {
     let day: u32 = canonical[6..8].parse().unwrap_or(0);
     assert_eq!(p.is_coordination_number(), day > 60, "{canonical}");
     assert_eq!(
-        format!("{:04}{:02}{:02}", birth.year(), birth.month(), birth.day() + if p.is_coordination_number() { 60 } else { 0 }),
+        format!(
+            "{:04}{:02}{:02}",
+            birth.year(),
+            birth.month(),
+            birth.day() + if p.is_coordination_number() { 60 } else { 0 }
+        ),
         canonical[..8],
         "{canonical}"
     );
@@ -52,7 +57,10 @@ fn check_parsed(s: &str, reference: NaiveDate, p: &Personnummer) {
     }
     assert_eq!(p.age_on(birth), 0);
     let debug = format!("{p:?}");
-    assert!(!debug.contains(&canonical[8..]), "Debug shows the number: {debug}");
+    assert!(
+        !debug.contains(&canonical[8..]),
+        "Debug shows the number: {debug}"
+    );
 }
 
 fn check_error(s: &str, e: &PersonnummerError) {
@@ -75,8 +83,14 @@ fn check_spans(b: &[u8]) {
         assert_eq!(seps + digits, v.len(), "{v:?}");
         assert!(seps <= 1 && (digits == 10 || digits == 12), "{v:?}");
         // Maximal runs: no digit touches the span from outside.
-        assert!(span.start == 0 || !b[span.start - 1].is_ascii_digit(), "{v:?}");
-        assert!(span.end == b.len() || !b[span.end].is_ascii_digit(), "{v:?}");
+        assert!(
+            span.start == 0 || !b[span.start - 1].is_ascii_digit(),
+            "{v:?}"
+        );
+        assert!(
+            span.end == b.len() || !b[span.end].is_ascii_digit(),
+            "{v:?}"
+        );
     }
 }
 
@@ -105,15 +119,25 @@ fn check_masks(s: &str) {
     );
     assert_eq!(
         redacted.len(),
-        s.len() + spans.iter().map(|r| redact::MASK.len() - r.len()).sum::<usize>()
+        s.len()
+            + spans
+                .iter()
+                .map(|r| redact::MASK.len() - r.len())
+                .sum::<usize>()
     );
-    assert_eq!(redact::mask_bytes(s.as_bytes()).as_ref(), redacted.as_bytes());
+    assert_eq!(
+        redact::mask_bytes(s.as_bytes()).as_ref(),
+        redacted.as_bytes()
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
     check_spans(data);
     let redacted = redact::mask_bytes(data);
-    assert!(shaped_spans(&redacted).is_empty(), "{data:?} -> {redacted:?}");
+    assert!(
+        shaped_spans(&redacted).is_empty(),
+        "{data:?} -> {redacted:?}"
+    );
 
     let Ok(s) = std::str::from_utf8(data) else {
         return;

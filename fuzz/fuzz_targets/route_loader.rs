@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Err(d) => panic!(
                     "a loaded route, written out, does not load again: {}\nwritten: {written}",
-                    d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+                    d.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ),
             }
         }

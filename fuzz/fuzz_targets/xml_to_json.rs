@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(value, again, "{}", String::from_utf8_lossy(&xml));
                 }
                 Err(e) => {
-                    assert!(e.path().is_some(), "json_to_xml error without a key path: {e}");
+                    assert!(
+                        e.path().is_some(),
+                        "json_to_xml error without a key path: {e}"
+                    );
                     common::assert_no_leak(doc, &e.to_string(), "json_to_xml");
                 }
             }
