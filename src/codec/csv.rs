@@ -8,7 +8,8 @@
 //! its header's name. Empty cells become `null`.
 //!
 //! Errors name the row (1 = the header) and the column, never the cell's content when it
-//! could be a personnummer (the value is masked).
+//! could be a personnummer (the value is masked; so are the header's names, which are data
+//! when a file comes without its header).
 
 use std::collections::BTreeMap;
 
@@ -134,10 +135,12 @@ fn err(kind: CodecErrorKind, message: String) -> CodecError {
     CodecError::new(kind, message)
 }
 
-/// The cell as shown in an error: masked, and cut short.
+/// The cell as shown in an error: masked, and cut short (and masked again: cutting a
+/// longer digit run can leave a personnummer-shaped one).
 fn shown(cell: &str) -> String {
     let masked = crate::telemetry::redact::mask(cell);
-    masked.chars().take(40).collect()
+    let cut: String = masked.chars().take(40).collect();
+    crate::telemetry::redact::mask(&cut).into_owned()
 }
 
 fn typed(cell: &str, kind: CellType) -> Result<Value, &'static str> {
@@ -289,7 +292,10 @@ pub(crate) fn map_rows(
                         format!(
                             "the column `{column}` is missing{}",
                             if header {
-                                format!(" from the header (it has: {})", names.join(", "))
+                                // A file sent without its header has data there.
+                                let shown_names: Vec<String> =
+                                    names.iter().map(|n| shown(n)).collect();
+                                format!(" from the header (it has: {})", shown_names.join(", "))
                             } else {
                                 String::new()
                             }
@@ -413,6 +419,26 @@ mod tests {
             "{}",
             missing.message()
         );
+        // A file without its header: the names listed are data, and masked.
+        let headless = csv_to_json(
+            &w1252("20130412-2383;Berg\r\n"),
+            &opts(json!({"Personnummer": "n"})),
+        )
+        .unwrap_err();
+        assert!(
+            headless.message().contains("`Personnummer` is missing"),
+            "{}",
+            headless.message()
+        );
+        assert!(
+            !headless.message().contains("2383"),
+            "masked: {}",
+            headless.message()
+        );
+        // Found by fuzzing: a long digit run cut at 40 characters left ten digits.
+        let cell = format!("{}2013041223831234", "x".repeat(30));
+        let cut = csv_to_json(&w1252(&format!("Pnr\r\n{cell}\r\n")), &o).unwrap_err();
+        assert!(!cut.message().contains("2013041223"), "{}", cut.message());
         let ragged = csv_to_json(&w1252("A;B\r\n1;2;3\r\n"), &CsvOptions::default()).unwrap_err();
         assert!(
             ragged

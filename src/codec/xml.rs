@@ -236,18 +236,38 @@ fn open(
         let value = attr
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| attribute_value_error(&e))?;
-        let mut key = String::with_capacity(1 + attr.key.local_name().as_ref().len());
+        let local = attr.key.local_name();
+        if !is_qualified_name(attr.key.as_ref(), local.as_ref()) {
+            return Err(bad_name());
+        }
+        let mut key = String::with_capacity(1 + local.as_ref().len());
         key.push('@');
-        key.push_str(attr.key.local_name().as_ref());
+        key.push_str(local.as_ref());
         insert_child(&mut map, key, Value::String(value.into_owned()), false);
+    }
+    let name = start.local_name().as_ref().to_owned();
+    if !is_qualified_name(start.name().as_ref(), &name) {
+        return Err(bad_name());
     }
     let mut text = text.unwrap_or_default();
     text.clear();
-    Ok(Frame {
-        name: start.local_name().as_ref().to_owned(),
-        map,
-        text,
-    })
+    Ok(Frame { name, map, text })
+}
+
+/// Is `qname` an XML name with at most one prefix, and `local` its part after the `:`?
+/// quick-xml does not check names: `a:b:c` would keep the local name `b:c` (written back,
+/// read as `c`), and `p:@x` would become the key of an attribute.
+fn is_qualified_name(qname: &str, local: &str) -> bool {
+    is_xml_name(qname) && !local.is_empty() && !local.contains(':')
+}
+
+fn bad_name() -> CodecError {
+    CodecError::new(
+        CodecErrorKind::Malformed,
+        "the XML document has an element or attribute name that is not an XML name (a \
+         letter or `_` first, then letters, digits, `-`, `_`, `.`; at most one namespace \
+         prefix)",
+    )
 }
 
 /// Finishes a frame and puts its value into its parent (or makes it the root).
@@ -1068,6 +1088,28 @@ mod tests {
         // Text and CDATA pieces are concatenated; CRLF is normalised to LF.
         let v = to_json(b"<p> a<![CDATA[ b ]]>c\r\nd </p>").unwrap();
         assert_eq!(v, json!({"p": "a b c\nd"}));
+    }
+
+    #[test]
+    fn names_that_are_not_xml_names_are_malformed() {
+        // Found by fuzzing: `e:a:b` read as the local name `a:b`, which json_to_xml wrote
+        // back as `a:b`, read again as `b`; `p:@x` became the key of an attribute.
+        for doc in [
+            &b"<r>\n <e:a:b/></r>"[..],
+            b"<r>\n <e x:y:z=\"1\"/></r>",
+            b"<r>\n <p:@x/></r>",
+            b"<r>\n <e @x=\"1\"/></r>",
+            b"<r>\n <1a/></r>",
+        ] {
+            let e = to_json(doc).unwrap_err();
+            assert_eq!(e.kind(), CodecErrorKind::Malformed);
+            assert_eq!(e.position(), Some(Position { line: 2, column: 2 }));
+        }
+        // One prefix is fine, and dropped.
+        assert_eq!(
+            to_json(b"<e:a x:y=\"1\"/>").unwrap(),
+            json!({"a": {"@y": "1"}})
+        );
     }
 
     #[test]

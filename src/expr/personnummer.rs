@@ -226,7 +226,8 @@ pub fn valid_organisationsnummer(s: &str) -> bool {
 /// Shape, not validity, decides (a mistyped personnummer still points at a person): within
 /// a maximal run of ASCII digits, a run of exactly 10 or 12 digits, or a run of 6 or 8
 /// digits followed by `-` or `+` and exactly 4 digits. Runs of 13 or more digits
-/// (timestamps, counters) and digits inside a canonical UUID are not matched. This is the
+/// (timestamps, counters) and digits inside a canonical UUID (standing alone: not run
+/// together with letters or digits) are not matched. This is the
 /// one detector behind both the log redaction and [`mask`].
 pub fn shaped_spans(b: &[u8]) -> Vec<Range<usize>> {
     let mut spans = Vec::new();
@@ -265,12 +266,30 @@ pub fn shaped_spans(b: &[u8]) -> Vec<Range<usize>> {
     if !spans.is_empty()
         && let Some(uuid) = UUID.as_ref()
     {
-        let uuids: Vec<Range<usize>> = uuid.find_iter(b).map(|m| m.range()).collect();
+        let uuids: Vec<Range<usize>> = uuid
+            .find_iter(b)
+            .map(|m| m.range())
+            .filter(|r| standing_alone(b, r))
+            .collect();
         if !uuids.is_empty() {
             spans.retain(|s| !uuids.iter().any(|u| u.start <= s.start && s.end <= u.end));
         }
     }
     spans
+}
+
+/// Is the UUID-shaped text at `r` a UUID of its own? Run together with more letters or
+/// digits, or with `-`/`+` and a digit (`1234567890-1234-…`), it is none: a span reaching
+/// into it would be masked, break it up and expose the digits it seemed to hold.
+fn standing_alone(b: &[u8], r: &Range<usize>) -> bool {
+    let before = r.start.checked_sub(1).and_then(|i| b.get(i));
+    let after = b.get(r.end);
+    let joins = |c: Option<&u8>, next: Option<&u8>| match c {
+        Some(c) if c.is_ascii_alphanumeric() => true,
+        Some(b'-' | b'+') => next.is_some_and(u8::is_ascii_digit),
+        _ => false,
+    };
+    !joins(before, r.start.checked_sub(2).and_then(|i| b.get(i))) && !joins(after, b.get(r.end + 1))
 }
 
 static UUID: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -441,5 +460,24 @@ mod tests {
         );
         assert_eq!(mask("åäö 201001011236 ö"), "åäö 20100101**** ö");
         assert_eq!(mask(""), "");
+    }
+
+    #[test]
+    fn uuids_count_only_standing_alone() {
+        let uuid = "0190f3c4-5a6b-7c8d-9e0f-112233445566";
+        assert_eq!(mask(&format!("id={uuid}.")), format!("id={uuid}."));
+        // Found by fuzzing: ten digits run into a UUID-like text. Masking them broke the
+        // "UUID" up, and its last group was left as a personnummer-shaped value.
+        let glued = "1234567890-1234-1234-1234-123456789012";
+        let masked = mask(glued);
+        assert_eq!(masked, "123456****-1234-1234-1234-12345678****");
+        assert!(shaped_spans(masked.as_bytes()).is_empty(), "{masked}");
+        // A span running out of the UUID's last group.
+        let tail = "12345678-1234-1234-1234-abcd12345678-2384";
+        let masked = mask(tail);
+        assert!(shaped_spans(masked.as_bytes()).is_empty(), "{masked}");
+        // A `-` without digits beyond it still lets a UUID stand alone.
+        let named = "dlq-0190f3c4-5a6b-7c8d-9e0f-112233445566-retry";
+        assert_eq!(mask(named), named);
     }
 }

@@ -138,7 +138,11 @@ pub fn printable_name(name: &str) -> Option<&str> {
 }
 
 /// Mask every personnummer-shaped digit run (10 or 12 digits, optionally with `-` or `+`
-/// before the last four) with `…`.
+/// before the last four) with `…`. Letters around a run do not protect it
+/// (`x201203142384`): whatever the log redaction masks ([`shaped_spans`]) is masked too,
+/// since keys and names from a route file reach messages and YAML paths.
+///
+/// [`shaped_spans`]: crate::expr::personnummer::shaped_spans
 pub fn redact(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
@@ -176,7 +180,20 @@ pub fn redact(text: &str) -> String {
             i += 1;
         }
     }
-    out
+    let spans = crate::expr::personnummer::shaped_spans(out.as_bytes());
+    if spans.is_empty() {
+        return out;
+    }
+    let mut masked = String::with_capacity(out.len());
+    let mut at = 0;
+    for span in spans {
+        // Spans are ASCII digits and a sign, so these are char boundaries.
+        masked.push_str(&out[at..span.start]);
+        masked.push('…');
+        at = span.end;
+    }
+    masked.push_str(&out[at..]);
+    masked
 }
 
 #[cfg(test)]
@@ -224,7 +241,14 @@ mod tests {
         assert_eq!(redact("x 120314-2384."), "x ….");
         assert_eq!(redact("20120314+2384"), "…");
         assert_eq!(redact("line 12 col 7, 2MiB"), "line 12 col 7, 2MiB");
-        assert_eq!(redact("abc1203142384"), "abc1203142384");
+        // Letters around the digits do not protect them (a key such as `x201203142384`
+        // reaches messages and YAML paths).
+        assert_eq!(redact("abc1203142384"), "abc…");
+        assert_eq!(
+            redact("unknown key `rout201203142384e`"),
+            "unknown key `rout…e`"
+        );
+        assert_eq!(redact("steps[0].set.pnr120314-2384"), "steps[0].set.pnr…");
     }
 
     #[test]
