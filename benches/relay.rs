@@ -501,7 +501,7 @@ async fn start_knut(url: &str) -> Res<Knut> {
     let config = knutpunkt::config::Config::from_toml_str(&format!(
         "[broker]\nurl = \"{url}\"\nprefetch = {PREFETCH}\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n"
     ))?;
-    knutpunkt::admin::metrics::install();
+    knutpunkt::telemetry::metrics::install();
     let routes = knutpunkt::route::load::load_routes(dir.path()).map_err(|d| {
         d.iter()
             .map(|d| d.to_string())

@@ -207,6 +207,11 @@ pub enum AuthScheme {
     },
 }
 
+/// The clock skew allowed on `exp` and `nbf` unless the scheme sets `leeway`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+/// The largest `leeway` a scheme may set.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
 /// The issuer of the sandbox's test OpenID Connect provider (`/sandbox/idp`).
 pub const SANDBOX_ISSUER: &str = "knut-sandbox-idp";
 
@@ -268,7 +273,7 @@ impl Config {
 }
 
 fn default_leeway() -> Duration {
-    crate::endpoint::jwt::DEFAULT_LEEWAY
+    DEFAULT_LEEWAY
 }
 
 fn default_api_key_header() -> String {
@@ -854,7 +859,7 @@ impl Config {
                             reason: "set exactly one of `jwks_url` and `jwks_file`".into(),
                         });
                     }
-                    let max = crate::endpoint::jwt::MAX_LEEWAY;
+                    let max = MAX_LEEWAY;
                     if *leeway > max {
                         return Err(ConfigError::Invalid {
                             key: format!("http.auth.{name}.leeway"),

@@ -10,9 +10,10 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use knutpunkt::envelope::{Body, Envelope};
+use knutpunkt::core::effects::AdapterResponse;
+use knutpunkt::core::envelope::{Body, Envelope};
+use knutpunkt::core::error::FailureKind;
 use knutpunkt::sandbox::seed::id_for;
-use knutpunkt::step::{AdapterResponse, FailureKind};
 use serde_json::{Value, json};
 use support::sandboxed::world;
 

@@ -19,7 +19,7 @@ use knutpunkt::broker::amqp::{AmqpBroker, AmqpOptions};
 use knutpunkt::broker::{
     Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology, work_queue,
 };
-use knutpunkt::envelope::{Body, Envelope};
+use knutpunkt::core::envelope::{Body, Envelope};
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 /// The conformance tests share the node with the restart test: they hold this lock for

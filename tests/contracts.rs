@@ -14,7 +14,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use knutpunkt::envelope::Envelope;
+use knutpunkt::core::envelope::Envelope;
 use knutpunkt::sandbox::seed::id_for;
 use serde_json::{Value, json};
 use support::root::repo;

@@ -25,7 +25,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::secret::{Secret, SecretValue};
-use crate::step::StepError;
+use crate::core::error::StepError;
 
 /// The authentication of an adapter (default `none`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]

@@ -104,7 +104,7 @@ impl Breaker {
     }
 
     fn publish(&self, state: State) {
-        crate::admin::metrics::circuit_state(&self.adapter, state.gauge());
+        crate::telemetry::metrics::circuit_state(&self.adapter, state.gauge());
     }
 
     /// The current state.

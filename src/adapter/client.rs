@@ -16,12 +16,14 @@ use super::auth::Auth;
 use super::breaker::{Admit, Breaker};
 use super::limit::Limits;
 use super::{Adapter, AdapterSpec, RequestBody, soap};
-use crate::admin::metrics::{self, Outcome};
 use crate::codec::{XmlToJsonOptions, xml_to_json};
-use crate::envelope::{Body, Envelope, is_json_type, is_xml_type};
+use crate::core::effects::AdapterResponse;
+use crate::core::envelope::{Body, Envelope, is_json_type, is_xml_type};
+use crate::core::error::{FailureKind, StepError};
 use crate::expr::Program;
+use crate::expr::Vars;
 use crate::expr::interpolate::Interpolated;
-use crate::step::{AdapterResponse, FailureKind, StepError, vars};
+use crate::telemetry::metrics::{self, Outcome};
 
 /// Is a response status a failure, and of which kind? `None` for success (1xx–3xx).
 /// 408, 425, 429 and 5xx are transient; every other 4xx is permanent.
@@ -80,8 +82,8 @@ pub struct AdapterClient {
     adapters: Arc<BTreeMap<String, Compiled>>,
 }
 
-fn method(m: crate::route::model::HttpMethod) -> reqwest::Method {
-    use crate::route::model::HttpMethod as H;
+fn method(m: crate::core::vocab::HttpMethod) -> reqwest::Method {
+    use crate::core::vocab::HttpMethod as H;
     match m {
         H::Get => reqwest::Method::GET,
         H::Post => reqwest::Method::POST,
@@ -271,14 +273,14 @@ impl AdapterClient {
             "body": body,
         });
         let mapped = program
-            .first_owned(input, &vars(message))
+            .first_owned(input, &Vars::of(message))
             .map_err(|e| StepError::permanent(format!("{what}: response: {e}")))?
             .ok_or_else(|| {
                 StepError::permanent(format!("{what}: the response program gave no value"))
             })?;
         Ok(AdapterResponse {
             status,
-            content_type: crate::envelope::JSON.to_string(),
+            content_type: crate::core::envelope::JSON.to_string(),
             body: Body::Json(mapped),
         })
     }
@@ -323,7 +325,7 @@ impl AdapterClient {
         } else {
             None
         };
-        let v = vars(message);
+        let v = Vars::of(message);
         let mut url = a.adapter.base_url.clone();
         let path = op
             .path
@@ -338,7 +340,7 @@ impl AdapterClient {
                 .map_err(|e| StepError::permanent(format!("{what}: query `{k}`: {e}")))?
                 && !value.is_null()
             {
-                query.push((k.clone(), crate::step::value_to_string(&value)));
+                query.push((k.clone(), crate::core::value_to_string(&value)));
             }
         }
 
@@ -665,7 +667,7 @@ mod tests {
     use axum::http::HeaderMap;
 
     use crate::adapter::{AdapterSpec, OperationSpec};
-    use crate::route::model::HttpMethod;
+    use crate::core::vocab::HttpMethod;
 
     /// What the fake system saw: (method, path and query, headers, body).
     type Seen = StdArc<Mutex<Vec<(String, String, HeaderMap, String)>>>;
@@ -1077,7 +1079,7 @@ mod tests {
             adapter: "sys".into(),
             base_url: base.clone(),
             timeout,
-            max_response: crate::route::model::ByteSize(LIMIT),
+            max_response: crate::core::vocab::ByteSize(LIMIT),
             operations,
             ..Default::default()
         };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::step::StepError;
+use crate::core::error::StepError;
 
 /// The limits of one adapter.
 #[derive(Debug, Default)]

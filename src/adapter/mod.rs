@@ -33,7 +33,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::route::model::{ByteSize, HttpMethod};
+use crate::core::vocab::{ByteSize, HttpMethod};
 
 /// An adapter file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::step::FailureKind;
+use crate::core::error::FailureKind;
 
 /// A SOAP fault: its code and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub fn fault(answer: &Value) -> Option<Fault> {
             text(f.get("Reason").and_then(|r| r.get("Text"))),
         )
     };
-    let mut reason = crate::telemetry::redact::mask(&reason).into_owned();
+    let mut reason = crate::core::redact::mask(&reason).into_owned();
     if reason.len() > MAX_REASON {
         let mut cut = MAX_REASON;
         while !reason.is_char_boundary(cut) {

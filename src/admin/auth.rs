@@ -267,7 +267,7 @@ impl AdminAuth {
         };
         Ok(Principal {
             // A subject that is a personnummer is masked: the journal is not a register.
-            actor: format!("jwt:{}", crate::telemetry::redact::mask(sub)),
+            actor: format!("jwt:{}", crate::core::redact::mask(sub)),
             roles,
         })
     }
@@ -285,7 +285,7 @@ impl AdminAuth {
             actor: principal.map_or_else(|| "anonymous".to_string(), |p| p.actor.clone()),
             roles: principal.map(Principal::roles_text).unwrap_or_default(),
             method: method.as_str().to_string(),
-            path: crate::telemetry::redact::mask(path).into_owned(),
+            path: crate::core::redact::mask(path).into_owned(),
             status,
         };
         if let Err(e) = store.audit(&entry).await {

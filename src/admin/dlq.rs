@@ -1,5 +1,5 @@
 //! The dead-letter admin API: the dead letters of each route, to list, show, replay and
-//! discard (`knut dlq` is its client; the operations are [`crate::runtime::dlq`]).
+//! discard (`knut dlq` is its client; the operations are [`super::dead_letters`]).
 //!
 //! | request | answer |
 //! |---|---|
@@ -30,14 +30,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::Principal;
+use super::dead_letters::{DeadLetters, DlqError};
 use crate::broker::dead_letter_queue;
 use crate::codec::charset;
 use crate::config::Role;
+use crate::core::envelope::header::{ATTEMPTS, DEAD_LETTER_ROUTE};
+use crate::core::envelope::{Envelope, header as h, is_xml_type};
+use crate::core::redact;
 use crate::endpoint::problem::Problem;
-use crate::envelope::{Envelope, header as h, is_xml_type};
-use crate::runtime::dlq::{DeadLetters, DlqError};
-use crate::runtime::worker::{ATTEMPTS, DEAD_LETTER_ROUTE};
-use crate::telemetry::redact;
 
 /// One dead letter in a list: what failed where, and when; never the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -560,7 +560,7 @@ mod tests {
         let (app, broker) = app().await;
         let mut e = Envelope::new(
             "application/xml",
-            crate::envelope::Body::Bytes(bytes::Bytes::from_static(
+            crate::core::envelope::Body::Bytes(bytes::Bytes::from_static(
                 b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>\xc5sa 201304122383</a>",
             )),
         );

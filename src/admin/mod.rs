@@ -14,8 +14,8 @@
 //! to `127.0.0.1:9090` by default).
 
 pub mod auth;
+pub mod dead_letters;
 pub mod dlq;
-pub mod metrics;
 
 use std::fmt;
 use std::future::Future;
@@ -41,7 +41,7 @@ pub struct AdminState {
     pub broker_connected: Arc<dyn Fn() -> bool + Send + Sync>,
     /// The running routes, for `/api/routes`.
     pub routes: Arc<RwLock<Vec<RouteInfo>>>,
-    /// Renders `/metrics` (from [`metrics::install`]).
+    /// Renders `/metrics` (from [`crate::telemetry::metrics::install`]).
     pub metrics: PrometheusHandle,
 }
 
@@ -200,6 +200,7 @@ fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::metrics;
     use axum::body::{Body, to_bytes};
     use axum::http::Request;
     use std::sync::atomic::AtomicBool;

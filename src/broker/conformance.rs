@@ -13,7 +13,7 @@ use super::{
     Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology,
     dead_letter_queue, partition_queue, work_queue,
 };
-use crate::envelope::{Body, Envelope, header};
+use crate::core::envelope::{Body, Envelope, header};
 
 /// Generates one `#[tokio::test]` per conformance test; `$make` is a future giving the broker.
 #[macro_export]

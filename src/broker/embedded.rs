@@ -26,7 +26,7 @@ use super::{
     Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, Topology, dead_letter_queue,
     topic, work_queue,
 };
-use crate::envelope::{Body, Envelope};
+use crate::core::envelope::{Body, Envelope};
 
 /// An in-process broker.
 #[derive(Clone, Default)]

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use futures::Stream;
 use uuid::Uuid;
 
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 
 /// The exchange every route's work queue is bound to with its route id as routing key:
 /// HTTP, file and timer endpoints, `knut send` and dead-letter replay publish here.

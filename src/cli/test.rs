@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::route::testing::{find_tests, run_file};
+use crate::runtime::testing::{find_tests, run_file};
 
 /// Run the route tests under `path` (default `routes/` of the root).
 pub async fn run(root: &Path, path: Option<&Path>) -> ExitCode {

@@ -138,9 +138,9 @@ fn err(kind: CodecErrorKind, message: String) -> CodecError {
 /// The cell as shown in an error: masked, and cut short (and masked again: cutting a
 /// longer digit run can leave a personnummer-shaped one).
 fn shown(cell: &str) -> String {
-    let masked = crate::telemetry::redact::mask(cell);
+    let masked = crate::core::redact::mask(cell);
     let cut: String = masked.chars().take(40).collect();
-    crate::telemetry::redact::mask(&cut).into_owned()
+    crate::core::redact::mask(&cut).into_owned()
 }
 
 fn typed(cell: &str, kind: CellType) -> Result<Value, &'static str> {

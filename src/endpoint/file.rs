@@ -21,7 +21,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::Ingress;
-use crate::envelope::{Body, Envelope};
+use crate::core::envelope::{Body, Envelope};
 use crate::route::model::FileFrom;
 
 /// Header holding the name of the file a message came from.
@@ -40,8 +40,8 @@ pub fn content_type_for(name: &str) -> &'static str {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
-        Some("xml") => crate::envelope::XML,
-        Some("json") => crate::envelope::JSON,
+        Some("xml") => crate::core::envelope::XML,
+        Some("json") => crate::core::envelope::JSON,
         Some("csv") => "text/csv",
         _ => "application/octet-stream",
     }

@@ -41,14 +41,13 @@ use super::problem::{FieldError, Problem};
 use crate::broker::{BrokerError, SharedBroker};
 use crate::codec::{self, JsonLimits, XmlToJsonOptions};
 use crate::config::RateLimitConfig;
-use crate::envelope::{self, Body, Envelope, header as knut_header};
+use crate::core::envelope::{self, Body, Envelope, header as knut_header};
 use crate::route::model::{BodyFormat, HttpFrom, HttpMethod, Route, StepSpec};
 use crate::schema::SchemaRegistry;
 
 /// Request and response header carrying the correlation id.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
-/// Header naming the correlation id a `reply` answers (set by the `reply` step).
-pub const REPLY_FOR: &str = "knut-reply-for";
+pub use crate::core::envelope::header::REPLY_FOR;
 /// Envelope header holding the request's HTTP method.
 pub const HTTP_METHOD: &str = "knut-http-method";
 /// Default largest body: 1 MiB.
@@ -1030,7 +1029,7 @@ fn claim_headers(
         .map(|name| match claims.and_then(|c| c.get(name)) {
             Some(v) if !v.is_null() => Ok((
                 format!("{CLAIM_HEADER_PREFIX}{name}"),
-                crate::step::value_to_string(v),
+                crate::core::value_to_string(v),
             )),
             _ => Err(name.clone()),
         })

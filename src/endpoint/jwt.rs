@@ -36,6 +36,7 @@ use jsonwebtoken::{Validation, decode, decode_header};
 use serde_json::Value;
 
 use crate::adapter::client::{ReadError, read_limited};
+pub use crate::config::{DEFAULT_LEEWAY, MAX_LEEWAY};
 use crate::jwks::Key;
 
 /// The least time between the starts of two fetches of a `jwks_url`.
@@ -50,10 +51,6 @@ pub const UNKNOWN_KEY_WAIT: Duration = Duration::from_secs(2);
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest JWKS document read from a `jwks_url`.
 pub const JWKS_MAX_BYTES: usize = 1024 * 1024;
-/// The clock skew allowed on `exp` and `nbf` unless the scheme sets `leeway`.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
-/// The largest `leeway` a scheme may set.
-pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Why a token was refused (shown to the client; holds no token content).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,7 @@ pub mod problem;
 pub mod timer;
 
 use crate::broker::{BrokerError, INGRESS_EXCHANGE, SharedBroker};
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 
 /// The door into the broker.
 #[derive(Clone)]

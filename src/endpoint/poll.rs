@@ -71,10 +71,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Ingress;
 use crate::adapter::client::AdapterClient;
-use crate::envelope::{Body, Envelope, JSON};
+use crate::core::envelope::{Body, Envelope, JSON};
+use crate::core::error::StepError;
+use crate::core::value_to_string;
 use crate::expr::{ExprError, Program, Vars};
 use crate::route::model::PollFrom;
-use crate::step::{StepError, value_to_string};
 use crate::store::{Store, StoreError};
 
 /// Why a poll did nothing.
@@ -463,7 +464,11 @@ pub async fn run(
         match outcome {
             None => {}
             Some(Ok(report)) => {
-                crate::admin::metrics::poll(&route, report.handed_on as u64, report.failed as u64);
+                crate::telemetry::metrics::poll(
+                    &route,
+                    report.handed_on as u64,
+                    report.failed as u64,
+                );
                 if report.handed_on > 0 || report.failed > 0 {
                     tracing::info!(
                         route,
@@ -483,7 +488,7 @@ pub async fn run(
                 }
             }
             Some(Err(error)) => {
-                crate::admin::metrics::poll(&route, 0, 1);
+                crate::telemetry::metrics::poll(&route, 0, 1);
                 tracing::warn!(route, %error, "poll failed; trying again at the next");
             }
         }
@@ -574,7 +579,7 @@ mod tests {
     use crate::adapter::{Adapter, AdapterSpec, OperationSpec, RequestBody};
     use crate::broker::embedded::EmbeddedBroker;
     use crate::broker::{Broker, Topology, work_queue};
-    use crate::route::model::HttpMethod;
+    use crate::core::vocab::HttpMethod;
 
     fn program(src: &str) -> Program {
         Program::compile(src).expect("compiles")
@@ -922,7 +927,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, PollError::List(e) if e.kind == crate::step::FailureKind::Transient)
+            matches!(&err, PollError::List(e) if e.kind == crate::core::error::FailureKind::Transient)
         );
         assert!(
             err.to_string().contains("sys.down answered HTTP 503"),

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::Ingress;
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 use crate::route::model::TimerFrom;
 
 /// Header holding the tick's time (RFC 3339, Stockholm time).

@@ -114,6 +114,15 @@ pub struct Vars {
     pub headers: Value,
 }
 
+impl Vars {
+    /// The variables of `message`: `$headers`.
+    pub fn of(message: &crate::core::envelope::Envelope) -> Vars {
+        Vars {
+            headers: message.headers_json(),
+        }
+    }
+}
+
 impl Default for Vars {
     fn default() -> Self {
         Vars {
@@ -435,7 +444,7 @@ pub(crate) fn sanitize(text: &str) -> String {
         }
     }
     // No part of a personnummer in an error text, not even its birth date.
-    let masked = crate::telemetry::redact::mask(&out).into_owned();
+    let masked = crate::core::redact::mask(&out).into_owned();
     if masked.chars().count() > MAX_MESSAGE {
         let mut cut: String = masked.chars().take(MAX_MESSAGE).collect();
         cut.push('…');

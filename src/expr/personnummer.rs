@@ -13,11 +13,7 @@
 //!
 //! Errors never echo the number: they say what is wrong, not what was given.
 
-use std::ops::Range;
-use std::sync::LazyLock;
-
 use chrono::{Datelike, NaiveDate};
-use regex::bytes::Regex;
 use thiserror::Error;
 
 /// Why a string is not a valid personnummer. The texts never contain the number itself.
@@ -221,80 +217,7 @@ pub fn valid_organisationsnummer(s: &str) -> bool {
     digits[2] >= 2 && luhn_check_digit(&digits[..9]) == digits[9]
 }
 
-/// The byte ranges of personnummer-shaped values in `b`, in order and not overlapping.
-///
-/// Shape, not validity, decides (a mistyped personnummer still points at a person): within
-/// a maximal run of ASCII digits, a run of exactly 10 or 12 digits, or a run of 6 or 8
-/// digits followed by `-` or `+` and exactly 4 digits. Runs of 13 or more digits
-/// (timestamps, counters) and digits inside a canonical UUID (standing alone: not run
-/// together with letters or digits) are not matched. This is the
-/// one detector behind both the log redaction and [`mask`].
-pub fn shaped_spans(b: &[u8]) -> Vec<Range<usize>> {
-    let mut spans = Vec::new();
-    // Fast path: fewer than 10 digits cannot hold a personnummer.
-    if b.iter().filter(|c| c.is_ascii_digit()).nth(9).is_none() {
-        return spans;
-    }
-    let run_end = |from: usize| {
-        b[from..]
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .map_or(b.len(), |n| from + n)
-    };
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let end = run_end(start);
-        let len = end - start;
-        if (len == 6 || len == 8) && end + 1 < b.len() && matches!(b[end], b'-' | b'+') {
-            let tail_end = run_end(end + 1);
-            if tail_end - (end + 1) == 4 {
-                spans.push(start..tail_end);
-                i = tail_end;
-                continue;
-            }
-        }
-        if len == 10 || len == 12 {
-            spans.push(start..end);
-        }
-        i = end;
-    }
-    if !spans.is_empty()
-        && let Some(uuid) = UUID.as_ref()
-    {
-        let uuids: Vec<Range<usize>> = uuid
-            .find_iter(b)
-            .map(|m| m.range())
-            .filter(|r| standing_alone(b, r))
-            .collect();
-        if !uuids.is_empty() {
-            spans.retain(|s| !uuids.iter().any(|u| u.start <= s.start && s.end <= u.end));
-        }
-    }
-    spans
-}
-
-/// Is the UUID-shaped text at `r` a UUID of its own? Run together with more letters or
-/// digits, or with `-`/`+` and a digit (`1234567890-1234-…`), it is none: a span reaching
-/// into it would be masked, break it up and expose the digits it seemed to hold.
-fn standing_alone(b: &[u8], r: &Range<usize>) -> bool {
-    let before = r.start.checked_sub(1).and_then(|i| b.get(i));
-    let after = b.get(r.end);
-    let joins = |c: Option<&u8>, next: Option<&u8>| match c {
-        Some(c) if c.is_ascii_alphanumeric() => true,
-        Some(b'-' | b'+') => next.is_some_and(u8::is_ascii_digit),
-        _ => false,
-    };
-    !joins(before, r.start.checked_sub(2).and_then(|i| b.get(i))) && !joins(after, b.get(r.end + 1))
-}
-
-static UUID: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}").ok()
-});
+pub use crate::core::redact::shaped_spans;
 
 /// Replace every personnummer-shaped value in `s` (see [`shaped_spans`]) by its date part
 /// followed by `****`: `201001011236` becomes `20100101****`, `20100101-1236` becomes

@@ -7,8 +7,9 @@ use bytes::Bytes;
 
 use crate::adapter::client::AdapterClient;
 use crate::broker::{BrokerError, SharedBroker};
-use crate::envelope::Envelope;
-use crate::step::{AdapterResponse, Effects, StepError};
+use crate::core::effects::{AdapterResponse, Effects};
+use crate::core::envelope::Envelope;
+use crate::core::error::StepError;
 
 /// Effects on the real broker, adapters and files.
 pub struct LiveEffects {

@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 use crate::store::{JournalEntry, Store};
 
 /// Rows waiting to be written before new ones are dropped.
@@ -16,7 +15,7 @@ const CAPACITY: usize = 10_000;
 /// Rows written in one transaction at most.
 const BATCH: usize = 256;
 
-/// The journal row of one hop of `m`, ending now.
+/// The journal row of one hop of `m`, ending now (see [`JournalEntry::of`]).
 pub fn entry(
     m: &Envelope,
     route: &str,
@@ -25,16 +24,7 @@ pub fn entry(
     took: Duration,
     detail: Option<String>,
 ) -> JournalEntry {
-    JournalEntry {
-        at: Utc::now(),
-        message_id: m.id,
-        correlation_id: m.correlation_id,
-        route: route.to_string(),
-        step: step.to_string(),
-        outcome: outcome.to_string(),
-        duration_us: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
-        detail,
-    }
+    JournalEntry::of(m, route, step, outcome, took, detail)
 }
 
 /// A handle to the journal writer.

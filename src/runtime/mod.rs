@@ -2,13 +2,14 @@
 //! running system — broker topology, one worker per route, endpoints, admin — and shuts it
 //! down gracefully.
 
-pub mod dlq;
+pub mod catalog;
 pub mod effects;
 pub mod journal;
 pub mod ordered;
 pub mod posture;
 #[cfg(test)]
 mod test_support;
+pub mod testing;
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,10 +29,10 @@ use crate::broker::{
     RouteQueue, SharedBroker, Topology, dead_letter_queue, partition_queues, work_queue,
 };
 use crate::config::{AuthScheme, Config};
+use crate::core::envelope::{Body, Envelope, JSON};
 use crate::endpoint::Ingress;
 use crate::endpoint::http::{AuthCheck, HttpRoute, HttpSettings, Replies};
 use crate::endpoint::openapi::AuthKind;
-use crate::envelope::{Body, Envelope, JSON};
 use crate::resources::Resources;
 use crate::route::load::{LoadedRoute, load_routes};
 use crate::route::model::{From, Plane, StepSpec};
@@ -89,7 +90,7 @@ pub fn load(root: &Path, config: &Config) -> Result<Loaded, Vec<String>> {
                 })
                 .collect();
             let (auth, development_auth) = config.auth_schemes(named);
-            let mut problems = crate::resources::check(&routes, &resources, &auth);
+            let mut problems = catalog::check(&routes, &resources, &auth);
             if config.profile == crate::config::Profile::Production
                 && problems.iter().any(|p| p.contains("unknown auth scheme"))
             {
@@ -686,7 +687,7 @@ impl System {
 
         // Each plane's ingress and admin listeners (the external plane's only when it has
         // routes here).
-        let metrics = admin::metrics::install();
+        let metrics = crate::telemetry::metrics::install();
         let ready = Arc::new(AtomicBool::new(false));
         let admin_auth = Arc::new(
             admin::auth::AdminAuth::from_config(
@@ -796,7 +797,8 @@ impl System {
                 )),
                 metrics: metrics.clone(),
             };
-            let mut dead_letters = dlq::DeadLetters::new(broker.clone(), store.clone());
+            let mut dead_letters =
+                admin::dead_letters::DeadLetters::new(broker.clone(), store.clone());
             for lr in plane_routes.iter().filter(|r| posture::is_bridge(r)) {
                 if let Some(b) = brokers.queue(lr) {
                     dead_letters = dead_letters.with_route_broker(&lr.route.route, b.clone());
@@ -922,7 +924,7 @@ impl System {
                 loop {
                     for (broker, q) in &queues {
                         if let Ok(d) = broker.queue_depth(q).await {
-                            admin::metrics::queue_depth(q, d);
+                            crate::telemetry::metrics::queue_depth(q, d);
                         }
                     }
                     tokio::select! {

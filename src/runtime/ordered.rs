@@ -76,12 +76,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::worker::{BROKER_BACKOFF, LAST_ERROR, Outcome, RouteWorker, mark_failed};
-use crate::admin::metrics;
 use crate::broker::{Delivery, partition_queue, work_queue};
 use crate::codec::{XmlToJsonOptions, xml_to_json};
-use crate::envelope::{Body, Envelope, is_xml_type};
+use crate::core::envelope::{Body, Envelope, is_xml_type};
+use crate::core::error::{FailureKind, StepError};
+use crate::core::value_to_string;
 use crate::expr::Program;
-use crate::step::{FailureKind, StepError, eval_one, value_to_string};
+use crate::step::eval_one;
+use crate::telemetry::metrics;
 
 /// Header naming the partition a message of an ordered route went through.
 pub const PARTITION: &str = "knut-partition";
@@ -411,7 +413,7 @@ mod tests {
     use super::*;
     use crate::broker::embedded::EmbeddedBroker;
     use crate::broker::{Broker, Consumer, dead_letter_queue};
-    use crate::envelope::header;
+    use crate::core::envelope::header;
     use crate::route::model::RetryPolicy;
     use crate::runtime::test_support::{
         Downstream, next_within, send, to_downstream, worker_on_embedded,
@@ -462,7 +464,7 @@ mod tests {
         let s = Envelope::json(json!({"student": {"id": "42"}}));
         assert_eq!(p.partition(&n).unwrap(), p.partition(&s).unwrap());
         let xml = Envelope::new(
-            crate::envelope::XML,
+            crate::core::envelope::XML,
             Body::Bytes(Bytes::from_static(
                 b"<student><id>student-1</id><namn>Tilda</namn></student>",
             )),

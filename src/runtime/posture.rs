@@ -15,7 +15,7 @@
 //!   `http.unauthenticated` does not list (and a listed id that is no such route).
 //!
 //! A scheme a route names but the configuration lacks is refused in every profile but
-//! development-with-sandbox, by the file checks ([`crate::resources::check`]).
+//! development-with-sandbox, by the file checks ([`crate::runtime::catalog::check`]).
 //!
 //! **The sandbox**, in any profile, runs only where it cannot be mistaken for the real
 //! thing: every listener on loopback, and no broker or store on another host (a RabbitMQ or

@@ -12,10 +12,12 @@ use super::journal::Journal;
 use super::worker::RouteWorker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{Broker, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology};
-use crate::envelope::{Body, Envelope};
+use crate::core::effects::{AdapterResponse, Effects};
+use crate::core::envelope::{Body, Envelope};
+use crate::core::error::StepError;
 use crate::resources::Resources;
 use crate::route::model::{ConsumerSpec, RetryPolicy, StepSpec, ToSpec};
-use crate::step::{AdapterResponse, Context, Effects, Pipeline, StepError};
+use crate::step::{Context, Pipeline};
 use crate::store::Store;
 
 /// How the downstream answers a call: given the message and the call's number (from 1),

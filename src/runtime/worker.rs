@@ -18,19 +18,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::journal::Journal;
-use crate::admin::metrics;
 use crate::broker::{Acker, SharedBroker, work_queue};
-use crate::envelope::{Envelope, header};
+use crate::core::envelope::{Envelope, header};
+use crate::core::error::{Failure, FailureKind, StepError};
 use crate::route::model::{ConsumerSpec, RetryPolicy};
 use crate::step::aggregate::RESUME_AFTER;
-use crate::step::{Context, Failure, FailureKind, Pipeline};
+use crate::step::{Context, Pipeline};
+use crate::telemetry::metrics;
 
-/// Header counting the attempts a dead letter had.
-pub const ATTEMPTS: &str = "knut-attempts";
-/// Header naming the route a dead letter failed in.
-pub const DEAD_LETTER_ROUTE: &str = "knut-dead-letter-route";
-/// Header with the reason of the latest transient failure.
-pub const LAST_ERROR: &str = "knut-last-error";
+pub use crate::core::envelope::header::{ATTEMPTS, DEAD_LETTER_ROUTE, LAST_ERROR};
 
 /// Pause before giving a delivery back when the broker refused its retry or dead letter.
 pub(crate) const BROKER_BACKOFF: Duration = Duration::from_secs(1);
@@ -244,7 +240,7 @@ impl RouteWorker {
         &self,
         e: Envelope,
         step: &str,
-        error: &crate::step::StepError,
+        error: &StepError,
         acker: Box<dyn Acker>,
     ) -> Outcome {
         match self.park(e, step, error).await {
@@ -270,7 +266,7 @@ impl RouteWorker {
         &self,
         mut e: Envelope,
         step: &str,
-        error: &crate::step::StepError,
+        error: &StepError,
     ) -> Result<Outcome, crate::broker::BrokerError> {
         let route = &self.context.route;
         mark_failed(&mut e);
@@ -326,7 +322,7 @@ impl RouteWorker {
             e,
             "dead-letter/reply",
             502,
-            crate::envelope::Body::Json(problem),
+            crate::core::envelope::Body::Json(problem),
             crate::endpoint::problem::CONTENT_TYPE,
         );
         if let Err(err) = self.context.effects.reply(&reply_to, &answer).await {
@@ -344,7 +340,6 @@ mod tests {
     use crate::runtime::test_support::{
         Downstream, next_within, send, to_downstream, worker_on_embedded,
     };
-    use crate::step::StepError;
 
     async fn start(
         route: &str,

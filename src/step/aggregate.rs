@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{Context, Step, StepError, compile, eval_one, value_to_string, vars};
-use crate::envelope::{Body, Envelope, JSON};
+use crate::core::envelope::{Body, Envelope, JSON};
 use crate::expr::Program;
 use crate::route::model::AggregateSpec;
 use crate::store::Group;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::{BuildError, Context, Pipeline, Step, StepError, compile, vars};
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 use crate::expr::Program;
 use crate::resources::Resources;
 use crate::route::model::ChoiceSpec;

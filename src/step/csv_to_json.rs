@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::{Context, Step, StepError};
 use crate::codec::{CsvOptions, csv_to_json};
-use crate::envelope::{Body, Envelope, JSON};
+use crate::core::envelope::{Body, Envelope, JSON};
 
 /// The `csv_to_json` step.
 pub struct CsvToJson {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{Context, Step, StepError};
-use crate::envelope::{Body, Envelope, JSON};
+use crate::core::envelope::{Body, Envelope, JSON};
 use crate::route::model::EnrichSpec;
 
 /// The `enrich` step.

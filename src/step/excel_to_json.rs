@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::{Context, Step, StepError};
 use crate::codec::{ExcelOptions, excel_to_json};
-use crate::envelope::{Body, Envelope, JSON};
+use crate::core::envelope::{Body, Envelope, JSON};
 
 /// The `excel_to_json` step.
 pub struct ExcelToJson {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{Context, Step, StepError, compile, vars};
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 use crate::expr::Program;
 use crate::route::model::FilterSpec;
 

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::{Context, Step, StepError};
 use crate::codec::json_to_xml;
-use crate::envelope::{Body, Envelope, XML};
+use crate::core::envelope::{Body, Envelope, XML};
 use crate::route::model::JsonToXmlSpec;
 
 /// The `json_to_xml` step.

@@ -30,100 +30,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde_json::Value;
 
-use crate::envelope::{Body, Envelope};
+pub use crate::core::effects::{AdapterResponse, Effects};
+pub use crate::core::error::{Failure, FailureKind, StepError};
+pub use crate::core::value_to_string;
+
+use crate::core::envelope::Envelope;
 use crate::expr::{Program, Vars};
 use crate::resources::Resources;
 use crate::route::model::StepSpec;
 use crate::store::Store;
-
-/// Is a failure worth retrying?
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Timeouts, connection errors, 5xx, 429, an unreachable broker: retried later.
-    Transient,
-    /// Invalid input, 4xx, transform errors: dead-lettered at once.
-    Permanent,
-}
-
-/// A step's failure. The message is for people and never holds message content.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct StepError {
-    /// Retry or dead-letter?
-    pub kind: FailureKind,
-    /// What went wrong.
-    pub message: String,
-}
-
-impl StepError {
-    /// A failure that may pass when tried again later.
-    pub fn transient(message: impl Into<String>) -> Self {
-        StepError {
-            kind: FailureKind::Transient,
-            message: message.into(),
-        }
-    }
-
-    /// A failure that will fail again however often it is tried.
-    pub fn permanent(message: impl Into<String>) -> Self {
-        StepError {
-            kind: FailureKind::Permanent,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<crate::envelope::BodyError> for StepError {
-    fn from(e: crate::envelope::BodyError) -> Self {
-        StepError::permanent(e.to_string())
-    }
-}
-
-/// A failure and the step it happened in.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    /// The step's path in the route, e.g. `steps[2].to`.
-    pub step: String,
-    /// The failure.
-    pub error: StepError,
-}
-
-/// The answer of an adapter operation.
-#[derive(Debug, Clone)]
-pub struct AdapterResponse {
-    /// HTTP status.
-    pub status: u16,
-    /// MIME type of the body.
-    pub content_type: String,
-    /// The body (JSON parsed; XML converted to JSON).
-    pub body: Body,
-}
-
-/// The outside world as steps see it.
-#[async_trait]
-pub trait Effects: Send + Sync {
-    /// Publish to an exchange (confirmed).
-    async fn publish(
-        &self,
-        exchange: &str,
-        key: &str,
-        envelope: &Envelope,
-    ) -> Result<(), StepError>;
-    /// Call an adapter operation with this message.
-    async fn call(
-        &self,
-        adapter: &str,
-        operation: &str,
-        envelope: &Envelope,
-    ) -> Result<AdapterResponse, StepError>;
-    /// Write a file atomically (`dir` relative to the root).
-    async fn write_file(&self, dir: &str, name: &str, contents: Bytes) -> Result<(), StepError>;
-    /// Answer a synchronous caller waiting on queue `reply_to`.
-    async fn reply(&self, reply_to: &str, envelope: &Envelope) -> Result<(), StepError>;
-}
 
 /// What a step runs with.
 #[derive(Clone)]
@@ -212,7 +129,7 @@ impl Pipeline {
             for m in current {
                 let t = Instant::now();
                 let out = placed.step.apply(m, cx).await;
-                crate::admin::metrics::step_duration(&cx.route, placed.kind, t.elapsed());
+                crate::telemetry::metrics::step_duration(&cx.route, placed.kind, t.elapsed());
                 match out {
                     Ok(mut v) => next.append(&mut v),
                     Err(error) => {
@@ -276,9 +193,7 @@ pub(crate) fn compile(field: &str, src: &str) -> Result<Program, String> {
 
 /// `$headers` for jq programs.
 pub(crate) fn vars(message: &Envelope) -> Vars {
-    Vars {
-        headers: message.headers_json(),
-    }
+    Vars::of(message)
 }
 
 /// Run a jq program for one value; no output is a permanent error.
@@ -308,12 +223,4 @@ fn one_output(
     first
         .map_err(|e| StepError::permanent(format!("{what}: {e}")))?
         .ok_or_else(|| StepError::permanent(format!("{what}: the jq program gave no output")))
-}
-
-/// A JSON value as a header or key string: strings as they are, others as JSON text.
-pub(crate) fn value_to_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 
 use super::{Context, Step, StepError, vars};
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 use crate::expr::interpolate::{Interpolated, Part};
 use crate::route::model::{PublishSpec, PublishTarget};
 

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::{Context, Step, StepError};
-use crate::envelope::{Body, Envelope, header};
+use crate::core::envelope::{Body, Envelope, header};
 use crate::route::model::ReplySpec;
 
 /// The `reply` step.
@@ -56,7 +56,7 @@ pub fn answer(
         .headers
         .insert(header::REPLY_STATUS.into(), status.to_string());
     answer.headers.insert(
-        crate::endpoint::http::REPLY_FOR.into(),
+        crate::core::envelope::header::REPLY_FOR.into(),
         m.correlation_id.to_string(),
     );
     answer

@@ -26,7 +26,7 @@ use futures::future::join_all;
 use serde_json::{Map, Value, json};
 
 use super::{Context, Step, StepError};
-use crate::envelope::{Body, Envelope, JSON};
+use crate::core::envelope::{Body, Envelope, JSON};
 use crate::route::model::ScatterGatherSpec;
 
 /// Per-source timeout when neither the source nor the step names one.

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::{Context, Step, StepError, compile, vars};
-use crate::envelope::{Body, Envelope, JSON, header};
+use crate::core::envelope::{Body, Envelope, JSON, header};
 use crate::expr::Program;
 use crate::route::model::SplitSpec;
 

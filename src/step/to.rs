@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::{Context, Step, StepError, compile, eval_one, value_to_string};
-use crate::envelope::{Envelope, is_json_type, is_xml_type};
+use crate::core::envelope::{Envelope, is_json_type, is_xml_type};
 use crate::expr::Program;
 use crate::route::model::ToSpec;
 

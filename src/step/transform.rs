@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::{Context, Step, StepError, compile, eval_one_owned};
-use crate::envelope::{Body, Envelope, JSON};
+use crate::core::envelope::{Body, Envelope, JSON};
 use crate::expr::Program;
 use crate::resources::Resources;
 use crate::route::model::TransformSpec;
@@ -34,7 +34,7 @@ pub fn template_content_type(name: &str) -> &'static str {
     if base.ends_with(".json") {
         JSON
     } else if base.ends_with(".xml") {
-        crate::envelope::XML
+        crate::core::envelope::XML
     } else if base.ends_with(".html") {
         "text/html; charset=utf-8"
     } else if base.ends_with(".csv") {
@@ -91,7 +91,7 @@ impl Step for Transform {
                         .map_err(|e| StepError::permanent(e.to_string()))?
                 };
                 m.content_type = content_type.clone();
-                m.body = if crate::envelope::is_json_type(content_type) {
+                m.body = if crate::core::envelope::is_json_type(content_type) {
                     Body::Json(serde_json::from_str(&text).map_err(|e| {
                         StepError::permanent(format!(
                             "template `{name}` did not produce valid JSON (line {}, column {})",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Context, Step, StepError};
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 use crate::resources::Resources;
 use crate::route::model::ValidateSpec;
 use crate::schema::SchemaRegistry;
@@ -37,8 +37,8 @@ impl Step for Validate {
     async fn apply(&self, m: Envelope, _cx: &Context) -> Result<Vec<Envelope>, StepError> {
         {
             let body = match &m.body {
-                crate::envelope::Body::Bytes(b)
-                    if crate::envelope::is_xml_type(&m.content_type) =>
+                crate::core::envelope::Body::Bytes(b)
+                    if crate::core::envelope::is_xml_type(&m.content_type) =>
                 {
                     std::borrow::Cow::Owned(
                         crate::codec::xml_to_json(b, &crate::codec::XmlToJsonOptions::default())

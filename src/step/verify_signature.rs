@@ -25,7 +25,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 use super::{Context, Step, StepError, compile, eval_one};
-use crate::envelope::{Body, Envelope};
+use crate::core::envelope::{Body, Envelope};
 use crate::expr::Program;
 use crate::jwks::{self, Key};
 use crate::route::model::VerifySignatureSpec;

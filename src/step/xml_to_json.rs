@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::{Context, Step, StepError};
 use crate::codec::{XmlToJsonOptions, xml_to_json};
-use crate::envelope::{Body, Envelope, JSON};
+use crate::core::envelope::{Body, Envelope, JSON};
 use crate::route::model::XmlToJsonSpec;
 
 /// The `xml_to_json` step.

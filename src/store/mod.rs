@@ -124,6 +124,29 @@ pub struct JournalEntry {
     pub detail: Option<String>,
 }
 
+impl JournalEntry {
+    /// The row of one hop of `m` through `route`'s `step`, ending now, that took `took`.
+    pub fn of(
+        m: &crate::core::envelope::Envelope,
+        route: &str,
+        step: &str,
+        outcome: &str,
+        took: std::time::Duration,
+        detail: Option<String>,
+    ) -> JournalEntry {
+        JournalEntry {
+            at: Utc::now(),
+            message_id: m.id,
+            correlation_id: m.correlation_id,
+            route: route.to_string(),
+            step: step.to_string(),
+            outcome: outcome.to_string(),
+            duration_us: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
+            detail,
+        }
+    }
+}
+
 /// One call to the admin API in the audit journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {

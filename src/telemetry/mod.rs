@@ -4,6 +4,7 @@
 //! Redaction is on always, at the writer, so it covers messages, fields, spans, nested
 //! `Debug` values and records from dependencies that log through the `log` crate.
 
+pub mod metrics;
 pub mod redact;
 
 use tracing::Subscriber;

@@ -1,77 +1,13 @@
-//! Masking of personnummer-shaped values in log output.
-//!
-//! The redaction happens at the writer: [`RedactingMakeWriter`] wraps whatever the log
-//! formatter writes to and passes every formatted line through [`mask`] before it reaches
-//! stderr (or any other sink). No field, span, nested `Debug` value or log line from a
-//! dependency can escape it, in text or JSON format.
-//!
-//! # The rule
-//!
-//! Within a maximal run of ASCII digits:
-//!
-//! * a run of exactly **10 or 12 digits** is masked (`1203150014`, `201203150014`);
-//! * a run of **6 or 8 digits** followed by `-` or `+` and a run of exactly **4 digits** is
-//!   masked as one value (`120315-0014`, `120315+0014`, `20120315-0014`);
-//! * a run of **13 or more digits** is left as it is: a personnummer is exactly 10 or 12
-//!   digits, and inside a longer run it cannot be told apart from millisecond timestamps,
-//!   counters or account numbers, which must stay readable;
-//! * shorter runs are never masked, so dates, times, durations and ports stay readable
-//!   (`2026-11-23T10:15:00+01:00`, `1.5s`);
-//! * digits inside a canonical UUID (`8-4-4-4-12` hex groups) are left as they are.
-//!
-//! Letters around a run do not protect it (`pnr201203150014` is masked). Dates and Luhn
-//! digits are deliberately not checked: a mistyped personnummer still points at a person,
-//! and a 10-digit phone number is personal data too. Every match becomes [`MASK`], which
-//! keeps nothing of the value, not even its length or form.
+//! Masking of personnummer-shaped values in log output: [`RedactingMakeWriter`] passes every
+//! formatted line through [`crate::core::redact::mask`] before it reaches stderr (or any
+//! other sink), so no field, span, nested `Debug` value or log line from a dependency can
+//! escape it, in text or JSON format. The rule is described in [`crate::core::redact`].
 
-use std::borrow::Cow;
 use std::io;
-use std::ops::Range;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// What a masked value is replaced with.
-pub const MASK: &str = "********-****";
-
-/// Returns `s` with every personnummer-shaped value replaced by [`MASK`] (see the module
-/// documentation for the rule). Borrows when there is nothing to mask.
-pub fn mask(s: &str) -> Cow<'_, str> {
-    let spans = find(s.as_bytes());
-    if spans.is_empty() {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + spans.len() * MASK.len());
-    let mut at = 0;
-    for span in spans {
-        // Spans start and end at ASCII digits, so these are char boundaries.
-        out.push_str(&s[at..span.start]);
-        out.push_str(MASK);
-        at = span.end;
-    }
-    out.push_str(&s[at..]);
-    Cow::Owned(out)
-}
-
-/// Like [`mask`], for bytes that may not be UTF-8.
-pub fn mask_bytes(b: &[u8]) -> Cow<'_, [u8]> {
-    let spans = find(b);
-    if spans.is_empty() {
-        return Cow::Borrowed(b);
-    }
-    let mut out = Vec::with_capacity(b.len() + spans.len() * MASK.len());
-    let mut at = 0;
-    for span in spans {
-        out.extend_from_slice(&b[at..span.start]);
-        out.extend_from_slice(MASK.as_bytes());
-        at = span.end;
-    }
-    out.extend_from_slice(&b[at..]);
-    Cow::Owned(out)
-}
-
-fn find(b: &[u8]) -> Vec<Range<usize>> {
-    crate::expr::personnummer::shaped_spans(b)
-}
+pub use crate::core::redact::{MASK, mask, mask_bytes};
 
 /// An [`io::Write`] that masks personnummer-shaped values before passing bytes on.
 ///
@@ -162,6 +98,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
     use std::io::Write;
 
     // All personnummer in these tests are fictional: born 2012-03-15, serial 001, Luhn

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use knutpunkt::adapter::client::AdapterClient;
 use knutpunkt::adapter::{Adapter, load_adapters};
-use knutpunkt::envelope::Envelope;
+use knutpunkt::core::effects::AdapterResponse;
+use knutpunkt::core::envelope::Envelope;
 use knutpunkt::sandbox::Sandbox;
-use knutpunkt::step::AdapterResponse;
 use serde_json::Value;
 
 use super::root::repo;

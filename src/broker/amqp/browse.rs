@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 use super::{AmqpBroker, amqp_err, codec, lock, settled, short};
 use crate::broker::{Acker, BrokerError, Delivery};
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 
 /// The header in which quorum queues count deliveries; not copied.
 const DELIVERY_COUNT: &str = "x-delivery-count";

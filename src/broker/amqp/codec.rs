@@ -30,7 +30,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use uuid::Uuid;
 
 use crate::broker::BrokerError;
-use crate::envelope::{Body, Envelope};
+use crate::core::envelope::{Body, Envelope};
 
 /// Header holding the causation id.
 pub const CAUSATION_ID: &str = "knut-causation-id";

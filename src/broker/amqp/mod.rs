@@ -65,7 +65,7 @@ use super::{
     Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology,
     work_queue,
 };
-use crate::envelope::Envelope;
+use crate::core::envelope::Envelope;
 use codec::short;
 
 /// How long connecting may take before it counts as failed.

@@ -23,11 +23,10 @@ use std::time::Instant;
 use chrono::{SecondsFormat, Utc};
 use uuid::Uuid;
 
-use super::journal;
-use super::worker::{ATTEMPTS, DEAD_LETTER_ROUTE, LAST_ERROR};
 use crate::broker::{BrokerError, Delivery, INGRESS_EXCHANGE, SharedBroker, dead_letter_queue};
-use crate::envelope::{Envelope, header};
-use crate::store::{Store, StoreError};
+use crate::core::envelope::header::{ATTEMPTS, DEAD_LETTER_ROUTE, LAST_ERROR};
+use crate::core::envelope::{Envelope, header};
+use crate::store::{JournalEntry, Store, StoreError};
 
 /// Headers that describe a failed run, removed from a replayed message. `knut-reply-to` goes
 /// too: the HTTP caller that waited for a reply gave up long ago.
@@ -214,7 +213,7 @@ impl DeadLetters {
                 id,
             });
         };
-        let entry = journal::entry(
+        let entry = JournalEntry::of(
             &dead,
             route,
             "discard",
@@ -276,7 +275,7 @@ impl DeadLetters {
             }
             return Err(e.into());
         }
-        let entry = journal::entry(
+        let entry = JournalEntry::of(
             &replayed,
             route,
             "replay",

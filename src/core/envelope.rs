@@ -21,6 +21,14 @@ const KEYED_NAMESPACE: Uuid = Uuid::from_u128(0x6b6e_7574_2d6b_6579_6564_2d6d_73
 
 /// Header names Knutpunkt itself sets. All start with `knut-`.
 pub mod header {
+    /// Header counting the attempts a dead letter had.
+    pub const ATTEMPTS: &str = "knut-attempts";
+    /// Header naming the route a dead letter failed in.
+    pub const DEAD_LETTER_ROUTE: &str = "knut-dead-letter-route";
+    /// Header with the reason of the latest transient failure.
+    pub const LAST_ERROR: &str = "knut-last-error";
+    /// Header naming the correlation id a `reply` answers (set by the `reply` step).
+    pub const REPLY_FOR: &str = "knut-reply-for";
     /// Index of a split part (0-based).
     pub const SPLIT_INDEX: &str = "knut-split-index";
     /// Number of parts in a split.

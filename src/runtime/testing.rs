@@ -34,11 +34,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::adapter::client::classify;
-use crate::envelope::{Body, Envelope, JSON, XML};
+use crate::core::effects::{AdapterResponse, Effects};
+use crate::core::envelope::{Body, Envelope, JSON, XML};
+use crate::core::error::{FailureKind, StepError};
 use crate::resources::Resources;
 use crate::route::load::LoadedRoute;
 use crate::runtime::ordered::Partitioner;
-use crate::step::{AdapterResponse, Context, Effects, FailureKind, Pipeline, StepError};
+use crate::step::{Context, Pipeline};
 use crate::store::Store;
 
 /// A route test file.
@@ -590,7 +592,7 @@ async fn run_case(
             ));
         }
         for (i, (want, e)) in replies.iter().zip(rec.replies.iter()).enumerate() {
-            let status = e.header(crate::envelope::header::REPLY_STATUS);
+            let status = e.header(crate::core::envelope::header::REPLY_STATUS);
             if status != Some(want.status.to_string().as_str()) {
                 failures.push(format!(
                     "replies[{i}].status: expected {}, got {}",

@@ -222,7 +222,7 @@ pub fn poll(route: &str, items: u64, failures: u64) {
 /// come from files, but a personnummer-shaped run in one is masked all the same, so no
 /// label can ever carry one.
 fn label(value: &str) -> String {
-    crate::telemetry::redact::mask(value).into_owned()
+    crate::core::redact::mask(value).into_owned()
 }
 
 #[cfg(test)]
