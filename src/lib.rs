@@ -16,6 +16,8 @@ pub mod core;
 pub mod endpoint;
 pub mod expr;
 pub mod jwks;
+#[cfg(test)]
+mod layers;
 pub mod resources;
 pub mod route;
 pub mod runtime;

@@ -9,6 +9,7 @@ use super::diagnostic::{Diagnostic, did_you_mean};
 use super::load::LoadedRoute;
 use super::model::{From, Plane, Route, StepSpec};
 use crate::broker::topic;
+use crate::step::kind::{CheckCx, Problems};
 
 /// Why an adapter operation was not found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,23 +54,7 @@ pub trait Catalog {
 /// Every step of `route` with its YAML path (`steps[1]`, `steps[2].choice.when[0].steps[0]`,
 /// `steps[2].choice.otherwise[1]`), in file order, branches included.
 pub fn steps_with_paths(route: &Route) -> Vec<(String, &StepSpec)> {
-    fn walk<'a>(base: &str, steps: &'a [StepSpec], out: &mut Vec<(String, &'a StepSpec)>) {
-        for (i, step) in steps.iter().enumerate() {
-            let path = format!("{base}[{i}]");
-            if let StepSpec::Choice(c) = step {
-                out.push((path.clone(), step));
-                for (j, w) in c.when.iter().enumerate() {
-                    walk(&format!("{path}.choice.when[{j}].steps"), &w.steps, out);
-                }
-                walk(&format!("{path}.choice.otherwise"), &c.otherwise, out);
-            } else {
-                out.push((path, step));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk("steps", &route.steps, &mut out);
-    out
+    crate::step::with_paths(&route.steps, "steps")
 }
 
 /// Check the cross-references of `routes` against `catalog`; empty when all is well.
@@ -94,13 +79,15 @@ pub fn check(routes: &[LoadedRoute], catalog: &dyn Catalog) -> Vec<Diagnostic> {
             r,
             catalog,
             out: &mut out,
+            bindings: &bindings,
         };
         c.from();
         if let Some(program) = &r.route.ordered_by {
             c.jq("ordered_by", program);
         }
         for (path, step) in steps_with_paths(&r.route) {
-            c.step(&path, step, &bindings);
+            let at = format!("{path}.{}", step.kind());
+            step.behaviour().check(&at, &mut c);
         }
     }
     out
@@ -179,12 +166,12 @@ fn planes(routes: &[LoadedRoute], out: &mut Vec<Diagnostic>) {
         }
         for (path, step) in steps_with_paths(&r.route) {
             if let StepSpec::Publish(p) = step {
-                let many = matches!(p, super::model::PublishSpec::Many(_));
+                let many = matches!(p, crate::step::publish::PublishSpec::Many(_));
                 for (j, t) in p.targets().iter().enumerate() {
                     let at = if many {
-                        format!("{path}[{j}].exchange")
+                        format!("{path}.publish[{j}].exchange")
                     } else {
-                        format!("{path}.exchange")
+                        format!("{path}.publish.exchange")
                     };
                     uses.push((r.route.plane, &t.exchange, at));
                 }
@@ -215,13 +202,21 @@ struct Checker<'a> {
     r: &'a LoadedRoute,
     catalog: &'a dyn Catalog,
     out: &'a mut Vec<Diagnostic>,
+    /// (the plane whose broker holds the binding, exchange, key pattern)
+    bindings: &'a [(Plane, &'a str, &'a str)],
 }
 
-impl Checker<'_> {
-    fn push(&mut self, d: Diagnostic) {
+impl Problems for Checker<'_> {
+    fn problem(&mut self, path: &str, message: String, expected: Option<&str>) {
+        let mut d = self.r.diagnostic(path, message);
+        if let Some(e) = expected {
+            d = d.with_expected(e);
+        }
         self.out.push(d);
     }
+}
 
+impl CheckCx for Checker<'_> {
     fn schema(&mut self, path: &str, name: &str) {
         if !self.catalog.has_schema(name) {
             let known = self.catalog.schema_names();
@@ -230,6 +225,20 @@ impl Checker<'_> {
                 .diagnostic(
                     path,
                     format!("unknown schema `{name}`: there is no schemas/{name}.json"),
+                )
+                .with_choices(name, &known);
+            self.push(d);
+        }
+    }
+
+    fn template(&mut self, path: &str, name: &str) {
+        if !self.catalog.has_template(name) {
+            let known = self.catalog.template_names();
+            let d = self
+                .r
+                .diagnostic(
+                    path,
+                    format!("unknown template `{name}`: there is no transforms/{name}"),
                 )
                 .with_choices(name, &known);
             self.push(d);
@@ -245,8 +254,6 @@ impl Checker<'_> {
         }
     }
 
-    /// An adapter operation named at `{path}.adapter` and `{path}.{field}` (`operation`, or
-    /// `list`/`fetch` of a poll). False when the adapter itself is unknown.
     fn adapter(&mut self, path: &str, field: &str, adapter: &str, operation: &str) -> bool {
         match self.catalog.adapter_operation(adapter, operation) {
             Ok(()) => true,
@@ -273,6 +280,60 @@ impl Checker<'_> {
                 true
             }
         }
+    }
+
+    fn publish(&mut self, path: &str, exchange: &str, key: &str) {
+        let shape = match crate::step::publish::key_shape(key) {
+            Ok(s) => s,
+            Err(why) => {
+                let d = self.r.diagnostic(&format!("{path}.key"), why);
+                self.push(d);
+                return;
+            }
+        };
+        let plane = self.r.route.plane;
+        let consumed = self.bindings.iter().any(|(p, x, pattern)| {
+            *p == plane && *x == exchange && topic::may_match(pattern, &shape)
+        });
+        if consumed {
+            return;
+        }
+        let known: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|(p, x, _)| *p == plane && *x == exchange)
+            .map(|(_, _, k)| k.to_string())
+            .collect();
+        let mut d = self.r.diagnostic(
+            &format!("{path}.key"),
+            format!(
+                "nothing consumes `{key}` on exchange `{exchange}` of the {plane} plane: no \
+                 route's `from.queue` there binds a matching key, so the broker would refuse it"
+            ),
+        );
+        if known.is_empty() {
+            d = d.with_expected(format!(
+                "a route with `from: {{queue: {{exchange: {exchange}, keys: [...]}}}}`"
+            ));
+        } else {
+            d = d
+                .with_expected(format!(
+                    "a key matching one of the bindings: {}",
+                    known.join(", ")
+                ))
+                .with_suggestion(did_you_mean(key, &known));
+        }
+        self.push(d);
+    }
+
+    fn starts_from_http(&self) -> bool {
+        matches!(self.r.route.from, From::Http(_))
+    }
+}
+
+impl Checker<'_> {
+    fn push(&mut self, d: Diagnostic) {
+        self.out.push(d);
     }
 
     fn from(&mut self) {
@@ -336,181 +397,6 @@ impl Checker<'_> {
                 }
             }
             From::Queue(_) | From::File(_) => {}
-        }
-    }
-
-    fn step(&mut self, path: &str, step: &StepSpec, bindings: &[(Plane, &str, &str)]) {
-        let at = format!("{path}.{}", step.kind());
-        match step {
-            StepSpec::Validate(v) => self.schema(&format!("{at}.schema"), &v.schema),
-            StepSpec::Transform(t) => {
-                if let Some(jq) = &t.jq {
-                    self.jq(&format!("{at}.jq"), jq);
-                }
-                if let Some(name) = &t.template
-                    && !self.catalog.has_template(name)
-                {
-                    let known = self.catalog.template_names();
-                    let d = self
-                        .r
-                        .diagnostic(
-                            &format!("{at}.template"),
-                            format!("unknown template `{name}`: there is no transforms/{name}"),
-                        )
-                        .with_choices(name, &known);
-                    self.push(d);
-                }
-            }
-            StepSpec::Set(s) => {
-                for (header, jq) in &s.headers {
-                    self.jq(&format!("{at}.headers.{header}"), jq);
-                }
-            }
-            StepSpec::Choice(c) => {
-                for (j, w) in c.when.iter().enumerate() {
-                    self.jq(&format!("{at}.when[{j}].jq"), &w.jq);
-                }
-            }
-            StepSpec::Filter(f) => self.jq(&format!("{at}.jq"), &f.jq),
-            StepSpec::Split(s) => self.jq(&format!("{at}.jq"), &s.jq),
-            StepSpec::Aggregate(a) => {
-                self.jq(&format!("{at}.correlation"), &a.correlation);
-                if let Some(w) = &a.complete.when {
-                    self.jq(&format!("{at}.complete.when"), w);
-                }
-            }
-            StepSpec::Idempotent(i) => self.jq(&format!("{at}.key"), &i.key),
-            StepSpec::Log(l) => {
-                if let Some(jq) = &l.jq {
-                    self.jq(&format!("{at}.jq"), jq);
-                }
-            }
-            StepSpec::Enrich(e) => {
-                self.adapter(&at, "operation", &e.adapter, &e.operation);
-            }
-            StepSpec::ScatterGather(g) => {
-                for (j, src) in g.sources.iter().enumerate() {
-                    self.adapter(
-                        &format!("{at}.sources[{j}]"),
-                        "operation",
-                        &src.adapter,
-                        &src.operation,
-                    );
-                }
-                if let Err(e) = crate::step::scatter_gather::ScatterGather::new(g) {
-                    let d = self.r.diagnostic(&at, e);
-                    self.push(d);
-                }
-            }
-            StepSpec::VerifySignature(v) => {
-                self.jq(&format!("{at}.jws"), &v.jws);
-                self.jq(&format!("{at}.payload"), &v.payload);
-                if let Some(s) = &v.signer {
-                    self.jq(&format!("{at}.signer"), s);
-                }
-                let k = &v.keys;
-                match (&k.adapter, &k.operation, &k.file) {
-                    (Some(a), Some(o), None) => {
-                        self.adapter(&format!("{at}.keys"), "operation", a, o);
-                    }
-                    (None, None, Some(_)) => {}
-                    _ => {
-                        let d = self
-                            .r
-                            .diagnostic(
-                                &format!("{at}.keys"),
-                                "`keys` needs either `adapter` with `operation`, or `file`",
-                            )
-                            .with_expected(
-                                "`{adapter: <name>, operation: <name>}` (a JWKS) or `{file: <path>}`",
-                            );
-                        self.push(d);
-                    }
-                }
-            }
-            StepSpec::To(t) => {
-                if let (Some(a), Some(o)) = (&t.adapter, &t.operation) {
-                    self.adapter(&at, "operation", a, o);
-                }
-                if let Some(name) = t.file.as_ref().and_then(|f| f.name.as_ref()) {
-                    self.jq(&format!("{at}.file.name"), name);
-                }
-            }
-            StepSpec::Publish(p) => {
-                let many = matches!(p, super::model::PublishSpec::Many(_));
-                for (j, t) in p.targets().iter().enumerate() {
-                    let target = if many {
-                        format!("{at}[{j}]")
-                    } else {
-                        at.clone()
-                    };
-                    let shape = match crate::step::publish::key_shape(&t.key) {
-                        Ok(s) => s,
-                        Err(why) => {
-                            let d = self.r.diagnostic(&format!("{target}.key"), why);
-                            self.push(d);
-                            continue;
-                        }
-                    };
-                    let plane = self.r.route.plane;
-                    let consumed = bindings.iter().any(|(p, x, pattern)| {
-                        *p == plane && *x == t.exchange && topic::may_match(pattern, &shape)
-                    });
-                    if !consumed {
-                        let known: Vec<String> = bindings
-                            .iter()
-                            .filter(|(p, x, _)| *p == plane && *x == t.exchange)
-                            .map(|(_, _, k)| k.to_string())
-                            .collect();
-                        let mut d = self.r.diagnostic(
-                            &format!("{target}.key"),
-                            format!(
-                                "nothing consumes `{}` on exchange `{}` of the {plane} plane: no \
-                                 route's `from.queue` there binds a matching key, so the broker \
-                                 would refuse it",
-                                t.key, t.exchange
-                            ),
-                        );
-                        if known.is_empty() {
-                            d = d.with_expected(format!(
-                                "a route with `from: {{queue: {{exchange: {}, keys: [...]}}}}`",
-                                t.exchange
-                            ));
-                        } else {
-                            d = d
-                                .with_expected(format!(
-                                    "a key matching one of the bindings: {}",
-                                    known.join(", ")
-                                ))
-                                .with_suggestion(did_you_mean(&t.key, &known));
-                        }
-                        self.push(d);
-                    }
-                }
-            }
-            StepSpec::Reply(_) => {
-                if !matches!(self.r.route.from, From::Http(_)) {
-                    let d = self.r.diagnostic(
-                        &at,
-                        "`reply` answers a synchronous HTTP request, but this route does not \
-                         start from `http`",
-                    );
-                    self.push(d);
-                }
-            }
-            StepSpec::XmlToJson(_) | StepSpec::JsonToXml(_) | StepSpec::ExcelToJson(_) => {}
-            StepSpec::FixedToJson(o) => {
-                if let Err(e) = crate::codec::fixed::check_options(o) {
-                    let d = self.r.diagnostic(&at, e);
-                    self.push(d);
-                }
-            }
-            StepSpec::CsvToJson(o) => {
-                if let Err(e) = crate::codec::csv::check_options(o) {
-                    let d = self.r.diagnostic(&at, e);
-                    self.push(d);
-                }
-            }
         }
     }
 }

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use super::check::steps_with_paths;
 use super::load::LoadedRoute;
-use super::model::{From, Plane, StepSpec};
+use super::model::{From, Plane};
+use crate::step::kind::Edges;
 
 /// A `flowchart LR` of `routes`: a node per route, exchange, adapter, HTTP path, folder and
 /// timer; edges endpoint → route (a polled adapter → route), route → exchange (routing key),
@@ -63,47 +64,41 @@ pub fn mermaid(routes: &[LoadedRoute]) -> String {
             }
         }
         for (_, step) in steps_with_paths(&r.route) {
-            match step {
-                StepSpec::Publish(p) => {
-                    for t in p.targets() {
-                        let x = g.node("x", &t.exchange, Shape::Exchange);
-                        if external {
-                            g.external.insert(x.clone());
-                        }
-                        g.edge(&route, &x, &t.key);
-                    }
-                }
-                StepSpec::Enrich(e) => {
-                    let a = g.node("a", &e.adapter, Shape::Adapter);
-                    g.edge(&route, &a, &e.operation);
-                }
-                StepSpec::ScatterGather(sg) => {
-                    for src in &sg.sources {
-                        let a = g.node("a", &src.adapter, Shape::Adapter);
-                        g.edge(&route, &a, &src.operation);
-                    }
-                }
-                StepSpec::VerifySignature(v) => {
-                    if let (Some(adapter), Some(op)) = (&v.keys.adapter, &v.keys.operation) {
-                        let a = g.node("a", adapter, Shape::Adapter);
-                        g.edge(&route, &a, op);
-                    }
-                }
-                StepSpec::To(t) => {
-                    if let (Some(adapter), Some(op)) = (&t.adapter, &t.operation) {
-                        let a = g.node("a", adapter, Shape::Adapter);
-                        g.edge(&route, &a, op);
-                    }
-                    if let Some(f) = &t.file {
-                        let d = g.node("d", &f.dir, Shape::Folder);
-                        g.edge(&route, &d, "");
-                    }
-                }
-                _ => {}
-            }
+            step.behaviour().edges(&mut StepEdges {
+                g: &mut g,
+                route: &route,
+                external,
+            });
         }
     }
     g.render()
+}
+
+/// The edges of one route's steps, drawn from its node.
+struct StepEdges<'a> {
+    g: &'a mut Graph,
+    route: &'a str,
+    external: bool,
+}
+
+impl Edges for StepEdges<'_> {
+    fn adapter(&mut self, adapter: &str, operation: &str) {
+        let a = self.g.node("a", adapter, Shape::Adapter);
+        self.g.edge(self.route, &a, operation);
+    }
+
+    fn exchange(&mut self, exchange: &str, key: &str) {
+        let x = self.g.node("x", exchange, Shape::Exchange);
+        if self.external {
+            self.g.external.insert(x.clone());
+        }
+        self.g.edge(self.route, &x, key);
+    }
+
+    fn folder(&mut self, dir: &str) {
+        let d = self.g.node("d", dir, Shape::Folder);
+        self.g.edge(self.route, &d, "");
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -11,6 +11,7 @@ use serde_saphyr::granit_parser::{Event, Parser};
 
 use super::diagnostic::{Diagnostic, printable_name};
 use super::model::{From, PollFrom, Route, StepSpec};
+use crate::step::kind::Problems;
 
 /// A route read from its file, with the positions of its values.
 #[derive(Debug, Clone)]
@@ -576,57 +577,25 @@ fn ordering_checks(r: &LoadedRoute, d: &mut Vec<Diagnostic>) {
     }
 }
 
+/// Each step kind's own checks of its options (see [`crate::step::kind::StepKind::lint`]).
 fn check_steps(r: &LoadedRoute, base: &str, steps: &[StepSpec], d: &mut Vec<Diagnostic>) {
-    for (i, step) in steps.iter().enumerate() {
-        let at = format!("{base}[{i}].{}", step.kind());
-        match step {
-            StepSpec::Transform(t) if t.jq.is_some() == t.template.is_some() => {
-                d.push(
-                    r.diagnostic(&at, "a transform needs exactly one of `jq` and `template`")
-                        .with_expected("`jq: <program>` or `template: <file under transforms/>`"),
-                );
+    struct Lints<'a> {
+        r: &'a LoadedRoute,
+        d: &'a mut Vec<Diagnostic>,
+    }
+    impl Problems for Lints<'_> {
+        fn problem(&mut self, path: &str, message: String, expected: Option<&str>) {
+            let mut diag = self.r.diagnostic(path, message);
+            if let Some(e) = expected {
+                diag = diag.with_expected(e);
             }
-            StepSpec::To(t) => {
-                let adapter = t.adapter.is_some() || t.operation.is_some();
-                let both = t.adapter.is_some() && t.operation.is_some();
-                if (adapter && t.file.is_some()) || (!both && t.file.is_none()) {
-                    d.push(
-                        r.diagnostic(
-                            &at,
-                            "`to` needs either `adapter` with `operation`, or `file`",
-                        )
-                        .with_expected(
-                            "`{adapter: <name>, operation: <name>}` or `{file: {dir: <folder>}}`",
-                        ),
-                    );
-                }
-            }
-            StepSpec::Aggregate(a) => {
-                let c = &a.complete;
-                if c.size.is_none() && c.when.is_none() && c.timeout.is_none() {
-                    d.push(
-                        r.diagnostic(
-                            &format!("{at}.complete"),
-                            "an aggregate needs at least one completion condition",
-                        )
-                        .with_expected("one or more of: size, when, timeout"),
-                    );
-                }
-                if c.size == Some(0) {
-                    d.push(
-                        r.diagnostic(&format!("{at}.complete.size"), "size must be at least 1")
-                            .with_expected("a whole number ≥ 1"),
-                    );
-                }
-            }
-            StepSpec::Choice(c) => {
-                for (j, w) in c.when.iter().enumerate() {
-                    check_steps(r, &format!("{at}.when[{j}].steps"), &w.steps, d);
-                }
-                check_steps(r, &format!("{at}.otherwise"), &c.otherwise, d);
-            }
-            _ => {}
+            self.d.push(diag);
         }
+    }
+    let mut lints = Lints { r, d };
+    for (path, step) in crate::step::with_paths(steps, base) {
+        let at = format!("{path}.{}", step.kind());
+        step.behaviour().lint(&at, &mut lints);
     }
 }
 

@@ -121,23 +121,12 @@ pub fn load(root: &Path, config: &Config) -> Result<Loaded, Vec<String>> {
     }
 }
 
-fn walk_steps<'a>(steps: &'a [StepSpec], f: &mut dyn FnMut(&'a StepSpec)) {
-    for s in steps {
-        f(s);
-        if let StepSpec::Choice(c) = s {
-            for w in &c.when {
-                walk_steps(&w.steps, f);
-            }
-            walk_steps(&c.otherwise, f);
-        }
-    }
-}
-
 /// Every step of a route, nested ones included.
 pub fn all_steps(steps: &[StepSpec]) -> Vec<&StepSpec> {
-    let mut out = Vec::new();
-    walk_steps(steps, &mut |s| out.push(s));
-    out
+    crate::step::with_paths(steps, "steps")
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect()
 }
 
 /// The broker topology of a set of routes: exchanges from `from.queue` and `publish`, one

@@ -16,7 +16,8 @@ use crate::core::effects::{AdapterResponse, Effects};
 use crate::core::envelope::{Body, Envelope};
 use crate::core::error::StepError;
 use crate::resources::Resources;
-use crate::route::model::{ConsumerSpec, RetryPolicy, StepSpec, ToSpec};
+use crate::route::model::{ConsumerSpec, RetryPolicy, StepSpec};
+use crate::step::to::ToSpec;
 use crate::step::{Context, Pipeline};
 use crate::store::Store;
 

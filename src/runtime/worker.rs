@@ -444,7 +444,7 @@ mod tests {
             StepError::permanent("downstream.deliver answered HTTP 400"),
         );
         let specs = vec![
-            StepSpec::Idempotent(crate::route::model::IdempotentSpec {
+            StepSpec::Idempotent(crate::step::idempotent::IdempotentSpec {
                 key: ".n".into(),
                 scope: None,
             }),

@@ -14,8 +14,76 @@ use serde_json::json;
 use super::{Context, Step, StepError, compile, eval_one, value_to_string, vars};
 use crate::core::envelope::{Body, Envelope, JSON};
 use crate::expr::Program;
-use crate::route::model::AggregateSpec;
 use crate::store::Group;
+
+use super::BuildError;
+use super::kind::{CheckCx, Problems, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `aggregate`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    /// jq expression giving the correlation key of a message.
+    pub correlation: String,
+    /// When a group is complete (at least one condition).
+    pub complete: CompletionSpec,
+}
+
+/// Completion conditions of an aggregate group; whichever holds first completes it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompletionSpec {
+    /// Complete when the group holds this many messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// Complete when this jq predicate over `{key, items}` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Complete this long after the group's first message.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+}
+
+impl StepKind for AggregateSpec {
+    fn lint(&self, at: &str, out: &mut dyn Problems) {
+        let c = &self.complete;
+        if c.size.is_none() && c.when.is_none() && c.timeout.is_none() {
+            out.problem(
+                &format!("{at}.complete"),
+                "an aggregate needs at least one completion condition".into(),
+                Some("one or more of: size, when, timeout"),
+            );
+        }
+        if c.size == Some(0) {
+            out.problem(
+                &format!("{at}.complete.size"),
+                "size must be at least 1".into(),
+                Some("a whole number ≥ 1"),
+            );
+        }
+    }
+
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        cx.jq(&format!("{at}.correlation"), &self.correlation);
+        if let Some(w) = &self.complete.when {
+            cx.jq(&format!("{at}.complete.when"), w);
+        }
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            Aggregate::new(self, at).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
 
 /// Header naming the aggregate step a completed group resumes after.
 pub const RESUME_AFTER: &str = "knut-resume-after";

@@ -7,7 +7,55 @@ use super::{BuildError, Context, Pipeline, Step, StepError, compile, vars};
 use crate::core::envelope::Envelope;
 use crate::expr::Program;
 use crate::resources::Resources;
-use crate::route::model::ChoiceSpec;
+
+use super::StepSpec;
+use super::kind::{CheckCx, StepKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `choice`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChoiceSpec {
+    /// Branches, tried in order.
+    pub when: Vec<WhenSpec>,
+    /// Steps for messages no branch took (default: none, the message continues unchanged).
+    #[serde(default)]
+    pub otherwise: Vec<StepSpec>,
+}
+
+/// One branch of a `choice`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhenSpec {
+    /// jq predicate over the body; the branch is taken when its first output is `true`.
+    pub jq: String,
+    /// Steps of the branch.
+    pub steps: Vec<StepSpec>,
+}
+
+impl StepKind for ChoiceSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        for (j, w) in self.when.iter().enumerate() {
+            cx.jq(&format!("{at}.when[{j}].jq"), &w.jq);
+        }
+    }
+
+    fn build(&self, at: &str, res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(Choice::new(self, at, res)?))
+    }
+
+    fn branches(&self) -> Vec<(String, &[StepSpec])> {
+        let mut out: Vec<(String, &[StepSpec])> = self
+            .when
+            .iter()
+            .enumerate()
+            .map(|(j, w)| (format!("when[{j}].steps"), w.steps.as_slice()))
+            .collect();
+        out.push(("otherwise".to_string(), self.otherwise.as_slice()));
+        out
+    }
+}
 
 /// The `choice` step.
 pub struct Choice {

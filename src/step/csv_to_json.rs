@@ -8,6 +8,24 @@ use super::{Context, Step, StepError};
 use crate::codec::{CsvOptions, csv_to_json};
 use crate::core::envelope::{Body, Envelope, JSON};
 
+use super::BuildError;
+use super::kind::{CheckCx, StepKind, build_error};
+use crate::resources::Resources;
+
+impl StepKind for crate::codec::CsvOptions {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        if let Err(e) = crate::codec::csv::check_options(self) {
+            cx.problem(at, e.to_string(), None);
+        }
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            CsvToJson::new(self).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
+
 /// The `csv_to_json` step.
 pub struct CsvToJson {
     options: CsvOptions,

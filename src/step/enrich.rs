@@ -6,7 +6,38 @@ use serde_json::Value;
 
 use super::{Context, Step, StepError};
 use crate::core::envelope::{Body, Envelope, JSON};
-use crate::route::model::EnrichSpec;
+
+use super::BuildError;
+use super::kind::{CheckCx, Edges, StepKind};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `enrich`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichSpec {
+    /// Adapter name (a file `adapters/<name>.yaml`).
+    pub adapter: String,
+    /// Operation of the adapter.
+    pub operation: String,
+    /// Key of the body object the result is stored under.
+    pub into: String,
+}
+
+impl StepKind for EnrichSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        cx.adapter(at, "operation", &self.adapter, &self.operation);
+    }
+
+    fn edges(&self, g: &mut dyn Edges) {
+        g.adapter(&self.adapter, &self.operation);
+    }
+
+    fn build(&self, _at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(Enrich::new(self)))
+    }
+}
 
 /// The `enrich` step.
 pub struct Enrich {

@@ -7,6 +7,18 @@ use super::{Context, Step, StepError};
 use crate::codec::{ExcelOptions, excel_to_json};
 use crate::core::envelope::{Body, Envelope, JSON};
 
+use super::BuildError;
+use super::kind::{StepKind, build_error};
+use crate::resources::Resources;
+
+impl StepKind for crate::codec::ExcelOptions {
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            ExcelToJson::new(self).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
+
 /// The `excel_to_json` step.
 pub struct ExcelToJson {
     options: ExcelOptions,

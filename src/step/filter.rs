@@ -5,7 +5,30 @@ use async_trait::async_trait;
 use super::{Context, Step, StepError, compile, vars};
 use crate::core::envelope::Envelope;
 use crate::expr::Program;
-use crate::route::model::FilterSpec;
+
+use super::BuildError;
+use super::kind::{CheckCx, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `filter`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpec {
+    /// jq predicate over the body; messages for which it is not `true` stop here (recorded in the journal).
+    pub jq: String,
+}
+
+impl StepKind for FilterSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        cx.jq(&format!("{at}.jq"), &self.jq);
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(Filter::new(self).map_err(|e| build_error(at, e))?))
+    }
+}
 
 /// The `filter` step.
 pub struct Filter {

@@ -7,6 +7,24 @@ use super::{Context, Step, StepError};
 use crate::codec::{FixedOptions, fixed_to_json};
 use crate::core::envelope::{Body, Envelope, JSON};
 
+use super::BuildError;
+use super::kind::{CheckCx, StepKind, build_error};
+use crate::resources::Resources;
+
+impl StepKind for crate::codec::FixedOptions {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        if let Err(e) = crate::codec::fixed::check_options(self) {
+            cx.problem(at, e.to_string(), None);
+        }
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            FixedToJson::new(self).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
+
 /// The `fixed_to_json` step.
 pub struct FixedToJson {
     options: FixedOptions,

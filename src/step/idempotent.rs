@@ -6,8 +6,36 @@ use async_trait::async_trait;
 use super::{Context, Step, StepError, compile, eval_one, value_to_string};
 use crate::core::envelope::Envelope;
 use crate::expr::Program;
-use crate::route::model::IdempotentSpec;
 use crate::store::Claim;
+
+use super::BuildError;
+use super::kind::{CheckCx, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `idempotent`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotentSpec {
+    /// jq expression giving the idempotency key (e.g. `.errandNumber`).
+    pub key: String,
+    /// Key space shared by routes (default: the route id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl StepKind for IdempotentSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        cx.jq(&format!("{at}.key"), &self.key);
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            Idempotent::new(self).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
 
 /// The `idempotent` step.
 pub struct Idempotent {

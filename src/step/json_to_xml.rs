@@ -6,7 +6,27 @@ use bytes::Bytes;
 use super::{Context, Step, StepError};
 use crate::codec::json_to_xml;
 use crate::core::envelope::{Body, Envelope, XML};
-use crate::route::model::JsonToXmlSpec;
+
+use super::BuildError;
+use super::kind::StepKind;
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `json_to_xml`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonToXmlSpec {
+    /// Name of the root element (when the body is not an object with one key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+}
+
+impl StepKind for JsonToXmlSpec {
+    fn build(&self, _at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(JsonToXml::new(self)))
+    }
+}
 
 /// The `json_to_xml` step.
 pub struct JsonToXml {

@@ -6,7 +6,54 @@ use async_trait::async_trait;
 use super::{Context, Step, StepError, compile, eval_one};
 use crate::core::envelope::Envelope;
 use crate::expr::Program;
-use crate::route::model::{LogLevel, LogSpec};
+
+use super::BuildError;
+use super::kind::{CheckCx, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `log`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// The text of the log line.
+    pub message: String,
+    /// Level: `trace`, `debug`, `info` (default), `warn`, `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<LogLevel>,
+    /// Optional jq expression over the body whose result is logged as the `data` field (masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jq: Option<String>,
+}
+
+/// Log level.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// trace
+    Trace,
+    /// debug
+    Debug,
+    /// info
+    Info,
+    /// warn
+    Warn,
+    /// error
+    Error,
+}
+
+impl StepKind for LogSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        if let Some(jq) = &self.jq {
+            cx.jq(&format!("{at}.jq"), jq);
+        }
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(Log::new(self).map_err(|e| build_error(at, e))?))
+    }
+}
 
 /// The `log` step.
 pub struct Log {

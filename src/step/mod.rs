@@ -14,6 +14,7 @@ pub mod filter;
 pub mod fixed_to_json;
 pub mod idempotent;
 pub mod json_to_xml;
+pub mod kind;
 pub mod log;
 pub mod publish;
 pub mod reply;
@@ -39,7 +40,6 @@ pub use crate::core::value_to_string;
 use crate::core::envelope::Envelope;
 use crate::expr::{Program, Vars};
 use crate::resources::Resources;
-use crate::route::model::StepSpec;
 use crate::store::Store;
 
 /// What a step runs with.
@@ -154,36 +154,107 @@ impl Pipeline {
     }
 }
 
+/// The step kinds: one line each, its name in route files, its spec (the options, whose doc
+/// comments are the reference) and, through the spec's [`kind::StepKind`], its checks, graph
+/// edges and build. Adding a kind is a module of its own and one line here.
+macro_rules! step_kinds {
+    ($($(#[doc = $doc:literal])* $name:literal => $variant:ident($spec:ty),)*) => {
+        /// One step. Exactly one key, naming the step kind (an Enterprise Integration Pattern).
+        #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub enum StepSpec {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant($spec),)*
+        }
+
+        impl StepSpec {
+            /// Every step kind's name, in the registry's order.
+            pub const KINDS: &'static [&'static str] = &[$($name),*];
+
+            /// The step kind's name as written in route files.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(StepSpec::$variant(_) => $name,)*
+                }
+            }
+
+            /// The kind's behaviour around this spec: checks, edges, build.
+            pub fn behaviour(&self) -> &dyn kind::StepKind {
+                match self {
+                    $(StepSpec::$variant(s) => s,)*
+                }
+            }
+        }
+    };
+}
+
+step_kinds! {
+    /// Parse an XML body into JSON (see the README's XML ↔ JSON rules).
+    "xml_to_json" => XmlToJson(xml_to_json::XmlToJsonSpec),
+    /// Serialise a JSON body as XML.
+    "json_to_xml" => JsonToXml(json_to_xml::JsonToXmlSpec),
+    /// Read a CSV body (`;`, Windows-1252 by default) into a JSON array of rows.
+    "csv_to_json" => CsvToJson(crate::codec::CsvOptions),
+    /// Read an Excel workbook's sheet (.xlsx, .xls) into a JSON array of rows.
+    "excel_to_json" => ExcelToJson(crate::codec::ExcelOptions),
+    /// Read fixed-width text (Windows-1252 by default) into a JSON array of rows.
+    "fixed_to_json" => FixedToJson(crate::codec::FixedOptions),
+    /// Validate the JSON body against a schema; failure is permanent (dead letter).
+    "validate" => Validate(validate::ValidateSpec),
+    /// Replace the body: a jq program or a Tera template.
+    "transform" => Transform(transform::TransformSpec),
+    /// Set headers from jq expressions over the body.
+    "set" => Set(set::SetSpec),
+    /// Content-based router: the first `when` whose predicate holds runs its steps; else `otherwise`.
+    "choice" => Choice(choice::ChoiceSpec),
+    /// Message filter: messages for which the predicate is not true stop here.
+    "filter" => Filter(filter::FilterSpec),
+    /// Splitter: one message per output of a jq program.
+    "split" => Split(split::SplitSpec),
+    /// Aggregator: collect correlated messages into one.
+    "aggregate" => Aggregate(aggregate::AggregateSpec),
+    /// Content enricher: call an adapter operation and merge its result under a key.
+    "enrich" => Enrich(enrich::EnrichSpec),
+    /// Scatter-gather: call several adapter operations at once (reads) and gather their
+    /// answers; a source that fails or is late is named under `missing`.
+    "scatter_gather" => ScatterGather(scatter_gather::ScatterGatherSpec),
+    /// Send to an adapter operation or a built-in endpoint (a side effect).
+    "to" => To(to::ToSpec),
+    /// Publish to an exchange; a list is a recipient list.
+    "publish" => Publish(publish::PublishSpec),
+    /// Idempotent consumer: stop messages whose key was already processed.
+    "idempotent" => Idempotent(idempotent::IdempotentSpec),
+    /// Write a log line (personnummer are masked).
+    "log" => Log(log::LogSpec),
+    /// Answer the synchronous HTTP request that started this message.
+    "reply" => Reply(reply::ReplySpec),
+    /// Verify a JWS with a detached payload (RFC 7515 appendix F) over a text of the
+    /// message against trusted public keys; an unsigned message, a signature that does not
+    /// verify or the wrong signer is permanent (dead letter).
+    "verify_signature" => VerifySignature(verify_signature::VerifySignatureSpec),
+}
+
 /// Build one step from its spec.
 pub fn build(spec: &StepSpec, path: &str, res: &Resources) -> Result<Box<dyn Step>, BuildError> {
-    let err = |message: String| BuildError {
-        path: path.to_string(),
-        message,
-    };
-    Ok(match spec {
-        StepSpec::XmlToJson(s) => Box::new(xml_to_json::XmlToJson::new(s)),
-        StepSpec::JsonToXml(s) => Box::new(json_to_xml::JsonToXml::new(s)),
-        StepSpec::CsvToJson(s) => Box::new(csv_to_json::CsvToJson::new(s).map_err(err)?),
-        StepSpec::ExcelToJson(s) => Box::new(excel_to_json::ExcelToJson::new(s).map_err(err)?),
-        StepSpec::FixedToJson(s) => Box::new(fixed_to_json::FixedToJson::new(s).map_err(err)?),
-        StepSpec::Validate(s) => Box::new(validate::Validate::new(s, res).map_err(err)?),
-        StepSpec::Transform(s) => Box::new(transform::Transform::new(s, res).map_err(err)?),
-        StepSpec::Set(s) => Box::new(set::Set::new(s).map_err(err)?),
-        StepSpec::Choice(s) => Box::new(choice::Choice::new(s, path, res)?),
-        StepSpec::Filter(s) => Box::new(filter::Filter::new(s).map_err(err)?),
-        StepSpec::Split(s) => Box::new(split::Split::new(s, path).map_err(err)?),
-        StepSpec::Aggregate(s) => Box::new(aggregate::Aggregate::new(s, path).map_err(err)?),
-        StepSpec::Enrich(s) => Box::new(enrich::Enrich::new(s)),
-        StepSpec::ScatterGather(s) => Box::new(scatter_gather::ScatterGather::new(s).map_err(err)?),
-        StepSpec::To(s) => Box::new(to::To::new(s).map_err(err)?),
-        StepSpec::Publish(s) => Box::new(publish::Publish::new(s, path).map_err(err)?),
-        StepSpec::Idempotent(s) => Box::new(idempotent::Idempotent::new(s).map_err(err)?),
-        StepSpec::Log(s) => Box::new(log::Log::new(s).map_err(err)?),
-        StepSpec::Reply(s) => Box::new(reply::Reply::new(s)),
-        StepSpec::VerifySignature(s) => {
-            Box::new(verify_signature::VerifySignature::new(s, &res.root).map_err(err)?)
+    spec.behaviour().build(path, res)
+}
+
+/// Every step of `steps` (at `base`, e.g. `steps`) with its path (`steps[1]`,
+/// `steps[2].choice.when[0].steps[0]`, `steps[2].choice.otherwise[1]`), in file order,
+/// branches included.
+pub fn with_paths<'a>(steps: &'a [StepSpec], base: &str) -> Vec<(String, &'a StepSpec)> {
+    fn walk<'a>(base: &str, steps: &'a [StepSpec], out: &mut Vec<(String, &'a StepSpec)>) {
+        for (i, step) in steps.iter().enumerate() {
+            let path = format!("{base}[{i}]");
+            out.push((path.clone(), step));
+            let at = format!("{path}.{}", step.kind());
+            for (rel, branch) in step.behaviour().branches() {
+                walk(&format!("{at}.{rel}"), branch, out);
+            }
         }
-    })
+    }
+    let mut out = Vec::new();
+    walk(base, steps, &mut out);
+    out
 }
 
 /// Compile a jq program of a step, naming the field on error.

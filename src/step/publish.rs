@@ -12,7 +12,70 @@ use async_trait::async_trait;
 use super::{Context, Step, StepError, vars};
 use crate::core::envelope::Envelope;
 use crate::expr::interpolate::{Interpolated, Part};
-use crate::route::model::{PublishSpec, PublishTarget};
+
+use super::BuildError;
+use super::kind::{CheckCx, Edges, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `publish`: one target or a list (recipient list).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PublishSpec {
+    /// One target.
+    One(PublishTarget),
+    /// Several targets: a recipient list.
+    Many(Vec<PublishTarget>),
+}
+
+impl PublishSpec {
+    /// All targets.
+    pub fn targets(&self) -> &[PublishTarget] {
+        match self {
+            PublishSpec::One(t) => std::slice::from_ref(t),
+            PublishSpec::Many(v) => v,
+        }
+    }
+}
+
+/// Where `publish` sends a message.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishTarget {
+    /// A topic exchange (declared durable).
+    pub exchange: String,
+    /// Routing key. `{jq}` placeholders are filled from the body (a dynamic router), e.g.
+    /// `application.{.familyId}.submitted`; a placeholder that gives nothing is a permanent
+    /// failure, and a key no route binds is refused by the broker.
+    pub key: String,
+}
+
+impl StepKind for PublishSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        let many = matches!(self, PublishSpec::Many(_));
+        for (j, t) in self.targets().iter().enumerate() {
+            let target = if many {
+                format!("{at}[{j}]")
+            } else {
+                at.to_string()
+            };
+            cx.publish(&target, &t.exchange, &t.key);
+        }
+    }
+
+    fn edges(&self, g: &mut dyn Edges) {
+        for t in self.targets() {
+            g.exchange(&t.exchange, &t.key);
+        }
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            Publish::new(self, at).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
 
 /// One target, its key compiled.
 struct Target {

@@ -5,7 +5,43 @@ use async_trait::async_trait;
 
 use super::{Context, Step, StepError};
 use crate::core::envelope::{Body, Envelope, header};
-use crate::route::model::ReplySpec;
+
+use super::BuildError;
+use super::kind::{CheckCx, StepKind};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `reply`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplySpec {
+    /// HTTP status of the answer (default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Content type of the answer (default: the message's), e.g.
+    /// `application/problem+json` for an RFC 9457 problem the route built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+impl StepKind for ReplySpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        if !cx.starts_from_http() {
+            cx.problem(
+                at,
+                "`reply` answers a synchronous HTTP request, but this route does not start \
+                 from `http`"
+                    .into(),
+                None,
+            );
+        }
+    }
+
+    fn build(&self, _at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(Reply::new(self)))
+    }
+}
 
 /// The `reply` step.
 pub struct Reply {

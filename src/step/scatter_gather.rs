@@ -27,7 +27,83 @@ use serde_json::{Map, Value, json};
 
 use super::{Context, Step, StepError};
 use crate::core::envelope::{Body, Envelope, JSON};
-use crate::route::model::ScatterGatherSpec;
+
+use super::BuildError;
+use super::kind::{CheckCx, Edges, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `scatter_gather`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScatterGatherSpec {
+    /// Key of the body object the answers are stored under, by source name; the sources
+    /// that did not answer are listed under `missing` as `{source, reason}`.
+    pub into: String,
+    /// How long each source may take (default 5s), unless it sets its own.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    /// The sources, called at the same time with the message.
+    pub sources: Vec<GatherSource>,
+}
+
+/// One source of a `scatter_gather`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatherSource {
+    /// The source's name: its answer's key, and how `missing` names it.
+    pub name: String,
+    /// Adapter name (a file `adapters/<name>.yaml`).
+    pub adapter: String,
+    /// Operation of the adapter (a read: it is called again when the message is retried).
+    pub operation: String,
+    /// How long this source may take.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    /// Without this source there is no answer: its failure fails the message (retried or
+    /// dead-lettered as the call failed) instead of being listed as missing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+}
+
+impl StepKind for ScatterGatherSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        for (j, src) in self.sources.iter().enumerate() {
+            cx.adapter(
+                &format!("{at}.sources[{j}]"),
+                "operation",
+                &src.adapter,
+                &src.operation,
+            );
+        }
+        if let Err(e) = ScatterGather::new(self) {
+            cx.problem(at, e, None);
+        }
+    }
+
+    fn edges(&self, g: &mut dyn Edges) {
+        for src in &self.sources {
+            g.adapter(&src.adapter, &src.operation);
+        }
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            ScatterGather::new(self).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
 
 /// Per-source timeout when neither the source nor the step names one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,7 +226,6 @@ impl Step for ScatterGather {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::model::GatherSource;
     use crate::step::{AdapterResponse, Effects};
     use bytes::Bytes;
     use std::sync::Arc;

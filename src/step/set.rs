@@ -5,7 +5,33 @@ use async_trait::async_trait;
 use super::{Context, Step, StepError, compile, eval_one, value_to_string};
 use crate::core::envelope::Envelope;
 use crate::expr::Program;
-use crate::route::model::SetSpec;
+
+use super::BuildError;
+use super::kind::{CheckCx, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Options of `set`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSpec {
+    /// Header name → jq expression over the body (strings are taken as they are, other values as JSON).
+    pub headers: BTreeMap<String, String>,
+}
+
+impl StepKind for SetSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        for (header, jq) in &self.headers {
+            cx.jq(&format!("{at}.headers.{header}"), jq);
+        }
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(Set::new(self).map_err(|e| build_error(at, e))?))
+    }
+}
 
 /// The `set` step.
 pub struct Set {

@@ -7,7 +7,32 @@ use async_trait::async_trait;
 use super::{Context, Step, StepError, compile, vars};
 use crate::core::envelope::{Body, Envelope, JSON, header};
 use crate::expr::Program;
-use crate::route::model::SplitSpec;
+
+use super::BuildError;
+use super::kind::{CheckCx, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `split`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    /// jq program whose outputs become one message each (e.g. `.students[]`).
+    pub jq: String,
+}
+
+impl StepKind for SplitSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        cx.jq(&format!("{at}.jq"), &self.jq);
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            Split::new(self, at).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
 
 /// The `split` step.
 pub struct Split {

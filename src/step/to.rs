@@ -6,7 +6,74 @@ use async_trait::async_trait;
 use super::{Context, Step, StepError, compile, eval_one, value_to_string};
 use crate::core::envelope::{Envelope, is_json_type, is_xml_type};
 use crate::expr::Program;
-use crate::route::model::ToSpec;
+
+use super::BuildError;
+use super::kind::{CheckCx, Edges, Problems, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `to`: an adapter operation, or a built-in endpoint (`file`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToSpec {
+    /// Adapter name (a file `adapters/<name>.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// Operation of the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Write the body to a file (atomically: a temporary file renamed into place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileTo>,
+}
+
+/// A file written by `to`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileTo {
+    /// The folder (relative to the root); created when missing.
+    pub dir: String,
+    /// jq expression giving the file name (default: `<message id>.json` or `.xml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl StepKind for ToSpec {
+    fn lint(&self, at: &str, out: &mut dyn Problems) {
+        let adapter = self.adapter.is_some() || self.operation.is_some();
+        let both = self.adapter.is_some() && self.operation.is_some();
+        if (adapter && self.file.is_some()) || (!both && self.file.is_none()) {
+            out.problem(
+                at,
+                "`to` needs either `adapter` with `operation`, or `file`".into(),
+                Some("`{adapter: <name>, operation: <name>}` or `{file: {dir: <folder>}}`"),
+            );
+        }
+    }
+
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        if let (Some(a), Some(o)) = (&self.adapter, &self.operation) {
+            cx.adapter(at, "operation", a, o);
+        }
+        if let Some(name) = self.file.as_ref().and_then(|f| f.name.as_ref()) {
+            cx.jq(&format!("{at}.file.name"), name);
+        }
+    }
+
+    fn edges(&self, g: &mut dyn Edges) {
+        if let (Some(adapter), Some(op)) = (&self.adapter, &self.operation) {
+            g.adapter(adapter, op);
+        }
+        if let Some(f) = &self.file {
+            g.folder(&f.dir);
+        }
+    }
+
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(To::new(self).map_err(|e| build_error(at, e))?))
+    }
+}
 
 /// Header holding the status of the last adapter call.
 pub const RESPONSE_STATUS: &str = "knut-response-status";

@@ -9,9 +9,55 @@ use serde_json::json;
 use super::{Context, Step, StepError, compile, eval_one_owned};
 use crate::core::envelope::{Body, Envelope, JSON};
 use crate::expr::Program;
-use crate::resources::Resources;
-use crate::route::model::TransformSpec;
 use crate::template::Templates;
+
+use super::BuildError;
+use super::kind::{CheckCx, Problems, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `transform`: exactly one of `jq` and `template`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    /// A jq program; the body becomes its (single) output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jq: Option<String>,
+    /// A Tera template file under `transforms/`; the body is `body`, headers are `headers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Content type of the template's output (default: from the template's extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+impl StepKind for TransformSpec {
+    fn lint(&self, at: &str, out: &mut dyn Problems) {
+        if self.jq.is_some() == self.template.is_some() {
+            out.problem(
+                at,
+                "a transform needs exactly one of `jq` and `template`".into(),
+                Some("`jq: <program>` or `template: <file under transforms/>`"),
+            );
+        }
+    }
+
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        if let Some(jq) = &self.jq {
+            cx.jq(&format!("{at}.jq"), jq);
+        }
+        if let Some(name) = &self.template {
+            cx.template(&format!("{at}.template"), name);
+        }
+    }
+
+    fn build(&self, at: &str, res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            Transform::new(self, res).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
 
 /// The `transform` step.
 pub enum Transform {

@@ -9,9 +9,33 @@ use async_trait::async_trait;
 
 use super::{Context, Step, StepError};
 use crate::core::envelope::Envelope;
-use crate::resources::Resources;
-use crate::route::model::ValidateSpec;
 use crate::schema::SchemaRegistry;
+
+use super::BuildError;
+use super::kind::{CheckCx, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `validate`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSpec {
+    /// Schema name: a file `schemas/<name>.json` (JSON Schema 2020-12).
+    pub schema: String,
+}
+
+impl StepKind for ValidateSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        cx.schema(&format!("{at}.schema"), &self.schema);
+    }
+
+    fn build(&self, at: &str, res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            Validate::new(self, res).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
 
 /// The `validate` step.
 pub struct Validate {

@@ -28,7 +28,85 @@ use super::{Context, Step, StepError, compile, eval_one};
 use crate::core::envelope::{Body, Envelope};
 use crate::expr::Program;
 use crate::jwks::{self, Key};
-use crate::route::model::VerifySignatureSpec;
+
+use super::BuildError;
+use super::kind::{CheckCx, Edges, StepKind, build_error};
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `verify_signature`: the signature `jws` is a compact JWS with a detached
+/// payload, `BASE64URL(header)..BASE64URL(signature)`, over `BASE64URL(header) + "." +
+/// BASE64URL(payload)`; the header names the algorithm (EdDSA, RS256 or ES256, the one its
+/// key is for) and the key (`kid`). The message goes on unchanged, with the header
+/// `knut-signature-kid` naming the key that signed.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySignatureSpec {
+    /// jq expression giving the compact detached JWS, e.g. `.catalogue.signature`; null or
+    /// nothing means the message is unsigned.
+    pub jws: String,
+    /// jq expression giving the signed text exactly as signed (a string), e.g.
+    /// `.catalogue.document`.
+    pub payload: String,
+    /// The trusted public keys (a JSON Web Key Set).
+    pub keys: SignatureKeys,
+    /// jq expression giving the key id (`kid`) that must have signed, e.g.
+    /// `.gradingTeacher.id`; without it any key of the set may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+}
+
+/// Where `verify_signature` gets its JSON Web Key Set: exactly one of an adapter operation
+/// (called for each message, so a new key is seen at once; unreachable is transient) and a
+/// file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureKeys {
+    /// Adapter name (a file `adapters/<name>.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// Operation of the adapter answering the key set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// A JWKS file (relative to the root), read when the route starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl StepKind for VerifySignatureSpec {
+    fn check(&self, at: &str, cx: &mut dyn CheckCx) {
+        cx.jq(&format!("{at}.jws"), &self.jws);
+        cx.jq(&format!("{at}.payload"), &self.payload);
+        if let Some(s) = &self.signer {
+            cx.jq(&format!("{at}.signer"), s);
+        }
+        let k = &self.keys;
+        match (&k.adapter, &k.operation, &k.file) {
+            (Some(a), Some(o), None) => {
+                cx.adapter(&format!("{at}.keys"), "operation", a, o);
+            }
+            (None, None, Some(_)) => {}
+            _ => cx.problem(
+                &format!("{at}.keys"),
+                "`keys` needs either `adapter` with `operation`, or `file`".into(),
+                Some("`{adapter: <name>, operation: <name>}` (a JWKS) or `{file: <path>}`"),
+            ),
+        }
+    }
+
+    fn edges(&self, g: &mut dyn Edges) {
+        if let (Some(adapter), Some(op)) = (&self.keys.adapter, &self.keys.operation) {
+            g.adapter(adapter, op);
+        }
+    }
+
+    fn build(&self, at: &str, res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(
+            VerifySignature::new(self, &res.root).map_err(|e| build_error(at, e))?,
+        ))
+    }
+}
 
 /// Header naming the key (`kid`) whose signature verified.
 pub const SIGNATURE_KID: &str = "knut-signature-kid";

@@ -5,7 +5,27 @@ use async_trait::async_trait;
 use super::{Context, Step, StepError};
 use crate::codec::{XmlToJsonOptions, xml_to_json};
 use crate::core::envelope::{Body, Envelope, JSON};
-use crate::route::model::XmlToJsonSpec;
+
+use super::BuildError;
+use super::kind::StepKind;
+use crate::resources::Resources;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Options of `xml_to_json`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct XmlToJsonSpec {
+    /// Element names that always become arrays, even when they occur once (e.g. `Value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arrays: Vec<String>,
+}
+
+impl StepKind for XmlToJsonSpec {
+    fn build(&self, _at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        Ok(Box::new(XmlToJson::new(self)))
+    }
+}
 
 /// The `xml_to_json` step.
 pub struct XmlToJson {
