@@ -99,8 +99,10 @@ async fn oep_export_in_latin1_arrives_as_utf8_json_file() {
     );
     assert_eq!(json["flowName"], "Ansökan om ledighet för elev");
 
+    // The metrics are on the internal plane's admin (the external listener of a process
+    // running both planes shows nothing of the internal one).
     let metrics = http
-        .get(format!("{admin}/metrics"))
+        .get(format!("http://{}/metrics", system.admin_addr))
         .send()
         .await
         .unwrap()
