@@ -312,7 +312,7 @@ impl TokenCache {
             ))
         })?;
         let status = resp.status().as_u16();
-        if let Some(kind) = super::client::classify(status) {
+        if let Some(kind) = super::answer::classify(status) {
             return Err(StepError {
                 kind,
                 message: format!(
@@ -325,14 +325,14 @@ impl TokenCache {
                 ),
             });
         }
-        let bytes = super::client::read_limited(resp, TOKEN_RESPONSE_MAX_BYTES)
+        let bytes = super::answer::read_limited(resp, TOKEN_RESPONSE_MAX_BYTES)
             .await
             .map_err(|e| match e {
-                super::client::ReadError::TooLarge => StepError::permanent(format!(
+                super::answer::ReadError::TooLarge => StepError::permanent(format!(
                     "{what}: the OAuth2 token endpoint's answer is larger than {}",
-                    super::client::size(TOKEN_RESPONSE_MAX_BYTES)
+                    super::answer::size(TOKEN_RESPONSE_MAX_BYTES)
                 )),
-                super::client::ReadError::Cut => StepError::transient(format!(
+                super::answer::ReadError::Cut => StepError::transient(format!(
                     "{what}: the OAuth2 token endpoint's answer was cut off"
                 )),
             })?;

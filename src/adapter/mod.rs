@@ -19,6 +19,7 @@
 //!     body: none           # message (default) | none | { jq: <program> } | { xml: <program> }
 //! ```
 
+pub mod answer;
 pub mod auth;
 pub mod breaker;
 pub mod client;

@@ -234,7 +234,7 @@ impl AdminAuth {
         // Every key is compared, so the time says nothing about which one (nearly) matched.
         let mut found = None;
         for k in &self.keys {
-            if crate::endpoint::http::constant_time_eq(given.as_bytes(), k.key.as_bytes()) {
+            if crate::endpoint::http::auth::constant_time_eq(given.as_bytes(), k.key.as_bytes()) {
                 found = Some(k);
             }
         }

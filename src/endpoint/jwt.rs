@@ -35,7 +35,7 @@ use futures::future::{BoxFuture, Shared};
 use jsonwebtoken::{Validation, decode, decode_header};
 use serde_json::Value;
 
-use crate::adapter::client::{ReadError, read_limited};
+use crate::adapter::answer::{ReadError, read_limited};
 pub use crate::config::{DEFAULT_LEEWAY, MAX_LEEWAY};
 use crate::jwks::Key;
 
@@ -247,7 +247,7 @@ impl Remote {
             .map_err(|e| match e {
                 ReadError::TooLarge => format!(
                     "fetching {url}: the key set is larger than {}",
-                    crate::adapter::client::size(JWKS_MAX_BYTES)
+                    crate::adapter::answer::size(JWKS_MAX_BYTES)
                 ),
                 ReadError::Cut => format!("fetching {url}: the answer was cut off"),
             })?;

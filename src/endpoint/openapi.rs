@@ -15,19 +15,7 @@ use super::problem;
 use crate::route::model::{BodyFormat, HttpMethod};
 use crate::schema::SchemaRegistry;
 
-/// An auth scheme as the OpenAPI document describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthKind {
-    /// A key in a request header.
-    ApiKey {
-        /// The header's name.
-        header: String,
-    },
-    /// HTTP basic authentication.
-    Basic,
-    /// A bearer JWT in `Authorization`.
-    BearerJwt,
-}
+pub use super::http::auth::AuthKind;
 
 /// The OpenAPI 3.1.0 document of `routes`: `auth` maps scheme names (as routes name them in
 /// `auth:`) to their kind; message schemas come from `schemas`.
