@@ -40,7 +40,7 @@ impl Resources {
             SchemaRegistry::empty()
         });
         let templates = match Templates::load(&root.join("transforms")) {
-            Ok(t) => Some(t),
+            Ok(t) => Some(Arc::new(t)),
             Err(e) => {
                 errors.push(e.to_string());
                 None
@@ -50,7 +50,12 @@ impl Resources {
             errors.extend(e.iter().map(|e| e.to_string()));
             Default::default()
         });
-        let client = match AdapterClient::new(&adapters) {
+        let client = match AdapterClient::with_templates(
+            &adapters,
+            templates
+                .clone()
+                .unwrap_or_else(|| Arc::new(Templates::empty())),
+        ) {
             Ok(c) => Some(c),
             Err(e) => {
                 errors.extend(e);
@@ -61,7 +66,7 @@ impl Resources {
             (Some(templates), Some(client)) if errors.is_empty() => Ok(Resources {
                 root: root.to_path_buf(),
                 schemas: Arc::new(schemas),
-                templates: Arc::new(templates),
+                templates,
                 adapters: Arc::new(adapters),
                 client,
             }),

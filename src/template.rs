@@ -118,6 +118,14 @@ impl Templates {
         Self::from_sources(sources)
     }
 
+    /// No templates.
+    pub fn empty() -> Templates {
+        Templates {
+            tera: tera::Tera::default(),
+            names: Vec::new(),
+        }
+    }
+
     /// Build from (name, source) pairs; `load` reads them from files.
     fn from_sources(sources: Vec<(String, String)>) -> Result<Templates, TemplateError> {
         let mut tera = tera::Tera::default();

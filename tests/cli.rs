@@ -297,6 +297,9 @@ fn every_step_kind_passes_its_route_tests() {
         "verify-signature",
         "scatter-gather",
         "publish-dynamic",
+        "call-with",
+        "include-problem",
+        "split-parts",
     ] {
         assert!(
             out.contains(&format!("{route}.test.yaml")),

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use super::auth::Auth;
@@ -37,6 +38,23 @@ pub fn classify_for(spec: &AdapterSpec, status: u16) -> Option<FailureKind> {
     }
 }
 
+/// A request as it would be sent (see [`AdapterClient::prepare`]).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The HTTP method.
+    pub method: reqwest::Method,
+    /// Base URL and path.
+    pub url: String,
+    /// The path after the base URL (placeholders filled and encoded).
+    pub path: String,
+    /// Query parameters (encoded by the client when sent).
+    pub query: Vec<(String, String)>,
+    /// The body's content type; `None` for no body.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
 const USER_AGENT: &str = concat!("knut/", env!("CARGO_PKG_VERSION"));
 
 struct Operation {
@@ -54,6 +72,7 @@ enum OpBody {
     None,
     Jq(Program),
     Xml(Program),
+    Template(String),
 }
 
 struct Compiled {
@@ -71,6 +90,8 @@ struct Compiled {
 pub struct AdapterClient {
     http: reqwest::Client,
     adapters: Arc<BTreeMap<String, Compiled>>,
+    /// The root's templates, for `body: { template: … }`.
+    templates: Arc<crate::template::Templates>,
 }
 
 fn method(m: crate::core::vocab::HttpMethod) -> reqwest::Method {
@@ -87,6 +108,15 @@ fn method(m: crate::core::vocab::HttpMethod) -> reqwest::Method {
 impl AdapterClient {
     /// Compile the adapters' operations (path placeholders, query expressions).
     pub fn new(adapters: &BTreeMap<String, Adapter>) -> Result<Self, Vec<String>> {
+        Self::with_templates(adapters, Arc::new(crate::template::Templates::empty()))
+    }
+
+    /// [`AdapterClient::new`] with the root's templates for `body: { template: … }`
+    /// (an operation naming a template that is not there is an error here).
+    pub fn with_templates(
+        adapters: &BTreeMap<String, Adapter>,
+        templates: Arc<crate::template::Templates>,
+    ) -> Result<Self, Vec<String>> {
         // reqwest is built without a default TLS provider; install ring's once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut compiled = BTreeMap::new();
@@ -165,6 +195,18 @@ impl AdapterClient {
                             continue;
                         }
                     },
+                    RequestBody::Template(name) => {
+                        if !templates.contains(name) {
+                            let known: Vec<&str> = templates.names().collect();
+                            errors.push(format!(
+                                "{at}.body.template: unknown template `{name}`: there is no \
+                                 transforms/{name} (known: {})",
+                                known.join(", ")
+                            ));
+                            continue;
+                        }
+                        OpBody::Template(name.clone())
+                    }
                 };
                 operations.insert(
                     op.clone(),
@@ -198,6 +240,7 @@ impl AdapterClient {
             return Err(errors);
         }
         Ok(AdapterClient {
+            templates,
             http,
             adapters: Arc::new(compiled),
         })
@@ -308,72 +351,22 @@ impl AdapterClient {
             .get(operation)
             .ok_or_else(|| StepError::permanent(format!("no operation `{what}`")))?;
 
-        let needs_json = op.path.has_placeholders()
-            || !op.query.is_empty()
-            || matches!(op.body, OpBody::Jq(_) | OpBody::Xml(_));
-        let body_json = if needs_json {
-            Some(message.json_body()?)
-        } else {
-            None
-        };
-        let v = Vars::of(message);
-        let mut url = a.adapter.base_url.clone();
-        let path = op
-            .path
-            .fill(body_json.as_deref().unwrap_or(&Value::Null), &v, urlencode)
-            .map_err(|e| StepError::permanent(format!("{what}: path: {e}")))?;
-        url.push_str(&path);
-        let mut query = Vec::with_capacity(op.query.len());
-        for (k, p) in &op.query {
-            let input = body_json.as_deref().unwrap_or(&Value::Null);
-            if let Some(value) = p
-                .first(input, &v)
-                .map_err(|e| StepError::permanent(format!("{what}: query `{k}`: {e}")))?
-                && !value.is_null()
-            {
-                query.push((k.clone(), crate::core::value_to_string(&value)));
-            }
-        }
-
+        let prepared = self.prepare_op(a, op, &what, message)?;
         let http = a.http.as_ref().unwrap_or(&self.http);
         let mut req = http
-            .request(op.method.clone(), &url)
+            .request(prepared.method.clone(), &prepared.url)
             .timeout(a.adapter.spec.timeout)
             .header("x-correlation-id", message.correlation_id.to_string())
             .header("traceparent", message.traceparent())
             .header("idempotency-key", message.id.to_string());
-        if !query.is_empty() {
-            req = req.query(&query);
+        if !prepared.query.is_empty() {
+            req = req.query(&prepared.query);
         }
         for (k, val) in a.adapter.spec.headers.iter().chain(op.headers.iter()) {
             req = req.header(k, val);
         }
-        match &op.body {
-            OpBody::Message => {
-                req = req
-                    .header("content-type", &message.content_type)
-                    .body(message.body.to_bytes());
-            }
-            OpBody::None => {}
-            OpBody::Jq(p) | OpBody::Xml(p) => {
-                let input = body_json.as_deref().unwrap_or(&Value::Null);
-                let value = p
-                    .first(input, &v)
-                    .map_err(|e| StepError::permanent(format!("{what}: body: {e}")))?
-                    .ok_or_else(|| {
-                        StepError::permanent(format!("{what}: the body program gave no value"))
-                    })?;
-                let (bytes, content_type) = if matches!(op.body, OpBody::Xml(_)) {
-                    let xml = crate::codec::json_to_xml(&value, None)
-                        .map_err(|e| StepError::permanent(format!("{what}: body as XML: {e}")))?;
-                    (xml, "text/xml; charset=UTF-8")
-                } else {
-                    let json = serde_json::to_vec(&value)
-                        .map_err(|e| StepError::permanent(format!("{what}: body: {e}")))?;
-                    (json, "application/json")
-                };
-                req = req.header("content-type", content_type).body(bytes);
-            }
+        if let Some(ct) = &prepared.content_type {
+            req = req.header("content-type", ct).body(prepared.body.clone());
         }
         if let Some(breaker) = &a.breaker
             && let Admit::Reject(left) = breaker.admit()
@@ -401,6 +394,111 @@ impl AdapterClient {
         }
         metrics::adapter_call(adapter, outcome, started.elapsed());
         result
+    }
+
+    /// The request `adapter.operation` would send for `message`, without sending it: the
+    /// URL (path placeholders filled and encoded), the query, and the body with its content
+    /// type. Route tests use it to check what a system would get.
+    pub fn prepare(
+        &self,
+        adapter: &str,
+        operation: &str,
+        message: &Envelope,
+    ) -> Result<Prepared, StepError> {
+        let what = format!("{adapter}.{operation}");
+        let a = self
+            .adapters
+            .get(adapter)
+            .ok_or_else(|| StepError::permanent(format!("no adapter `{adapter}`")))?;
+        let op = a
+            .operations
+            .get(operation)
+            .ok_or_else(|| StepError::permanent(format!("no operation `{what}`")))?;
+        self.prepare_op(a, op, &what, message)
+    }
+
+    fn prepare_op(
+        &self,
+        a: &Compiled,
+        op: &Operation,
+        what: &str,
+        message: &Envelope,
+    ) -> Result<Prepared, StepError> {
+        let needs_json = op.path.has_placeholders()
+            || !op.query.is_empty()
+            || matches!(
+                op.body,
+                OpBody::Jq(_) | OpBody::Xml(_) | OpBody::Template(_)
+            );
+        let body_json = if needs_json {
+            Some(message.json_body()?)
+        } else {
+            None
+        };
+        let v = Vars::of(message);
+        let mut url = a.adapter.base_url.clone();
+        let path = op
+            .path
+            .fill(body_json.as_deref().unwrap_or(&Value::Null), &v, urlencode)
+            .map_err(|e| StepError::permanent(format!("{what}: path: {e}")))?;
+        url.push_str(&path);
+        let mut query = Vec::with_capacity(op.query.len());
+        for (k, p) in &op.query {
+            let input = body_json.as_deref().unwrap_or(&Value::Null);
+            if let Some(value) = p
+                .first(input, &v)
+                .map_err(|e| StepError::permanent(format!("{what}: query `{k}`: {e}")))?
+                && !value.is_null()
+            {
+                query.push((k.clone(), crate::core::value_to_string(&value)));
+            }
+        }
+
+        let (content_type, body) = match &op.body {
+            OpBody::Message => (Some(message.content_type.clone()), message.body.to_bytes()),
+            OpBody::None => (None, Bytes::new()),
+            OpBody::Jq(p) | OpBody::Xml(p) => {
+                let input = body_json.as_deref().unwrap_or(&Value::Null);
+                let value = p
+                    .first(input, &v)
+                    .map_err(|e| StepError::permanent(format!("{what}: body: {e}")))?
+                    .ok_or_else(|| {
+                        StepError::permanent(format!("{what}: the body program gave no value"))
+                    })?;
+                let (bytes, content_type) = if matches!(op.body, OpBody::Xml(_)) {
+                    let xml = crate::codec::json_to_xml(&value, None)
+                        .map_err(|e| StepError::permanent(format!("{what}: body as XML: {e}")))?;
+                    (xml, "text/xml; charset=UTF-8")
+                } else {
+                    let json = serde_json::to_vec(&value)
+                        .map_err(|e| StepError::permanent(format!("{what}: body: {e}")))?;
+                    (json, "application/json")
+                };
+                (Some(content_type.to_string()), Bytes::from(bytes))
+            }
+            OpBody::Template(name) => {
+                let input = body_json.as_deref().unwrap_or(&Value::Null);
+                let context = serde_json::json!({"body": input, "headers": message.headers_json()});
+                let text = self
+                    .templates
+                    .render(name, &context)
+                    .map_err(|e| StepError::permanent(format!("{what}: body: {e}")))?;
+                let content_type = if name.ends_with(".json.tera") {
+                    "application/json"
+                } else {
+                    "text/xml; charset=UTF-8"
+                };
+                (Some(content_type.to_string()), Bytes::from(text))
+            }
+        };
+        Ok(Prepared {
+            method: op.method.clone(),
+            url,
+            path,
+            query,
+            content_type,
+            body,
+        })
     }
 
     /// Wait for the adapter's limits, send with its credentials (once more with a fresh

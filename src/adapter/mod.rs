@@ -168,8 +168,13 @@ pub enum RequestBody {
     Jq(String),
     /// `{ xml: <program> }`: the JSON the program makes of the message body, written as XML
     /// (`json_to_xml`: one key naming the root, `@x` attributes, `#text` text) and sent as
-    /// `text/xml; charset=UTF-8` — e.g. a SOAP envelope for OeP's callback.
+    /// `text/xml; charset=UTF-8`.
     Xml(String),
+    /// `{ template: <file under transforms/> }`: a Tera template rendered with `body` (the
+    /// message body) and `headers` — e.g. a SOAP envelope written as the XML it is
+    /// (`oep/add-message.xml.tera`; every value XML-escaped). Sent as `text/xml;
+    /// charset=UTF-8` for `*.xml.tera`, `application/json` for `*.json.tera`.
+    Template(String),
 }
 
 /// A loaded adapter.

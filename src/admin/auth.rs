@@ -36,8 +36,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use crate::config::{AdminConfig, Profile, Role};
+use crate::core::problem::Problem;
 use crate::endpoint::jwt::{JwksSource, JwtVerifier};
-use crate::endpoint::problem::Problem;
 use crate::store::{AuditEntry, Store};
 
 /// Where the development token is written, relative to the root.

@@ -36,8 +36,8 @@ use crate::codec::charset;
 use crate::config::Role;
 use crate::core::envelope::header::{ATTEMPTS, DEAD_LETTER_ROUTE};
 use crate::core::envelope::{Envelope, header as h, is_xml_type};
+use crate::core::problem::Problem;
 use crate::core::redact;
-use crate::endpoint::problem::Problem;
 
 /// One dead letter in a list: what failed where, and when; never the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

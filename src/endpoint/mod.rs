@@ -11,7 +11,6 @@ pub mod http;
 pub mod jwt;
 pub mod openapi;
 pub mod poll;
-pub mod problem;
 pub mod timer;
 
 use crate::broker::{BrokerError, INGRESS_EXCHANGE, SharedBroker};

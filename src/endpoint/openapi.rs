@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::http::HttpRoute;
-use super::problem;
+use crate::core::problem;
 use crate::route::model::{BodyFormat, HttpMethod};
 use crate::schema::SchemaRegistry;
 

@@ -8,6 +8,7 @@
 //! | `age($date)` | personnummer string | whole years on `$date` (`"YYYY-MM-DD"`) |
 //! | `is_adult($date)` | personnummer string | `age($date) >= 18` |
 //! | `mask_personnummer` | string (or `null`) | the string with every personnummer-shaped value masked (`20100101-****`) |
+//! | `spring_filter` | object `{field: value, …}` | a case-data `filter` query: `field:'value' and …` in spring-filter syntax, every value quoted and escaped (`'` and `\\`), so a value can never change the filter; `null` gives `field is null`. Field names are letters, digits, `_` and `.` |
 //! | `stockholm_time($hhmm)` | date `"YYYY-MM-DD"` | that date and wall-clock time in Sweden as RFC 3339 with its offset (`"2027-02-15" \| stockholm_time("08:00")` → `"2027-02-15T08:00:00+01:00"`; summer time `+02:00`) |
 //!
 //! Accepted forms are those of [`super::personnummer::parse`]. Errors say what is wrong
@@ -26,7 +27,8 @@ const ADULT_AGE: u32 = 18;
 
 /// The native functions of this module, ready for the compiler.
 pub(crate) fn funs() -> impl Iterator<Item = Fun<Data>> {
-    let funs: [jaq_core::native::Filter<jaq_core::RunPtr<Data>>; 6] = [
+    let funs: [jaq_core::native::Filter<jaq_core::RunPtr<Data>>; 7] = [
+        ("spring_filter", v(0), |cv| bome(spring_filter(&cv.1))),
         ("personnummer_valid", v(0), |cv| {
             let valid = as_str(&cv.1).is_some_and(|s| personnummer::parse(s).is_ok());
             box_once(Ok(Val::Bool(valid)))
@@ -61,6 +63,50 @@ pub(crate) fn funs() -> impl Iterator<Item = Fun<Data>> {
         }),
     ];
     funs.into_iter().map(run::<Data>)
+}
+
+/// `{field: value, …} | spring_filter`: a spring-filter expression where every value is a
+/// quoted, escaped literal (a value never becomes filter syntax).
+fn spring_filter(input: &Val) -> Result<Val, Error<Val>> {
+    let serde_json::Value::Object(fields) = super::from_val(input) else {
+        return Err(Error::str(format!(
+            "spring_filter: input must be an object of fields and values, not {}",
+            type_name(input)
+        )));
+    };
+    let mut parts = Vec::new();
+    for (field, value) in &fields {
+        let valid = field
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && field
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !valid {
+            return Err(Error::str(
+                "spring_filter: a field name is letters, digits, `_` and `.`",
+            ));
+        }
+        let part = match value {
+            serde_json::Value::Null => format!("{field} is null"),
+            serde_json::Value::Bool(b) => format!("{field}:{b}"),
+            serde_json::Value::Number(n) => format!("{field}:{n}"),
+            serde_json::Value::String(s) => {
+                format!("{field}:'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+            _ => {
+                return Err(Error::str(
+                    "spring_filter: a value is a string, number, boolean or null",
+                ));
+            }
+        };
+        parts.push(part);
+    }
+    if parts.is_empty() {
+        return Err(Error::str("spring_filter: give at least one field"));
+    }
+    Ok(Val::utf8_str(parts.join(" and ")))
 }
 
 /// `date | stockholm_time(time)`: the RFC 3339 form of a Swedish wall-clock time.
@@ -144,6 +190,29 @@ mod tests {
     // 20120229-1231 born on the leap day 2012-02-29.
     fn run(src: &str, input: Value) -> Result<Vec<Value>, ExprError> {
         Program::compile(src).unwrap().run(&input, &Vars::default())
+    }
+
+    #[test]
+    fn spring_filter_quotes_every_value() {
+        let out = run(
+            "spring_filter",
+            json!({"externalCaseId": "OEP-412-90017", "errandNumber": "x' or 1=1 or 'y"}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![json!(
+                "externalCaseId:'OEP-412-90017' and errandNumber:'x\\' or 1=1 or \\'y'"
+            )]
+        );
+        let out = run("spring_filter", json!({"a.b": null, "n": 3, "t": true})).unwrap();
+        assert_eq!(out, vec![json!("a.b is null and n:3 and t:true")]);
+        let out = run("spring_filter", json!({"back": "a\\b"})).unwrap();
+        assert_eq!(out, vec![json!("back:'a\\\\b'")]);
+        assert!(run("spring_filter", json!({"bad field": "x"})).is_err());
+        assert!(run("spring_filter", json!({"a": [1]})).is_err());
+        assert!(run("spring_filter", json!({})).is_err());
+        assert!(run("spring_filter", json!("a:'b'")).is_err());
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub trait Catalog {
     fn auth_names(&self) -> Vec<String>;
     /// Compile a jq program; the error says why it does not compile.
     fn compile_jq(&self, program: &str) -> Result<(), String>;
+    /// Read and compile the jq program of a file under `transforms/`.
+    fn jq_file(&self, file: &str) -> Result<(), String>;
     /// Parse a cron expression; the error says why it is not valid.
     fn check_cron(&self, expr: &str) -> Result<(), String>;
 }
@@ -241,6 +243,13 @@ impl CheckCx for Checker<'_> {
                     format!("unknown template `{name}`: there is no transforms/{name}"),
                 )
                 .with_choices(name, &known);
+            self.push(d);
+        }
+    }
+
+    fn jq_file(&mut self, path: &str, file: &str) {
+        if let Err(why) = self.catalog.jq_file(file) {
+            let d = self.r.diagnostic(path, why);
             self.push(d);
         }
     }
@@ -449,6 +458,14 @@ mod tests {
         fn auth_names(&self) -> Vec<String> {
             vec!["portal".into()]
         }
+        fn jq_file(&self, file: &str) -> Result<(), String> {
+            if file == "mapping.jq" {
+                Ok(())
+            } else {
+                Err(format!("cannot read transforms/{file}"))
+            }
+        }
+
         fn compile_jq(&self, program: &str) -> Result<(), String> {
             if program.contains("!!") {
                 Err("unexpected token".into())
@@ -564,7 +581,7 @@ steps:
           steps:
             - filter: { jq: '!! x' }
       otherwise:
-        - split: { jq: '.x[] !!' }
+        - split: { jq: '.x[] !!', scope: all }
   - aggregate: { correlation: '!!', complete: { when: '!!' } }
   - idempotent: { key: '!!' }
   - log: { message: m, jq: '!!' }
@@ -632,6 +649,74 @@ steps:
         assert!(d.message.contains("the broker would refuse it"));
         assert_eq!(d.line, 22);
         assert_eq!(diags.len(), 17, "{diags:#?}");
+    }
+
+    #[test]
+    fn the_route_language_constructs_are_checked_with_positions() {
+        let bad = "\
+route: lang
+from:
+  http: { path: /p, auth: portal }
+steps:
+  - enrich: { adapter: casedata, operation: create-errand, with: '{a: .x !!}', into: e }
+  - call: { adapter: casedta, operation: create-errand, into: c }
+  - to: { adapter: casedata, operation: create-errand, with: '!!' }
+  - transform: { jq_file: mapings.jq }
+  - reply: { problem: { status: 200, type: no such thing, title: t, detail: '{.a !!}' } }
+  - transform: { jq: '.', jq_file: mapping.jq }
+";
+        // The file's shape problems stop the loader; the references are checked on the
+        // route as read.
+        let lr = LoadedRoute {
+            route: serde_saphyr::from_str(bad).expect("reads"),
+            file: "routes/lang.yaml".into(),
+            positions: crate::route::load::Positions::of(bad),
+            includes: Vec::new(),
+        };
+        let mut diags = check(&[lr], &TestCatalog);
+        // The file's own checks (shapes) come from the loader.
+        diags.extend(
+            crate::route::load::load_route_str(std::path::Path::new("routes/lang.yaml"), bad)
+                .err()
+                .unwrap_or_default(),
+        );
+        let at = |p: &str| {
+            diags
+                .iter()
+                .find(|d| d.path == p)
+                .unwrap_or_else(|| panic!("no diagnostic at {p}: {diags:#?}"))
+        };
+        let d = at("steps[0].enrich.with");
+        assert!(d.message.contains("does not compile"), "{d}");
+        assert_eq!(d.line, 5);
+        let d = at("steps[1].call.adapter");
+        assert_eq!(d.suggestion.as_deref(), Some("casedata"));
+        assert_eq!(at("steps[2].to.with").line, 7);
+        let d = at("steps[3].transform.jq_file");
+        assert!(
+            d.message.contains("cannot read transforms/mapings.jq"),
+            "{d}"
+        );
+        assert!(
+            at("steps[4].reply.problem.status")
+                .message
+                .contains("4xx or 5xx")
+        );
+        assert!(
+            at("steps[4].reply.problem.type")
+                .message
+                .contains("without spaces")
+        );
+        assert!(
+            at("steps[4].reply.problem.detail")
+                .message
+                .contains("compile")
+        );
+        assert!(
+            at("steps[5].transform")
+                .message
+                .contains("exactly one of `jq`, `jq_file` and `template`")
+        );
     }
 
     #[test]

@@ -22,12 +22,35 @@ pub struct LoadedRoute {
     pub file: PathBuf,
     /// Positions of the file's values by YAML path.
     pub positions: Positions,
+    /// The fragments its `include` steps put in, by the path prefix of their steps
+    /// (`steps[2].include.`), so a problem in one is reported in the fragment's file.
+    pub includes: Vec<(String, std::sync::Arc<super::fragment::LoadedFragment>)>,
 }
 
 impl LoadedRoute {
     /// A diagnostic about the value at `yaml_path` in this route's file (positioned at the
-    /// value, or at its nearest written ancestor when the value was defaulted).
+    /// value, or at its nearest written ancestor when the value was defaulted). A path
+    /// inside an included fragment is reported in the fragment's file, at its own path.
     pub fn diagnostic(&self, yaml_path: &str, message: impl Into<String>) -> Diagnostic {
+        let inner = self
+            .includes
+            .iter()
+            .filter(|(prefix, _)| yaml_path.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len());
+        if let Some((prefix, f)) = inner {
+            let rest = &yaml_path[prefix.len()..];
+            return Diagnostic::new(
+                f.file.clone(),
+                f.positions.locate(rest),
+                rest,
+                format!(
+                    "{} (included by route `{}`, {})",
+                    message.into(),
+                    self.route.route,
+                    self.file.display()
+                ),
+            );
+        }
         Diagnostic::new(
             self.file.clone(),
             self.positions.locate(yaml_path),
@@ -350,6 +373,10 @@ pub fn load_routes(root: &Path) -> Result<Vec<LoadedRoute>, Vec<Diagnostic>> {
         }
     }
     diags.extend(cross_file_checks(&routes));
+    match super::fragment::load_fragments(root) {
+        Ok(fragments) => diags.extend(super::fragment::resolve(&mut routes, &fragments)),
+        Err(d) => diags.extend(d),
+    }
     if diags.is_empty() {
         Ok(routes)
     } else {
@@ -357,7 +384,7 @@ pub fn load_routes(root: &Path) -> Result<Vec<LoadedRoute>, Vec<Diagnostic>> {
     }
 }
 
-fn relative(root: &Path, path: &Path) -> PathBuf {
+pub(super) fn relative(root: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(root).unwrap_or(path).to_path_buf()
 }
 
@@ -416,6 +443,7 @@ pub fn load_route_str(file: &Path, text: &str) -> Result<LoadedRoute, Vec<Diagno
         route,
         file: file.to_path_buf(),
         positions,
+        includes: Vec::new(),
     };
     let diags = semantic_checks(&loaded);
     if diags.is_empty() {
@@ -579,20 +607,30 @@ fn ordering_checks(r: &LoadedRoute, d: &mut Vec<Diagnostic>) {
 
 /// Each step kind's own checks of its options (see [`crate::step::kind::StepKind::lint`]).
 fn check_steps(r: &LoadedRoute, base: &str, steps: &[StepSpec], d: &mut Vec<Diagnostic>) {
+    lint_steps(&|path, message| r.diagnostic(path, message), base, steps, d);
+}
+
+/// [`check_steps`] for any file: `diagnostic` places a problem at a YAML path.
+pub(super) fn lint_steps(
+    diagnostic: &dyn Fn(&str, String) -> Diagnostic,
+    base: &str,
+    steps: &[StepSpec],
+    d: &mut Vec<Diagnostic>,
+) {
     struct Lints<'a> {
-        r: &'a LoadedRoute,
+        diagnostic: &'a dyn Fn(&str, String) -> Diagnostic,
         d: &'a mut Vec<Diagnostic>,
     }
     impl Problems for Lints<'_> {
         fn problem(&mut self, path: &str, message: String, expected: Option<&str>) {
-            let mut diag = self.r.diagnostic(path, message);
+            let mut diag = (self.diagnostic)(path, message);
             if let Some(e) = expected {
                 diag = diag.with_expected(e);
             }
             self.d.push(diag);
         }
     }
-    let mut lints = Lints { r, d };
+    let mut lints = Lints { diagnostic, d };
     for (path, step) in crate::step::with_paths(steps, base) {
         let at = format!("{path}.{}", step.kind());
         step.behaviour().lint(&at, &mut lints);
@@ -682,7 +720,11 @@ fn variant_kind(expected: &[&str]) -> &'static str {
 }
 
 /// Turn a serde-saphyr error into a diagnostic with position, path and suggestion.
-fn from_yaml_error(file: &Path, pos: &Positions, err: &serde_saphyr::Error) -> Diagnostic {
+pub(super) fn from_yaml_error(
+    file: &Path,
+    pos: &Positions,
+    err: &serde_saphyr::Error,
+) -> Diagnostic {
     use serde_saphyr::Error as E;
     let (line, column) = err
         .location()

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod diagnostic;
+pub mod fragment;
 pub mod graph;
 pub mod load;
 pub mod model;

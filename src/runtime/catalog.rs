@@ -68,6 +68,13 @@ impl Catalog for CheckCatalog<'_> {
             .map_err(|e| e.to_string())
     }
 
+    fn jq_file(&self, file: &str) -> Result<(), String> {
+        let src = crate::step::transform::read_jq_file(&self.resources.root, file)?;
+        Program::compile(&src)
+            .map(|_| ())
+            .map_err(|e| format!("the jq program in transforms/{file} does not compile: {e}"))
+    }
+
     fn check_cron(&self, expr: &str) -> Result<(), String> {
         crate::endpoint::timer::parse_cron(expr).map(|_| ())
     }

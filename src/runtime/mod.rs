@@ -825,7 +825,7 @@ impl System {
                 .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                     |_: Box<dyn std::any::Any + Send>| {
                         tracing::error!("an admin request handler panicked");
-                        crate::endpoint::problem::Problem::new(
+                        crate::core::problem::Problem::new(
                             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                             "internal-error",
                             "Internal error",
@@ -1104,7 +1104,7 @@ pub fn send_router(ingresses: BTreeMap<String, Ingress>) -> axum::Router {
     use axum::http::{HeaderMap, StatusCode, header};
     use axum::response::IntoResponse;
 
-    use crate::endpoint::problem::Problem;
+    use crate::core::problem::Problem;
 
     let handler = move |State(ingresses): State<Arc<BTreeMap<String, Ingress>>>,
                         UrlPath(id): UrlPath<String>,

@@ -128,6 +128,7 @@ pub(crate) fn to_downstream() -> StepSpec {
     StepSpec::To(ToSpec {
         adapter: Some("downstream".into()),
         operation: Some("deliver".into()),
+        with_input: None,
         file: None,
     })
 }

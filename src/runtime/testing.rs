@@ -33,13 +33,16 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::adapter::client::Prepared;
 use crate::adapter::client::classify;
+use crate::broker::INGRESS_EXCHANGE;
 use crate::core::effects::{AdapterResponse, Effects};
 use crate::core::envelope::{Body, Envelope, JSON, XML};
 use crate::core::error::{FailureKind, StepError};
 use crate::resources::Resources;
 use crate::route::load::LoadedRoute;
 use crate::runtime::ordered::Partitioner;
+use crate::step::aggregate::RESUME_AFTER;
 use crate::step::{Context, Pipeline};
 use crate::store::Store;
 
@@ -140,6 +143,10 @@ pub struct Expect {
     /// header `knut-reply-to`, as the ingress does for a waiting caller).
     #[serde(default)]
     pub replies: Option<Vec<ExpectReply>>,
+    /// Outcomes of the parts a `split` (scope `item`) handed back to the route, in order:
+    /// each runs the steps after the split on its own, as in `knut run`.
+    #[serde(default)]
+    pub parts: Option<Vec<String>>,
 }
 
 /// An expected answer to the waiting HTTP caller.
@@ -181,9 +188,17 @@ pub struct ExpectCall {
     pub adapter: String,
     /// Operation.
     pub operation: String,
-    /// Request body (JSON), if it matters.
+    /// The operation's input (the message, or what `with:` made of it), if it matters.
     #[serde(default)]
     pub body: Option<Value>,
+    /// The request's path and query as the system gets them (`/persons/p-17?x=1`, query
+    /// values decoded), if it matters.
+    #[serde(default)]
+    pub request: Option<String>,
+    /// The request's body as the system gets it (JSON compared as JSON, else as text), if
+    /// it matters: a `jq`, `xml` or `template` body of the operation.
+    #[serde(default)]
+    pub sent: Option<Value>,
 }
 
 /// An expected file.
@@ -203,7 +218,7 @@ pub struct ExpectFile {
 #[derive(Default)]
 struct Recorded {
     published: Vec<(String, String, Envelope)>,
-    calls: Vec<(String, String, Envelope)>,
+    calls: Vec<(String, String, Envelope, Prepared)>,
     files: Vec<(String, String, Bytes)>,
     replies: Vec<Envelope>,
 }
@@ -211,6 +226,8 @@ struct Recorded {
 struct RecordingEffects {
     mocks: Mutex<BTreeMap<(String, String), VecDeque<Mock>>>,
     recorded: Mutex<Recorded>,
+    /// The root's adapters: each call's request is built as it would be sent.
+    client: crate::adapter::client::AdapterClient,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -232,9 +249,12 @@ impl Effects for RecordingEffects {
         operation: &str,
         e: &Envelope,
     ) -> Result<AdapterResponse, StepError> {
+        // The request is built as `knut run` would build it (path, query, body), so a
+        // route test fails where the real call would.
+        let prepared = self.client.prepare(adapter, operation, e)?;
         lock(&self.recorded)
             .calls
-            .push((adapter.into(), operation.into(), e.clone()));
+            .push((adapter.into(), operation.into(), e.clone(), prepared));
         let mock = {
             let mut mocks = lock(&self.mocks);
             let Some(queue) = mocks.get_mut(&(adapter.to_string(), operation.to_string())) else {
@@ -413,6 +433,31 @@ pub async fn run_file(
     Ok(results)
 }
 
+/// Run `m` through `pipeline` from step `start`: its outcome, and the failure's reason.
+async fn run_one(
+    pipeline: &Pipeline,
+    start: usize,
+    m: Envelope,
+    cx: &Context,
+    output: &mut Vec<Envelope>,
+) -> (&'static str, Option<String>) {
+    match pipeline.run_from(start, m, cx).await {
+        Ok(out) if out.is_empty() && !pipeline.is_empty() => ("stopped", None),
+        Ok(mut out) => {
+            output.append(&mut out);
+            ("ok", None)
+        }
+        Err(f) => (
+            if f.error.kind == FailureKind::Transient {
+                "retry"
+            } else {
+                "dead-letter"
+            },
+            Some(format!("{}: {}", f.step, f.error.message)),
+        ),
+    }
+}
+
 async fn run_case(
     file: &Path,
     route: &str,
@@ -446,6 +491,7 @@ async fn run_case(
     let effects = Arc::new(RecordingEffects {
         mocks: Mutex::new(table),
         recorded: Mutex::new(Recorded::default()),
+        client: resources.client.clone(),
     });
     let store = match Store::memory().await {
         Ok(s) => s,
@@ -457,26 +503,46 @@ async fn run_case(
         store,
     };
     let (mut outcome, mut error, mut output) = ("ok", None, Vec::new());
+    let mut parts: Vec<&'static str> = Vec::new();
     for mut m in messages {
         if let Some(Err(e)) = intake.map(|p| p.assign(&mut m)) {
             (outcome, error) = ("dead-letter", Some(e.message));
             continue;
         }
-        (outcome, error) = match pipeline.run(m, &cx).await {
-            Ok(out) if out.is_empty() && !pipeline.is_empty() => ("stopped", None),
-            Ok(mut out) => {
-                output.append(&mut out);
-                ("ok", None)
+        (outcome, error) = run_one(pipeline, 0, m, &cx, &mut output).await;
+        // The parts a split handed back to this route run on, each on its own; the message
+        // that was split is done (`ok`) once it handed them on.
+        let handed_on = lock(&effects.recorded).published.iter().any(|(x, k, e)| {
+            x == INGRESS_EXCHANGE && k == route && e.header(RESUME_AFTER).is_some()
+        });
+        if handed_on && outcome == "stopped" {
+            outcome = "ok";
+        }
+        loop {
+            let next = {
+                let mut rec = lock(&effects.recorded);
+                let at = rec.published.iter().position(|(x, k, e)| {
+                    x == INGRESS_EXCHANGE && k == route && e.header(RESUME_AFTER).is_some()
+                });
+                at.map(|i| rec.published.remove(i).2)
+            };
+            let Some(mut part) = next else { break };
+            let start = part
+                .header(RESUME_AFTER)
+                .and_then(|p| pipeline.index_of(p))
+                .map_or(0, |i| i + 1);
+            part.headers.remove(RESUME_AFTER);
+            let (o, e) = run_one(pipeline, start, part, &cx, &mut output).await;
+            parts.push(o);
+            if e.is_some() && error.is_none() {
+                error = e;
             }
-            Err(f) => (
-                if f.error.kind == FailureKind::Transient {
-                    "retry"
-                } else {
-                    "dead-letter"
-                },
-                Some(format!("{}: {}", f.step, f.error.message)),
-            ),
-        };
+        }
+    }
+    if let Some(want) = &expect.parts
+        && want.iter().map(String::as_str).ne(parts.iter().copied())
+    {
+        failures.push(format!("parts: expected {want:?}, got {parts:?}"));
     }
     let want = expect.outcome.as_deref().unwrap_or("ok");
     if want != outcome {
@@ -543,11 +609,11 @@ async fn run_case(
                 rec.calls.len(),
                 rec.calls
                     .iter()
-                    .map(|(a, o, _)| format!("{a}.{o}"))
+                    .map(|(a, o, _, _)| format!("{a}.{o}"))
                     .collect::<Vec<_>>()
             ));
         }
-        for (i, (want, (a, o, e))) in calls.iter().zip(rec.calls.iter()).enumerate() {
+        for (i, (want, (a, o, e, sent))) in calls.iter().zip(rec.calls.iter()).enumerate() {
             if (&want.adapter, &want.operation) != (a, o) {
                 failures.push(format!(
                     "calls[{i}]: expected {}.{}, got {a}.{o}",
@@ -556,6 +622,21 @@ async fn run_case(
             }
             if let Some(b) = &want.body {
                 compare(&format!("calls[{i}].body"), b, &body_json(e), &mut failures);
+            }
+            if let Some(r) = &want.request {
+                let mut got = sent.path.clone();
+                for (j, (k, v)) in sent.query.iter().enumerate() {
+                    got.push(if j == 0 { '?' } else { '&' });
+                    got.push_str(&format!("{k}={v}"));
+                }
+                if *r != got {
+                    failures.push(format!("calls[{i}].request: expected `{r}`, got `{got}`"));
+                }
+            }
+            if let Some(b) = &want.sent {
+                let text = String::from_utf8_lossy(&sent.body).into_owned();
+                let got = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+                compare(&format!("calls[{i}].sent"), b, &got, &mut failures);
             }
         }
     }

@@ -174,11 +174,12 @@ impl RouteWorker {
     pub(crate) async fn run_steps(&self, envelope: &Envelope) -> Result<Outcome, Failure> {
         let route = &self.context.route;
         metrics::message_in(route);
-        // Only a timed-out aggregate group, sent by this route's sweeper, resumes after its
-        // aggregator; the header never names another step, and never travels on.
+        // Only a timed-out aggregate group (sent by this route's sweeper) and a split's part
+        // (sent by its split) resume after their step; the header never names another step,
+        // and never travels on.
         let start = envelope
             .header(RESUME_AFTER)
-            .filter(|p| p.ends_with(".aggregate"))
+            .filter(|p| p.ends_with(".aggregate") || p.ends_with(".split"))
             .and_then(|p| self.pipeline.index_of(p))
             .map_or(0, |i| i + 1);
         let mut envelope = envelope.clone();
@@ -323,7 +324,7 @@ impl RouteWorker {
             "dead-letter/reply",
             502,
             crate::core::envelope::Body::Json(problem),
-            crate::endpoint::problem::CONTENT_TYPE,
+            crate::core::problem::CONTENT_TYPE,
         );
         if let Err(err) = self.context.effects.reply(&reply_to, &answer).await {
             tracing::debug!(error = %err.message, "the waiting caller could not be told of the dead letter");

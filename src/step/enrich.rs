@@ -1,17 +1,15 @@
-//! `enrich`: the content enricher. Calls an adapter operation with the message and stores
-//! the result under a key of the body.
+//! `enrich`: the content enricher. Calls an adapter operation that reads (a lookup) and
+//! keeps its answer under a key of the body. `with:` gives the operation its input.
 
 use async_trait::async_trait;
-use serde_json::Value;
-
-use super::{Context, Step, StepError};
-use crate::core::envelope::{Body, Envelope, JSON};
-
-use super::BuildError;
-use super::kind::{CheckCx, Edges, StepKind};
-use crate::resources::Resources;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::kind::{CheckCx, Edges, StepKind, build_error};
+use super::{BuildError, Context, Step, StepError, With};
+use crate::core::envelope::{Body, Envelope, JSON};
+use crate::resources::Resources;
 
 /// Options of `enrich`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -19,48 +17,81 @@ use serde::{Deserialize, Serialize};
 pub struct EnrichSpec {
     /// Adapter name (a file `adapters/<name>.yaml`).
     pub adapter: String,
-    /// Operation of the adapter.
+    /// Operation of the adapter (a read: it is called again when the message is retried).
     pub operation: String,
-    /// Key of the body object the result is stored under.
+    /// jq program over the body giving the operation its input (its path placeholders,
+    /// query and body read it), e.g. `{personId: .guardian.id}`; without it the operation
+    /// gets the message as it is.
+    #[serde(default, rename = "with", skip_serializing_if = "Option::is_none")]
+    pub with_input: Option<String>,
+    /// Key of the body object the answer is stored under.
     pub into: String,
 }
 
 impl StepKind for EnrichSpec {
     fn check(&self, at: &str, cx: &mut dyn CheckCx) {
         cx.adapter(at, "operation", &self.adapter, &self.operation);
+        if let Some(with) = &self.with_input {
+            cx.jq(&format!("{at}.with"), with);
+        }
     }
 
     fn edges(&self, g: &mut dyn Edges) {
         g.adapter(&self.adapter, &self.operation);
     }
 
-    fn build(&self, _at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
-        Ok(Box::new(Enrich::new(self)))
+    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn Step>, BuildError> {
+        Ok(Box::new(
+            CallInto::new(
+                "enrich",
+                &self.adapter,
+                &self.operation,
+                self.with_input.as_deref(),
+                &self.into,
+            )
+            .map_err(|e| build_error(at, e))?,
+        ))
     }
 }
 
-/// The `enrich` step.
-pub struct Enrich {
+/// Call an adapter operation with the message (or its `with:` input) and keep the answer
+/// under a key of the body: `enrich` (a read) and `call` (a write) both run this.
+pub struct CallInto {
+    kind: &'static str,
     adapter: String,
     operation: String,
+    with: With,
     into: String,
 }
 
-impl Enrich {
-    /// Build from the route file's options.
-    pub fn new(spec: &EnrichSpec) -> Self {
-        Enrich {
-            adapter: spec.adapter.clone(),
-            operation: spec.operation.clone(),
-            into: spec.into.clone(),
-        }
+impl CallInto {
+    /// Build; `with` must compile.
+    pub fn new(
+        kind: &'static str,
+        adapter: &str,
+        operation: &str,
+        with: Option<&str>,
+        into: &str,
+    ) -> Result<Self, String> {
+        Ok(CallInto {
+            kind,
+            adapter: adapter.to_string(),
+            operation: operation.to_string(),
+            with: With::new(with)?,
+            into: into.to_string(),
+        })
     }
 }
 
 #[async_trait]
-impl Step for Enrich {
+impl Step for CallInto {
     async fn apply(&self, mut m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
-        let response = cx.effects.call(&self.adapter, &self.operation, &m).await?;
+        let response = {
+            let input = self.with.input(&m)?;
+            cx.effects
+                .call(&self.adapter, &self.operation, &input)
+                .await?
+        };
         let result = match response.body {
             Body::Json(v) => v,
             Body::Bytes(b) if b.is_empty() => Value::Null,
@@ -69,8 +100,8 @@ impl Step for Enrich {
         let mut body = m.json_body()?.into_owned();
         let Value::Object(map) = &mut body else {
             return Err(StepError::permanent(format!(
-                "enrich needs a JSON object body to store `{}` in",
-                self.into
+                "{} needs a JSON object body to store `{}` in",
+                self.kind, self.into
             )));
         };
         map.insert(self.into.clone(), result);

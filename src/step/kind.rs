@@ -26,6 +26,8 @@ pub trait CheckCx: Problems {
     fn template(&mut self, path: &str, name: &str);
     /// `program` must compile.
     fn jq(&mut self, path: &str, program: &str);
+    /// `file` under `transforms/` must hold a jq program that compiles.
+    fn jq_file(&mut self, path: &str, file: &str);
     /// `adapter` (named at `{path}.adapter`) must have `operation` (at `{path}.{field}`);
     /// false when the adapter itself is unknown.
     fn adapter(&mut self, path: &str, field: &str, adapter: &str, operation: &str) -> bool;

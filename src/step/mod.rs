@@ -6,6 +6,7 @@
 //! (recorded publishes, mocked adapter responses).
 
 pub mod aggregate;
+pub mod call;
 pub mod choice;
 pub mod csv_to_json;
 pub mod enrich;
@@ -13,6 +14,7 @@ pub mod excel_to_json;
 pub mod filter;
 pub mod fixed_to_json;
 pub mod idempotent;
+pub mod include;
 pub mod json_to_xml;
 pub mod kind;
 pub mod log;
@@ -212,8 +214,11 @@ step_kinds! {
     "split" => Split(split::SplitSpec),
     /// Aggregator: collect correlated messages into one.
     "aggregate" => Aggregate(aggregate::AggregateSpec),
-    /// Content enricher: call an adapter operation and merge its result under a key.
+    /// Content enricher: call an adapter operation (a read) and keep its answer under a key.
     "enrich" => Enrich(enrich::EnrichSpec),
+    /// Call an adapter operation that changes something (a write) and keep its answer under
+    /// a key, e.g. the id of what it created.
+    "call" => Call(call::CallSpec),
     /// Scatter-gather: call several adapter operations at once (reads) and gather their
     /// answers; a source that fails or is late is named under `missing`.
     "scatter_gather" => ScatterGather(scatter_gather::ScatterGatherSpec),
@@ -227,6 +232,8 @@ step_kinds! {
     "log" => Log(log::LogSpec),
     /// Answer the synchronous HTTP request that started this message.
     "reply" => Reply(reply::ReplySpec),
+    /// The steps of a shared fragment (`fragments/<name>.yaml`), run in place.
+    "include" => Include(include::IncludeSpec),
     /// Verify a JWS with a detached payload (RFC 7515 appendix F) over a text of the
     /// message against trusted public keys; an unsigned message, a signature that does not
     /// verify or the wrong signer is permanent (dead letter).
@@ -255,6 +262,33 @@ pub fn with_paths<'a>(steps: &'a [StepSpec], base: &str) -> Vec<(String, &'a Ste
     let mut out = Vec::new();
     walk(base, steps, &mut out);
     out
+}
+
+/// `with:` of a step that calls an adapter operation (`enrich`, `call`, `to`): a jq program
+/// over the message whose output is the operation's input — its path placeholders, query
+/// and body read that — so nothing is staged in the message for it. Without `with:` the
+/// operation gets the message as it is.
+pub struct With(Option<Program>);
+
+impl With {
+    /// Compile `with:` (field `with`).
+    pub fn new(program: Option<&str>) -> Result<With, String> {
+        program.map(|p| compile("with", p)).transpose().map(With)
+    }
+
+    /// The message the operation gets: `m` itself, or a copy (same ids and headers) whose
+    /// body is the `with:` program's output.
+    pub fn input<'a>(&self, m: &'a Envelope) -> Result<std::borrow::Cow<'a, Envelope>, StepError> {
+        let Some(program) = &self.0 else {
+            return Ok(std::borrow::Cow::Borrowed(m));
+        };
+        let body = m.json_body()?;
+        let value = eval_one(program, "with", &body, m)?;
+        let mut input = m.clone();
+        input.body = crate::core::envelope::Body::Json(value);
+        input.content_type = crate::core::envelope::JSON.to_string();
+        Ok(std::borrow::Cow::Owned(input))
+    }
 }
 
 /// Compile a jq program of a step, naming the field on error.

@@ -23,6 +23,11 @@ pub struct ToSpec {
     /// Operation of the adapter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// jq program over the body giving the operation its input (its path placeholders,
+    /// query and body read it); without it the operation gets the message as it is. The
+    /// message goes on unchanged either way.
+    #[serde(default, rename = "with", skip_serializing_if = "Option::is_none")]
+    pub with_input: Option<String>,
     /// Write the body to a file (atomically: a temporary file renamed into place).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileTo>,
@@ -50,11 +55,21 @@ impl StepKind for ToSpec {
                 Some("`{adapter: <name>, operation: <name>}` or `{file: {dir: <folder>}}`"),
             );
         }
+        if self.with_input.is_some() && self.file.is_some() {
+            out.problem(
+                &format!("{at}.with"),
+                "`with` gives an adapter operation its input; a file gets the message".into(),
+                Some("`with` together with `adapter` and `operation`"),
+            );
+        }
     }
 
     fn check(&self, at: &str, cx: &mut dyn CheckCx) {
         if let (Some(a), Some(o)) = (&self.adapter, &self.operation) {
             cx.adapter(at, "operation", a, o);
+        }
+        if let Some(with) = &self.with_input {
+            cx.jq(&format!("{at}.with"), with);
         }
         if let Some(name) = self.file.as_ref().and_then(|f| f.name.as_ref()) {
             cx.jq(&format!("{at}.file.name"), name);
@@ -86,6 +101,8 @@ pub enum To {
         adapter: String,
         /// Operation name.
         operation: String,
+        /// The operation's input.
+        with: super::With,
     },
     /// Write a file.
     File {
@@ -103,6 +120,7 @@ impl To {
             (Some(a), Some(o), None) => Ok(To::Adapter {
                 adapter: a.clone(),
                 operation: o.clone(),
+                with: super::With::new(spec.with_input.as_deref())?,
             }),
             (None, None, Some(f)) => Ok(To::File {
                 dir: f.dir.clone(),
@@ -141,8 +159,15 @@ pub fn safe_file_name(name: &str) -> bool {
 impl Step for To {
     async fn apply(&self, mut m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
         match self {
-            To::Adapter { adapter, operation } => {
-                let r = cx.effects.call(adapter, operation, &m).await?;
+            To::Adapter {
+                adapter,
+                operation,
+                with,
+            } => {
+                let r = {
+                    let input = with.input(&m)?;
+                    cx.effects.call(adapter, operation, &input).await?
+                };
                 m.headers
                     .insert(RESPONSE_STATUS.to_string(), r.status.to_string());
             }

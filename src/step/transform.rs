@@ -24,6 +24,10 @@ pub struct TransformSpec {
     /// A jq program; the body becomes its (single) output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jq: Option<String>,
+    /// A jq program in a file under `transforms/` (e.g. `reports/skolresa.jq`), for a
+    /// mapping too long to read inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jq_file: Option<String>,
     /// A Tera template file under `transforms/`; the body is `body`, headers are `headers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
@@ -34,11 +38,18 @@ pub struct TransformSpec {
 
 impl StepKind for TransformSpec {
     fn lint(&self, at: &str, out: &mut dyn Problems) {
-        if self.jq.is_some() == self.template.is_some() {
+        let given = [
+            self.jq.is_some(),
+            self.jq_file.is_some(),
+            self.template.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
             out.problem(
                 at,
-                "a transform needs exactly one of `jq` and `template`".into(),
-                Some("`jq: <program>` or `template: <file under transforms/>`"),
+                "a transform needs exactly one of `jq`, `jq_file` and `template`".into(),
+                Some(
+                    "`jq: <program>`, `jq_file: <file under transforms/>` or `template: <file under transforms/>`",
+                ),
             );
         }
     }
@@ -49,6 +60,9 @@ impl StepKind for TransformSpec {
         }
         if let Some(name) = &self.template {
             cx.template(&format!("{at}.template"), name);
+        }
+        if let Some(file) = &self.jq_file {
+            cx.jq_file(&format!("{at}.jq_file"), file);
         }
     }
 
@@ -93,9 +107,13 @@ pub fn template_content_type(name: &str) -> &'static str {
 impl Transform {
     /// Build: exactly one of `jq` and `template`.
     pub fn new(spec: &TransformSpec, res: &Resources) -> Result<Self, String> {
-        match (&spec.jq, &spec.template) {
-            (Some(src), None) => Ok(Transform::Jq(compile("jq", src)?)),
-            (None, Some(name)) => {
+        match (&spec.jq, &spec.jq_file, &spec.template) {
+            (Some(src), None, None) => Ok(Transform::Jq(compile("jq", src)?)),
+            (None, Some(file), None) => {
+                let src = read_jq_file(&res.root, file)?;
+                Ok(Transform::Jq(compile("jq_file", &src)?))
+            }
+            (None, None, Some(name)) => {
                 if !res.templates.contains(name) {
                     return Err(format!("no template `{name}` in transforms/"));
                 }
@@ -108,9 +126,25 @@ impl Transform {
                     templates: res.templates.clone(),
                 })
             }
-            _ => Err("write exactly one of `jq` and `template`".to_string()),
+            _ => Err("write exactly one of `jq`, `jq_file` and `template`".to_string()),
         }
     }
+}
+
+/// The jq program in `transforms/<file>` under `root`; the file must stay in that folder.
+pub fn read_jq_file(root: &std::path::Path, file: &str) -> Result<String, String> {
+    let rel = std::path::Path::new(file);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!(
+            "`{file}` must be a path inside transforms/ (no `..`, not absolute)"
+        ));
+    }
+    std::fs::read_to_string(root.join("transforms").join(rel))
+        .map_err(|e| format!("cannot read transforms/{file}: {}", e.kind()))
 }
 
 #[async_trait]

@@ -15,7 +15,7 @@ use super::auth::{Caller, Refused};
 use super::{CORRELATION_HEADER, HTTP_METHOD, HttpRoute, RETRY_AFTER_SECS, RouteState, Shared};
 use crate::codec::{self, JsonLimits, XmlToJsonOptions};
 use crate::core::envelope::{self, Body, Envelope, header as knut_header};
-use crate::endpoint::problem::{FieldError, Problem};
+use crate::core::problem::{FieldError, Problem};
 use crate::route::model::BodyFormat;
 
 /// Why a body could not be read.

@@ -15,7 +15,7 @@
 //! (this process's reply queue, see [`Replies`]) and the answer's status, content type and
 //! body become the response (or `504` after the reply timeout).
 //!
-//! Every error is an RFC 9457 problem (see [`super::problem`]) that never echoes the body.
+//! Every error is an RFC 9457 problem (see [`crate::core::problem`]) that never echoes the body.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -40,8 +40,8 @@ pub use ingress::{CLAIM_HEADER_PREFIX, schema_problem};
 pub use replies::Replies;
 
 use super::Ingress;
-use super::problem::Problem;
 use crate::config::RateLimitConfig;
+use crate::core::problem::Problem;
 use crate::route::model::{HttpFrom, HttpMethod, Route, StepSpec};
 use crate::schema::SchemaRegistry;
 use ingress::handle;
@@ -349,7 +349,7 @@ mod tests {
     use crate::broker::embedded::EmbeddedBroker;
     use crate::broker::{Broker, RouteQueue, Topology, work_queue};
     use crate::core::envelope::{self, Body, header as knut_header};
-    use crate::endpoint::problem::FieldError;
+    use crate::core::problem::FieldError;
     use crate::route::model::BodyFormat;
     use crate::route::model::ByteSize;
     use axum::body::Body as HttpBody;
