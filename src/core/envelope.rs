@@ -29,6 +29,8 @@ pub mod header {
     pub const LAST_ERROR: &str = "knut-last-error";
     /// Header naming the correlation id a `reply` answers (set by the `reply` step).
     pub const REPLY_FOR: &str = "knut-reply-for";
+    /// The path of the HTTP request a message came in by (a problem answer's `instance`).
+    pub const HTTP_PATH: &str = "knut-http-path";
     /// Index of a split part (0-based).
     pub const SPLIT_INDEX: &str = "knut-split-index";
     /// Number of parts in a split.

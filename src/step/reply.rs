@@ -12,7 +12,8 @@
 //!       detail: 'School unit {.schoolUnit} belongs to another operator: report for your own units.'
 //! ```
 //! `detail` may hold `{jq}` placeholders over the body; a personnummer-shaped value in it is
-//! masked whole, like in every error text.
+//! masked whole, like in every error text. The problem's `instance` is the request's path.
+//! A problem answer ends the message: the caller was told no, so nothing after it runs.
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -177,17 +178,24 @@ impl Step for Reply {
                     .map_err(|e| StepError::permanent(format!("reply problem.detail: {e}")))?;
                 // An error text never carries a personnummer, whatever a placeholder gave.
                 let detail = crate::core::redact::mask(&detail).into_owned();
-                let doc = serde_json::json!({
+                let mut doc = serde_json::json!({
                     "type": kind,
                     "title": title,
                     "status": status,
                     "detail": detail,
                 });
+                if let Some(path) = m.header(header::HTTP_PATH) {
+                    doc["instance"] = crate::core::redact::mask(path).into_owned().into();
+                }
                 answer(&m, "reply", *status, Body::Json(doc), problem::CONTENT_TYPE)
             }
         };
         cx.effects.reply(&reply_to, &answer).await?;
-        Ok(vec![m])
+        match self.answer {
+            // Refused: nothing after it runs.
+            Answer::Problem { .. } => Ok(Vec::new()),
+            Answer::Body { .. } => Ok(vec![m]),
+        }
     }
 }
 

@@ -63,6 +63,10 @@ pub struct GatherSource {
     pub adapter: String,
     /// Operation of the adapter (a read: it is called again when the message is retried).
     pub operation: String,
+    /// jq program over the body giving the operation its input; without it the operation
+    /// gets the message as it is.
+    #[serde(default, rename = "with", skip_serializing_if = "Option::is_none")]
+    pub with_input: Option<String>,
     /// How long this source may take.
     #[serde(
         default,
@@ -86,6 +90,9 @@ impl StepKind for ScatterGatherSpec {
                 &src.adapter,
                 &src.operation,
             );
+            if let Some(with) = &src.with_input {
+                cx.jq(&format!("{at}.sources[{j}].with"), with);
+            }
         }
         if let Err(e) = ScatterGather::new(self) {
             cx.problem(at, e, None);
@@ -112,6 +119,7 @@ struct Source {
     name: String,
     adapter: String,
     operation: String,
+    with: super::With,
     timeout: Duration,
     required: bool,
 }
@@ -140,19 +148,20 @@ impl ScatterGather {
             );
         }
         let default = spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let mut sources = Vec::with_capacity(spec.sources.len());
+        for s in &spec.sources {
+            sources.push(Source {
+                name: s.name.clone(),
+                adapter: s.adapter.clone(),
+                operation: s.operation.clone(),
+                with: super::With::new(s.with_input.as_deref())?,
+                timeout: s.timeout.unwrap_or(default),
+                required: s.required,
+            });
+        }
         Ok(ScatterGather {
             into: spec.into.clone(),
-            sources: spec
-                .sources
-                .iter()
-                .map(|s| Source {
-                    name: s.name.clone(),
-                    adapter: s.adapter.clone(),
-                    operation: s.operation.clone(),
-                    timeout: s.timeout.unwrap_or(default),
-                    required: s.required,
-                })
-                .collect(),
+            sources,
         })
     }
 }
@@ -172,7 +181,8 @@ impl Step for ScatterGather {
         let calls = self.sources.iter().map(|s| {
             let (m, effects) = (&m, cx.effects.clone());
             async move {
-                let call = effects.call(&s.adapter, &s.operation, m);
+                let input = s.with.input(m)?;
+                let call = effects.call(&s.adapter, &s.operation, &input);
                 match tokio::time::timeout(s.timeout, call).await {
                     Ok(Ok(answer)) => Ok(answer_json(answer.body)),
                     Ok(Err(e)) => Err(e),
@@ -287,6 +297,7 @@ mod tests {
             name: name.into(),
             adapter: name.into(),
             operation: operation.into(),
+            with_input: None,
             timeout: None,
             required,
         }

@@ -64,6 +64,10 @@ pub async fn run(on: On) {
         problem["type"],
         "https://knutpunkt.sundsvall.se/problems/not-your-school-unit"
     );
+    assert_eq!(
+        problem["instance"], "/api/v1/placement-changes",
+        "{problem}"
+    );
     // An unknown unit: 422; a body the schema refuses: 422 at the door, naming the field.
     let (status, problem) = flow
         .post(&url, &change("end", "99999999", "2027-06-15"), Some(&token))

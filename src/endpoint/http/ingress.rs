@@ -307,6 +307,9 @@ async fn accept_request(
     message
         .headers
         .insert(HTTP_METHOD.into(), parts.method.as_str().to_string());
+    message
+        .headers
+        .insert(knut_header::HTTP_PATH.into(), instance.clone());
     message.headers.extend(claim_headers);
 
     if !route.replies {

@@ -52,6 +52,8 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub use crate::core::envelope::header::REPLY_FOR;
 /// Envelope header holding the request's HTTP method.
 pub const HTTP_METHOD: &str = "knut-http-method";
+/// Envelope header holding the request's path (a `reply` problem's `instance`).
+pub use crate::core::envelope::header::HTTP_PATH;
 /// Default largest body: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// Default time a caller waits for a `reply`.
@@ -386,6 +388,7 @@ mod tests {
         let b = EmbeddedBroker::new();
         b.declare(&Topology {
             exchanges: vec![],
+            outlets: Vec::new(),
             routes: routes
                 .iter()
                 .map(|r| RouteQueue {
