@@ -13,6 +13,7 @@
 //!   or newline in the data.
 //! - Filter `mask_personnummer`: a string with every personnummer-shaped value masked
 //!   (`20100101-****`), see [`crate::expr::personnummer::mask`].
+//! - Filter `base64`: a string's UTF-8 bytes in standard base64 (an attachment's content).
 //! - `get_env` is disabled (it would let a template print secrets from the environment).
 //! - Error texts name the template and, for syntax errors, the line and column; data
 //!   that Tera quotes in a render error is cut and personnummer-shaped values masked.
@@ -133,6 +134,7 @@ impl Templates {
         tera.set_escape_fn(escape_markup);
         tera.register_filter("json", json_filter);
         tera.register_filter("mask_personnummer", mask_filter);
+        tera.register_filter("base64", base64_filter);
         tera.register_function("get_env", no_env);
         let names = sources.iter().map(|(n, _)| n.clone()).collect();
         tera.add_raw_templates(sources)
@@ -238,6 +240,17 @@ fn mask_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value>
     }
 }
 
+/// `base64`: a string's UTF-8 bytes in standard base64.
+fn base64_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    use base64::Engine as _;
+    match value {
+        Value::String(s) => Ok(Value::String(
+            base64::engine::general_purpose::STANDARD.encode(s.as_bytes()),
+        )),
+        _ => Err(tera::Error::msg("the base64 filter takes a string")),
+    }
+}
+
 fn no_env(_: &HashMap<String, Value>) -> tera::Result<Value> {
     Err(tera::Error::msg(
         "get_env is not available in Knutpunkt templates; pass values in through headers",
@@ -295,6 +308,17 @@ mod tests {
             parsed,
             json!({"title": "Ansökan \"ledighet\"\nrad två\\slut </x>", "n": 3, "unit": "Skola 7", "tags": ["a", null]})
         );
+    }
+
+    #[test]
+    fn base64_filter_encodes_utf8() {
+        let (_d, t) = templates(&[("a.txt.tera", "{{ body.doc | base64 }}")]);
+        let out = t
+            .render("a.txt.tera", &json!({"body": {"doc": "Åsa {\"x\": 1}"}}))
+            .unwrap();
+        assert_eq!(out, "w4VzYSB7IngiOiAxfQ==");
+        let err = t.render("a.txt.tera", &json!({"body": {"doc": 3}}));
+        assert!(err.is_err());
     }
 
     #[test]
