@@ -9,9 +9,9 @@
 //! |---|---|
 //! | core | `core` (envelope, failures, effects, masking) |
 //! | foundations | `codec`, `expr`, `jwks`, `telemetry`, `config`, `broker`, `store`, `schema`, `template` |
-//! | systems | `adapter`, `resources` |
+//! | systems | `adapter`, `outlet`, `resources` |
 //! | steps | `step` (one module per step kind, registered in one list) |
-//! | routes | `route` (model, loader, checks, graph) |
+//! | routes | `route` (model, loader, checks, graph, reference) |
 //! | doors | `endpoint` (http, queue, file, timer, poll), `sandbox` |
 //! | operations | `admin` |
 //! | wiring | `runtime` (routes → workers, endpoints, admin; route tests) |

@@ -2,7 +2,7 @@
 //!
 //! Messages enter through endpoints (`endpoint`), are durably published to the broker
 //! (`broker`), and each route's worker passes them through its steps (`step`), which call
-//! the municipality's systems through adapters (`adapter`). See the README for the picture.
+//! the municipality's systems through adapters (`adapter`). See docs/architecture.md for the picture.
 
 #![warn(missing_docs)]
 
@@ -18,6 +18,7 @@ pub mod expr;
 pub mod jwks;
 #[cfg(test)]
 mod layers;
+pub mod outlet;
 pub mod resources;
 pub mod route;
 pub mod runtime;

@@ -1,4 +1,4 @@
-//! Resources: what routes refer to by name — schemas, templates, adapters — loaded once from
+//! Resources: what routes refer to by name — schemas, templates, adapters, outlets — loaded once from
 //! the root's folders and shared by every route. (What `knut check` checks routes against
 //! them is [`crate::runtime::catalog`].)
 
@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::adapter::client::AdapterClient;
 use crate::adapter::{Adapter, load_adapters};
+use crate::outlet::Outlets;
 use crate::schema::SchemaRegistry;
 use crate::template::Templates;
 
@@ -23,6 +24,8 @@ pub struct Resources {
     pub adapters: Arc<std::collections::BTreeMap<String, Adapter>>,
     /// The client that calls them.
     pub client: AdapterClient,
+    /// `outlets/`: exchanges and queues consumed outside Knutpunkt.
+    pub outlets: Arc<Outlets>,
 }
 
 impl Resources {
@@ -50,6 +53,10 @@ impl Resources {
             errors.extend(e.iter().map(|e| e.to_string()));
             Default::default()
         });
+        let outlets = Outlets::load(root).unwrap_or_else(|e| {
+            errors.extend(e.iter().map(|e| e.to_string()));
+            Outlets::default()
+        });
         let client = match AdapterClient::with_templates(
             &adapters,
             templates
@@ -69,6 +76,7 @@ impl Resources {
                 templates,
                 adapters: Arc::new(adapters),
                 client,
+                outlets: Arc::new(outlets),
             }),
             _ => Err(errors),
         }

@@ -107,6 +107,7 @@ async fn recovers_after_broker_restart() {
     let route = format!("recovery-{}", uuid::Uuid::now_v7().simple());
     let topology = Topology {
         exchanges: vec![],
+        outlets: Vec::new(),
         routes: vec![RouteQueue {
             route: route.clone(),
             bindings: vec![],
@@ -189,6 +190,7 @@ async fn recovers_after_broker_restart() {
 fn one_route(route: &str) -> Topology {
     Topology {
         exchanges: vec![],
+        outlets: Vec::new(),
         routes: vec![RouteQueue {
             route: route.to_string(),
             bindings: vec![],
@@ -396,6 +398,7 @@ async fn topology_definitions_are_what_knut_declares() {
     let exchange = unique("defs.events");
     let topology = Topology {
         exchanges: vec![exchange.clone()],
+        outlets: Vec::new(),
         routes: vec![
             RouteQueue {
                 route: route.clone(),

@@ -55,6 +55,7 @@ async fn setup(broker: &dyn Broker, bindings: &[(&str, &str)]) -> (String, Vec<S
     let exchanges: Vec<String> = bindings.iter().map(|(e, _)| e.to_string()).collect();
     let topology = Topology {
         exchanges: exchanges.clone(),
+        outlets: Vec::new(),
         routes: vec![RouteQueue {
             route: route.clone(),
             bindings: bindings
@@ -296,6 +297,7 @@ pub async fn declare_is_idempotent(broker: &dyn Broker) {
     let (route, _) = setup(broker, &[(&ex, "a.b")]).await;
     let again = Topology {
         exchanges: vec![ex.clone()],
+        outlets: Vec::new(),
         routes: vec![RouteQueue {
             route: route.clone(),
             bindings: vec![(ex.clone(), "a.b".into())],
@@ -378,6 +380,7 @@ pub async fn competing_consumers_share_work(broker: &dyn Broker) {
 fn one_route(route: &str, partitions: Option<u16>) -> Topology {
     Topology {
         exchanges: vec![],
+        outlets: Vec::new(),
         routes: vec![RouteQueue {
             route: route.to_string(),
             bindings: vec![],

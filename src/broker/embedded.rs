@@ -209,6 +209,12 @@ impl Broker for EmbeddedBroker {
                 self.bind(exchange, pattern, &wq);
             }
         }
+        for o in &topology.outlets {
+            self.declare_queue(&o.queue, false)?;
+            for (exchange, pattern) in &o.bindings {
+                self.bind(exchange, pattern, &o.queue);
+            }
+        }
         Ok(())
     }
 

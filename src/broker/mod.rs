@@ -112,6 +112,19 @@ pub struct Topology {
     pub exchanges: Vec<String>,
     /// One entry per route.
     pub routes: Vec<RouteQueue>,
+    /// Queues a system outside Knutpunkt reads (outlets): declared and bound, never consumed.
+    pub outlets: Vec<OutletQueue>,
+}
+
+/// An outlet's queue: named by its owner, bound to an exchange, read outside Knutpunkt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutletQueue {
+    /// The queue name.
+    pub queue: String,
+    /// Its type; `None`: the broker's configured type.
+    pub queue_type: Option<amqp::QueueType>,
+    /// (exchange, routing key pattern) pairs bound to the queue.
+    pub bindings: Vec<(String, String)>,
 }
 
 impl Topology {
@@ -119,6 +132,7 @@ impl Topology {
     pub fn single(route: &str) -> Topology {
         Topology {
             exchanges: Vec::new(),
+            outlets: Vec::new(),
             routes: vec![RouteQueue {
                 route: route.to_string(),
                 bindings: Vec::new(),

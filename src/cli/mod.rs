@@ -379,8 +379,15 @@ fn topology(config: &Config, loaded: &crate::runtime::Loaded, names: Names) -> E
         .collect();
     let qt = config.broker.queue_type;
     // The internal vhost: the internal routes, and what the bridges publish inward.
+    let with_outlets = |mut t: crate::broker::Topology, plane: Plane| {
+        t.outlets = crate::runtime::outlet_queues(&loaded.resources.outlets, plane);
+        t
+    };
     let mut internal = definitions::full_plan(
-        &crate::runtime::plane_topology(&own(Plane::Internal), Plane::Internal),
+        &with_outlets(
+            crate::runtime::plane_topology(&own(Plane::Internal), Plane::Internal),
+            Plane::Internal,
+        ),
         qt,
     );
     internal.merge(&definitions::plan(
@@ -405,7 +412,10 @@ fn topology(config: &Config, loaded: &crate::runtime::Loaded, names: Names) -> E
             "knut-external",
         ),
         definitions: definitions::full_plan(
-            &crate::runtime::plane_topology(&external_routes, Plane::External),
+            &with_outlets(
+                crate::runtime::plane_topology(&external_routes, Plane::External),
+                Plane::External,
+            ),
             qt,
         ),
     });

@@ -1,4 +1,5 @@
-//! Small value types that route and adapter files share: HTTP methods and byte sizes.
+//! Small value types that route, adapter and outlet files share: HTTP methods, byte sizes
+//! and planes.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -73,4 +74,49 @@ pub fn parse_byte_size(s: &str) -> Option<usize> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// A plane: which side of the external/internal separation a route runs on.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Deserialize,
+    Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Plane {
+    /// The municipality's own side (case management, registers, archive).
+    #[default]
+    Internal,
+    /// Traffic from outside: citizens' e-services, independent operators.
+    External,
+}
+
+impl Plane {
+    /// `internal` or `external`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plane::Internal => "internal",
+            Plane::External => "external",
+        }
+    }
+
+    /// True for the internal plane.
+    pub fn is_internal(&self) -> bool {
+        *self == Plane::Internal
+    }
+}
+
+impl std::fmt::Display for Plane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

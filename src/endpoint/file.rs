@@ -327,6 +327,7 @@ mod tests {
         let b = EmbeddedBroker::new();
         b.declare(&Topology {
             exchanges: vec![],
+            outlets: Vec::new(),
             routes: vec![RouteQueue {
                 route: route.into(),
                 bindings: vec![],

@@ -229,6 +229,7 @@ mod tests {
         broker
             .declare(&Topology {
                 exchanges: vec![],
+                outlets: Vec::new(),
                 routes: vec![RouteQueue {
                     route: "tick".into(),
                     bindings: vec![],

@@ -51,6 +51,23 @@ pub trait Catalog {
     fn jq_file(&self, file: &str) -> Result<(), String>;
     /// Parse a cron expression; the error says why it is not valid.
     fn check_cron(&self, expr: &str) -> Result<(), String>;
+    /// The outlets (`outlets/<name>.yaml`): exchanges a system outside Knutpunkt consumes.
+    fn outlets(&self) -> Vec<OutletBinding> {
+        Vec::new()
+    }
+}
+
+/// An outlet as `knut check` sees it.
+#[derive(Debug, Clone)]
+pub struct OutletBinding {
+    /// The outlet's name.
+    pub name: String,
+    /// The plane whose broker holds it.
+    pub plane: Plane,
+    /// Its exchange.
+    pub exchange: String,
+    /// Its queue's routing key patterns.
+    pub bindings: Vec<String>,
 }
 
 /// Every step of `route` with its YAML path (`steps[1]`, `steps[2].choice.when[0].steps[0]`,
@@ -62,8 +79,9 @@ pub fn steps_with_paths(route: &Route) -> Vec<(String, &StepSpec)> {
 /// Check the cross-references of `routes` against `catalog`; empty when all is well.
 pub fn check(routes: &[LoadedRoute], catalog: &dyn Catalog) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    let outlets = catalog.outlets();
     // (the plane whose broker holds the binding, exchange, key pattern)
-    let bindings: Vec<(Plane, &str, &str)> = routes
+    let mut bindings: Vec<(Plane, &str, &str)> = routes
         .iter()
         .filter_map(|r| match &r.route.from {
             From::Queue(q) => Some((r.route.queue_plane(), q)),
@@ -75,6 +93,26 @@ pub fn check(routes: &[LoadedRoute], catalog: &dyn Catalog) -> Vec<Diagnostic> {
                 .map(move |k| (p, q.exchange.as_str(), k.as_str()))
         })
         .collect();
+    for o in &outlets {
+        bindings.extend(
+            o.bindings
+                .iter()
+                .map(|k| (o.plane, o.exchange.as_str(), k.as_str())),
+        );
+    }
+    for r in routes {
+        if let From::Queue(q) = &r.route.from
+            && let Some(o) = outlets.iter().find(|o| o.exchange == q.exchange)
+        {
+            out.push(r.diagnostic(
+                "from.queue.exchange",
+                format!(
+                    "exchange `{}` is outlet `{}`'s (outlets/{}.yaml): a system outside                      Knutpunkt reads it in its own format, so no route consumes it; publish                      to another exchange for Knutpunkt's routes",
+                    q.exchange, o.name, o.name
+                ),
+            ));
+        }
+    }
     planes(routes, &mut out);
     for r in routes {
         let mut c = Checker {
@@ -740,6 +778,84 @@ steps:
             let diags = check(&[publisher(key, exchange), consumer.clone()], &TestCatalog);
             assert_eq!(diags.is_empty(), ok, "{key} on {exchange}: {diags:#?}");
         }
+    }
+
+    /// A catalog with one outlet: `legacy.transport`, bound `decision.#` on the internal plane.
+    struct OutletCatalog;
+
+    impl Catalog for OutletCatalog {
+        fn has_schema(&self, name: &str) -> bool {
+            TestCatalog.has_schema(name)
+        }
+        fn schema_names(&self) -> Vec<String> {
+            TestCatalog.schema_names()
+        }
+        fn has_template(&self, name: &str) -> bool {
+            TestCatalog.has_template(name)
+        }
+        fn template_names(&self) -> Vec<String> {
+            TestCatalog.template_names()
+        }
+        fn adapter_operation(&self, adapter: &str, operation: &str) -> Result<(), CatalogMiss> {
+            TestCatalog.adapter_operation(adapter, operation)
+        }
+        fn has_auth(&self, name: &str) -> bool {
+            TestCatalog.has_auth(name)
+        }
+        fn auth_names(&self) -> Vec<String> {
+            TestCatalog.auth_names()
+        }
+        fn compile_jq(&self, program: &str) -> Result<(), String> {
+            TestCatalog.compile_jq(program)
+        }
+        fn jq_file(&self, file: &str) -> Result<(), String> {
+            TestCatalog.jq_file(file)
+        }
+        fn check_cron(&self, expr: &str) -> Result<(), String> {
+            TestCatalog.check_cron(expr)
+        }
+        fn outlets(&self) -> Vec<OutletBinding> {
+            vec![OutletBinding {
+                name: "skolskjuts-legacy".into(),
+                plane: Plane::Internal,
+                exchange: "legacy.transport".into(),
+                bindings: vec!["decision.#".into()],
+            }]
+        }
+    }
+
+    #[test]
+    fn an_outlet_binds_keys_and_no_route_consumes_its_exchange() {
+        let publisher = |key: &str| {
+            route(
+                "routes/p.yaml",
+                &format!(
+                    "route: p\nfrom:\n  timer: {{cron: '0 6 * * 1-5'}}\nsteps:\n  - publish: {{exchange: legacy.transport, key: {key}}}\n"
+                ),
+            )
+        };
+        assert_eq!(
+            check(&[publisher("decision.granted")], &OutletCatalog),
+            vec![]
+        );
+        let diags = check(&[publisher("beslut.granted")], &OutletCatalog);
+        assert_eq!(diags.len(), 1, "{diags:#?}");
+        assert!(diags[0].message.contains("nothing consumes"), "{diags:#?}");
+        assert!(
+            format!("{diags:?}").contains("decision.#"),
+            "the outlet's binding is suggested: {diags:#?}"
+        );
+        let reader = route(
+            "routes/r.yaml",
+            "route: r\nfrom:\n  queue: { exchange: legacy.transport, keys: ['decision.#'] }\nsteps:\n  - filter: { jq: 'true' }\n",
+        );
+        let diags = check(&[reader], &OutletCatalog);
+        assert_eq!(diags.len(), 1, "{diags:#?}");
+        assert!(
+            diags[0].message.contains("outlet `skolskjuts-legacy`"),
+            "{diags:#?}"
+        );
+        assert_eq!(diags[0].path, "from.queue.exchange");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! These types are the single source of truth for the route file format: the loader
 //! deserialises into them, `schemas/route.schema.json` is generated from them
-//! (`knut schema`), and the reference in the README follows their doc comments.
+//! (`knut schema`), and docs/reference/ is generated from their doc comments.
 
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ pub struct Route {
     /// `xml_to_json`) giving the ordering key, e.g. `.student.id`. Messages with the same key
     /// are processed one at a time, in the order the route received them; a transient failure
     /// is retried in place and holds back the later messages of its partition. A message
-    /// without a key (null, or the program fails) is dead-lettered. See the README, "Ordering".
+    /// without a key (null, or the program fails) is dead-lettered. See docs/routes.md, "Ordering".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordered_by: Option<String>,
     /// Partitions of an ordered route (default 8, at most 64): keys are spread over this many
@@ -82,49 +82,7 @@ impl Route {
     }
 }
 
-/// A plane: which side of the external/internal separation a route runs on.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    Deserialize,
-    Serialize,
-    JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Plane {
-    /// The municipality's own side (case management, registers, archive).
-    #[default]
-    Internal,
-    /// Traffic from outside: citizens' e-services, independent operators.
-    External,
-}
-
-impl Plane {
-    /// `internal` or `external`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Plane::Internal => "internal",
-            Plane::External => "external",
-        }
-    }
-
-    fn is_internal(&self) -> bool {
-        *self == Plane::Internal
-    }
-}
-
-impl std::fmt::Display for Plane {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::core::vocab::Plane;
 
 /// The endpoint a route consumes from. Exactly one key.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

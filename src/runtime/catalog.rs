@@ -9,7 +9,7 @@ use crate::adapter::client::LookupMiss;
 use crate::config::AuthScheme;
 use crate::expr::Program;
 use crate::resources::Resources;
-use crate::route::check::{Catalog, CatalogMiss};
+use crate::route::check::{Catalog, CatalogMiss, OutletBinding};
 use crate::route::load::LoadedRoute;
 
 /// What `knut check` checks route references against: the resources and the auth
@@ -77,6 +77,19 @@ impl Catalog for CheckCatalog<'_> {
 
     fn check_cron(&self, expr: &str) -> Result<(), String> {
         crate::endpoint::timer::parse_cron(expr).map(|_| ())
+    }
+
+    fn outlets(&self) -> Vec<OutletBinding> {
+        self.resources
+            .outlets
+            .iter()
+            .map(|o| OutletBinding {
+                name: o.name.clone(),
+                plane: o.plane,
+                exchange: o.exchange.clone(),
+                bindings: o.bindings.clone(),
+            })
+            .collect()
     }
 }
 

@@ -26,7 +26,8 @@ use crate::admin;
 use crate::broker::amqp::{AmqpBroker, AmqpOptions};
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{
-    RouteQueue, SharedBroker, Topology, dead_letter_queue, partition_queues, work_queue,
+    OutletQueue, RouteQueue, SharedBroker, Topology, dead_letter_queue, partition_queues,
+    work_queue,
 };
 use crate::config::{AuthScheme, Config};
 use crate::core::envelope::{Body, Envelope, JSON};
@@ -143,6 +144,23 @@ pub fn plane_topology(routes: &[LoadedRoute], plane: Plane) -> Topology {
     topology_where(routes, |p| p == plane)
 }
 
+/// The queues of `plane`'s outlets with their bindings.
+pub fn outlet_queues(outlets: &crate::outlet::Outlets, plane: Plane) -> Vec<OutletQueue> {
+    outlets
+        .iter()
+        .filter(|o| o.plane == plane)
+        .map(|o| OutletQueue {
+            queue: o.queue.clone(),
+            queue_type: o.queue_type,
+            bindings: o
+                .bindings
+                .iter()
+                .map(|k| (o.exchange.clone(), k.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
 fn topology_where(routes: &[LoadedRoute], on: impl Fn(Plane) -> bool) -> Topology {
     let mut exchanges = BTreeSet::new();
     let mut queues = Vec::new();
@@ -175,6 +193,7 @@ fn topology_where(routes: &[LoadedRoute], on: impl Fn(Plane) -> bool) -> Topolog
     Topology {
         exchanges: exchanges.into_iter().collect(),
         routes: queues,
+        outlets: Vec::new(),
     }
 }
 
@@ -289,7 +308,11 @@ impl Brokers {
     }
 
     /// Declare on each connection what it holds of `routes`.
-    async fn declare(&self, routes: &[LoadedRoute]) -> Result<(), RuntimeError> {
+    async fn declare(
+        &self,
+        routes: &[LoadedRoute],
+        outlets: &crate::outlet::Outlets,
+    ) -> Result<(), RuntimeError> {
         let declare = |broker: &SharedBroker, topology: Topology| {
             let broker = broker.clone();
             async move {
@@ -305,7 +328,9 @@ impl Brokers {
                 .filter(|r| r.route.plane == Plane::Internal && !posture::is_bridge(r))
                 .cloned()
                 .collect();
-            declare(b, plane_topology(&own, Plane::Internal)).await?;
+            let mut own = plane_topology(&own, Plane::Internal);
+            own.outlets = outlet_queues(outlets, Plane::Internal);
+            declare(b, own).await?;
             // A bridge publishes inward.
             let bridges: Vec<LoadedRoute> = routes
                 .iter()
@@ -320,7 +345,9 @@ impl Brokers {
                 .filter(|r| r.route.plane == Plane::External)
                 .cloned()
                 .collect();
-            declare(b, plane_topology(&own, Plane::External)).await?;
+            let mut own = plane_topology(&own, Plane::External);
+            own.outlets = outlet_queues(outlets, Plane::External);
+            declare(b, own).await?;
         }
         if let Some(b) = &self.bridge {
             let bridges: Vec<LoadedRoute> = routes
@@ -564,7 +591,7 @@ impl System {
             .await
             .map_err(|e| RuntimeError::Start(format!("state store: {e}")))?;
         let brokers = Brokers::connect(config, planes, &routes).await?;
-        brokers.declare(&routes).await?;
+        brokers.declare(&routes, &resources.outlets).await?;
         let Some(primary) = planes.iter().find_map(|p| brokers.of(*p)).cloned() else {
             return Err(RuntimeError::Start(
                 "no plane to run: the chosen plane has no routes".into(),

@@ -149,6 +149,7 @@ pub(crate) async fn worker_on_embedded(
     broker
         .declare(&Topology {
             exchanges: vec![],
+            outlets: Vec::new(),
             routes: vec![RouteQueue {
                 route: route.into(),
                 bindings: vec![],

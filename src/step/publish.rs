@@ -6,12 +6,16 @@
 //! (`application.{.familyId}.submitted`): a dynamic router on a topic exchange. A key the
 //! message cannot fill (a placeholder gives nothing or null) is a permanent failure, and a
 //! filled key no route binds is refused by the broker (`Unroutable`) — never dropped.
+//!
+//! An exchange of an outlet (`outlets/<name>.yaml`: a queue a system outside Knutpunkt reads)
+//! gets the message in the outlet's format: XML in its encoding, say (see [`crate::outlet`]).
 
 use async_trait::async_trait;
 
 use super::{Context, Step, StepError, vars};
 use crate::core::envelope::Envelope;
 use crate::expr::interpolate::{Interpolated, Part};
+use crate::outlet::Outlet;
 
 use super::BuildError;
 use super::kind::{CheckCx, Edges, StepKind, build_error};
@@ -70,10 +74,12 @@ impl StepKind for PublishSpec {
         }
     }
 
-    fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
-        Ok(Box::new(
-            Publish::new(self, at).map_err(|e| build_error(at, e))?,
-        ))
+    fn build(&self, at: &str, res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
+        let mut step = Publish::new(self, at).map_err(|e| build_error(at, e))?;
+        for t in &mut step.targets {
+            t.outlet = res.outlets.by_exchange(&t.exchange).cloned();
+        }
+        Ok(Box::new(step))
     }
 }
 
@@ -83,6 +89,8 @@ struct Target {
     /// The key as written (names the derived message id, so ids stay stable).
     key: String,
     template: Option<Interpolated>,
+    /// The outlet owning the exchange: the message is written in its format.
+    outlet: Option<Outlet>,
 }
 
 /// The `publish` step.
@@ -116,6 +124,7 @@ impl Publish {
                     exchange: t.exchange.clone(),
                     key: t.key.clone(),
                     template: template.has_placeholders().then_some(template),
+                    outlet: None,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -147,6 +156,13 @@ impl Step for Publish {
                 body,
                 m.content_type.clone(),
             );
+            if let Some(outlet) = &t.outlet {
+                // The outlet's copy is written apart; the message keeps its body.
+                let written = outlet.encode(out.clone()).map_err(StepError::permanent);
+                m.body = out.body;
+                cx.effects.publish(&t.exchange, &key, &written?).await?;
+                continue;
+            }
             let published = cx.effects.publish(&t.exchange, &key, &out).await;
             m.body = out.body;
             published?;

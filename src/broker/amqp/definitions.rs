@@ -174,6 +174,20 @@ pub fn plan(topology: &Topology, queue_type: QueueType) -> Definitions {
             });
         }
     }
+    for o in &topology.outlets {
+        queues.push(QueueSpec::new(
+            o.queue.clone(),
+            o.queue_type.unwrap_or(queue_type),
+        ));
+        for (exchange, pattern) in &o.bindings {
+            add_exchange(exchange, &mut exchanges);
+            bindings.push(Binding {
+                exchange: exchange.clone(),
+                queue: o.queue.clone(),
+                key: pattern.clone(),
+            });
+        }
+    }
     Definitions {
         exchanges,
         queues,
@@ -385,6 +399,7 @@ mod tests {
     fn topology() -> Topology {
         Topology {
             exchanges: vec!["school.events".into()],
+            outlets: Vec::new(),
             routes: vec![RouteQueue {
                 route: "placement-change".into(),
                 bindings: vec![("school.events".into(), "placement.*".into())],

@@ -62,8 +62,8 @@ use lapin::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, RouteQueue, Topology,
-    work_queue,
+    Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, OutletQueue, RouteQueue,
+    Topology, work_queue,
 };
 use crate::core::envelope::Envelope;
 use codec::short;
@@ -173,6 +173,7 @@ impl Drop for Shared {
 struct Declared {
     exchanges: BTreeSet<String>,
     routes: BTreeMap<String, RouteQueue>,
+    outlets: BTreeMap<String, OutletQueue>,
 }
 
 impl Declared {
@@ -180,6 +181,7 @@ impl Declared {
         Topology {
             exchanges: self.exchanges.iter().cloned().collect(),
             routes: self.routes.values().cloned().collect(),
+            outlets: self.outlets.values().cloned().collect(),
         }
     }
 }
@@ -612,6 +614,9 @@ impl Broker for AmqpBroker {
             for rq in &topology.routes {
                 known.extend(rq.bindings.iter().map(|(e, _)| e.clone()));
             }
+            for o in &topology.outlets {
+                known.extend(o.bindings.iter().map(|(e, _)| e.clone()));
+            }
         }
         let mut declared = lock(&self.shared.topology);
         declared
@@ -619,6 +624,9 @@ impl Broker for AmqpBroker {
             .extend(topology.exchanges.iter().cloned());
         for rq in &topology.routes {
             declared.routes.insert(rq.route.clone(), rq.clone());
+        }
+        for o in &topology.outlets {
+            declared.outlets.insert(o.queue.clone(), o.clone());
         }
         Ok(())
     }
