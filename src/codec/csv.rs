@@ -114,6 +114,39 @@ impl Column {
     }
 }
 
+/// The columns whose field name is a type's name (`belopp: decimal`): a field named
+/// `decimal`, almost surely meant as `{ field: belopp, type: decimal }`. Each as (column,
+/// the mistake, the fix).
+pub fn type_names_as_fields(columns: &BTreeMap<String, Column>) -> Vec<(String, String, String)> {
+    const TYPE_NAMES: &[&str] = &[
+        "string", "integer", "decimal", "date", "number", "int", "float", "text", "boolean", "bool",
+    ];
+    columns
+        .iter()
+        .filter_map(|(column, c)| match c {
+            Column::Field(f) if TYPE_NAMES.contains(&f.to_ascii_lowercase().as_str()) => Some((
+                column.clone(),
+                format!(
+                    "column `{column}` becomes a field named `{f}`: a column maps to a field \
+                     name, and `{f}` reads like a type"
+                ),
+                format!(
+                    "`{column}: {{ field: <name>, type: {} }}` to give the column a type, or \
+                     `{column}: <field name>`",
+                    match f.to_ascii_lowercase().as_str() {
+                        "number" | "float" => "decimal",
+                        "int" => "integer",
+                        "text" => "string",
+                        other if ["integer", "decimal", "date", "string"].contains(&other) => other,
+                        _ => "string",
+                    }
+                ),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Check the options: a one-byte separator and a known encoding.
 pub fn check_options(o: &CsvOptions) -> Result<(), String> {
     if !o.separator.is_ascii() {

@@ -1019,6 +1019,21 @@ errors:
     }
 
     #[test]
+    fn a_type_name_as_a_column_field_is_caught_with_the_fix() {
+        let text = "route: csn\nfrom:\n  file: { dir: in/csn }\nsteps:\n  - csv_to_json:\n      columns:\n        Personnummer: civicNo\n        Belopp: decimal\n";
+        let d = one_error(text);
+        assert_eq!(d.path, "steps[0].csv_to_json.columns.Belopp");
+        assert_eq!(d.line, 8, "{d}");
+        assert!(d.message.contains("field named `decimal`"), "{d}");
+        assert!(
+            d.expected
+                .as_deref()
+                .is_some_and(|e| e.contains("{ field: <name>, type: decimal }")),
+            "{d}"
+        );
+    }
+
+    #[test]
     fn misspelt_key_has_position_path_and_suggestion() {
         let text = GOOD.replace("validate: { schema:", "validate: { schmea:");
         let d = one_error(&text);

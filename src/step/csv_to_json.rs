@@ -9,10 +9,16 @@ use crate::codec::{CsvOptions, csv_to_json};
 use crate::core::envelope::{Body, Envelope, JSON};
 
 use super::BuildError;
-use super::kind::{CheckCx, StepKind, build_error};
+use super::kind::{CheckCx, Problems, StepKind, build_error};
 use crate::resources::Resources;
 
 impl StepKind for crate::codec::CsvOptions {
+    fn lint(&self, at: &str, out: &mut dyn Problems) {
+        for (column, mistake, fix) in crate::codec::csv::type_names_as_fields(&self.columns) {
+            out.problem(&format!("{at}.columns.{column}"), mistake, Some(&fix));
+        }
+    }
+
     fn check(&self, at: &str, cx: &mut dyn CheckCx) {
         if let Err(e) = crate::codec::csv::check_options(self) {
             cx.problem(at, e.to_string(), None);

@@ -8,10 +8,16 @@ use crate::codec::{ExcelOptions, excel_to_json};
 use crate::core::envelope::{Body, Envelope, JSON};
 
 use super::BuildError;
-use super::kind::{StepKind, build_error};
+use super::kind::{Problems, StepKind, build_error};
 use crate::resources::Resources;
 
 impl StepKind for crate::codec::ExcelOptions {
+    fn lint(&self, at: &str, out: &mut dyn Problems) {
+        for (column, mistake, fix) in crate::codec::csv::type_names_as_fields(&self.columns) {
+            out.problem(&format!("{at}.columns.{column}"), mistake, Some(&fix));
+        }
+    }
+
     fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
         Ok(Box::new(
             ExcelToJson::new(self).map_err(|e| build_error(at, e))?,
