@@ -8,3 +8,4 @@ pub mod fragment;
 pub mod graph;
 pub mod load;
 pub mod model;
+pub mod reference;

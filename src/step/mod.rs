@@ -11,6 +11,7 @@ pub mod choice;
 pub mod csv_to_json;
 pub mod enrich;
 pub mod excel_to_json;
+pub mod expire;
 pub mod filter;
 pub mod fixed_to_json;
 pub mod idempotent;
@@ -190,7 +191,7 @@ macro_rules! step_kinds {
 }
 
 step_kinds! {
-    /// Parse an XML body into JSON (see the README's XML ↔ JSON rules).
+    /// Parse an XML body into JSON (see docs/routes.md, XML ↔ JSON).
     "xml_to_json" => XmlToJson(xml_to_json::XmlToJsonSpec),
     /// Serialise a JSON body as XML.
     "json_to_xml" => JsonToXml(json_to_xml::JsonToXmlSpec),
@@ -210,6 +211,9 @@ step_kinds! {
     "choice" => Choice(choice::ChoiceSpec),
     /// Message filter: messages for which the predicate is not true stop here.
     "filter" => Filter(filter::FilterSpec),
+    /// Message expiration: a message whose time (from the body) is more than `after` past
+    /// stops here.
+    "expire" => Expire(expire::ExpireSpec),
     /// Splitter: one message per output of a jq program.
     "split" => Split(split::SplitSpec),
     /// Aggregator: collect correlated messages into one.
