@@ -388,3 +388,156 @@ fn production_refuses_to_start_when_anything_fails_open() {
         "the URL is not echoed: {err}"
     );
 }
+
+/// The ```` ```sh ```` blocks of a Markdown text, in order.
+fn shell_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match &mut current {
+            None if line.trim_end() == "```sh" => current = Some(String::new()),
+            Some(_) if line.trim_end() == "```" => blocks.extend(current.take()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// The README's shell blocks run as written against a development instance — from a copy
+/// of the repository's root, with the ports and the binary's path put in — on its first
+/// start and on a second start over the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_shell_blocks_run_as_written() {
+    for tool in ["bash", "curl", "jq"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            eprintln!("SKIPPED: `{tool}` is not installed, and the README's commands use it");
+            return;
+        }
+    }
+    let repo = support::root::repo();
+    let readme = std::fs::read_to_string(repo.join("README.md")).expect("README.md");
+    let blocks = shell_blocks(&readme);
+    assert!(!blocks.is_empty(), "the README has no ```sh block");
+
+    // The shipped root as it is (adapters pointing at the sandbox) and the fixtures the
+    // commands send.
+    let root = tempfile::tempdir().expect("temp dir");
+    for sub in [
+        "adapters",
+        "fragments",
+        "routes",
+        "schemas",
+        "transforms",
+        "tests/fixtures",
+    ] {
+        support::root::copy_dir(&repo.join(sub), &root.path().join(sub));
+    }
+    let ports: Vec<(u16, u16)> = [8080, 8081, 8090, 9090, 9091]
+        .into_iter()
+        .map(|p| (p, free_port()))
+        .collect();
+    let port = |default: u16| {
+        ports
+            .iter()
+            .find(|(d, _)| *d == default)
+            .map(|(_, p)| *p)
+            .unwrap_or(default)
+    };
+    let env = [
+        ("KNUT__HTTP__BIND", format!("127.0.0.1:{}", port(8080))),
+        (
+            "KNUT__EXTERNAL__HTTP_BIND",
+            format!("127.0.0.1:{}", port(8081)),
+        ),
+        ("KNUT__SANDBOX__BIND", format!("127.0.0.1:{}", port(8090))),
+        ("KNUT__ADMIN__BIND", format!("127.0.0.1:{}", port(9090))),
+        (
+            "KNUT__EXTERNAL__ADMIN_BIND",
+            format!("127.0.0.1:{}", port(9091)),
+        ),
+    ];
+    let knut = env!("CARGO_BIN_EXE_knut");
+    let as_here = |block: &str| {
+        let mut text = block.replace("target/release/knut", knut);
+        for (default, free) in &ports {
+            for host in ["localhost", "127.0.0.1"] {
+                text = text.replace(&format!("{host}:{default}"), &format!("{host}:{free}"));
+            }
+        }
+        text
+    };
+
+    for start in 1..=2 {
+        let mut child = Command::new(knut)
+            .arg("--root")
+            .arg(root.path())
+            .args(["run", "--dev"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env_remove("KNUT__BROKER__URL")
+            .env_remove("KNUT__SANDBOX__ENABLED")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("knut starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(&format!("http://127.0.0.1:{}/readyz", port(9090))).map(|r| r.0) != Some(200) {
+            assert!(Instant::now() < deadline, "knut never became ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for (i, block) in blocks.iter().enumerate() {
+            // Output to a file: a pipe nobody reads while waiting could fill and stall it.
+            let log = root
+                .path()
+                .join(format!("readme-block-{start}-{}.log", i + 1));
+            let file = std::fs::File::create(&log).expect("log file");
+            let mut run = Command::new("bash")
+                .args(["-e", "-o", "pipefail", "-c", &as_here(block)])
+                .current_dir(root.path())
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdout(Stdio::from(file.try_clone().expect("log file")))
+                .stderr(Stdio::from(file))
+                .spawn()
+                .expect("bash runs");
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let status = loop {
+                if let Some(status) = run.try_wait().expect("wait") {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    run.kill().ok();
+                    panic!(
+                        "start {start}, README block {}: still running after 120 s:\n{block}",
+                        i + 1
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let out = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                status.success(),
+                "start {start}, README block {} failed ({status}):\n{block}\n--- its output:\n{out}",
+                i + 1
+            );
+        }
+        // What the blocks set going left no dead letter (the first look once left one, on
+        // oep-confirm-delivery, for an instance OeP did not know).
+        std::thread::sleep(Duration::from_secs(3));
+        let metrics = get(&format!("http://127.0.0.1:{}/metrics", port(9090)))
+            .map(|r| r.1)
+            .unwrap_or_default();
+        let dead: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("knut_messages_dead_lettered_total") && !l.ends_with(" 0"))
+            .collect();
+        assert!(
+            dead.is_empty(),
+            "start {start}: dead letters after the README's commands: {dead:?}"
+        );
+        child.kill().ok();
+        child.wait().ok();
+    }
+}

@@ -177,7 +177,7 @@ pub(crate) async fn method_not_allowed() -> Response {
         StatusCode::METHOD_NOT_ALLOWED,
         "Method Not Allowed",
         "This admin endpoint does not answer this method: health, readiness, metrics and \
-         the route list answer GET; see the admin API in the README for the others.",
+         the route list answer GET; see the admin API in docs/operations.md for the others.",
     )
 }
 

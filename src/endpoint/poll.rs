@@ -54,12 +54,11 @@
 //!
 //! # Several instances
 //!
-//! On a shared PostgreSQL store several knut instances poll the same system independently
-//! and share the seen-set and the watermark. Two instances polling at the same moment can
-//! both hand on the same new item — with the same message id, so the downstream
-//! `Idempotency-Key` still suppresses the repeat — and every instance calls the system at
-//! every tick. There is no lease that makes one poller win; run poll routes on one
-//! instance where the extra calls matter.
+//! On a shared PostgreSQL store several knut instances share the seen-set and the
+//! watermark, and a poll lease in the store: one instance at a time polls a route (see
+//! `Lease`); the others skip their ticks while the lease is held. Should two hand on the
+//! same item anyway (a lease expired mid-poll), it carries the same message id, so the
+//! downstream `Idempotency-Key` suppresses the repeat.
 
 use std::cmp::Ordering;
 use std::time::Duration;

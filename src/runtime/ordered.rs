@@ -52,7 +52,7 @@
 //! spreads messages — ordering still needs one consumer per queue. Hashing in the intake
 //! keeps publishers unaware, works on both brokers, and keeps the hash in our hands.
 //!
-//! ## Limits (see the README, "Ordering")
+//! ## Limits (see docs/routes.md, "Ordering")
 //!
 //! - At-least-once still holds: a message whose ack was lost (a crash, a lost connection)
 //!   is processed again — before the later messages of its partition, but an attempt that

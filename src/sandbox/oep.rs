@@ -184,9 +184,13 @@ impl Instances {
                 id
             }
         };
-        if self.list.iter().any(|i| i.id == id) {
+        if let Some(held) = self.list.iter().find(|i| i.id == id) {
+            // The same export again (a tutorial's command run twice) is the same instance.
+            if held.document == document {
+                return Ok(id);
+            }
             return Err(SubmitError::Missing(
-                "an instance with this FlowInstanceID exists; leave FlowInstanceID out to get a new one",
+                "another instance with this FlowInstanceID exists; leave FlowInstanceID out to get a new one",
             ));
         }
         self.next_id = self.next_id.max(id + 1);

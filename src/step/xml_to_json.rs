@@ -1,4 +1,4 @@
-//! `xml_to_json`: parse an XML body into JSON (rules in the README, section XML ↔ JSON).
+//! `xml_to_json`: parse an XML body into JSON (rules in docs/routes.md, XML ↔ JSON).
 
 use async_trait::async_trait;
 
