@@ -26,7 +26,10 @@ pub async fn world() -> World {
     let base = format!("http://{}/sandbox", listener.local_addr().unwrap());
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(sandbox.clone().serve(listener, stop.clone()));
-    let client = AdapterClient::new(&adapters(&base)).expect("the shipped adapters compile");
+    let templates = knutpunkt::template::Templates::load(&repo().join("transforms"))
+        .expect("the shipped templates load");
+    let client = AdapterClient::with_templates(&adapters(&base), std::sync::Arc::new(templates))
+        .expect("the shipped adapters compile");
     World {
         sandbox,
         base,
