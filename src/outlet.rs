@@ -21,7 +21,7 @@
 //! consumes an outlet's queue, so no route may bind its exchange.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -200,17 +200,9 @@ impl Outlets {
     pub fn load(root: &Path) -> Result<Outlets, Vec<OutletError>> {
         let dir = root.join("outlets");
         let mut out = Outlets::default();
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(out);
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            .collect();
-        files.sort();
         let mut errors = Vec::new();
         let mut queues: BTreeMap<String, String> = BTreeMap::new();
-        for path in files {
+        for path in crate::core::files::yaml_files(&dir) {
             let file = path
                 .strip_prefix(root)
                 .unwrap_or(&path)
@@ -255,13 +247,8 @@ fn read(path: &Path, file: &str) -> Result<Outlet, OutletError> {
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let spec: OutletSpec = serde_saphyr::from_str(&text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!("{}:{}: ", l.line(), l.column()))
-            .unwrap_or_default();
-        fail(format!("{at}{}", e.without_snippet()))
-    })?;
+    let spec: OutletSpec =
+        serde_saphyr::from_str(&text).map_err(|e| fail(crate::core::files::yaml_error(&e)))?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     if spec.outlet != stem {
         return Err(fail(format!(

@@ -328,15 +328,7 @@ pub fn load_adapters(
     let dir = root.join("adapters");
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(out);
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    files.sort();
-    for path in files {
+    for path in crate::core::files::yaml_files(&dir) {
         let rel = path
             .strip_prefix(root)
             .unwrap_or(&path)
@@ -356,11 +348,7 @@ pub fn load_adapters(
         let spec: AdapterSpec = match serde_saphyr::from_str(&text) {
             Ok(s) => s,
             Err(e) => {
-                let at = e
-                    .location()
-                    .map(|l| format!("{}:{}: ", l.line(), l.column()))
-                    .unwrap_or_default();
-                errors.push(fail(format!("{at}{}", e.without_snippet())));
+                errors.push(fail(crate::core::files::yaml_error(&e)));
                 continue;
             }
         };

@@ -6,6 +6,7 @@
 pub mod effects;
 pub mod envelope;
 pub mod error;
+pub mod files;
 pub mod problem;
 pub mod redact;
 pub mod vocab;

@@ -66,16 +66,7 @@ pub fn load_fragments(
     let dir = root.join("fragments");
     let mut out = BTreeMap::new();
     let mut diags = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(out);
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    files.sort();
-    for path in files {
+    for path in crate::core::files::yaml_files(&dir) {
         let rel = relative(root, &path);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
