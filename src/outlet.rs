@@ -7,7 +7,7 @@
 //! description: The transport planner's old system reads decisions from its own queue
 //! plane: internal                      # default internal
 //! exchange: legacy.transport           # a topic exchange only this outlet binds
-//! queue: { name: transport.decisions, type: classic }   # type: quorum (default) or classic
+//! queue: { name: transport.decisions, type: classic }   # quorum or classic (default: broker.queue_type)
 //! bindings: ['decision.#']
 //! format: { xml: { root: Beslut, encoding: ISO-8859-1 } }   # or `json` (default)
 //! ```
@@ -17,8 +17,11 @@
 //! `knut topology` lists them. What is published there is written in the outlet's format:
 //! a JSON body as XML (`root` names the root element when the body is not an object with
 //! one key), an XML body (from a template) re-encoded, in the outlet's encoding with the
-//! prolog naming it and `content_type` `application/xml; charset=…`. Nothing of Knutpunkt
-//! consumes an outlet's queue, so no route may bind its exchange.
+//! prolog naming it and `content_type` `application/xml; charset=…`. Knutpunkt's own
+//! headers (`knut-…`) stay inside; headers a route set go along. Nothing of Knutpunkt
+//! consumes an outlet's queue, so no route may bind its exchange. The queue's type is the
+//! outlet's `queue.type`, else `broker.queue_type`. On the embedded broker (development) an
+//! outlet's messages stay in memory until the process ends.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -127,9 +130,12 @@ pub struct OutletError {
 }
 
 impl Outlet {
-    /// The message as the outlet's consumer reads it: for an XML outlet the body written as
-    /// XML in its encoding. Errors name what could not be written (never a body value).
+    /// The message as the outlet's consumer reads it: without Knutpunkt's own headers
+    /// (`knut-…`: token claims, reply addresses, the request's path stay inside), and for an
+    /// XML outlet the body written as XML in its encoding. Errors name what could not be
+    /// written (never a body value).
     pub fn encode(&self, mut m: Envelope) -> Result<Envelope, String> {
+        m.headers.retain(|name, _| !name.starts_with("knut-"));
         let Format::Xml { root, encoding } = &self.format else {
             m.json_body()
                 .map_err(|e| format!("outlet `{}` takes JSON: {e}", self.name))?;
@@ -164,7 +170,7 @@ impl Outlet {
 
 /// `text` without its XML declaration.
 fn strip_prolog(text: &str) -> &str {
-    let t = text.trim_start_matches('\u{feff}');
+    let t = text.trim_start_matches('\u{feff}').trim_start();
     if t.starts_with("<?xml")
         && let Some(end) = t.find("?>")
     {
@@ -377,8 +383,16 @@ mod tests {
     #[test]
     fn writes_json_as_latin1_xml() {
         let mut m = Envelope::json(json!({"elev": "Åsa Öberg", "belopp": "12 €"}));
+        m.headers
+            .insert("knut-claim-sub".into(), "a token's subject".into());
+        m.headers.insert("kortTyp".into(), "elevkort".into());
         m = latin1_outlet().encode(m).unwrap();
         assert_eq!(m.content_type, "application/xml; charset=ISO-8859-1");
+        assert_eq!(
+            m.headers.keys().collect::<Vec<_>>(),
+            ["kortTyp"],
+            "Knutpunkt's own headers stay inside"
+        );
         let Body::Bytes(b) = &m.body else {
             panic!("bytes")
         };
@@ -393,7 +407,7 @@ mod tests {
     fn reencodes_an_xml_body() {
         let mut m = Envelope::json(json!({}));
         m.body = Body::Bytes(Bytes::from_static(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>å</a>".as_bytes(),
+            "\n  <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<a>å</a>".as_bytes(),
         ));
         m.content_type = "application/xml".into();
         let m = latin1_outlet().encode(m).unwrap();

@@ -157,6 +157,20 @@ async fn an_outlet_feeds_a_legacy_consumer_xml_in_latin1() {
         String::from_utf8_lossy(&message.delivery.data)
     );
     assert_eq!(message.delivery.routing_key.as_str(), "card.7B");
+    // Knutpunkt's own headers (the request's path, where to reply) stayed inside.
+    let headers: Vec<String> = message
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .map(|t| t.inner().keys().map(|k| k.to_string()).collect())
+        .unwrap_or_default();
+    for inside in ["knut-http-path", "knut-reply-to", "knut-http-method"] {
+        assert!(
+            !headers.iter().any(|h| h == inside),
+            "{inside} went out: {headers:?}"
+        );
+    }
     let _ = conn.close(200, "done".into()).await;
     knut.terminate().await;
 }

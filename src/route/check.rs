@@ -68,6 +68,8 @@ pub struct OutletBinding {
     pub exchange: String,
     /// Its queue's routing key patterns.
     pub bindings: Vec<String>,
+    /// Its file, relative to the root.
+    pub file: String,
 }
 
 /// Every step of `route` with its YAML path (`steps[1]`, `steps[2].choice.when[0].steps[0]`,
@@ -107,8 +109,10 @@ pub fn check(routes: &[LoadedRoute], catalog: &dyn Catalog) -> Vec<Diagnostic> {
             out.push(r.diagnostic(
                 "from.queue.exchange",
                 format!(
-                    "exchange `{}` is outlet `{}`'s (outlets/{}.yaml): a system outside                      Knutpunkt reads it in its own format, so no route consumes it; publish                      to another exchange for Knutpunkt's routes",
-                    q.exchange, o.name, o.name
+                    "exchange `{}` is outlet `{}`'s ({}): a system outside Knutpunkt reads it \
+                     in its own format, so no route consumes it; publish to another exchange \
+                     for Knutpunkt's routes",
+                    q.exchange, o.name, o.file
                 ),
             ));
         }
@@ -820,6 +824,7 @@ steps:
                 plane: Plane::Internal,
                 exchange: "legacy.transport".into(),
                 bindings: vec!["decision.#".into()],
+                file: "outlets/skolskjuts-legacy.yaml".into(),
             }]
         }
     }
@@ -851,9 +856,11 @@ steps:
         );
         let diags = check(&[reader], &OutletCatalog);
         assert_eq!(diags.len(), 1, "{diags:#?}");
-        assert!(
-            diags[0].message.contains("outlet `skolskjuts-legacy`"),
-            "{diags:#?}"
+        assert_eq!(
+            diags[0].message,
+            "exchange `legacy.transport` is outlet `skolskjuts-legacy`'s \
+             (outlets/skolskjuts-legacy.yaml): a system outside Knutpunkt reads it in its own \
+             format, so no route consumes it; publish to another exchange for Knutpunkt's routes"
         );
         assert_eq!(diags[0].path, "from.queue.exchange");
     }

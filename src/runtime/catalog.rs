@@ -88,6 +88,7 @@ impl Catalog for CheckCatalog<'_> {
                 plane: o.plane,
                 exchange: o.exchange.clone(),
                 bindings: o.bindings.clone(),
+                file: o.file.clone(),
             })
             .collect()
     }
