@@ -169,13 +169,33 @@ impl Templates {
             tera::Context::from_value(context.clone()).map_err(|_| TemplateError::Context {
                 name: name.to_owned(),
             })?;
-        self.tera
+        let out = self
+            .tera
             .render(name, &ctx)
             .map_err(|e| TemplateError::Render {
                 name: name.to_owned(),
                 reason: crate::expr::sanitize(&chain(&e)),
-            })
+            })?;
+        // XML 1.0 cannot carry most control characters, not even as references: refuse
+        // rather than send a document its reader rejects (the code point only, no data).
+        if name.ends_with(".xml.tera")
+            && let Some(c) = out.chars().find(|c| !xml_char(*c))
+        {
+            return Err(TemplateError::Render {
+                name: name.to_owned(),
+                reason: format!(
+                    "a value holds U+{:04X}, a character XML 1.0 cannot carry",
+                    u32::from(c)
+                ),
+            });
+        }
+        Ok(out)
     }
+}
+
+/// May XML 1.0 carry `c`?
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 fn collect_tera_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), TemplateError> {
@@ -216,6 +236,8 @@ fn escape_markup(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // A reader turns a literal CR into LF; as a reference it survives.
+            '\r' => out.push_str("&#xD;"),
             c => out.push(c),
         }
     }
@@ -290,6 +312,23 @@ mod tests {
             out,
             r#"<Item name="A &quot;B&quot; &amp; &apos;C&apos;">&lt;script&gt;x&lt;/script&gt;</Item>"#
         );
+        // A carriage return survives as a reference; a character XML cannot carry is refused,
+        // naming the code point and not the value.
+        let out = t
+            .render(
+                "archive/item.xml.tera",
+                &json!({"body": {"name": "a", "note": "rad\r\nny"}}),
+            )
+            .unwrap();
+        assert!(out.contains("rad&#xD;\nny"), "{out}");
+        let err = t
+            .render(
+                "archive/item.xml.tera",
+                &json!({"body": {"name": "a", "note": "hemlig\u{1}text"}}),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("U+0001") && !err.contains("hemlig"), "{err}");
     }
 
     #[test]
