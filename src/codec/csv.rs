@@ -118,8 +118,9 @@ impl Column {
 /// `decimal`, almost surely meant as `{ field: belopp, type: decimal }`. Each as (column,
 /// the mistake, the fix).
 pub fn type_names_as_fields(columns: &BTreeMap<String, Column>) -> Vec<(String, String, String)> {
+    // Type names nobody gives a field (`date`, `number` and `text` may well be field names).
     const TYPE_NAMES: &[&str] = &[
-        "string", "integer", "decimal", "date", "number", "int", "float", "text", "boolean", "bool",
+        "string", "integer", "decimal", "int", "float", "boolean", "bool",
     ];
     columns
         .iter()
@@ -131,13 +132,12 @@ pub fn type_names_as_fields(columns: &BTreeMap<String, Column>) -> Vec<(String, 
                      name, and `{f}` reads like a type"
                 ),
                 format!(
-                    "`{column}: {{ field: <name>, type: {} }}` to give the column a type, or \
-                     `{column}: <field name>`",
+                    "`{column}: {{ field: <name>, type: {} }}` to give the column a type (or \
+                     `{column}: {{ field: {f} }}` if the field really is named `{f}`)",
                     match f.to_ascii_lowercase().as_str() {
-                        "number" | "float" => "decimal",
+                        "float" => "decimal",
                         "int" => "integer",
-                        "text" => "string",
-                        other if ["integer", "decimal", "date", "string"].contains(&other) => other,
+                        other if ["integer", "decimal"].contains(&other) => other,
                         _ => "string",
                     }
                 ),
