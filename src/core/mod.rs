@@ -9,6 +9,7 @@ pub mod error;
 pub mod files;
 pub mod problem;
 pub mod redact;
+pub mod suggest;
 pub mod vocab;
 
 use serde_json::Value;
