@@ -22,8 +22,6 @@ pub mod outlet;
 pub mod resources;
 pub mod route;
 pub mod runtime;
-#[cfg(feature = "sandbox")]
-pub mod sandbox;
 pub mod schema;
 pub mod step;
 pub mod store;

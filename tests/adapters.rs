@@ -10,10 +10,10 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use knut_sandbox::seed::id_for;
 use knutpunkt::core::effects::AdapterResponse;
 use knutpunkt::core::envelope::{Body, Envelope};
 use knutpunkt::core::error::FailureKind;
-use knutpunkt::sandbox::seed::id_for;
 use serde_json::{Value, json};
 use support::sandboxed::world;
 

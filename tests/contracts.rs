@@ -14,8 +14,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use knut_sandbox::seed::id_for;
 use knutpunkt::core::envelope::Envelope;
-use knutpunkt::sandbox::seed::id_for;
 use serde_json::{Value, json};
 use support::root::repo;
 use support::sandboxed::{World, world};

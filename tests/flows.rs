@@ -1,7 +1,7 @@
 //! The school-platform flows (use cases 1–7 of the RFI) end to end: for each flow, `knut
 //! run` with the shipped routes and its own sandbox, on the embedded broker and on
 //! RabbitMQ; the test acts as the people in the flow and asserts what every system
-//! received. People are the sandbox's fictional ones (`src/sandbox/seed.rs`).
+//! received. People are the sandbox's fictional ones (`crates/knut-sandbox/src/seed.rs`).
 
 #[path = "support/flows.rs"]
 mod flows;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use knut::Knut;
-use knutpunkt::sandbox::Sandbox;
+use knut_sandbox::Sandbox;
 use tokio_util::sync::CancellationToken;
 
 /// The tests run one at a time: each runs knut processes on the two shared cores.
@@ -67,7 +67,7 @@ impl Oep {
 
     /// Ids of the instances the seed holds in family 412, status Inkommen.
     fn seeded_incoming(&self) -> BTreeSet<u64> {
-        let oep = knutpunkt::sandbox::lock(&self.sandbox.world.oep);
+        let oep = knut_sandbox::lock(&self.sandbox.world.oep);
         oep.list
             .iter()
             .filter(|i| i.family_id == 412 && i.status == "Inkommen")

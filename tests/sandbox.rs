@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use knutpunkt::sandbox::Sandbox;
+use knut_sandbox::Sandbox;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -431,7 +431,7 @@ async fn oep_pushes_a_submitted_instance_in_its_declared_encoding() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    knutpunkt::sandbox::lock(&s.sandbox.world.oep).push_url =
+    knut_sandbox::lock(&s.sandbox.world.oep).push_url =
         Some(format!("http://{addr}/in/oep/flowinstances"));
 
     let r = s

@@ -685,10 +685,9 @@ mod tests {
         assert!(prod.principal(&headers).await.is_err());
     }
 
-    #[cfg(feature = "sandbox")]
     #[tokio::test]
     async fn a_token_of_the_configured_issuer_carries_its_roles() {
-        use crate::sandbox::idp::{ISSUER, Idp};
+        use knut_sandbox::idp::{ISSUER, Idp};
         let idp = Idp::generate().expect("key");
         let dir = tempfile::tempdir().expect("tmp");
         std::fs::write(dir.path().join("jwks.json"), idp.jwks().to_string()).expect("jwks");

@@ -405,8 +405,8 @@ pub fn bearer(value: Option<&str>) -> Result<&str, JwtError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::idp::{ISSUER, Idp};
     use jsonwebtoken::Algorithm;
+    use knut_sandbox::idp::{ISSUER, Idp};
     use serde_json::json;
 
     fn claims(v: Value) -> serde_json::Map<String, Value> {

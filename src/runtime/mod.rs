@@ -376,9 +376,9 @@ async fn start_sandbox(
         let addr = listener
             .local_addr()
             .map_err(|e| RuntimeError::Start(e.to_string()))?;
-        let sandbox = crate::sandbox::Sandbox::new();
-        crate::sandbox::lock(&sandbox.world.oep).push_url = Some(oep_push);
-        crate::sandbox::lock(&sandbox.world.errands).push_url = Some(decisions);
+        let sandbox = knut_sandbox::Sandbox::new();
+        knut_sandbox::lock(&sandbox.world.oep).push_url = Some(oep_push);
+        knut_sandbox::lock(&sandbox.world.errands).push_url = Some(decisions);
         let shutdown = shutdown.clone();
         services.spawn(async move {
             if let Err(e) = sandbox.serve(listener, shutdown).await {

@@ -305,7 +305,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::sandbox::idp::ed25519_key;
+    use knut_sandbox::idp::ed25519_key;
 
     /// A key set of two signers, and a detached JWS by `kid` over `doc`.
     fn setup() -> (

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use knutpunkt::sandbox::seed::id_for;
+use knut_sandbox::seed::id_for;
 use serde_json::{Value, json};
 
 use crate::flows::{Flow, On, patch_file, text};

@@ -6,7 +6,7 @@
 //! reason and reach neither lärplattform nor the archive.
 
 use base64::Engine;
-use knutpunkt::sandbox::seed::id_for;
+use knut_sandbox::seed::id_for;
 use knutpunkt::step::verify_signature::verify_detached;
 use serde_json::{Value, json};
 

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use knut_sandbox::Sandbox;
 use knutpunkt::adapter::client::AdapterClient;
 use knutpunkt::adapter::{Adapter, load_adapters};
 use knutpunkt::core::effects::AdapterResponse;
 use knutpunkt::core::envelope::Envelope;
-use knutpunkt::sandbox::Sandbox;
 use serde_json::Value;
 
 use super::root::repo;
@@ -62,7 +62,7 @@ impl World {
     }
 
     /// The last call `system` received.
-    pub fn last(&self, system: &str) -> knutpunkt::sandbox::control::Call {
+    pub fn last(&self, system: &str) -> knut_sandbox::control::Call {
         self.sandbox
             .controls(system)
             .expect("a system")

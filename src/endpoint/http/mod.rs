@@ -549,7 +549,7 @@ mod tests {
     #[tokio::test]
     async fn claims_of_a_verified_token_become_headers_and_a_missing_one_is_403() {
         use crate::endpoint::jwt::{JwksSource, JwtVerifier};
-        use crate::sandbox::idp::{ISSUER, Idp};
+        use knut_sandbox::idp::{ISSUER, Idp};
         let idp = Idp::generate().expect("key");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("jwks.json"), idp.jwks().to_string()).expect("write");

@@ -31,7 +31,6 @@ use uuid::Uuid;
 
 use super::control::{idempotency_key, json_object, not_an_object, problem};
 use super::{World, lock};
-use crate::codec::{XmlToJsonOptions, decode_xml, xml_to_json};
 
 /// The FGS-ERMS namespace.
 pub const FGS_ERMS: &str = "http://xml.ra.se/e-arkiv/FGS-ERMS";
@@ -86,27 +85,6 @@ fn attachment(v: &Value, field: &str) -> Result<(String, Vec<u8>), String> {
     Ok((full, file))
 }
 
-/// The root element's local name and namespace.
-fn root_of(text: &str) -> Option<(String, Option<String>)> {
-    use quick_xml::events::Event;
-    use quick_xml::name::ResolveResult;
-    let mut r = quick_xml::NsReader::from_str(text);
-    loop {
-        match r.read_resolved_event() {
-            Ok((ns, Event::Start(e) | Event::Empty(e))) => {
-                let local = e.local_name().into_inner().to_string();
-                let ns = match ns {
-                    ResolveResult::Bound(n) => Some(n.0.to_string()),
-                    _ => None,
-                };
-                return Some((local, ns));
-            }
-            Ok((_, Event::Eof)) | Err(_) => return None,
-            _ => {}
-        }
-    }
-}
-
 fn list(v: &Value) -> Vec<&Value> {
     match v {
         Value::Array(a) => a.iter().collect(),
@@ -117,27 +95,18 @@ fn list(v: &Value) -> Vec<&Value> {
 
 /// Check the metadata; the case id and the document ids and names it lists.
 fn check_metadata(xml: &str) -> Result<(String, Vec<String>, Vec<String>), String> {
-    let opts = XmlToJsonOptions {
-        arrays: [
-            "ArkivobjektArende",
-            "ArkivobjektHandling",
-            "Handlingstyp",
-            "Bilaga",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..XmlToJsonOptions::default()
-    };
-    let json = xml_to_json(xml.as_bytes(), &opts).map_err(|e| format!("metadata: {e}"))?;
-    let (text, _) = decode_xml(xml.as_bytes()).map_err(|e| format!("metadata: {e}"))?;
-    match root_of(&text) {
-        Some((root, Some(ns))) if root == "Leveransobjekt" && ns == FGS_ERMS => {}
-        _ => {
-            return Err(format!(
-                "metadata: the root must be Leveransobjekt in the namespace {FGS_ERMS}"
-            ));
-        }
+    let root = crate::xml::parse(xml.as_bytes()).map_err(|e| format!("metadata: {e}"))?;
+    if root.name != "Leveransobjekt" || root.namespace.as_deref() != Some(FGS_ERMS) {
+        return Err(format!(
+            "metadata: the root must be Leveransobjekt in the namespace {FGS_ERMS}"
+        ));
     }
+    let json = root.to_json(&[
+        "ArkivobjektArende",
+        "ArkivobjektHandling",
+        "Handlingstyp",
+        "Bilaga",
+    ]);
     let cases = list(&json["Leveransobjekt"]["ArkivobjektListaArenden"]["ArkivobjektArende"]);
     let Some(case_id) = cases
         .first()

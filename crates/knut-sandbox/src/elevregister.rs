@@ -1030,7 +1030,7 @@ mod tests {
 
     #[test]
     fn a_detached_signature_verifies_over_the_document_and_not_over_a_changed_one() {
-        let (key, x) = crate::sandbox::idp::ed25519_key().expect("key");
+        let (key, x) = crate::idp::ed25519_key().expect("key");
         let doc = r#"{"type":"Betygskatalog","grades":[{"gradeValue":"C"}]}"#;
         let jws = sign_detached(doc, "t-1", &key).expect("signed");
         let (header, sig) = jws.split_once("..").expect("detached form");

@@ -40,8 +40,7 @@ fn holds_personnummer(v: &Value) -> bool {
     match v {
         Value::String(s) => {
             let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-            (digits.len() == 10 || digits.len() == 12)
-                && crate::expr::personnummer::parse(s).is_ok()
+            (digits.len() == 10 || digits.len() == 12) && crate::personnummer::is_valid(s)
         }
         Value::Array(a) => a.iter().any(holds_personnummer),
         Value::Object(m) => m.values().any(holds_personnummer),

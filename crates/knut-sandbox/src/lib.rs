@@ -11,6 +11,11 @@
 //!
 //! The sandbox is a development tool: its state lives in memory and starts from the seed
 //! on every start.
+//!
+//! This crate depends on nothing of knutpunkt (knutpunkt depends on it, through its
+//! `sandbox` feature, and leaves it out of the production build). What both need it has in
+//! a small version of its own — [`xml`], [`personnummer`], [`idp::ISSUER`] — and tests in
+//! knutpunkt hold the two in agreement.
 
 pub mod arkiv;
 pub mod casedata;
@@ -26,9 +31,11 @@ pub mod larplattform;
 pub mod messaging;
 pub mod minaombud;
 pub mod oep;
+pub mod personnummer;
 pub mod seed;
 pub mod skolval;
 pub mod verksamhetsplanering;
+pub mod xml;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};

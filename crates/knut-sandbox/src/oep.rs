@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::control::problem;
 use super::{World, lock};
-use crate::codec::{XmlEncoding, XmlToJsonOptions, decode_xml, encode_xml, xml_to_json};
+use crate::xml::{self, Encoding};
 
 /// The content type OeP answers with.
 const OEP_XML: &str = "text/xml;charset=ISO-8859-1";
@@ -47,7 +47,7 @@ pub struct Instance {
     /// The export document as text, without its prolog.
     pub document: String,
     /// The encoding it was submitted in.
-    pub encoding: XmlEncoding,
+    pub encoding: Encoding,
     /// Messages added through the callback.
     pub messages: Vec<String>,
     /// Delivery confirmations (`delivered`, external id).
@@ -75,7 +75,7 @@ impl Default for Instances {
             next_event: 16000,
             push_url: None,
         };
-        // The applicants are the seed's children (src/sandbox/seed.rs), named there once.
+        // The applicants are the seed's children (seed.rs), named there once.
         let pop = super::seed::Population::seed();
         for (given, reason, status, day) in [
             ("Märta", "Släktträff i Överkalix", "Inkommen", 2),
@@ -133,10 +133,6 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn text_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
-}
-
 /// Why a submitted document was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -151,28 +147,36 @@ pub enum SubmitError {
 impl Instances {
     /// Store a FlowInstance export (any declared encoding) as a new instance; its id.
     pub fn submit(&mut self, bytes: &[u8]) -> Result<u64, SubmitError> {
-        let json = xml_to_json(bytes, &XmlToJsonOptions::default())
-            .map_err(|e| SubmitError::Xml(e.to_string()))?;
-        let root = json.get("FlowInstance").ok_or(SubmitError::Missing(
-            "the root element must be <FlowInstance>",
-        ))?;
-        let family_id = text_at(root, &["Header", "Flow", "FamilyID"])
+        let root = xml::parse(bytes).map_err(SubmitError::Xml)?;
+        if root.name != "FlowInstance" {
+            return Err(SubmitError::Missing(
+                "the root element must be <FlowInstance>",
+            ));
+        }
+        let family_id = root
+            .text_at(&["Header", "Flow", "FamilyID"])
             .and_then(|s| s.parse().ok())
             .ok_or(SubmitError::Missing(
                 "Header/Flow/FamilyID (a number) is missing",
             ))?;
-        let status = text_at(root, &["Header", "Status", "Name"])
+        let status = root
+            .text_at(&["Header", "Status", "Name"])
             .unwrap_or("Inkommen")
             .to_string();
-        let status_id = text_at(root, &["Header", "Status", "ID"])
+        let status_id = root
+            .text_at(&["Header", "Status", "ID"])
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let added = text_at(root, &["Header", "Posted"])
+        let added = root
+            .text_at(&["Header", "Posted"])
             .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
             .unwrap_or_else(|| chrono::Local::now().naive_local());
-        let (text, encoding) = decode_xml(bytes).map_err(|e| SubmitError::Xml(e.to_string()))?;
+        let (text, encoding) = xml::decode(bytes).map_err(SubmitError::Xml)?;
         let mut document = strip_prolog(&text).to_string();
-        let id = match text_at(root, &["Header", "FlowInstanceID"]).and_then(|s| s.parse().ok()) {
+        let id = match root
+            .text_at(&["Header", "FlowInstanceID"])
+            .and_then(|s| s.parse().ok())
+        {
             Some(id) => id,
             None => {
                 let id = self.next_id;
@@ -226,7 +230,7 @@ fn strip_prolog(text: &str) -> &str {
 
 impl Instance {
     /// The export with its current status, in `encoding`, with a matching prolog.
-    pub fn export(&self, encoding: XmlEncoding) -> Vec<u8> {
+    pub fn export(&self, encoding: Encoding) -> Vec<u8> {
         let mut doc = self.document.clone();
         if let (Some(start), Some(end)) = (doc.find("<Status>"), doc.find("</Status>")) {
             doc.replace_range(
@@ -238,7 +242,7 @@ impl Instance {
             );
         }
         let prolog = format!("<?xml version=\"1.0\" encoding=\"{}\"?>\n", encoding.name());
-        [prolog.into_bytes(), encode_xml(&doc, encoding)].concat()
+        [prolog.into_bytes(), xml::encode(&doc, encoding)].concat()
     }
 }
 
@@ -260,7 +264,7 @@ fn latin1_xml(status: StatusCode, text: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, OEP_XML)],
-        encode_xml(text, XmlEncoding::Latin1),
+        xml::encode(text, Encoding::Latin1),
     )
         .into_response()
 }
@@ -311,7 +315,7 @@ async fn export(State(w): State<Arc<World>>, Path(id): Path<u64>) -> Response {
         Some(i) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, OEP_XML)],
-            i.export(XmlEncoding::Latin1),
+            i.export(Encoding::Latin1),
         )
             .into_response(),
         None => problem(
@@ -345,27 +349,24 @@ fn soap_response(operation: &str, inner: &str) -> Response {
 }
 
 async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
-    let json = match xml_to_json(&body, &XmlToJsonOptions::default()) {
-        Ok(j) => j,
+    let envelope = match xml::parse(&body) {
+        Ok(e) => e,
         Err(e) => return soap_fault(&format!("Unreadable SOAP request: {e}")),
     };
-    let Some(Value::Object(ops)) = json.get("Envelope").and_then(|e| e.get("Body")) else {
+    let Some(soap_body) = envelope
+        .child("Body")
+        .filter(|_| envelope.name == "Envelope")
+    else {
         return soap_fault("Not a SOAP 1.1 envelope with a Body");
     };
-    let Some((op, args)) = ops.iter().next() else {
+    // The operation is the Body's first element (the Body's own attributes are no operation).
+    let Some(args) = soap_body.children.first() else {
         return soap_fault("The SOAP Body is empty");
     };
-    let number = |k: &str| {
-        args.get(k)
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<u64>().ok())
-    };
+    let op = &args.name;
+    let number = |k: &str| args.text_at(&[k]).and_then(|s| s.parse::<u64>().ok());
     let mut oep = lock(&w.oep);
-    let external = args
-        .get("externalID")
-        .and_then(|e| e.get("ID"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let external = args.text_at(&["externalID", "ID"]).map(str::to_string);
     let target = match number("flowInstanceID") {
         Some(id) => Some(id),
         None => external.as_deref().and_then(|ext| {
@@ -388,10 +389,7 @@ async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respo
     };
     match op.as_str() {
         "setStatus" => {
-            match (
-                args.get("statusAlias").and_then(Value::as_str),
-                number("statusID"),
-            ) {
+            match (args.text_at(&["statusAlias"]), number("statusID")) {
                 (Some(alias), _) => instance.status = alias.to_string(),
                 (None, Some(status_id)) => {
                     instance.status_id = status_id;
@@ -402,17 +400,18 @@ async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respo
             soap_response("setStatus", &format!("<eventID>{event}</eventID>"))
         }
         "addMessage" => {
-            let text = args
-                .get("message")
-                .and_then(|m| m.get("message"))
-                .or_else(|| args.get("message"))
-                .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_string))
+            // OeP's addMessage has the text in message/message; a bare message is taken too.
+            let message = args.child("message");
+            let text = message
+                .and_then(|m| m.child("message"))
+                .or(message)
+                .map(|m| m.text.clone())
                 .unwrap_or_default();
             instance.messages.push(text);
             soap_response("addMessage", &format!("<messageID>{event}</messageID>"))
         }
         "confirmDelivery" => {
-            let delivered = args.get("delivered").and_then(Value::as_str) == Some("true");
+            let delivered = args.text_at(&["delivered"]) == Some("true");
             instance.delivered = Some((delivered, external.clone().unwrap_or_default()));
             if external.is_some() {
                 instance.external_id = external;
@@ -531,15 +530,15 @@ mod tests {
         );
         let id = oep.submit(doc.as_bytes()).expect("accepted");
         assert_eq!(oep.list.len(), seeded + 1);
-        let bytes = oep.list[seeded].export(XmlEncoding::Latin1);
+        let bytes = oep.list[seeded].export(Encoding::Latin1);
         assert!(bytes.starts_with(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"));
-        let json = xml_to_json(&bytes, &XmlToJsonOptions::default()).expect("readable");
+        let doc = xml::parse(&bytes).expect("readable");
         assert_eq!(
-            text_at(&json, &["FlowInstance", "Header", "FlowInstanceID"]),
+            doc.text_at(&["Header", "FlowInstanceID"]),
             Some(id.to_string().as_str())
         );
         assert_eq!(
-            text_at(&json, &["FlowInstance", "Values", "Elev", "Efternamn"]),
+            doc.text_at(&["Values", "Elev", "Efternamn"]),
             Some("Öhrnbjörk")
         );
         assert!(oep.submit(b"<Other/>").is_err());
