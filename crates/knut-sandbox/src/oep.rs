@@ -543,4 +543,58 @@ mod tests {
         );
         assert!(oep.submit(b"<Other/>").is_err());
     }
+
+    async fn call(w: &Arc<World>, body: &str) -> (StatusCode, String) {
+        let r = callback(State(w.clone()), axum::body::Bytes::from(body.to_string())).await;
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The operation is the Body's first element: attributes of the Body are no operation,
+    /// a repeated operation is done once, and an empty message is stored empty.
+    #[tokio::test]
+    async fn the_callback_reads_the_first_element_of_the_body() {
+        let w = Arc::new(World::default());
+        let id = lock(&w.oep).list[0].id;
+        let envelope = |body_attr: &str, ops: &str| {
+            format!(
+                "<S:Envelope xmlns:S=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+                 xmlns:wsu=\"urn:wsu\"><S:Body{body_attr}>{ops}</S:Body></S:Envelope>"
+            )
+        };
+        let set = |alias: &str| {
+            format!(
+                "<setStatus><flowInstanceID>{id}</flowInstanceID><statusAlias>{alias}</statusAlias></setStatus>"
+            )
+        };
+        let (status, text) = call(&w, &envelope(" wsu:Id=\"body-1\"", &set("Beslutad"))).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(lock(&w.oep).list[0].status, "Beslutad");
+
+        let twice = format!("{}{}", set("Komplettering"), set("Avslutad"));
+        let (status, text) = call(&w, &envelope("", &twice)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(lock(&w.oep).list[0].status, "Komplettering");
+
+        for message in [
+            "<message><message/><userID>knutpunkt</userID></message>",
+            "<message/>",
+        ] {
+            let add =
+                format!("<addMessage><flowInstanceID>{id}</flowInstanceID>{message}</addMessage>");
+            let (status, text) = call(&w, &envelope("", &add)).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            assert_eq!(
+                lock(&w.oep).list[0].messages.last().map(String::as_str),
+                Some("")
+            );
+        }
+
+        let (status, text) = call(&w, &envelope("", "")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text.contains("The SOAP Body is empty"), "{text}");
+    }
 }

@@ -37,11 +37,14 @@ impl Encoding {
     pub fn from_label(label: &str) -> Option<Encoding> {
         match label.trim().to_ascii_lowercase().as_str() {
             "utf-8" | "utf8" => Some(Encoding::Utf8),
-            "iso-8859-1" | "iso8859-1" | "iso_8859-1" | "latin1" | "latin-1" | "l1" => {
+            "iso-8859-1" | "iso8859-1" | "iso_8859-1" | "iso_8859-1:1987" | "latin1"
+            | "latin-1" | "l1" | "iso-ir-100" | "csisolatin1" | "ibm819" | "cp819" => {
                 Some(Encoding::Latin1)
             }
-            "windows-1252" | "cp1252" => Some(Encoding::Windows1252),
-            "us-ascii" | "ascii" => Some(Encoding::Ascii),
+            "windows-1252" | "cp1252" | "x-cp1252" => Some(Encoding::Windows1252),
+            "us-ascii" | "ascii" | "ansi_x3.4-1968" | "iso646-us" | "us" | "csascii" => {
+                Some(Encoding::Ascii)
+            }
             _ => None,
         }
     }
