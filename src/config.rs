@@ -1074,6 +1074,14 @@ fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
 mod tests {
     use super::*;
 
+    /// The sandbox (crate knut-sandbox) signs its tokens with its own constant; the
+    /// development configuration trusts this one and production refuses it, so they must be
+    /// the same name.
+    #[test]
+    fn the_sandbox_issuer_is_the_one_development_trusts() {
+        assert_eq!(SANDBOX_ISSUER, knut_sandbox::idp::ISSUER);
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()

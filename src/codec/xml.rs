@@ -811,6 +811,110 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The sandbox (crate knut-sandbox) reads OeP's exports, its SOAP callbacks and the
+    /// archive's metadata with a small reader of its own. On the OeP fixtures, the exports
+    /// the sandbox serves (ISO-8859-1 and UTF-8) and documents with attributes, namespaces,
+    /// references and forced arrays, it must read what this codec reads.
+    #[test]
+    fn the_sandbox_reads_documents_as_xml_to_json_does() {
+        use crate::codec::{XmlEncoding, encode_xml};
+        use knut_sandbox::xml as sandbox;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oep");
+        let mut docs: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .expect("tests/fixtures/oep")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "xml"))
+            .map(|e| {
+                let path = e.path();
+                (
+                    path.display().to_string(),
+                    std::fs::read(&path).expect("fixture"),
+                )
+            })
+            .collect();
+        assert!(docs.len() >= 3, "the OeP fixtures are read: {docs:?}");
+        for i in &knut_sandbox::oep::Instances::default().list {
+            for e in [sandbox::Encoding::Latin1, sandbox::Encoding::Utf8] {
+                docs.push((
+                    format!("seeded instance {} in {}", i.id, e.name()),
+                    i.export(e),
+                ));
+            }
+        }
+        docs.push(("OeP-shaped, Latin-1".into(), flow_instance_latin1()));
+        docs.push((
+            "attributes, namespaces, references, mixed text".into(),
+            b"<?xml version=\"1.0\"?>\n<r:Leveransobjekt xmlns:r=\"urn:r\" xmlns:x=\"urn:x\" x:a=\"1 &amp; 2\">\n  \
+              <Bilaga Namn=\"betyg.pdf\"/><Bilaga>  <![CDATA[ett]]> &#xE5;  </Bilaga>\n  \
+              <Tom/><Tom></Tom>text <b>mellan</b> barn\n</r:Leveransobjekt>"
+                .to_vec(),
+        ));
+        for (what, bytes) in &docs {
+            let ours = to_json(bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let theirs = sandbox::parse(bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(theirs.to_json(&[]), ours, "{what}");
+            let arrays = ["Bilaga", "Values", "Tom"];
+            let opts = XmlToJsonOptions {
+                arrays: arrays.map(String::from).to_vec(),
+                ..XmlToJsonOptions::default()
+            };
+            assert_eq!(
+                theirs.to_json(&arrays),
+                xml_to_json(bytes, &opts).expect("readable"),
+                "{what}, with arrays"
+            );
+            let (text, encoding) = decode_xml(bytes).expect("decodes");
+            let (sandbox_text, sandbox_encoding) = sandbox::decode(bytes).expect("decodes");
+            assert_eq!(
+                (sandbox_text, sandbox_encoding.name()),
+                (text, encoding.name())
+            );
+        }
+        // What the sandbox writes, each of them writes alike.
+        for (ours, theirs) in [
+            (XmlEncoding::Utf8, sandbox::Encoding::Utf8),
+            (XmlEncoding::Latin1, sandbox::Encoding::Latin1),
+            (XmlEncoding::Windows1252, sandbox::Encoding::Windows1252),
+            (XmlEncoding::Ascii, sandbox::Encoding::Ascii),
+        ] {
+            let text = "<a>Åsa Öhrnbjörk – 100 €</a>";
+            assert_eq!(sandbox::encode(text, theirs), encode_xml(text, ours));
+            assert_eq!(XmlEncoding::from_label(theirs.name()), Some(ours));
+        }
+        for label in [
+            "utf-8",
+            "UTF8",
+            "iso-8859-1",
+            "ISO_8859-1:1987",
+            "latin1",
+            "l1",
+            "iso-ir-100",
+            "csISOLatin1",
+            "ibm819",
+            "cp819",
+            "windows-1252",
+            "cp1252",
+            "x-cp1252",
+            "us-ascii",
+            "ANSI_X3.4-1968",
+            "iso646-us",
+            "us",
+            "csascii",
+            "utf-16",
+            "ebcdic",
+            "",
+        ] {
+            assert_eq!(
+                sandbox::Encoding::from_label(label).map(sandbox::Encoding::name),
+                XmlEncoding::from_label(label).map(XmlEncoding::name),
+                "{label}"
+            );
+        }
+        // And both refuse a DTD.
+        let dtd = b"<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>";
+        assert!(to_json(dtd).is_err() && sandbox::parse(dtd).is_err());
+    }
+
     // Fictional personnummer (born 2013, Luhn-valid), used to prove errors never echo input.
     const FICTIONAL_PNR: &str = "201304112381";
 

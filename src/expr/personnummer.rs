@@ -241,6 +241,70 @@ pub fn mask(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The sandbox (crate knut-sandbox) builds its seed's numbers and refuses personal data
+    /// with a small personnummer module of its own; it must agree with this one. The table
+    /// is made of fictional numbers: valid ones built with a check digit, and each of them
+    /// spoiled (another check digit, no such date) and written in every accepted shape.
+    #[test]
+    fn the_sandbox_agrees_on_which_numbers_are_valid() {
+        use knut_sandbox::personnummer as sandbox;
+        let firsts = [
+            "20130412238", // born 2013-04-12
+            "20100101123", // 2010-01-01
+            "20000229123", // the leap day 2000
+            "19000229123", // not a date: 1900 was no leap year
+            "20130361123", // samordningsnummer, born 2013-03-01
+            "20131301123", // no month 13
+            "20130400123", // no day 0
+            "20130432123", // no 32 April
+            "19760415123", // an adult, born 1976
+            "19250610123", // over a hundred years old
+            "20260101000", // a birth number 000
+        ];
+        let mut table = vec![
+            String::new(),
+            "2013-04-12".into(),
+            "20130412 2383".into(),
+            "2013041223834".into(),
+        ];
+        for first in firsts {
+            let ours = with_check_digit(first);
+            assert_eq!(sandbox::with_check_digit(first), ours, "{first}");
+            let full = ours.expect("eleven digits");
+            let wrong = format!("{first}{}", (full.as_bytes()[11] - b'0' + 1) % 10);
+            for n in [full, wrong] {
+                table.push(format!("{}-{}", &n[..8], &n[8..]));
+                table.push(format!("{}-{}", &n[2..8], &n[8..]));
+                table.push(format!("{}+{}", &n[2..8], &n[8..]));
+                table.push(n);
+            }
+        }
+        assert_eq!(
+            sandbox::with_check_digit("2013041223"),
+            with_check_digit("2013041223")
+        );
+        let mut valid = 0;
+        for n in &table {
+            let ours = parse(n).is_ok();
+            assert_eq!(sandbox::is_valid(n), ours, "{n:?}");
+            valid += usize::from(ours);
+        }
+        assert!(
+            valid >= 10 && valid < table.len() / 2,
+            "{valid} of {}",
+            table.len()
+        );
+        // Every number the sandbox's world is seeded with is one this module takes.
+        for p in knut_sandbox::seed::Population::seed().persons {
+            assert!(
+                parse(&p.civic_no).is_ok(),
+                "{} {}",
+                p.given_name,
+                p.family_name
+            );
+        }
+    }
+
     // All numbers below are fictional: constructed for these tests with a valid Luhn digit.
     // 20100101-1236: born 2010-01-01. 20120229-1231: born on the leap day 2012-02-29.
     // 20130361-1238: samordningsnummer, born 2013-03-01. 20071022-1235: born 2007-10-22.
