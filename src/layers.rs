@@ -12,10 +12,14 @@
 //! | systems | `adapter`, `outlet`, `resources` |
 //! | steps | `step` (one module per step kind, registered in one list) |
 //! | routes | `route` (model, loader, checks, graph, reference) |
-//! | doors | `endpoint` (http, queue, file, timer, poll), `sandbox` |
+//! | doors | `endpoint` (http, queue, file, timer, poll) |
 //! | operations | `admin` |
-//! | wiring | `runtime` (routes → workers, endpoints, admin; route tests) |
+//! | wiring | `runtime` (routes → workers, endpoints, admin, the sandbox; route tests) |
 //! | command line | `cli` |
+//!
+//! The sandbox of simulated systems is no layer of this crate: it is the crate
+//! `knut-sandbox` (crates/knut-sandbox), which depends on nothing here; `runtime` starts it
+//! (the `sandbox` feature), and tests here hold the pieces the two both have in agreement.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
