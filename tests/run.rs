@@ -472,17 +472,20 @@ async fn the_readmes_shell_blocks_run_as_written() {
     };
 
     for start in 1..=2 {
-        let mut child = Command::new(knut)
-            .arg("--root")
-            .arg(root.path())
-            .args(["run", "--dev"])
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env_remove("KNUT__BROKER__URL")
-            .env_remove("KNUT__SANDBOX__ENABLED")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("knut starts");
+        // Killed when dropped, so a failing block leaves no knut running.
+        let child = KillOnDrop(
+            Command::new(knut)
+                .arg("--root")
+                .arg(root.path())
+                .args(["run", "--dev"])
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .env_remove("KNUT__BROKER__URL")
+                .env_remove("KNUT__SANDBOX__ENABLED")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("knut starts"),
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         while get(&format!("http://127.0.0.1:{}/readyz", port(9090))).map(|r| r.0) != Some(200) {
             assert!(Instant::now() < deadline, "knut never became ready");
@@ -541,7 +544,16 @@ async fn the_readmes_shell_blocks_run_as_written() {
             failed.is_empty(),
             "start {start}: messages dead-lettered or retried after the README's commands: {failed:?}"
         );
-        child.kill().ok();
-        child.wait().ok();
+        drop(child);
+    }
+}
+
+/// A child process killed (and reaped) when dropped: on a test's panic too.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
     }
 }
