@@ -14,6 +14,7 @@
 //! - Filter `mask_personnummer`: a string with every personnummer-shaped value masked
 //!   (`20100101-****`), see [`crate::expr::personnummer::mask`].
 //! - Filter `base64`: a string's UTF-8 bytes in standard base64 (an attachment's content).
+//! - Function `now()`: the current time, UTC, RFC 3339 to the second (`2026-12-05T14:00:00Z`).
 //! - `get_env` is disabled (it would let a template print secrets from the environment).
 //! - Error texts name the template and, for syntax errors, the line and column; data
 //!   that Tera quotes in a render error is cut and personnummer-shaped values masked.
@@ -136,6 +137,7 @@ impl Templates {
         tera.register_filter("mask_personnummer", mask_filter);
         tera.register_filter("base64", base64_filter);
         tera.register_function("get_env", no_env);
+        tera.register_function("now", now);
         let names = sources.iter().map(|(n, _)| n.clone()).collect();
         tera.add_raw_templates(sources)
             .map_err(|e| TemplateError::Parse { reason: chain(&e) })?;
@@ -271,6 +273,13 @@ fn base64_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Valu
         )),
         _ => Err(tera::Error::msg("the base64 filter takes a string")),
     }
+}
+
+/// `now()`: the current time, UTC, as RFC 3339 to the second (an xs:dateTime too).
+fn now(_: &HashMap<String, Value>) -> tera::Result<Value> {
+    Ok(Value::String(
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    ))
 }
 
 fn no_env(_: &HashMap<String, Value>) -> tera::Result<Value> {

@@ -400,14 +400,32 @@ async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respo
             soap_response("setStatus", &format!("<eventID>{event}</eventID>"))
         }
         "addMessage" => {
-            // OeP's addMessage has the text in message/message; a bare message is taken too.
-            let message = args.child("message");
-            let text = message
-                .and_then(|m| m.child("message"))
-                .or(message)
-                .map(|m| m.text.clone())
-                .unwrap_or_default();
-            instance.messages.push(text);
+            // As OeP's callback XSD has it: `message` is an IntegrationMessage whose `added`
+            // (xs:dateTime), `message` and `userID` are required, `added` first.
+            let Some(message) = args.child("message") else {
+                return soap_fault(
+                    "Element 'addMessage': Missing child element(s). Expected is ( message ).",
+                );
+            };
+            let added = message.child("added").map(|a| a.text.trim().to_string());
+            let Some(added) = added else {
+                return soap_fault(
+                    "Element 'message': Missing child element(s). Expected is ( added ).",
+                );
+            };
+            let date_time = chrono::DateTime::parse_from_rfc3339(&added).is_ok()
+                || chrono::NaiveDateTime::parse_from_str(&added, "%Y-%m-%dT%H:%M:%S%.f").is_ok();
+            if !date_time {
+                return soap_fault(
+                    "Element 'added': the value is not a valid value of the atomic type 'xs:dateTime'.",
+                );
+            }
+            let (Some(text), Some(_)) = (message.child("message"), message.child("userID")) else {
+                return soap_fault(
+                    "Element 'message': Missing child element(s). Expected is ( message, userID ).",
+                );
+            };
+            instance.messages.push(text.text.clone());
             soap_response("addMessage", &format!("<messageID>{event}</messageID>"))
         }
         "confirmDelivery" => {
@@ -579,18 +597,42 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{text}");
         assert_eq!(lock(&w.oep).list[0].status, "Komplettering");
 
-        for message in [
-            "<message><message/><userID>knutpunkt</userID></message>",
-            "<message/>",
+        let add = |message: &str| {
+            format!("<addMessage><flowInstanceID>{id}</flowInstanceID>{message}</addMessage>")
+        };
+        let (status, text) = call(
+            &w,
+            &envelope(
+                "",
+                &add("<message><added>2026-12-05T10:00:00Z</added><message/><userID>knutpunkt</userID></message>"),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(
+            lock(&w.oep).list[0].messages.last().map(String::as_str),
+            Some("")
+        );
+        // What OeP's XSD refuses, the sandbox refuses: no `added` (the regression of a
+        // decision message OeP would not have shown), a bad dateTime, a bare message.
+        for (message, why) in [
+            (
+                "<message><message>Beslut</message><userID>knutpunkt</userID></message>",
+                "Expected is ( added )",
+            ),
+            (
+                "<message><added>igår</added><message>Beslut</message><userID>knutpunkt</userID></message>",
+                "xs:dateTime",
+            ),
+            ("<message/>", "Expected is ( added )"),
         ] {
-            let add =
-                format!("<addMessage><flowInstanceID>{id}</flowInstanceID>{message}</addMessage>");
-            let (status, text) = call(&w, &envelope("", &add)).await;
-            assert_eq!(status, StatusCode::OK, "{text}");
+            let (status, text) = call(&w, &envelope("", &add(message))).await;
             assert_eq!(
-                lock(&w.oep).list[0].messages.last().map(String::as_str),
-                Some("")
+                status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{message}: {text}"
             );
+            assert!(text.contains(why), "{message}: {text}");
         }
 
         let (status, text) = call(&w, &envelope("", "")).await;
