@@ -341,15 +341,7 @@ impl AdapterClient {
         operation: &str,
         message: &Envelope,
     ) -> Result<(AdapterResponse, serde_json::Map<String, Value>), StepError> {
-        let what = format!("{adapter}.{operation}");
-        let a = self
-            .adapters
-            .get(adapter)
-            .ok_or_else(|| StepError::permanent(format!("no adapter `{adapter}`")))?;
-        let op = a
-            .operations
-            .get(operation)
-            .ok_or_else(|| StepError::permanent(format!("no operation `{what}`")))?;
+        let (a, op, what) = self.operation(adapter, operation)?;
 
         let prepared = self.prepare_op(a, op, &what, message)?;
         let http = a.http.as_ref().unwrap_or(&self.http);
@@ -396,15 +388,12 @@ impl AdapterClient {
         result
     }
 
-    /// The request `adapter.operation` would send for `message`, without sending it: the
-    /// URL (path placeholders filled and encoded), the query, and the body with its content
-    /// type. Route tests use it to check what a system would get.
-    pub fn prepare(
+    /// The adapter and operation named, with `adapter.operation` for messages.
+    fn operation(
         &self,
         adapter: &str,
         operation: &str,
-        message: &Envelope,
-    ) -> Result<Prepared, StepError> {
+    ) -> Result<(&Compiled, &Operation, String), StepError> {
         let what = format!("{adapter}.{operation}");
         let a = self
             .adapters
@@ -414,6 +403,19 @@ impl AdapterClient {
             .operations
             .get(operation)
             .ok_or_else(|| StepError::permanent(format!("no operation `{what}`")))?;
+        Ok((a, op, what))
+    }
+
+    /// The request `adapter.operation` would send for `message`, without sending it: the
+    /// URL (path placeholders filled and encoded), the query, and the body with its content
+    /// type. Route tests use it to check what a system would get.
+    pub fn prepare(
+        &self,
+        adapter: &str,
+        operation: &str,
+        message: &Envelope,
+    ) -> Result<Prepared, StepError> {
+        let (a, op, what) = self.operation(adapter, operation)?;
         self.prepare_op(a, op, &what, message)
     }
 

@@ -166,6 +166,21 @@ impl Envelope {
         }
     }
 
+    /// The same message (ids, headers, attempt, time) with another body: what an adapter
+    /// operation or an outlet gets in place of the message, without copying its body.
+    pub fn with_body(&self, body: Body, content_type: impl Into<String>) -> Self {
+        Envelope {
+            id: self.id,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            headers: self.headers.clone(),
+            content_type: content_type.into(),
+            body,
+            attempt: self.attempt,
+            created_at: self.created_at,
+        }
+    }
+
     /// A message derived from this one by a step (`tag` names the step and the part, e.g.
     /// `steps[3].split/7`): same correlation id, this id as causation, and an id that is a
     /// UUIDv7 with this message's timestamp and bits derived from (this id, tag). A

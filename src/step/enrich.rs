@@ -30,10 +30,12 @@ pub struct EnrichSpec {
 
 impl StepKind for EnrichSpec {
     fn check(&self, at: &str, cx: &mut dyn CheckCx) {
-        cx.adapter(at, "operation", &self.adapter, &self.operation);
-        if let Some(with) = &self.with_input {
-            cx.jq(&format!("{at}.with"), with);
-        }
+        cx.operation_with(
+            at,
+            &self.adapter,
+            &self.operation,
+            self.with_input.as_deref(),
+        );
     }
 
     fn edges(&self, g: &mut dyn Edges) {

@@ -31,6 +31,14 @@ pub trait CheckCx: Problems {
     /// `adapter` (named at `{path}.adapter`) must have `operation` (at `{path}.{field}`);
     /// false when the adapter itself is unknown.
     fn adapter(&mut self, path: &str, field: &str, adapter: &str, operation: &str) -> bool;
+    /// An operation call (`enrich`, `call`, `to`, a `scatter_gather` source) at `path`:
+    /// `adapter` must have `operation`, and its `with:` program (at `{path}.with`) compile.
+    fn operation_with(&mut self, path: &str, adapter: &str, operation: &str, with: Option<&str>) {
+        self.adapter(path, "operation", adapter, operation);
+        if let Some(with) = with {
+            self.jq(&format!("{path}.with"), with);
+        }
+    }
     /// A route of this route's plane must bind `key` (a routing key, `{jq}` placeholders
     /// allowed) on `exchange`; `path` is the target's path (its `.key` is reported).
     fn publish(&mut self, path: &str, exchange: &str, key: &str);

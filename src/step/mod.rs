@@ -288,10 +288,10 @@ impl With {
         };
         let body = m.json_body()?;
         let value = eval_one(program, "with", &body, m)?;
-        let mut input = m.clone();
-        input.body = crate::core::envelope::Body::Json(value);
-        input.content_type = crate::core::envelope::JSON.to_string();
-        Ok(std::borrow::Cow::Owned(input))
+        Ok(std::borrow::Cow::Owned(m.with_body(
+            crate::core::envelope::Body::Json(value),
+            crate::core::envelope::JSON,
+        )))
     }
 }
 

@@ -158,7 +158,7 @@ impl Step for Publish {
             );
             if let Some(outlet) = &t.outlet {
                 // The outlet's copy is written apart; the message keeps its body.
-                let written = outlet.encode(out.clone()).map_err(StepError::permanent);
+                let written = outlet.encode(&out).map_err(StepError::permanent);
                 m.body = out.body;
                 cx.effects.publish(&t.exchange, &key, &written?).await?;
                 continue;

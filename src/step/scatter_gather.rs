@@ -84,15 +84,12 @@ pub struct GatherSource {
 impl StepKind for ScatterGatherSpec {
     fn check(&self, at: &str, cx: &mut dyn CheckCx) {
         for (j, src) in self.sources.iter().enumerate() {
-            cx.adapter(
+            cx.operation_with(
                 &format!("{at}.sources[{j}]"),
-                "operation",
                 &src.adapter,
                 &src.operation,
+                src.with_input.as_deref(),
             );
-            if let Some(with) = &src.with_input {
-                cx.jq(&format!("{at}.sources[{j}].with"), with);
-            }
         }
         if let Err(e) = ScatterGather::new(self) {
             cx.problem(at, e, None);
