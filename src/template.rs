@@ -14,6 +14,8 @@
 //! - Filter `mask_personnummer`: a string with every personnummer-shaped value masked
 //!   (`20100101-****`), see [`crate::expr::personnummer::mask`].
 //! - Filter `base64`: a string's UTF-8 bytes in standard base64 (an attachment's content).
+//! - Filter `base64_size`: how many bytes a standard base64 string decodes to (an
+//!   attachment's `size`); an error for a string that is not base64.
 //! - Function `now()`: the current time, UTC, RFC 3339 to the second (`2026-12-05T14:00:00Z`).
 //! - `get_env` is disabled (it would let a template print secrets from the environment).
 //! - Error texts name the template and, for syntax errors, the line and column; data
@@ -136,6 +138,7 @@ impl Templates {
         tera.register_filter("json", json_filter);
         tera.register_filter("mask_personnummer", mask_filter);
         tera.register_filter("base64", base64_filter);
+        tera.register_filter("base64_size", base64_size_filter);
         tera.register_function("get_env", no_env);
         tera.register_function("now", now);
         let names = sources.iter().map(|(n, _)| n.clone()).collect();
@@ -275,6 +278,19 @@ fn base64_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Valu
     }
 }
 
+/// `base64_size`: how many bytes a standard base64 string decodes to.
+fn base64_size_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    use base64::Engine as _;
+    let Value::String(s) = value else {
+        return Err(tera::Error::msg("the base64_size filter takes a string"));
+    };
+    let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map(|bytes| Value::from(bytes.len()))
+        .map_err(|e| tera::Error::msg(format!("the base64_size filter: not base64 ({e})")))
+}
+
 /// `now()`: the current time, UTC, as RFC 3339 to the second (an xs:dateTime too).
 fn now(_: &HashMap<String, Value>) -> tera::Result<Value> {
     Ok(Value::String(
@@ -367,6 +383,16 @@ mod tests {
         assert_eq!(out, "w4VzYSB7IngiOiAxfQ==");
         let err = t.render("a.txt.tera", &json!({"body": {"doc": 3}}));
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn base64_size_filter_counts_decoded_bytes() {
+        let (_d, t) = templates(&[("a.txt.tera", "{{ body.doc | base64_size }}")]);
+        let size = |doc: &str| t.render("a.txt.tera", &json!({"body": {"doc": doc}}));
+        assert_eq!(size("w4VzYSB7IngiOiAxfQ==").unwrap(), "13");
+        assert_eq!(size("JVBE\nRi0x").unwrap(), "6");
+        assert_eq!(size("").unwrap(), "0");
+        assert!(size("inte base64!").is_err());
     }
 
     #[test]

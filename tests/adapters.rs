@@ -88,6 +88,7 @@ const CASES: &[(&str, &str)] = &[
     ("oep", "get-instance"),
     ("oep", "set-status"),
     ("oep", "add-message"),
+    ("oep", "add-internal-message"),
     ("oep", "confirm-delivery"),
 ];
 
@@ -276,7 +277,7 @@ async fn citizen_operations() {
     assert!(!json_of(&moves).as_array().unwrap().is_empty());
     assert_eq!(
         w.last("citizen").path,
-        "/api/v3/citizen/2281/changedaddress?changedDateFrom=2000-01-01"
+        "/api/v3/citizen/2281/changedaddress?changedDateFrom=2000-01-01T00%3A00%3A00%2B02%3A00"
     );
 }
 
@@ -374,7 +375,8 @@ async fn elevregister_operations() {
         )
         .await
         .unwrap_err();
-    assert!(bad.message.contains("HTTP 422"), "{}", bad.message);
+    // Refused by the register's contract (contracts/elevregister.openapi.yaml).
+    assert!(bad.message.contains("HTTP 400"), "{}", bad.message);
 
     let r = w
         .call(
@@ -691,8 +693,26 @@ async fn oep_operations() {
         json!({"flowInstanceID": 5000, "message": "Ledigheten är beviljad för Märta."}),
     )
     .await;
-    w.call("oep", "confirm-delivery", json!({"flowInstanceID": 5000}))
-        .await;
+    w.call(
+        "oep",
+        "add-internal-message",
+        json!({"flowInstanceID": 5000, "message": "Beslutet skickat till vårdnadshavarna.",
+               "attachments": [{"filename": "beslut.txt", "content": "QmVzbHV0"}]}),
+    )
+    .await;
+    w.call(
+        "oep",
+        "confirm-delivery",
+        json!({"flowInstanceID": 5000, "externalID": "BUN 2026/00050"}),
+    )
+    .await;
+    // By the external id it was delivered under, and to a status by its id.
+    w.call(
+        "oep",
+        "set-status",
+        json!({"externalID": "BUN 2026/00050", "statusID": 79, "principal": {"userID": "eva"}}),
+    )
+    .await;
     let instances: Value = reqwest_json(&format!("{}/oep/_instances", w.base)).await;
     let i = instances
         .as_array()
@@ -701,9 +721,15 @@ async fn oep_operations() {
         .find(|i| i["flowInstanceID"] == 5000)
         .unwrap()
         .clone();
-    assert_eq!(i["status"], "Beslutad", "{i}");
+    assert_eq!(i["status"], "Status 79", "{i}");
     assert_eq!(i["messages"][0], "Ledigheten är beviljad för Märta.", "{i}");
+    assert_eq!(
+        i["internalMessages"][0], "Beslutet skickat till vårdnadshavarna.",
+        "{i}"
+    );
+    assert_eq!(i["attachments"][0], "beslut.txt", "{i}");
     assert_eq!(i["delivered"], true, "{i}");
+    assert_eq!(i["externalID"], "BUN 2026/00050", "{i}");
 
     // An unknown instance: OeP answers a SOAP fault with HTTP 500; the call fails
     // permanently with the fault's text, not as "HTTP 500".
@@ -931,7 +957,7 @@ async fn verksamhetsplanering_operations() {
             "verksamhetsplanering",
             "report-attendance",
             &Envelope::json(json!({"schoolUnitCode": "38120001", "date": "2026-11-23",
-                "student": "20130412-2383", "lessons": 1, "presentMinutes": 0,
+                "group": "20130412-2383", "lessons": 1, "presentMinutes": 0,
                 "absentMinutes": {"valid": 0, "invalid": 60}})),
         )
         .await
@@ -1133,7 +1159,8 @@ async fn larplattform_operations() {
         .call(
             "larplattform",
             "send-signed-grades",
-            json!({"catalogue": "MA-9A-VT2026", "grades": [{"student": MARTA, "gradeValue": "B"}],
+            json!({"catalogue": knut_sandbox::seed::id_for("catalogue/MA-9A-VT2026"),
+                   "grades": [{"student": knut_sandbox::seed::id_for(MARTA), "gradeValue": "B"}],
                    "signature": "eyJhbGciOiJFZERTQSJ9..c2ln"}),
         )
         .await;
@@ -1293,7 +1320,7 @@ async fn skolval_operations() {
     let w = world().await;
     // Leo wishes Tallbackens friskola (full) first, Björkhagens skola second.
     let m = Envelope::json(json!({"child": {"civicNo": "201602201319"},
-        "guardians": [{"civicNo": "199007158620"}], "schoolYear": 5, "startDate": "2027-08-16",
+        "guardians": [{"civicNo": "199007158620"}], "schoolYear": "5", "startDate": "2027-08-16",
         "choices": [{"schoolUnitCode": "38120002", "rank": 1}, {"schoolUnitCode": "38120001", "rank": 2}]}));
     let app = w
         .client

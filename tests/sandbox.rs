@@ -394,7 +394,7 @@ async fn oep_submit_list_export_and_callback() {
     );
 
     let unknown = "<?xml version=\"1.0\"?><S:Envelope xmlns:S=\"http://schemas.xmlsoap.org/soap/envelope/\"><S:Body>\
-         <setStatus><flowInstanceID>999999</flowInstanceID><statusAlias>X</statusAlias></setStatus></S:Body></S:Envelope>";
+         <setStatus xmlns=\"http://www.oeplatform.org/version/1.0/schemas/integration/callback\"><flowInstanceID>999999</flowInstanceID><statusAlias>X</statusAlias></setStatus></S:Body></S:Envelope>";
     let r = s
         .post_xml("/oep/api/callback", unknown.as_bytes().to_vec())
         .await;
@@ -489,7 +489,7 @@ async fn citizen_answers_the_v3_contract_and_guards_classified_addresses() {
 
     // Sara and Leo Nilsson moved on 2026-11-02; Sara is Leo's custodian.
     let (status, moved) = s
-        .get("/citizen/api/v3/citizen/2281/changedaddress?changedDateFrom=2026-11-01")
+        .get("/citizen/api/v3/citizen/2281/changedaddress?changedDateFrom=2026-11-01T00:00:00%2B01:00")
         .await;
     assert_eq!(status, 200);
     let sara = moved

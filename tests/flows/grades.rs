@@ -160,7 +160,7 @@ pub async fn run(on: On) {
     assert_eq!(stored["documents"], json!([catalogue_id]), "{stored}");
     assert_eq!(
         stored["attachment"]["name"],
-        format!("betygskatalog-{catalogue_id}.json")
+        format!("betygskatalog-{catalogue_id}.txt")
     );
     assert_eq!(stored["attachment"]["size"], document.len());
     assert_eq!(

@@ -8,7 +8,7 @@
 //!
 //! | call | answer |
 //! |---|---|
-//! | `POST /{municipalityId}/archive/skola` | 200 `{archiveId, errorDetails: null}`; **exactly once**: the same package again (same `Idempotency-Key`, or the same case, document id and file content) answers the first package's `archiveId` and stores nothing; 400 problem saying what is wrong with the request or the metadata |
+//! | `POST /{municipalityId}/archive/skola` | 200 `{archiveId}` (the contract's `errorDetails` only on an error); **exactly once**: the same package again (same `Idempotency-Key`, or the same case, document id and file content) answers the first package's `archiveId` and stores nothing; 400 problem saying what is wrong with the request or the metadata |
 //! | `GET /{municipalityId}/archive/skola/{archiveId}` | the stored package: case and document ids, the attachment's name, size and SHA-256, whether a signature came with it |
 //!
 //! The metadata must be well-formed XML (no DTD) whose root is `Leveransobjekt` in the
@@ -62,7 +62,15 @@ fn bad(detail: impl Into<String>) -> Response {
     problem(StatusCode::BAD_REQUEST, "Bad Request", detail)
 }
 
-/// The attachment of a request: (name with extension, decoded bytes).
+/// The file types the archive takes as the package's document (its contract's
+/// `Attachment.extension` pattern).
+const DOCUMENT_TYPES: &[&str] = &[
+    "bmp", "gif", "tif", "tiff", "jpeg", "jpg", "png", "htm", "html", "pdf", "rtf", "doc", "docx",
+    "txt", "xls", "xlsx", "odt", "ods", "pptx", "ppt", "msg",
+];
+
+/// The attachment of a request: (name with extension, decoded bytes). The document
+/// (`attachment`) must be of a type the archive takes.
 fn attachment(v: &Value, field: &str) -> Result<(String, Vec<u8>), String> {
     let a = &v[field];
     let name = a["name"].as_str().filter(|s| !s.is_empty());
@@ -74,6 +82,12 @@ fn attachment(v: &Value, field: &str) -> Result<(String, Vec<u8>), String> {
             "{field}: name and extension (like \".pdf\") are required"
         ));
     };
+    if field == "attachment" && !DOCUMENT_TYPES.contains(&&ext[1..]) {
+        return Err(format!(
+            "{field}.extension {ext} is not a type the archive takes ({})",
+            DOCUMENT_TYPES.join(", ")
+        ));
+    }
     let file = base64::engine::general_purpose::STANDARD
         .decode(a["file"].as_str().unwrap_or_default())
         .map_err(|_| format!("{field}.file is not base64"))?;
@@ -198,7 +212,7 @@ async fn archive(
         .iter()
         .find(|p| (key.is_some() && p.key == key) || p.identity == identity)
     {
-        return Json(json!({"archiveId": p.id, "errorDetails": null})).into_response();
+        return Json(json!({"archiveId": p.id})).into_response();
     }
     let id = Uuid::now_v7().to_string();
     let summary = json!({
@@ -213,7 +227,7 @@ async fn archive(
         identity,
         summary,
     });
-    Json(json!({"archiveId": id, "errorDetails": null})).into_response()
+    Json(json!({"archiveId": id})).into_response()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -6,7 +6,7 @@
 //! | `GET /api/v3/citizen/{municipalityId}/{personId}[?ShowClassified=true]` | `CitizenExtended`; 204 when unknown |
 //! | `POST /api/v3/citizen/{municipalityId}/batch[?ShowClassified=true]` | `[CitizenExtended]` for a JSON array of personIds (unknown ones left out) |
 //! | `GET /api/v3/citizen/{municipalityId}/{personNumber}/guid` | the personId as a JSON string; 204 when unknown |
-//! | `GET /api/v3/citizen/{municipalityId}/changedaddress?changedDateFrom=YYYY-MM-DD` | `[CitizenWithChangedAddress]`: everyone registered at a new address since then, with `custodianFor` (the children, their `typeOfSchool`) |
+//! | `GET /api/v3/citizen/{municipalityId}/changedaddress?changedDateFrom=<date-time>` | `[CitizenWithChangedAddress]`: everyone registered at a new address since then, with `custodianFor` (the children, their `typeOfSchool`) |
 //!
 //! `classified` is `"J"` for skyddad folkbokföring, else `"N"`. A classified person's
 //! addresses are left out unless `ShowClassified=true` — the only place in the sandbox
@@ -20,7 +20,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -143,15 +142,22 @@ async fn guid(State(w): State<Arc<World>>, Path((_, pnr)): Path<(String, String)
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Since {
-    changed_date_from: Option<NaiveDate>,
+    changed_date_from: Option<String>,
 }
 
 async fn changed(State(w): State<Arc<World>>, Query(q): Query<Since>) -> Response {
-    let Some(from) = q.changed_date_from else {
+    // The contract's changedDateFrom is a date-time (RFC 3339); a move is a date, taken
+    // from the date-time's own day.
+    let Some(from) = q
+        .changed_date_from
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.date_naive())
+    else {
         return problem(
             StatusCode::BAD_REQUEST,
             "Bad Request",
-            "changedDateFrom (YYYY-MM-DD) is required",
+            "changedDateFrom is required, as a date-time with its offset (2026-11-02T00:00:00+01:00)",
         );
     };
     let pop = read(&w.population);

@@ -9,7 +9,9 @@
 //!   `GET` shows what is left of it.
 //!
 //! Calls that a fault answers are recorded in the inbox too (with `"fault": true`), so a
-//! test can count the attempts a route made.
+//! test can count the attempts a route made. Each call carries the answer the system gave
+//! (status, content type, body), so a test can hold the simulation's answers to the
+//! system's contract.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -49,6 +51,26 @@ pub struct Call {
     pub time: String,
     /// True when an injected fault answered it.
     pub fault: bool,
+    /// What the system answered (absent while the call is being answered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+    /// The call's number in this system (1, 2, …), to attach its answer.
+    #[serde(skip)]
+    seq: u64,
+}
+
+/// The answer a simulated system gave to a call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The `content-type` header, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The body: JSON when it parses as JSON, else text when it is UTF-8 (or ISO-8859-1 XML,
+    /// decoded), else absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
 }
 
 /// An injected fault: the next `count` calls wait `delay_ms`, then answer `status`.
@@ -69,6 +91,7 @@ pub struct Fault {
 pub struct Controls {
     inbox: Mutex<VecDeque<Call>>,
     fault: Mutex<Option<Fault>>,
+    seq: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -81,12 +104,24 @@ impl Controls {
         lock(&self.inbox).iter().cloned().collect()
     }
 
-    fn record(&self, call: Call) {
+    /// Record a call as it arrives; its number attaches the answer later.
+    fn record(&self, mut call: Call) -> u64 {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        call.seq = seq;
         let mut inbox = lock(&self.inbox);
         if inbox.len() == INBOX_CAPACITY {
             inbox.pop_front();
         }
         inbox.push_back(call);
+        seq
+    }
+
+    /// Attach the answer to call `seq` (if the inbox still holds it).
+    fn answered(&self, seq: u64, answer: Answer) {
+        let mut inbox = lock(&self.inbox);
+        if let Some(call) = inbox.iter_mut().rev().find(|c| c.seq == seq) {
+            call.answer = Some(answer);
+        }
     }
 
     /// Take one call's share of the fault, if one is set.
@@ -220,25 +255,21 @@ async fn record(State(c): State<Arc<Controls>>, req: Request, next: Next) -> Res
             )
         })
         .collect();
-    let body_value = if bytes.is_empty() {
-        None
-    } else {
-        serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .or_else(|| std::str::from_utf8(&bytes).ok().map(Value::from))
-    };
+    let received = body_value(&bytes);
     let fault = c.take_fault();
-    c.record(Call {
+    let seq = c.record(Call {
         method: parts.method.to_string(),
         path: parts
             .uri
             .path_and_query()
             .map_or_else(|| parts.uri.path().to_string(), |p| p.to_string()),
         headers,
-        body: body_value,
+        body: received,
         size: bytes.len(),
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         fault: fault.is_some_and(|f| f.status != 0),
+        answer: None,
+        seq: 0,
     });
     if let Some(f) = fault {
         if f.delay_ms > 0 {
@@ -254,8 +285,52 @@ async fn record(State(c): State<Arc<Controls>>, req: Request, next: Next) -> Res
             );
         }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Answer too large",
+            format!("the sandbox answers up to {MAX_BODY} bytes"),
+        );
+    };
+    let content_type = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = if content_type
+        .as_deref()
+        .is_some_and(|t| t.to_ascii_lowercase().contains("iso-8859-1"))
+    {
+        // ISO-8859-1: every byte is the code point of the same number.
+        Some(Value::from(
+            bytes.iter().map(|&b| char::from(b)).collect::<String>(),
+        ))
+    } else {
+        body_value(&bytes)
+    };
+    c.answered(
+        seq,
+        Answer {
+            status: parts.status.as_u16(),
+            content_type,
+            body: text,
+        },
+    );
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// A body as the inbox shows it: JSON when it parses as JSON, else UTF-8 text, else absent.
+fn body_value(bytes: &[u8]) -> Option<Value> {
+    if bytes.is_empty() {
+        return None;
+    }
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .or_else(|| std::str::from_utf8(bytes).ok().map(Value::from))
 }
 
 #[cfg(test)]
@@ -287,6 +362,8 @@ mod tests {
                 size: 0,
                 time: String::new(),
                 fault: false,
+                answer: None,
+                seq: 0,
             });
         }
         let calls = c.calls();

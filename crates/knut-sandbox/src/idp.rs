@@ -96,6 +96,23 @@ impl Idp {
     }
 }
 
+impl Idp {
+    /// A detached JWS over `payload` as it is (no claims added): its protected header and
+    /// signature, base64url — how Mina ombud signs its answers (`_sig`); verifiable with
+    /// the issuer's JWKS.
+    pub fn sign_detached(&self, payload: &Value) -> Result<(String, String), String> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let jws = jsonwebtoken::encode(&header, payload, &self.key)
+            .map_err(|e| format!("cannot sign: {e}"))?;
+        let mut parts = jws.split('.');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(h), Some(_), Some(s)) => Ok((h.to_string(), s.to_string())),
+            _ => Err("a JWS without three parts".into()),
+        }
+    }
+}
+
 /// The routes, relative to `/sandbox/idp`.
 pub fn routes(idp: Arc<Idp>) -> Router {
     Router::new()

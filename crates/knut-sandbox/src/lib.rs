@@ -20,6 +20,7 @@
 pub mod arkiv;
 pub mod casedata;
 pub mod citizen;
+pub mod contract;
 pub mod control;
 pub mod csn;
 pub mod datawarehouse;
@@ -31,6 +32,7 @@ pub mod larplattform;
 pub mod messaging;
 pub mod minaombud;
 pub mod oep;
+pub mod oep_callback;
 pub mod personnummer;
 pub mod seed;
 pub mod skolval;
@@ -118,6 +120,21 @@ struct System {
     name: &'static str,
     what: &'static str,
     routes: fn(Arc<World>) -> Router,
+    /// Knutpunkt's own contract for a system that publishes none (`contracts/` in the
+    /// repository): the simulation refuses what does not follow it. Systems with a
+    /// published contract check what they receive themselves, and `tests/contracts.rs`
+    /// holds them to the published files.
+    contract: Option<(&'static str, &'static str)>,
+}
+
+/// Knutpunkt's own contract for `system`: its file name and text.
+macro_rules! own_contract {
+    ($system:literal) => {
+        Some((
+            concat!("contracts/", $system, ".openapi.yaml"),
+            include_str!(concat!("../../../contracts/", $system, ".openapi.yaml")),
+        ))
+    };
 }
 
 const IDP_WHAT: &str =
@@ -128,71 +145,85 @@ const SYSTEMS: &[System] = &[
         name: "arkiv",
         what: "Archive (FGS-ERMS Leveransobjekt + files): POST /{municipalityId}/archive/skola",
         routes: arkiv::routes,
+        contract: None,
     },
     System {
         name: "casedata",
         what: "Ärendehantering (case data): /{municipalityId}/{namespace}/errands",
         routes: casedata::routes,
+        contract: None,
     },
     System {
         name: "citizen",
         what: "Metakatalogen (Citizen API v3): /api/v3/citizen/{municipalityId}/…",
         routes: citizen::routes,
+        contract: None,
     },
     System {
         name: "csn",
         what: "CSN boarding-allowance deliveries (CSV, Windows-1252): GET /deliveries, /deliveries/{name}",
         routes: csn::routes,
+        contract: own_contract!("csn"),
     },
     System {
         name: "datawarehouse",
         what: "DataWarehouse: resource allocation per school unit and month, GET /resource-allocations",
         routes: datawarehouse::routes,
+        contract: own_contract!("datawarehouse"),
     },
     System {
         name: "diarium",
         what: "Diarium: POST /registrations → diarienummer, GET /registrations/{year}/{number}",
         routes: diarium::routes,
+        contract: own_contract!("diarium"),
     },
     System {
         name: "elevregister",
         what: "Elevregister (IST Admin) in SS 12000 terms: /persons, /organisations, /placements, /groups, /grades, /gradeCatalogues (signed), /signing-keys",
         routes: elevregister::routes,
+        contract: own_contract!("elevregister"),
     },
     System {
         name: "hemkommun",
         what: "Another municipality (IKE): POST /ike-notices, GET /ike-notices/{id}",
         routes: hemkommun::routes,
+        contract: own_contract!("hemkommun"),
     },
     System {
         name: "larplattform",
         what: "Lärplattform (SS 12000): /attendances, /calendarEvents/{id}, /grades, /leaveDecisions, /signedGrades",
         routes: larplattform::routes,
+        contract: own_contract!("larplattform"),
     },
     System {
         name: "messaging",
         what: "Messaging: /{municipalityId}/email, /sms, /webmessage, /letter, /status/messages/{id}",
         routes: messaging::routes,
+        contract: None,
     },
     System {
         name: "minaombud",
         what: "Mina ombud (digitala fullmakter v2): POST /sok/fullmakter, GET /tredjeman/{orgnr}/fullmakter/{id}",
         routes: minaombud::routes,
+        contract: None,
     },
     System {
         name: "oep",
         what: "Open ePlatform: /api/instanceapi/…, SOAP /api/callback, /_submit",
         routes: oep::routes,
+        contract: None,
     },
     System {
         name: "skolval",
         what: "Skolvalsmodul: POST /applications, POST /applications/{id}/decision, GET /decisions",
         routes: skolval::routes,
+        contract: own_contract!("skolval"),
     },
     System {
         name: "verksamhetsplanering",
         what: "Verksamhetsplanering: attendance statistics per unit, group and day (no personal data)",
         routes: verksamhetsplanering::routes,
+        contract: own_contract!("verksamhetsplanering"),
     },
 ];
 
@@ -244,9 +275,19 @@ impl Sandbox {
         );
         for s in SYSTEMS {
             let controls = self.controls.get(s.name).cloned().unwrap_or_default();
+            let mut api = (s.routes)(self.world.clone());
+            if let Some((file, text)) = s.contract {
+                match contract::Contract::from_yaml(file, text) {
+                    Ok(c) => api = contract::enforce(api, Arc::new(c)),
+                    // A test reads every contract; this cannot happen in a build that passed.
+                    Err(e) => {
+                        tracing::error!(error = %e, "the sandbox's {} runs without its contract", s.name)
+                    }
+                }
+            }
             router = router.nest(
                 &format!("/sandbox/{}", s.name),
-                control::with_controls((s.routes)(self.world.clone()), controls),
+                control::with_controls(api, controls),
             );
         }
         if let Some(idp) = &self.idp {
@@ -265,6 +306,14 @@ impl Sandbox {
         })
     }
 
+    /// Knutpunkt's own contract of each system that publishes none: (system, file, text).
+    pub fn own_contracts() -> Vec<(&'static str, &'static str, &'static str)> {
+        SYSTEMS
+            .iter()
+            .filter_map(|s| s.contract.map(|(file, text)| (s.name, file, text)))
+            .collect()
+    }
+
     /// Serve the sandbox on `listener` until `shutdown`.
     pub async fn serve(
         self,
@@ -274,5 +323,36 @@ impl Sandbox {
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every own contract reads, and every schema in it compiles: a simulation never runs
+    /// without the contract it keeps to.
+    #[test]
+    fn every_own_contract_reads_and_compiles() {
+        let own = Sandbox::own_contracts();
+        assert_eq!(own.len(), 8, "{own:?}");
+        for (system, file, text) in own {
+            let c = contract::Contract::from_yaml(file, text)
+                .unwrap_or_else(|e| panic!("{system}: {e}"));
+            assert!(!c.operations().is_empty(), "{file} has no operations");
+            for op in c.operations() {
+                // A request with nothing in it compiles every schema the request meets.
+                let _ = c.request_violations(&op, op.template, &[], None, None);
+                for v in c.request_violations(
+                    &op,
+                    op.template,
+                    &[],
+                    Some("application/json"),
+                    Some(&json!({})),
+                ) {
+                    assert!(!v.contains("does not compile"), "{file}: {v}");
+                }
+            }
+        }
     }
 }

@@ -44,6 +44,8 @@ struct Fullmakt {
     from: NaiveDate,
     tom: Option<NaiveDate>,
     behorighet: &'static str,
+    /// Who made it and signed it (the giver, or for an organisation its representative).
+    skapare: Value,
 }
 
 fn who(pop: &Population, given: &str, family: &str) -> Value {
@@ -64,18 +66,27 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 }
 
 fn seed(pop: &Population) -> Vec<Fullmakt> {
-    let f = |n: u32, rubrik: &str, givare, givarroll, havare, from, tom, behorighet| Fullmakt {
-        id: id_for(&format!("fullmakt/{n}")).to_string(),
-        referensnummer: format!("MOF{:010}", 4710 + n),
-        rubrik: rubrik.to_string(),
-        tredjeman: SUNDSVALL.to_string(),
-        givare,
-        givarroll,
-        havare,
-        from,
-        tom,
-        behorighet,
-    };
+    let f =
+        |n: u32, rubrik: &str, givare: Value, givarroll, havare: Value, from, tom, behorighet| {
+            Fullmakt {
+                // A person gives their own; an organisation's is made by its representative.
+                skapare: if givarroll == "ORGANISATION" {
+                    havare.clone()
+                } else {
+                    givare.clone()
+                },
+                id: id_for(&format!("fullmakt/{n}")).to_string(),
+                referensnummer: format!("MOF{:010}", 4710 + n),
+                rubrik: rubrik.to_string(),
+                tredjeman: SUNDSVALL.to_string(),
+                givare,
+                givarroll,
+                havare,
+                from,
+                tom,
+                behorighet,
+            }
+        };
     vec![
         f(
             1,
@@ -123,7 +134,7 @@ impl Fullmakt {
         json!({
             "id": self.id, "referensnummer": self.referensnummer,
             "registreringstidpunkt": format!("{}T09:00:00+01:00", self.from),
-            "status": self.status(today), "vidaredelad": "false", "rubrik": self.rubrik,
+            "status": self.status(today), "vidaredelad": false, "rubrik": self.rubrik,
             "giltigFrom": self.from, "giltigTom": self.tom, "tredjeman": self.tredjeman,
             "fullmaktsgivare": self.givare, "fullmaktsgivarroll": self.givarroll,
             "fullmaktshavare": [self.havare],
@@ -133,11 +144,20 @@ impl Fullmakt {
 
 /// The routes, relative to `/sandbox/minaombud`.
 pub fn routes(world: Arc<World>) -> Router {
-    let all = Arc::new(seed(&read(&world.population)));
+    let state = Arc::new(Registry {
+        all: seed(&read(&world.population)),
+        idp: world.idp.clone(),
+    });
     Router::new()
         .route("/sok/fullmakter", post(search))
         .route("/tredjeman/{tredjeman}/fullmakter/{fullmakt}", get(one))
-        .with_state(all)
+        .with_state(state)
+}
+
+/// The fullmakter, and the key the answers are signed with.
+struct Registry {
+    all: Vec<Fullmakt>,
+    idp: Option<Arc<crate::idp::Idp>>,
 }
 
 fn today() -> NaiveDate {
@@ -175,7 +195,7 @@ fn service_name_missing(headers: &HeaderMap) -> Option<Response> {
 }
 
 async fn search(
-    State(all): State<Arc<Vec<Fullmakt>>>,
+    State(state): State<Arc<Registry>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -204,7 +224,8 @@ async fn search(
         .map(|a| a.iter().filter_map(Value::as_str).collect());
     let status = req.get("status").and_then(Value::as_str);
     let today = today();
-    let hits: Vec<Value> = all
+    let hits: Vec<Value> = state
+        .all
         .iter()
         .filter(|f| havare.is_none_or(|h| same_identity(h, &f.havare)))
         .filter(|f| givare.is_none_or(|g| same_identity(g, &f.givare)))
@@ -229,7 +250,7 @@ async fn search(
 }
 
 async fn one(
-    State(all): State<Arc<Vec<Fullmakt>>>,
+    State(state): State<Arc<Registry>>,
     headers: HeaderMap,
     Path((tredjeman, id)): Path<(String, String)>,
 ) -> Response {
@@ -237,21 +258,52 @@ async fn one(
         return bad;
     }
     let today = today();
-    match all.iter().find(|f| f.id == id && f.tredjeman == tredjeman) {
-        Some(f) => Json(json!({
-            "fullmakt": {
-                "id": f.id, "rubrik": f.rubrik, "tredjeman": {"id": f.tredjeman, "namn": "Sundsvalls kommun"},
-                "fullmaktsgivare": f.givare, "fullmaktsgivarroll": f.givarroll,
-                "fullmaktshavare": [f.havare], "giltigFrom": f.from, "giltigTom": f.tom,
-                "transportfullmakt": false,
-                "behorigheter": [{"kod": id_for(f.behorighet).to_string(), "rubrik": f.behorighet}],
-            },
-            "metadata": {"referensnummer": f.referensnummer,
-                         "registreringstidpunkt": format!("{}T09:00:00+01:00", f.from),
-                         "status": f.status(today)},
-            "svarstidpunkt": chrono::Local::now().to_rfc3339(),
-        }))
-        .into_response(),
+    match state
+        .all
+        .iter()
+        .find(|f| f.id == id && f.tredjeman == tredjeman)
+    {
+        Some(f) => {
+            let created = format!("{}T09:00:00+01:00", f.from);
+            let signatar = if f.givarroll == "ORGANISATION" {
+                json!({"juridiskSignatar": {"juridiskPerson": f.givare, "foretradare": [f.skapare]}})
+            } else {
+                json!({"fysiskPerson": f.skapare})
+            };
+            let mut answer = json!({
+                "fullmakt": {
+                    "id": f.id, "ursprung": {"mall": id_for(&format!("mall/{}", f.rubrik)).to_string()},
+                    "rubrik": f.rubrik, "beskrivning": f.behorighet,
+                    "tredjeman": {"id": f.tredjeman, "namn": "Sundsvalls kommun"},
+                    "fullmaktsgivare": f.givare, "fullmaktsgivarroll": f.givarroll,
+                    "fullmaktshavare": [f.havare], "giltigFrom": f.from, "giltigTom": f.tom,
+                    "transportfullmakt": false, "skapare": f.skapare, "skapadTidpunkt": created,
+                    "signatarer": [signatar],
+                    "behorigheter": [{"kod": id_for(f.behorighet).to_string(), "rubrik": f.behorighet}],
+                },
+                "metadata": {"referensnummer": f.referensnummer,
+                             "registreringstidpunkt": created,
+                             "status": f.status(today),
+                             "underskrifter": [{"person": f.skapare, "tidpunkt": created}]},
+                "svarstidpunkt": chrono::Local::now().to_rfc3339(),
+            });
+            // Mina ombud signs its answer (a detached JWS, verifiable with its JWKS); the
+            // sandbox signs with its test issuer's key.
+            let Some(idp) = &state.idp else {
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "No signing key",
+                    "the sandbox has no key to sign the answer with",
+                );
+            };
+            match idp.sign_detached(&answer) {
+                Ok((protected, signature)) => {
+                    answer["_sig"] = json!({"protected": protected, "signature": signature});
+                    Json(answer).into_response()
+                }
+                Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "Not signed", e),
+            }
+        }
         None => problem(
             StatusCode::NOT_FOUND,
             "Not Found",

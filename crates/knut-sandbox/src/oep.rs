@@ -5,9 +5,9 @@
 //! |---|---|
 //! | `GET /api/instanceapi/getinstances/family/{familyId}/{status}?fromDate=YYYY-MM-DD&toDate=YYYY-MM-DD` | `<FlowInstances>` of that family whose status name or alias is `{status}` (case-insensitive), added within the dates (inclusive), lower-camel children as OeP writes them; `text/xml;charset=ISO-8859-1` |
 //! | `GET /api/instanceapi/getinstance/{id}/xml` | the `<FlowInstance>` export in ISO-8859-1 with its current status; 404 when unknown |
-//! | `POST /api/callback` (SOAP 1.1) | `setStatus` (by `flowInstanceID` + `statusAlias`, or `externalID` + `statusID`) → `setStatusResponse/eventID`; `addMessage` → `addMessageResponse/messageID`; `confirmDelivery` → `confirmDeliveryResponse`; an unknown instance → SOAP Fault, HTTP 500, like OeP |
+//! | `POST /api/callback` (SOAP 1.1) | checked against OeP's callback contract first ([`oep_callback`]): what the XSD refuses is a SOAP Fault, HTTP 500, worded as libxml2 words it. `setStatus` (by `flowInstanceID` or `externalID`, with `statusAlias` or `statusID`) → `setStatusResponse/eventID`; `addMessage` / `addInternalMessage` (by either id, with attachments) → `…Response/messageID`; `confirmDelivery` → `confirmDeliveryResponse`; an unknown instance → SOAP Fault, HTTP 500, like OeP |
 //! | `POST /_submit` | a FlowInstance XML in any declared encoding becomes a new instance (a missing `FlowInstanceID` is assigned); 201 `{"flowInstanceID": n}`. With `?push=true` it is also posted, in its declared encoding, to Knutpunkt's OeP ingress (`World::oep_push_url`), as OeP's XML export integration does |
-//! | `GET /_instances` | the instances as JSON (id, family, status, messages, delivered) |
+//! | `GET /_instances` | the instances as JSON (id, family, status, messages, internal messages, attachment names, delivered) |
 //!
 //! The sandbox is seeded with a few instances of the leave application family (412) in
 //! several statuses.
@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 
 use super::control::problem;
 use super::{World, lock};
+use crate::oep_callback;
 use crate::xml::{self, Encoding};
 
 /// The content type OeP answers with.
@@ -48,8 +49,13 @@ pub struct Instance {
     pub document: String,
     /// The encoding it was submitted in.
     pub encoding: Encoding,
-    /// Messages added through the callback.
+    /// Messages to the applicant added through the callback (addMessage).
     pub messages: Vec<String>,
+    /// Internal messages to the case officers (addInternalMessage), and attachment file
+    /// names of either kind.
+    pub internal_messages: Vec<String>,
+    /// File names of the attachments the callback's messages carried.
+    pub attachments: Vec<String>,
     /// Delivery confirmations (`delivered`, external id).
     pub delivered: Option<(bool, String)>,
     /// External id set through setStatus / confirmDelivery.
@@ -207,6 +213,8 @@ impl Instances {
             document,
             encoding,
             messages: Vec::new(),
+            internal_messages: Vec::new(),
+            attachments: Vec::new(),
             delivered: None,
             external_id: None,
         });
@@ -363,10 +371,19 @@ async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respo
     let Some(args) = soap_body.children.first() else {
         return soap_fault("The SOAP Body is empty");
     };
+    // What OeP's callback XSD refuses, the simulation refuses before it looks anything up.
+    if let Err(violation) = oep_callback::check(args) {
+        return soap_fault(&violation);
+    }
     let op = &args.name;
-    let number = |k: &str| args.text_at(&[k]).and_then(|s| s.parse::<u64>().ok());
+    let number = |k: &str| {
+        args.text_at(&[k])
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
     let mut oep = lock(&w.oep);
-    let external = args.text_at(&["externalID", "ID"]).map(str::to_string);
+    let external = args
+        .text_at(&["externalID", "ID"])
+        .map(|s| s.trim().to_string());
     let target = match number("flowInstanceID") {
         Some(id) => Some(id),
         None => external.as_deref().and_then(|ext| {
@@ -395,41 +412,35 @@ async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respo
                     instance.status_id = status_id;
                     instance.status = format!("Status {status_id}");
                 }
+                // The contract check lets only one of the two through.
                 (None, None) => return soap_fault("setStatus needs statusAlias or statusID"),
             }
             soap_response("setStatus", &format!("<eventID>{event}</eventID>"))
         }
-        "addMessage" => {
-            // As OeP's callback XSD has it: `message` is an IntegrationMessage whose `added`
-            // (xs:dateTime), `message` and `userID` are required, `added` first.
-            let Some(message) = args.child("message") else {
-                return soap_fault(
-                    "Element 'addMessage': Missing child element(s). Expected is ( message ).",
-                );
-            };
-            let added = message.child("added").map(|a| a.text.trim().to_string());
-            let Some(added) = added else {
-                return soap_fault(
-                    "Element 'message': Missing child element(s). Expected is ( added ).",
-                );
-            };
-            let date_time = chrono::DateTime::parse_from_rfc3339(&added).is_ok()
-                || chrono::NaiveDateTime::parse_from_str(&added, "%Y-%m-%dT%H:%M:%S%.f").is_ok();
-            if !date_time {
-                return soap_fault(
-                    "Element 'added': the value is not a valid value of the atomic type 'xs:dateTime'.",
+        "addMessage" | "addInternalMessage" => {
+            let text = args
+                .text_at(&["message", "message"])
+                .unwrap_or_default()
+                .to_string();
+            if let Some(message) = args.child("message") {
+                instance.attachments.extend(
+                    message
+                        .children_named("attachments")
+                        .filter_map(|a| a.text_at(&["filename"]).map(str::to_string)),
                 );
             }
-            let (Some(text), Some(_)) = (message.child("message"), message.child("userID")) else {
-                return soap_fault(
-                    "Element 'message': Missing child element(s). Expected is ( message, userID ).",
-                );
-            };
-            instance.messages.push(text.text.clone());
-            soap_response("addMessage", &format!("<messageID>{event}</messageID>"))
+            if op == "addMessage" {
+                instance.messages.push(text);
+            } else {
+                instance.internal_messages.push(text);
+            }
+            soap_response(op, &format!("<messageID>{event}</messageID>"))
         }
         "confirmDelivery" => {
-            let delivered = args.text_at(&["delivered"]) == Some("true");
+            let delivered = matches!(
+                args.text_at(&["delivered"]).map(str::trim),
+                Some("true" | "1")
+            );
             instance.delivered = Some((delivered, external.clone().unwrap_or_default()));
             if external.is_some() {
                 instance.external_id = external;
@@ -437,7 +448,8 @@ async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respo
             soap_response("confirmDelivery", "")
         }
         other => soap_fault(&format!(
-            "Unknown operation {other}; expected setStatus, addMessage or confirmDelivery"
+            "Unknown operation {other}; the simulation serves {}",
+            oep_callback::operations().collect::<Vec<_>>().join(", ")
         )),
     }
 }
@@ -523,6 +535,8 @@ async fn instances(State(w): State<Arc<World>>) -> Json<Value> {
                     "status": i.status,
                     "added": i.added,
                     "messages": i.messages,
+                    "internalMessages": i.internal_messages,
+                    "attachments": i.attachments,
                     "delivered": i.delivered.as_ref().map(|d| d.0),
                     "externalID": i.external_id,
                 })
@@ -585,7 +599,8 @@ mod tests {
         };
         let set = |alias: &str| {
             format!(
-                "<setStatus><flowInstanceID>{id}</flowInstanceID><statusAlias>{alias}</statusAlias></setStatus>"
+                "<setStatus xmlns=\"{}\"><flowInstanceID>{id}</flowInstanceID><statusAlias>{alias}</statusAlias></setStatus>",
+                oep_callback::NS
             )
         };
         let (status, text) = call(&w, &envelope(" wsu:Id=\"body-1\"", &set("Beslutad"))).await;
@@ -598,7 +613,10 @@ mod tests {
         assert_eq!(lock(&w.oep).list[0].status, "Komplettering");
 
         let add = |message: &str| {
-            format!("<addMessage><flowInstanceID>{id}</flowInstanceID>{message}</addMessage>")
+            format!(
+                "<addMessage xmlns=\"{}\"><flowInstanceID>{id}</flowInstanceID>{message}</addMessage>",
+                oep_callback::NS
+            )
         };
         let (status, text) = call(
             &w,
