@@ -1,6 +1,8 @@
 //! CSV → JSON: a delimited file (CSN's deliveries, IST's exports) as an array of objects,
 //! one per row. Windows-1252 is the default encoding (what Swedish authorities' files use;
-//! a UTF-8 byte-order mark switches to UTF-8), `;` the default separator, and the first row
+//! a UTF-8 byte-order mark switches to UTF-8, and so does a file that is valid UTF-8 with
+//! characters beyond ASCII — read as Windows-1252 it would become mojibake, `MÃ¤rta`, and
+//! a real Windows-1252 file with Swedish letters is never valid UTF-8), `;` the default separator, and the first row
 //! names the columns. With `columns`, each named column becomes a field of the given type
 //! (`string`, `integer`, `decimal` with a decimal comma or point and spaces between
 //! thousands, `date` as `YYYY-MM-DD`, `YYYYMMDD` or a spreadsheet day number), columns not named are left out and a
@@ -27,7 +29,8 @@ pub struct CsvOptions {
     #[serde(default = "default_separator")]
     pub separator: char,
     /// The file's encoding: `windows-1252` (default), `utf-8` or another WHATWG label
-    /// (`iso-8859-1`). A UTF-8 byte-order mark always means UTF-8.
+    /// (`iso-8859-1`). A UTF-8 byte-order mark always means UTF-8, and so does a file that
+    /// is valid UTF-8 beyond ASCII (never read as mojibake).
     #[serde(default = "default_encoding")]
     pub encoding: String,
     /// Does the first row name the columns (default true)? Without a header, columns are
@@ -225,9 +228,13 @@ fn excel_serial_date(cell: &str) -> Option<chrono::NaiveDate> {
     chrono::NaiveDate::from_ymd_opt(1899, 12, 30)?.checked_add_signed(chrono::Duration::days(n))
 }
 
-/// A text file's bytes as text: UTF-8 when it starts with a UTF-8 byte-order mark, else in
-/// `encoding` (a WHATWG label; unknown labels fall back to Windows-1252, which
-/// [`check_options`] refuses earlier). Undecodable bytes are an error, never replaced.
+/// A text file's bytes as text: UTF-8 when it starts with a UTF-8 byte-order mark, or when
+/// `encoding` is a one-byte encoding but the bytes are valid UTF-8 beyond ASCII (a UTF-8
+/// file without a mark: decoding it as Windows-1252 would turn every å, ä, ö into two
+/// wrong characters without an error, while Windows-1252 text with such letters is never
+/// valid UTF-8); else in `encoding` (a WHATWG label; unknown labels fall back to
+/// Windows-1252, which [`check_options`] refuses earlier). Undecodable bytes are an
+/// error, never replaced.
 pub(crate) fn decode_text(bytes: &[u8], encoding: &str) -> Result<String, CodecError> {
     if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
         return std::str::from_utf8(rest).map(str::to_string).map_err(|_| {
@@ -239,6 +246,12 @@ pub(crate) fn decode_text(bytes: &[u8], encoding: &str) -> Result<String, CodecE
     }
     let enc =
         encoding_rs::Encoding::for_label(encoding.as_bytes()).unwrap_or(encoding_rs::WINDOWS_1252);
+    if enc.is_single_byte()
+        && !bytes.is_ascii()
+        && let Ok(text) = std::str::from_utf8(bytes)
+    {
+        return Ok(text.to_string());
+    }
     let (text, had_errors) = enc.decode_without_bom_handling(bytes);
     if had_errors {
         return Err(err(
@@ -432,6 +445,32 @@ mod tests {
         assert_eq!(
             csv_to_json(&file, &o).unwrap(),
             json!([{"namn": "Åsa", "ort": "Övik"}])
+        );
+    }
+
+    /// A UTF-8 file without a byte-order mark, read with the default Windows-1252, is read
+    /// as UTF-8: `Märta`, never `MÃ¤rta`. A Windows-1252 file with the same letters still
+    /// reads as Windows-1252, and ASCII is the same either way.
+    #[test]
+    fn utf8_without_a_byte_order_mark_is_never_mojibake() {
+        let o = CsvOptions::default();
+        let utf8 = "Förnamn;Skolort\nMärta;Örnsköldsvik\n".as_bytes();
+        assert_eq!(
+            csv_to_json(utf8, &o).unwrap(),
+            json!([{"Förnamn": "Märta", "Skolort": "Örnsköldsvik"}])
+        );
+        assert_eq!(
+            csv_to_json(&w1252("Förnamn;Skolort\nMärta;Örnsköldsvik\n"), &o).unwrap(),
+            json!([{"Förnamn": "Märta", "Skolort": "Örnsköldsvik"}])
+        );
+        let latin1 = CsvOptions {
+            encoding: "iso-8859-1".into(),
+            ..Default::default()
+        };
+        assert_eq!(csv_to_json(utf8, &latin1).unwrap()[0]["Förnamn"], "Märta");
+        assert_eq!(
+            csv_to_json(b"a;b\n1;2\n", &o).unwrap(),
+            json!([{"a": "1", "b": "2"}])
         );
     }
 

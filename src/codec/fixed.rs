@@ -23,7 +23,8 @@ use super::{CodecError, CodecErrorKind};
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FixedOptions {
-    /// The file's encoding (default `windows-1252`; a UTF-8 byte-order mark means UTF-8).
+    /// The file's encoding (default `windows-1252`; a UTF-8 byte-order mark means UTF-8,
+    /// and so does a file that is valid UTF-8 beyond ASCII).
     #[serde(default = "default_encoding")]
     pub encoding: String,
     /// Lines to skip at the start (default 0).
