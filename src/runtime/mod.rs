@@ -37,7 +37,7 @@ use crate::endpoint::openapi::AuthKind;
 use crate::resources::Resources;
 use crate::route::load::{LoadedRoute, load_routes};
 use crate::route::model::{From, Plane, StepSpec};
-use crate::step::aggregate::{Aggregate, RESUME_AFTER};
+use crate::step::aggregate::{self, Aggregate};
 use crate::step::{Context, Pipeline};
 use crate::store::Store;
 use axum::response::IntoResponse as _;
@@ -650,7 +650,7 @@ impl System {
                             path,
                             timeout,
                             store.clone(),
-                            ingress.clone(),
+                            effects.clone(),
                             shutdown.clone(),
                         ));
                     }
@@ -1069,14 +1069,17 @@ fn route_info(lr: &LoadedRoute) -> admin::RouteInfo {
     }
 }
 
-/// Complete aggregate groups whose timeout passed: each goes through the route's work
-/// queue with `knut-resume-after`, so the steps after the aggregator run on it.
+/// Complete aggregate groups whose timeout passed, as a completing member does (claim,
+/// publish to the route's work queue with `knut-resume-after`, finish): the steps after the
+/// aggregator run on the completed message. The completed message's id is derived from the
+/// route, the key and when the group opened, so a sweep that died after its claim is
+/// repeated by the next under the same claim.
 async fn sweep_aggregates(
     route: String,
     path: String,
     timeout: Duration,
     store: Store,
-    ingress: Ingress,
+    effects: Arc<dyn crate::core::effects::Effects>,
     shutdown: CancellationToken,
 ) {
     let every = (timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(10));
@@ -1088,7 +1091,7 @@ async fn sweep_aggregates(
         let Ok(chrono_timeout) = chrono::Duration::from_std(timeout) else {
             return;
         };
-        let keys = match store
+        let expired = match store
             .aggregate_expired(&route, chrono::Utc::now() - chrono_timeout)
             .await
         {
@@ -1098,27 +1101,32 @@ async fn sweep_aggregates(
                 continue;
             }
         };
-        for key in keys {
-            let group = match store.aggregate_take(&route, &key).await {
+        for (key, opened_at) in expired {
+            let name = format!("{route}/{path}/{key}/{}", opened_at.timestamp_micros());
+            let mut seed = Envelope::new(JSON, Body::default());
+            seed.id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
+            let claimant = seed.derive(&path, Body::default(), JSON).id.to_string();
+            let group = match store
+                .aggregate_claim(&route, &key, &claimant, aggregate::stale_before())
+                .await
+            {
                 Ok(Some(g)) => g,
+                // Claimed by a completing member (or another instance's sweep).
                 Ok(None) => continue,
                 Err(e) => {
                     tracing::warn!(route, error = %e, "aggregate sweep failed");
                     continue;
                 }
             };
-            let mut m = Envelope::new(
-                JSON,
+            let mut m = seed.derive(
+                &path,
                 Body::Json(serde_json::json!({"key": group.key, "items": group.items})),
+                JSON,
             );
-            m.headers.insert(RESUME_AFTER.into(), path.clone());
-            if let Err(e) = ingress.accept(&route, &m).await {
-                // Put the items back so the next sweep tries again.
-                tracing::warn!(route, error = %e, "could not send a timed-out aggregate; keeping it");
-                for (i, item) in group.items.iter().enumerate() {
-                    let id = m.derive(&format!("restore/{i}"), Body::default(), JSON).id;
-                    let _ = store.aggregate_add(&route, &group.key, id, item).await;
-                }
+            m.causation_id = None;
+            if let Err(e) = aggregate::complete(effects.as_ref(), &store, &route, &path, m).await {
+                // Claimed, not finished: the next sweep completes it under the same claim.
+                tracing::warn!(route, error = %e.message, "could not send a timed-out aggregate; the next sweep tries again");
             }
         }
     }

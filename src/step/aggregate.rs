@@ -2,9 +2,17 @@
 //! state store; when the group is complete (by size, by a predicate over `{key, items}`, or
 //! by timeout) one message `{"key": …, "items": [...]}` goes on and the group is removed.
 //!
-//! Timeouts are completed by the route's sweeper (see `runtime`), which sends the completed
-//! group through the route's work queue with the `knut-resume-after` header, so the steps
-//! after the aggregator run on a delivery of their own, with its own retries.
+//! Completion loses nothing and repeats nothing: the message that completes a group
+//! claims it in the store (from then on it takes no new member), publishes the completed
+//! message to the route's work queue with the `knut-resume-after` header (confirmed), and
+//! only then finishes the group — removes it and remembers its members, so that a member
+//! redelivered later adds nothing instead of opening a one-member group. The steps after
+//! the aggregator run on the completed message's own delivery, with its own retries, so
+//! their failure never runs a member again. A crash between claim and finish is repaired
+//! by the member's redelivery (it holds the claim: the completed message's id is derived
+//! from it), or, if that message never comes back, by a member or sweep finding the claim
+//! stale after [`STALE_CLAIM`]. Timeouts are completed the same way by the route's sweeper
+//! (see `runtime`).
 
 use std::time::Duration;
 
@@ -14,7 +22,7 @@ use serde_json::json;
 use super::{Context, Step, StepError, compile, eval_one, value_to_string, vars};
 use crate::core::envelope::{Body, Envelope, JSON};
 use crate::expr::Program;
-use crate::store::Group;
+use crate::store::{Added, Group};
 
 use super::BuildError;
 use super::kind::{CheckCx, Problems, StepKind, build_error};
@@ -88,6 +96,44 @@ impl StepKind for AggregateSpec {
 /// Header naming the aggregate step a completed group resumes after.
 pub const RESUME_AFTER: &str = "knut-resume-after";
 
+/// How long a claim on a group may stand before another takes its completion over (its
+/// claimant died between claim and finish and its message is not coming back).
+pub const STALE_CLAIM: Duration = Duration::from_secs(15 * 60);
+
+/// The claims older than [`STALE_CLAIM`] end before this.
+pub fn stale_before() -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::Duration::from_std(STALE_CLAIM)
+        .ok()
+        .map(|d| chrono::Utc::now() - d)
+}
+
+/// Complete a claimed group: publish its completed message to the route's work queue,
+/// resuming after the aggregator at `path` (confirmed), then finish the group in the store.
+pub async fn complete(
+    effects: &dyn crate::core::effects::Effects,
+    store: &crate::store::Store,
+    route: &str,
+    path: &str,
+    mut message: Envelope,
+) -> Result<(), StepError> {
+    let claimant = message.id.to_string();
+    let key = message
+        .json_body()
+        .ok()
+        .and_then(|b| b.get("key").and_then(|k| k.as_str().map(str::to_string)))
+        .unwrap_or_default();
+    message
+        .headers
+        .insert(RESUME_AFTER.into(), path.to_string());
+    effects
+        .publish(crate::broker::INGRESS_EXCHANGE, route, &message)
+        .await?;
+    store
+        .aggregate_finish(route, &key, &claimant)
+        .await
+        .map_err(|e| StepError::transient(format!("state store: {e}")))
+}
+
 /// The `aggregate` step.
 pub struct Aggregate {
     correlation: Program,
@@ -123,8 +169,9 @@ impl Aggregate {
     }
 }
 
-/// The message a completed group becomes.
-pub fn completed(parent: &Envelope, path: &str, group: Group) -> Envelope {
+/// The message a completed group becomes: its id derived from the message that completed
+/// it (the same on a redelivery), or given.
+pub fn completed(parent: &Envelope, path: &str, group: &Group) -> Envelope {
     let body = json!({"key": group.key, "items": group.items});
     parent.derive(&format!("{path}/{}", group.key), Body::Json(body), JSON)
 }
@@ -137,30 +184,68 @@ impl Step for Aggregate {
             let key = eval_one(&self.correlation, "correlation", &body, &m)?;
             (value_to_string(&key), body.into_owned())
         };
+        let store_error =
+            |e: crate::store::StoreError| StepError::transient(format!("state store: {e}"));
         let group = cx
             .store
             .aggregate_add(&cx.route, &key, m.id, &item)
             .await
-            .map_err(|e| StepError::transient(format!("state store: {e}")))?;
-        let mut done = self.size.is_some_and(|n| group.items.len() >= n);
-        if !done && let Some(p) = &self.when {
-            let input = json!({"key": key, "items": group.items});
-            done = p
-                .predicate(&input, &vars(&m))
-                .map_err(|e| StepError::permanent(format!("complete.when: {e}")))?;
+            .map_err(store_error)?;
+        // The id of the message this group would complete into, if this message completes it.
+        let claimant = completed(&m, &self.path, &group).id.to_string();
+        match group.added {
+            // A redelivery of a member of a group completed before: it is in that group.
+            Added::AlreadyCompleted => return Ok(Vec::new()),
+            Added::GroupCompleting => {
+                // Its claimant died and is not coming back: complete it in its place.
+                if let Some(stale) = cx
+                    .store
+                    .aggregate_claim(&cx.route, &key, &claimant, stale_before())
+                    .await
+                    .map_err(store_error)?
+                {
+                    let out = completed(&m, &self.path, &stale);
+                    complete(cx.effects.as_ref(), &cx.store, &cx.route, &self.path, out).await?;
+                }
+                // This message belongs to the next group: it joins it on its retry.
+                return Err(StepError::transient(
+                    "its aggregate group is being completed; the message joins the next group",
+                ));
+            }
+            Added::Member => {}
         }
+        let done = match group.completing.as_deref() {
+            // Claimed by this message before a crash: complete it again.
+            Some(c) if c == claimant => true,
+            // Claimed by another member, which completes it with this one in it.
+            Some(_) => return Ok(Vec::new()),
+            None => {
+                let mut done = self.size.is_some_and(|n| group.items.len() >= n);
+                if !done && let Some(p) = &self.when {
+                    let input = json!({"key": key, "items": group.items});
+                    done = p
+                        .predicate(&input, &vars(&m))
+                        .map_err(|e| StepError::permanent(format!("complete.when: {e}")))?;
+                }
+                done
+            }
+        };
         if !done {
             return Ok(Vec::new());
         }
-        match cx
+        // Claim, publish (confirmed), finish: the group is removed only once its completed
+        // message is safely on the work queue.
+        let Some(claimed) = cx
             .store
-            .aggregate_take(&cx.route, &key)
+            .aggregate_claim(&cx.route, &key, &claimant, None)
             .await
-            .map_err(|e| StepError::transient(format!("state store: {e}")))?
-        {
-            Some(group) => Ok(vec![completed(&m, &self.path, group)]),
-            // Another delivery completed it at the same moment.
-            None => Ok(Vec::new()),
-        }
+            .map_err(store_error)?
+        else {
+            // Another delivery claimed it at the same moment, with this message in it.
+            return Ok(Vec::new());
+        };
+        let out = completed(&m, &self.path, &claimed);
+        complete(cx.effects.as_ref(), &cx.store, &cx.route, &self.path, out).await?;
+        Ok(Vec::new())
     }
 }

@@ -24,7 +24,7 @@ macro_rules! store_conformance_suite {
             claim_first_same_duplicate, claim_scopes_are_separate, release_allows_a_new_claim,
             release_of_a_message_frees_its_keys, claim_race_has_one_winner, aggregate_orders_and_dedupes, aggregate_take_once,
             aggregate_take_race_has_one_winner, aggregate_add_and_take_lose_nothing,
-            aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
+            aggregate_claim_holds_the_group, aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
             journal_round_trip, lease_has_one_holder_until_released_or_expired,
             audit_newest_first);
     };
@@ -50,12 +50,24 @@ pub async fn run_all(a: &Store, b: &Store) {
     aggregate_take_once(a, b).await;
     aggregate_take_race_has_one_winner(a, b).await;
     aggregate_add_and_take_lose_nothing(a, b).await;
+    aggregate_claim_holds_the_group(a, b).await;
     aggregate_expired_by_open_time(a, b).await;
     watermark_round_trip(a, b).await;
     mark_seen_once(a, b).await;
     journal_round_trip(a, b).await;
     lease_has_one_holder_until_released_or_expired(a, b).await;
     audit_newest_first(a, b).await;
+}
+
+/// Take a group as a completing member does: claim it, then finish it.
+async fn take(store: &Store, route: &str, key: &str) -> Option<crate::store::Group> {
+    let claimant = Uuid::now_v7().to_string();
+    let group = store
+        .aggregate_claim(route, key, &claimant, None)
+        .await
+        .unwrap()?;
+    store.aggregate_finish(route, key, &claimant).await.unwrap();
+    Some(group)
 }
 
 fn unique(prefix: &str) -> String {
@@ -260,12 +272,12 @@ pub async fn aggregate_take_once(a: &Store, b: &Store) {
         .await
         .unwrap()
         .opened_at;
-    let taken = b.aggregate_take(&route, "g").await.unwrap().unwrap();
+    let taken = take(b, &route, "g").await.unwrap();
     assert_eq!(taken.key, "g");
     assert_eq!(taken.items, (0..6).map(|n| json!(n)).collect::<Vec<_>>());
     assert_eq!(taken.opened_at, opened);
-    assert!(a.aggregate_take(&route, "g").await.unwrap().is_none());
-    assert!(a.aggregate_take(&route, "never").await.unwrap().is_none());
+    assert!(take(a, &route, "g").await.is_none());
+    assert!(take(a, &route, "never").await.is_none());
     let fresh = a
         .aggregate_add(&route, "g", Uuid::now_v7(), &json!("new"))
         .await
@@ -286,9 +298,7 @@ pub async fn aggregate_take_race_has_one_winner(a: &Store, b: &Store) {
     for i in 0..20 {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         let route = route.clone();
-        tasks.push(tokio::spawn(async move {
-            store.aggregate_take(&route, "g").await.unwrap()
-        }));
+        tasks.push(tokio::spawn(async move { take(&store, &route, "g").await }));
     }
     let mut winners = Vec::new();
     for t in tasks {
@@ -313,12 +323,20 @@ pub async fn aggregate_add_and_take_lose_nothing(a: &Store, b: &Store) {
         let route = route.clone();
         tasks.push(tokio::spawn(async move {
             if i % 6 == 5 {
-                store.aggregate_take(&route, "g").await.unwrap()
+                take(&store, &route, "g").await
             } else {
-                store
-                    .aggregate_add(&route, "g", Uuid::now_v7(), &json!(i))
+                // A group being completed takes no new member: the member tries again, as
+                // the aggregate step's retry does.
+                let id = Uuid::now_v7();
+                while store
+                    .aggregate_add(&route, "g", id, &json!(i))
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .added
+                    == crate::store::Added::GroupCompleting
+                {
+                    tokio::task::yield_now().await;
+                }
                 None
             }
         }));
@@ -329,12 +347,85 @@ pub async fn aggregate_add_and_take_lose_nothing(a: &Store, b: &Store) {
             seen.extend(group.items);
         }
     }
-    if let Some(rest) = a.aggregate_take(&route, "g").await.unwrap() {
+    if let Some(rest) = take(a, &route, "g").await {
         seen.extend(rest.items);
     }
     let unique_items: HashSet<String> = seen.iter().map(|v| v.to_string()).collect();
     assert_eq!(seen.len(), 50, "items taken: {seen:?}");
     assert_eq!(unique_items.len(), 50);
+}
+
+/// A claimed group takes no new member; its claimant may claim it again, another may not
+/// until the claim is stale; once finished, its members add nothing and open no group.
+pub async fn aggregate_claim_holds_the_group(a: &Store, b: &Store) {
+    use crate::store::Added;
+    let route = unique("claim");
+    let (m1, m2, late) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    a.aggregate_add(&route, "g", m1, &json!(1)).await.unwrap();
+    a.aggregate_add(&route, "g", m2, &json!(2)).await.unwrap();
+    let claimed = b
+        .aggregate_claim(&route, "g", "c1", None)
+        .await
+        .unwrap()
+        .expect("the claim");
+    assert_eq!(claimed.items, vec![json!(1), json!(2)]);
+    // A late member waits for the next group; a member redelivered is still a member and
+    // sees who completes the group.
+    let refused = a.aggregate_add(&route, "g", late, &json!(3)).await.unwrap();
+    assert_eq!(refused.added, Added::GroupCompleting);
+    assert_eq!(refused.items.len(), 2);
+    let again = a.aggregate_add(&route, "g", m2, &json!(2)).await.unwrap();
+    assert_eq!(again.added, Added::Member);
+    assert_eq!(again.completing.as_deref(), Some("c1"));
+    // Another claimant gets nothing; the claimant itself gets it again; a stale claim is
+    // taken over.
+    assert!(
+        a.aggregate_claim(&route, "g", "c2", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        a.aggregate_claim(&route, "g", "c1", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let future = chrono::Utc::now() + Duration::seconds(60);
+    assert!(
+        a.aggregate_claim(&route, "g", "c2", Some(future))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The old claimant's finish does nothing; the holder's removes the group.
+    a.aggregate_finish(&route, "g", "c1").await.unwrap();
+    assert!(
+        a.aggregate_claim(&route, "g", "c2", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    b.aggregate_finish(&route, "g", "c2").await.unwrap();
+    assert!(
+        a.aggregate_claim(&route, "g", "c2", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Its members redelivered add nothing and open no group; the late one opens the next.
+    let done = a.aggregate_add(&route, "g", m1, &json!(1)).await.unwrap();
+    assert_eq!(done.added, Added::AlreadyCompleted);
+    assert!(done.items.is_empty());
+    assert!(
+        a.aggregate_expired(&route, future)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let next = b.aggregate_add(&route, "g", late, &json!(3)).await.unwrap();
+    assert_eq!(next.added, Added::Member);
+    assert_eq!(next.items, vec![json!(3)]);
 }
 
 /// Groups opened before the given time are expired, per route, oldest first.
@@ -365,20 +456,23 @@ pub async fn aggregate_expired_by_open_time(a: &Store, b: &Store) {
         a.aggregate_expired(&route, first.opened_at + micro)
             .await
             .unwrap(),
-        vec!["old".to_string()]
+        vec![("old".to_string(), first.opened_at)]
     );
     assert_eq!(
         b.aggregate_expired(&route, second.opened_at + micro)
             .await
             .unwrap(),
-        vec!["old".to_string(), "new".to_string()]
+        vec![
+            ("old".to_string(), first.opened_at),
+            ("new".to_string(), second.opened_at)
+        ]
     );
-    b.aggregate_take(&route, "old").await.unwrap();
+    take(b, &route, "old").await;
     assert_eq!(
         a.aggregate_expired(&route, Utc::now() + Duration::seconds(1))
             .await
             .unwrap(),
-        vec!["new".to_string()]
+        vec![("new".to_string(), second.opened_at)]
     );
 }
 

@@ -33,6 +33,11 @@ const SQLITE: &[Source] = &[
         "audit",
         include_str!("../../migrations/sqlite/0003_audit.sql"),
     ),
+    (
+        4,
+        "aggregate completion",
+        include_str!("../../migrations/sqlite/0004_aggregate_completion.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -50,6 +55,11 @@ const POSTGRES: &[Source] = &[
         3,
         "audit",
         include_str!("../../migrations/postgres/0003_audit.sql"),
+    ),
+    (
+        4,
+        "aggregate completion",
+        include_str!("../../migrations/postgres/0004_aggregate_completion.sql"),
     ),
 ];
 

@@ -100,7 +100,27 @@ pub struct Group {
     pub items: Vec<serde_json::Value>,
     /// When the first item arrived (microsecond precision).
     pub opened_at: DateTime<Utc>,
+    /// Who is completing the group (the completed message's id), once it is claimed.
+    pub completing: Option<String>,
+    /// What the add did with the message.
+    pub added: Added,
 }
+
+/// What [`Store::aggregate_add`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// It is a member of the group (now, or already: a redelivery).
+    Member,
+    /// It was a member of a group completed before (a redelivery after completion): it
+    /// adds nothing and opens no group.
+    AlreadyCompleted,
+    /// The group is being completed and takes no new members: try again after.
+    GroupCompleting,
+}
+
+/// How long the members of completed groups are remembered (a redelivery later than this
+/// would open a new group).
+const AGGREGATE_DONE_KEPT_US: i64 = 30 * 24 * 3600 * 1_000_000;
 
 /// One hop of a message in the journal. Never holds a body or personal data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,7 +353,9 @@ impl Store {
 
     /// Aggregator: adds `item` to the group (`route`, `key`), opening the group if needed,
     /// and returns the group's items so far (in arrival order) and when it opened. Adding the
-    /// same message id twice adds it once (a redelivery).
+    /// same message id twice adds it once (a redelivery). A message that was a member of a
+    /// group completed before adds nothing ([`Added::AlreadyCompleted`]); a group being
+    /// completed takes no new member ([`Added::GroupCompleting`]).
     pub async fn aggregate_add(
         &self,
         route: &str,
@@ -347,19 +369,20 @@ impl Store {
             field: "item",
             reason: "it cannot be serialised as JSON",
         })?;
+        let id = message_id.to_string();
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(|e| self.query_error(OP, &e))?;
         // A write first: it takes the group's row lock (PostgreSQL) or the write lock (SQLite)
-        // for the whole transaction, so adds and takes of one group are serialised.
+        // for the whole transaction, so adds, claims and finishes of one group are serialised.
         let group = sqlx::query(
             "INSERT INTO knut_agg_groups (route, group_key, opened_at_us, next_seq) \
              VALUES ($1, $2, $3, 1) \
              ON CONFLICT (route, group_key) DO UPDATE \
              SET next_seq = knut_agg_groups.next_seq + 1 \
-             RETURNING opened_at_us, next_seq",
+             RETURNING opened_at_us, next_seq, completing",
         )
         .bind(route)
         .bind(key)
@@ -369,59 +392,118 @@ impl Store {
         .map_err(|e| self.query_error(OP, &e))?;
         let opened_at_us = self.i64_col(OP, "knut_agg_groups", &group, "opened_at_us")?;
         let seq = self.i64_col(OP, "knut_agg_groups", &group, "next_seq")?;
-        sqlx::query(
-            "INSERT INTO knut_agg_items (route, group_key, message_id, seq, item) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (route, group_key, message_id) DO NOTHING",
+        let completing: Option<String> = group
+            .try_get("completing")
+            .map_err(|e| self.query_error(OP, &e))?;
+        let done =
+            sqlx::query("SELECT 1 AS one FROM knut_agg_done WHERE route = $1 AND message_id = $2")
+                .bind(route)
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.query_error(OP, &e))?
+                .is_some();
+        let member = sqlx::query(
+            "SELECT 1 AS one FROM knut_agg_items WHERE route = $1 AND group_key = $2 AND message_id = $3",
         )
         .bind(route)
         .bind(key)
-        .bind(message_id.to_string())
-        .bind(seq)
-        .bind(item_text)
-        .execute(&mut *tx)
+        .bind(&id)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(|e| self.query_error(OP, &e))?;
+        .map_err(|e| self.query_error(OP, &e))?
+        .is_some();
+        let added = if done {
+            Added::AlreadyCompleted
+        } else if completing.is_some() && !member {
+            Added::GroupCompleting
+        } else {
+            Added::Member
+        };
+        if added == Added::Member && !member {
+            sqlx::query(
+                "INSERT INTO knut_agg_items (route, group_key, message_id, seq, item) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(route)
+            .bind(key)
+            .bind(&id)
+            .bind(seq)
+            .bind(item_text)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        }
+        let items = self.aggregate_items(OP, &mut tx, route, key).await?;
+        if items.is_empty() {
+            // The add opened no group (the message was completed before): leave none open.
+            sqlx::query("DELETE FROM knut_agg_groups WHERE route = $1 AND group_key = $2")
+                .bind(route)
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.query_error(OP, &e))?;
+        }
+        tx.commit().await.map_err(|e| self.query_error(OP, &e))?;
+        Ok(Group {
+            key: key.to_string(),
+            items,
+            opened_at: self.time(OP, "knut_agg_groups", "opened_at_us", opened_at_us)?,
+            completing,
+            added,
+        })
+    }
+
+    /// The items of a group, in arrival order.
+    async fn aggregate_items(
+        &self,
+        op: &'static str,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        route: &str,
+        key: &str,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
         let rows = sqlx::query(
             "SELECT item FROM knut_agg_items WHERE route = $1 AND group_key = $2 ORDER BY seq",
         )
         .bind(route)
         .bind(key)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await
-        .map_err(|e| self.query_error(OP, &e))?;
-        tx.commit().await.map_err(|e| self.query_error(OP, &e))?;
-        let items = rows
-            .iter()
-            .map(|row| self.json_col(OP, row))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Group {
-            key: key.to_string(),
-            items,
-            opened_at: self.time(OP, "knut_agg_groups", "opened_at_us", opened_at_us)?,
-        })
+        .map_err(|e| self.query_error(op, &e))?;
+        rows.iter().map(|row| self.json_col(op, row)).collect()
     }
 
-    /// Removes the group (`route`, `key`) and returns it with its items, atomically: when
-    /// several callers (tasks or instances) race, exactly one gets `Some`. `None` when there
-    /// is no such group (already taken, or never opened).
-    pub async fn aggregate_take(
+    /// Claims the group (`route`, `key`) for completion by `claimant` (the id of the message
+    /// it completes into) and returns it, with its items: atomically, so that when several
+    /// callers (tasks or instances) race exactly one gets `Some`. The claimant itself may
+    /// claim again (its message was redelivered before it finished); a claim older than
+    /// `stale_before` (its claimant died and is not coming back) may be taken over. From the
+    /// claim on the group takes no new members. `None` when there is no such group or
+    /// another holds it.
+    pub async fn aggregate_claim(
         &self,
         route: &str,
         key: &str,
+        claimant: &str,
+        stale_before: Option<DateTime<Utc>>,
     ) -> Result<Option<Group>, StoreError> {
-        const OP: &str = "aggregate_take";
+        const OP: &str = "aggregate_claim";
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(|e| self.query_error(OP, &e))?;
         let group = sqlx::query(
-            "DELETE FROM knut_agg_groups WHERE route = $1 AND group_key = $2 \
+            "UPDATE knut_agg_groups SET completing = $3, claimed_at_us = $4 \
+             WHERE route = $1 AND group_key = $2 \
+             AND (completing IS NULL OR completing = $3 OR claimed_at_us < $5) \
              RETURNING opened_at_us",
         )
         .bind(route)
         .bind(key)
+        .bind(claimant)
+        .bind(now_us())
+        .bind(stale_before.map_or(i64::MIN, |t| t.timestamp_micros()))
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| self.query_error(OP, &e))?;
@@ -430,42 +512,86 @@ impl Store {
             return Ok(None);
         };
         let opened_at_us = self.i64_col(OP, "knut_agg_groups", &group, "opened_at_us")?;
-        let rows = sqlx::query(
-            "DELETE FROM knut_agg_items WHERE route = $1 AND group_key = $2 \
-             RETURNING seq, item",
-        )
-        .bind(route)
-        .bind(key)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.query_error(OP, &e))?;
+        let items = self.aggregate_items(OP, &mut tx, route, key).await?;
         tx.commit().await.map_err(|e| self.query_error(OP, &e))?;
-        let mut items = rows
-            .iter()
-            .map(|row| {
-                let seq = self.i64_col(OP, "knut_agg_items", row, "seq")?;
-                Ok((seq, self.json_col(OP, row)?))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        // RETURNING gives no order; restore arrival order.
-        items.sort_by_key(|(seq, _)| *seq);
         Ok(Some(Group {
             key: key.to_string(),
-            items: items.into_iter().map(|(_, item)| item).collect(),
+            items,
             opened_at: self.time(OP, "knut_agg_groups", "opened_at_us", opened_at_us)?,
+            completing: Some(claimant.to_string()),
+            added: Added::Member,
         }))
     }
 
-    /// Keys of the groups of `route` opened before `opened_before`, oldest first (for
-    /// completion by timeout).
+    /// Finishes a group `claimant` completed (its completed message is published): the group
+    /// is removed and its members remembered, so that a member redelivered afterwards adds
+    /// nothing. Nothing happens when `claimant` does not hold the group (another took it
+    /// over, or it is finished already). Members of groups finished more than 30 days ago
+    /// are forgotten.
+    pub async fn aggregate_finish(
+        &self,
+        route: &str,
+        key: &str,
+        claimant: &str,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "aggregate_finish";
+        let now = now_us();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        let held = sqlx::query(
+            "DELETE FROM knut_agg_groups WHERE route = $1 AND group_key = $2 AND completing = $3 \
+             RETURNING opened_at_us",
+        )
+        .bind(route)
+        .bind(key)
+        .bind(claimant)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        if held.is_none() {
+            tx.rollback().await.map_err(|e| self.query_error(OP, &e))?;
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO knut_agg_done (route, message_id, done_at_us) \
+             SELECT route, message_id, $3 FROM knut_agg_items WHERE route = $1 AND group_key = $2 \
+             ON CONFLICT (route, message_id) DO NOTHING",
+        )
+        .bind(route)
+        .bind(key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        sqlx::query("DELETE FROM knut_agg_items WHERE route = $1 AND group_key = $2")
+            .bind(route)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        sqlx::query("DELETE FROM knut_agg_done WHERE route = $1 AND done_at_us < $2")
+            .bind(route)
+            .bind(now - AGGREGATE_DONE_KEPT_US)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        tx.commit().await.map_err(|e| self.query_error(OP, &e))?;
+        Ok(())
+    }
+
+    /// Keys of the groups of `route` opened before `opened_before`, with when each opened,
+    /// oldest first (for completion by timeout).
     pub async fn aggregate_expired(
         &self,
         route: &str,
         opened_before: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         const OP: &str = "aggregate_expired";
         let rows = sqlx::query(
-            "SELECT group_key FROM knut_agg_groups WHERE route = $1 AND opened_at_us < $2 \
+            "SELECT group_key, opened_at_us FROM knut_agg_groups WHERE route = $1 AND opened_at_us < $2 \
              ORDER BY opened_at_us, group_key",
         )
         .bind(route)
@@ -474,7 +600,11 @@ impl Store {
         .await
         .map_err(|e| self.query_error(OP, &e))?;
         rows.iter()
-            .map(|row| self.string_col(OP, "knut_agg_groups", row, "group_key"))
+            .map(|row| {
+                let key = self.string_col(OP, "knut_agg_groups", row, "group_key")?;
+                let at = self.i64_col(OP, "knut_agg_groups", row, "opened_at_us")?;
+                Ok((key, self.time(OP, "knut_agg_groups", "opened_at_us", at)?))
+            })
             .collect()
     }
 

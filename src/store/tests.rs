@@ -208,7 +208,10 @@ async fn a_corrupt_row_is_named_not_quoted() {
     .execute(&store.pool)
     .await
     .unwrap();
-    let err = store.aggregate_take("r", "g").await.unwrap_err();
+    let err = store
+        .aggregate_claim("r", "g", "c", None)
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(
         matches!(err, StoreError::CorruptRow { column: "item", .. }),
