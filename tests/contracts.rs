@@ -89,7 +89,7 @@ const DESIGNED: &[Designed] = &[
 /// answers as the real system does: (adapter, what the violation says, why).
 const REAL_DEVIATIONS: &[(&str, &str, &str)] = &[(
     "citizen",
-    "/nrDate: ",
+    "/nrDate: value is not a \"date-time\"",
     "Metakatalogen writes nrDate without an offset (2024-01-16T00:00:00, as in \
      fixtures/citizen/RelocationIT), which its contract's date-time does not allow; the \
      simulation answers as the real API does, so that Knutpunkt is tested against it",
@@ -121,15 +121,58 @@ fn published(file: &str) -> Contract {
 }
 
 /// Call an operation through the real adapter, then return the call the simulation
-/// received (with its answer).
+/// received (with its answer): exactly one new call, or the test fails (a request the
+/// adapter could not even make must not pass as the previous case's).
 async fn sent(w: &World, adapter: &str, op: &str, msg: &Value) -> knut_sandbox::control::Call {
+    let controls = w.sandbox.controls(adapter).expect("a simulated system");
+    let before = controls.calls().len();
     // The adapter's view of the answer does not matter here: the call and its answer do.
-    let _ = w
+    let result = w
         .client
         .call(adapter, op, &Envelope::json(msg.clone()))
         .await;
-    w.last(adapter)
+    let calls = controls.calls();
+    assert_eq!(
+        calls.len(),
+        before + 1,
+        "{adapter}.{op}: the adapter made no request ({:?})",
+        result.err().map(|e| e.message)
+    );
+    calls.into_iter().next_back().expect("a call")
 }
+
+/// Cases whose answer is not a success, by design: (adapter, operation, why).
+const NOT_A_SUCCESS: &[(&str, &str, &str)] = &[
+    ("casedata", "get-errand", "errand 1 is not in the seed"),
+    ("casedata", "update-errand", "errand 1 is not in the seed"),
+    (
+        "casedata",
+        "update-extra-parameters",
+        "errand 1 is not in the seed",
+    ),
+    ("casedata", "add-decision", "errand 1 is not in the seed"),
+    ("messaging", "get-status", "no message has that id"),
+    (
+        "larplattform",
+        "get-calendar-event",
+        "lessons exist only after a teacher registers attendance, with ids minted then",
+    ),
+    (
+        "skolval",
+        "get-application",
+        "application ids are minted by submit-application",
+    ),
+    (
+        "skolval",
+        "decide",
+        "application ids are minted by submit-application",
+    ),
+    (
+        "hemkommun",
+        "get-notice",
+        "notice ids are minted by notify-ike",
+    ),
+];
 
 fn essence(content_type: Option<&str>) -> Option<String> {
     content_type.map(|t| {
@@ -209,8 +252,14 @@ async fn check_adapter(
                 problems.push(format!("{adapter}.{op}: the simulation gave no answer"));
                 continue;
             };
-            if call.fault {
-                continue;
+            let expected_failure = NOT_A_SUCCESS
+                .iter()
+                .any(|(a, o, _)| *a == adapter && *o == op);
+            if answer.status >= 400 && !expected_failure {
+                problems.push(format!(
+                    "{adapter}.{op}: the simulation answered {} to a case meant to succeed: {:?}",
+                    answer.status, answer.body
+                ));
             }
             for v in contract.answer_violations(
                 &operation,
@@ -1307,18 +1356,26 @@ async fn post_callback(w: &World, operation: &str) -> (u16, String) {
     (status, bytes.iter().map(|&b| char::from(b)).collect())
 }
 
-/// An operation element written back as XML, every element in the callback namespace.
+/// An operation element written back as XML, every element in the callback namespace;
+/// attributes as their names are written (`xsi:nil` is declared on the root).
 fn write_operation(e: &knut_sandbox::xml::Element) -> String {
     fn esc(s: &str) -> String {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
+            .replace('\u{a0}', "&#xA0;")
     }
     fn write(e: &knut_sandbox::xml::Element, root: bool, out: &mut String) {
         out.push('<');
         out.push_str(&e.name);
         if root {
-            out.push_str(&format!(" xmlns=\"{}\"", knut_sandbox::oep_callback::NS));
+            out.push_str(&format!(
+                " xmlns=\"{}\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"",
+                knut_sandbox::oep_callback::NS
+            ));
+        }
+        for (k, v) in &e.attributes {
+            out.push_str(&format!(" {k}=\"{}\"", esc(v)));
         }
         out.push('>');
         out.push_str(&esc(&e.text));
@@ -1332,9 +1389,41 @@ fn write_operation(e: &knut_sandbox::xml::Element) -> String {
     out
 }
 
+/// Values a leaf is set to: lexical edges of xs:int, xs:long, xs:boolean, xs:dateTime and
+/// xs:base64Binary that a hand-written check gets wrong. (Whitespace around a value is
+/// left out: libxml2 refuses `<flowInstanceID> 7 </flowInstanceID>`, which XML Schema's
+/// whitespace collapsing takes, as the simulation does.)
+const VALUES: &[&str] = &[
+    "x",
+    "",
+    "-5",
+    "+7",
+    "2147483648",
+    "9223372036854775808",
+    "1",
+    "0",
+    "TRUE",
+    "\u{a0}7",
+    "2026-12-05T24:00:00",
+    "2026-12-05T24:00:01",
+    "2026-12-05T23:59:60",
+    "-0001-12-05T10:00:00",
+    "0000-12-05T10:00:00",
+    "12026-12-05T10:00:00",
+    "2026-02-29T10:00:00",
+    "2026-12-05T10:00:00.5Z",
+    "2026-12-05T10:00:00+14:00",
+    "2026-12-05T10:00:00+15:00",
+    "2026-12-05T10:00",
+    "JVBERi0xLjQK",
+    "JVBE===",
+    "JVB",
+];
+
 /// Every mutation of an operation element: each element (not the root) left out,
-/// repeated, swapped with its next sibling, its text made "x" (if it has no children);
-/// and an element the schema does not have added at the end.
+/// repeated, swapped with its next sibling, given an attribute the schema lacks, made
+/// `xsi:nil`; each leaf's text set to each of [`VALUES`]; and an element the schema does not
+/// have added at the end.
 fn mutations(op: &knut_sandbox::xml::Element) -> Vec<knut_sandbox::xml::Element> {
     fn at<'a>(
         e: &'a mut knut_sandbox::xml::Element,
@@ -1368,10 +1457,20 @@ fn mutations(op: &knut_sandbox::xml::Element) -> Vec<knut_sandbox::xml::Element>
             all.push(m);
         }
         let mut m = op.clone();
+        at(&mut m, &p).attributes.push(("foo".into(), "1".into()));
+        all.push(m);
+        let mut m = op.clone();
         let e = at(&mut m, &p);
-        if e.children.is_empty() {
-            e.text = "x".into();
-            all.push(m);
+        e.attributes.push(("xsi:nil".into(), "true".into()));
+        e.children.clear();
+        e.text.clear();
+        all.push(m);
+        if op_leaf(op, &p) {
+            for v in VALUES {
+                let mut m = op.clone();
+                at(&mut m, &p).text = (*v).into();
+                all.push(m);
+            }
         }
     }
     let mut m = op.clone();
@@ -1382,6 +1481,14 @@ fn mutations(op: &knut_sandbox::xml::Element) -> Vec<knut_sandbox::xml::Element>
     });
     all.push(m);
     all
+}
+
+/// Whether the element at `path` has no children.
+fn op_leaf(op: &knut_sandbox::xml::Element, path: &[usize]) -> bool {
+    path.iter()
+        .fold(op, |e, &i| &e.children[i])
+        .children
+        .is_empty()
 }
 
 /// The simulation refuses a callback request exactly when OeP's XSD does: every request
@@ -1413,12 +1520,19 @@ async fn the_oep_simulation_refuses_exactly_what_the_callback_xsd_refuses() {
     let verdicts = xmllint(&fixtures().join(OEP_XSD), &docs);
     let mut disagreements = Vec::new();
     let (mut taken, mut refused) = (0, 0);
+    let mut lenient = 0;
     for (doc, xsd) in docs.iter().zip(verdicts) {
         let (status, text) = post_callback(&w, doc).await;
         let by_contract = status == 200 || text.contains("was not found");
         match (&xsd, by_contract) {
             (None, true) => taken += 1,
             (Some(_), false) => refused += 1,
+            // libxml2 2.9 takes some strings with characters outside base64's alphabet as
+            // xs:base64Binary ("12026-12-05T10:00:00"); the schema does not, nor does the
+            // simulation.
+            (None, false) if text.contains("xs:base64Binary") && outside_base64(&text) => {
+                lenient += 1;
+            }
             (None, false) => disagreements.push(format!(
                 "the XSD takes it, the simulation refuses it:\n{doc}\n{text}"
             )),
@@ -1438,7 +1552,18 @@ async fn the_oep_simulation_refuses_exactly_what_the_callback_xsd_refuses() {
         "{taken} taken, {refused} refused"
     );
     eprintln!(
-        "{} callback documents: {taken} taken and {refused} refused by both",
+        "{} callback documents: {taken} taken and {refused} refused by both; {lenient} not \
+         base64 that libxml2 takes and the simulation refuses",
         docs.len()
     );
+}
+
+/// Whether the value quoted in a fault (`'…'`) has a character outside base64's alphabet.
+fn outside_base64(fault: &str) -> bool {
+    let said = fault.split("<faultstring>").nth(1).unwrap_or_default();
+    // Element 'encodedData': '<value>' is not …
+    said.split('\'').nth(3).is_some_and(|v| {
+        v.chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | ' ')))
+    })
 }

@@ -406,14 +406,22 @@ async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respo
     };
     match op.as_str() {
         "setStatus" => {
-            match (args.text_at(&["statusAlias"]), number("statusID")) {
-                (Some(alias), _) => instance.status = alias.to_string(),
-                (None, Some(status_id)) => {
-                    instance.status_id = status_id;
+            // The contract check let exactly one of the two through; an alias may be empty.
+            let status_id = args
+                .child("statusID")
+                .map(|e| e.text.trim().trim_start_matches('+').parse::<i64>());
+            match (args.child("statusAlias"), status_id) {
+                (Some(alias), _) => instance.status = alias.text.clone(),
+                (None, Some(Ok(status_id))) if status_id > 0 => {
+                    instance.status_id = status_id.unsigned_abs();
                     instance.status = format!("Status {status_id}");
                 }
-                // The contract check lets only one of the two through.
-                (None, None) => return soap_fault("setStatus needs statusAlias or statusID"),
+                (None, Some(Ok(status_id))) => {
+                    return soap_fault(&format!(
+                        "The requested status with ID {status_id} was not found"
+                    ));
+                }
+                _ => return soap_fault("setStatus needs statusAlias or statusID"),
             }
             soap_response("setStatus", &format!("<eventID>{event}</eventID>"))
         }
