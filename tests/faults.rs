@@ -804,3 +804,56 @@ async fn dlq_poison_is_replayed_once_on_the_embedded_broker() {
     let _serial = SERIAL.lock().await;
     poison_is_dead_lettered_then_replayed_once("dlqembedded", None).await;
 }
+
+/// Groups of three through an aggregator, with the downstream down while groups complete
+/// (the steps after the aggregator fail and are retried) and, on RabbitMQ, `kill -9`
+/// midway: every group is delivered once, whole — none lost, none repeated, none broken
+/// into a smaller group that a timeout would complete.
+async fn aggregate_groups_survive(tag: &str, amqp: Option<String>, kill: bool) {
+    const GROUPS: u64 = 300;
+    let root = make_root(tag);
+    let sink = Sink::start().await;
+    let http = client();
+    let mut knut = faults_knut(root.path(), amqp.as_deref(), &sink);
+    knut.start(&http).await;
+    sink.state.unavailable.store(true, Ordering::SeqCst);
+    let posting = post_all(
+        http.clone(),
+        knut.http,
+        "/in/faults/groups",
+        0..GROUPS * 3,
+        4,
+        150,
+    );
+    // Groups complete while the downstream refuses them.
+    wait_for(60, "refused deliveries of completed groups", || {
+        sink.state.record.lock().unwrap().refused >= 20
+    })
+    .await;
+    if kill {
+        knut.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        knut.start(&http).await;
+    }
+    sink.state.unavailable.store(false, Ordering::SeqCst);
+    posting.await.unwrap();
+    wait_all_delivered(&sink, GROUPS, 120, "aggregated groups").await;
+    // Longer than the group timeout: a broken-up group would now complete.
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    sink.tally(GROUPS)
+        .assert_exactly_once(GROUPS, &format!("aggregate groups ({tag})"));
+    let _ = knut.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_groups_survive_an_outage_and_kill_9_on_rabbitmq() {
+    let _serial = SERIAL.lock().await;
+    let amqp = rabbit::amqp_url().await;
+    aggregate_groups_survive("agg", Some(amqp), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_groups_survive_an_outage_on_the_embedded_broker() {
+    let _serial = SERIAL.lock().await;
+    aggregate_groups_survive("aggemb", None, false).await;
+}
