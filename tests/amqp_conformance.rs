@@ -293,6 +293,52 @@ async fn work_queues_are_quorum_by_default() {
     classic.close().await;
 }
 
+/// The last line of defence on a quorum work queue: a message that is never settled — the
+/// process dies or gives it back every time — is dead-lettered by RabbitMQ after the
+/// delivery limit to the route's dead-letter queue, with a reason `knut dlq` shows, not
+/// dropped and not delivered for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_never_settled_is_dead_lettered_at_the_delivery_limit() {
+    let g = guarded().await;
+    let route = unique("poison");
+    g.broker.declare(&one_route(&route)).await.unwrap();
+    let sent = Envelope::new("text/plain", Body::Bytes(Bytes::from_static(b"poison")));
+    g.broker
+        .publish(INGRESS_EXCHANGE, &route, &sent)
+        .await
+        .unwrap();
+    let mut c = g.broker.consume(&work_queue(&route), 1).await.unwrap();
+    let mut deliveries = 0;
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(3), c.next()).await {
+        deliveries += 1;
+        assert!(deliveries <= 40, "delivered for ever");
+        d.nack(true).await.unwrap();
+    }
+    let limit = knutpunkt::broker::amqp::definitions::DELIVERY_LIMIT;
+    assert!(
+        (limit..=limit + 1).contains(&deliveries),
+        "{deliveries} deliveries"
+    );
+    let dead = g
+        .broker
+        .browse(&knutpunkt::broker::dead_letter_queue(&route))
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1, "dead-lettered once");
+    assert_eq!(dead[0].id, sent.id);
+    let reason = dead[0]
+        .header(knutpunkt::core::envelope::header::DEAD_LETTER_REASON)
+        .unwrap_or_default();
+    assert!(
+        reason.contains("RabbitMQ dead-lettered it after 20 deliveries"),
+        "{reason}"
+    );
+    assert_eq!(
+        dead[0].header(knutpunkt::core::envelope::header::DEAD_LETTER_STEP),
+        Some("broker")
+    );
+}
+
 /// A retry for a route whose work queue does not exist is refused: RabbitMQ would drop the
 /// message when its delay ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use serde_json::Value;
 
 pub use crate::core::effects::{AdapterResponse, Effects};
@@ -131,7 +132,20 @@ impl Pipeline {
             let mut next = Vec::with_capacity(current.len());
             for m in current {
                 let t = Instant::now();
-                let out = placed.step.apply(m, cx).await;
+                // A step that panics fails the message permanently (dead-lettered with the
+                // reason) instead of dropping the delivery to be redelivered for ever. The
+                // panic's own text is left out: it may quote the message.
+                let out = match std::panic::AssertUnwindSafe(placed.step.apply(m, cx))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(out) => out,
+                    Err(_) => Err(StepError::permanent(format!(
+                        "the {} step panicked (a fault in knut, not in the message's system; \
+                         the log has where)",
+                        placed.kind
+                    ))),
+                };
                 crate::telemetry::metrics::step_duration(&cx.route, placed.kind, t.elapsed());
                 match out {
                     Ok(mut v) => next.append(&mut v),
@@ -332,4 +346,72 @@ fn one_output(
     first
         .map_err(|e| StepError::permanent(format!("{what}: {e}")))?
         .ok_or_else(|| StepError::permanent(format!("{what}: the jq program gave no output")))
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+    use crate::core::effects::{AdapterResponse, Effects};
+    use bytes::Bytes;
+
+    struct Nothing;
+
+    #[async_trait]
+    impl Effects for Nothing {
+        async fn publish(&self, _: &str, _: &str, _: &Envelope) -> Result<(), StepError> {
+            Ok(())
+        }
+        async fn call(&self, a: &str, o: &str, _: &Envelope) -> Result<AdapterResponse, StepError> {
+            Err(StepError::permanent(format!("no {a}.{o} here")))
+        }
+        async fn write_file(&self, _: &str, _: &str, _: Bytes) -> Result<(), StepError> {
+            Ok(())
+        }
+        async fn reply(&self, _: &str, _: &Envelope) -> Result<(), StepError> {
+            Ok(())
+        }
+    }
+
+    struct Panics;
+
+    #[async_trait]
+    impl Step for Panics {
+        async fn apply(&self, _: Envelope, _: &Context) -> Result<Vec<Envelope>, StepError> {
+            panic!("a bug that quotes 20130412-2383");
+        }
+    }
+
+    /// A panicking step fails the message permanently, naming the step and never the
+    /// panic's text, so the worker dead-letters it instead of dropping the delivery.
+    #[tokio::test]
+    async fn a_panicking_step_is_a_permanent_failure() {
+        let pipeline = Pipeline {
+            steps: vec![Placed {
+                path: "steps[0].transform".into(),
+                kind: "transform",
+                step: Box::new(Panics),
+            }],
+        };
+        let cx = Context {
+            route: Arc::from("r"),
+            effects: Arc::new(Nothing),
+            store: crate::store::Store::memory().await.expect("a store"),
+        };
+        let failure = pipeline
+            .run(Envelope::json(serde_json::json!({})), &cx)
+            .await
+            .expect_err("the panic is a failure");
+        assert_eq!(failure.step, "steps[0].transform");
+        assert_eq!(failure.error.kind, FailureKind::Permanent);
+        assert!(
+            failure.error.message.contains("panicked"),
+            "{}",
+            failure.error.message
+        );
+        assert!(
+            !failure.error.message.contains("2383"),
+            "{}",
+            failure.error.message
+        );
+    }
 }

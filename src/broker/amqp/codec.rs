@@ -126,10 +126,12 @@ pub(crate) fn decode(properties: &BasicProperties, payload: Vec<u8>) -> Envelope
     let mut causation_id = None;
     let mut attempt = None;
     let mut created_at = None;
+    let mut broker_dead_lettered = None;
     if let Some(table) = properties.headers() {
         for (name, value) in table.inner() {
             let name = name.as_str();
             match name {
+                "x-first-death-reason" => broker_dead_lettered = text(value),
                 CAUSATION_ID => causation_id = text(value).and_then(|s| s.parse::<Uuid>().ok()),
                 ATTEMPT => attempt = text(value).and_then(|s| s.parse::<u32>().ok()),
                 CREATED_AT => {
@@ -154,6 +156,29 @@ pub(crate) fn decode(properties: &BasicProperties, payload: Vec<u8>) -> Envelope
                 .and_then(|s| Utc.timestamp_opt(s, 0).single())
         })
         .unwrap_or_else(Utc::now);
+    // Dead-lettered by RabbitMQ itself (a quorum work queue's delivery limit), not by knut:
+    // say so where knut writes its own reason.
+    if let Some(why) = broker_dead_lettered
+        && !headers.contains_key(crate::core::envelope::header::DEAD_LETTER_REASON)
+    {
+        let reason = if why == "delivery_limit" {
+            format!(
+                "RabbitMQ dead-lettered it after {} deliveries that were never settled (the \
+                 process died or gave it back each time)",
+                super::definitions::DELIVERY_LIMIT
+            )
+        } else {
+            format!("RabbitMQ dead-lettered it ({why})")
+        };
+        headers.insert(
+            crate::core::envelope::header::DEAD_LETTER_REASON.to_string(),
+            reason,
+        );
+        headers.insert(
+            crate::core::envelope::header::DEAD_LETTER_STEP.to_string(),
+            "broker".to_string(),
+        );
+    }
     Envelope {
         id,
         correlation_id,

@@ -7,7 +7,14 @@
 //!   publishes to;
 //! - per route a durable work queue `knut.route.<id>` and dead-letter queue
 //!   `knut.dlq.<id>` (`x-queue-type` from `broker.queue_type`), the work queue bound to
-//!   `knut.ingress` with the route id and to the route's own bindings;
+//!   `knut.ingress` with the route id and to the route's own bindings. A quorum work queue
+//!   (and partition queue) has the last line of defence against a message that is never
+//!   settled — a step that crashes the process every time, a broker that refuses every
+//!   retry: after [`DELIVERY_LIMIT`] deliveries RabbitMQ dead-letters it, at least once, to
+//!   the route's dead-letter queue (`x-delivery-limit`, `x-dead-letter-exchange: ""`,
+//!   `x-dead-letter-routing-key: knut.dlq.<id>`, `x-dead-letter-strategy: at-least-once`,
+//!   which needs `x-overflow: reject-publish`). Classic queues count no deliveries and
+//!   get no limit; a step's panic is dead-lettered by knut itself on either.
 //! - per route the retry ladder `knut.retry.<id>.<rung>` (classic, `x-message-ttl`,
 //!   dead-lettering to the work queue through the default exchange). knut declares these
 //!   on first use; the definitions list them all so an imported broker needs nothing more;
@@ -52,6 +59,12 @@ impl Argument {
     }
 }
 
+/// How many times a quorum work queue delivers a message before RabbitMQ dead-letters it to
+/// the route's dead-letter queue. Knutpunkt settles every delivery it processes (retries go
+/// through the retry ladder as new messages), so only a message that was never settled —
+/// the process died or gave it back each time — comes near it.
+pub const DELIVERY_LIMIT: i64 = 20;
+
 /// A durable queue and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSpec {
@@ -75,6 +88,27 @@ impl QueueSpec {
         spec.arguments
             .push(("x-single-active-consumer", Argument::Bool(true)));
         spec
+    }
+
+    /// A work (or partition) queue of `route`: on quorum queues, a message delivered
+    /// [`DELIVERY_LIMIT`] times goes to the route's dead-letter queue, at least once.
+    fn with_delivery_limit(mut self, route: &str, queue_type: QueueType) -> Self {
+        if queue_type == QueueType::Quorum {
+            self.arguments.extend([
+                ("x-delivery-limit", Argument::Int(DELIVERY_LIMIT)),
+                ("x-dead-letter-exchange", Argument::Text(String::new())),
+                (
+                    "x-dead-letter-routing-key",
+                    Argument::Text(dead_letter_queue(route)),
+                ),
+                (
+                    "x-dead-letter-strategy",
+                    Argument::Text("at-least-once".into()),
+                ),
+                ("x-overflow", Argument::Text("reject-publish".into())),
+            ]);
+        }
+        self
     }
 
     /// The arguments as an AMQP field table.
@@ -152,13 +186,20 @@ pub fn plan(topology: &Topology, queue_type: QueueType) -> Definitions {
     for rq in &topology.routes {
         let wq = work_queue(&rq.route);
         if rq.partitions.is_some() {
-            queues.push(QueueSpec::single_active(wq.clone(), queue_type));
+            queues.push(
+                QueueSpec::single_active(wq.clone(), queue_type)
+                    .with_delivery_limit(&rq.route, queue_type),
+            );
         } else {
-            queues.push(QueueSpec::new(wq.clone(), queue_type));
+            queues.push(
+                QueueSpec::new(wq.clone(), queue_type).with_delivery_limit(&rq.route, queue_type),
+            );
         }
         queues.push(QueueSpec::new(dead_letter_queue(&rq.route), queue_type));
         for pq in rq.partition_queues() {
-            queues.push(QueueSpec::single_active(pq, queue_type));
+            queues.push(
+                QueueSpec::single_active(pq, queue_type).with_delivery_limit(&rq.route, queue_type),
+            );
         }
         bindings.push(Binding {
             exchange: INGRESS_EXCHANGE.to_string(),
@@ -417,10 +458,36 @@ mod tests {
             names,
             ["knut.route.placement-change", "knut.dlq.placement-change"]
         );
+        // The work queue has the delivery limit and dead-letters to the route's own
+        // dead-letter queue; the dead-letter queue is plain.
+        assert_eq!(
+            d.queues[0].arguments,
+            vec![
+                ("x-queue-type", Argument::Text("quorum".into())),
+                ("x-delivery-limit", Argument::Int(DELIVERY_LIMIT)),
+                ("x-dead-letter-exchange", Argument::Text(String::new())),
+                (
+                    "x-dead-letter-routing-key",
+                    Argument::Text("knut.dlq.placement-change".into())
+                ),
+                (
+                    "x-dead-letter-strategy",
+                    Argument::Text("at-least-once".into())
+                ),
+                ("x-overflow", Argument::Text("reject-publish".into())),
+            ]
+        );
+        assert_eq!(
+            d.queues[1].arguments,
+            vec![("x-queue-type", Argument::Text("quorum".into()))]
+        );
+        // Classic queues count no deliveries: no limit.
+        let classic = plan(&topology(), QueueType::Classic);
         assert!(
-            d.queues
+            classic
+                .queues
                 .iter()
-                .all(|q| q.arguments == vec![("x-queue-type", Argument::Text("quorum".into()))])
+                .all(|q| q.arguments == vec![("x-queue-type", Argument::Text("classic".into()))])
         );
         assert_eq!(
             d.bindings,
@@ -489,6 +556,17 @@ mod tests {
         let sac = vec![
             ("x-queue-type", Argument::Text("quorum".into())),
             ("x-single-active-consumer", Argument::Bool(true)),
+            ("x-delivery-limit", Argument::Int(DELIVERY_LIMIT)),
+            ("x-dead-letter-exchange", Argument::Text(String::new())),
+            (
+                "x-dead-letter-routing-key",
+                Argument::Text("knut.dlq.student-events".into()),
+            ),
+            (
+                "x-dead-letter-strategy",
+                Argument::Text("at-least-once".into()),
+            ),
+            ("x-overflow", Argument::Text("reject-publish".into())),
         ];
         for q in [ordered[0], ordered[2], ordered[3], ordered[4]] {
             assert_eq!(q.arguments, sac, "{}", q.name);
