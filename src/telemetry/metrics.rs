@@ -96,7 +96,10 @@ pub fn install() -> PrometheusHandle {
             let recorder = recorder();
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
-                Ok(()) => describe(),
+                Ok(()) => {
+                    describe();
+                    spawn_upkeep(handle.clone());
+                }
                 Err(_) => tracing::warn!(
                     "another metrics recorder is installed already; /metrics will be empty"
                 ),
@@ -104,6 +107,26 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// How often the recorder folds the histogram samples recorded since into its buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until it folds them into the buckets, which
+/// a scrape of `/metrics` does — so without scrapes (a monitoring outage) memory would grow
+/// with every message. A thread of its own folds them every [`UPKEEP_EVERY`], scraped or not.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("knut-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "no metrics upkeep thread: histogram samples grow until /metrics is scraped");
+    }
 }
 
 /// Registers the HELP text and unit of every metric with the current recorder.
