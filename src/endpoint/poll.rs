@@ -149,6 +149,12 @@ impl Poller {
         let compile = |field: &str, src: &str| {
             Program::compile(src).map_err(|e| format!("from.poll.{field}: {e}"))
         };
+        if spec.since.is_some() && spec.watermark.is_none() {
+            return Err(
+                "from.poll.since: a starting point needs `watermark` (what it is compared with)"
+                    .into(),
+            );
+        }
         Ok(Poller {
             route: route.to_string(),
             origin: format!("poll/{route}"),
@@ -180,7 +186,12 @@ impl Poller {
             .await
             .map_err(PollError::Store)?
             .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)));
-        let answer = self.list(stored.clone().unwrap_or(Value::Null)).await?;
+        // The first poll of a route with `since` starts that long ago, not at the beginning.
+        let from = stored
+            .clone()
+            .or_else(|| self.spec.since.and_then(starting_point))
+            .unwrap_or(Value::Null);
+        let answer = self.list(from).await?;
         let items = extract_items(&self.items, &answer).map_err(PollError::Items)?;
 
         let mut report = PollReport::default();
@@ -393,6 +404,16 @@ pub fn jq_order(a: &Value, b: &Value) -> Ordering {
         _ if rank(a) != rank(b) => rank(a).cmp(&rank(b)),
         _ => a.to_string().cmp(&b.to_string()),
     }
+}
+
+/// The moment `since` before now, in Swedish time as RFC 3339 (what lärplattform's
+/// `meta.modified` looks like; OeP's adapter reads its date).
+fn starting_point(since: Duration) -> Option<Value> {
+    let ago = chrono::Duration::from_std(since).ok()?;
+    let at = (chrono::Utc::now() - ago).with_timezone(&chrono_tz::Europe::Stockholm);
+    Some(Value::String(
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+    ))
 }
 
 /// The watermark after a poll, when it moves forward: the highest value among the items
@@ -751,7 +772,58 @@ mod tests {
             id: ".id".into(),
             fetch: fetch.map(str::to_string),
             watermark: Some(".at".into()),
+            since: None,
         }
+    }
+
+    /// `since`: the first poll lists from that long ago (Swedish time, RFC 3339), not from
+    /// the beginning; later polls from the stored watermark. Without `watermark` it is an
+    /// error.
+    #[tokio::test]
+    async fn the_first_poll_starts_at_since() {
+        let system = Arc::new(System::default());
+        let base = serve(system.clone()).await;
+        let broker = EmbeddedBroker::new();
+        broker.declare(&Topology::single("polled")).await.unwrap();
+        let store = Store::memory().await.unwrap();
+        let mut with_since = spec("list", None);
+        with_since.since = Some(Duration::from_secs(7 * 24 * 3600));
+        let poller = Poller::new(
+            "polled",
+            &with_since,
+            client(&base),
+            store.clone(),
+            Ingress::new(Arc::new(broker.clone())),
+        )
+        .unwrap();
+        poller.poll_once(&CancellationToken::new()).await.unwrap();
+        let from = system.queries.lock().unwrap()[0]
+            .get("from")
+            .cloned()
+            .expect("the first poll has a starting point");
+        let at = chrono::DateTime::parse_from_rfc3339(&from).expect("RFC 3339");
+        let ago = chrono::Utc::now() - at.with_timezone(&chrono::Utc);
+        assert!(
+            (ago - chrono::Duration::days(7)).num_seconds().abs() < 60,
+            "{from}"
+        );
+        assert!(
+            from.ends_with("+01:00") || from.ends_with("+02:00"),
+            "{from}"
+        );
+
+        let mut no_mark = with_since.clone();
+        no_mark.watermark = None;
+        let err = Poller::new(
+            "polled",
+            &no_mark,
+            client(&base),
+            store,
+            Ingress::new(Arc::new(broker)),
+        )
+        .err()
+        .expect("since needs a watermark");
+        assert!(err.contains("from.poll.since"), "{err}");
     }
 
     struct Setup {

@@ -286,6 +286,14 @@ pub struct PollFrom {
     /// jq expression over an item giving its watermark value (e.g. `.added`); the highest one handed on is kept and given to `list` as `.watermark`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
+    /// Where the first poll starts (no watermark stored yet): this long before now, given to `list` as `.watermark` in Swedish time, RFC 3339 (`2026-12-04T06:00:00+01:00`), so that a new route does not hand on a system's whole history (e.g. `7d`). Needs `watermark`. Without it the first poll lists from the beginning.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub since: Option<Duration>,
 }
 
 /// The route's error policy.

@@ -88,6 +88,7 @@ pub async fn run(on: On) {
         .await;
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["data"].as_array().map(Vec::len), Some(6), "{answer}");
+    let registered = answer.clone();
 
     // Case management: one errand per absent student for the day (Märta missed two
     // lessons, still one errand), none for Olle.
@@ -251,6 +252,44 @@ pub async fn run(on: On) {
     // Nothing was repeated by the later polls, nothing dead-lettered.
     assert_eq!(absence_errands(&flow).await.len(), 2);
     assert_eq!(flow.calls("messaging", "POST", "/2281/").await.len(), 3);
+
+    // The teacher corrects Olle's first lesson: he was not there after all (unexcused).
+    // The correction is the same record, changed in place: seen, and a case opens for him.
+    let olle_first = registered["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| {
+            r["student"]["id"] == id_of(OLLE)
+                && r["calendarEvent"]["displayName"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("Matematik"))
+        })
+        .and_then(|r| r["id"].as_str())
+        .expect("Olle's Matematik record")
+        .to_string();
+    let (status, corrected) = flow
+        .post(
+            &format!("{}/larplattform/_correct-attendance", flow.sandbox),
+            &json!({"id": olle_first, "present": false, "absence": "invalid"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{corrected}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while absence_errands(&flow).await.len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let after = absence_errands(&flow).await;
+    assert_eq!(after.len(), 3, "the correction opened no case");
+    assert!(
+        after
+            .iter()
+            .any(|e| e["body"]["stakeholders"][0]["personId"] == id_of(OLLE)),
+        "{}",
+        text(&json!(after))
+    );
+
     flow.assert_no_dead_letters().await;
     flow.stop(&[MARTA, ALVA, OLLE, ANNA, ERIK, MARIA, LARS_EK])
         .await;

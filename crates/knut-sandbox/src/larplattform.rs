@@ -23,6 +23,9 @@
 //! marks the group's registered grades of that course final (definitivmarkering: `finalGrade`
 //! true, a new `meta.modified`; 422 when there is none to mark). A grade's `group` is the
 //! seeded group of that name at the unit (`{id, displayName}`), or only `{displayName}`.
+//! `POST /_correct-attendance` with `{id, present: bool, absence: "valid" | "invalid"}` is a
+//! teacher correcting a registered record: changed in place (same `id`, a new
+//! `meta.modified`), as lärplattform does; 404 for an unknown id.
 
 // The helpers fail with the finished problem response the handler returns as it is.
 #![allow(
@@ -72,6 +75,7 @@ pub fn routes(world: Arc<World>) -> Router {
             get(signed_grades).post(receive_signed_grades),
         )
         .route("/_register-attendance", post(register_attendance))
+        .route("/_correct-attendance", post(correct_attendance))
         .route("/_register-grades", post(register_grades))
         .route("/_finalize-grades", post(finalize_grades))
         .with_state(world)
@@ -320,6 +324,52 @@ async fn register_attendance(State(w): State<Arc<World>>, body: axum::body::Byte
         }
         Err(e) => e,
     }
+}
+
+async fn correct_attendance(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let req = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let Some(id) = req["id"].as_str() else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            "id (the attendance record's) is required",
+        );
+    };
+    let present = req["present"].as_bool().unwrap_or(true);
+    let absence = req["absence"].as_str();
+    let mut p = lock(&w.larplattform);
+    let Some(record) = p
+        .attendances
+        .iter_mut()
+        .find(|r| r["id"].as_str() == Some(id))
+    else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            "no attendance record with that id",
+        );
+    };
+    let minutes = record["attendanceMinutes"].as_i64().unwrap_or(0)
+        + record["validAbsenceMinutes"].as_i64().unwrap_or(0)
+        + record["invalidAbsenceMinutes"].as_i64().unwrap_or(0);
+    let (valid, invalid) = match (present, absence) {
+        (true, _) => (0, 0),
+        (false, Some("valid")) => (minutes, 0),
+        (false, _) => (0, minutes),
+    };
+    record["attendanceMinutes"] = json!(if present { minutes } else { 0 });
+    record["validAbsenceMinutes"] = json!(valid);
+    record["invalidAbsenceMinutes"] = json!(invalid);
+    record["absenceReason"] = json!(match (present, absence) {
+        (false, Some("valid")) => "Sjuk",
+        (false, _) => "Ogiltig",
+        _ => "",
+    });
+    record["meta"]["modified"] = json!(now());
+    (StatusCode::OK, Json(record.clone())).into_response()
 }
 
 /// What a teacher's grade control names: the teacher, the school unit, the group and the
