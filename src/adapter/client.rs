@@ -360,6 +360,16 @@ impl AdapterClient {
         if let Some(ct) = &prepared.content_type {
             req = req.header("content-type", ct).body(prepared.body.clone());
         }
+        // The adapter's own limits first: waiting for a turn here is no failure of the
+        // system, so a time-out waiting never counts toward the circuit breaker.
+        let turn = a.limits.turn(&what, a.adapter.spec.timeout).await;
+        let _turn = match turn {
+            Ok(t) => t,
+            Err(e) => {
+                metrics::adapter_call(adapter, Outcome::Transient, std::time::Duration::ZERO);
+                return Err(e);
+            }
+        };
         if let Some(breaker) = &a.breaker
             && let Admit::Reject(left) = breaker.admit()
         {
@@ -503,9 +513,9 @@ impl AdapterClient {
         })
     }
 
-    /// Wait for the adapter's limits, send with its credentials (once more with a fresh
-    /// OAuth2 token after a 401), read and classify the answer; its headers too when
-    /// `keep_headers` (else an empty map).
+    /// Send with the adapter's credentials (once more with a fresh OAuth2 token after a
+    /// 401), read and classify the answer; its headers too when `keep_headers` (else an
+    /// empty map). The caller holds the adapter's turn.
     async fn exchange(
         &self,
         a: &Compiled,
@@ -513,7 +523,6 @@ impl AdapterClient {
         what: &str,
         keep_headers: bool,
     ) -> Result<(AdapterResponse, serde_json::Map<String, Value>), StepError> {
-        let _turn = a.limits.turn(what, a.adapter.spec.timeout).await?;
         let resp = match &a.auth {
             Auth::OAuth2(tokens) => {
                 let again = req.try_clone();
@@ -1335,6 +1344,53 @@ mod tests {
         assert_eq!(state(), S::Closed);
         c.call("sys", "get", &m).await.unwrap();
         assert_eq!(st.lock().unwrap().1, 6);
+    }
+
+    /// A backlog waiting for the adapter's own concurrency limit times out here, not at the
+    /// system: those time-outs never open the circuit of a healthy system.
+    #[tokio::test]
+    async fn waiting_for_a_turn_never_opens_the_circuit() {
+        let app = axum::Router::new().route(
+            "/api",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                axum::http::StatusCode::OK
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let spec = AdapterSpec {
+            concurrency: Some(1),
+            circuit_breaker: Some(crate::adapter::breaker::BreakerSpec {
+                failures: 2,
+                open_for: Duration::from_secs(60),
+            }),
+            ..Default::default()
+        };
+        // 8 calls of 0.7 s, one at a time, each waiting at most the 2 s timeout for its turn.
+        let c = std::sync::Arc::new(adapter_with(&base, spec));
+        let mut calls = Vec::new();
+        for _ in 0..8 {
+            let c = c.clone();
+            calls.push(tokio::spawn(async move {
+                c.call("sys", "get", &Envelope::json(serde_json::json!({})))
+                    .await
+            }));
+        }
+        let mut waited_out = 0;
+        for call in calls {
+            if let Err(e) = call.await.unwrap() {
+                assert!(e.message.contains("concurrency limit"), "{}", e.message);
+                waited_out += 1;
+            }
+        }
+        assert!(waited_out >= 2, "{waited_out} calls waited out their turn");
+        use crate::adapter::breaker::State as S;
+        assert_eq!(
+            c.adapters["sys"].breaker.as_ref().unwrap().state(),
+            S::Closed
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! File endpoint: files appearing in a folder become messages (file in), and the atomic
 //! writer the `to: file` step uses (file out).
 //!
-//! File in, per scan of `dir` (every `interval`, default 2s), oldest file first:
+//! File in, per scan of `dir` (every `interval`, default 2s), oldest file first, of the
+//! files unchanged for `settle` (default 2s; a file still being written is left for a later
+//! scan, so a half-written CSV is never read with rows missing):
 //! 1. claim: rename `dir/<name>` to `dir/.claimed/<name>` — atomic, so of several instances
 //!    scanning the same folder exactly one gets the file (a failed rename means another took it);
 //! 2. read it and accept it for the route (header `knut-file-name`);
@@ -31,6 +33,7 @@ const CLAIMED: &str = ".claimed";
 const PROCESSED: &str = "processed";
 const FAILED: &str = "failed";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
 /// The content type of a file: from its extension (`.xml`, `.json`, `.csv`), else
 /// `application/octet-stream`.
@@ -103,8 +106,16 @@ async fn prepare(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The candidate files of a scan: regular files matching `pattern`, not hidden, oldest first.
-async fn candidates(dir: &Path, pattern: &glob::Pattern) -> io::Result<Vec<String>> {
+/// The candidate files of a scan: regular files matching `pattern`, not hidden, unchanged
+/// for `settle`, oldest first.
+async fn candidates(
+    dir: &Path,
+    pattern: &glob::Pattern,
+    settle: Duration,
+) -> io::Result<Vec<String>> {
+    let settled_before = SystemTime::now()
+        .checked_sub(settle)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut found: Vec<(SystemTime, String)> = Vec::new();
     let mut entries = tokio::fs::read_dir(dir).await?;
     while let Some(entry) = entries.next_entry().await? {
@@ -126,6 +137,10 @@ async fn candidates(dir: &Path, pattern: &glob::Pattern) -> io::Result<Vec<Strin
             .await
             .and_then(|m| m.modified())
             .unwrap_or(SystemTime::UNIX_EPOCH);
+        if modified > settled_before {
+            // Still being written, or just written: the next scan sees.
+            continue;
+        }
         found.push((modified, name));
     }
     found.sort();
@@ -141,7 +156,8 @@ async fn scan(
     ingress: &Ingress,
     shutdown: &CancellationToken,
 ) {
-    let names = match candidates(dir, pattern).await {
+    let settle = spec.settle.unwrap_or(DEFAULT_SETTLE);
+    let names = match candidates(dir, pattern, settle).await {
         Ok(n) => n,
         Err(e) => {
             tracing::error!(route, dir = %dir.display(), error = %e, "cannot list the folder");
@@ -345,7 +361,30 @@ mod tests {
             pattern: pattern.into(),
             interval: Some(Duration::from_millis(20)),
             content_type: None,
+            settle: Some(Duration::ZERO),
         }
+    }
+
+    /// A file written moments ago — perhaps still being written — is left for a later scan;
+    /// once unchanged for `settle` it is read.
+    #[tokio::test]
+    async fn a_file_still_being_written_is_left_until_it_settles() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("in");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("half.csv"), b"Personnummer;Namn\n").unwrap();
+        let pattern = glob::Pattern::new("*").unwrap();
+        prepare(&dir).await.unwrap();
+        let settle = Duration::from_millis(400);
+        assert!(candidates(&dir, &pattern, settle).await.unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            candidates(&dir, &pattern, settle).await.unwrap(),
+            vec!["half.csv"]
+        );
+        // Written to again: left again.
+        std::fs::write(dir.join("half.csv"), b"Personnummer;Namn\nx;y\n").unwrap();
+        assert!(candidates(&dir, &pattern, settle).await.unwrap().is_empty());
     }
 
     fn names(dir: &Path) -> Vec<String> {
@@ -434,7 +473,7 @@ mod tests {
         let pattern = glob::Pattern::new("*").unwrap();
         prepare(&dir).await.unwrap();
         assert_eq!(
-            candidates(&dir, &pattern).await.unwrap(),
+            candidates(&dir, &pattern, Duration::ZERO).await.unwrap(),
             vec!["a-older.json", "b-newer.json"]
         );
     }

@@ -230,6 +230,14 @@ pub struct FileFrom {
     /// Content type of the files (default: from the extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// How long a file must be unchanged before it is read (default 2s): a file still being written is left for a later scan, never read half. A writer that can should still write under a hidden name (`.name`) and rename.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub settle: Option<Duration>,
 }
 
 fn default_pattern() -> String {
