@@ -730,6 +730,13 @@ async fn poison_is_dead_lettered_then_replayed_once(tag: &str, amqp: Option<Stri
         list.contains(&id) && list.contains("1 dead letter in"),
         "{list}"
     );
+    // Without a route: which routes hold dead letters, at a glance.
+    let (ok, overview, err) = knut_dlq(&knut, &["list"]).await;
+    assert!(ok, "knut dlq list: {err}");
+    assert!(
+        overview.contains(&route) && overview.contains("1 dead letter(s) in 1 route(s)"),
+        "{overview}"
+    );
     let (ok, shown, err) = knut_dlq(&knut, &["show", &route, &id]).await;
     assert!(ok, "knut dlq show: {err}");
     assert!(!shown.contains(PNR), "the personnummer leaked:\n{shown}");

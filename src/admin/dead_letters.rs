@@ -145,6 +145,14 @@ impl DeadLetters {
         self.elsewhere.get(route).unwrap_or(&self.broker)
     }
 
+    /// How many dead letters `route` holds (the queue's depth: nothing is read or moved).
+    pub async fn count(&self, route: &str) -> Result<u64, DlqError> {
+        Ok(self
+            .broker(route)
+            .queue_depth(&dead_letter_queue(route))
+            .await?)
+    }
+
     /// Every dead letter of `route`, oldest first.
     pub async fn list(&self, route: &str) -> Result<Vec<Envelope>, DlqError> {
         Ok(self.broker(route).browse(&dead_letter_queue(route)).await?)

@@ -3,6 +3,7 @@
 //!
 //! | request | answer |
 //! |---|---|
+//! | `GET /api/dlq` | `200` [`DeadLetterOverview`]: every route of this knut with how many dead letters it holds (queue depths: nothing is read or moved) |
 //! | `GET /api/routes/{route}/dlq` | `200` [`DeadLetterList`]: every dead letter, oldest first, without bodies |
 //! | `GET /api/routes/{route}/dlq/{id}` | `200` [`DeadLetterDetail`]: one dead letter with its headers and body, every personnummer masked |
 //! | `POST /api/routes/{route}/dlq/{id}/replay` | `200` [`Replayed`]: published to the route's work queue again, journaled, removed from the dead-letter queue |
@@ -178,6 +179,24 @@ struct DlqState {
     routes: Arc<BTreeSet<String>>,
 }
 
+/// Every route's dead-letter count (`GET /api/dlq`, `knut dlq list` without a route).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterOverview {
+    /// The routes, by id, with their counts; a route whose count could not be read has none.
+    pub routes: Vec<RouteDeadLetters>,
+    /// Dead letters in all.
+    pub total: u64,
+}
+
+/// One route's line of the overview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteDeadLetters {
+    /// The route id.
+    pub route: String,
+    /// How many dead letters it holds; absent when the broker could not tell.
+    pub count: Option<u64>,
+}
+
 /// The dead-letter endpoints for `routes` (the ids of the running routes).
 pub fn router(dead_letters: DeadLetters, routes: impl IntoIterator<Item = String>) -> Router {
     let state = DlqState {
@@ -186,6 +205,7 @@ pub fn router(dead_letters: DeadLetters, routes: impl IntoIterator<Item = String
     };
     // `{id}` is the route id, as in `POST /api/routes/{id}/messages` (one router tree).
     Router::new()
+        .route("/api/dlq", get(overview))
         .route("/api/routes/{id}/dlq", get(list))
         .route("/api/routes/{id}/dlq/replay", post(replay_all))
         .route("/api/routes/{id}/dlq/{message}", get(show).delete(discard))
@@ -275,6 +295,33 @@ fn reveals(principal: &Option<Extension<Principal>>) -> bool {
     principal
         .as_ref()
         .is_some_and(|p| p.has(Role::PersonalData))
+}
+
+/// Every route with its number of dead letters, most first (then by route id).
+pub async fn overview_of(
+    dead_letters: &DeadLetters,
+    routes: impl IntoIterator<Item = String>,
+) -> DeadLetterOverview {
+    let mut lines = Vec::new();
+    for route in routes {
+        let count = match dead_letters.count(&route).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(route, error = %e, "could not count the dead letters");
+                None
+            }
+        };
+        lines.push(RouteDeadLetters { route, count });
+    }
+    lines.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.route.cmp(&b.route)));
+    DeadLetterOverview {
+        total: lines.iter().filter_map(|l| l.count).sum(),
+        routes: lines,
+    }
+}
+
+async fn overview(State(s): State<DlqState>) -> Response {
+    axum::Json(overview_of(&s.dead_letters, s.routes.iter().cloned()).await).into_response()
 }
 
 async fn list(

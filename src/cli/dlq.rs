@@ -2,6 +2,7 @@
 //! ([`crate::admin::dlq`]).
 //!
 //! ```text
+//! knut dlq list                       every route with its number of dead letters
 //! knut dlq list ROUTE                 a table: id, attempts, last failure, step, reason
 //! knut dlq show ROUTE ID              one dead letter: headers and body, personnummer masked
 //! knut dlq replay ROUTE ID | --all    hand it (them) to the route again, once
@@ -19,17 +20,19 @@ use serde::de::DeserializeOwned;
 
 use super::{admin_address, admin_client, authorized, unreachable};
 use crate::admin::dlq::{
-    DeadLetterDetail, DeadLetterList, DeadLetterSummary, Discarded, Replayed, ReplayedAll,
+    DeadLetterDetail, DeadLetterList, DeadLetterOverview, DeadLetterSummary, Discarded, Replayed,
+    ReplayedAll,
 };
 use crate::config::Config;
 
 /// What to do with the dead letters of a route.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// List the dead letters of a route: id, attempts, last failure, step, reason.
+    /// List the dead letters of a route: id, attempts, last failure, step, reason; without
+    /// a route, every route with its number of dead letters.
     List {
-        /// The route id.
-        route: String,
+        /// The route id (none: the overview of every route).
+        route: Option<String>,
         /// Admin address of the running knut (default: admin.bind of the configuration).
         #[arg(long)]
         admin: Option<String>,
@@ -73,26 +76,36 @@ pub enum DlqCommand {
 /// Run a `knut dlq` command; prints the result, or the problem on standard error.
 pub async fn run(config: &Config, root: &std::path::Path, command: DlqCommand) -> ExitCode {
     let (method, admin, path) = match &command {
-        DlqCommand::List { route, admin } => (Method::Get, admin, format!("{route}/dlq")),
-        DlqCommand::Show { route, id, admin } => (Method::Get, admin, format!("{route}/dlq/{id}")),
+        DlqCommand::List {
+            route: Some(route),
+            admin,
+        } => (Method::Get, admin, format!("routes/{route}/dlq")),
+        DlqCommand::List { route: None, admin } => (Method::Get, admin, "dlq".to_string()),
+        DlqCommand::Show { route, id, admin } => {
+            (Method::Get, admin, format!("routes/{route}/dlq/{id}"))
+        }
         DlqCommand::Replay {
             route,
             id: Some(id),
             admin,
             ..
-        } => (Method::Post, admin, format!("{route}/dlq/{id}/replay")),
+        } => (
+            Method::Post,
+            admin,
+            format!("routes/{route}/dlq/{id}/replay"),
+        ),
         DlqCommand::Replay {
             route,
             id: None,
             admin,
             ..
-        } => (Method::Post, admin, format!("{route}/dlq/replay")),
+        } => (Method::Post, admin, format!("routes/{route}/dlq/replay")),
         DlqCommand::Discard { route, id, admin } => {
-            (Method::Delete, admin, format!("{route}/dlq/{id}"))
+            (Method::Delete, admin, format!("routes/{route}/dlq/{id}"))
         }
     };
     let admin = admin_address(config, admin.clone());
-    let url = format!("http://{admin}/api/routes/{path}");
+    let url = format!("http://{admin}/api/{path}");
     let client = admin_client();
     let request = match method {
         Method::Get => client.get(&url),
@@ -113,6 +126,9 @@ pub async fn run(config: &Config, root: &std::path::Path, command: DlqCommand) -
         return ExitCode::FAILURE;
     }
     let printed = match &command {
+        DlqCommand::List { route: None, .. } => {
+            parse(&text).map(|o: DeadLetterOverview| overview(&o))
+        }
         DlqCommand::List { .. } => parse(&text).map(|l: DeadLetterList| table(&l)),
         DlqCommand::Show { .. } => parse(&text).map(|d: DeadLetterDetail| detail(&d)),
         DlqCommand::Replay { id: Some(_), .. } => parse(&text).map(|r: Replayed| {
@@ -175,6 +191,34 @@ fn one_line(s: &str, max: usize) -> String {
         let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
     }
+}
+
+/// The overview: the routes holding dead letters, with their counts, most first; then how
+/// many routes hold none.
+pub fn overview(o: &DeadLetterOverview) -> String {
+    let holding: Vec<_> = o.routes.iter().filter(|r| r.count != Some(0)).collect();
+    if holding.is_empty() {
+        return format!("no dead letters ({} routes)", o.routes.len());
+    }
+    let width = holding
+        .iter()
+        .map(|r| r.route.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!("{:<width$}  DEAD LETTERS", "ROUTE");
+    for r in &holding {
+        let n = r.count.map_or_else(|| "?".to_string(), |n| n.to_string());
+        let _ = write!(out, "\n{:<width$}  {n}", r.route);
+    }
+    let _ = write!(
+        out,
+        "\n{} dead letter(s) in {} route(s); {} route(s) hold none. `knut dlq list ROUTE` lists them.",
+        o.total,
+        holding.len(),
+        o.routes.len() - holding.len()
+    );
+    out
 }
 
 /// The list as a table.

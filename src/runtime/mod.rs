@@ -433,6 +433,8 @@ pub struct System {
     journal_task: tokio::task::JoinHandle<()>,
     journal: Journal,
     brokers: Vec<SharedBroker>,
+    /// The ids of the routes it runs.
+    route_ids: Vec<String>,
 }
 
 fn http_routes(routes: &[LoadedRoute], plane: Plane) -> Vec<HttpRoute> {
@@ -565,6 +567,7 @@ impl System {
             .into_iter()
             .filter(|r| planes.contains(&r.route.plane))
             .collect();
+        let route_ids: Vec<String> = routes.iter().map(|r| r.route.route.clone()).collect();
         // Only the schemes these routes name: a plane's process holds no other plane's
         // secrets.
         let named: BTreeSet<&str> = routes
@@ -991,6 +994,7 @@ impl System {
             journal_task,
             journal,
             brokers: all_brokers,
+            route_ids,
         })
     }
 
@@ -1025,6 +1029,7 @@ impl System {
         })
         .await;
         self.services.abort_all();
+        self.warn_of_dead_letters_lost().await;
         for b in &self.brokers {
             b.close().await;
         }
@@ -1032,6 +1037,31 @@ impl System {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.journal_task).await;
         self.store.close().await;
         tracing::info!("stopped");
+    }
+}
+
+impl System {
+    /// On the embedded broker dead letters live in memory: say, route by route, how many
+    /// are about to be lost with it (a development instance; production runs on RabbitMQ).
+    async fn warn_of_dead_letters_lost(&self) {
+        for b in self.brokers.iter().filter(|b| b.kind() == "embedded") {
+            for route in &self.route_ids {
+                let Ok(n) = b
+                    .queue_depth(&crate::broker::dead_letter_queue(route))
+                    .await
+                else {
+                    continue;
+                };
+                if n > 0 {
+                    tracing::warn!(
+                        route,
+                        dead_letters = n,
+                        "the embedded broker stops with dead letters, which are lost with it; \
+                         look at them with `knut dlq list` before stopping, or run on RabbitMQ"
+                    );
+                }
+            }
+        }
     }
 }
 
