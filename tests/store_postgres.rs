@@ -4,7 +4,9 @@
 //! Uses `KNUT_TEST_PG_URL` when set, else `postgres://postgres@127.0.0.1:5432/test`. Each
 //! test works in a schema of its own with a random name (through the connection's
 //! `search_path`) and drops it at the end, also when the test fails. When PostgreSQL cannot
-//! be reached the tests pass after printing one line that says they were skipped and why.
+//! be reached the tests pass after printing one line that says they were skipped and why —
+//! unless `KNUT_REQUIRE_PG` is set, as `.ci/run` sets it (after `.ci/postgres` made sure of
+//! a database): then they fail.
 
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
@@ -43,6 +45,12 @@ async fn admin(test: &str) -> Option<(PgPool, String)> {
     match pool {
         Ok(pool) => Some((pool, url)),
         Err(e) => {
+            // CI (`.ci/run`) makes sure there is a database: there the tests fail, never skip.
+            assert!(
+                std::env::var_os("KNUT_REQUIRE_PG").is_none(),
+                "store_postgres::{test}: cannot connect to {shown} ({e}), and KNUT_REQUIRE_PG \
+                 says the PostgreSQL tests must run"
+            );
             say(&format!(
                 "store_postgres::{test}: SKIPPED the PostgreSQL tests: cannot connect to \
                  {shown} ({e}); set KNUT_TEST_PG_URL to a reachable database to run them"
@@ -136,8 +144,8 @@ async fn concurrent_first_connects_migrate_once() {
             .await
             .unwrap();
         assert_eq!(
-            applied, 3,
-            "0001_init, 0002_leases and 0003_audit, once each"
+            applied, 4,
+            "0001_init, 0002_leases, 0003_audit and 0004_aggregate_completion, once each"
         );
         pool.close().await;
     })
