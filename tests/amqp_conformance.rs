@@ -705,3 +705,60 @@ async fn browsing_never_counts_toward_a_delivery_limit() {
     }
     let _ = conn.close(200, "done".into()).await;
 }
+
+/// A measurement, not a check (run by hand: `cargo test --release --test amqp_conformance
+/// -- --ignored fifty_thousand`): 50,000 dead letters on one route of the private node are
+/// counted, listed and replayed in one pass; the times are printed (README, reliability).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of minutes; run by hand"]
+async fn fifty_thousand_dead_letters_are_counted_listed_and_replayed() {
+    const N: usize = 50_000;
+    let g = guarded().await;
+    let broker: knutpunkt::broker::SharedBroker = Arc::new(g.broker.clone());
+    let route = unique("dlq50k");
+    broker.declare(&one_route(&route)).await.unwrap();
+    let dlq = knutpunkt::broker::dead_letter_queue(&route);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..8 {
+        let broker = broker.clone();
+        let route = route.clone();
+        tasks.spawn(async move {
+            for i in (lane..N).step_by(8) {
+                let mut e = Envelope::new(
+                    "application/json",
+                    Body::Bytes(Bytes::from(format!("{{\"n\": {i}}}"))),
+                );
+                e.headers.insert(
+                    knutpunkt::core::envelope::header::DEAD_LETTER_REASON.into(),
+                    "fiktiv".into(),
+                );
+                broker.dead_letter(&route, &e).await.unwrap();
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    eprintln!("{N} dead letters published in {:?}", started.elapsed());
+    let store = knutpunkt::store::Store::memory().await.unwrap();
+    let dead_letters = knutpunkt::admin::dead_letters::DeadLetters::new(broker.clone(), store);
+
+    let t = Instant::now();
+    let overview = knutpunkt::admin::dlq::overview_of(&dead_letters, [route.clone()]).await;
+    eprintln!("overview (count) of {N}: {:?}", t.elapsed());
+    assert_eq!(overview.total, N as u64);
+
+    let t = Instant::now();
+    let listed = dead_letters.list(&route).await.unwrap();
+    eprintln!("list of {N} (one rotation): {:?}", t.elapsed());
+    assert_eq!(listed.len(), N);
+
+    let t = Instant::now();
+    let replayed = dead_letters.replay_all(&route).await.unwrap();
+    eprintln!("replay --all of {N} (one pass): {:?}", t.elapsed());
+    assert_eq!(replayed.len(), N);
+    assert_eq!(broker.queue_depth(&dlq).await.unwrap(), 0);
+    assert_eq!(
+        broker.queue_depth(&work_queue(&route)).await.unwrap(),
+        N as u64
+    );
+}

@@ -1567,3 +1567,166 @@ fn outside_base64(fault: &str) -> bool {
             .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | ' ')))
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// The shipped routes' own requests: every route test of `routes/` run as `knut test` runs
+// it, each adapter call's request built as `knut run` would send it.
+
+type RouteRequest = (String, String, String, knutpunkt::adapter::client::Prepared);
+
+/// (route test and case, adapter, operation, request) for every call the shipped routes'
+/// tests make.
+async fn shipped_route_requests() -> Vec<RouteRequest> {
+    use knutpunkt::runtime::testing::{find_tests, run_file};
+    let root = repo();
+    let config = knutpunkt::config::Config {
+        profile: knutpunkt::config::Profile::Development,
+        ..knutpunkt::config::Config::load(&root).expect("the configuration")
+    };
+    let loaded = knutpunkt::runtime::load(&root, &config)
+        .unwrap_or_else(|p| panic!("the shipped routes load: {p:?}"));
+    let mut out = Vec::new();
+    for file in find_tests(&root.join("routes")) {
+        let cases = run_file(&file, &loaded.routes, &loaded.resources)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        for case in cases {
+            for (adapter, operation, request) in case.requests {
+                out.push((
+                    format!("{name}: {}", case.name),
+                    adapter,
+                    operation,
+                    request,
+                ));
+            }
+        }
+    }
+    assert!(
+        out.len() > 50,
+        "only {} requests from the route tests",
+        out.len()
+    );
+    out
+}
+
+/// Every violation of one prepared request against `contract`.
+fn prepared_violations(
+    contract: &Contract,
+    adapter: &str,
+    operation: &str,
+    request: &knutpunkt::adapter::client::Prepared,
+) -> Vec<String> {
+    let method = request.method.as_str();
+    let path = request.path.split('?').next().unwrap_or_default();
+    let borrowed = designed(adapter, operation);
+    let found = match borrowed {
+        Some(None) => return Vec::new(),
+        Some(Some((m, t))) => contract
+            .operations()
+            .into_iter()
+            .find(|o| o.method == m && o.template == t),
+        None => contract.operation(method, path),
+    };
+    let Some(op) = found else {
+        return vec![format!("{method} {path} is not in {}", contract.name())];
+    };
+    let body: Option<Value> = request.content_type.as_ref().map(|ct| {
+        if ct.contains("json") {
+            serde_json::from_slice(&request.body).unwrap_or_else(|_| {
+                Value::from(String::from_utf8_lossy(&request.body).into_owned())
+            })
+        } else {
+            Value::from(String::from_utf8_lossy(&request.body).into_owned())
+        }
+    });
+    let checked_path = if borrowed.is_some() {
+        op.template
+    } else {
+        path
+    };
+    contract.request_violations(
+        &op,
+        checked_path,
+        &request.query,
+        request.content_type.as_deref(),
+        body.as_ref(),
+    )
+}
+
+/// What every shipped route's tests would send to a system with our own contract follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_routes_send_what_our_own_contracts_take() {
+    let own: Vec<(&str, Contract)> = knut_sandbox::Sandbox::own_contracts()
+        .into_iter()
+        .map(|(system, file, text)| {
+            (
+                system,
+                Contract::from_yaml(file, text).unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (case, adapter, operation, request) in shipped_route_requests().await {
+        let Some((_, contract)) = own.iter().find(|(s, _)| *s == adapter) else {
+            continue;
+        };
+        checked += 1;
+        for v in prepared_violations(contract, &adapter, &operation, &request) {
+            problems.push(format!("{case}: {adapter}.{operation}: {v}"));
+        }
+    }
+    assert!(checked > 20, "only {checked} requests to our own contracts");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// What every shipped route's tests would send to a system with a published contract
+/// follows it: OpenAPI, and OeP's callbacks against its XSD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reads ../shared/fixtures; .ci/run runs it"]
+async fn shipped_routes_send_what_the_published_contracts_take() {
+    let published: Vec<(&str, Contract)> = PUBLISHED
+        .iter()
+        .map(|(a, file)| (*a, published(file)))
+        .collect();
+    let mut problems = Vec::new();
+    let (mut checked, mut soap) = (0, Vec::new());
+    for (case, adapter, operation, request) in shipped_route_requests().await {
+        if adapter == "oep" && request.method == reqwest::Method::POST {
+            let text = String::from_utf8_lossy(&request.body).into_owned();
+            match soap_operation(&text) {
+                Some(op) => soap.push((format!("{case}: oep.{operation}"), op)),
+                None => problems.push(format!("{case}: oep.{operation}: no SOAP envelope")),
+            }
+            continue;
+        }
+        let Some((_, contract)) = published.iter().find(|(a, _)| *a == adapter) else {
+            continue;
+        };
+        checked += 1;
+        for v in prepared_violations(contract, &adapter, &operation, &request) {
+            problems.push(format!("{case}: {adapter}.{operation}: {v}"));
+        }
+    }
+    let docs: Vec<String> = soap.iter().map(|(_, d)| d.clone()).collect();
+    for ((what, _), verdict) in soap.iter().zip(xmllint(&fixtures().join(OEP_XSD), &docs)) {
+        if let Some(errors) = verdict {
+            problems.push(format!("{what} breaks the callback XSD: {errors}"));
+        }
+    }
+    eprintln!(
+        "{checked} REST requests and {} SOAP callbacks of the shipped routes' tests checked",
+        soap.len()
+    );
+    assert!(
+        checked > 10 && soap.len() > 3,
+        "{checked} REST, {} SOAP",
+        soap.len()
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -14,9 +14,14 @@
 //! - **discard** journals the discard, then removes the dead letter. A discard that cannot
 //!   be journaled does not happen: the dead letter stays.
 //!
+//! - **replay all** is one pass: the dead-letter queue is consumed as many messages as it
+//!   held when the replay began, each replayed as above and acked — per dead letter one
+//!   delivery, one confirmed publish and one ack, whatever the queue's length.
+//!
 //! A browse on RabbitMQ that was interrupted by a crash can leave a dead letter in its queue
 //! twice (same message id; see [`crate::broker::amqp`]). Replay and discard take every copy
-//! of the id, replay it once, and remove them all.
+//! of the id, replay it once, and remove them all; replay all replays the first copy and
+//! removes the others.
 
 use std::time::Instant;
 
@@ -41,9 +46,9 @@ const FAILURE_HEADERS: &[&str] = &[
     LAST_ERROR,
 ];
 
-/// Dead letters taken out of the queue at once by a replay of all (each id one pass over
-/// the queue on RabbitMQ, so the chunk bounds what is held in memory, not the passes).
-const REPLAY_CHUNK: usize = 256;
+/// How long a replay of all waits for the next dead letter before it takes the queue to
+/// be empty (another instance replayed the rest meanwhile).
+const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a dead-letter operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -176,36 +181,43 @@ impl DeadLetters {
         self.replay_taken(route, copies).await
     }
 
-    /// Replay every dead letter of `route`, oldest first; the ids replayed.
+    /// Replay every dead letter of `route`, oldest first, in one pass (see the module docs);
+    /// the ids replayed. Dead letters arriving meanwhile wait for the next replay.
     pub async fn replay_all(&self, route: &str) -> Result<Vec<Uuid>, DlqError> {
-        let mut ids: Vec<Uuid> = self.list(route).await?.iter().map(|e| e.id).collect();
-        ids.dedup();
-        let mut replayed = Vec::new();
-        for chunk in ids.chunks(REPLAY_CHUNK) {
-            let partial = |error: DlqError, replayed: usize| DlqError::Partial {
-                replayed,
-                error: Box::new(error),
+        use futures::StreamExt as _;
+        let queue = dead_letter_queue(route);
+        let broker = self.broker(route);
+        let held = broker.queue_depth(&queue).await?;
+        let mut replayed: Vec<Uuid> = Vec::new();
+        if held == 0 {
+            return Ok(replayed);
+        }
+        let partial = |error: DlqError, replayed: usize| DlqError::Partial {
+            replayed,
+            error: Box::new(error),
+        };
+        // One delivery in hand at a time: what is given back when the pass ends is at most
+        // one message (a return counts toward a quorum queue's delivery limit on 4.x).
+        let mut consumer = broker
+            .consume(&queue, 1)
+            .await
+            .map_err(|e| partial(e.into(), 0))?;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..held {
+            let Ok(Some(d)) = tokio::time::timeout(REPLAY_WAIT, consumer.next()).await else {
+                break;
             };
-            let taken = match self.take(route, chunk).await {
-                Ok(taken) => taken,
-                // Someone else replayed or discarded them meanwhile.
-                Err(DlqError::NotFound { .. }) => continue,
-                Err(e) => return Err(partial(e, replayed.len())),
-            };
-            let mut by_id: Vec<(Uuid, Vec<Delivery>)> = Vec::new();
-            for d in taken {
-                match by_id.iter_mut().find(|(id, _)| *id == d.envelope.id) {
-                    Some((_, copies)) => copies.push(d),
-                    None => by_id.push((d.envelope.id, vec![d])),
-                }
+            let id = d.envelope.id;
+            if !seen.insert(id) {
+                // A second copy left by an interrupted browse: the first was replayed.
+                d.ack()
+                    .await
+                    .map_err(|e| partial(e.into(), replayed.len()))?;
+                continue;
             }
-            // On a failure, the copies not yet replayed are dropped unsettled: the broker
-            // keeps them in the dead-letter queue.
-            for (id, copies) in by_id {
-                match self.replay_taken(route, copies).await {
-                    Ok(_) => replayed.push(id),
-                    Err(e) => return Err(partial(e, replayed.len())),
-                }
+            match self.replay_taken(route, vec![d]).await {
+                Ok(_) => replayed.push(id),
+                Err(e) => return Err(partial(e, replayed.len())),
             }
         }
         Ok(replayed)

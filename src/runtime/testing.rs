@@ -308,6 +308,9 @@ pub struct CaseResult {
     pub name: String,
     /// Mismatches; empty when the case passed.
     pub failures: Vec<String>,
+    /// The requests the case's adapter calls would send (adapter, operation, request), in
+    /// order: what `tests/contracts.rs` holds to the systems' contracts.
+    pub requests: Vec<(String, String, crate::adapter::client::Prepared)>,
 }
 
 fn body_json(e: &Envelope) -> Value {
@@ -410,11 +413,12 @@ pub async fn run_file(
                     file: file.to_path_buf(),
                     name: case.name,
                     failures: vec!["give either `input` or a non-empty `inputs` list".into()],
+                    requests: Vec::new(),
                 });
                 continue;
             }
         };
-        let failures = run_case(
+        let (failures, requests) = run_case(
             file,
             &tf.route,
             (intake.as_ref(), &pipeline),
@@ -428,6 +432,7 @@ pub async fn run_file(
             file: file.to_path_buf(),
             name: case.name,
             failures,
+            requests,
         });
     }
     Ok(results)
@@ -466,13 +471,16 @@ async fn run_case(
     inputs: Vec<Input>,
     mocks: Vec<Mock>,
     expect: Expect,
-) -> Vec<String> {
+) -> (
+    Vec<String>,
+    Vec<(String, String, crate::adapter::client::Prepared)>,
+) {
     let mut failures = Vec::new();
     let mut messages = Vec::with_capacity(inputs.len());
     for input in inputs {
         match input_message(file, input) {
             Ok(m) => messages.push(m),
-            Err(e) => return vec![e],
+            Err(e) => return (vec![e], Vec::new()),
         }
     }
     let mut table: BTreeMap<(String, String), VecDeque<Mock>> = BTreeMap::new();
@@ -495,7 +503,7 @@ async fn run_case(
     });
     let store = match Store::memory().await {
         Ok(s) => s,
-        Err(e) => return vec![format!("state store: {e}")],
+        Err(e) => return (vec![format!("state store: {e}")], Vec::new()),
     };
     let cx = Context {
         route: Arc::from(route),
@@ -708,5 +716,12 @@ async fn run_case(
             &mut failures,
         );
     }
-    failures
+    let requests = rec
+        .calls
+        .iter()
+        .map(|(adapter, operation, _, prepared)| {
+            (adapter.clone(), operation.clone(), prepared.clone())
+        })
+        .collect();
+    (failures, requests)
 }
