@@ -1135,7 +1135,7 @@ async fn sweep_aggregates(
             let name = format!("{route}/{path}/{key}/{}", opened_at.timestamp_micros());
             let mut seed = Envelope::new(JSON, Body::default());
             seed.id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
-            let claimant = seed.derive(&path, Body::default(), JSON).id.to_string();
+            let claimant = aggregate::completed_id(&seed, &path, &key).to_string();
             let group = match store
                 .aggregate_claim(&route, &key, &claimant, aggregate::stale_before())
                 .await
@@ -1148,13 +1148,11 @@ async fn sweep_aggregates(
                     continue;
                 }
             };
-            let mut m = seed.derive(
-                &path,
-                Body::Json(serde_json::json!({"key": group.key, "items": group.items})),
-                JSON,
-            );
+            let mut m = aggregate::completed(&seed, &path, &group);
             m.causation_id = None;
-            if let Err(e) = aggregate::complete(effects.as_ref(), &store, &route, &path, m).await {
+            if let Err(e) =
+                aggregate::complete(effects.as_ref(), &store, &route, &path, &key, m).await
+            {
                 // Claimed, not finished: the next sweep completes it under the same claim.
                 tracing::warn!(route, error = %e.message, "could not send a timed-out aggregate; the next sweep tries again");
             }

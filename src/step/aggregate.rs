@@ -109,19 +109,16 @@ pub fn stale_before() -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// Complete a claimed group: publish its completed message to the route's work queue,
 /// resuming after the aggregator at `path` (confirmed), then finish the group in the store.
+/// `message` is the group `key`'s completed message; its id is the claim.
 pub async fn complete(
     effects: &dyn crate::core::effects::Effects,
     store: &crate::store::Store,
     route: &str,
     path: &str,
+    key: &str,
     mut message: Envelope,
 ) -> Result<(), StepError> {
     let claimant = message.id.to_string();
-    let key = message
-        .json_body()
-        .ok()
-        .and_then(|b| b.get("key").and_then(|k| k.as_str().map(str::to_string)))
-        .unwrap_or_default();
     message
         .headers
         .insert(RESUME_AFTER.into(), path.to_string());
@@ -129,7 +126,7 @@ pub async fn complete(
         .publish(crate::broker::INGRESS_EXCHANGE, route, &message)
         .await?;
     store
-        .aggregate_finish(route, &key, &claimant)
+        .aggregate_finish(route, key, &claimant)
         .await
         .map_err(|e| StepError::transient(format!("state store: {e}")))
 }
@@ -170,10 +167,22 @@ impl Aggregate {
 }
 
 /// The message a completed group becomes: its id derived from the message that completed
-/// it (the same on a redelivery), or given.
+/// it (the same on a redelivery), see [`completed_id`].
 pub fn completed(parent: &Envelope, path: &str, group: &Group) -> Envelope {
     let body = json!({"key": group.key, "items": group.items});
-    parent.derive(&format!("{path}/{}", group.key), Body::Json(body), JSON)
+    parent.derive(&completion_tag(path, &group.key), Body::Json(body), JSON)
+}
+
+/// The id [`completed`] gives the group `key` completed by `parent` — the claim — without
+/// building its body (every member asks, so a large group is not copied per member).
+pub fn completed_id(parent: &Envelope, path: &str, key: &str) -> uuid::Uuid {
+    parent
+        .derive(&completion_tag(path, key), Body::default(), JSON)
+        .id
+}
+
+fn completion_tag(path: &str, key: &str) -> String {
+    format!("{path}/{key}")
 }
 
 #[async_trait]
@@ -192,7 +201,7 @@ impl Step for Aggregate {
             .await
             .map_err(store_error)?;
         // The id of the message this group would complete into, if this message completes it.
-        let claimant = completed(&m, &self.path, &group).id.to_string();
+        let claimant = completed_id(&m, &self.path, &key).to_string();
         match group.added {
             // A redelivery of a member of a group completed before: it is in that group.
             Added::AlreadyCompleted => return Ok(Vec::new()),
@@ -205,7 +214,15 @@ impl Step for Aggregate {
                     .map_err(store_error)?
                 {
                     let out = completed(&m, &self.path, &stale);
-                    complete(cx.effects.as_ref(), &cx.store, &cx.route, &self.path, out).await?;
+                    complete(
+                        cx.effects.as_ref(),
+                        &cx.store,
+                        &cx.route,
+                        &self.path,
+                        &key,
+                        out,
+                    )
+                    .await?;
                 }
                 // This message belongs to the next group: it joins it on its retry.
                 return Err(StepError::transient(
@@ -245,7 +262,37 @@ impl Step for Aggregate {
             return Ok(Vec::new());
         };
         let out = completed(&m, &self.path, &claimed);
-        complete(cx.effects.as_ref(), &cx.store, &cx.route, &self.path, out).await?;
+        complete(
+            cx.effects.as_ref(),
+            &cx.store,
+            &cx.route,
+            &self.path,
+            &key,
+            out,
+        )
+        .await?;
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claim a member computes is the id of the message it would complete into.
+    #[test]
+    fn the_claim_is_the_completed_message_id() {
+        let m = Envelope::json(json!({"class": "7B"}));
+        let group = Group {
+            key: "7B".into(),
+            items: vec![json!(1), json!(2)],
+            opened_at: chrono::Utc::now(),
+            completing: None,
+            added: crate::store::Added::Member,
+        };
+        let out = completed(&m, "steps[0].aggregate", &group);
+        assert_eq!(out.id, completed_id(&m, "steps[0].aggregate", "7B"));
+        assert_ne!(out.id, completed_id(&m, "steps[0].aggregate", "8A"));
+        assert_eq!(out.json_body().unwrap()["items"], json!([1, 2]));
     }
 }
