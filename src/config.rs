@@ -90,6 +90,13 @@ pub struct BrokerConfig {
     /// broker. Usually set from the environment (`KNUT__BROKER__URL`) because it holds a
     /// password.
     pub url: Option<String>,
+    /// Further nodes of the same RabbitMQ cluster, as `host:port`, reached with `url`'s
+    /// scheme, credentials, vhost and query (and likewise for `external.broker_url` and
+    /// `external.bridge_url`). Knutpunkt connects to the first that answers, starting with
+    /// `url`'s own host, and after losing a connection tries the next. In the environment:
+    /// `KNUT__BROKER__NODES=rabbit-2:5671,rabbit-3:5671`.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub nodes: Vec<String>,
     /// How many unacknowledged deliveries a route worker may hold (back-pressure).
     pub prefetch: u16,
     /// RabbitMQ type of work and dead-letter queues: `quorum` (default, replicated) or
@@ -101,10 +108,30 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             url: None,
+            nodes: Vec::new(),
             prefetch: 32,
             queue_type: QueueType::default(),
         }
     }
+}
+
+/// A list, or (as an environment variable holds it) one string of comma-separated items.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Items {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Items::deserialize(d)? {
+        Items::List(items) => items,
+        Items::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 /// `[http]`: the ingress server for `from: http` routes.
@@ -715,6 +742,12 @@ impl Config {
                 }
             }
         }
+        for node in &self.broker.nodes {
+            crate::broker::amqp::check_node(node).map_err(|reason| ConfigError::Invalid {
+                key: "broker.nodes".into(),
+                reason,
+            })?;
+        }
         if self.sandbox.enabled == Some(true) && !SANDBOX_BUILT {
             return Err(ConfigError::Invalid {
                 key: "sandbox.enabled".into(),
@@ -923,7 +956,7 @@ const AUTH_TYPES: &[&str] = &["api_key", "basic", "bearer_jwt"];
 
 fn section_keys(section: &str) -> &'static [&'static str] {
     match section {
-        "broker" => &["url", "prefetch", "queue_type"],
+        "broker" => &["url", "nodes", "prefetch", "queue_type"],
         "http" => &[
             "bind",
             "max_body",
@@ -1291,6 +1324,7 @@ mod tests {
                 ("KNUT__HTTP__BIND", "0.0.0.0:2222"),
                 ("KNUT__SANDBOX__ENABLED", "false"),
                 ("KNUT__BROKER__PREFETCH", "64"),
+                ("KNUT__BROKER__NODES", "rabbit-2:5671, rabbit-3:5671"),
                 ("KNUT__LOG__FORMAT", "json"),
                 ("KNUT__SHUTDOWN__TIMEOUT", "5s"),
                 // Not configuration: single underscore, and unrelated variables.
@@ -1303,8 +1337,11 @@ mod tests {
         assert_eq!(cfg.http.bind.to_string(), "0.0.0.0:2222");
         assert_eq!(cfg.sandbox.enabled, Some(false));
         assert_eq!(cfg.broker.prefetch, 64);
+        assert_eq!(cfg.broker.nodes, ["rabbit-2:5671", "rabbit-3:5671"]);
         assert_eq!(cfg.log.format, LogFormat::Json);
         assert_eq!(cfg.shutdown.timeout, Duration::from_secs(5));
+        let file = Config::from_toml_str("[broker]\nnodes = [\"rabbit-2:5671\"]\n").unwrap();
+        assert_eq!(file.broker.nodes, ["rabbit-2:5671"]);
     }
 
     #[test]

@@ -74,8 +74,12 @@ impl Broker for Guarded {
     async fn queue_depth(&self, queue: &str) -> Result<u64, BrokerError> {
         self.broker.queue_depth(queue).await
     }
-    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
-        self.broker.browse(queue).await
+    async fn browse_window(
+        &self,
+        queue: &str,
+        window: knutpunkt::broker::Window,
+    ) -> Result<knutpunkt::broker::Browsed, BrokerError> {
+        self.broker.browse_window(queue, window).await
     }
     async fn take(&self, queue: &str, ids: &[uuid::Uuid]) -> Result<Vec<Delivery>, BrokerError> {
         self.broker.take(queue, ids).await

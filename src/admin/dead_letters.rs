@@ -28,7 +28,9 @@ use std::time::Instant;
 use chrono::{SecondsFormat, Utc};
 use uuid::Uuid;
 
-use crate::broker::{BrokerError, Delivery, INGRESS_EXCHANGE, SharedBroker, dead_letter_queue};
+use crate::broker::{
+    BrokerError, Browsed, Delivery, INGRESS_EXCHANGE, SharedBroker, Window, dead_letter_queue,
+};
 use crate::core::envelope::header::{ATTEMPTS, DEAD_LETTER_ROUTE, LAST_ERROR};
 use crate::core::envelope::{Envelope, header};
 use crate::store::{JournalEntry, Store, StoreError};
@@ -62,6 +64,18 @@ pub enum DlqError {
         /// The route.
         route: String,
         /// The id asked for.
+        id: Uuid,
+    },
+    /// A page was asked for after a dead letter that is no longer there.
+    #[error(
+        "dead letter {id}, after which the page was to start, is no longer in route `{route}`'s \
+         dead-letter queue (replayed or discarded meanwhile): list from the start again \
+         (`knut dlq list {route}`, GET /api/routes/{route}/dlq)"
+    )]
+    CursorGone {
+        /// The route.
+        route: String,
+        /// The `after` asked for.
         id: Uuid,
     },
     /// The broker failed; the dead letters are as they were.
@@ -100,7 +114,7 @@ impl DlqError {
             DlqError::Broker(e) | DlqError::NotRemoved { error: e, .. } => e.is_transient(),
             DlqError::Journal(_) => true,
             DlqError::Partial { error, .. } => error.is_transient(),
-            DlqError::NotFound { .. } => false,
+            DlqError::NotFound { .. } | DlqError::CursorGone { .. } => false,
         }
     }
 }
@@ -163,12 +177,37 @@ impl DeadLetters {
         Ok(self.broker(route).browse(&dead_letter_queue(route)).await?)
     }
 
+    /// A page of the dead letters of `route`, oldest first: at most `limit`, from the head
+    /// or after the dead letter `after` (the last of the previous page). The queue is
+    /// visited whole, but only the page is held.
+    pub async fn page(
+        &self,
+        route: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Browsed, DlqError> {
+        let window = Window::Page { after, limit };
+        let page = self
+            .broker(route)
+            .browse_window(&dead_letter_queue(route), window)
+            .await?;
+        match after {
+            Some(id) if !page.after_found => Err(DlqError::CursorGone {
+                route: route.to_string(),
+                id,
+            }),
+            _ => Ok(page),
+        }
+    }
+
     /// The dead letter `id` of `route`.
     pub async fn show(&self, route: &str, id: Uuid) -> Result<Envelope, DlqError> {
-        self.list(route)
+        self.broker(route)
+            .browse_window(&dead_letter_queue(route), Window::Id(id))
             .await?
+            .messages
             .into_iter()
-            .find(|e| e.id == id)
+            .next()
             .ok_or_else(|| DlqError::NotFound {
                 route: route.to_string(),
                 id,

@@ -4,7 +4,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET /api/dlq` | `200` [`DeadLetterOverview`]: every route of this knut with how many dead letters it holds (queue depths: nothing is read or moved) |
-//! | `GET /api/routes/{route}/dlq` | `200` [`DeadLetterList`]: every dead letter, oldest first, without bodies |
+//! | `GET /api/routes/{route}/dlq?limit=&after=` | `200` [`DeadLetterList`]: a page of dead letters, oldest first, without bodies: at most `limit` (default 100, at most 1,000), after the dead letter `after` (the previous page's `next`) |
 //! | `GET /api/routes/{route}/dlq/{id}` | `200` [`DeadLetterDetail`]: one dead letter with its headers and body, every personnummer masked |
 //! | `POST /api/routes/{route}/dlq/{id}/replay` | `200` [`Replayed`]: published to the route's work queue again, journaled, removed from the dead-letter queue |
 //! | `POST /api/routes/{route}/dlq/replay` | `200` [`ReplayedAll`]: every dead letter of the route replayed |
@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::Router;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -72,9 +73,29 @@ pub struct DeadLetterList {
     pub route: String,
     /// Its dead-letter queue.
     pub queue: String,
-    /// The dead letters, oldest first.
+    /// How many dead letters the queue holds in all.
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// This page of dead letters, oldest first.
     pub dead_letters: Vec<DeadLetterSummary>,
+    /// When more follow: the `after` of the next page (this page's last id).
+    #[serde(default)]
+    pub next: Option<Uuid>,
 }
+
+/// The query of `GET /api/routes/{route}/dlq`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PageQuery {
+    /// How many dead letters at most (default [`PAGE_DEFAULT`], at most [`PAGE_MAX`]).
+    pub limit: Option<usize>,
+    /// The last id of the previous page.
+    pub after: Option<String>,
+}
+
+/// Dead letters on a page unless `limit` says otherwise.
+pub const PAGE_DEFAULT: usize = 100;
+/// The largest page.
+pub const PAGE_MAX: usize = 1_000;
 
 /// `GET /api/routes/{route}/dlq/{id}`: the summary, the headers and the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +283,14 @@ impl DlqState {
 fn failure(e: &DlqError, uri: &OriginalUri) -> Response {
     let path = uri.path();
     match e {
+        DlqError::CursorGone { .. } => Problem::new(
+            StatusCode::CONFLICT,
+            "page-start-gone",
+            "The page's starting point is gone",
+            e.to_string(),
+            path,
+        )
+        .into_response(),
         DlqError::NotFound { .. } => Problem::new(
             StatusCode::NOT_FOUND,
             "no-such-dead-letter",
@@ -327,6 +356,7 @@ async fn overview(State(s): State<DlqState>) -> Response {
 async fn list(
     State(s): State<DlqState>,
     Path(route): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
     uri: OriginalUri,
     principal: Option<Extension<Principal>>,
 ) -> Response {
@@ -334,10 +364,52 @@ async fn list(
     if let Err(u) = s.known(&route) {
         return u.response(&route, &uri);
     }
-    match s.dead_letters.list(&route).await {
-        Ok(all) => axum::Json(DeadLetterList {
+    let bad = |detail: String| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-page",
+            "The page asked for is not valid",
+            detail,
+            uri.path(),
+        )
+        .into_response()
+    };
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return bad(format!(
+                "{}; `limit` is a number from 1 to {PAGE_MAX}, `after` a dead letter's id",
+                e.body_text()
+            ));
+        }
+    };
+    let limit = query.limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return bad(format!(
+            "`limit` must be from 1 to {PAGE_MAX}, not {limit}: page with `after` for more"
+        ));
+    }
+    let after = match query.after.as_deref().map(Uuid::parse_str) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return bad(
+                "`after` is a dead letter's message id (a UUID): the `next` of the previous page"
+                    .into(),
+            );
+        }
+    };
+    let total = s.dead_letters.count(&route).await.ok();
+    match s.dead_letters.page(&route, after, limit).await {
+        Ok(page) => axum::Json(DeadLetterList {
             queue: dead_letter_queue(&route),
-            dead_letters: all
+            total,
+            next: page
+                .more
+                .then(|| page.messages.last().map(|e| e.id))
+                .flatten(),
+            dead_letters: page
+                .messages
                 .iter()
                 .map(|e| DeadLetterSummary::of(&route, e, reveal))
                 .collect(),
@@ -534,6 +606,75 @@ mod tests {
             d.summary.reason.as_deref(),
             Some(format!("schema: /civicNo {PNR} is not valid").as_str())
         );
+    }
+
+    /// Pages of a list: `limit` and `after` walk the queue, `next` leads on and is absent on
+    /// the last page, `total` counts all; a bad limit or after, or one that is gone, is a
+    /// problem saying what to do.
+    #[tokio::test]
+    async fn list_pages_with_limit_and_after() {
+        let (app, broker) = app().await;
+        let mut parked = Vec::new();
+        for _ in 0..5 {
+            let e = poison();
+            broker.dead_letter("r", &e).await.expect("park");
+            parked.push(e.id);
+        }
+        let mut seen = Vec::new();
+        let mut path = "/api/routes/r/dlq?limit=2".to_string();
+        for page in 0.. {
+            let (status, _, text) = call(&app, "GET", &path).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            let list: DeadLetterList = serde_json::from_str(&text).expect("list");
+            assert_eq!(list.total, Some(5));
+            assert!(list.dead_letters.len() <= 2);
+            seen.extend(list.dead_letters.iter().map(|s| s.id));
+            match list.next {
+                Some(next) => {
+                    assert_eq!(Some(next), seen.last().copied());
+                    path = format!("/api/routes/r/dlq?limit=2&after={next}");
+                }
+                None => {
+                    assert_eq!(page, 2, "three pages of 2, 2 and 1");
+                    break;
+                }
+            }
+        }
+        assert_eq!(seen, parked);
+        let (_, _, text) = call(&app, "GET", "/api/routes/r/dlq").await;
+        let list: DeadLetterList = serde_json::from_str(&text).expect("list");
+        assert_eq!(list.dead_letters.len(), 5, "the default page holds 100");
+        assert_eq!(list.next, None);
+
+        let gone = Uuid::now_v7();
+        for (path, status, says) in [
+            (
+                "/api/routes/r/dlq?limit=0".to_string(),
+                400,
+                "from 1 to 1000",
+            ),
+            (
+                "/api/routes/r/dlq?limit=5000".to_string(),
+                400,
+                "from 1 to 1000",
+            ),
+            (
+                "/api/routes/r/dlq?limit=many".to_string(),
+                400,
+                "`limit` is a number",
+            ),
+            ("/api/routes/r/dlq?after=x".to_string(), 400, "UUID"),
+            (
+                format!("/api/routes/r/dlq?after={gone}"),
+                409,
+                "list from the start",
+            ),
+        ] {
+            let (got, ctype, text) = call(&app, "GET", &path).await;
+            assert_eq!(got.as_u16(), status, "{path}: {text}");
+            assert_eq!(ctype, "application/problem+json", "{path}");
+            assert!(text.contains(says), "{path}: {text}");
+        }
     }
 
     #[tokio::test]

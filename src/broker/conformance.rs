@@ -27,7 +27,7 @@ macro_rules! broker_conformance_suite {
             reply_queue_is_private, competing_consumers_share_work,
             single_active_consumer_hands_over_in_order, ordering_cannot_change_silently,
             browse_lists_dead_letters_with_headers, browsing_changes_nothing,
-            take_removes_exactly_that_one, take_unknown_id_is_not_found,
+            browse_pages_hold_only_their_window, take_removes_exactly_that_one, take_unknown_id_is_not_found,
             taken_and_given_back_stays);
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -514,6 +514,47 @@ pub async fn browse_lists_dead_letters_with_headers(broker: &dyn Broker) {
         .await
         .expect_err("undeclared queue");
     assert!(matches!(err, BrokerError::NotDeclared(_)), "{err:?}");
+}
+
+/// A browse by pages: each page holds at most its limit, starting after the previous
+/// page's last message, says whether more follow, and tells a starting point that is gone;
+/// a browse by id finds just that one; and the queue is as it was.
+pub async fn browse_pages_hold_only_their_window(broker: &dyn Broker) {
+    use crate::broker::Window;
+    let (route, parked) = park(broker, 5).await;
+    let q = dead_letter_queue(&route);
+    let all = ids(&parked);
+    let page = |after, limit| Window::Page { after, limit };
+    let first = broker.browse_window(&q, page(None, 2)).await.expect("page");
+    assert_eq!(ids(&first.messages), all[0..2]);
+    assert!(first.more && first.after_found);
+    let second = broker
+        .browse_window(&q, page(Some(all[1]), 2))
+        .await
+        .expect("page");
+    assert_eq!(ids(&second.messages), all[2..4]);
+    assert!(second.more && second.after_found);
+    let last = broker
+        .browse_window(&q, page(Some(all[3]), 2))
+        .await
+        .expect("page");
+    assert_eq!(ids(&last.messages), all[4..5]);
+    assert!(!last.more && last.after_found);
+    let exact = broker.browse_window(&q, page(None, 5)).await.expect("page");
+    assert_eq!(ids(&exact.messages), all);
+    assert!(!exact.more, "a page that ends with the queue has no more");
+    let gone = broker
+        .browse_window(&q, page(Some(uuid::Uuid::now_v7()), 2))
+        .await
+        .expect("page");
+    assert!(gone.messages.is_empty() && !gone.after_found);
+    let one = broker
+        .browse_window(&q, Window::Id(all[3]))
+        .await
+        .expect("by id");
+    assert_eq!(ids(&one.messages), all[3..4]);
+    assert_eq!(one.messages[0].headers, parked[3].headers);
+    assert_eq!(browse_ids(broker, &q).await, all, "the queue is as it was");
 }
 
 /// Browsing changes nothing: listed again and again (more often than RabbitMQ 4's default

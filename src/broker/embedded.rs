@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, Topology, dead_letter_queue,
-    topic, work_queue,
+    Acker, Broker, BrokerError, Browsed, Consumer, Delivery, INGRESS_EXCHANGE, Topology, Window,
+    dead_letter_queue, topic, work_queue,
 };
 use crate::core::envelope::{Body, Envelope};
 
@@ -323,10 +323,16 @@ impl Broker for EmbeddedBroker {
         Ok(Box::pin(stream))
     }
 
-    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
+    async fn browse_window(&self, queue: &str, window: Window) -> Result<Browsed, BrokerError> {
         let queue = self.queue(queue)?;
         let ready = lock(&queue.ready);
-        Ok(ready.iter().map(|(e, _)| e.clone()).collect())
+        let mut selection = window.select();
+        for (e, _) in ready.iter() {
+            if selection.wants(e) {
+                selection.keep(e.clone());
+            }
+        }
+        Ok(selection.finish())
     }
 
     async fn take(&self, name: &str, ids: &[Uuid]) -> Result<Vec<Delivery>, BrokerError> {

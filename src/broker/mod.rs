@@ -189,6 +189,90 @@ pub trait Acker: Send {
     }
 }
 
+/// Which messages of a browse are kept (see [`Broker::browse_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// Every message.
+    All,
+    /// At most `limit` messages: from the head, or from the one after the message `after`.
+    Page {
+        /// The last message of the previous page, if any.
+        after: Option<Uuid>,
+        /// How many to keep.
+        limit: usize,
+    },
+    /// The message with this id (its first copy).
+    Id(Uuid),
+}
+
+/// What a browse kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Browsed {
+    /// The kept messages, in queue order.
+    pub messages: Vec<Envelope>,
+    /// Messages follow the kept ones (a page filled up before the queue's end).
+    pub more: bool,
+    /// For a page with `after`: whether that message was in the queue (it may have been
+    /// replayed or discarded meanwhile; then nothing is kept).
+    pub after_found: bool,
+}
+
+impl Window {
+    /// A fresh selection over one pass of a queue.
+    pub fn select(self) -> Selection {
+        Selection {
+            window: self,
+            started: !matches!(self, Window::Page { after: Some(_), .. }),
+            browsed: Browsed::default(),
+        }
+    }
+}
+
+/// One pass's choice of messages for a [`Window`]: offer each message in queue order.
+#[derive(Debug)]
+pub struct Selection {
+    window: Window,
+    started: bool,
+    browsed: Browsed,
+}
+
+impl Selection {
+    /// True when `e` is kept; a kept message is the caller's to add with [`Selection::keep`].
+    pub fn wants(&mut self, e: &Envelope) -> bool {
+        match self.window {
+            Window::All => true,
+            Window::Id(id) => e.id == id && self.browsed.messages.is_empty(),
+            Window::Page { after, limit } => {
+                if !self.started {
+                    self.started = after == Some(e.id);
+                    self.browsed.after_found |= self.started;
+                    return false;
+                }
+                if self.browsed.messages.len() < limit {
+                    return true;
+                }
+                self.browsed.more = true;
+                false
+            }
+        }
+    }
+
+    /// Keep `e` (after [`Selection::wants`] said so).
+    pub fn keep(&mut self, e: Envelope) {
+        self.browsed.messages.push(e);
+    }
+
+    /// What was kept.
+    pub fn finish(mut self) -> Browsed {
+        if matches!(self.window, Window::All | Window::Id(_))
+            || matches!(self.window, Window::Page { after: None, .. })
+        {
+            self.browsed.after_found = true;
+        }
+        self.browsed
+    }
+}
+
 /// A message handed to a consumer, to be acked or nacked.
 pub struct Delivery {
     /// The message.
@@ -275,7 +359,14 @@ pub trait Broker: Send + Sync {
     /// The ready messages of a queue, head first, without removing or reordering them
     /// (unacked deliveries are not listed). Meant for dead-letter queues: it may cost a
     /// broker round trip per message (see the RabbitMQ transport).
-    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError>;
+    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
+        Ok(self.browse_window(queue, Window::All).await?.messages)
+    }
+
+    /// Browse a queue as [`Broker::browse`] does, keeping only the messages in `window`
+    /// (a page, or one id): every message is visited, but only the window's are held, so
+    /// memory and answer stay the window's size whatever the queue's length.
+    async fn browse_window(&self, queue: &str, window: Window) -> Result<Browsed, BrokerError>;
 
     /// Take the ready messages whose ids are in `ids` out of a queue, in queue order, as
     /// deliveries: ack removes one for good; nack with requeue, or a drop unsettled, gives it

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! knut dlq list                       every route with its number of dead letters
-//! knut dlq list ROUTE                 a table: id, attempts, last failure, step, reason
+//! knut dlq list ROUTE [--limit N] [--after ID]
+//!                                     a page of a table: id, attempts, last failure, step, reason
 //! knut dlq show ROUTE ID              one dead letter: headers and body, personnummer masked
 //! knut dlq replay ROUTE ID | --all    hand it (them) to the route again, once
 //! knut dlq discard ROUTE ID           remove it for good (journaled)
@@ -33,6 +34,12 @@ pub enum DlqCommand {
     List {
         /// The route id (none: the overview of every route).
         route: Option<String>,
+        /// How many dead letters to list at most (1 to 1,000).
+        #[arg(long, requires = "route", default_value_t = crate::admin::dlq::PAGE_DEFAULT)]
+        limit: usize,
+        /// List the ones after this dead letter (the last id of the previous page).
+        #[arg(long, requires = "route")]
+        after: Option<String>,
         /// Admin address of the running knut (default: admin.bind of the configuration).
         #[arg(long)]
         admin: Option<String>,
@@ -78,9 +85,19 @@ pub async fn run(config: &Config, root: &std::path::Path, command: DlqCommand) -
     let (method, admin, path) = match &command {
         DlqCommand::List {
             route: Some(route),
+            limit,
+            after,
             admin,
-        } => (Method::Get, admin, format!("routes/{route}/dlq")),
-        DlqCommand::List { route: None, admin } => (Method::Get, admin, "dlq".to_string()),
+        } => {
+            let after = after
+                .as_deref()
+                .map_or(String::new(), |a| format!("&after={}", percent(a)));
+            let path = format!("routes/{route}/dlq?limit={limit}{after}");
+            (Method::Get, admin, path)
+        }
+        DlqCommand::List {
+            route: None, admin, ..
+        } => (Method::Get, admin, "dlq".to_string()),
         DlqCommand::Show { route, id, admin } => {
             (Method::Get, admin, format!("routes/{route}/dlq/{id}"))
         }
@@ -168,6 +185,11 @@ enum Method {
     Get,
     Post,
     Delete,
+}
+
+/// `text` as a query value (an id is plain, but a mistyped one must not break the URL).
+fn percent(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
@@ -259,12 +281,22 @@ pub fn table(list: &DeadLetterList) -> String {
         out.push('\n');
     }
     let n = list.dead_letters.len();
-    let _ = write!(
-        out,
-        "{n} dead letter{} in {}",
-        if n == 1 { "" } else { "s" },
-        list.queue
-    );
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    match (list.next, list.total) {
+        (Some(next), total) => {
+            let of = total.map_or(String::new(), |t| format!(" of {t}"));
+            let _ = write!(
+                out,
+                "{n} dead letter{}{of} in {}; the next page: knut dlq list {} --after {next}",
+                plural(n),
+                list.queue,
+                list.route
+            );
+        }
+        (None, _) => {
+            let _ = write!(out, "{n} dead letter{} in {}", plural(n), list.queue);
+        }
+    }
     out
 }
 
@@ -327,7 +359,9 @@ mod tests {
         let list = DeadLetterList {
             route: "r".into(),
             queue: "knut.dlq.r".into(),
+            total: Some(1),
             dead_letters: vec![summary("sink.deliver answered\nHTTP 503")],
+            next: None,
         };
         let t = table(&list);
         let lines: Vec<&str> = t.lines().collect();
@@ -339,9 +373,22 @@ mod tests {
         assert_eq!(lines[2], "1 dead letter in knut.dlq.r");
         let empty = DeadLetterList {
             dead_letters: vec![],
-            ..list
+            ..list.clone()
         };
         assert_eq!(table(&empty), "no dead letters in knut.dlq.r");
+        let paged = DeadLetterList {
+            total: Some(250),
+            next: Some(uuid::Uuid::nil()),
+            ..list
+        };
+        let t = table(&paged);
+        assert!(
+            t.ends_with(
+                "1 dead letter of 250 in knut.dlq.r; the next page: knut dlq list r --after \
+                 00000000-0000-0000-0000-000000000000"
+            ),
+            "{t}"
+        );
     }
 
     #[test]

@@ -525,9 +525,11 @@ pub async fn run(
 }
 
 /// The poll lease: of several knut instances on one state store, one polls a route at a
-/// time (the others skip their turn). It lasts three polling intervals (at least 10 s; 5
-/// minutes for a cron schedule) and is renewed at every turn, so when its holder dies
-/// another instance takes over within that time — at once when it stops gracefully.
+/// time (the others skip their turn). It lasts two polling intervals (at least 10 s; 5
+/// minutes for a cron schedule) and is renewed at every turn, so a holder that polls on
+/// time never loses it, and when it dies another instance takes over at its first turn
+/// after the lease ran out: within three intervals of the death (or 10 s and one interval)
+/// — at once when it stops gracefully.
 struct Lease {
     name: String,
     holder: String,
@@ -540,7 +542,7 @@ struct Lease {
 impl Lease {
     fn new(route: &str, store: Store, spec: &PollFrom) -> Lease {
         let ttl = match spec.every {
-            Some(every) => (every * 3).max(Duration::from_secs(10)),
+            Some(every) => (every * 2).max(Duration::from_secs(10)),
             None => Duration::from_secs(300),
         };
         Lease {

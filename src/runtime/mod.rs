@@ -218,6 +218,7 @@ async fn connect_url(
         Some(url) if url.starts_with("amqp://") || url.starts_with("amqps://") => {
             let opts = AmqpOptions {
                 queue_type: config.broker.queue_type,
+                nodes: config.broker.nodes.clone(),
                 ..AmqpOptions::new(url)
             };
             let broker = AmqpBroker::connect(opts)

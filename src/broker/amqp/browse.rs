@@ -44,15 +44,21 @@ use lapin::{BasicProperties, Channel};
 use uuid::Uuid;
 
 use super::{AmqpBroker, amqp_err, codec, lock, settled, short};
-use crate::broker::{Acker, BrokerError, Delivery};
-use crate::core::envelope::Envelope;
+use crate::broker::{Acker, BrokerError, Browsed, Delivery, Selection, Window};
 
 /// The header in which quorum queues count deliveries; not copied.
 const DELIVERY_COUNT: &str = "x-delivery-count";
 
-/// The ready messages of `queue`, head first; the queue is left as it was.
-pub(super) async fn browse(broker: &AmqpBroker, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
-    Ok(rotate(broker, queue, &[]).await?.seen)
+/// The ready messages of `queue` in `window`, head first; the queue is left as it was.
+pub(super) async fn browse(
+    broker: &AmqpBroker,
+    queue: &str,
+    window: Window,
+) -> Result<Browsed, BrokerError> {
+    Ok(rotate(broker, queue, &[], window.select())
+        .await?
+        .seen
+        .finish())
 }
 
 /// The messages of `queue` with these ids, taken out unsettled (see the module docs).
@@ -61,7 +67,18 @@ pub(super) async fn take(
     queue: &str,
     ids: &[Uuid],
 ) -> Result<Vec<Delivery>, BrokerError> {
-    let taken = rotate(broker, queue, ids).await?.taken;
+    let taken = rotate(
+        broker,
+        queue,
+        ids,
+        Window::Page {
+            after: None,
+            limit: 0,
+        }
+        .select(),
+    )
+    .await?
+    .taken;
     if taken.is_empty() {
         return Err(BrokerError::MessageNotFound {
             queue: queue.to_string(),
@@ -105,9 +122,9 @@ impl RawMessage {
     }
 }
 
-/// What one pass over a queue saw and took.
+/// What one pass over a queue kept and took.
 struct Rotation {
-    seen: Vec<Envelope>,
+    seen: Selection,
     taken: Vec<Delivery>,
 }
 
@@ -122,8 +139,14 @@ impl AmqpBroker {
 }
 
 /// One pass over `queue`: every ready message is read; those whose id is in `take` are held
-/// unacked and handed out, the others are copied to the tail and acked.
-async fn rotate(broker: &AmqpBroker, queue: &str, take: &[Uuid]) -> Result<Rotation, BrokerError> {
+/// unacked and handed out, the others are copied to the tail and acked; `seen` keeps the
+/// messages its window wants.
+async fn rotate(
+    broker: &AmqpBroker,
+    queue: &str,
+    take: &[Uuid],
+    seen: Selection,
+) -> Result<Rotation, BrokerError> {
     let turn = broker.rotation_lock(queue);
     let _turn = turn.lock().await;
     let name = short(queue, "the queue name")?;
@@ -134,7 +157,7 @@ async fn rotate(broker: &AmqpBroker, queue: &str, take: &[Uuid]) -> Result<Rotat
             .await?,
     );
     let mut rotation = Rotation {
-        seen: Vec::new(),
+        seen,
         taken: Vec::new(),
     };
     // Messages still to visit after the current one: the first `basic.get-ok` tells how many
@@ -178,7 +201,9 @@ async fn rotate(broker: &AmqpBroker, queue: &str, take: &[Uuid]) -> Result<Rotat
                 })
                 .await?;
         }
-        rotation.seen.push(envelope);
+        if rotation.seen.wants(&envelope) {
+            rotation.seen.keep(envelope);
+        }
     }
     Ok(rotation)
 }

@@ -42,7 +42,7 @@ pub mod delay;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -62,8 +62,8 @@ use lapin::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Acker, Broker, BrokerError, Consumer, Delivery, INGRESS_EXCHANGE, OutletQueue, RouteQueue,
-    Topology, work_queue,
+    Acker, Broker, BrokerError, Browsed, Consumer, Delivery, INGRESS_EXCHANGE, OutletQueue,
+    RouteQueue, Topology, Window, work_queue,
 };
 use crate::core::envelope::Envelope;
 use codec::short;
@@ -99,6 +99,10 @@ impl QueueType {
 pub struct AmqpOptions {
     /// `amqp://user:password@host:port/vhost` (or `amqps://`). Never logged.
     pub url: String,
+    /// Further nodes of the same cluster, as `host:port`: reached with the URL's scheme,
+    /// credentials, vhost and query. Knutpunkt connects to the first node that answers (the
+    /// URL's first) and, after losing a connection, tries the next node first.
+    pub nodes: Vec<String>,
     /// Type of work and dead-letter queues (retry delay queues are always classic).
     pub queue_type: QueueType,
     /// How long a publish waits for the broker's confirm, and the bound on every other
@@ -111,6 +115,7 @@ impl AmqpOptions {
     pub fn new(url: impl Into<String>) -> Self {
         AmqpOptions {
             url: url.into(),
+            nodes: Vec::new(),
             queue_type: QueueType::default(),
             confirm_timeout: Duration::from_secs(10),
         }
@@ -127,6 +132,7 @@ impl fmt::Debug for AmqpOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AmqpOptions")
             .field("url", &redacted(&self.url))
+            .field("nodes", &self.nodes)
             .field("queue_type", &self.queue_type)
             .field("confirm_timeout", &self.confirm_timeout)
             .finish()
@@ -143,6 +149,35 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// Whether `node` names a node as `broker.nodes` wants it: `host:port` (or `[v6]:port`).
+pub fn check_node(node: &str) -> Result<(), String> {
+    let port_ok = node
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok || node.contains(['/', '@', '?', '#']) {
+        return Err(format!(
+            "`{node}` is not `host:port` (e.g. `rabbit-2.example.se:5671`)"
+        ));
+    }
+    Ok(())
+}
+
+/// `url` with its host and port replaced by `node` (see [`check_node`]): the same scheme,
+/// credentials, vhost and query on another node of the cluster.
+fn with_node(url: &str, node: &str) -> Result<String, String> {
+    let node = node.trim();
+    check_node(node).map_err(|e| format!("broker.nodes: {e}"))?;
+    let start = url
+        .find("://")
+        .map(|i| i + 3)
+        .ok_or("broker.url is not a URL")?;
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    let host_at = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    Ok(format!("{}{node}{}", &url[..host_at], &url[end..]))
+}
+
 /// A broker on RabbitMQ. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct AmqpBroker {
@@ -151,6 +186,8 @@ pub struct AmqpBroker {
 
 struct Shared {
     opts: AmqpOptions,
+    /// The node (0: the URL's, then `opts.nodes`) of the current or last connection.
+    node: AtomicUsize,
     /// The current connection; `None` while reconnecting.
     live: RwLock<Option<Arc<Live>>>,
     closed: AtomicBool,
@@ -251,21 +288,43 @@ async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError
     Ok(channel)
 }
 
-async fn open(opts: &AmqpOptions, shutdown: &CancellationToken) -> Result<Live, BrokerError> {
+/// A connection to the first node that answers, trying them in turn from node `from`
+/// (0: the URL's, then `opts.nodes`); the connection and the node's index.
+async fn open(
+    opts: &AmqpOptions,
+    shutdown: &CancellationToken,
+    from: usize,
+) -> Result<(Live, usize), BrokerError> {
+    let count = opts.nodes.len() + 1;
+    let mut failures = Vec::new();
+    for i in (0..count).map(|k| (from + k) % count) {
+        let url = match i {
+            0 => opts.url.clone(),
+            _ => with_node(&opts.url, &opts.nodes[i - 1]).map_err(BrokerError::Connection)?,
+        };
+        match open_one(&url, shutdown).await {
+            Ok(live) => return Ok((live, i)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(BrokerError::Connection(failures.join("; ")))
+}
+
+async fn open_one(url: &str, shutdown: &CancellationToken) -> Result<Live, BrokerError> {
     let props = ConnectionProperties::default().with_connection_name("knut".into());
-    let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&opts.url, props))
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props))
         .await
         .map_err(|_| {
             BrokerError::Connection(format!(
                 "RabbitMQ at {} did not answer within {} s",
-                redacted(&opts.url),
+                redacted(url),
                 CONNECT_TIMEOUT.as_secs()
             ))
         })?
         .map_err(|e| {
             BrokerError::Connection(format!(
                 "cannot connect to RabbitMQ at {}: {e}",
-                redacted(&opts.url)
+                redacted(url)
             ))
         })?;
     let publisher = confirm_channel(&connection).await?;
@@ -357,9 +416,11 @@ impl AmqpBroker {
     /// cannot be made; once connected, connection losses are recovered in the background.
     pub async fn connect(opts: AmqpOptions) -> Result<AmqpBroker, BrokerError> {
         let shutdown = CancellationToken::new();
-        let live = Arc::new(open(&opts, &shutdown).await?);
+        let (live, node) = open(&opts, &shutdown, 0).await?;
+        let live = Arc::new(live);
         let shared = Arc::new(Shared {
             opts,
+            node: node.into(),
             live: RwLock::new(Some(live.clone())),
             closed: AtomicBool::new(false),
             shutdown: shutdown.clone(),
@@ -707,8 +768,8 @@ impl Broker for AmqpBroker {
         Ok(Box::pin(stream))
     }
 
-    async fn browse(&self, queue: &str) -> Result<Vec<Envelope>, BrokerError> {
-        browse::browse(self, queue).await
+    async fn browse_window(&self, queue: &str, window: Window) -> Result<Browsed, BrokerError> {
+        browse::browse(self, queue, window).await
     }
 
     async fn take(&self, queue: &str, ids: &[uuid::Uuid]) -> Result<Vec<Delivery>, BrokerError> {
@@ -942,7 +1003,13 @@ async fn supervise(shared: Weak<Shared>, shutdown: CancellationToken, mut live: 
 
 /// A new connection with the known topology declared on it.
 async fn reconnect(shared: &Shared, shutdown: &CancellationToken) -> Result<Live, BrokerError> {
-    let live = open(&shared.opts, shutdown).await?;
+    // The next node first: the one just lost may be the one that is down.
+    let next = shared.node.load(Ordering::Relaxed) + 1;
+    let (live, node) = open(&shared.opts, shutdown, next).await?;
+    shared.node.store(node, Ordering::Relaxed);
+    if !shared.opts.nodes.is_empty() {
+        tracing::info!(node, "connected to RabbitMQ node {node} of the cluster");
+    }
     let topology = lock(&shared.topology).topology();
     let declared = tokio::time::timeout(shared.opts.confirm_timeout, async {
         let ch = live
@@ -968,6 +1035,29 @@ async fn reconnect(shared: &Shared, shutdown: &CancellationToken) -> Result<Live
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_node_keeps_scheme_credentials_vhost_and_query() {
+        let url = "amqps://knut:p%40ss@rabbit-1:5671/skola?heartbeat=30";
+        assert_eq!(
+            with_node(url, "rabbit-2:5671").unwrap(),
+            "amqps://knut:p%40ss@rabbit-2:5671/skola?heartbeat=30"
+        );
+        assert_eq!(
+            with_node("amqp://127.0.0.1:5672", "[::1]:5673").unwrap(),
+            "amqp://[::1]:5673"
+        );
+        for bad in [
+            "rabbit-2",
+            "rabbit-2:x",
+            ":5672",
+            "u@rabbit-2:5672",
+            "rabbit-2:5672/v",
+        ] {
+            let err = with_node(url, bad).unwrap_err();
+            assert!(err.contains("host:port"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn url_credentials_are_redacted() {
