@@ -1214,6 +1214,88 @@ async fn larplattform_operations() {
     assert_eq!(r.status(), 422);
 }
 
+/// Lärplattform answers attendance in SS 12000 pages: `limit` records and a `pageToken`
+/// for the next page, which takes no other filter; the adapter's list operations send the
+/// token alone on later pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn larplattform_attendances_come_in_pages() {
+    let w = world().await;
+    let students: Vec<Value> = (0..5)
+        .map(|i| json!({"civicNo": MARTA, "present": i % 2 == 0, "absence": "invalid"}))
+        .collect();
+    let lessons: Vec<Value> = ["08:10", "09:20", "10:30", "11:40", "13:00"]
+        .iter()
+        .zip(students)
+        .map(|(start, s)| json!({"subject": "Matematik", "start": start, "minutes": 40, "students": [s]}))
+        .collect();
+    let r = post(
+        &format!("{}/larplattform/_register-attendance", w.base),
+        json!({"teacher": LARS_EK, "schoolUnitCode": "38120001", "group": "7A",
+               "date": "2026-11-26", "lessons": lessons}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let url = format!("{}/larplattform/attendances", w.base);
+    let mut seen = Vec::new();
+    let mut query = format!("{url}?limit=2&meta.modified.after=2000-01-01T00:00:00%2B01:00");
+    for page in 1.. {
+        let answer = reqwest_json(&query).await;
+        let data = answer["data"].as_array().unwrap();
+        assert!(data.len() <= 2, "page {page}: {answer}");
+        seen.extend(data.iter().map(|r| r["id"].clone()));
+        match answer["pageToken"].as_str() {
+            Some(token) => {
+                let token: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+                query = format!("{url}?limit=2&pageToken={token}");
+            }
+            None => {
+                assert_eq!(page, 3, "five records in pages of two");
+                break;
+            }
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    let all = reqwest_json(&url).await;
+    let ids: Vec<Value> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    assert_eq!(ids, seen, "the pages are the whole list, in order");
+    assert!(all["pageToken"].is_null());
+
+    // A token with another filter, a bad token, a bad limit: 400, saying why.
+    let first = reqwest_json(&format!("{url}?limit=2")).await;
+    let token = first["pageToken"].as_str().unwrap().to_string();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for (q, says) in [
+        (
+            format!("pageToken={token}&meta.modified.after=2000-01-01T00:00:00Z"),
+            "other filters",
+        ),
+        ("pageToken=nonsense".to_string(), "not one this server gave"),
+        ("limit=0".to_string(), "`limit`"),
+    ] {
+        let r = reqwest::get(format!("{url}?{q}")).await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        assert!(r.text().await.unwrap().contains(says), "{q}");
+    }
+
+    // The adapter: the first page by the watermark, the next by the token alone.
+    let next = w
+        .call(
+            "larplattform",
+            "list-attendances-with-lessons",
+            json!({"watermark": "2000-01-01T00:00:00+01:00", "page": token}),
+        )
+        .await;
+    let sent = w.last("larplattform");
+    assert!(sent.path.contains("pageToken="), "{}", sent.path);
+    assert!(!sent.path.contains("meta.modified.after"), "{}", sent.path);
+    assert_eq!(json_of(&next)["data"].as_array().unwrap().len(), 3);
+}
+
 /// The seed's attendance teacher (Lars Ek, Björkhagens skola).
 const LARS_EK: &str = "197604151238";
 

@@ -12,12 +12,17 @@
 //!     id: .flowInstanceID             # per-item dedupe key
 //!     fetch: get-instance             # optional: called per new item; its answer is the message
 //!     watermark: .added               # optional: the highest value handed on is kept
+//!     page: { next: .pageToken }      # optional: the list answers in pages
 //! ```
 //!
 //! One poll:
 //! 1. read the route's watermark from the state store and call `list` with the message body
 //!    `params + {watermark}` (the stored value, or null before the first item): the adapter
 //!    operation's `{jq}` path and `query` read it (e.g. `fromDate: '.watermark[0:10]'`);
+//!    With `page`, the list is called again with `page` set to the token `page.next` gives
+//!    on the answer, until it gives none (or `page.max` pages, default 100: the rest come
+//!    at the next poll, from the watermark this one moved); a page that fails ends the
+//!    listing there, and the items of the pages before it go on;
 //! 2. `items` over the answer (XML converted to JSON) gives the items: each output is an
 //!    item, an array output counts as its elements and null as none, so one path serves
 //!    OeP's "one child is an object, several are an array";
@@ -125,6 +130,7 @@ pub struct Poller {
     items: Program,
     id: Program,
     watermark: Option<Program>,
+    next_page: Option<Program>,
     client: AdapterClient,
     store: Store,
     ingress: Ingress,
@@ -165,6 +171,11 @@ impl Poller {
                 .as_deref()
                 .map(|w| compile("watermark", w))
                 .transpose()?,
+            next_page: spec
+                .page
+                .as_ref()
+                .map(|p| compile("page.next", &p.next))
+                .transpose()?,
             spec: spec.clone(),
             client,
             store,
@@ -191,8 +202,7 @@ impl Poller {
             .clone()
             .or_else(|| self.spec.since.and_then(starting_point))
             .unwrap_or(Value::Null);
-        let answer = self.list(from).await?;
-        let items = extract_items(&self.items, &answer).map_err(PollError::Items)?;
+        let items = self.list_pages(from).await?;
 
         let mut report = PollReport::default();
         let mut pending: Vec<Item> = Vec::with_capacity(items.len());
@@ -264,13 +274,62 @@ impl Poller {
         Ok(report)
     }
 
-    /// Call the list operation with `params + {watermark}`; its answer as JSON.
-    async fn list(&self, watermark: Value) -> Result<Value, PollError> {
+    /// The items of every page of the list from `watermark` (one page without `page`).
+    /// A failure of the first page fails the poll; a later page's failure ends the listing
+    /// there, and the items of the pages before it go on.
+    async fn list_pages(&self, watermark: Value) -> Result<Vec<Value>, PollError> {
+        let (Some(next_page), Some(paging)) = (&self.next_page, &self.spec.page) else {
+            let answer = self.list(watermark, None).await?;
+            return extract_items(&self.items, &answer).map_err(PollError::Items);
+        };
+        let mut items = Vec::new();
+        let mut page = Value::Null;
+        for listed in 1..=paging.max {
+            let answer = match self.list(watermark.clone(), Some(page.clone())).await {
+                Ok(answer) => answer,
+                Err(error) if listed == 1 => return Err(error),
+                Err(error) => {
+                    tracing::warn!(route = %self.route, page = listed, %error, "a page of the list failed; the items of the pages before it go on, the rest come at the next poll");
+                    break;
+                }
+            };
+            items.extend(extract_items(&self.items, &answer).map_err(PollError::Items)?);
+            let next = match next_page.first(&answer, &Vars::default()) {
+                Ok(Some(Value::Null) | None) => break,
+                Ok(Some(Value::String(s))) if s.is_empty() => break,
+                Ok(Some(next)) => next,
+                Err(e) => {
+                    tracing::warn!(route = %self.route, page = listed, error = %e, "page.next failed on a list answer; the listing ends there");
+                    break;
+                }
+            };
+            if next == page {
+                tracing::error!(route = %self.route, page = listed, "the list answered the page it was asked for as the next one; the listing ends there");
+                break;
+            }
+            if listed == paging.max {
+                if self.watermark.is_some() {
+                    tracing::info!(route = %self.route, pages = listed, "page.max pages listed; the rest come at the next poll, from the watermark this one moves");
+                } else {
+                    tracing::warn!(route = %self.route, pages = listed, "page.max pages listed, and without `watermark` every poll starts at the first page again: items beyond page.max are never reached");
+                }
+            }
+            page = next;
+        }
+        Ok(items)
+    }
+
+    /// Call the list operation with `params + {watermark}` (and `page`, when paging); its
+    /// answer as JSON.
+    async fn list(&self, watermark: Value, page: Option<Value>) -> Result<Value, PollError> {
         let mut body = match &self.spec.params {
             Some(Value::Object(map)) => map.clone(),
             _ => serde_json::Map::new(),
         };
         body.insert("watermark".into(), watermark);
+        if let Some(page) = page {
+            body.insert("page".into(), page);
+        }
         let request = Envelope::json(Value::Object(body));
         let answer = self
             .client
@@ -681,6 +740,8 @@ mod tests {
         failing: Mutex<Vec<String>>,
         queries: Mutex<Vec<BTreeMap<String, String>>>,
         fetched: Mutex<Vec<String>>,
+        /// `/pages` answers 503 for this page token.
+        failing_page: Mutex<Option<String>>,
     }
 
     async fn serve(system: Arc<System>) -> String {
@@ -715,7 +776,47 @@ mod tests {
             )
                 .into_response()
         }
+        /// Two items a page, oldest first: the first page by `from`, the next by `page`
+        /// (the offset), never both; `next` is null on the last.
+        async fn pages(
+            State(s): State<Arc<System>>,
+            Query(q): Query<BTreeMap<String, String>>,
+        ) -> axum::response::Response {
+            s.queries.lock().unwrap().push(q.clone());
+            if q.contains_key("page") && q.contains_key("from") {
+                return StatusCode::BAD_REQUEST.into_response();
+            }
+            if q.get("page").is_some() && *s.failing_page.lock().unwrap() == q.get("page").cloned()
+            {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            let (from, offset) = match q.get("page") {
+                Some(p) => {
+                    let (from, offset) = p.split_once('@').unwrap_or(("", "0"));
+                    (from.to_string(), offset.parse::<usize>().unwrap_or(0))
+                }
+                None => (q.get("from").cloned().unwrap_or_default(), 0),
+            };
+            let mut all: Vec<(String, String)> = s
+                .items
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, at)| *at > from)
+                .cloned()
+                .collect();
+            all.sort_by(|a, b| a.1.cmp(&b.1));
+            let next = (all.len() > offset + 2).then(|| format!("{from}@{}", offset + 2));
+            let items: Vec<Value> = all
+                .iter()
+                .skip(offset)
+                .take(2)
+                .map(|(id, at)| json!({"id": id, "at": at}))
+                .collect();
+            axum::Json(json!({ "items": items, "next": next })).into_response()
+        }
         let app = axum::Router::new()
+            .route("/pages", get(pages))
             .route("/items", get(list))
             .route("/items/{id}", get(fetch))
             .route("/down", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
@@ -744,6 +845,16 @@ mod tests {
                 op("/items", &[("from", ".watermark"), ("kind", ".kind")]),
             ),
             ("get".to_string(), op("/items/{.id}", &[])),
+            (
+                "pages".to_string(),
+                op(
+                    "/pages",
+                    &[
+                        ("from", "if .page then null else .watermark end"),
+                        ("page", ".page"),
+                    ],
+                ),
+            ),
             ("down".to_string(), op("/down", &[])),
         ]
         .into();
@@ -775,6 +886,7 @@ mod tests {
             fetch: fetch.map(str::to_string),
             watermark: Some(".at".into()),
             since: None,
+            page: None,
         }
     }
 
@@ -886,6 +998,99 @@ mod tests {
             }
             out
         }
+    }
+
+    /// A paged list: each poll lists page after page (the first by the watermark, the next
+    /// by the token alone) until the last; at `max` pages it stops and the next poll goes on
+    /// from the watermark; a failing later page ends the listing, the pages before it go on.
+    #[tokio::test]
+    async fn a_paged_list_is_listed_to_its_last_page() {
+        let mut s = setup("pages", None).await;
+        for (id, at) in [
+            ("a", "10:01"),
+            ("b", "10:02"),
+            ("c", "10:03"),
+            ("d", "10:04"),
+            ("e", "10:05"),
+        ] {
+            s.add(id, at);
+        }
+        let paged = |max| {
+            let mut p = spec("pages", None);
+            p.page = Some(crate::route::model::PollPage {
+                next: ".next".into(),
+                max,
+            });
+            p
+        };
+        let (client, store, broker) = (s.poller.client.clone(), s.store.clone(), s.broker.clone());
+        let poller = move |spec: PollFrom| {
+            Poller::new(
+                "polled",
+                &spec,
+                client.clone(),
+                store.clone(),
+                Ingress::new(Arc::new(broker.clone())),
+            )
+            .unwrap()
+        };
+        s.poller = poller(paged(100));
+        let report = s.poll().await;
+        assert_eq!((report.listed, report.handed_on), (5, 5));
+        assert_eq!(report.watermark, Some(json!("10:05")));
+        let queries = std::mem::take(&mut *s.system.queries.lock().unwrap());
+        assert_eq!(queries.len(), 3, "three pages of two: {queries:?}");
+        assert!(
+            !queries[0].contains_key("page"),
+            "the first page by the watermark (null yet)"
+        );
+        assert!(
+            queries[1..]
+                .iter()
+                .all(|q| q.contains_key("page") && !q.contains_key("from"))
+        );
+        assert_eq!(s.taken().await.len(), 5);
+
+        // At most two pages a poll: the next poll goes on from the watermark.
+        for (id, at) in [
+            ("f", "10:06"),
+            ("g", "10:07"),
+            ("h", "10:08"),
+            ("i", "10:09"),
+            ("j", "10:10"),
+        ] {
+            s.add(id, at);
+        }
+        s.poller = poller(paged(2));
+        let report = s.poll().await;
+        assert_eq!(
+            (report.handed_on, report.watermark.clone()),
+            (4, Some(json!("10:09")))
+        );
+        let report = s.poll().await;
+        assert_eq!(
+            (report.handed_on, report.watermark),
+            (1, Some(json!("10:10")))
+        );
+        assert_eq!(s.taken().await.len(), 5);
+
+        // A later page that fails: the first page's items go on, the rest at the next poll.
+        for (id, at) in [("k", "10:11"), ("l", "10:12"), ("m", "10:13")] {
+            s.add(id, at);
+        }
+        *s.system.failing_page.lock().unwrap() = Some("10:10@2".into());
+        s.poller = poller(paged(100));
+        let report = s.poll().await;
+        assert_eq!(
+            (report.handed_on, report.watermark.clone()),
+            (2, Some(json!("10:12")))
+        );
+        *s.system.failing_page.lock().unwrap() = None;
+        let report = s.poll().await;
+        assert_eq!(
+            (report.handed_on, report.watermark),
+            (1, Some(json!("10:13")))
+        );
     }
 
     #[tokio::test]

@@ -549,6 +549,12 @@ fn check_poll(r: &LoadedRoute, p: &PollFrom, d: &mut Vec<Diagnostic>) {
             .with_expected("e.g. `{familyId: 412, status: Inkommen}`"),
         );
     }
+    if p.page.as_ref().is_some_and(|page| page.max == 0) {
+        d.push(
+            r.diagnostic("from.poll.page.max", "a poll lists at least one page")
+                .with_expected("a whole number ≥ 1 (default 100)"),
+        );
+    }
 }
 
 /// RabbitMQ closes a consumer's channel when it holds a delivery unacknowledged longer

@@ -268,7 +268,8 @@ pub struct PollFrom {
     /// Adapter name (a file `adapters/<name>.yaml`).
     pub adapter: String,
     /// Operation of the adapter that lists the items. Its message body is `params` with
-    /// `watermark` (the stored watermark, or null) added.
+    /// `watermark` (the stored watermark, or null) added, and with `page`, `page` (the
+    /// next page's token, null for the first).
     pub list: String,
     /// JSON object given to `list` (e.g. `{familyId: 412, status: Inkommen}` for `{.familyId}` in its path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,6 +303,24 @@ pub struct PollFrom {
     )]
     #[schemars(with = "Option<String>")]
     pub since: Option<Duration>,
+    /// The list answers in pages: each poll lists page after page (each page's token given to `list` as `.page`) until `next` gives none or `max` pages were listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<PollPage>,
+}
+
+/// How a poll's list pages (e.g. SS 12000's `pageToken`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollPage {
+    /// jq expression over a list answer giving the next page's token (e.g. `.pageToken`); null, an empty string or nothing means it was the last page.
+    pub next: String,
+    /// Pages one poll lists at most (default 100); the rest come at the next poll, which starts from the watermark the handed-on items moved (so set `watermark` when a backlog may be longer).
+    #[serde(default = "default_max_pages")]
+    pub max: u32,
+}
+
+fn default_max_pages() -> u32 {
+    100
 }
 
 /// The route's error policy.

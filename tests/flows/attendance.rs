@@ -60,6 +60,13 @@ pub async fn run(on: On) {
             "every: 1m",
             "every: 1s",
         );
+        // Pages of two records: the day's six come on three pages (SS 12000 pageToken).
+        patch_file(
+            root,
+            "adapters/larplattform.yaml",
+            "      expand: '\"calendarEvent\"'\n",
+            "      expand: '\"calendarEvent\"'\n      limit: '\"2\"'\n",
+        );
     })
     .await;
 
@@ -128,6 +135,24 @@ pub async fn run(on: On) {
     let mut absent = vec![id_of(MARTA), id_of(ALVA)];
     absent.sort();
     assert_eq!(stakeholders, absent);
+    // The poll paged: later pages asked by the token alone.
+    let pages = flow.calls("larplattform", "GET", "/attendances").await;
+    let by_token: Vec<&str> = pages
+        .iter()
+        .filter_map(|c| c["path"].as_str())
+        .filter(|p| p.contains("pageToken="))
+        .collect();
+    assert!(
+        !by_token.is_empty(),
+        "no page asked by its token: {}",
+        text(&json!(pages))
+    );
+    assert!(
+        by_token
+            .iter()
+            .all(|p| !p.contains("meta.modified.after") && p.contains("limit=2")),
+        "{by_token:?}"
+    );
 
     let emails = flow.calls("messaging", "POST", "/2281/email").await;
     let webmessages = flow.calls("messaging", "POST", "/2281/webmessage").await;

@@ -4,7 +4,7 @@
 //!
 //! | call | answer |
 //! |---|---|
-//! | `GET /attendances?meta.modified.after=<RFC 3339>[&expand=calendarEvent]` | `{"data": [Attendance]}` (SS 12000: `calendarEvent`, `student`, `reporter`, `isReported`, `attendanceMinutes`, `validAbsenceMinutes`, `invalidAbsenceMinutes`, `absenceReason`, `reportedTimestamp`, `meta`), oldest first; with `expand=calendarEvent` each record also holds its lesson as `_embedded.calendarEvent` (SS 12000's `_embedded`), so a reader needs no call per record |
+//! | `GET /attendances?meta.modified.after=<RFC 3339>[&expand=calendarEvent][&limit=N]`, then `GET /attendances?pageToken=…[&expand=…][&limit=N]` | `{"data": [Attendance], "pageToken": …}` (SS 12000: `calendarEvent`, `student`, `reporter`, `isReported`, `attendanceMinutes`, `validAbsenceMinutes`, `invalidAbsenceMinutes`, `absenceReason`, `reportedTimestamp`, `meta`), oldest `meta.modified` first; with `expand=calendarEvent` each record also holds its lesson as `_embedded.calendarEvent` (SS 12000's `_embedded`), so a reader needs no call per record. In pages, as SS 12000 allows a server: at most `limit` records (100 when absent), and `pageToken` (an opaque value; null on the last page) for the next, which takes no other filter (400 when combined with `meta.modified.after`) |
 //! | `GET /calendarEvents/{id}` | the lesson: `startTime`, `endTime`, `activity` (subject), `group`, `organisation` (school unit) |
 //! | `GET /calendarEvents?startTime.onOrAfter=&startTime.onOrBefore=[&expand=attendance]` | `{"data": [CalendarEvent]}`, the lessons starting in that span (both required, as in SS 12000; compared on the lesson's local wall-clock time, a date alone meaning its whole day), in start order; with `expand=attendance` each holds its attendance records as `_embedded.attendance` |
 //! | `GET /grades?meta.modified.after=<RFC 3339>` | `{"data": [Grade]}` (SS 12000: `student`, `organisation`, `registeredBy`, `gradingTeacher`, `group`, `registeredDate`, `gradeValue`, `finalGrade`, `syllabus`, `semester`, `year`) |
@@ -87,6 +87,72 @@ struct Since {
     after: Option<String>,
     /// SS 12000 `expand`: here `calendarEvent` (comma-separated values allowed).
     expand: Option<String>,
+    /// SS 12000 `limit`: records per page (at least 1).
+    limit: Option<String>,
+    /// SS 12000 `pageToken`: where the previous page ended (opaque to the client).
+    #[serde(rename = "pageToken")]
+    page_token: Option<String>,
+}
+
+/// Records per page when the client sets no `limit` (SS 12000 lets a server page anyway).
+const PAGE_SIZE: usize = 100;
+
+/// What a page token stands for: the query's `meta.modified.after` and how many records
+/// of its answer came on earlier pages.
+#[derive(serde::Serialize, Deserialize)]
+struct PageToken {
+    after: Option<String>,
+    offset: usize,
+}
+
+impl PageToken {
+    fn encode(&self) -> String {
+        use base64::Engine as _;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(text: &str) -> Option<PageToken> {
+        use base64::Engine as _;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+}
+
+/// The page a query asks for: (`meta.modified.after`, offset, limit), or the 400 problem.
+fn page_of(s: &Since) -> Result<(Option<String>, usize, usize), Response> {
+    let limit = match s.limit.as_deref().map(str::parse::<usize>) {
+        None => PAGE_SIZE,
+        Some(Ok(n)) if n >= 1 => n,
+        Some(_) => {
+            return Err(problem(
+                StatusCode::BAD_REQUEST,
+                "Invalid limit",
+                "`limit` is a whole number ≥ 1 (SS 12000)",
+            ));
+        }
+    };
+    let Some(text) = s.page_token.as_deref() else {
+        return Ok((s.after.clone(), 0, limit));
+    };
+    if s.after.is_some() {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Invalid filter",
+            "`pageToken` cannot be combined with other filters, only with `limit` (SS 12000): \
+             leave `meta.modified.after` out of the next pages' requests",
+        ));
+    }
+    match PageToken::decode(text) {
+        Some(t) => Ok((t.after, t.offset, limit)),
+        None => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "Invalid pageToken",
+            "`pageToken` is not one this server gave: send the `pageToken` of the previous answer as it is",
+        )),
+    }
 }
 
 /// Does an SS 12000 `expand` parameter ask for `what`?
@@ -104,8 +170,25 @@ fn modified_after(items: &[Value], after: Option<&str>) -> Vec<Value> {
 }
 
 async fn attendances(State(w): State<Arc<World>>, Query(s): Query<Since>) -> Response {
+    let (after, offset, limit) = match page_of(&s) {
+        Ok(page) => page,
+        Err(problem) => return problem,
+    };
     let platform = lock(&w.larplattform);
-    let mut data = modified_after(&platform.attendances, s.after.as_deref());
+    let mut data = modified_after(&platform.attendances, after.as_deref());
+    // Oldest change first (a corrected record moves to the end).
+    data.sort_by(|a, b| {
+        let modified = |v: &Value| v["meta"]["modified"].as_str().unwrap_or("").to_string();
+        modified(a).cmp(&modified(b))
+    });
+    let next = (data.len() > offset + limit).then(|| {
+        PageToken {
+            after: after.clone(),
+            offset: offset + limit,
+        }
+        .encode()
+    });
+    let mut data: Vec<Value> = data.into_iter().skip(offset).take(limit).collect();
     if expands(s.expand.as_deref(), "calendarEvent") {
         for record in &mut data {
             let lesson = platform
@@ -118,7 +201,7 @@ async fn attendances(State(w): State<Arc<World>>, Query(s): Query<Since>) -> Res
             }
         }
     }
-    Json(json!({ "data": data })).into_response()
+    Json(json!({ "data": data, "pageToken": next })).into_response()
 }
 
 #[derive(Deserialize)]
