@@ -742,6 +742,14 @@ impl Config {
                 }
             }
         }
+        if !self.broker.nodes.is_empty() && self.broker.url.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "broker.nodes".into(),
+                reason: "further nodes of a RabbitMQ cluster need broker.url (the first node, \
+                         with the user, password and vhost)"
+                    .into(),
+            });
+        }
         for node in &self.broker.nodes {
             crate::broker::amqp::check_node(node).map_err(|reason| ConfigError::Invalid {
                 key: "broker.nodes".into(),
@@ -1340,8 +1348,13 @@ mod tests {
         assert_eq!(cfg.broker.nodes, ["rabbit-2:5671", "rabbit-3:5671"]);
         assert_eq!(cfg.log.format, LogFormat::Json);
         assert_eq!(cfg.shutdown.timeout, Duration::from_secs(5));
-        let file = Config::from_toml_str("[broker]\nnodes = [\"rabbit-2:5671\"]\n").unwrap();
+        let file = Config::from_toml_str(
+            "[broker]\nurl = \"amqps://rabbit-1:5671/skola\"\nnodes = [\"rabbit-2:5671\"]\n",
+        )
+        .unwrap();
         assert_eq!(file.broker.nodes, ["rabbit-2:5671"]);
+        let alone = Config::from_toml_str("[broker]\nnodes = [\"rabbit-2:5671\"]\n").unwrap_err();
+        assert!(alone.to_string().contains("need broker.url"), "{alone}");
     }
 
     #[test]

@@ -712,7 +712,7 @@ async fn browsing_never_counts_toward_a_delivery_limit() {
 
 /// A measurement, not a check (run by hand: `cargo test --release --test amqp_conformance
 /// -- --ignored fifty_thousand`): 50,000 dead letters on one route of the private node are
-/// counted, listed and replayed in one pass; the times are printed (README, reliability).
+/// counted, paged, listed and replayed in one pass; the times are printed (README).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement of minutes; run by hand"]
 async fn fifty_thousand_dead_letters_are_counted_listed_and_replayed() {
@@ -750,6 +750,12 @@ async fn fifty_thousand_dead_letters_are_counted_listed_and_replayed() {
     let overview = knutpunkt::admin::dlq::overview_of(&dead_letters, [route.clone()]).await;
     eprintln!("overview (count) of {N}: {:?}", t.elapsed());
     assert_eq!(overview.total, N as u64);
+
+    let t = Instant::now();
+    let page = dead_letters.page(&route, None, 100).await.unwrap();
+    eprintln!("a page of 100 of {N} (one rotation): {:?}", t.elapsed());
+    assert_eq!(page.messages.len(), 100);
+    assert!(page.more);
 
     let t = Instant::now();
     let listed = dead_letters.list(&route).await.unwrap();

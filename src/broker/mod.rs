@@ -224,24 +224,31 @@ impl Window {
             window: self,
             started: !matches!(self, Window::Page { after: Some(_), .. }),
             browsed: Browsed::default(),
+            ids: std::collections::HashSet::new(),
         }
     }
 }
 
 /// One pass's choice of messages for a [`Window`]: offer each message in queue order.
+/// A message id met again in the pass (a copy an interrupted rotation left) counts once,
+/// at its first place, so a page that ends on an id always leads past it.
 #[derive(Debug)]
 pub struct Selection {
     window: Window,
     started: bool,
     browsed: Browsed,
+    ids: std::collections::HashSet<Uuid>,
 }
 
 impl Selection {
     /// True when `e` is kept; a kept message is the caller's to add with [`Selection::keep`].
     pub fn wants(&mut self, e: &Envelope) -> bool {
+        if !self.ids.insert(e.id) {
+            return false;
+        }
         match self.window {
             Window::All => true,
-            Window::Id(id) => e.id == id && self.browsed.messages.is_empty(),
+            Window::Id(id) => e.id == id,
             Window::Page { after, limit } => {
                 if !self.started {
                     self.started = after == Some(e.id);

@@ -146,7 +146,7 @@ pub async fn run(config: &Config, root: &std::path::Path, command: DlqCommand) -
         DlqCommand::List { route: None, .. } => {
             parse(&text).map(|o: DeadLetterOverview| overview(&o))
         }
-        DlqCommand::List { .. } => parse(&text).map(|l: DeadLetterList| table(&l)),
+        DlqCommand::List { limit, .. } => parse(&text).map(|l: DeadLetterList| table(&l, *limit)),
         DlqCommand::Show { .. } => parse(&text).map(|d: DeadLetterDetail| detail(&d)),
         DlqCommand::Replay { id: Some(_), .. } => parse(&text).map(|r: Replayed| {
             format!(
@@ -244,7 +244,9 @@ pub fn overview(o: &DeadLetterOverview) -> String {
 }
 
 /// The list as a table.
-pub fn table(list: &DeadLetterList) -> String {
+/// A page of dead letters as a table; the last line leads to the next page (asked with
+/// `limit` per page).
+pub fn table(list: &DeadLetterList, limit: usize) -> String {
     if list.dead_letters.is_empty() {
         return format!("no dead letters in {}", list.queue);
     }
@@ -285,9 +287,13 @@ pub fn table(list: &DeadLetterList) -> String {
     match (list.next, list.total) {
         (Some(next), total) => {
             let of = total.map_or(String::new(), |t| format!(" of {t}"));
+            let per_page = match limit {
+                crate::admin::dlq::PAGE_DEFAULT => String::new(),
+                n => format!(" --limit {n}"),
+            };
             let _ = write!(
                 out,
-                "{n} dead letter{}{of} in {}; the next page: knut dlq list {} --after {next}",
+                "{n} dead letter{}{of} in {}; the next page: knut dlq list {}{per_page} --after {next}",
                 plural(n),
                 list.queue,
                 list.route
@@ -338,6 +344,7 @@ pub fn detail(d: &DeadLetterDetail) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::dlq::PAGE_DEFAULT;
 
     fn summary(reason: &str) -> DeadLetterSummary {
         DeadLetterSummary {
@@ -363,7 +370,7 @@ mod tests {
             dead_letters: vec![summary("sink.deliver answered\nHTTP 503")],
             next: None,
         };
-        let t = table(&list);
+        let t = table(&list, PAGE_DEFAULT);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("ID "), "{t}");
@@ -375,13 +382,13 @@ mod tests {
             dead_letters: vec![],
             ..list.clone()
         };
-        assert_eq!(table(&empty), "no dead letters in knut.dlq.r");
+        assert_eq!(table(&empty, PAGE_DEFAULT), "no dead letters in knut.dlq.r");
         let paged = DeadLetterList {
             total: Some(250),
             next: Some(uuid::Uuid::nil()),
             ..list
         };
-        let t = table(&paged);
+        let t = table(&paged, PAGE_DEFAULT);
         assert!(
             t.ends_with(
                 "1 dead letter of 250 in knut.dlq.r; the next page: knut dlq list r --after \
@@ -389,6 +396,8 @@ mod tests {
             ),
             "{t}"
         );
+        let t = table(&paged, 20);
+        assert!(t.contains("knut dlq list r --limit 20 --after"), "{t}");
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl Poller {
             .clone()
             .or_else(|| self.spec.since.and_then(starting_point))
             .unwrap_or(Value::Null);
-        let items = self.list_pages(from).await?;
+        let (items, complete) = self.list_pages(from).await?;
 
         let mut report = PollReport::default();
         let mut pending: Vec<Item> = Vec::with_capacity(items.len());
@@ -223,6 +223,16 @@ impl Poller {
             }
         }
         report.listed = pending.len() + held_back.len();
+        // A listing that stopped before its last page has not seen every item of the highest
+        // value it listed (a later page may hold more with the same value): the watermark
+        // stays below that value, and those listed are skipped as seen next time.
+        let cap = match complete {
+            true => None,
+            false => pending
+                .iter()
+                .filter_map(|i| i.mark.clone())
+                .max_by(jq_order),
+        };
         // Oldest first: a poll that stops early has handed on a prefix.
         pending.sort_by(|a, b| match (&a.mark, &b.mark) {
             (Some(x), Some(y)) => jq_order(x, y),
@@ -256,6 +266,7 @@ impl Poller {
         }
         held_back.extend(pending.map(|i| i.mark));
         report.failed = held_back.len();
+        held_back.extend(cap.map(Some));
 
         if self.watermark.is_some()
             && let Some(next) = advance(stored.as_ref(), &handled, &held_back)
@@ -274,49 +285,56 @@ impl Poller {
         Ok(report)
     }
 
-    /// The items of every page of the list from `watermark` (one page without `page`).
-    /// A failure of the first page fails the poll; a later page's failure ends the listing
-    /// there, and the items of the pages before it go on.
-    async fn list_pages(&self, watermark: Value) -> Result<Vec<Value>, PollError> {
+    /// The items of every page of the list from `watermark` (one page without `page`), and
+    /// whether the listing reached the last page. A failure of the first page fails the
+    /// poll; a later page's failure ends the listing there, and the items of the pages
+    /// before it go on.
+    async fn list_pages(&self, watermark: Value) -> Result<(Vec<Value>, bool), PollError> {
         let (Some(next_page), Some(paging)) = (&self.next_page, &self.spec.page) else {
             let answer = self.list(watermark, None).await?;
-            return extract_items(&self.items, &answer).map_err(PollError::Items);
+            let items = extract_items(&self.items, &answer).map_err(PollError::Items)?;
+            return Ok((items, true));
         };
         let mut items = Vec::new();
         let mut page = Value::Null;
         for listed in 1..=paging.max {
-            let answer = match self.list(watermark.clone(), Some(page.clone())).await {
-                Ok(answer) => answer,
+            let answer = self.list(watermark.clone(), Some(page.clone())).await;
+            let got = answer.and_then(|a| {
+                let found = extract_items(&self.items, &a).map_err(PollError::Items)?;
+                Ok((a, found))
+            });
+            let answer = match got {
+                Ok((answer, found)) => {
+                    items.extend(found);
+                    answer
+                }
                 Err(error) if listed == 1 => return Err(error),
                 Err(error) => {
                     tracing::warn!(route = %self.route, page = listed, %error, "a page of the list failed; the items of the pages before it go on, the rest come at the next poll");
-                    break;
+                    return Ok((items, false));
                 }
             };
-            items.extend(extract_items(&self.items, &answer).map_err(PollError::Items)?);
             let next = match next_page.first(&answer, &Vars::default()) {
-                Ok(Some(Value::Null) | None) => break,
-                Ok(Some(Value::String(s))) if s.is_empty() => break,
+                Ok(Some(Value::Null) | None) => return Ok((items, true)),
+                Ok(Some(Value::String(s))) if s.is_empty() => return Ok((items, true)),
                 Ok(Some(next)) => next,
                 Err(e) => {
                     tracing::warn!(route = %self.route, page = listed, error = %e, "page.next failed on a list answer; the listing ends there");
-                    break;
+                    return Ok((items, false));
                 }
             };
             if next == page {
                 tracing::error!(route = %self.route, page = listed, "the list answered the page it was asked for as the next one; the listing ends there");
-                break;
-            }
-            if listed == paging.max {
-                if self.watermark.is_some() {
-                    tracing::info!(route = %self.route, pages = listed, "page.max pages listed; the rest come at the next poll, from the watermark this one moves");
-                } else {
-                    tracing::warn!(route = %self.route, pages = listed, "page.max pages listed, and without `watermark` every poll starts at the first page again: items beyond page.max are never reached");
-                }
+                return Ok((items, false));
             }
             page = next;
         }
-        Ok(items)
+        if self.watermark.is_some() {
+            tracing::info!(route = %self.route, pages = paging.max, "page.max pages listed; the rest come at the next poll, from the watermark this one moves");
+        } else {
+            tracing::warn!(route = %self.route, pages = paging.max, "page.max pages listed, and without `watermark` every poll starts at the first page again: items beyond page.max are never reached");
+        }
+        Ok((items, false))
     }
 
     /// Call the list operation with `params + {watermark}` (and `page`, when paging); its
@@ -536,7 +554,10 @@ pub async fn run(
             after = at;
         }
         let outcome = if lease.hold().await {
-            Some(poller.poll_once(&shutdown).await)
+            let started = std::time::Instant::now();
+            let outcome = poller.poll_once(&shutdown).await;
+            lease.took(started.elapsed());
+            Some(outcome)
         } else {
             None
         };
@@ -584,15 +605,19 @@ pub async fn run(
 }
 
 /// The poll lease: of several knut instances on one state store, one polls a route at a
-/// time (the others skip their turn). It lasts two polling intervals (at least 10 s; 5
-/// minutes for a cron schedule) and is renewed at every turn, so a holder that polls on
-/// time never loses it, and when it dies another instance takes over at its first turn
-/// after the lease ran out: within three intervals of the death (or 10 s and one interval)
-/// — at once when it stops gracefully.
+/// time (the others skip their turn). It lasts two polling intervals plus as long as the
+/// holder's last poll took (at least 10 s; 5 minutes and the last poll for a cron
+/// schedule), and is renewed at every turn — the next turn comes one interval after a
+/// poll ends, so a holder whose polls take about as long as the last never loses it.
+/// When the holder dies, another instance takes over at its first turn after the lease ran
+/// out: within three intervals (plus the last poll's duration) of the death — at once when
+/// it stops gracefully.
 struct Lease {
     name: String,
     holder: String,
     ttl: Duration,
+    /// How long this instance's last poll took (microseconds).
+    last_poll_us: std::sync::atomic::AtomicU64,
     store: Store,
     route: String,
     held: std::sync::atomic::AtomicBool,
@@ -608,18 +633,27 @@ impl Lease {
             name: format!("poll/{route}"),
             holder: uuid::Uuid::now_v7().to_string(),
             ttl,
+            last_poll_us: 0.into(),
             store,
             route: route.to_string(),
             held: false.into(),
         }
     }
 
+    /// Remember how long this instance's poll took: the lease it takes next covers as much.
+    fn took(&self, poll: Duration) {
+        let us = u64::try_from(poll.as_micros()).unwrap_or(u64::MAX);
+        self.last_poll_us
+            .store(us, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Take or renew the lease; false when another instance holds it or the store fails.
     async fn hold(&self) -> bool {
         use std::sync::atomic::Ordering;
+        let last = Duration::from_micros(self.last_poll_us.load(Ordering::Relaxed));
         let now = match self
             .store
-            .take_lease(&self.name, &self.holder, self.ttl)
+            .take_lease(&self.name, &self.holder, self.ttl.saturating_add(last))
             .await
         {
             Ok(held) => held,
@@ -786,8 +820,7 @@ mod tests {
             if q.contains_key("page") && q.contains_key("from") {
                 return StatusCode::BAD_REQUEST.into_response();
             }
-            if q.get("page").is_some() && *s.failing_page.lock().unwrap() == q.get("page").cloned()
-            {
+            if q.contains_key("page") && *s.failing_page.lock().unwrap() == q.get("page").cloned() {
                 return StatusCode::SERVICE_UNAVAILABLE.into_response();
             }
             let (from, offset) = match q.get("page") {
@@ -1051,7 +1084,8 @@ mod tests {
         );
         assert_eq!(s.taken().await.len(), 5);
 
-        // At most two pages a poll: the next poll goes on from the watermark.
+        // At most two pages a poll: the watermark stays below the highest value listed (a
+        // page not listed may hold more of it), and the next poll goes on from there.
         for (id, at) in [
             ("f", "10:06"),
             ("g", "10:07"),
@@ -1064,13 +1098,13 @@ mod tests {
         s.poller = poller(paged(2));
         let report = s.poll().await;
         assert_eq!(
-            (report.handed_on, report.watermark.clone()),
-            (4, Some(json!("10:09")))
+            (report.handed_on, report.failed, report.watermark.clone()),
+            (4, 0, Some(json!("10:08")))
         );
         let report = s.poll().await;
         assert_eq!(
-            (report.handed_on, report.watermark),
-            (1, Some(json!("10:10")))
+            (report.handed_on, report.seen, report.watermark),
+            (1, 1, Some(json!("10:10")))
         );
         assert_eq!(s.taken().await.len(), 5);
 
@@ -1083,7 +1117,7 @@ mod tests {
         let report = s.poll().await;
         assert_eq!(
             (report.handed_on, report.watermark.clone()),
-            (2, Some(json!("10:12")))
+            (2, Some(json!("10:11")))
         );
         *s.system.failing_page.lock().unwrap() = None;
         let report = s.poll().await;
@@ -1091,6 +1125,23 @@ mod tests {
             (report.handed_on, report.watermark),
             (1, Some(json!("10:13")))
         );
+        assert_eq!(s.taken().await.len(), 3);
+
+        // Six items of one value (one registration), the second page failing: the
+        // watermark does not pass that value, so the four not listed come at the next poll.
+        for id in ["n1", "n2", "n3", "n4", "n5", "n6"] {
+            s.add(id, "10:20");
+        }
+        *s.system.failing_page.lock().unwrap() = Some("10:13@2".into());
+        let report = s.poll().await;
+        assert_eq!((report.handed_on, report.watermark.clone()), (2, None));
+        *s.system.failing_page.lock().unwrap() = None;
+        let report = s.poll().await;
+        assert_eq!(
+            (report.handed_on, report.seen, report.watermark),
+            (4, 2, Some(json!("10:20")))
+        );
+        assert_eq!(s.taken().await.len(), 6);
     }
 
     #[tokio::test]

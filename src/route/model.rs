@@ -314,7 +314,7 @@ pub struct PollFrom {
 pub struct PollPage {
     /// jq expression over a list answer giving the next page's token (e.g. `.pageToken`); null, an empty string or nothing means it was the last page.
     pub next: String,
-    /// Pages one poll lists at most (default 100); the rest come at the next poll, which starts from the watermark the handed-on items moved (so set `watermark` when a backlog may be longer).
+    /// Pages one poll lists at most (default 100); the rest come at the next poll, which starts from the watermark (kept below the highest value listed), so set `watermark`, with pages in watermark order, when a backlog may be longer.
     #[serde(default = "default_max_pages")]
     pub max: u32,
 }

@@ -218,7 +218,17 @@ async fn connect_url(
         Some(url) if url.starts_with("amqp://") || url.starts_with("amqps://") => {
             let opts = AmqpOptions {
                 queue_type: config.broker.queue_type,
-                nodes: config.broker.nodes.clone(),
+                // The cluster's other nodes, for a URL on the same broker as broker.url
+                // (another plane's vhost); never a different broker's credentials to them.
+                nodes: match config.broker.url.as_deref() {
+                    Some(main)
+                        if crate::broker::amqp::host_of(main)
+                            == crate::broker::amqp::host_of(url) =>
+                    {
+                        config.broker.nodes.clone()
+                    }
+                    _ => Vec::new(),
+                },
                 ..AmqpOptions::new(url)
             };
             let broker = AmqpBroker::connect(opts)

@@ -97,12 +97,13 @@ struct Since {
 /// Records per page when the client sets no `limit` (SS 12000 lets a server page anyway).
 const PAGE_SIZE: usize = 100;
 
-/// What a page token stands for: the query's `meta.modified.after` and how many records
-/// of its answer came on earlier pages.
+/// What a page token stands for: the query's `meta.modified.after` and the last record
+/// served, `(meta.modified, id)` — a keyset, so a record changed between two pages moves to
+/// the end of the order and still comes, instead of shifting an offset past another.
 #[derive(serde::Serialize, Deserialize)]
 struct PageToken {
     after: Option<String>,
-    offset: usize,
+    last: (String, String),
 }
 
 impl PageToken {
@@ -121,8 +122,10 @@ impl PageToken {
     }
 }
 
-/// The page a query asks for: (`meta.modified.after`, offset, limit), or the 400 problem.
-fn page_of(s: &Since) -> Result<(Option<String>, usize, usize), Response> {
+/// The page a query asks for: (`meta.modified.after`, the last record served, limit), or
+/// the 400 problem.
+#[allow(clippy::type_complexity)]
+fn page_of(s: &Since) -> Result<(Option<String>, Option<(String, String)>, usize), Response> {
     let limit = match s.limit.as_deref().map(str::parse::<usize>) {
         None => PAGE_SIZE,
         Some(Ok(n)) if n >= 1 => n,
@@ -135,7 +138,7 @@ fn page_of(s: &Since) -> Result<(Option<String>, usize, usize), Response> {
         }
     };
     let Some(text) = s.page_token.as_deref() else {
-        return Ok((s.after.clone(), 0, limit));
+        return Ok((s.after.clone(), None, limit));
     };
     if s.after.is_some() {
         return Err(problem(
@@ -146,7 +149,7 @@ fn page_of(s: &Since) -> Result<(Option<String>, usize, usize), Response> {
         ));
     }
     match PageToken::decode(text) {
-        Some(t) => Ok((t.after, t.offset, limit)),
+        Some(t) => Ok((t.after, Some(t.last), limit)),
         None => Err(problem(
             StatusCode::BAD_REQUEST,
             "Invalid pageToken",
@@ -170,25 +173,34 @@ fn modified_after(items: &[Value], after: Option<&str>) -> Vec<Value> {
 }
 
 async fn attendances(State(w): State<Arc<World>>, Query(s): Query<Since>) -> Response {
-    let (after, offset, limit) = match page_of(&s) {
+    let (after, last, limit) = match page_of(&s) {
         Ok(page) => page,
         Err(problem) => return problem,
     };
     let platform = lock(&w.larplattform);
+    // Oldest change first, then by id (a corrected record moves to the end).
+    let key = |v: &Value| {
+        (
+            v["meta"]["modified"].as_str().unwrap_or("").to_string(),
+            v["id"].as_str().unwrap_or("").to_string(),
+        )
+    };
     let mut data = modified_after(&platform.attendances, after.as_deref());
-    // Oldest change first (a corrected record moves to the end).
-    data.sort_by(|a, b| {
-        let modified = |v: &Value| v["meta"]["modified"].as_str().unwrap_or("").to_string();
-        modified(a).cmp(&modified(b))
-    });
-    let next = (data.len() > offset + limit).then(|| {
-        PageToken {
-            after: after.clone(),
-            offset: offset + limit,
-        }
-        .encode()
-    });
-    let mut data: Vec<Value> = data.into_iter().skip(offset).take(limit).collect();
+    data.sort_by_key(key);
+    data.retain(|v| last.as_ref().is_none_or(|l| key(v) > *l));
+    let more = data.len() > limit;
+    data.truncate(limit);
+    let next = more
+        .then(|| {
+            data.last().map(|v| {
+                PageToken {
+                    after: after.clone(),
+                    last: key(v),
+                }
+                .encode()
+            })
+        })
+        .flatten();
     if expands(s.expand.as_deref(), "calendarEvent") {
         for record in &mut data {
             let lesson = platform

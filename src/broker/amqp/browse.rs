@@ -10,13 +10,17 @@
 //! So a browse rotates the queue once. The first `basic.get` tells the number `N` of ready
 //! messages; `N` times it takes the head (`basic.get`, manual ack), publishes an exact copy —
 //! the same properties, headers and body; only quorum queues' `x-delivery-count` is
-//! left out — to the tail through the default exchange, waits for the publisher confirm,
-//! and only then acks the original. After `N` steps the queue holds the same messages in
-//! the same order. The copy is stored before the original is removed, so a failure or a
-//! crash at any point leaves every message in the queue — at worst twice (the same message
-//! id, after a crash between the confirm and the ack), never lost. No message is ever
-//! returned to the queue, so no delivery count grows, on any RabbitMQ 3.x or 4.x, whatever
-//! the queue type or limit.
+//! left out — to the tail through the default exchange, and acks the original once the
+//! copy's publisher confirm came (up to 64 copies are in flight at a time; confirms of one
+//! channel come in order). After `N` steps the queue holds the same messages in the same
+//! order. The copy is stored before the original is removed, so a failure or a crash at
+//! any point leaves every message in the queue — at worst twice (the same message id),
+//! never lost. No message is returned to the queue in a pass that completes, so no
+//! delivery count grows, on any RabbitMQ 3.x or 4.x, whatever the queue type or limit. A
+//! pass that fails settles what is in flight first (the original of every confirmed copy
+//! is acked); only the originals of unconfirmed copies — after a crash, of the copies in
+//! flight — are returned by the broker when the channel closes, so at most 64 messages
+//! stay twice and count one delivery each.
 //!
 //! `take` is the same pass: a message with an asked-for id is kept unacked instead of
 //! being copied, and handed out as a [`Delivery`]; the others rotate, so their order is
@@ -26,15 +30,16 @@
 //! with the connection gone, returned by the broker), which counts once.
 //!
 //! **Cost.** Every browse or take rewrites the queue: per message a `basic.get`, a
-//! confirmed publish (on a quorum queue a Raft commit) and an ack — a few milliseconds per
-//! message on a small broker, so listing 1,000 dead letters takes seconds. That suits
-//! dead-letter queues, which are small and read by people; it is not meant for work queues.
+//! confirmed publish (on a quorum queue a Raft commit; up to 64 in flight) and an ack —
+//! about a millisecond per message on a small broker (50,000 dead letters: 46 s on two
+//! cores), whatever page is kept. That suits dead-letter queues, which are read by people;
+//! it is not meant for work queues.
 //! Rotations of one queue take turns within a knut process. A message that arrives during
 //! a rotation (a new dead letter) ends up among the rotated ones rather than strictly after
 //! them, and a rotation by another knut instance at the same moment can make a listing show
 //! a message twice or miss one — never lose one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -43,7 +48,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use uuid::Uuid;
 
-use super::{AmqpBroker, amqp_err, codec, lock, settled, short};
+use super::{AmqpBroker, PendingConfirm, amqp_err, codec, lock, settled, short};
 use crate::broker::{Acker, BrokerError, Browsed, Delivery, Selection, Window};
 
 /// The header in which quorum queues count deliveries; not copied.
@@ -120,6 +125,17 @@ impl RawMessage {
             .publish_raw("", queue, &self.payload, self.properties.clone())
             .await
     }
+
+    /// Publish the copy to the tail of `queue`; the confirm is still to come.
+    async fn append_pending(
+        &self,
+        broker: &AmqpBroker,
+        queue: &str,
+    ) -> Result<PendingConfirm, BrokerError> {
+        broker
+            .publish_pending("", queue, &self.payload, self.properties.clone())
+            .await
+    }
 }
 
 /// What one pass over a queue kept and took.
@@ -149,8 +165,6 @@ async fn rotate(
 ) -> Result<Rotation, BrokerError> {
     let turn = broker.rotation_lock(queue);
     let _turn = turn.lock().await;
-    let name = short(queue, "the queue name")?;
-    let subject = || format!("queue `{queue}`");
     let channel = Arc::new(
         broker
             .bounded("opening a channel", broker.scratch_channel())
@@ -160,6 +174,29 @@ async fn rotate(
         seen,
         taken: Vec::new(),
     };
+    // Copies published whose originals wait for the copy's confirm before their ack.
+    let mut in_flight: VecDeque<(PendingConfirm, lapin::Acker)> = VecDeque::new();
+    let visited = visit(broker, &channel, queue, take, &mut rotation, &mut in_flight).await;
+    // Whatever happened, settle what is in flight: the original of every confirmed copy is
+    // acked, so a failure leaves at most the unconfirmed few in the queue twice.
+    let settled = settle_all(broker, &mut in_flight).await;
+    visited?;
+    settled?;
+    Ok(rotation)
+}
+
+/// The pass itself: get each message; take it, or publish its copy to the tail (the
+/// original's ack waits in `in_flight` for the copy's confirm).
+async fn visit(
+    broker: &AmqpBroker,
+    channel: &Arc<Channel>,
+    queue: &str,
+    take: &[Uuid],
+    rotation: &mut Rotation,
+    in_flight: &mut VecDeque<(PendingConfirm, lapin::Acker)>,
+) -> Result<(), BrokerError> {
+    let name = short(queue, "the queue name")?;
+    let subject = || format!("queue `{queue}`");
     // Messages still to visit after the current one: the first `basic.get-ok` tells how many
     // were behind the head at that moment.
     let mut behind: Option<u32> = None;
@@ -194,18 +231,56 @@ async fn rotate(
         } else {
             // On an error here the original stays unacked: the broker keeps it when the
             // channel closes.
-            copy.append(broker, queue).await?;
-            broker
-                .bounded("an ack", async {
-                    settled(d.acker.ack(BasicAckOptions::default()).await)
-                })
-                .await?;
+            let pending = copy.append_pending(broker, queue).await?;
+            in_flight.push_back((pending, d.acker));
+            if in_flight.len() >= IN_FLIGHT {
+                settle_oldest(broker, in_flight).await?;
+            }
         }
         if rotation.seen.wants(&envelope) {
             rotation.seen.keep(envelope);
         }
     }
-    Ok(rotation)
+    Ok(())
+}
+
+/// Settle every copy in flight, each on its own: an original whose copy was confirmed is
+/// acked; one whose copy was not stays unacked (the broker keeps it when the channel
+/// closes). The first error, if any.
+async fn settle_all(
+    broker: &AmqpBroker,
+    in_flight: &mut VecDeque<(PendingConfirm, lapin::Acker)>,
+) -> Result<(), BrokerError> {
+    let mut first = Ok(());
+    while !in_flight.is_empty() {
+        if let Err(e) = settle_oldest(broker, in_flight).await
+            && first.is_ok()
+        {
+            first = Err(e);
+        }
+    }
+    first
+}
+
+/// Copies in flight at most during a rotation: the confirms of one channel come in order,
+/// so the originals are acked in order as their copies are confirmed, and a rotation costs
+/// about one round trip per message instead of a confirm's wait each.
+const IN_FLIGHT: usize = 64;
+
+/// Wait for the oldest copy's confirm, then ack its original.
+async fn settle_oldest(
+    broker: &AmqpBroker,
+    in_flight: &mut VecDeque<(PendingConfirm, lapin::Acker)>,
+) -> Result<(), BrokerError> {
+    let Some((pending, acker)) = in_flight.pop_front() else {
+        return Ok(());
+    };
+    broker.confirmed(pending).await?;
+    broker
+        .bounded("an ack", async {
+            settled(acker.ack(BasicAckOptions::default()).await)
+        })
+        .await
 }
 
 /// Settles a taken message: ack removes it; giving it back copies it to the tail first.

@@ -151,6 +151,14 @@ fn redacted(url: &str) -> String {
 
 /// Whether `node` names a node as `broker.nodes` wants it: `host:port` (or `[v6]:port`).
 pub fn check_node(node: &str) -> Result<(), String> {
+    // A URL may hold a password: never echo one.
+    if node.contains("://") || node.contains('@') {
+        return Err(
+            "an entry looks like a URL: give only `host:port` (e.g. `rabbit-2.example.se:5671`); \
+             the user, password and vhost come from broker.url"
+                .into(),
+        );
+    }
     let port_ok = node
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
@@ -162,20 +170,35 @@ pub fn check_node(node: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the `host:port` (or host) of an AMQP URL stands in it, without user info.
+fn host_range(url: &str) -> Option<std::ops::Range<usize>> {
+    let start = url.find("://")? + 3;
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    let host_at = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+    Some(host_at..end)
+}
+
+/// The `host:port` (or host) of an AMQP URL, without user info.
+pub fn host_of(url: &str) -> Option<&str> {
+    url.get(host_range(url)?)
+}
+
 /// `url` with its host and port replaced by `node` (see [`check_node`]): the same scheme,
 /// credentials, vhost and query on another node of the cluster.
 fn with_node(url: &str, node: &str) -> Result<String, String> {
     let node = node.trim();
     check_node(node).map_err(|e| format!("broker.nodes: {e}"))?;
-    let start = url
-        .find("://")
-        .map(|i| i + 3)
-        .ok_or("broker.url is not a URL")?;
-    let end = url[start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| start + i);
-    let host_at = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
-    Ok(format!("{}{node}{}", &url[..host_at], &url[end..]))
+    let host = host_range(url).ok_or("broker.url is not a URL")?;
+    Ok(format!("{}{node}{}", &url[..host.start], &url[host.end..]))
+}
+
+/// A publish whose confirm is still to come (see [`AmqpBroker::confirmed`]).
+struct PendingConfirm {
+    confirm: lapin::PublisherConfirm,
+    exchange: String,
+    key: String,
 }
 
 /// A broker on RabbitMQ. Cheap to clone; clones share the connection.
@@ -553,6 +576,22 @@ impl AmqpBroker {
         payload: &[u8],
         properties: BasicProperties,
     ) -> Result<(), BrokerError> {
+        let pending = self
+            .publish_pending(exchange, key, payload, properties)
+            .await?;
+        self.confirmed(pending).await
+    }
+
+    /// Publish without waiting for the confirm: the pending confirm, for
+    /// [`AmqpBroker::confirmed`]. Confirms of one channel come in publish order, so
+    /// several may be in flight (a rotation keeps a window of them).
+    async fn publish_pending(
+        &self,
+        exchange: &str,
+        key: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<PendingConfirm, BrokerError> {
         let ex = short(exchange, "the exchange name")?;
         let rk = short(key, "the routing key")?;
         let live = self.live()?;
@@ -580,6 +619,27 @@ impl AmqpBroker {
                 .map_err(|e| amqp_err(&e, subject))
             })
             .await?;
+        Ok(PendingConfirm {
+            confirm,
+            exchange: exchange.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    /// Wait for a pending confirm (at most `confirm_timeout`).
+    async fn confirmed(&self, pending: PendingConfirm) -> Result<(), BrokerError> {
+        let PendingConfirm {
+            confirm,
+            exchange,
+            key,
+        } = pending;
+        let subject = || {
+            if exchange.is_empty() {
+                format!("queue `{key}`")
+            } else {
+                format!("exchange `{exchange}`")
+            }
+        };
         let limit = self.shared.opts.confirm_timeout;
         let confirmation = tokio::time::timeout(limit, confirm)
             .await
@@ -594,10 +654,7 @@ impl AmqpBroker {
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_)) => {
-                Err(BrokerError::Unroutable {
-                    exchange: exchange.to_string(),
-                    key: key.to_string(),
-                })
+                Err(BrokerError::Unroutable { exchange, key })
             }
             Confirmation::Nack(None) => Err(BrokerError::NotConfirmed(
                 "RabbitMQ refused to store the message (negative confirm); publish it again".into(),
