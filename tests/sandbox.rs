@@ -510,6 +510,119 @@ async fn citizen_answers_the_v3_contract_and_guards_classified_addresses() {
     assert_eq!(status, 400);
 }
 
+/// The citizen controls build a scenario by hand: new people (a guardian and her child,
+/// one protected), a move that Metakatalogen lists with the old address as `Previous`, an
+/// emigration with `unRegCode` `UV`; bad input is a problem saying what to send.
+#[tokio::test]
+async fn citizen_controls_add_people_and_move_them() {
+    let s = start().await;
+    // Fictional people (valid by Luhn).
+    let (mother, child) = ("198002022385", "201505052389");
+    let r = s
+        .post_json(
+            "/citizen/_persons",
+            &json!([
+                {"personNumber": child, "givenname": "Tindra", "lastname": "Fiktiv",
+                 "address": {"address": "Testvägen 1", "postalCode": "852 40", "city": "Sundsvall"}},
+                {"personNumber": mother, "givenname": "Hedda", "lastname": "Fiktiv", "classified": "J",
+                 "address": {"address": "Testvägen 1", "postalCode": "852 40", "city": "Sundsvall"},
+                 "since": "2020-01-01", "custodianFor": [child]},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let added: Value = r.json().await.unwrap();
+    assert_eq!(added[1]["personNumber"], mother);
+    let hedda = added[1]["personId"].as_str().unwrap().to_string();
+    let (_, shown) = s
+        .get(&format!(
+            "/citizen/api/v3/citizen/2281/{hedda}?ShowClassified=true"
+        ))
+        .await;
+    assert_eq!(shown["classified"], "J");
+    assert_eq!(shown["addresses"][0]["address"], "Testvägen 1");
+    let (_, hidden) = s
+        .get(&format!("/citizen/api/v3/citizen/2281/{hedda}"))
+        .await;
+    assert_eq!(hidden["addresses"], json!([]));
+
+    let r = s
+        .post_json(
+            "/citizen/_move",
+            &json!({"personNumber": mother, "date": "2026-12-01",
+                    "address": {"address": "Nyvägen 7", "postalCode": "856 31", "city": "Sundsvall"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let (_, moved) = s
+        .get(&format!(
+            "/citizen/api/v3/citizen/2281/{hedda}?ShowClassified=true"
+        ))
+        .await;
+    assert_eq!(moved["addresses"][0]["status"], "Current");
+    assert_eq!(moved["addresses"][0]["address"], "Nyvägen 7");
+    assert_eq!(moved["addresses"][1]["status"], "Previous");
+    assert_eq!(moved["addresses"][1]["address"], "Testvägen 1");
+    let (_, changed) = s
+        .get("/citizen/api/v3/citizen/2281/changedaddress?changedDateFrom=2026-11-30T00:00:00%2B01:00")
+        .await;
+    let hedda_moved = changed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["personNumber"] == mother)
+        .expect("the move is listed");
+    assert_eq!(hedda_moved["custodianFor"][0]["personnumber"], child);
+    assert_eq!(hedda_moved["addresses"], json!([]), "protected: no address");
+
+    let r = s
+        .post_json(
+            "/citizen/_move",
+            &json!({"personNumber": child, "date": "2026-12-02", "emigrated": true,
+                    "address": {"address": "Storgatan 1", "postalCode": "0150", "city": "Oslo"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let (_, changed) = s
+        .get("/citizen/api/v3/citizen/2281/changedaddress?changedDateFrom=2026-12-02T00:00:00%2B01:00")
+        .await;
+    let tindra = changed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["personNumber"] == child)
+        .expect("the emigration is listed");
+    assert_eq!(tindra["unRegCode"], "UV");
+    assert_eq!(tindra["addresses"][0]["emigrated"], true);
+
+    for (path, body, status) in [
+        (
+            "/citizen/_persons",
+            json!([{"personNumber": "198002022387", "givenname": "X", "lastname": "Y",
+            "address": {"address": "a", "postalCode": "1", "city": "c"}}]),
+            422,
+        ),
+        ("/citizen/_persons", json!([{"personNumber": mother}]), 400),
+        (
+            "/citizen/_persons",
+            json!([{"personNumber": mother, "givenname": "X", "lastname": "Y",
+            "address": {"address": "a", "postalCode": "1", "city": "c"}, "custodianFor": ["201001011236"]}]),
+            422,
+        ),
+        (
+            "/citizen/_move",
+            json!({"personNumber": "199001011239",
+            "address": {"address": "a", "postalCode": "1", "city": "c"}}),
+            404,
+        ),
+    ] {
+        let r = s.post_json(path, &body).await;
+        assert_eq!(r.status(), status, "{path} {body}");
+        let problem: Value = r.json().await.unwrap();
+        assert!(problem["detail"].is_string(), "{problem}");
+    }
+}
+
 #[tokio::test]
 async fn messaging_sends_and_reports_status() {
     let s = start().await;

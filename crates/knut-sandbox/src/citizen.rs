@@ -8,6 +8,13 @@
 //! | `GET /api/v3/citizen/{municipalityId}/{personNumber}/guid` | the personId as a JSON string; 204 when unknown |
 //! | `GET /api/v3/citizen/{municipalityId}/changedaddress?changedDateFrom=<date-time>` | `[CitizenWithChangedAddress]`: everyone registered at a new address since then, with `custodianFor` (the children, their `typeOfSchool`) |
 //!
+//! Sandbox controls, to build any scenario by hand:
+//!
+//! | call | what it does |
+//! |---|---|
+//! | `POST /_persons` | adds or replaces people: a JSON list of `{personNumber, givenname, lastname, classified?: "J"\|"N", address: {address, postalCode, city, municipality?}, since?: "YYYY-MM-DD", custodianFor?: [personNumber]}` (a child named in `custodianFor` must exist or be in the same list); answers `[{personNumber, personId}]` |
+//! | `POST /_move` | `{personNumber, address: {address, postalCode, city, municipality?}, date?: "YYYY-MM-DD", emigrated?: bool, deceased?: bool}`: the new address is `Current` from `date` (default today), the old one `Previous`, and `changedaddress` lists the move; `emigrated` and `deceased` set `unRegCode` `UV` or `AV` with `unRegDate` |
+//!
 //! `classified` is `"J"` for skyddad folkbokföring, else `"N"`. A classified person's
 //! addresses are left out unless `ShowClassified=true` — the only place in the sandbox
 //! where a protected address can be read, so that tests can prove it goes no further.
@@ -20,13 +27,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::control::problem;
-use super::seed::{Person, Population};
-use super::{World, read};
+use super::seed::{Address, Person, Population, id_for};
+use super::{World, read, write};
 
 /// The routes, relative to `/sandbox/citizen`.
 pub fn routes(world: Arc<World>) -> Router {
@@ -38,6 +46,8 @@ pub fn routes(world: Arc<World>) -> Router {
         )
         .route("/api/v3/citizen/{municipality}/{person}", get(citizen))
         .route("/api/v3/citizen/{municipality}/{person}/guid", get(guid))
+        .route("/_persons", post(add_persons))
+        .route("/_move", post(move_person))
         .with_state(world)
 }
 
@@ -51,21 +61,29 @@ fn addresses(p: &Person, show_classified: bool) -> Value {
     if p.protected && !show_classified {
         return json!([]);
     }
-    let a = &p.address;
-    json!([{
-        "status": "Current",
-        "nrDate": format!("{}T00:00:00", a.since),
-        "address": a.street,
-        "postalCode": a.postal_code,
-        "city": a.city.to_uppercase(),
-        "county": "22",
-        "municipality": a.municipality,
-        "country": "SVERIGE",
-        "emigrated": false,
-        "addressType": "POPULATION_REGISTRATION_ADDRESS",
-        "xCoordLocal": a.x,
-        "yCoordLocal": a.y,
-    }])
+    let emigrated = p
+        .deregistered
+        .as_ref()
+        .is_some_and(|(code, _)| code == "UV");
+    let one = |a: &Address, status: &str, emigrated: bool| {
+        json!({
+            "status": status,
+            "nrDate": format!("{}T00:00:00", a.since),
+            "address": a.street,
+            "postalCode": a.postal_code,
+            "city": a.city.to_uppercase(),
+            "county": a.municipality.get(..2).unwrap_or("22"),
+            "municipality": a.municipality,
+            "country": if emigrated { "UTLANDET" } else { "SVERIGE" },
+            "emigrated": emigrated,
+            "addressType": "POPULATION_REGISTRATION_ADDRESS",
+            "xCoordLocal": a.x,
+            "yCoordLocal": a.y,
+        })
+    };
+    let mut all = vec![one(&p.address, "Current", emigrated)];
+    all.extend(p.previous.iter().map(|a| one(a, "Previous", false)));
+    Value::Array(all)
 }
 
 fn classified(p: &Person) -> &'static str {
@@ -172,8 +190,8 @@ async fn changed(State(w): State<Arc<World>>, Query(q): Query<Since>) -> Respons
                     json!({
                         "personnumber": c.civic_no,
                         "typeOfSchool": type_of_school(&pop, c.id),
-                        "unRegCode": null,
-                        "unRegDate": null,
+                        "unRegCode": c.deregistered.as_ref().map(|(code, _)| code),
+                        "unRegDate": c.deregistered.as_ref().map(|(_, d)| format!("{d}T00:00:00")),
                     })
                 })
                 .collect();
@@ -181,8 +199,8 @@ async fn changed(State(w): State<Arc<World>>, Query(q): Query<Since>) -> Respons
                 "personId": p.id,
                 "personNumber": p.civic_no,
                 "classified": classified(p),
-                "unRegCode": null,
-                "unRegDate": null,
+                "unRegCode": p.deregistered.as_ref().map(|(code, _)| code),
+                "unRegDate": p.deregistered.as_ref().map(|(_, date)| format!("{date}T00:00:00")),
                 "gender": if p.gender == "F" { "K" } else { "M" },
                 "givenname": p.given_name,
                 "lastname": p.family_name,
@@ -196,4 +214,192 @@ async fn changed(State(w): State<Arc<World>>, Query(q): Query<Since>) -> Respons
         return StatusCode::NO_CONTENT.into_response();
     }
     Json(moved).into_response()
+}
+
+/// An address as the controls take it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewAddress {
+    address: String,
+    postal_code: String,
+    city: String,
+    /// Municipality code (default `2281`, Sundsvall).
+    municipality: Option<String>,
+}
+
+impl NewAddress {
+    fn at(self, since: NaiveDate) -> Address {
+        // People at the same address share coordinates: derived from the address itself.
+        let key = id_for(&format!(
+            "{}|{}",
+            self.address.to_lowercase(),
+            self.postal_code
+        ));
+        let n = key.as_u128();
+        Address {
+            street: self.address,
+            postal_code: self.postal_code,
+            city: self.city,
+            municipality: self.municipality.unwrap_or_else(|| "2281".into()),
+            since,
+            x: 6_900_000.0 + (n % 100_000) as f64,
+            y: 600_000.0 + ((n >> 64) % 100_000) as f64,
+        }
+    }
+}
+
+/// A person for `POST /_persons`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewPerson {
+    person_number: String,
+    givenname: String,
+    lastname: String,
+    classified: Option<String>,
+    address: NewAddress,
+    since: Option<NaiveDate>,
+    #[serde(default)]
+    custodian_for: Vec<String>,
+}
+
+fn unprocessable(detail: impl Into<String>) -> Response {
+    problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Unprocessable Entity",
+        detail,
+    )
+}
+
+/// The 12 digits of a personnummer or samordningsnummer, if it is one (Luhn checked).
+fn civic_no(text: &str) -> Option<String> {
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    (digits.len() == 12 && crate::personnummer::is_valid(&digits)).then_some(digits)
+}
+
+async fn add_persons(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let people: Vec<NewPerson> = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                format!(
+                    "expected a JSON list of persons ({{personNumber, givenname, lastname, classified?, address: {{address, postalCode, city}}, since?, custodianFor?}}): {e}"
+                ),
+            );
+        }
+    };
+    let mut numbers = Vec::with_capacity(people.len());
+    for (i, p) in people.iter().enumerate() {
+        match civic_no(&p.person_number) {
+            Some(n) => numbers.push(n),
+            None => {
+                return unprocessable(format!(
+                    "[{i}].personNumber is not a valid personnummer or samordningsnummer (12 digits, Luhn)"
+                ));
+            }
+        }
+        if !matches!(p.classified.as_deref(), None | Some("J" | "N")) {
+            return unprocessable(format!("[{i}].classified is \"J\" or \"N\""));
+        }
+    }
+    let mut pop = write(&w.population);
+    let today = chrono::Local::now().date_naive();
+    let mut answer = Vec::new();
+    for (p, number) in people.into_iter().zip(&numbers) {
+        let id = id_for(number);
+        // The 11th digit: odd for men, even for women.
+        let gender = match number.as_bytes().get(10).map(|d| d % 2) {
+            Some(1) => "M",
+            _ => "F",
+        };
+        let kept = pop.persons.iter().position(|q| q.id == id);
+        let guardians = kept
+            .map(|k| pop.persons[k].guardians.clone())
+            .unwrap_or_default();
+        let person = Person {
+            id,
+            civic_no: number.clone(),
+            given_name: p.givenname,
+            family_name: p.lastname,
+            gender,
+            protected: p.classified.as_deref() == Some("J"),
+            address: p
+                .address
+                .at(p.since.unwrap_or(today - chrono::Days::new(365))),
+            guardians,
+            previous: None,
+            deregistered: None,
+            email: None,
+            phone: None,
+        };
+        match kept {
+            Some(k) => pop.persons[k] = person,
+            None => pop.persons.push(person),
+        }
+        answer.push(json!({"personNumber": number, "personId": id}));
+        for child in &p.custodian_for {
+            let child_id = civic_no(child).map(|c| id_for(&c));
+            match child_id.and_then(|c| pop.persons.iter_mut().find(|q| q.id == c)) {
+                Some(c) if !c.guardians.contains(&id) => c.guardians.push(id),
+                Some(_) => {}
+                None => {
+                    return unprocessable(format!(
+                        "custodianFor of {}: a child who is not in the sandbox; add the child too (in the same list, earlier)",
+                        answer.len() - 1
+                    ));
+                }
+            }
+        }
+    }
+    (StatusCode::OK, Json(Value::Array(answer))).into_response()
+}
+
+/// `POST /_move`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Move {
+    person_number: String,
+    address: NewAddress,
+    date: Option<NaiveDate>,
+    #[serde(default)]
+    emigrated: bool,
+    #[serde(default)]
+    deceased: bool,
+}
+
+async fn move_person(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let m: Move = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                format!(
+                    "expected {{personNumber, address: {{address, postalCode, city}}, date?, emigrated?, deceased?}}: {e}"
+                ),
+            );
+        }
+    };
+    let Some(number) = civic_no(&m.person_number) else {
+        return unprocessable("personNumber is not a valid personnummer or samordningsnummer");
+    };
+    let date = m.date.unwrap_or_else(|| chrono::Local::now().date_naive());
+    let mut pop = write(&w.population);
+    let Some(p) = pop.persons.iter_mut().find(|p| p.civic_no == number) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            "no such person in the sandbox: add them with POST /sandbox/citizen/_persons",
+        );
+    };
+    let new = m.address.at(date);
+    p.previous = Some(std::mem::replace(&mut p.address, new));
+    p.deregistered = match (m.emigrated, m.deceased) {
+        (true, _) => Some(("UV".into(), date)),
+        (_, true) => Some(("AV".into(), date)),
+        _ => None,
+    };
+    Json(json!({"personNumber": number, "personId": p.id, "moved": date.to_string()}))
+        .into_response()
 }

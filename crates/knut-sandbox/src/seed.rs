@@ -79,6 +79,11 @@ pub struct Person {
     pub address: Address,
     /// Guardians (ids), for children.
     pub guardians: Vec<Uuid>,
+    /// The address before the last move (Metakatalogen's `Previous`), once moved.
+    pub previous: Option<Address>,
+    /// Deregistered from the population register: `UV` (emigrated) or `AV` (deceased), and
+    /// when.
+    pub deregistered: Option<(String, NaiveDate)>,
     /// E-mail, for adults.
     pub email: Option<String>,
     /// Mobile number, for adults.
@@ -280,6 +285,8 @@ fn person(p: NewPerson<'_>) -> Person {
         protected: p.protected,
         address: p.address.clone(),
         guardians: p.guardians.iter().map(|g| id_for(&pnr(g))).collect(),
+        previous: None,
+        deregistered: None,
         email: adult.then(|| format!("{login}@exempel.se")),
         phone: adult.then(|| "+46700000000".to_string()),
         civic_no,
