@@ -6,7 +6,8 @@
 //!   poll:
 //!     adapter: oep
 //!     list: list-instances            # the operation that lists the items
-//!     params: { familyId: 412, status: Inkommen }   # its message body (plus `watermark`)
+//!     params: { familyId: 412, status: Inkommen }   # its message body (plus `watermark`);
+//!                                     # a list of them: one list call each, items merged
 //!     every: 1m                       # or cron: "*/5 7-18 * * 1-5"
 //!     items: .FlowInstances.FlowInstance
 //!     id: .flowInstanceID             # per-item dedupe key
@@ -202,7 +203,7 @@ impl Poller {
             .clone()
             .or_else(|| self.spec.since.and_then(starting_point))
             .unwrap_or(Value::Null);
-        let (items, complete) = self.list_pages(from).await?;
+        let (items, complete) = self.list_all(from).await?;
 
         let mut report = PollReport::default();
         let mut pending: Vec<Item> = Vec::with_capacity(items.len());
@@ -285,20 +286,46 @@ impl Poller {
         Ok(report)
     }
 
-    /// The items of every page of the list from `watermark` (one page without `page`), and
+    /// The items of every list (one per entry of `params` when it is a list), and whether
+    /// every listing reached its last page. A list whose first page fails fails the poll
+    /// (its items could otherwise be passed by the watermark).
+    async fn list_all(&self, watermark: Value) -> Result<(Vec<Value>, bool), PollError> {
+        let empty = serde_json::Map::new();
+        let entries: Vec<&serde_json::Map<String, Value>> = match &self.spec.params {
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_object).collect(),
+            Some(Value::Object(map)) => vec![map],
+            _ => vec![&empty],
+        };
+        let mut items = Vec::new();
+        let mut complete = true;
+        for params in entries {
+            let (found, whole) = self.list_pages(params, watermark.clone()).await?;
+            items.extend(found);
+            complete &= whole;
+        }
+        Ok((items, complete))
+    }
+
+    /// The items of every page of one list from `watermark` (one page without `page`), and
     /// whether the listing reached the last page. A failure of the first page fails the
     /// poll; a later page's failure ends the listing there, and the items of the pages
     /// before it go on.
-    async fn list_pages(&self, watermark: Value) -> Result<(Vec<Value>, bool), PollError> {
+    async fn list_pages(
+        &self,
+        params: &serde_json::Map<String, Value>,
+        watermark: Value,
+    ) -> Result<(Vec<Value>, bool), PollError> {
         let (Some(next_page), Some(paging)) = (&self.next_page, &self.spec.page) else {
-            let answer = self.list(watermark, None).await?;
+            let answer = self.list(params, watermark, None).await?;
             let items = extract_items(&self.items, &answer).map_err(PollError::Items)?;
             return Ok((items, true));
         };
         let mut items = Vec::new();
         let mut page = Value::Null;
         for listed in 1..=paging.max {
-            let answer = self.list(watermark.clone(), Some(page.clone())).await;
+            let answer = self
+                .list(params, watermark.clone(), Some(page.clone()))
+                .await;
             let got = answer.and_then(|a| {
                 let found = extract_items(&self.items, &a).map_err(PollError::Items)?;
                 Ok((a, found))
@@ -339,11 +366,13 @@ impl Poller {
 
     /// Call the list operation with `params + {watermark}` (and `page`, when paging); its
     /// answer as JSON.
-    async fn list(&self, watermark: Value, page: Option<Value>) -> Result<Value, PollError> {
-        let mut body = match &self.spec.params {
-            Some(Value::Object(map)) => map.clone(),
-            _ => serde_json::Map::new(),
-        };
+    async fn list(
+        &self,
+        params: &serde_json::Map<String, Value>,
+        watermark: Value,
+        page: Option<Value>,
+    ) -> Result<Value, PollError> {
+        let mut body = params.clone();
         body.insert("watermark".into(), watermark);
         if let Some(page) = page {
             body.insert("page".into(), page);
@@ -1269,6 +1298,37 @@ mod tests {
         let report = s.poll().await;
         assert_eq!((report.handed_on, report.failed), (1, 1));
         assert_eq!(report.watermark, None, "below the id-less item's value");
+    }
+
+    /// `params` as a list: one list call per entry (OeP lists one status a call), the items
+    /// merged and each handed on once however many lists name it.
+    #[tokio::test]
+    async fn a_list_of_params_lists_each_and_merges() {
+        let mut s = setup("list", None).await;
+        s.add("a", "10:01");
+        s.add("b", "10:02");
+        let mut spec = spec("list", None);
+        spec.params = Some(json!([{"kind": "beviljat"}, {"kind": "beslutad"}]));
+        s.poller = Poller::new(
+            "polled",
+            &spec,
+            s.poller.client.clone(),
+            s.store.clone(),
+            Ingress::new(Arc::new(s.broker.clone())),
+        )
+        .unwrap();
+        let report = s.poll().await;
+        assert_eq!((report.listed, report.handed_on), (2, 2));
+        let kinds: Vec<String> = s
+            .system
+            .queries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|q| q.get("kind").cloned())
+            .collect();
+        assert_eq!(kinds, ["beviljat", "beslutad"]);
+        assert_eq!(s.taken().await.len(), 2);
     }
 
     #[tokio::test]

@@ -540,13 +540,22 @@ fn check_poll(r: &LoadedRoute, p: &PollFrom, d: &mut Vec<Diagnostic>) {
                 .with_expected("a duration such as `30s` or `5m`"),
         );
     }
-    if p.params.as_ref().is_some_and(|v| !v.is_object()) {
+    let params_ok = |v: &serde_json::Value| match v {
+        serde_json::Value::Object(_) => true,
+        serde_json::Value::Array(list) => !list.is_empty() && list.iter().all(|e| e.is_object()),
+        _ => false,
+    };
+    if p.params.as_ref().is_some_and(|v| !params_ok(v)) {
         d.push(
             r.diagnostic(
                 "from.poll.params",
-                "params must be a mapping: it becomes the list operation's message body",
+                "params must be a mapping (the list operation's message body) or a non-empty \
+                 list of mappings (one list call each)",
             )
-            .with_expected("e.g. `{familyId: 412, status: Inkommen}`"),
+            .with_expected(
+                "e.g. `{familyId: 412, status: Inkommen}` or `[{familyId: 136, status: Beviljat}, \
+                 {familyId: 136, status: beslutad}]`",
+            ),
         );
     }
     if p.page.as_ref().is_some_and(|page| page.max == 0) {
@@ -1213,6 +1222,12 @@ errors:
         assert_eq!((d.path.as_str(), d.line), ("from.poll.every", 8));
         let d = one_error(&poll("    every: 1m\n    params: [412]\n"));
         assert_eq!((d.path.as_str(), d.line), ("from.poll.params", 9));
+        assert!(load(&poll(
+            "    every: 1m\n    params: [{familyId: 136, status: Beviljat}, {familyId: 136, status: beslutad}]\n"
+        ))
+        .is_ok());
+        let d = one_error(&poll("    every: 1m\n    params: []\n"));
+        assert_eq!(d.path, "from.poll.params");
         let d = one_error(&poll("    every: 1m\n    fecth: get-instance\n"));
         assert!(d.message.contains("fecth"), "{d}");
         assert_eq!(d.suggestion.as_deref(), Some("fetch"));

@@ -271,7 +271,7 @@ pub struct PollFrom {
     /// `watermark` (the stored watermark, or null) added, and with `page`, `page` (the
     /// next page's token, null for the first).
     pub list: String,
-    /// JSON object given to `list` (e.g. `{familyId: 412, status: Inkommen}` for `{.familyId}` in its path).
+    /// JSON object given to `list` (e.g. `{familyId: 412, status: Inkommen}` for `{.familyId}` in its path); or a list of them: `list` is called once for each (with its pages), the items merged (an item listed twice counts once, by `id`). A list whose first call fails fails the poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<serde_json::Value>,
     /// How often to poll, e.g. `1m` (first poll at start). Exactly one of `every` and `cron`.
