@@ -67,8 +67,8 @@ async fn concurrent_first_connects_migrate_once() {
             .await
             .unwrap();
         assert_eq!(
-            applied, 4,
-            "0001_init, 0002_leases, 0003_audit and 0004_aggregate_completion, once each"
+            applied, 5,
+            "0001_init, 0002_leases, 0003_audit, 0004_aggregate_completion and 0005_cache, once each"
         );
         pool.close().await;
     })

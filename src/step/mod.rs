@@ -6,6 +6,7 @@
 //! (recorded publishes, mocked adapter responses).
 
 pub mod aggregate;
+pub mod cache;
 pub mod call;
 pub mod choice;
 pub mod csv_to_json;
@@ -246,6 +247,9 @@ step_kinds! {
     "publish" => Publish(publish::PublishSpec),
     /// Idempotent consumer: stop messages whose key was already processed.
     "idempotent" => Idempotent(idempotent::IdempotentSpec),
+    /// Keep values under a key in a named cache of the state store (`set`, `add` to a set,
+    /// `remove`, `delete`), or `get` what a key holds into the body.
+    "cache" => Cache(cache::CacheSpec),
     /// Write a log line (personnummer are masked).
     "log" => Log(log::LogSpec),
     /// Answer the synchronous HTTP request that started this message.

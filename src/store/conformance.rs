@@ -26,7 +26,7 @@ macro_rules! store_conformance_suite {
             aggregate_take_race_has_one_winner, aggregate_add_and_take_lose_nothing,
             aggregate_claim_holds_the_group, aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
             journal_round_trip, lease_has_one_holder_until_released_or_expired,
-            audit_newest_first);
+            audit_newest_first, cache_set_add_get_delete_and_expire);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -57,6 +57,64 @@ pub async fn run_all(a: &Store, b: &Store) {
     journal_round_trip(a, b).await;
     lease_has_one_holder_until_released_or_expired(a, b).await;
     audit_newest_first(a, b).await;
+    cache_set_add_get_delete_and_expire(a, b).await;
+}
+
+/// The `cache` step's store: a value set under a key replaces what it held; values added
+/// make a set (the same member again is one, renewed); what one instance writes the other
+/// reads; a member or a key is forgotten; an expired one is invisible; caches are separate.
+pub async fn cache_set_add_get_delete_and_expire(a: &Store, b: &Store) {
+    let name = format!("cache-{}", Uuid::now_v7());
+    a.cache_set(&name, "k", "1", None).await.unwrap();
+    a.cache_set(&name, "k", "2", None).await.unwrap();
+    assert_eq!(
+        b.cache_get(&name, "k").await.unwrap(),
+        [("".into(), "2".into())]
+    );
+    assert!(
+        b.cache_get(&format!("{name}-other"), "k")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    a.cache_add(&name, "s", "m1", "{\"n\":1}", None)
+        .await
+        .unwrap();
+    b.cache_add(&name, "s", "m2", "{\"n\":2}", None)
+        .await
+        .unwrap();
+    a.cache_add(&name, "s", "m1", "{\"n\":1}", None)
+        .await
+        .unwrap();
+    let members: Vec<String> = b
+        .cache_get(&name, "s")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    assert_eq!(members, ["m1", "m2"]);
+    b.cache_delete(&name, "s", Some("m1")).await.unwrap();
+    assert_eq!(
+        a.cache_get(&name, "s").await.unwrap(),
+        [("m2".into(), "{\"n\":2}".into())]
+    );
+    a.cache_delete(&name, "s", None).await.unwrap();
+    assert!(b.cache_get(&name, "s").await.unwrap().is_empty());
+
+    let short = Some(std::time::Duration::from_millis(30));
+    a.cache_set(&name, "t", "1", short).await.unwrap();
+    a.cache_add(&name, "u", "m", "1", short).await.unwrap();
+    assert_eq!(b.cache_get(&name, "t").await.unwrap().len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    assert!(b.cache_get(&name, "t").await.unwrap().is_empty(), "expired");
+    assert!(b.cache_get(&name, "u").await.unwrap().is_empty(), "expired");
+    a.cache_add(&name, "u", "n", "2", None).await.unwrap();
+    assert_eq!(
+        b.cache_get(&name, "u").await.unwrap(),
+        [("n".into(), "2".into())]
+    );
 }
 
 /// Take a group as a completing member does: claim it, then finish it.

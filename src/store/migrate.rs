@@ -38,6 +38,11 @@ const SQLITE: &[Source] = &[
         "aggregate completion",
         include_str!("../../migrations/sqlite/0004_aggregate_completion.sql"),
     ),
+    (
+        5,
+        "cache",
+        include_str!("../../migrations/sqlite/0005_cache.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -60,6 +65,11 @@ const POSTGRES: &[Source] = &[
         4,
         "aggregate completion",
         include_str!("../../migrations/postgres/0004_aggregate_completion.sql"),
+    ),
+    (
+        5,
+        "cache",
+        include_str!("../../migrations/postgres/0005_cache.sql"),
     ),
 ];
 

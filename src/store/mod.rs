@@ -620,6 +620,138 @@ impl Store {
             .transpose()
     }
 
+    /// `cache` step: keep `value` (JSON text) under `key` of cache `name`, replacing what
+    /// the key held; it expires after `ttl` when given.
+    pub async fn cache_set(
+        &self,
+        name: &str,
+        key: &str,
+        value: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "cache_set";
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        sqlx::query("DELETE FROM knut_cache WHERE name = $1 AND cache_key = $2")
+            .bind(name)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        sqlx::query(
+            "INSERT INTO knut_cache (name, cache_key, member, value, added_at_us, expires_at_us) \
+             VALUES ($1, $2, '', $3, $4, $5)",
+        )
+        .bind(name)
+        .bind(key)
+        .bind(value)
+        .bind(now_us())
+        .bind(expiry(ttl))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        tx.commit().await.map_err(|e| self.query_error(OP, &e))
+    }
+
+    /// `cache` step: add `value` (JSON text, known by `member`, a hash of it) to the set
+    /// under `key` of cache `name`; adding it again renews its expiry. Expired members of
+    /// the key are removed.
+    pub async fn cache_add(
+        &self,
+        name: &str,
+        key: &str,
+        member: &str,
+        value: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "cache_add";
+        let now = now_us();
+        sqlx::query(
+            "DELETE FROM knut_cache WHERE name = $1 AND cache_key = $2 \
+             AND expires_at_us IS NOT NULL AND expires_at_us <= $3",
+        )
+        .bind(name)
+        .bind(key)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        sqlx::query(
+            "INSERT INTO knut_cache (name, cache_key, member, value, added_at_us, expires_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (name, cache_key, member) DO UPDATE \
+             SET value = excluded.value, expires_at_us = excluded.expires_at_us",
+        )
+        .bind(name)
+        .bind(key)
+        .bind(member)
+        .bind(value)
+        .bind(now)
+        .bind(expiry(ttl))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        Ok(())
+    }
+
+    /// `cache` step: what `key` of cache `name` holds and has not expired, as `(member,
+    /// value)` in the order added (member `""` for a value `set`).
+    pub async fn cache_get(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        const OP: &str = "cache_get";
+        let rows = sqlx::query(
+            "SELECT member, value FROM knut_cache WHERE name = $1 AND cache_key = $2 \
+             AND (expires_at_us IS NULL OR expires_at_us > $3) ORDER BY added_at_us, member",
+        )
+        .bind(name)
+        .bind(key)
+        .bind(now_us())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    self.string_col(OP, "knut_cache", row, "member")?,
+                    self.string_col(OP, "knut_cache", row, "value")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// `cache` step: forget `key` of cache `name` (with `member`, only that member of its
+    /// set).
+    pub async fn cache_delete(
+        &self,
+        name: &str,
+        key: &str,
+        member: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "cache_delete";
+        let query = match member {
+            Some(m) => sqlx::query(
+                "DELETE FROM knut_cache WHERE name = $1 AND cache_key = $2 AND member = $3",
+            )
+            .bind(name)
+            .bind(key)
+            .bind(m),
+            None => sqlx::query("DELETE FROM knut_cache WHERE name = $1 AND cache_key = $2")
+                .bind(name)
+                .bind(key),
+        };
+        query
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        Ok(())
+    }
+
     /// Stores `value` as the watermark of the poll endpoint `endpoint` (replacing the last).
     pub async fn set_watermark(&self, endpoint: &str, value: &str) -> Result<(), StoreError> {
         sqlx::query(
@@ -903,6 +1035,11 @@ fn connect_error(backend: Backend, error: &sqlx::Error) -> StoreError {
 
 fn now_us() -> i64 {
     Utc::now().timestamp_micros()
+}
+
+/// When something kept for `ttl` from now expires (microseconds), or never.
+fn expiry(ttl: Option<std::time::Duration>) -> Option<i64> {
+    ttl.map(|t| now_us().saturating_add(i64::try_from(t.as_micros()).unwrap_or(i64::MAX)))
 }
 
 /// The part of a SQLite URL after the scheme, split into path and query.
