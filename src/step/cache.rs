@@ -12,7 +12,9 @@
 //! set under the key; the same value again is one member, its expiry renewed), `get` (what
 //! the key holds, put under `into` of the body: a value that was `set`, or the list of a
 //! set's members; null or `[]` when none), `remove` (the value from the set under the key)
-//! and `delete` (the key), each naming its key with a jq expression. `value` (a jq
+//! and `delete` (the key), each naming its key with a jq expression — for `set`, `add`,
+//! `remove` and `delete` every output of it is a key (a decision kept under each person it
+//! concerns: `add: '.persons[] | "person/\(.)"'`), for `get` the first. `value` (a jq
 //! expression, default the body) is what `set`, `add` and `remove` keep or take away.
 //! Keys and values are never logged; a store that cannot be reached is a transient
 //! failure, retried.
@@ -55,6 +57,9 @@ pub struct CacheSpec {
     /// jq expression over the body giving the value that `set`, `add` and `remove` keep or take away (default: the body).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// jq expression naming the value within the set (`add`, `remove`), e.g. `.caseNumber`: adding a value under a name already there replaces it, and `remove` takes the named one away whatever it holds (default: the value itself names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
     /// How long a value that is `set` or `add`ed lasts, e.g. `1100d` (default: until it is replaced, removed or deleted).
     #[serde(
         default,
@@ -118,6 +123,9 @@ impl CacheSpec {
                 Err("`into` belongs to `get`".into())
             }
             Op::Remove if self.ttl.is_some() => Err("`ttl` belongs to `set` and `add`".into()),
+            Op::Set | Op::Get | Op::Delete if self.member.is_some() => {
+                Err("`member` names a value in a set: it belongs to `add` and `remove`".into())
+            }
             _ => Ok(op),
         }
     }
@@ -151,6 +159,9 @@ impl StepKind for CacheSpec {
         if let Some(value) = &self.value {
             cx.jq(&format!("{at}.value"), value);
         }
+        if let Some(member) = &self.member {
+            cx.jq(&format!("{at}.member"), member);
+        }
     }
 
     fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn Step>, BuildError> {
@@ -164,6 +175,7 @@ pub struct Cache {
     op: Op,
     key: Program,
     value: Option<Program>,
+    member: Option<Program>,
     ttl: Option<Duration>,
     into: Option<String>,
 }
@@ -181,6 +193,11 @@ impl Cache {
                 .value
                 .as_deref()
                 .map(|v| compile("value", v))
+                .transpose()?,
+            member: spec
+                .member
+                .as_deref()
+                .map(|v| compile("member", v))
                 .transpose()?,
             ttl: spec.ttl,
             into: spec.into.clone(),
@@ -202,10 +219,24 @@ fn store_error(e: impl std::fmt::Display) -> StepError {
 #[async_trait]
 impl Step for Cache {
     async fn apply(&self, mut m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
-        let (key, value) = {
+        let (keys, value, named) = {
             let body = m.json_body()?;
-            let key = value_to_string(&eval_one(&self.key, "cache key", &body, &m)?);
-            if key.is_empty() {
+            let keys: Vec<String> = match self.op {
+                Op::Get => vec![value_to_string(&eval_one(
+                    &self.key,
+                    "cache key",
+                    &body,
+                    &m,
+                )?)],
+                _ => self
+                    .key
+                    .run(&body, &super::vars(&m))
+                    .map_err(|e| StepError::permanent(format!("cache key: {e}")))?
+                    .iter()
+                    .map(value_to_string)
+                    .collect(),
+            };
+            if keys.iter().any(String::is_empty) {
                 return Err(StepError::permanent(
                     "cache: the key expression gave an empty key",
                 ));
@@ -215,7 +246,14 @@ impl Step for Cache {
                 (Some(p), _) => Some(eval_one(p, "cache value", &body, &m)?),
                 (None, _) => Some(body.as_ref().clone()),
             };
-            (key, value)
+            let named = match &self.member {
+                Some(p) => Some(value_to_string(&eval_one(p, "cache member", &body, &m)?))
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| StepError::permanent("cache: the member expression gave an empty name"))
+                    .map(Some)?,
+                None => None,
+            };
+            (keys, value, named)
         };
         let store = &cx.store;
         let text = value
@@ -223,25 +261,10 @@ impl Step for Cache {
             .transpose()
             .map_err(|e| StepError::permanent(format!("cache: value: {e}")))?;
         match (self.op, text) {
-            (Op::Set, Some(text)) => store
-                .cache_set(&self.name, &key, &text, self.ttl)
-                .await
-                .map_err(store_error)?,
-            (Op::Add, Some(text)) => store
-                .cache_add(&self.name, &key, &member_of(&text), &text, self.ttl)
-                .await
-                .map_err(store_error)?,
-            (Op::Remove, Some(text)) => store
-                .cache_delete(&self.name, &key, Some(&member_of(&text)))
-                .await
-                .map_err(store_error)?,
-            (Op::Delete, _) => store
-                .cache_delete(&self.name, &key, None)
-                .await
-                .map_err(store_error)?,
             (Op::Get, _) => {
+                let key = keys.first().map(String::as_str).unwrap_or_default();
                 let rows = store
-                    .cache_get(&self.name, &key)
+                    .cache_get(&self.name, key)
                     .await
                     .map_err(store_error)?;
                 let parse = |text: &str| {
@@ -272,7 +295,35 @@ impl Step for Cache {
                 m.body = Body::Json(body);
                 m.content_type = JSON.to_string();
             }
-            (Op::Set | Op::Add | Op::Remove, None) => {}
+            (op, text) => {
+                for key in &keys {
+                    match (op, &text) {
+                        (Op::Set, Some(text)) => store
+                            .cache_set(&self.name, key, text, self.ttl)
+                            .await
+                            .map_err(store_error)?,
+                        (Op::Add, Some(text)) => {
+                            let member = named.clone().unwrap_or_else(|| member_of(text));
+                            store
+                                .cache_add(&self.name, key, &member, text, self.ttl)
+                                .await
+                                .map_err(store_error)?
+                        }
+                        (Op::Remove, Some(text)) => {
+                            let member = named.clone().unwrap_or_else(|| member_of(text));
+                            store
+                                .cache_delete(&self.name, key, Some(&member))
+                                .await
+                                .map_err(store_error)?
+                        }
+                        (Op::Delete, _) => store
+                            .cache_delete(&self.name, key, None)
+                            .await
+                            .map_err(store_error)?,
+                        _ => {}
+                    }
+                }
+            }
         }
         Ok(vec![m])
     }
@@ -297,6 +348,7 @@ mod tests {
             ("{name: d, get: .k, into: f, value: .}", "belong to `set`"),
             ("{name: d, add: .k, into: f}", "`into` belongs to `get`"),
             ("{name: d, remove: .k, ttl: 1d}", "`ttl` belongs"),
+            ("{name: d, set: .k, member: .id}", "`member` names a value"),
             ("{name: ' ', set: .k}", "`name`"),
         ] {
             let err = spec(bad).shape().unwrap_err();
