@@ -85,6 +85,7 @@ const CASES: &[(&str, &str)] = &[
     ("minaombud", "search-fullmakter"),
     ("minaombud", "get-fullmakt"),
     ("oep", "list-instances"),
+    ("oep", "list-instances-recent"),
     ("oep", "get-instance"),
     ("oep", "set-status"),
     ("oep", "add-message"),
@@ -667,6 +668,24 @@ async fn oep_operations() {
         .await;
     let text = json_of(&list).to_string();
     assert!(text.contains("5000"), "{text}");
+    // A rolling window: fromDate is the day `sinceDays` ago.
+    let recent = w
+        .call(
+            "oep",
+            "list-instances-recent",
+            json!({"familyId": 412, "status": "Inkommen", "sinceDays": 1100}),
+        )
+        .await;
+    assert!(json_of(&recent).to_string().contains("5000"));
+    let sent = w.last("oep");
+    let from = (chrono::Utc::now() - chrono::Duration::days(1100))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        sent.path.contains(&format!("fromDate={from}")),
+        "{}",
+        sent.path
+    );
     let one = w
         .client
         .call_raw(

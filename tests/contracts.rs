@@ -77,6 +77,13 @@ const DESIGNED: &[Designed] = &[
     ),
     (
         "oep",
+        "list-instances-recent",
+        None,
+        "the same list as list-instances with a rolling fromDate: OeP publishes no schema for \
+         FlowInstances lists (see list-instances)",
+    ),
+    (
+        "oep",
         "get-instance",
         None,
         "base-schema.xsd declares Values empty, which OeP's own exports do not keep (the \

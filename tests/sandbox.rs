@@ -621,6 +621,16 @@ async fn citizen_controls_add_people_and_move_them() {
         let problem: Value = r.json().await.unwrap();
         assert!(problem["detail"].is_string(), "{problem}");
     }
+    // A refused list changed nothing: Hedda is still herself, protected.
+    let (_, still) = s
+        .get(&format!(
+            "/citizen/api/v3/citizen/2281/{hedda}?ShowClassified=true"
+        ))
+        .await;
+    assert_eq!(
+        (still["givenname"].as_str(), still["classified"].as_str()),
+        (Some("Hedda"), Some("J"))
+    );
 }
 
 #[tokio::test]

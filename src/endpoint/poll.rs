@@ -203,7 +203,7 @@ impl Poller {
             .clone()
             .or_else(|| self.spec.since.and_then(starting_point))
             .unwrap_or(Value::Null);
-        let (items, complete) = self.list_all(from).await?;
+        let (items, cap) = self.list_all(from).await?;
 
         let mut report = PollReport::default();
         let mut pending: Vec<Item> = Vec::with_capacity(items.len());
@@ -224,16 +224,6 @@ impl Poller {
             }
         }
         report.listed = pending.len() + held_back.len();
-        // A listing that stopped before its last page has not seen every item of the highest
-        // value it listed (a later page may hold more with the same value): the watermark
-        // stays below that value, and those listed are skipped as seen next time.
-        let cap = match complete {
-            true => None,
-            false => pending
-                .iter()
-                .filter_map(|i| i.mark.clone())
-                .max_by(jq_order),
-        };
         // Oldest first: a poll that stops early has handed on a prefix.
         pending.sort_by(|a, b| match (&a.mark, &b.mark) {
             (Some(x), Some(y)) => jq_order(x, y),
@@ -267,6 +257,9 @@ impl Poller {
         }
         held_back.extend(pending.map(|i| i.mark));
         report.failed = held_back.len();
+        // A listing that stopped before its last page has not seen every item of the highest
+        // value it listed (a later page may hold more with the same value): the watermark
+        // stays below that value, and those listed are skipped as seen next time.
         held_back.extend(cap.map(Some));
 
         if self.watermark.is_some()
@@ -286,10 +279,12 @@ impl Poller {
         Ok(report)
     }
 
-    /// The items of every list (one per entry of `params` when it is a list), and whether
-    /// every listing reached its last page. A list whose first page fails fails the poll
-    /// (its items could otherwise be passed by the watermark).
-    async fn list_all(&self, watermark: Value) -> Result<(Vec<Value>, bool), PollError> {
+    /// The items of every list (one per entry of `params` when it is a list), and the cap
+    /// for the watermark: for each list that stopped before its last page the highest value
+    /// it listed (a page not listed may hold more of it), and of those the lowest. A list
+    /// whose first page fails fails the poll (its items could otherwise be passed by the
+    /// watermark).
+    async fn list_all(&self, watermark: Value) -> Result<(Vec<Value>, Option<Value>), PollError> {
         let empty = serde_json::Map::new();
         let entries: Vec<&serde_json::Map<String, Value>> = match &self.spec.params {
             Some(Value::Array(list)) => list.iter().filter_map(Value::as_object).collect(),
@@ -297,13 +292,21 @@ impl Poller {
             _ => vec![&empty],
         };
         let mut items = Vec::new();
-        let mut complete = true;
+        let mut cap: Option<Value> = None;
         for params in entries {
             let (found, whole) = self.list_pages(params, watermark.clone()).await?;
+            if !whole
+                && let Some(highest) = found
+                    .iter()
+                    .filter_map(|item| self.mark_of(item))
+                    .max_by(jq_order)
+                && cap.as_ref().is_none_or(|c| jq_order(&highest, c).is_lt())
+            {
+                cap = Some(highest);
+            }
             items.extend(found);
-            complete &= whole;
         }
-        Ok((items, complete))
+        Ok((items, cap))
     }
 
     /// The items of every page of one list from `watermark` (one page without `page`), and

@@ -11,7 +11,8 @@
 //! One of `set` (the value under the key, replacing what it held), `add` (the value to the
 //! set under the key; the same value again is one member, its expiry renewed), `get` (what
 //! the key holds, put under `into` of the body: a value that was `set`, or the list of a
-//! set's members; null or `[]` when none), `remove` (the value from the set under the key)
+//! set's members; null when it holds nothing, so read a set as `(.into // [])`), `remove`
+//! (the value from the set under the key)
 //! and `delete` (the key), each naming its key with a jq expression — for `set`, `add`,
 //! `remove` and `delete` every output of it is a key (a decision kept under each person it
 //! concerns: `add: '.persons[] | "person/\(.)"'`), for `get` the first. `value` (a jq
@@ -249,7 +250,9 @@ impl Step for Cache {
             let named = match &self.member {
                 Some(p) => Some(value_to_string(&eval_one(p, "cache member", &body, &m)?))
                     .filter(|n| !n.is_empty())
-                    .ok_or_else(|| StepError::permanent("cache: the member expression gave an empty name"))
+                    .ok_or_else(|| {
+                        StepError::permanent("cache: the member expression gave an empty name")
+                    })
                     .map(Some)?,
                 None => None,
             };

@@ -635,15 +635,14 @@ impl Store {
             .begin()
             .await
             .map_err(|e| self.query_error(OP, &e))?;
-        sqlx::query("DELETE FROM knut_cache WHERE name = $1 AND cache_key = $2")
-            .bind(name)
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.query_error(OP, &e))?;
+        // An upsert of the single value, then the set's members go: two instances setting
+        // one key at once both succeed (the last one's value stays).
         sqlx::query(
             "INSERT INTO knut_cache (name, cache_key, member, value, added_at_us, expires_at_us) \
-             VALUES ($1, $2, '', $3, $4, $5)",
+             VALUES ($1, $2, '', $3, $4, $5) \
+             ON CONFLICT (name, cache_key, member) DO UPDATE \
+             SET value = excluded.value, added_at_us = excluded.added_at_us, \
+             expires_at_us = excluded.expires_at_us",
         )
         .bind(name)
         .bind(key)
@@ -653,7 +652,43 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.query_error(OP, &e))?;
-        tx.commit().await.map_err(|e| self.query_error(OP, &e))
+        sqlx::query("DELETE FROM knut_cache WHERE name = $1 AND cache_key = $2 AND member <> ''")
+            .bind(name)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        tx.commit().await.map_err(|e| self.query_error(OP, &e))?;
+        self.cache_purge().await
+    }
+
+    /// Remove expired cache entries, at most once a minute per process (they are invisible
+    /// to readers already; this frees what they held, which may be personal data).
+    async fn cache_purge(&self) -> Result<(), StoreError> {
+        const OP: &str = "cache_purge";
+        static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        let now = now_us();
+        let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last < 60_000_000
+            || LAST
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return Ok(());
+        }
+        sqlx::query(
+            "DELETE FROM knut_cache WHERE expires_at_us IS NOT NULL AND expires_at_us <= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error(OP, &e))?;
+        Ok(())
     }
 
     /// `cache` step: add `value` (JSON text, known by `member`, a hash of it) to the set
@@ -694,7 +729,7 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(|e| self.query_error(OP, &e))?;
-        Ok(())
+        self.cache_purge().await
     }
 
     /// `cache` step: what `key` of cache `name` holds and has not expired, as `(member,

@@ -6,11 +6,15 @@
 #   136 — applicants ValdBarn/Guardians/Guardian/citizenIdentifier; the child ValdBarn
 #         (CitizenIdentifier), else UppgifterOmBarnet (UppgifterOmBarnetPersonummer, else
 #         tfNummer), else BarnetsUppgifter (Barnets_personummer); BeslutPeriod; Beslut
-#         (denied: starts with "Avslås"); SkolaAnsokan; OmFritidsplats, OmFritidsplatsAndras,
-#         DatumAndradFritidsplats;
+#         (granted: starts with "Bevilja", denied: with "Avslå" or "Avslag", either case);
+#         SkolaAnsokan; OmFritidsplats, OmFritidsplatsAndras, DatumAndradFritidsplats;
 #   261 — applicants UppgifterSokande/SocialSecurityNumber (repeated); the student
-#         UppgifterBarn/CitizenIdentifier; BeslutetGallerForPerioden; Besked (denied:
-#         starts with "Eleven har inte rätt till elevresa"); Skola; Enhet (programme).
+#         UppgifterBarn/CitizenIdentifier; BeslutetGallerForPerioden; Besked (granted:
+#         starts with "Eleven har rätt", denied: with "Eleven har inte rätt"); Skola; Enhet
+#         (programme).
+# A decision text that neither grants nor denies, or none, is an error naming the case:
+# the errand cannot be checked, and that must be seen (a dead letter), not guessed.
+# A student missing is null, so the schema names `/student`.
 # A personnummer of 10 digits gets its century (the latest not after this year).
 def digits: if type == "string" then gsub("[^0-9]"; "") else null end;
 def pnr:
@@ -27,6 +31,14 @@ def person($number; $given; $family):
     else {personNumber: $n, givenname: $given, lastname: $family} | with_entries(select(.value != null))
     end;
 def listed: if . == null then [] elif type == "array" then . else [.] end;
+def period($p): {start: $p.StartDate, end: $p.EndDate} | with_entries(select(.value != null))
+                | if . == {} then null else . end;
+# "granted", "denied" or null, by how the decision text starts (case-insensitive).
+def outcome($grants; $denies):
+  (. // "" | ascii_downcase) as $d
+  | if ($denies | any(. as $p | $d | startswith($p))) then "denied"
+    elif ($grants | any(. as $p | $d | startswith($p))) then "granted"
+    else null end;
 
 . as $app
 | .values as $v
@@ -36,7 +48,7 @@ def listed: if . == null then [] elif type == "array" then . else [.] end;
       service: "skolskjuts",
       applicants: [$v.ValdBarn.Guardians.Guardian | listed | .[]
                    | person(.citizenIdentifier; .firstname; .lastname)],
-      student: (
+      student: (first(
         if ($v.ValdBarn.CitizenIdentifier | pnr) != null then
           person($v.ValdBarn.CitizenIdentifier; $v.ValdBarn.Firstname; $v.ValdBarn.Lastname)
         elif (($v.UppgifterOmBarnet.UppgifterOmBarnetPersonummer // $v.UppgifterOmBarnet.tfNummer) | pnr) != null then
@@ -46,10 +58,10 @@ def listed: if . == null then [] elif type == "array" then . else [.] end;
           person($v.BarnetsUppgifter.Barnets_personummer; $v.BarnetsUppgifter.Barnets_fornamn;
                  $v.BarnetsUppgifter.Barnets_efternamn)
         end
-      ),
-      period: {start: $v.BeslutPeriod.StartDate, end: $v.BeslutPeriod.EndDate},
+      ) // null),
+      period: period($v.BeslutPeriod),
       decision: $v.Beslut,
-      denied: (($v.Beslut // "") | startswith("Avslås")),
+      outcome: ($v.Beslut | outcome(["bevilja"]; ["avslå", "avslag"])),
       school: $v.SkolaAnsokan,
       daycare: ({place: $v.OmFritidsplats, changed: $v.OmFritidsplatsAndras,
                  changedFrom: $v.DatumAndradFritidsplats.StartDate}
@@ -60,10 +72,11 @@ def listed: if . == null then [] elif type == "array" then . else [.] end;
       service: "elevresa",
       applicants: [$v.UppgifterSokande | listed | .[]
                    | person(.SocialSecurityNumber; .Firstname; .Lastname)],
-      student: person($v.UppgifterBarn.CitizenIdentifier; $v.UppgifterBarn.Firstname; $v.UppgifterBarn.Lastname),
-      period: {start: $v.BeslutetGallerForPerioden.StartDate, end: $v.BeslutetGallerForPerioden.EndDate},
+      student: (first(person($v.UppgifterBarn.CitizenIdentifier; $v.UppgifterBarn.Firstname;
+                             $v.UppgifterBarn.Lastname)) // null),
+      period: period($v.BeslutetGallerForPerioden),
       decision: $v.Besked,
-      denied: (($v.Besked // "") | startswith("Eleven har inte rätt till elevresa")),
+      outcome: ($v.Besked | outcome(["eleven har rätt"]; ["eleven har inte rätt"])),
       school: $v.Skola,
       programme: $v.Enhet
     }
@@ -72,7 +85,10 @@ def listed: if . == null then [] elif type == "array" then . else [.] end;
   end
 | {caseNumber: ($app.flowInstanceId | tostring), familyId: $family,
    flowVersion: $app.flowVersion, submitted: $app.posted, status: $app.status} + .
-| .granted = (.decision != null and (.denied | not))
-| del(.denied)
+| if .outcome == null then
+    error("case \(.caseNumber): the decision text neither grants nor denies (\(.service)): it cannot be checked until it does")
+  else . end
+| .granted = (.outcome == "granted")
+| del(.outcome)
 | .persons = ([.applicants[].personNumber, .student.personNumber] | map(select(. != null)) | unique)
 | with_entries(select(.value != null))

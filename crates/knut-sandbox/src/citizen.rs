@@ -12,7 +12,7 @@
 //!
 //! | call | what it does |
 //! |---|---|
-//! | `POST /_persons` | adds or replaces people: a JSON list of `{personNumber, givenname, lastname, classified?: "J"\|"N", address: {address, postalCode, city, municipality?}, since?: "YYYY-MM-DD", custodianFor?: [personNumber]}` (a child named in `custodianFor` must exist or be in the same list); answers `[{personNumber, personId}]` |
+//! | `POST /_persons` | adds or replaces people: a JSON list of `{personNumber, givenname, lastname, classified?: "J"\|"N", address: {address, postalCode, city, municipality?}, since?: "YYYY-MM-DD", custodianFor?: [personNumber]}` (a child named in `custodianFor` must exist or be anywhere in the list; custody links are only added, and a replaced person keeps its own guardians but not its seeded e-mail, phone or moves); a refused list changes nothing; answers `[{personNumber, personId}]` |
 //! | `POST /_move` | `{personNumber, address: {address, postalCode, city, municipality?}, date?: "YYYY-MM-DD", emigrated?: bool, deceased?: bool}`: the new address is `Current` from `date` (default today), the old one `Previous`, and `changedaddress` lists the move; `emigrated` and `deceased` set `unRegCode` `UV` or `AV` with `unRegDate` |
 //!
 //! `classified` is `"J"` for skyddad folkbokföring, else `"N"`. A classified person's
@@ -304,8 +304,23 @@ async fn add_persons(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Re
         }
     }
     let mut pop = write(&w.population);
+    // Every child named must exist or be in the list (anywhere in it), before anything
+    // changes: a refused list changes nothing.
+    for (i, p) in people.iter().enumerate() {
+        for child in &p.custodian_for {
+            let known = civic_no(child).is_some_and(|c| {
+                numbers.contains(&c) || pop.persons.iter().any(|q| q.civic_no == c)
+            });
+            if !known {
+                return unprocessable(format!(
+                    "[{i}].custodianFor names a child who is neither in the sandbox nor in this list (a valid personnummer): add the child too"
+                ));
+            }
+        }
+    }
     let today = chrono::Local::now().date_naive();
     let mut answer = Vec::new();
+    let mut links = Vec::new();
     for (p, number) in people.into_iter().zip(&numbers) {
         let id = id_for(number);
         // The 11th digit: odd for men, even for women.
@@ -338,18 +353,19 @@ async fn add_persons(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Re
             None => pop.persons.push(person),
         }
         answer.push(json!({"personNumber": number, "personId": id}));
-        for child in &p.custodian_for {
-            let child_id = civic_no(child).map(|c| id_for(&c));
-            match child_id.and_then(|c| pop.persons.iter_mut().find(|q| q.id == c)) {
-                Some(c) if !c.guardians.contains(&id) => c.guardians.push(id),
-                Some(_) => {}
-                None => {
-                    return unprocessable(format!(
-                        "custodianFor of {}: a child who is not in the sandbox; add the child too (in the same list, earlier)",
-                        answer.len() - 1
-                    ));
-                }
-            }
+        links.extend(
+            p.custodian_for
+                .iter()
+                .filter_map(|c| civic_no(c))
+                .map(|c| (id_for(&c), id)),
+        );
+    }
+    // Custody links are added (a replaced guardian keeps the links it had).
+    for (child, guardian) in links {
+        if let Some(c) = pop.persons.iter_mut().find(|q| q.id == child)
+            && !c.guardians.contains(&guardian)
+        {
+            c.guardians.push(guardian);
         }
     }
     (StatusCode::OK, Json(Value::Array(answer))).into_response()
