@@ -26,6 +26,44 @@ pub struct Resources {
     pub client: AdapterClient,
     /// `outlets/`: exchanges and queues consumed outside Knutpunkt.
     pub outlets: Arc<Outlets>,
+    /// `settings/<name>.yaml`, by name: what the integration team tunes without touching
+    /// routes, read by every jq program of a route as `$settings.<name>`.
+    pub settings: Arc<serde_json::Value>,
+}
+
+/// The settings files of `root` (`settings/<name>.yaml`) as one object by name.
+pub fn load_settings(root: &Path) -> Result<serde_json::Value, Vec<String>> {
+    let mut all = serde_json::Map::new();
+    let mut errors = Vec::new();
+    for path in crate::core::files::yaml_files(&root.join("settings")) {
+        let file = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{file}: cannot be read: {e}"));
+                continue;
+            }
+        };
+        match serde_saphyr::from_str::<serde_json::Value>(&text) {
+            Ok(value) => {
+                all.insert(name, value);
+            }
+            Err(e) => errors.push(format!("{file}: not valid YAML: {e}")),
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(serde_json::Value::Object(all)),
+        false => Err(errors),
+    }
 }
 
 impl Resources {
@@ -57,6 +95,10 @@ impl Resources {
             errors.extend(e.iter().map(|e| e.to_string()));
             Outlets::default()
         });
+        let settings = load_settings(root).unwrap_or_else(|e| {
+            errors.extend(e);
+            serde_json::Value::Null
+        });
         let client = match AdapterClient::with_templates(
             &adapters,
             templates
@@ -77,6 +119,7 @@ impl Resources {
                 adapters: Arc::new(adapters),
                 client,
                 outlets: Arc::new(outlets),
+                settings: Arc::new(settings),
             }),
             _ => Err(errors),
         }

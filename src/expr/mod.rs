@@ -2,7 +2,7 @@
 //!
 //! A [`Program`] is compiled once when routes are loaded and run many times, on many
 //! threads (`Program` is `Send + Sync`). Every program can read the message headers as
-//! `$headers` (see [`Vars`]). Besides jq's standard library, programs can call the domain
+//! `$headers` (see [`Vars`]) and the root's settings as `$settings` (see [`with_settings`]). Besides jq's standard library, programs can call the domain
 //! functions of [`domain`]: `personnummer_valid`, `personnummer_birthdate`, `age($date)`,
 //! `is_adult($date)`, `mask_personnummer` and `stockholm_time($hhmm)`.
 //!
@@ -151,6 +151,25 @@ impl Vars {
 pub struct Program {
     filter: jaq_core::Filter<Data>,
     source: String,
+    /// `$settings` as the program was compiled with them (see [`with_settings`]), kept only
+    /// by programs that read them.
+    settings: Option<std::sync::Arc<Value>>,
+}
+
+std::thread_local! {
+    /// The settings programs compiled on this thread now read as `$settings`.
+    static SETTINGS: std::cell::RefCell<Option<std::sync::Arc<Value>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with `settings` as what the programs it compiles read as `$settings` (the root's
+/// `settings/<name>.yaml` files, by name; see `Resources::settings`). Outside such a scope
+/// `$settings` is `{}`.
+pub fn with_settings<T>(settings: std::sync::Arc<Value>, f: impl FnOnce() -> T) -> T {
+    let before = SETTINGS.with(|s| s.replace(Some(settings)));
+    let out = f();
+    SETTINGS.with(|s| *s.borrow_mut() = before);
+    out
 }
 
 impl std::fmt::Debug for Program {
@@ -212,7 +231,7 @@ impl Program {
             )
             .map_err(|errs| load_errors(src, errs))?;
         let filter = Compiler::default()
-            .with_global_vars(["$headers"])
+            .with_global_vars(["$headers", "$settings"])
             .with_funs(natives())
             .compile(modules)
             .map_err(|errs| {
@@ -230,9 +249,14 @@ impl Program {
                 }
                 sorted(diagnostics)
             })?;
+        let settings = src
+            .contains("$settings")
+            .then(|| SETTINGS.with(|s| s.borrow().clone()))
+            .flatten();
         Ok(Program {
             filter,
             source: src.to_owned(),
+            settings,
         })
     }
 
@@ -287,9 +311,13 @@ impl Program {
         mut sink: impl FnMut(Value) -> bool,
     ) -> Result<(), ExprError> {
         let started = Instant::now();
+        let settings = match &self.settings {
+            Some(s) => to_val(s),
+            None => to_val(&Value::Object(serde_json::Map::new())),
+        };
         let ctx = Ctx::<Data>::new(
             &self.filter.lut,
-            jaq_core::Vars::new([to_val(&vars.headers)]),
+            jaq_core::Vars::new([to_val(&vars.headers), settings]),
         );
         let outputs = self.filter.id.run((ctx, input));
         for (count, output) in outputs.enumerate() {
@@ -537,6 +565,28 @@ mod tests {
 
     fn run(src: &str, input: Value) -> Result<Vec<Value>, ExprError> {
         Program::compile(src).unwrap().run(&input, &Vars::default())
+    }
+
+    #[test]
+    fn settings_are_those_in_scope_when_compiled() {
+        let outside = Program::compile("$settings").unwrap();
+        assert_eq!(
+            outside.first(&json!(null), &Vars::default()).unwrap(),
+            Some(json!({}))
+        );
+        let settings = std::sync::Arc::new(json!({"notices": {"greeting": "Hej"}}));
+        let inside =
+            with_settings(settings, || Program::compile("$settings.notices.greeting")).unwrap();
+        assert_eq!(
+            inside.first(&json!(null), &Vars::default()).unwrap(),
+            Some(json!("Hej"))
+        );
+        // The scope ends with the closure.
+        let after = Program::compile("$settings.notices").unwrap();
+        assert_eq!(
+            after.first(&json!(null), &Vars::default()).unwrap(),
+            Some(json!(null))
+        );
     }
 
     #[test]

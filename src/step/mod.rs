@@ -92,6 +92,15 @@ pub struct BuildError {
 impl Pipeline {
     /// Build the steps at `base` (e.g. `steps`, `steps[1].choice.when[0].steps`).
     pub fn build(specs: &[StepSpec], base: &str, res: &Resources) -> Result<Pipeline, BuildError> {
+        // The steps' jq programs read the root's settings as `$settings`.
+        crate::expr::with_settings(res.settings.clone(), || Self::build_steps(specs, base, res))
+    }
+
+    fn build_steps(
+        specs: &[StepSpec],
+        base: &str,
+        res: &Resources,
+    ) -> Result<Pipeline, BuildError> {
         let mut steps = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let path = format!("{base}[{i}].{}", spec.kind());
