@@ -5,13 +5,13 @@
 # e-service versions write is read (see docs/design/skolresekollen-anchor.md, §2):
 #   136 — applicants ValdBarn/Guardians/Guardian/citizenIdentifier; the child ValdBarn
 #         (CitizenIdentifier), else UppgifterOmBarnet (UppgifterOmBarnetPersonummer, else
-#         tfNummer), else BarnetsUppgifter (Barnets_personummer); BeslutPeriod; Beslut
-#         (granted: starts with "Bevilja", denied: with "Avslå" or "Avslag", either case);
+#         tfNummer), else BarnetsUppgifter (Barnets_personummer); BeslutPeriod; Beslut;
 #         SkolaAnsokan; OmFritidsplats, OmFritidsplatsAndras, DatumAndradFritidsplats;
 #   261 — applicants UppgifterSokande/SocialSecurityNumber (repeated); the student
-#         UppgifterBarn/CitizenIdentifier; BeslutetGallerForPerioden; Besked (granted:
-#         starts with "Eleven har rätt", denied: with "Eleven har inte rätt"); Skola; Enhet
+#         UppgifterBarn/CitizenIdentifier; BeslutetGallerForPerioden; Besked; Skola; Enhet
 #         (programme).
+# Whether the decision grants or denies is read by how its text starts, case-insensitively,
+# from settings/skolresekollen.yaml (`decisions.<family>.granted` / `.denied`).
 # A decision text that neither grants nor denies, or none, is an error naming the case:
 # the errand cannot be checked, and that must be seen (a dead letter), not guessed.
 # A student missing is null, so the schema names `/student`.
@@ -36,11 +36,12 @@ def period($p): {start: $p.StartDate, end: $p.EndDate} | with_entries(select(.va
 # "granted", "denied" or null, by how the decision text starts (case-insensitive).
 def outcome($grants; $denies):
   (. // "" | ascii_downcase) as $d
-  | if ($denies | any(. as $p | $d | startswith($p))) then "denied"
-    elif ($grants | any(. as $p | $d | startswith($p))) then "granted"
+  | if ($denies | any(. as $p | $d | startswith($p | ascii_downcase))) then "denied"
+    elif ($grants | any(. as $p | $d | startswith($p | ascii_downcase))) then "granted"
     else null end;
 
 . as $app
+| ($settings.skolresekollen.decisions // {}) as $texts
 | .values as $v
 | (.familyId | tostring) as $family
 | if $family == "136" then
@@ -61,7 +62,7 @@ def outcome($grants; $denies):
       ) // null),
       period: period($v.BeslutPeriod),
       decision: $v.Beslut,
-      outcome: ($v.Beslut | outcome(["bevilja"]; ["avslå", "avslag"])),
+      outcome: ($v.Beslut | outcome($texts["136"].granted // []; $texts["136"].denied // [])),
       school: $v.SkolaAnsokan,
       daycare: ({place: $v.OmFritidsplats, changed: $v.OmFritidsplatsAndras,
                  changedFrom: $v.DatumAndradFritidsplats.StartDate}
@@ -76,7 +77,7 @@ def outcome($grants; $denies):
                              $v.UppgifterBarn.Lastname)) // null),
       period: period($v.BeslutetGallerForPerioden),
       decision: $v.Besked,
-      outcome: ($v.Besked | outcome(["eleven har rätt"]; ["eleven har inte rätt"])),
+      outcome: ($v.Besked | outcome($texts["261"].granted // []; $texts["261"].denied // [])),
       school: $v.Skola,
       programme: $v.Enhet
     }
