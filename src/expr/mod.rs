@@ -154,6 +154,9 @@ pub struct Program {
     /// `$settings` as the program was compiled with them (see [`with_settings`]), kept only
     /// by programs that read them.
     settings: Option<std::sync::Arc<Value>>,
+    /// Whether the source names `$settings` at all: a program that does not is given null
+    /// (it cannot tell), so a run costs nothing for them.
+    reads_settings: bool,
 }
 
 std::thread_local! {
@@ -249,14 +252,15 @@ impl Program {
                 }
                 sorted(diagnostics)
             })?;
-        let settings = src
-            .contains("$settings")
+        let reads_settings = src.contains("$settings");
+        let settings = reads_settings
             .then(|| SETTINGS.with(|s| s.borrow().clone()))
             .flatten();
         Ok(Program {
             filter,
             source: src.to_owned(),
             settings,
+            reads_settings,
         })
     }
 
@@ -311,9 +315,10 @@ impl Program {
         mut sink: impl FnMut(Value) -> bool,
     ) -> Result<(), ExprError> {
         let started = Instant::now();
-        let settings = match &self.settings {
-            Some(s) => to_val(s),
-            None => to_val(&Value::Object(serde_json::Map::new())),
+        let settings = match (&self.settings, self.reads_settings) {
+            (Some(s), _) => to_val(s),
+            (None, true) => to_val(&Value::Object(serde_json::Map::new())),
+            (None, false) => Val::Null,
         };
         let ctx = Ctx::<Data>::new(
             &self.filter.lut,

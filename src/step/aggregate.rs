@@ -128,7 +128,12 @@ pub async fn complete(
     store
         .aggregate_finish(route, key, &claimant)
         .await
-        .map_err(|e| StepError::transient(format!("state store: {e}")))
+        .map_err(store_error)
+}
+
+/// A state store failure: transient (retried).
+fn store_error(e: crate::store::StoreError) -> StepError {
+    StepError::transient(format!("state store: {e}"))
 }
 
 /// The `aggregate` step.
@@ -193,8 +198,6 @@ impl Step for Aggregate {
             let key = eval_one(&self.correlation, "correlation", &body, &m)?;
             (value_to_string(&key), body.into_owned())
         };
-        let store_error =
-            |e: crate::store::StoreError| StepError::transient(format!("state store: {e}"));
         let group = cx
             .store
             .aggregate_add(&cx.route, &key, m.id, &item)
@@ -207,23 +210,8 @@ impl Step for Aggregate {
             Added::AlreadyCompleted => return Ok(Vec::new()),
             Added::GroupCompleting => {
                 // Its claimant died and is not coming back: complete it in its place.
-                if let Some(stale) = cx
-                    .store
-                    .aggregate_claim(&cx.route, &key, &claimant, stale_before())
-                    .await
-                    .map_err(store_error)?
-                {
-                    let out = completed(&m, &self.path, &stale);
-                    complete(
-                        cx.effects.as_ref(),
-                        &cx.store,
-                        &cx.route,
-                        &self.path,
-                        &key,
-                        out,
-                    )
+                self.claim_and_complete(&m, cx, &key, &claimant, stale_before())
                     .await?;
-                }
                 // This message belongs to the next group: it joins it on its retry.
                 return Err(StepError::transient(
                     "its aggregate group is being completed; the message joins the next group",
@@ -251,27 +239,43 @@ impl Step for Aggregate {
             return Ok(Vec::new());
         }
         // Claim, publish (confirmed), finish: the group is removed only once its completed
-        // message is safely on the work queue.
+        // message is safely on the work queue. Another delivery that claimed it at the same
+        // moment completes it, with this message in it.
+        self.claim_and_complete(&m, cx, &key, &claimant, None)
+            .await?;
+        Ok(Vec::new())
+    }
+}
+
+impl Aggregate {
+    /// Claim group `key` for `claimant` (also from a claimant whose claim is older than
+    /// `stale`) and, when the claim is had, publish its completed message and finish it.
+    async fn claim_and_complete(
+        &self,
+        m: &Envelope,
+        cx: &Context,
+        key: &str,
+        claimant: &str,
+        stale: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), StepError> {
         let Some(claimed) = cx
             .store
-            .aggregate_claim(&cx.route, &key, &claimant, None)
+            .aggregate_claim(&cx.route, key, claimant, stale)
             .await
             .map_err(store_error)?
         else {
-            // Another delivery claimed it at the same moment, with this message in it.
-            return Ok(Vec::new());
+            return Ok(());
         };
-        let out = completed(&m, &self.path, &claimed);
+        let out = completed(m, &self.path, &claimed);
         complete(
             cx.effects.as_ref(),
             &cx.store,
             &cx.route,
             &self.path,
-            &key,
+            key,
             out,
         )
-        .await?;
-        Ok(Vec::new())
+        .await
     }
 }
 
