@@ -125,6 +125,9 @@ pub(crate) fn describe(error: &sqlx::Error) -> String {
 pub(crate) fn describe_migrate(error: &sqlx::migrate::MigrateError) -> String {
     match error {
         sqlx::migrate::MigrateError::Execute(inner) => describe(inner),
+        sqlx::migrate::MigrateError::ExecuteMigration(inner, version) => {
+            format!("migration {version}: {}", describe(inner))
+        }
         other => mask_digits(&other.to_string()),
     }
 }

@@ -4,7 +4,8 @@
 //! what it applied in `_sqlx_migrations`, and on PostgreSQL it holds an advisory lock while
 //! migrating, so several instances starting together apply each migration once. SQLite has
 //! no such lock: two processes may both try the same migration; the loser's transaction
-//! fails on the bookkeeping row and is retried, and then finds it applied.
+//! fails (on a statement or on the bookkeeping row), is rolled back and retried, and then
+//! finds the migration applied.
 
 use std::time::Duration;
 
@@ -111,7 +112,13 @@ pub(super) async fn run(
     loop {
         match migrator.run(pool).await {
             Ok(()) => return Ok(()),
-            Err(MigrateError::Execute(_)) if attempt < ATTEMPTS => {
+            // A concurrent migrator that won the race makes the loser's statements fail
+            // (`duplicate column name` for an `ALTER TABLE … ADD COLUMN`, which has no
+            // `IF NOT EXISTS` on SQLite) or its bookkeeping insert; the loser's transaction
+            // is rolled back, and the next attempt reads the applied list afresh.
+            Err(MigrateError::Execute(_) | MigrateError::ExecuteMigration(..))
+                if attempt < ATTEMPTS =>
+            {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
