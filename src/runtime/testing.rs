@@ -73,9 +73,66 @@ pub struct TestCase {
     /// Adapter responses.
     #[serde(default)]
     pub mocks: Vec<Mock>,
+    /// What the route's state store holds before the first input (e.g. a cache another
+    /// route fills).
+    #[serde(default)]
+    pub given: Given,
     /// What must come out.
     #[serde(default)]
     pub expect: Expect,
+}
+
+/// The state a case starts from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Given {
+    /// Keys of named caches (the `cache` step's), filled in this order.
+    #[serde(default)]
+    pub cache: Vec<GivenCache>,
+}
+
+/// One key of a cache, holding a value (`set`) or a set of named members (`add`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GivenCache {
+    /// The cache's name.
+    pub name: String,
+    /// The key.
+    pub key: String,
+    /// The value the key holds, as `cache: {set: …}` keeps it.
+    #[serde(default)]
+    pub set: Option<Value>,
+    /// The set's members, by name, as `cache: {add: …, member: …}` keeps them.
+    #[serde(default)]
+    pub add: Option<BTreeMap<String, Value>>,
+}
+
+/// Fills `store` with what a case is given.
+async fn fill(store: &Store, given: &Given) -> Result<(), String> {
+    for (i, c) in given.cache.iter().enumerate() {
+        let at = format!("given.cache[{i}]");
+        match (&c.set, &c.add) {
+            (Some(value), None) => store
+                .cache_set(&c.name, &c.key, &value.to_string(), None)
+                .await
+                .map_err(|e| format!("{at}: {e}"))?,
+            (None, Some(members)) => {
+                for (member, value) in members {
+                    store
+                        .cache_add(&c.name, &c.key, member, &value.to_string(), None)
+                        .await
+                        .map_err(|e| format!("{at}: {e}"))?;
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{at}: give exactly one of `set` (the value the key holds) and `add` \
+                     (its set's members by name)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An input message.
@@ -404,8 +461,8 @@ pub async fn run_file(
         _ => None,
     };
     let mut results = Vec::new();
-    for case in tf.tests {
-        let inputs = match (case.input, case.inputs) {
+    for mut case in tf.tests {
+        let inputs = match (case.input.take(), case.inputs.take()) {
             (Some(i), None) => vec![i],
             (None, Some(v)) if !v.is_empty() => v,
             _ => {
@@ -424,8 +481,7 @@ pub async fn run_file(
             (intake.as_ref(), &pipeline),
             resources,
             inputs,
-            case.mocks,
-            case.expect,
+            (case.mocks, &case.given, case.expect),
         )
         .await;
         results.push(CaseResult {
@@ -469,8 +525,7 @@ async fn run_case(
     (intake, pipeline): (Option<&Partitioner>, &Pipeline),
     resources: &Resources,
     inputs: Vec<Input>,
-    mocks: Vec<Mock>,
-    expect: Expect,
+    (mocks, given, expect): (Vec<Mock>, &Given, Expect),
 ) -> (
     Vec<String>,
     Vec<(String, String, crate::adapter::client::Prepared)>,
@@ -505,6 +560,9 @@ async fn run_case(
         Ok(s) => s,
         Err(e) => return (vec![format!("state store: {e}")], Vec::new()),
     };
+    if let Err(e) = fill(&store, given).await {
+        return (vec![e], Vec::new());
+    }
     let cx = Context {
         route: Arc::from(route),
         effects: effects.clone(),

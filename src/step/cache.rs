@@ -11,7 +11,9 @@
 //! One of `set` (the value under the key, replacing what it held), `add` (the value to the
 //! set under the key; the same value again is one member, its expiry renewed), `get` (what
 //! the key holds, put under `into` of the body: a value that was `set`, or the list of a
-//! set's members; null when it holds nothing, so read a set as `(.into // [])`), `remove`
+//! set's members; null when it holds nothing, so read a set as `(.into // [])`), `get_all`
+//! (every key its expression gives, at once: `into` becomes an object from each key that
+//! holds something to what it holds — the day's moved people looked up in one step), `remove`
 //! (the value from the set under the key)
 //! and `delete` (the key), each naming its key with a jq expression — for `set`, `add`,
 //! `remove` and `delete` every output of it is a key (a decision kept under each person it
@@ -49,6 +51,9 @@ pub struct CacheSpec {
     /// jq expression giving the key whose value (or set's members, as a list) is put under `into`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub get: Option<String>,
+    /// jq expression whose every output is a key to look up: `into` becomes an object from each key that holds something to what it holds (a key that holds nothing is left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get_all: Option<String>,
     /// jq expression giving the key from whose set `value` is removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remove: Option<String>,
@@ -80,8 +85,23 @@ enum Op {
     Set,
     Add,
     Get,
+    GetAll,
     Remove,
     Delete,
+}
+
+impl Op {
+    /// The option that names the operation.
+    fn field(self) -> &'static str {
+        match self {
+            Op::Set => "set",
+            Op::Add => "add",
+            Op::Get => "get",
+            Op::GetAll => "get_all",
+            Op::Remove => "remove",
+            Op::Delete => "delete",
+        }
+    }
 }
 
 impl CacheSpec {
@@ -91,6 +111,7 @@ impl CacheSpec {
             (Op::Set, &self.set),
             (Op::Add, &self.add),
             (Op::Get, &self.get),
+            (Op::GetAll, &self.get_all),
             (Op::Remove, &self.remove),
             (Op::Delete, &self.delete),
         ]
@@ -100,7 +121,8 @@ impl CacheSpec {
         match named.as_slice() {
             [one] => Ok(*one),
             _ => Err(
-                "a cache step names exactly one of `set`, `add`, `get`, `remove` and `delete`, \
+                "a cache step names exactly one of `set`, `add`, `get`, `get_all`, `remove` and \
+                 `delete`, \
                  with the jq expression giving its key"
                     .into(),
             ),
@@ -113,18 +135,21 @@ impl CacheSpec {
             return Err("`name` names the cache (shared by the routes that use it)".into());
         }
         match op {
-            Op::Get if self.into.is_none() => {
-                Err("`get` needs `into`: the key of the body that takes what was found".into())
-            }
-            Op::Get | Op::Delete if self.value.is_some() || self.ttl.is_some() => Err(format!(
-                "`value` and `ttl` belong to `set`, `add` and `remove`, not `{}`",
-                if op == Op::Get { "get" } else { "delete" }
+            Op::Get | Op::GetAll if self.into.is_none() => Err(format!(
+                "`{}` needs `into`: the key of the body that takes what was found",
+                op.field()
             )),
+            Op::Get | Op::GetAll | Op::Delete if self.value.is_some() || self.ttl.is_some() => {
+                Err(format!(
+                    "`value` and `ttl` belong to `set`, `add` and `remove`, not `{}`",
+                    op.field()
+                ))
+            }
             Op::Set | Op::Add | Op::Remove | Op::Delete if self.into.is_some() => {
-                Err("`into` belongs to `get`".into())
+                Err("`into` belongs to `get` and `get_all`".into())
             }
             Op::Remove if self.ttl.is_some() => Err("`ttl` belongs to `set` and `add`".into()),
-            Op::Set | Op::Get | Op::Delete if self.member.is_some() => {
+            Op::Set | Op::Get | Op::GetAll | Op::Delete if self.member.is_some() => {
                 Err("`member` names a value in a set: it belongs to `add` and `remove`".into())
             }
             _ => Ok(op),
@@ -148,14 +173,7 @@ impl StepKind for CacheSpec {
             return;
         }
         if let Ok((op, key)) = self.op() {
-            let field = match op {
-                Op::Set => "set",
-                Op::Add => "add",
-                Op::Get => "get",
-                Op::Remove => "remove",
-                Op::Delete => "delete",
-            };
-            cx.jq(&format!("{at}.{field}"), key);
+            cx.jq(&format!("{at}.{}", op.field()), key);
         }
         if let Some(value) = &self.value {
             cx.jq(&format!("{at}.value"), value);
@@ -213,6 +231,24 @@ fn member_of(text: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a key holds, from its rows: a value that was `set`, the list of a set's members,
+/// or null.
+fn held(rows: &[(String, String)]) -> Result<Value, StepError> {
+    let parse = |text: &str| {
+        serde_json::from_str::<Value>(text)
+            .map_err(|e| StepError::permanent(format!("cache: a stored value: {e}")))
+    };
+    Ok(match rows {
+        [] => Value::Null,
+        [(member, text)] if member.is_empty() => parse(text)?,
+        many => Value::Array(
+            many.iter()
+                .map(|(_, text)| parse(text))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
 fn store_error(e: impl std::fmt::Display) -> StepError {
     StepError::transient(format!("cache: state store: {e}"))
 }
@@ -222,7 +258,7 @@ impl Step for Cache {
     async fn apply(&self, mut m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
         let (keys, value, named) = {
             let body = m.json_body()?;
-            let keys: Vec<String> = match self.op {
+            let mut keys: Vec<String> = match self.op {
                 Op::Get => vec![value_to_string(&eval_one(
                     &self.key,
                     "cache key",
@@ -237,13 +273,17 @@ impl Step for Cache {
                     .map(value_to_string)
                     .collect(),
             };
+            if self.op == Op::GetAll {
+                keys.sort();
+                keys.dedup();
+            }
             if keys.iter().any(String::is_empty) {
                 return Err(StepError::permanent(
                     "cache: the key expression gave an empty key",
                 ));
             }
             let value = match (&self.value, self.op) {
-                (_, Op::Get | Op::Delete) => None,
+                (_, Op::Get | Op::GetAll | Op::Delete) => None,
                 (Some(p), _) => Some(eval_one(p, "cache value", &body, &m)?),
                 (None, _) => Some(body.as_ref().clone()),
             };
@@ -264,24 +304,27 @@ impl Step for Cache {
             .transpose()
             .map_err(|e| StepError::permanent(format!("cache: value: {e}")))?;
         match (self.op, text) {
-            (Op::Get, _) => {
-                let key = keys.first().map(String::as_str).unwrap_or_default();
-                let rows = store
-                    .cache_get(&self.name, key)
-                    .await
-                    .map_err(store_error)?;
-                let parse = |text: &str| {
-                    serde_json::from_str::<Value>(text)
-                        .map_err(|e| StepError::permanent(format!("cache: a stored value: {e}")))
-                };
-                let found = match rows.as_slice() {
-                    [] => Value::Null,
-                    [(member, text)] if member.is_empty() => parse(text)?,
-                    many => Value::Array(
-                        many.iter()
-                            .map(|(_, text)| parse(text))
-                            .collect::<Result<_, _>>()?,
-                    ),
+            (Op::Get | Op::GetAll, _) => {
+                let found = if self.op == Op::Get {
+                    let key = keys.first().map(String::as_str).unwrap_or_default();
+                    held(
+                        &store
+                            .cache_get(&self.name, key)
+                            .await
+                            .map_err(store_error)?,
+                    )?
+                } else {
+                    let mut all = serde_json::Map::new();
+                    for key in keys {
+                        let rows = store
+                            .cache_get(&self.name, &key)
+                            .await
+                            .map_err(store_error)?;
+                        if !rows.is_empty() {
+                            all.insert(key, held(&rows)?);
+                        }
+                    }
+                    Value::Object(all)
                 };
                 let into = self.into.as_deref().unwrap_or("cached");
                 let mut body = m.json_body()?.into_owned();
@@ -291,7 +334,7 @@ impl Step for Cache {
                     }
                     _ => {
                         return Err(StepError::permanent(
-                            "cache: `get` puts what it found into the body, which must be a JSON object",
+                            "cache: `get` and `get_all` put what they found into the body, which must be a JSON object",
                         ));
                     }
                 }
@@ -344,10 +387,19 @@ mod tests {
     fn exactly_one_operation_with_its_own_keys() {
         assert_eq!(spec("{name: d, set: .k}").shape(), Ok(Op::Set));
         assert_eq!(spec("{name: d, get: .k, into: found}").shape(), Ok(Op::Get));
+        assert_eq!(
+            spec("{name: d, get_all: '.k[]', into: found}").shape(),
+            Ok(Op::GetAll)
+        );
         for (bad, says) in [
             ("{name: d}", "exactly one of"),
             ("{name: d, set: .k, get: .k}", "exactly one of"),
             ("{name: d, get: .k}", "needs `into`"),
+            ("{name: d, get_all: .k}", "`get_all` needs `into`"),
+            (
+                "{name: d, get_all: .k, into: f, member: .id}",
+                "`member` names a value",
+            ),
             ("{name: d, get: .k, into: f, value: .}", "belong to `set`"),
             ("{name: d, add: .k, into: f}", "`into` belongs to `get`"),
             ("{name: d, remove: .k, ttl: 1d}", "`ttl` belongs"),
