@@ -1,7 +1,8 @@
 //! `reply`: answer the synchronous HTTP request that started this message. The caller's
 //! instance waits on its reply queue (named in `knut-reply-to`).
 //!
-//! The answer is the current body (with `status` and `content_type`), or a declared RFC 9457
+//! The answer is the current body (with `status` and `content_type`; a body that is a JSON
+//! string, answered as a type that is not JSON, is sent as its text), or a declared RFC 9457
 //! problem:
 //! ```yaml
 //! - reply:
@@ -164,7 +165,17 @@ impl Step for Reply {
                 let content_type = content_type
                     .clone()
                     .unwrap_or_else(|| m.content_type.clone());
-                answer(&m, "reply", *status, m.body.clone(), content_type)
+                // A JSON string answered as text (HTML, CSV…) is its text, not a quoted
+                // JSON literal: a report kept as a string is downloaded as the file it is.
+                let body = match &m.body {
+                    Body::Json(serde_json::Value::String(text))
+                        if !crate::core::envelope::is_json_type(&content_type) =>
+                    {
+                        Body::Bytes(bytes::Bytes::from(text.clone()))
+                    }
+                    other => other.clone(),
+                };
+                answer(&m, "reply", *status, body, content_type)
             }
             Answer::Problem {
                 status,

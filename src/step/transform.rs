@@ -1,12 +1,14 @@
-//! `transform`: replace the body with a jq program's output or a Tera template's rendering.
+//! `transform`: replace the body with a jq program's output or a Tera template's rendering
+//! (or, with `into`, keep that output under a key of the body: an HTML report rendered
+//! beside the rows it came from).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Context, Step, StepError, compile, eval_one_owned};
+use super::{Context, Step, StepError, compile, eval_one, eval_one_owned};
 use crate::core::envelope::{Body, Envelope, JSON};
 use crate::expr::Program;
 use crate::template::Templates;
@@ -34,6 +36,9 @@ pub struct TransformSpec {
     /// Content type of the template's output (default: from the template's extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// Key of the body object that takes the output (a JSON value, or a template's text as a string), the rest of the body kept; without it the output replaces the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
 }
 
 impl StepKind for TransformSpec {
@@ -67,14 +72,21 @@ impl StepKind for TransformSpec {
     }
 
     fn build(&self, at: &str, res: &Resources) -> Result<Box<dyn super::Step>, BuildError> {
-        Ok(Box::new(
-            Transform::new(self, res).map_err(|e| build_error(at, e))?,
-        ))
+        Ok(Box::new(Transform {
+            output: Output::new(self, res).map_err(|e| build_error(at, e))?,
+            into: self.into.clone(),
+        }))
     }
 }
 
 /// The `transform` step.
-pub enum Transform {
+pub struct Transform {
+    output: Output,
+    into: Option<String>,
+}
+
+/// What a `transform` computes.
+enum Output {
     /// A jq program; the body becomes its output.
     Jq(Program),
     /// A template under `transforms/`.
@@ -104,20 +116,20 @@ pub fn template_content_type(name: &str) -> &'static str {
     }
 }
 
-impl Transform {
+impl Output {
     /// Build: exactly one of `jq` and `template`.
     pub fn new(spec: &TransformSpec, res: &Resources) -> Result<Self, String> {
         match (&spec.jq, &spec.jq_file, &spec.template) {
-            (Some(src), None, None) => Ok(Transform::Jq(compile("jq", src)?)),
+            (Some(src), None, None) => Ok(Output::Jq(compile("jq", src)?)),
             (None, Some(file), None) => {
                 let src = read_jq_file(&res.root, file)?;
-                Ok(Transform::Jq(compile("jq_file", &src)?))
+                Ok(Output::Jq(compile("jq_file", &src)?))
             }
             (None, None, Some(name)) => {
                 if !res.templates.contains(name) {
                     return Err(format!("no template `{name}` in transforms/"));
                 }
-                Ok(Transform::Template {
+                Ok(Output::Template {
                     name: name.clone(),
                     content_type: spec
                         .content_type
@@ -150,35 +162,53 @@ pub fn read_jq_file(root: &std::path::Path, file: &str) -> Result<String, String
 #[async_trait]
 impl Step for Transform {
     async fn apply(&self, mut m: Envelope, _cx: &Context) -> Result<Vec<Envelope>, StepError> {
-        match self {
-            Transform::Jq(program) => {
+        if let Some(into) = &self.into {
+            let out = match &self.output {
+                Output::Jq(program) => {
+                    let body = m.json_body()?;
+                    eval_one(program, "transform", &body, &m)?
+                }
+                Output::Template {
+                    name,
+                    content_type,
+                    templates,
+                } => {
+                    let text = render(name, templates, &m)?;
+                    if crate::core::envelope::is_json_type(content_type) {
+                        parse_json(name, &text)?
+                    } else {
+                        Value::String(text)
+                    }
+                }
+            };
+            let mut body = m.take_json_body()?;
+            let Value::Object(map) = &mut body else {
+                return Err(StepError::permanent(
+                    "transform: `into` keeps the output under a key of the body, which must be a JSON object",
+                ));
+            };
+            map.insert(into.clone(), out);
+            m.body = Body::Json(body);
+            m.content_type = JSON.to_string();
+            return Ok(vec![m]);
+        }
+        match &self.output {
+            Output::Jq(program) => {
                 // The body is replaced by the output: move it into the program.
                 let body = m.take_json_body()?;
                 let out = eval_one_owned(program, "transform", body, &m)?;
                 m.body = Body::Json(out);
                 m.content_type = JSON.to_string();
             }
-            Transform::Template {
+            Output::Template {
                 name,
                 content_type,
                 templates,
             } => {
-                let text = {
-                    let body = m.json_body()?;
-                    let context = json!({"body": *body, "headers": m.headers_json()});
-                    templates
-                        .render(name, &context)
-                        .map_err(|e| StepError::permanent(e.to_string()))?
-                };
+                let text = render(name, templates, &m)?;
                 m.content_type = content_type.clone();
                 m.body = if crate::core::envelope::is_json_type(content_type) {
-                    Body::Json(serde_json::from_str(&text).map_err(|e| {
-                        StepError::permanent(format!(
-                            "template `{name}` did not produce valid JSON (line {}, column {})",
-                            e.line(),
-                            e.column()
-                        ))
-                    })?)
+                    Body::Json(parse_json(name, &text)?)
                 } else {
                     Body::Bytes(Bytes::from(text))
                 };
@@ -186,4 +216,24 @@ impl Step for Transform {
         }
         Ok(vec![m])
     }
+}
+
+/// `name` rendered with the message's body as `body` and its headers as `headers`.
+fn render(name: &str, templates: &Templates, m: &Envelope) -> Result<String, StepError> {
+    let body = m.json_body()?;
+    let context = json!({"body": *body, "headers": m.headers_json()});
+    templates
+        .render(name, &context)
+        .map_err(|e| StepError::permanent(e.to_string()))
+}
+
+/// A JSON template's output, parsed.
+fn parse_json(name: &str, text: &str) -> Result<Value, StepError> {
+    serde_json::from_str(text).map_err(|e| {
+        StepError::permanent(format!(
+            "template `{name}` did not produce valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
 }
