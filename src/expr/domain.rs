@@ -9,6 +9,7 @@
 //! | `is_adult($date)` | personnummer string | `age($date) >= 18` |
 //! | `mask_personnummer` | string (or `null`) | the string with every personnummer-shaped value masked (`20100101-****`) |
 //! | `spring_filter` | object `{field: value, …}` | a case-data `filter` query: `field:'value' and …` in spring-filter syntax, every value quoted and escaped (`'` and `\\`), so a value can never change the filter; `null` gives `field is null`. Field names are letters, digits, `_` and `.` |
+//! | `to_stockholm` | seconds since the epoch (`now`) or an RFC 3339 time | that instant as Swedish wall-clock time, RFC 3339 with its offset (`now \| to_stockholm \| .[0:10]` is today's date in Sweden) |
 //! | `stockholm_time($hhmm)` | date `"YYYY-MM-DD"` | that date and wall-clock time in Sweden as RFC 3339 with its offset (`"2027-02-15" \| stockholm_time("08:00")` → `"2027-02-15T08:00:00+01:00"`; summer time `+02:00`) |
 //!
 //! Accepted forms are those of [`super::personnummer::parse`]. Errors say what is wrong
@@ -27,7 +28,7 @@ const ADULT_AGE: u32 = 18;
 
 /// The native functions of this module, ready for the compiler.
 pub(crate) fn funs() -> impl Iterator<Item = Fun<Data>> {
-    let funs: [jaq_core::native::Filter<jaq_core::RunPtr<Data>>; 7] = [
+    let funs: [jaq_core::native::Filter<jaq_core::RunPtr<Data>>; 8] = [
         ("spring_filter", v(0), |cv| bome(spring_filter(&cv.1))),
         ("personnummer_valid", v(0), |cv| {
             let valid = as_str(&cv.1).is_some_and(|s| personnummer::parse(s).is_ok());
@@ -45,6 +46,7 @@ pub(crate) fn funs() -> impl Iterator<Item = Fun<Data>> {
         ("is_adult", v(1), |cv| {
             age_fn(cv, "is_adult", |age| Val::Bool(age >= ADULT_AGE))
         }),
+        ("to_stockholm", v(0), |cv| bome(to_stockholm(&cv.1))),
         ("stockholm_time", v(1), |mut cv| {
             let time = cv.0.pop_var();
             bome(stockholm_time(&cv.1, &time))
@@ -107,6 +109,33 @@ fn spring_filter(input: &Val) -> Result<Val, Error<Val>> {
         return Err(Error::str("spring_filter: give at least one field"));
     }
     Ok(Val::utf8_str(parts.join(" and ")))
+}
+
+/// `instant | to_stockholm`: the instant (seconds since the epoch, or RFC 3339) as Swedish
+/// wall-clock time, RFC 3339 with its offset.
+fn to_stockholm(instant: &Val) -> Result<Val, Error<Val>> {
+    let utc = match super::from_val(instant) {
+        serde_json::Value::Number(n) => n.as_f64().and_then(|secs| {
+            let whole = secs.floor();
+            // Whole seconds within chrono's range; the fraction is dropped.
+            (whole.abs() < 1e14)
+                .then(|| chrono::DateTime::from_timestamp(whole as i64, 0))
+                .flatten()
+        }),
+        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .ok()
+            .map(|t| t.to_utc()),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        Error::str(
+            "to_stockholm: input must be seconds since the epoch (`now`) or an RFC 3339 time",
+        )
+    })?;
+    Ok(Val::utf8_str(
+        utc.with_timezone(&chrono_tz::Europe::Stockholm)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+    ))
 }
 
 /// `date | stockholm_time(time)`: the RFC 3339 form of a Swedish wall-clock time.
@@ -283,6 +312,32 @@ mod tests {
         assert!(run(r#"stockholm_time("02:30")"#, json!("2027-03-28")).is_err());
         assert!(run(r#"stockholm_time("8")"#, json!("2027-03-28")).is_err());
         assert!(run(r#"stockholm_time("08:00")"#, json!("15 feb")).is_err());
+    }
+
+    #[test]
+    fn instants_in_swedish_wall_clock_time() {
+        // 2027-01-04T05:00:00Z is 06:00 in winter; 2027-06-15T04:00:00Z is 06:00 in summer.
+        let out = run(
+            "map(to_stockholm)",
+            json!([
+                1_799_038_800.5,
+                "2027-06-15T04:00:00Z",
+                "2027-06-15T06:00:00+02:00"
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![json!([
+                "2027-01-04T06:00:00+01:00",
+                "2027-06-15T06:00:00+02:00",
+                "2027-06-15T06:00:00+02:00"
+            ])]
+        );
+        for bad in [json!("monday"), json!(null), json!(1e300)] {
+            let err = run("to_stockholm", bad).unwrap_err();
+            assert!(err.to_string().contains("RFC 3339"), "{err}");
+        }
     }
 
     #[test]
