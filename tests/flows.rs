@@ -26,6 +26,8 @@ mod leave;
 mod placement;
 #[path = "flows/school_choice.rs"]
 mod school_choice;
+#[path = "flows/skolresekollen.rs"]
+mod skolresekollen;
 
 /// `mod $flow { embedded, rabbitmq }`: the scenario `$flow::run(On)` on both brokers.
 macro_rules! on_both_brokers {
@@ -53,6 +55,7 @@ mod e2e {
         attendance,
         grades,
         school_choice,
-        ike
+        ike,
+        skolresekollen
     );
 }

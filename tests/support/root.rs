@@ -71,7 +71,14 @@ pub const SHIPPED_AUTH_ENV: &[(&str, &str)] = &[
 /// pointing at [`NO_SYSTEM`].
 pub fn copy_root() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    for sub in ["adapters", "fragments", "routes", "schemas", "transforms"] {
+    for sub in [
+        "adapters",
+        "fragments",
+        "routes",
+        "schemas",
+        "settings",
+        "transforms",
+    ] {
         copy_dir(&repo().join(sub), &dir.path().join(sub));
     }
     for e in std::fs::read_dir(dir.path().join("adapters")).expect("adapters") {

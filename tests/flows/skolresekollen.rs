@@ -1,0 +1,402 @@
+//! Seed 001, Skolresekollen: checks `guardian-moved` and `student-moved` end to end. A
+//! skolskjuts decision for Märta Lindqvist (applicants Anna and Erik), one for Alva Sjöberg
+//! (applicant Maria Sjöberg; both with skyddad folkbokföring) and an elevresa decision for
+//! Ebba Berg (applicant Johan Berg) are submitted to OeP; the polls put them in the
+//! register. Anna and Märta move together, Maria moves, Ebba moves, Johan moves. A case
+//! officer asks for a run: each check's report is e-mailed (HTML and CSV, read here cell by
+//! cell) to its recipients, kept for download, and never names a protected address; a
+//! second run over the same changes sends no row again.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::flows::{Flow, On, text};
+
+const ANNA: &str = "198503122387";
+const ERIK: &str = "198309214578";
+const MARTA: &str = "201304122383";
+const MARIA: &str = "198402276649";
+const ALVA: &str = "201409093224";
+const EBBA: &str = "200908183429";
+const JOHAN: &str = "198001019317";
+/// Maria's new address: skyddad folkbokföring, so nothing may show it.
+const HIDDEN_STREET: &str = "Dolda stigen 3";
+
+fn b64(s: &Value) -> String {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.as_str().unwrap_or_default())
+        .expect("base64");
+    String::from_utf8(bytes).expect("UTF-8")
+}
+
+/// The cells of an HTML report's table rows (tags stripped, entities of the template's
+/// escaping undone), in order.
+fn html_rows(html: &str) -> Vec<Vec<String>> {
+    let body = html.split("<tbody>").nth(1).unwrap_or_default();
+    let body = body.split("</tbody>").next().unwrap_or_default();
+    body.split("<tr>")
+        .skip(1)
+        .map(|tr| {
+            tr.split("<td>")
+                .skip(1)
+                .map(|td| {
+                    let cell = td.split("</td>").next().unwrap_or_default();
+                    let mut text = String::new();
+                    let mut in_tag = false;
+                    for c in cell.chars() {
+                        match c {
+                            '<' => in_tag = true,
+                            '>' => in_tag = false,
+                            c if !in_tag => text.push(c),
+                            _ => {}
+                        }
+                    }
+                    text.replace("&#x2F;", "/").replace("&amp;", "&")
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A CSV report's lines split into cells (every cell quoted, `;` between).
+fn csv_rows(csv: &str) -> Vec<Vec<String>> {
+    let csv = csv.strip_prefix('\u{feff}').expect("a byte-order mark");
+    assert!(csv.ends_with("\r\n"), "CRLF line ends");
+    csv.split_terminator("\r\n")
+        .map(|line| {
+            line.trim_matches('"')
+                .split("\";\"")
+                .map(|c| c.replace("\"\"", "\""))
+                .collect()
+        })
+        .collect()
+}
+
+async fn bearer_get(flow: &Flow, url: &str, token: &str) -> (u16, String) {
+    let r = flow
+        .client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    // The bytes as they came (`text()` would drop a CSV's byte-order mark).
+    let status = r.status().as_u16();
+    let bytes = r.bytes().await.unwrap_or_default();
+    (status, String::from_utf8(bytes.to_vec()).expect("UTF-8"))
+}
+
+/// Ask for a run; its id.
+async fn run_checks(flow: &Flow, token: &str, body: Value) -> String {
+    let (status, answer) = flow
+        .post(
+            &format!("{}/api/v1/skolresekollen/runs", flow.ingress),
+            &body,
+            Some(token),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    answer["runId"].as_str().expect("runId").to_string()
+}
+
+/// The kept report (JSON) of `run` and `check`, waiting for it.
+async fn kept(flow: &Flow, token: &str, run: &str, check: &str) -> Value {
+    let url = format!(
+        "{}/api/v1/skolresekollen/reports?runId={run}&check={check}",
+        flow.ingress
+    );
+    for _ in 0..150 {
+        let (status, body) = bearer_get(flow, &url, token).await;
+        if status == 200 {
+            return serde_json::from_str(&body).expect("a JSON report");
+        }
+        assert_eq!(status, 404, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("no report {run}/{check}\n{}", flow.knut.log_tail());
+}
+
+pub async fn run(on: On) {
+    let flow = Flow::start_with(on, "skolresekollen", |root| {
+        for poll in ["skolskjuts", "elevresa"] {
+            crate::flows::patch_file(
+                root,
+                &format!("routes/skolresekollen-{poll}-poll.yaml"),
+                "every: 1h",
+                "every: 1s",
+            );
+        }
+    })
+    .await;
+    let sandbox = &flow.sandbox;
+
+    // The decisions, as OeP exports them.
+    let skolskjuts = std::fs::read_to_string(
+        crate::root::repo().join("tests/fixtures/oep/skolskjuts-valdbarn.xml"),
+    )
+    .expect("fixture");
+    let alvas = skolskjuts
+        .replace("910001", "910002")
+        .replace(MARTA, ALVA)
+        .replace(ANNA, MARIA)
+        .replace(ERIK, MARIA);
+    let elevresa =
+        std::fs::read_to_string(crate::root::repo().join("tests/fixtures/oep/elevresa.xml"))
+            .expect("fixture");
+    for export in [skolskjuts, alvas, elevresa] {
+        let (status, answer) = flow
+            .post_bytes(
+                &format!("{sandbox}/oep/_submit"),
+                "application/xml",
+                export.into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    // The moves, today: Anna and Märta together (the same address, written differently),
+    // Maria to a protected address, Ebba on her own, and Johan — Ebba's applicant, whose
+    // move does not count for elevresa.
+    for (person, street, postal) in [
+        (ANNA, "Södra vägen 4", "853 52"),
+        (MARTA, "SÖDRA VÄGEN 4", "85352"),
+        (MARIA, HIDDEN_STREET, "855 91"),
+        (EBBA, "Storgatan 10", "852 30"),
+        (JOHAN, "Byvägen 1", "861 91"),
+    ] {
+        let (status, answer) = flow
+            .post(
+                &format!("{sandbox}/citizen/_move"),
+                &json!({"personNumber": person,
+                        "address": {"address": street, "postalCode": postal, "city": "Sundsvall"}}),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "move: {answer}");
+    }
+
+    // A case officer's token; without one the API refuses.
+    let (refused, problem) = flow
+        .post(
+            &format!("{}/api/v1/skolresekollen/runs", flow.ingress),
+            &json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(refused, 401, "{problem}");
+    let token = flow.token(json!({"sub": "handlaggare-skolskjuts"})).await;
+    let (bad, problem) = flow
+        .post(
+            &format!("{}/api/v1/skolresekollen/runs", flow.ingress),
+            &json!({"backtrackDays": 45}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(bad, 422, "{problem}");
+
+    // Dry runs until the polls have filled the register (three decisions: two rows in
+    // guardian-moved, one in student-moved); a dry run sends nothing.
+    let mut ready = false;
+    for _ in 0..40 {
+        let dry = run_checks(&flow, &token, json!({"dryRun": true})).await;
+        let guardian = kept(&flow, &token, &dry, "guardian-moved").await;
+        let student = kept(&flow, &token, &dry, "student-moved").await;
+        if guardian["rows"] == 2 && student["rows"] == 1 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(
+        ready,
+        "the register never held the three decisions\n{}",
+        flow.knut.log_tail()
+    );
+    assert!(
+        flow.calls("messaging", "POST", "/2281/email")
+            .await
+            .is_empty(),
+        "a dry run sent e-mail"
+    );
+
+    // The run: one e-mail per report and recipient.
+    let run = run_checks(&flow, &token, json!({})).await;
+    let mails = flow
+        .wait_calls("messaging", "POST", "/2281/email", 2, 60)
+        .await;
+    assert_eq!(mails.len(), 2, "{}", text(&json!(mails)));
+    let mail_to = |to: &str| {
+        mails
+            .iter()
+            .find(|m| m["body"]["emailAddress"] == to)
+            .map(|m| m["body"].clone())
+            .unwrap_or_else(|| panic!("no e-mail to {to}: {}", text(&json!(mails))))
+    };
+
+    // guardian-moved, to the skolskjuts officers: Anna (moved with Märta: one row), Maria
+    // (protected: no address), sorted by school and case number.
+    let mail = mail_to("skolskjuts@sundsvall.example");
+    assert_eq!(mail["sender"]["name"], "Skolresekollen");
+    let html = b64(&mail["htmlMessage"]);
+    assert!(html.contains("<h1>Automatisk avstämning av adress för VH med beviljad Skolskjuts och/eller elev med beviljad Skolskjuts som flyttat.</h1>"), "{html}");
+    assert!(
+        html.contains("<p>Kontroll av: Ändrad folkbokföring</p>"),
+        "{html}"
+    );
+    assert!(html.contains("<p>Körning slutförd: 20"), "{html}");
+    assert!(html.contains("<a href=\"https://e-tjanster.sundsvall.se/admin/flowinstanceadmin/overview/910001\">910001</a>"), "{html}");
+    let want = vec![
+        vec![
+            "910001",
+            "2026-08-17 – 2029-06-15",
+            "Södra vägen 4, 853 52 SUNDSVALL",
+            "",
+            "Anna Lindqvist",
+            "Vårdnadshavare",
+            "",
+        ],
+        vec![
+            "910002",
+            "2026-08-17 – 2029-06-15",
+            "Skyddad adress",
+            "",
+            "Maria Sjöberg",
+            "Vårdnadshavare",
+            "J",
+        ],
+    ];
+    assert_eq!(html_rows(&html), want, "{html}");
+    let attachment = &mail["attachments"][0];
+    assert_eq!(attachment["contentType"], "text/csv; charset=utf-8");
+    assert!(
+        attachment["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("skolresekollen-guardian-moved-")),
+        "{attachment}"
+    );
+    let csv = b64(&attachment["content"]);
+    let rows = csv_rows(&csv);
+    assert_eq!(
+        rows[0],
+        vec![
+            "Ärendenummer i e-tjänsten",
+            "Beslutsperiod",
+            "Ny adress",
+            "U(tvandrad) eller A(vliden)",
+            "Namn",
+            "Roll",
+            "Sekretessmarkerad personuppgift",
+            "Länk till ärendet"
+        ]
+    );
+    for (got, want) in rows[1..].iter().zip(&want) {
+        assert_eq!(&got[..7], &want[..], "{csv}");
+        assert!(got[7].ends_with(&format!("/overview/{}", want[0])), "{csv}");
+    }
+    assert_eq!(rows.len(), 3, "{csv}");
+
+    // student-moved, to the elevresa officers: Ebba only (Johan's move does not count).
+    let mail = mail_to("elevresor@sundsvall.example");
+    let html = b64(&mail["htmlMessage"]);
+    assert!(
+        html.contains("<h1>Automatisk avstämning av adress för elev med beviljad Elevresa</h1>"),
+        "{html}"
+    );
+    assert_eq!(
+        html_rows(&html),
+        vec![vec![
+            "920001",
+            "2026-08-17 – 2027-06-11",
+            "Storgatan 10, 852 30 SUNDSVALL",
+            "",
+            ""
+        ]],
+        "{html}"
+    );
+    let csv = csv_rows(&b64(&mail["attachments"][0]["content"]));
+    assert_eq!(csv.len(), 2);
+    assert_eq!(
+        csv[1][..5],
+        [
+            "920001",
+            "2026-08-17 – 2027-06-11",
+            "Storgatan 10, 852 30 SUNDSVALL",
+            "",
+            ""
+        ]
+    );
+
+    // Kept for download: the HTML and CSV that were sent.
+    let sent_html = b64(&mail_to("skolskjuts@sundsvall.example")["htmlMessage"]);
+    let (status, html) = bearer_get(
+        &flow,
+        &format!(
+            "{}/api/v1/skolresekollen/reports?runId={run}&check=guardian-moved&format=html",
+            flow.ingress
+        ),
+        &token,
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(html, sent_html);
+    let (status, csv) = bearer_get(
+        &flow,
+        &format!(
+            "{}/api/v1/skolresekollen/reports?runId={run}&check=student-moved&format=csv",
+            flow.ingress
+        ),
+        &token,
+    )
+    .await;
+    assert_eq!(status, 200, "{csv}");
+    assert_eq!(csv_rows(&csv).len(), 2);
+    let (status, problem) = bearer_get(
+        &flow,
+        &format!(
+            "{}/api/v1/skolresekollen/reports?runId=20200101-060000-000&check=student-moved",
+            flow.ingress
+        ),
+        &token,
+    )
+    .await;
+    assert_eq!(status, 404, "{problem}");
+
+    // Nothing the messaging system received names the protected address or a personnummer.
+    let everything = text(&json!(flow.inbox("messaging").await));
+    let decoded: String = flow
+        .calls("messaging", "POST", "/2281/email")
+        .await
+        .iter()
+        .map(|m| b64(&m["body"]["htmlMessage"]) + &b64(&m["body"]["attachments"][0]["content"]))
+        .collect();
+    for secret in [
+        HIDDEN_STREET,
+        "855 91",
+        MARIA,
+        ANNA,
+        MARTA,
+        ALVA,
+        EBBA,
+        JOHAN,
+        ERIK,
+    ] {
+        assert!(!everything.contains(secret), "the e-mail holds {secret}");
+        assert!(!decoded.contains(secret), "a report holds {secret}");
+    }
+
+    // A second run over the same changes sends both reports again, with no row in them.
+    let again = run_checks(&flow, &token, json!({})).await;
+    assert_ne!(again, run);
+    let mails = flow
+        .wait_calls("messaging", "POST", "/2281/email", 4, 60)
+        .await;
+    for mail in &mails[2..] {
+        let html = b64(&mail["body"]["htmlMessage"]);
+        assert!(html_rows(&html).is_empty(), "a row sent again: {html}");
+        assert!(html.contains("Inga ärenden att granska"), "{html}");
+    }
+
+    flow.assert_no_dead_letters().await;
+    flow.stop(&[ANNA, ERIK, MARTA, MARIA, ALVA, EBBA, JOHAN])
+        .await;
+}

@@ -1,0 +1,112 @@
+# Skolresekollen's checks of one run: the day's address changes from Metakatalogen
+# (`moves`, CitizenWithChangedAddress) joined with the register of granted decisions
+# (`decisions`: "person/<personnummer>" → the decisions kept under that person, see
+# routes/skolresekollen-register.yaml) → one report per requested check:
+#   {run, moves: <count>, reports: [{check, title, control, columns, recipients, rows}]}
+# where each row is {key, school, caseNumber, link, cells} and `cells` follow `columns`.
+#
+# A decision counts when it is granted, its period covers the run's day, its e-service is
+# configured and the errand is not older than that e-service's cut-off
+# (settings/skolresekollen.yaml, `eservices`).
+#
+# guardian-moved (skolskjuts): an applying guardian whose age is within `ages.guardian`
+#   moved (role Vårdnadshavare); an errand without applicants counts the moved guardian
+#   who has custody of its child (custodianFor). The child moved to another address than
+#   every guardian of the errand who moved (role Elev): moving together means the same
+#   address, street and postal code.
+# student-moved (elevresa): the student, of an age within `ages.student`, moved — only the
+#   student's own address counts, not the applicant's.
+#
+# Every row says U (utvandrad: unRegCode UV, or an emigrated address) or A (avliden: AV).
+# A person with sekretessmarkering (classified "J") gets "Skyddad adress" and J instead of
+# the address: nothing of a protected address is written. `key` (check, case, the
+# person's personId, the day of the move) is what a later run recognises as already sent;
+# it holds no personnummer.
+def in_span($span; $today): personnummer_valid and ($span == null or
+    (age($today) as $a | $a >= ($span.min // 0) and $a <= ($span.max // 200)));
+# A decision that counts on $today (see above).
+def counts($today):
+  ($settings.skolresekollen.eservices[.familyId]) as $e
+  | .granted == true and $e != null
+    and (.period.start // "9999") <= $today and $today <= (.period.end // "0000")
+    and ($e.submitted_from == null or (.submitted // "")[0:10] >= $e.submitted_from)
+    and ($e.version_from == null or ((.flowVersion // "0") | tonumber? // 0) >= $e.version_from);
+# Lower case, Swedish letters too (ascii_downcase leaves Å, Ä, Ö).
+def folded: ascii_downcase | gsub("Å"; "å") | gsub("Ä"; "ä") | gsub("Ö"; "ö") | gsub("É"; "é") | gsub("Ü"; "ü");
+def current: [(.addresses // [])[] | select(.status == "Current")] | first // null;
+# Where a person lives now, as moving together compares it: street and postal code.
+def place: current | if . == null then null
+           else [(.address // ""), (.postalCode // "")] | map(folded | gsub("\\s"; "")) | join("|") end;
+def protected: (.classified // "" | ascii_downcase) == "j";
+def unreg: if .unRegCode == "AV" then "A"
+           elif .unRegCode == "UV" or any((.addresses // [])[]; .emigrated == true) then "U"
+           else "" end;
+def new_address:
+  if protected then "Skyddad adress"
+  else current | if . == null then ""
+       else [(.address // ""), ([.postalCode, .city] | map(select(. != null and . != "")) | join(" "))]
+            | map(select(. != "")) | join(", ") end
+  end;
+def secrecy: if protected then "J" else "" end;
+def name: [.givenname, .lastname] | map(select(. != null and . != "")) | join(" ");
+def moved_on: (current.nrDate // "")[0:10];
+def digits: if type == "string" then gsub("[^0-9]"; "") else "" end;
+def row($p; $d; $cells):
+  {key: "\($d.caseNumber)/\($p.personId)/\($p | moved_on)",
+   school: ($d.school // ""), caseNumber: $d.caseNumber,
+   link: (($settings.skolresekollen.case_link // "") | split("{caseNumber}") | join($d.caseNumber)),
+   cells: ([$d.caseNumber, "\($d.period.start) – \($d.period.end)"] + $cells)};
+def sorted: unique_by(.key) | sort_by(.school, (.caseNumber | tonumber? // 0), .caseNumber, .key);
+
+$settings.skolresekollen as $s
+| .run as $run
+| $run.today as $today
+| (.decisions // {}) as $register
+| [(.moves // [])[] | select(.personNumber != null)] as $moves
+| ($moves | map({key: .personNumber, value: .}) | from_entries) as $moved
+| [ ( $moves[] as $p
+      | select($p.personNumber | in_span($s.ages.guardian; $today))
+      | ( ($register["person/" + $p.personNumber] // [])[]
+          | select(.service == "skolskjuts" and counts($today)
+                   and any(.applicants[]; .personNumber == $p.personNumber)) ),
+        ( ($p.custodianFor // [])[] | (.personnumber | digits) as $child
+          | ($register["person/" + $child] // [])[]
+          | select(.service == "skolskjuts" and counts($today) and (.applicants | length) == 0
+                   and .student.personNumber == $child) )
+      | row($p; .; [($p | new_address), ($p | unreg), ($p | name), "Vårdnadshavare", ($p | secrecy)]) ),
+    ( $moves[] as $c
+      | ($register["person/" + $c.personNumber] // [])[]
+      | select(.service == "skolskjuts" and counts($today) and .student.personNumber == $c.personNumber)
+      | . as $d
+      | [ ($d.applicants[].personNumber | $moved[.] // empty),
+          ($moves[] | select(any((.custodianFor // [])[]; (.personnumber | digits) == $c.personNumber))) ]
+        as $guardians_moved
+      | ($c | place) as $here
+      | select($here == null or all($guardians_moved[]; place != $here))
+      | row($c; $d; [($c | new_address), ($c | unreg), ($c | name), "Elev", ($c | secrecy)]) )
+  ] as $guardian_moved
+| [ $moves[] as $p
+    | select($p.personNumber | in_span($s.ages.student; $today))
+    | ($register["person/" + $p.personNumber] // [])[]
+    | select(.service == "elevresa" and counts($today) and .student.personNumber == $p.personNumber)
+    | row($p; .; [($p | new_address), ($p | unreg), ($p | secrecy)])
+  ] as $student_moved
+| {
+    "guardian-moved": {
+      title: "Automatisk avstämning av adress för VH med beviljad Skolskjuts och/eller elev med beviljad Skolskjuts som flyttat.",
+      control: "Ändrad folkbokföring",
+      columns: ["Ärendenummer i e-tjänsten", "Beslutsperiod", "Ny adress", "U(tvandrad) eller A(vliden)",
+                "Namn", "Roll", "Sekretessmarkerad personuppgift"],
+      rows: ($guardian_moved | sorted)
+    },
+    "student-moved": {
+      title: "Automatisk avstämning av adress för elev med beviljad Elevresa",
+      control: "Ändrad folkbokföring",
+      columns: ["Ärendenummer i e-tjänsten", "Beslutsperiod", "Ny adress", "U(tvandrad) eller A(vliden)",
+                "Sekretessmarkerad personuppgift"],
+      rows: ($student_moved | sorted)
+    }
+  } as $all
+| {run: $run, moves: ($moves | length),
+   reports: [$run.checks[] as $check
+             | $all[$check] + {check: $check, recipients: ($s.reports[$check].recipients // [])}]}
