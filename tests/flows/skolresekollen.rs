@@ -1,10 +1,12 @@
-//! Seed 001, Skolresekollen: checks `guardian-moved` and `student-moved` end to end. A
+//! Seed 001, Skolresekollen: checks `guardian-moved`, `student-moved` and `boarding-allowance`
+//! end to end. A
 //! skolskjuts decision for Märta Lindqvist (applicants Anna and Erik), one for Alva Sjöberg
 //! (applicant Maria Sjöberg; both with skyddad folkbokföring) and an elevresa decision for
 //! Ebba Berg (applicant Johan Berg) are submitted to OeP; the polls put them in the
 //! register. Anna and Märta move together, Maria moves, Ebba moves, Johan moves. A case
 //! officer asks for a run: each check's report is e-mailed (HTML and CSV, read here cell by
-//! cell) to its recipients, kept for download, and never names a protected address; a
+//! cell) to its recipients, kept for download, and never names a protected address; CSN's
+//! seeded delivery grants Ebba a boarding allowance (check `boarding-allowance`); a
 //! second run over the same changes sends no row again.
 
 use base64::Engine;
@@ -195,13 +197,15 @@ pub async fn run(on: On) {
     assert_eq!(bad, 422, "{problem}");
 
     // Dry runs until the polls have filled the register (three decisions: two rows in
-    // guardian-moved, one in student-moved); a dry run sends nothing.
+    // guardian-moved, one in student-moved) and read CSN's seeded delivery (Ebba's boarding
+    // allowance: one row in boarding-allowance); a dry run sends nothing.
     let mut ready = false;
     for _ in 0..40 {
         let dry = run_checks(&flow, &token, json!({"dryRun": true})).await;
         let guardian = kept(&flow, &token, &dry, "guardian-moved").await;
         let student = kept(&flow, &token, &dry, "student-moved").await;
-        if guardian["rows"] == 2 && student["rows"] == 1 {
+        let boarding = kept(&flow, &token, &dry, "boarding-allowance").await;
+        if guardian["rows"] == 2 && student["rows"] == 1 && boarding["rows"] == 1 {
             ready = true;
             break;
         }
@@ -209,7 +213,7 @@ pub async fn run(on: On) {
     }
     assert!(
         ready,
-        "the register never held the three decisions\n{}",
+        "the register never held the three decisions and CSN's hit\n{}",
         flow.knut.log_tail()
     );
     assert!(
@@ -222,20 +226,27 @@ pub async fn run(on: On) {
     // The run: one e-mail per report and recipient.
     let run = run_checks(&flow, &token, json!({})).await;
     let mails = flow
-        .wait_calls("messaging", "POST", "/2281/email", 2, 60)
+        .wait_calls("messaging", "POST", "/2281/email", 3, 60)
         .await;
-    assert_eq!(mails.len(), 2, "{}", text(&json!(mails)));
-    let mail_to = |to: &str| {
+    assert_eq!(mails.len(), 3, "{}", text(&json!(mails)));
+    // The e-mail of a check (its attachment is named after it), to its recipient.
+    let mail_of = |check: &str, to: &str| {
+        let name = format!("skolresekollen-{check}-");
         mails
             .iter()
-            .find(|m| m["body"]["emailAddress"] == to)
+            .find(|m| {
+                m["body"]["attachments"][0]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&name))
+            })
             .map(|m| m["body"].clone())
-            .unwrap_or_else(|| panic!("no e-mail to {to}: {}", text(&json!(mails))))
+            .filter(|m| m["emailAddress"] == to)
+            .unwrap_or_else(|| panic!("no {check} e-mail to {to}: {}", text(&json!(mails))))
     };
 
     // guardian-moved, to the skolskjuts officers: Anna (moved with Märta: one row), Maria
     // (protected: no address), sorted by school and case number.
-    let mail = mail_to("skolskjuts@sundsvall.example");
+    let mail = mail_of("guardian-moved", "skolskjuts@sundsvall.example");
     assert_eq!(mail["sender"]["name"], "Skolresekollen");
     let html = b64(&mail["htmlMessage"]);
     assert!(html.contains("<h1>Automatisk avstämning av adress för VH med beviljad Skolskjuts och/eller elev med beviljad Skolskjuts som flyttat.</h1>"), "{html}");
@@ -296,7 +307,7 @@ pub async fn run(on: On) {
     assert_eq!(rows.len(), 3, "{csv}");
 
     // student-moved, to the elevresa officers: Ebba only (Johan's move does not count).
-    let mail = mail_to("elevresor@sundsvall.example");
+    let mail = mail_of("student-moved", "elevresor@sundsvall.example");
     let html = b64(&mail["htmlMessage"]);
     assert!(
         html.contains("<h1>Automatisk avstämning av adress för elev med beviljad Elevresa</h1>"),
@@ -326,8 +337,34 @@ pub async fn run(on: On) {
         ]
     );
 
+    // boarding-allowance, to the elevresa officers: Ebba, from CSN's file.
+    let mail = mail_of("boarding-allowance", "elevresor@sundsvall.example");
+    let html = b64(&mail["htmlMessage"]);
+    assert!(
+        html.contains("<p>Kontroll av: Inackorderingstillägg</p>"),
+        "{html}"
+    );
+    assert_eq!(
+        html_rows(&html),
+        vec![vec![
+            "920001",
+            "2026-08-17 – 2027-06-11",
+            "Inläst fil från CSN"
+        ]],
+        "{html}"
+    );
+    let csv = csv_rows(&b64(&mail["attachments"][0]["content"]));
+    assert_eq!(
+        csv[0][..3],
+        ["Ärendenummer i e-tjänsten", "Beslutsperiod", "Källa"]
+    );
+    assert_eq!(
+        csv[1][..3],
+        ["920001", "2026-08-17 – 2027-06-11", "Inläst fil från CSN"]
+    );
+
     // Kept for download: the HTML and CSV that were sent.
-    let sent_html = b64(&mail_to("skolskjuts@sundsvall.example")["htmlMessage"]);
+    let sent_html = b64(&mail_of("guardian-moved", "skolskjuts@sundsvall.example")["htmlMessage"]);
     let (status, html) = bearer_get(
         &flow,
         &format!(
@@ -388,9 +425,10 @@ pub async fn run(on: On) {
     let again = run_checks(&flow, &token, json!({})).await;
     assert_ne!(again, run);
     let mails = flow
-        .wait_calls("messaging", "POST", "/2281/email", 4, 60)
+        .wait_calls("messaging", "POST", "/2281/email", 6, 60)
         .await;
-    for mail in &mails[2..] {
+    assert_eq!(mails.len(), 6, "{}", text(&json!(mails)));
+    for mail in &mails[3..] {
         let html = b64(&mail["body"]["htmlMessage"]);
         assert!(html_rows(&html).is_empty(), "a row sent again: {html}");
         assert!(html.contains("Inga ärenden att granska"), "{html}");

@@ -16,12 +16,14 @@
 #   address, street and postal code.
 # student-moved (elevresa): the student, of an age within `ages.student`, moved — only the
 #   student's own address counts, not the applicant's.
+# boarding-allowance (elevresa): CSN granted the student inackorderingstillägg (`hits`, from
+#   skolresekollen-csn-poll) for a period that overlaps the decision's.
 #
 # Every row says U (utvandrad: unRegCode UV, or an emigrated address) or A (avliden: AV).
 # A person with sekretessmarkering (classified "J") gets "Skyddad adress" and J instead of
-# the address: nothing of a protected address is written. `key` (check, case, the
-# person's personId, the day of the move) is what a later run recognises as already sent;
-# it holds no personnummer.
+# the address: nothing of a protected address is written. `key` (case, the person's
+# personId and the day of the move; for a boarding allowance the source and its period's
+# first day) is what a later run recognises as already sent; it holds no personnummer.
 def in_span($span; $today): personnummer_valid and ($span == null or
     (age($today) as $a | $a >= ($span.min // 0) and $a <= ($span.max // 200)));
 # A decision that counts on $today (see above).
@@ -51,11 +53,12 @@ def secrecy: if protected then "J" else "" end;
 def name: [.givenname, .lastname] | map(select(. != null and . != "")) | join(" ");
 def moved_on: (current.nrDate // "")[0:10];
 def digits: if type == "string" then gsub("[^0-9]"; "") else "" end;
-def row($p; $d; $cells):
-  {key: "\($d.caseNumber)/\($p.personId)/\($p | moved_on)",
+def keyed_row($key; $d; $cells):
+  {key: $key,
    school: ($d.school // ""), caseNumber: $d.caseNumber,
    link: (($settings.skolresekollen.case_link // "") | split("{caseNumber}") | join($d.caseNumber)),
    cells: ([$d.caseNumber, "\($d.period.start) – \($d.period.end)"] + $cells)};
+def row($p; $d; $cells): keyed_row("\($d.caseNumber)/\($p.personId)/\($p | moved_on)"; $d; $cells);
 def sorted: unique_by(.key) | sort_by(.school, (.caseNumber | tonumber? // 0), .caseNumber, .key);
 
 $settings.skolresekollen as $s
@@ -91,6 +94,13 @@ $settings.skolresekollen as $s
     | select(.service == "elevresa" and counts($today) and .student.personNumber == $p.personNumber)
     | row($p; .; [($p | new_address), ($p | unreg), ($p | secrecy)])
   ] as $student_moved
+| [ (.hits // [])[] as $h
+    | ($register["person/" + $h.personNumber] // [])[]
+    | select(.service == "elevresa" and counts($today) and .student.personNumber == $h.personNumber
+             and ($h.to // "9999") >= .period.start and ($h.from // "0000") <= .period.end)
+    | keyed_row("\(.caseNumber)/\($h.source)/\($h.from)"; .;
+                [if $h.source == "csn" then "Inläst fil från CSN" else "Ärende i e-tjänst" end])
+  ] as $boarding
 | {
     "guardian-moved": {
       title: "Automatisk avstämning av adress för VH med beviljad Skolskjuts och/eller elev med beviljad Skolskjuts som flyttat.",
@@ -105,6 +115,14 @@ $settings.skolresekollen as $s
       columns: ["Ärendenummer i e-tjänsten", "Beslutsperiod", "Ny adress", "U(tvandrad) eller A(vliden)",
                 "Sekretessmarkerad personuppgift"],
       rows: ($student_moved | sorted)
+    },
+    # The seed repeats check 3's heading here ("Kontroll av: Ändrad folkbokföring"), a copy
+    # error: this check is of boarding allowances.
+    "boarding-allowance": {
+      title: "Automatisk avstämning av inackorderingstillägg för elev med beviljad Elevresa",
+      control: "Inackorderingstillägg",
+      columns: ["Ärendenummer i e-tjänsten", "Beslutsperiod", "Källa"],
+      rows: ($boarding | sorted)
     }
   } as $all
 | {run: $run, moves: ($moves | length),
