@@ -32,9 +32,11 @@ fn b64(s: &Value) -> String {
 }
 
 /// The cells of an HTML report's table rows (tags stripped, entities of the template's
-/// escaping undone), in order.
+/// escaping undone), in order; not those of the unchecked errands' table.
 fn html_rows(html: &str) -> Vec<Vec<String>> {
-    let body = html.split("<tbody>").nth(1).unwrap_or_default();
+    // The report's own table: before the list of unchecked errands (an <h2>).
+    let report = html.split("<h2>").next().unwrap_or_default();
+    let body = report.split("<tbody>").nth(1).unwrap_or_default();
     let body = body.split("</tbody>").next().unwrap_or_default();
     body.split("<tr>")
         .skip(1)
@@ -142,10 +144,15 @@ pub async fn run(on: On) {
         .replace(MARTA, ALVA)
         .replace(ANNA, MARIA)
         .replace(ERIK, MARIA);
+    // One the register cannot read: its decision text neither grants nor denies.
+    let undecided = skolskjuts
+        .replace("910001", "910003")
+        .replace("<![CDATA[Beviljad]]>", "<![CDATA[Vilande]]>");
+    assert!(undecided.contains("Vilande"), "the fixture's decision text");
     let elevresa =
         std::fs::read_to_string(crate::root::repo().join("tests/fixtures/oep/elevresa.xml"))
             .expect("fixture");
-    for export in [skolskjuts, alvas, elevresa] {
+    for export in [skolskjuts, alvas, undecided, elevresa] {
         let (status, answer) = flow
             .post_bytes(
                 &format!("{sandbox}/oep/_submit"),
@@ -205,7 +212,13 @@ pub async fn run(on: On) {
         let guardian = kept(&flow, &token, &dry, "guardian-moved").await;
         let student = kept(&flow, &token, &dry, "student-moved").await;
         let boarding = kept(&flow, &token, &dry, "boarding-allowance").await;
-        if guardian["rows"] == 2 && student["rows"] == 1 && boarding["rows"] == 1 {
+        if guardian["rows"] == 2
+            && student["rows"] == 1
+            && boarding["rows"] == 1
+            && guardian["html"]
+                .as_str()
+                .is_some_and(|h| h.contains("910003"))
+        {
             ready = true;
             break;
         }
@@ -277,6 +290,12 @@ pub async fn run(on: On) {
         ],
     ];
     assert_eq!(html_rows(&html), want, "{html}");
+    // The errand that could not be read is listed with why, never skipped.
+    assert!(
+        html.contains("<h2>Ärenden som inte kunde kontrolleras</h2>")
+            && html.contains(">910003</a></td><td>beslutstexten varken beviljar eller avslår</td>"),
+        "{html}"
+    );
     let attachment = &mail["attachments"][0];
     assert_eq!(attachment["contentType"], "text/csv; charset=utf-8");
     assert!(
@@ -432,6 +451,15 @@ pub async fn run(on: On) {
         let html = b64(&mail["body"]["htmlMessage"]);
         assert!(html_rows(&html).is_empty(), "a row sent again: {html}");
         assert!(html.contains("Inga ärenden att granska"), "{html}");
+        // Still unchecked, still listed.
+        let check = mail["body"]["attachments"][0]["name"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            html.contains(">910003</a>"),
+            check.starts_with("skolresekollen-guardian-moved-"),
+            "{html}"
+        );
     }
 
     flow.assert_no_dead_letters().await;

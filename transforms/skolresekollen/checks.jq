@@ -2,8 +2,11 @@
 # (`moves`, CitizenWithChangedAddress) joined with the register of granted decisions
 # (`decisions`: "person/<personnummer>" → the decisions kept under that person, see
 # routes/skolresekollen-register.yaml) → one report per requested check:
-#   {run, moves: <count>, reports: [{check, title, control, columns, recipients, rows}]}
-# where each row is {key, school, caseNumber, link, cells} and `cells` follow `columns`.
+#   {run, moves: <count>, reports: [{check, title, control, columns, recipients, rows,
+#                                     unchecked}]}
+# where each row is {key, school, caseNumber, link, cells} and `cells` follow `columns`, and
+# `unchecked` lists the errands of the check's e-service that the register could not read
+# ({caseNumber, link, reason}): a report never hides what it could not check.
 #
 # A decision counts when it is granted, its period covers the run's day, its e-service is
 # configured and the errand is not older than that e-service's cut-off
@@ -53,10 +56,12 @@ def secrecy: if protected then "J" else "" end;
 def name: [.givenname, .lastname] | map(select(. != null and . != "")) | join(" ");
 def moved_on: (current.nrDate // "")[0:10];
 def digits: if type == "string" then gsub("[^0-9]"; "") else "" end;
+# The case's link into OeP (settings' case_link with {caseNumber} replaced).
+def case_link($case): ($settings.skolresekollen.case_link // "") | split("{caseNumber}") | join($case);
 def keyed_row($key; $d; $cells):
   {key: $key,
    school: ($d.school // ""), caseNumber: $d.caseNumber,
-   link: (($settings.skolresekollen.case_link // "") | split("{caseNumber}") | join($d.caseNumber)),
+   link: case_link($d.caseNumber),
    cells: ([$d.caseNumber, "\($d.period.start) – \($d.period.end)"] + $cells)};
 def row($p; $d; $cells): keyed_row("\($d.caseNumber)/\($p.personId)/\($p | moved_on)"; $d; $cells);
 def sorted: unique_by(.key) | sort_by(.school, (.caseNumber | tonumber? // 0), .caseNumber, .key);
@@ -125,6 +130,12 @@ $settings.skolresekollen as $s
       rows: ($boarding | sorted)
     }
   } as $all
+| [(.unchecked // [])[]
+   | {service, caseNumber, reason, link: case_link(.caseNumber)}]
+  | sort_by((.caseNumber | tonumber? // 0), .caseNumber) as $unchecked
+| {"guardian-moved": "skolskjuts", "student-moved": "elevresa", "boarding-allowance": "elevresa"} as $service_of
 | {run: $run, moves: ($moves | length),
    reports: [$run.checks[] as $check
-             | $all[$check] + {check: $check, recipients: ($s.reports[$check].recipients // [])}]}
+             | $all[$check]
+               + {check: $check, recipients: ($s.reports[$check].recipients // []),
+                  unchecked: [$unchecked[] | select(.service == $service_of[$check]) | del(.service)]}]}

@@ -12,9 +12,12 @@
 #         (programme).
 # Whether the decision grants or denies is read by how its text starts, case-insensitively,
 # from settings/skolresekollen.yaml (`decisions.<family>.granted` / `.denied`).
-# A decision text that neither grants nor denies, or none, is an error naming the case:
-# the errand cannot be checked, and that must be seen (a dead letter), not guessed.
-# A student missing is null, so the schema names `/student`.
+# An errand that cannot be checked — a decision text that neither grants nor denies (or
+# none), no student, a granted decision without its period — is not guessed: the output is
+# {caseNumber, familyId, service, unchecked: "<why, in Swedish for the case officers>"},
+# which skolresekollen-register keeps
+# in the list of unchecked errands that every report shows until the errand is readable.
+# An errand of another e-service is an error (a dead letter): it was routed here wrongly.
 # A personnummer of 10 digits gets its century (the latest not after this year).
 def digits: if type == "string" then gsub("[^0-9]"; "") else null end;
 def pnr:
@@ -86,10 +89,14 @@ def outcome($grants; $denies):
   end
 | {caseNumber: ($app.flowInstanceId | tostring), familyId: $family,
    flowVersion: $app.flowVersion, submitted: $app.posted, status: $app.status} + .
-| if .outcome == null then
-    error("case \(.caseNumber): the decision text neither grants nor denies (\(.service)): it cannot be checked until it does")
-  else . end
-| .granted = (.outcome == "granted")
-| del(.outcome)
-| .persons = ([.applicants[].personNumber, .student.personNumber] | map(select(. != null)) | unique)
-| with_entries(select(.value != null))
+| (if .outcome == null then "beslutstexten varken beviljar eller avslår"
+   elif .student == null then "ingen elev: barnets eller elevens personnummer saknas"
+   elif .outcome == "granted" and .period == null then "beviljat utan beslutsperiod"
+   else null end) as $unchecked
+| if $unchecked != null then {caseNumber, familyId, service, unchecked: $unchecked}
+  else
+    .granted = (.outcome == "granted")
+    | del(.outcome)
+    | .persons = ([.applicants[].personNumber, .student.personNumber] | map(select(. != null)) | unique)
+    | with_entries(select(.value != null))
+  end
