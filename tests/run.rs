@@ -431,6 +431,7 @@ async fn the_readmes_shell_blocks_run_as_written() {
         "fragments",
         "routes",
         "schemas",
+        "settings",
         "transforms",
         "tests/fixtures",
     ] {

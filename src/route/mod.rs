@@ -9,3 +9,4 @@ pub mod graph;
 pub mod load;
 pub mod model;
 pub mod reference;
+pub mod settings;

@@ -94,7 +94,8 @@ impl Catalog for CheckCatalog<'_> {
     }
 }
 
-/// Check the routes' references against the resources and the configured auth schemes.
+/// Check the routes' references against the resources and the configured auth schemes, and
+/// the settings files against their schemas.
 pub fn check(
     routes: &[LoadedRoute],
     resources: &Resources,
@@ -106,6 +107,10 @@ pub fn check(
     };
     let mut problems: Vec<String> = crate::route::check::check(routes, &catalog)
         .iter()
+        .chain(&crate::route::settings::check(
+            &resources.root,
+            &resources.schemas,
+        ))
         .map(ToString::to_string)
         .collect();
     for lr in routes {

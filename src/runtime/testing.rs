@@ -204,6 +204,22 @@ pub struct Expect {
     /// each runs the steps after the split on its own, as in `knut run`.
     #[serde(default)]
     pub parts: Option<Vec<String>>,
+    /// What keys of named caches hold after the last input (as `cache: {get: …}` would put
+    /// it: a value, the list of a set's members, or null for nothing).
+    #[serde(default)]
+    pub cache: Vec<ExpectCache>,
+}
+
+/// An expected cache key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectCache {
+    /// The cache's name.
+    pub name: String,
+    /// The key.
+    pub key: String,
+    /// What it holds (null: nothing).
+    pub holds: Value,
 }
 
 /// An expected answer to the waiting HTTP caller.
@@ -604,6 +620,20 @@ async fn run_case(
                 error = e;
             }
         }
+    }
+    for (i, want) in expect.cache.iter().enumerate() {
+        let got = match cx.store.cache_get(&want.name, &want.key).await {
+            Ok(rows) => {
+                crate::step::cache::held(&rows).unwrap_or_else(|e| Value::String(e.message))
+            }
+            Err(e) => Value::String(format!("state store: {e}")),
+        };
+        compare(
+            &format!("cache[{i}] ({}, {})", want.name, want.key),
+            &want.holds,
+            &got,
+            &mut failures,
+        );
     }
     if let Some(want) = &expect.parts
         && want.iter().map(String::as_str).ne(parts.iter().copied())

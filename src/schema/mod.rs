@@ -418,6 +418,9 @@ fn encode_path(rel: &str) -> String {
 }
 
 /// A reason text built from the error kind; never contains the instance's value.
+/// How a violation of `additionalProperties: false` begins (the names follow).
+pub const UNKNOWN_PROPERTIES: &str = "has properties the schema does not allow";
+
 fn reason(e: &ValidationError<'_>) -> String {
     use ValidationErrorKind as K;
     let names = |names: &[String]| {
@@ -430,10 +433,7 @@ fn reason(e: &ValidationError<'_>) -> String {
     match e.kind() {
         K::AdditionalItems { limit } => format!("must have at most {limit} items"),
         K::AdditionalProperties { unexpected } => {
-            format!(
-                "has properties the schema does not allow: {}",
-                names(unexpected)
-            )
+            format!("{UNKNOWN_PROPERTIES}: {}", names(unexpected))
         }
         K::AnyOf { .. } => "does not match any of the allowed alternatives (anyOf)".to_owned(),
         K::OneOfNotValid { .. } => "does not match any of the alternatives (oneOf)".to_owned(),

@@ -233,7 +233,7 @@ fn member_of(text: &str) -> String {
 
 /// What a key holds, from its rows: a value that was `set`, the list of a set's members,
 /// or null.
-fn held(rows: &[(String, String)]) -> Result<Value, StepError> {
+pub(crate) fn held(rows: &[(String, String)]) -> Result<Value, StepError> {
     let parse = |text: &str| {
         serde_json::from_str::<Value>(text)
             .map_err(|e| StepError::permanent(format!("cache: a stored value: {e}")))

@@ -46,8 +46,8 @@ def protected: (.classified // "" | ascii_downcase) == "j";
 def unreg: if .unRegCode == "AV" then "A"
            elif .unRegCode == "UV" or any((.addresses // [])[]; .emigrated == true) then "U"
            else "" end;
-def new_address:
-  if protected then "Skyddad adress"
+def new_address($hidden):
+  if protected or $hidden then "Skyddad adress"
   else current | if . == null then ""
        else [(.address // ""), ([.postalCode, .city] | map(select(. != null and . != "")) | join(" "))]
             | map(select(. != "")) | join(", ") end
@@ -63,7 +63,11 @@ def keyed_row($key; $d; $cells):
    school: ($d.school // ""), caseNumber: $d.caseNumber,
    link: case_link($d.caseNumber),
    cells: ([$d.caseNumber, "\($d.period.start) – \($d.period.end)"] + $cells)};
-def row($p; $d; $cells): keyed_row("\($d.caseNumber)/\($p.personId)/\($p | moved_on)"; $d; $cells);
+# A row of a moved person. Its key holds the day of the move; a protected person's move comes
+# without its address and date, so its key holds the run's day instead: such a row is sent
+# again by each run whose backtrack still covers the change (repeated rather than lost).
+def row($p; $d; $today; $cells):
+  keyed_row("\($d.caseNumber)/\($p.personId)/\(($p | moved_on) | if . == "" then "run-" + $today else . end)"; $d; $cells);
 def sorted: unique_by(.key) | sort_by(.school, (.caseNumber | tonumber? // 0), .caseNumber, .key);
 
 $settings.skolresekollen as $s
@@ -72,32 +76,46 @@ $settings.skolresekollen as $s
 | (.decisions // {}) as $register
 | [(.moves // [])[] | select(.personNumber != null)] as $moves
 | ($moves | map({key: .personNumber, value: .}) | from_entries) as $moved
-| [ ( $moves[] as $p
-      | select($p.personNumber | in_span($s.ages.guardian; $today))
-      | ( ($register["person/" + $p.personNumber] // [])[]
-          | select(.service == "skolskjuts" and counts($today)
-                   and any(.applicants[]; .personNumber == $p.personNumber)) ),
-        ( ($p.custodianFor // [])[] | (.personnumber | digits) as $child
-          | ($register["person/" + $child] // [])[]
-          | select(.service == "skolskjuts" and counts($today) and (.applicants | length) == 0
-                   and .student.personNumber == $child) )
-      | row($p; .; [($p | new_address), ($p | unreg), ($p | name), "Vårdnadshavare", ($p | secrecy)]) ),
-    ( $moves[] as $c
-      | ($register["person/" + $c.personNumber] // [])[]
-      | select(.service == "skolskjuts" and counts($today) and .student.personNumber == $c.personNumber)
-      | . as $d
-      | [ ($d.applicants[].personNumber | $moved[.] // empty),
-          ($moves[] | select(any((.custodianFor // [])[]; (.personnumber | digits) == $c.personNumber))) ]
-        as $guardians_moved
-      | ($c | place) as $here
-      | select($here == null or all($guardians_moved[]; place != $here))
-      | row($c; $d; [($c | new_address), ($c | unreg), ($c | name), "Elev", ($c | secrecy)]) )
-  ] as $guardian_moved
+# Who moved, by child: the custodians in the day's changes (custodianFor), for the errands
+# without applicants and for "moved together".
+| ($moves | map(. as $p | (.custodianFor // [])[] | {child: (.personnumber | digits), p: $p})
+  | group_by(.child) | map({key: .[0].child, value: map(.p)}) | from_entries) as $custodians_moved
+# Everyone of an errand who moved: applicants, custodians of its child, the child.
+| def movers($d): [($d.applicants[].personNumber | $moved[.] // empty),
+                   ($custodians_moved[$d.student.personNumber] // [])[],
+                   ($moved[$d.student.personNumber] // empty)];
+  # A protected address is never written, nor one that may be it: when anyone of the
+  # errand who moved is protected, no address of the errand's rows is shown.
+  def hide($d): any(movers($d)[]; protected);
+  [ $moves[] as $p
+    | select($p.personNumber | in_span($s.ages.guardian; $today))
+    | ( ($register["person/" + $p.personNumber] // [])[]
+        | select(.service == "skolskjuts" and counts($today)
+                 and any(.applicants[]; .personNumber == $p.personNumber)) ),
+      ( ($p.custodianFor // [])[] | (.personnumber | digits) as $child
+        | ($register["person/" + $child] // [])[]
+        | select(.service == "skolskjuts" and counts($today) and (.applicants | length) == 0
+                 and .student.personNumber == $child) )
+    | . as $d
+    | row($p; $d; $today; [($p | new_address(hide($d))), ($p | unreg), ($p | name), "Vårdnadshavare", ($p | secrecy)])
+      + {place: ($p | place)}
+  ] as $guardian_rows
+| [ $moves[] as $c
+    | ($register["person/" + $c.personNumber] // [])[]
+    | select(.service == "skolskjuts" and counts($today) and .student.personNumber == $c.personNumber)
+    | . as $d
+    | ($c | place) as $here
+    # Moved together: a guardian's row of this errand at the same address covers the child.
+    | select($here == null
+             or all($guardian_rows[]; .caseNumber != $d.caseNumber or .place != $here))
+    | row($c; $d; $today; [($c | new_address(hide($d))), ($c | unreg), ($c | name), "Elev", ($c | secrecy)])
+  ] as $child_rows
+| ([$guardian_rows[] | del(.place)] + $child_rows) as $guardian_moved
 | [ $moves[] as $p
     | select($p.personNumber | in_span($s.ages.student; $today))
     | ($register["person/" + $p.personNumber] // [])[]
     | select(.service == "elevresa" and counts($today) and .student.personNumber == $p.personNumber)
-    | row($p; .; [($p | new_address), ($p | unreg), ($p | secrecy)])
+    | row($p; .; $today; [($p | new_address(false)), ($p | unreg), ($p | secrecy)])
   ] as $student_moved
 | [ (.hits // [])[] as $h
     | ($register["person/" + $h.personNumber] // [])[]

@@ -13,7 +13,7 @@
 # Whether the decision grants or denies is read by how its text starts, case-insensitively,
 # from settings/skolresekollen.yaml (`decisions.<family>.granted` / `.denied`).
 # An errand that cannot be checked — a decision text that neither grants nor denies (or
-# none), no student, a granted decision without its period — is not guessed: the output is
+# none), a granted decision without its student or its period — is not guessed: the output is
 # {caseNumber, familyId, service, unchecked: "<why, in Swedish for the case officers>"},
 # which skolresekollen-register keeps
 # in the list of unchecked errands that every report shows until the errand is readable.
@@ -90,7 +90,7 @@ def outcome($grants; $denies):
 | {caseNumber: ($app.flowInstanceId | tostring), familyId: $family,
    flowVersion: $app.flowVersion, submitted: $app.posted, status: $app.status} + .
 | (if .outcome == null then "beslutstexten varken beviljar eller avslår"
-   elif .student == null then "ingen elev: barnets eller elevens personnummer saknas"
+   elif .outcome == "granted" and .student == null then "ingen elev: barnets eller elevens personnummer saknas"
    elif .outcome == "granted" and .period == null then "beviljat utan beslutsperiod"
    else null end) as $unchecked
 | if $unchecked != null then {caseNumber, familyId, service, unchecked: $unchecked}

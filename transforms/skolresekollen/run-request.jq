@@ -5,8 +5,11 @@
 # request, else settings/skolresekollen.yaml's `backtrack_days`, at most 30).
 def checks_built: ["guardian-moved", "student-moved", "boarding-allowance"];
 
-now as $t
-| ($t | to_stockholm) as $local
+# The schedule's tick is the instant it was due (the same on every instance, so that
+# skolresekollen-schedule's idempotent step lets one of them run it); a request by hand is now.
+(if .firedAt != null then {local: (.firedAt | to_stockholm), ms: 0}
+ else now as $t | {local: ($t | to_stockholm), ms: (($t * 1000 | floor) % 1000)} end) as $when
+| $when.local as $local
 | (.backtrackDays // $settings.skolresekollen.backtrack_days // 7) as $back
 | if ($back | type) != "number" or $back != ($back | floor) or $back < 1 or $back > 30 then
     error("backtrackDays: a whole number of days from 1 to 30 (Metakatalogen answers at most 30)")
@@ -17,7 +20,7 @@ now as $t
   else . end
 | {
     runId: ($local[0:10] + "-" + $local[11:19] | gsub("[-:]"; "") | .[0:8] + "-" + .[8:])
-           + "-" + (($t * 1000 | floor) % 1000 | tostring | ("00" + .)[-3:]),
+           + "-" + ($when.ms | tostring | ("00" + .)[-3:]),
     trigger: (.trigger // "api"),
     requestedAt: $local,
     today: $local[0:10],
