@@ -21,6 +21,8 @@ const MARIA: &str = "198402276649";
 const ALVA: &str = "201409093224";
 const EBBA: &str = "200908183429";
 const JOHAN: &str = "198001019317";
+const SARA: &str = "199007158620";
+const LEO: &str = "201602201319";
 /// Maria's new address: skyddad folkbokföring, so nothing may show it.
 const HIDDEN_STREET: &str = "Dolda stigen 3";
 
@@ -144,6 +146,32 @@ pub async fn run(on: On) {
         .replace(MARTA, ALVA)
         .replace(ANNA, MARIA)
         .replace(ERIK, MARIA);
+    // Leo's, applied for by Sara (his one guardian): IST's export gives him a full-time
+    // fritidshem place from 2026-12-01, within the decision (check fritids-fulltime).
+    let second_guardian = {
+        let first = skolskjuts.find("</Guardian>").expect("a guardian") + "</Guardian>".len();
+        let end = skolskjuts[first..]
+            .find("</Guardian>")
+            .expect("a second guardian")
+            + first
+            + "</Guardian>".len();
+        first..end
+    };
+    let mut leos = skolskjuts.clone();
+    leos.replace_range(second_guardian, "");
+    let leos = leos
+        .replace("910001", "910004")
+        .replace(MARTA, LEO)
+        .replace(ANNA, SARA)
+        .replace("Märta", "Leo")
+        .replace("Anna", "Sara")
+        .replace("Lindqvist", "Nilsson");
+    std::fs::create_dir_all(flow.root().join("inbox/ist")).expect("inbox/ist");
+    std::fs::copy(
+        crate::root::repo().join("tests/fixtures/ist/placeringar.xlsx"),
+        flow.root().join("inbox/ist/placeringar.xlsx"),
+    )
+    .expect("IST's export dropped");
     // One the register cannot read: its decision text neither grants nor denies.
     let undecided = skolskjuts
         .replace("910001", "910003")
@@ -152,7 +180,7 @@ pub async fn run(on: On) {
     let elevresa =
         std::fs::read_to_string(crate::root::repo().join("tests/fixtures/oep/elevresa.xml"))
             .expect("fixture");
-    for export in [skolskjuts, alvas, undecided, elevresa] {
+    for export in [skolskjuts, alvas, undecided, leos, elevresa] {
         let (status, answer) = flow
             .post_bytes(
                 &format!("{sandbox}/oep/_submit"),
@@ -212,9 +240,11 @@ pub async fn run(on: On) {
         let guardian = kept(&flow, &token, &dry, "guardian-moved").await;
         let student = kept(&flow, &token, &dry, "student-moved").await;
         let boarding = kept(&flow, &token, &dry, "boarding-allowance").await;
+        let fritids = kept(&flow, &token, &dry, "fritids-fulltime").await;
         if guardian["rows"] == 2
             && student["rows"] == 1
             && boarding["rows"] == 1
+            && fritids["rows"] == 1
             && guardian["html"]
                 .as_str()
                 .is_some_and(|h| h.contains("910003"))
@@ -239,9 +269,9 @@ pub async fn run(on: On) {
     // The run: one e-mail per report and recipient.
     let run = run_checks(&flow, &token, json!({})).await;
     let mails = flow
-        .wait_calls("messaging", "POST", "/2281/email", 3, 60)
+        .wait_calls("messaging", "POST", "/2281/email", 4, 60)
         .await;
-    assert_eq!(mails.len(), 3, "{}", text(&json!(mails)));
+    assert_eq!(mails.len(), 4, "{}", text(&json!(mails)));
     // The e-mail of a check (its attachment is named after it), to its recipient.
     let mail_of = |check: &str, to: &str| {
         let name = format!("skolresekollen-{check}-");
@@ -382,6 +412,24 @@ pub async fn run(on: On) {
         ["920001", "2026-08-17 – 2027-06-11", "Inläst fil från CSN"]
     );
 
+    // fritids-fulltime, to the skolskjuts officers: Leo's full-time place from IST's export.
+    let mail = mail_of("fritids-fulltime", "skolskjuts@sundsvall.example");
+    let html = b64(&mail["htmlMessage"]);
+    assert!(
+        html.contains("<p>Kontroll av: Fritidshemsplats (heltid)</p>"),
+        "{html}"
+    );
+    assert_eq!(
+        html_rows(&html),
+        vec![vec![
+            "910004",
+            "2026-08-17 – 2029-06-15",
+            "Sara Nilsson",
+            "2026-12-01"
+        ]],
+        "{html}"
+    );
+
     // Kept for download: the HTML and CSV that were sent.
     let sent_html = b64(&mail_of("guardian-moved", "skolskjuts@sundsvall.example")["htmlMessage"]);
     let (status, html) = bearer_get(
@@ -435,6 +483,8 @@ pub async fn run(on: On) {
         EBBA,
         JOHAN,
         ERIK,
+        SARA,
+        LEO,
     ] {
         assert!(!everything.contains(secret), "the e-mail holds {secret}");
         assert!(!decoded.contains(secret), "a report holds {secret}");
@@ -444,25 +494,26 @@ pub async fn run(on: On) {
     let again = run_checks(&flow, &token, json!({})).await;
     assert_ne!(again, run);
     let mails = flow
-        .wait_calls("messaging", "POST", "/2281/email", 6, 60)
+        .wait_calls("messaging", "POST", "/2281/email", 8, 60)
         .await;
-    assert_eq!(mails.len(), 6, "{}", text(&json!(mails)));
-    for mail in &mails[3..] {
+    assert_eq!(mails.len(), 8, "{}", text(&json!(mails)));
+    for mail in &mails[4..] {
         let html = b64(&mail["body"]["htmlMessage"]);
         assert!(html_rows(&html).is_empty(), "a row sent again: {html}");
         assert!(html.contains("Inga ärenden att granska"), "{html}");
-        // Still unchecked, still listed.
+        // Still unchecked, still listed: in the reports of skolskjuts's checks.
         let check = mail["body"]["attachments"][0]["name"]
             .as_str()
             .unwrap_or_default();
         assert_eq!(
             html.contains(">910003</a>"),
-            check.starts_with("skolresekollen-guardian-moved-"),
+            check.starts_with("skolresekollen-guardian-moved-")
+                || check.starts_with("skolresekollen-fritids-fulltime-"),
             "{html}"
         );
     }
 
     flow.assert_no_dead_letters().await;
-    flow.stop(&[ANNA, ERIK, MARTA, MARIA, ALVA, EBBA, JOHAN])
+    flow.stop(&[ANNA, ERIK, MARTA, MARIA, ALVA, EBBA, JOHAN, SARA, LEO])
         .await;
 }

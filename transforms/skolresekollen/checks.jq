@@ -21,6 +21,12 @@
 #   student's own address counts, not the applicant's.
 # boarding-allowance (elevresa): CSN granted the student inackorderingstillägg (`hits`, from
 #   skolresekollen-csn-poll) for a period that overlaps the decision's.
+# fritids-fulltime (skolskjuts): the child got a full-time fritidshem place (`fritids`, from
+#   skolresekollen-fritids-reported and -ist-placements) that began within the decision's
+#   period and after the errand was submitted; "Fritidsplats finns" names the applying
+#   guardians. The sources do not say which guardian a place is for, so the seed's "for the
+#   applying guardian, or a cohabiting second one" is not applied: every such place is
+#   reported.
 #
 # Every row says U (utvandrad: unRegCode UV, or an emigrated address) or A (avliden: AV).
 # A person with sekretessmarkering (classified "J") gets "Skyddad adress" and J instead of
@@ -124,6 +130,15 @@ $settings.skolresekollen as $s
     | keyed_row("\(.caseNumber)/\($h.source)/\($h.from)"; .;
                 [if $h.source == "csn" then "Inläst fil från CSN" else "Ärende i e-tjänst" end])
   ] as $boarding
+| [ (.fritids // [])[] as $h
+    | ($register["person/" + $h.personNumber] // [])[]
+    | select(.service == "skolskjuts" and counts($today) and .student.personNumber == $h.personNumber
+             and $h.from >= .period.start and $h.from <= .period.end
+             and $h.from >= ((.submitted // "")[0:10]))
+    | keyed_row("\(.caseNumber)/fritids/\($h.from)"; .;
+                [([.applicants[] | [.givenname, .lastname] | map(select(. != null)) | join(" ")]
+                  | join(", ")), $h.from])
+  ] as $fritids
 | {
     "guardian-moved": {
       title: "Automatisk avstämning av adress för VH med beviljad Skolskjuts och/eller elev med beviljad Skolskjuts som flyttat.",
@@ -141,6 +156,14 @@ $settings.skolresekollen as $s
     },
     # The seed repeats check 3's heading here ("Kontroll av: Ändrad folkbokföring"), a copy
     # error: this check is of boarding allowances.
+    # The seed's heading for this check repeats check 1's first line; "fritidshemsplats"
+    # says what it is about.
+    "fritids-fulltime": {
+      title: "Automatisk avstämning av fritidshemsplats för VH med beviljad Skolskjuts",
+      control: "Fritidshemsplats (heltid)",
+      columns: ["Ärendenummer i e-tjänsten", "Beslutsperiod", "Fritidsplats finns", "Heltid från"],
+      rows: ($fritids | sorted)
+    },
     "boarding-allowance": {
       title: "Automatisk avstämning av inackorderingstillägg för elev med beviljad Elevresa",
       control: "Inackorderingstillägg",
@@ -151,7 +174,8 @@ $settings.skolresekollen as $s
 | [(.unchecked // [])[]
    | {service, caseNumber, reason, link: case_link(.caseNumber)}]
   | sort_by((.caseNumber | tonumber? // 0), .caseNumber) as $unchecked
-| {"guardian-moved": "skolskjuts", "student-moved": "elevresa", "boarding-allowance": "elevresa"} as $service_of
+| {"guardian-moved": "skolskjuts", "student-moved": "elevresa", "boarding-allowance": "elevresa",
+   "fritids-fulltime": "skolskjuts"} as $service_of
 | {run: $run, moves: ($moves | length),
    reports: [$run.checks[] as $check
              | $all[$check]

@@ -3,7 +3,7 @@
 # which checks, the day decisions must cover (today in Sweden), and the first day of
 # Metakatalogen's address changes to read (today − backtrack days; the backtrack from the
 # request, else settings/skolresekollen.yaml's `backtrack_days`, at most 30).
-def checks_built: ["guardian-moved", "student-moved", "boarding-allowance"];
+def checks_built: ["guardian-moved", "student-moved", "boarding-allowance", "fritids-fulltime"];
 
 # The schedule's tick is the instant it was due (the same on every instance, so that
 # skolresekollen-schedule's idempotent step lets one of them run it); a request by hand is now.
