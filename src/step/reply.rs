@@ -167,11 +167,21 @@ impl Step for Reply {
                     .unwrap_or_else(|| m.content_type.clone());
                 // A JSON string answered as text (HTML, CSV…) is its text, not a quoted
                 // JSON literal: a report kept as a string is downloaded as the file it is.
+                // Any other JSON value cannot be such a text (a missing report is `null`).
                 let body = match &m.body {
-                    Body::Json(serde_json::Value::String(text))
-                        if !crate::core::envelope::is_json_type(&content_type) =>
-                    {
-                        Body::Bytes(bytes::Bytes::from(text.clone()))
+                    Body::Json(value) if !crate::core::envelope::is_json_type(&content_type) => {
+                        match value {
+                            serde_json::Value::String(text) => {
+                                Body::Bytes(bytes::Bytes::from(text.clone()))
+                            }
+                            other => {
+                                return Err(StepError::permanent(format!(
+                                    "reply: the answer is `{content_type}`, but the body is JSON \
+                                     ({}), not a text; make it a string (or answer JSON)",
+                                    json_kind(other)
+                                )));
+                            }
+                        }
                     }
                     other => other.clone(),
                 };
@@ -228,4 +238,16 @@ pub fn answer(
         .headers
         .insert(header::REPLY_FOR.into(), m.correlation_id.to_string());
     answer
+}
+
+/// The kind of a JSON value, for an error text (never the value itself).
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
