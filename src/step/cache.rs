@@ -314,15 +314,14 @@ impl Step for Cache {
                             .map_err(store_error)?,
                     )?
                 } else {
+                    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                     let mut all = serde_json::Map::new();
-                    for key in keys {
-                        let rows = store
-                            .cache_get(&self.name, &key)
-                            .await
-                            .map_err(store_error)?;
-                        if !rows.is_empty() {
-                            all.insert(key, held(&rows)?);
-                        }
+                    for (key, rows) in store
+                        .cache_get_keys(&self.name, &keys)
+                        .await
+                        .map_err(store_error)?
+                    {
+                        all.insert(key, held(&rows)?);
                     }
                     Value::Object(all)
                 };
@@ -341,13 +340,17 @@ impl Step for Cache {
                 m.body = Body::Json(body);
                 m.content_type = JSON.to_string();
             }
+            (Op::Set, Some(text)) => {
+                // Every key in one transaction.
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                store
+                    .cache_set_keys(&self.name, &keys, &text, self.ttl)
+                    .await
+                    .map_err(store_error)?;
+            }
             (op, text) => {
                 for key in &keys {
                     match (op, &text) {
-                        (Op::Set, Some(text)) => store
-                            .cache_set(&self.name, key, text, self.ttl)
-                            .await
-                            .map_err(store_error)?,
                         (Op::Add, Some(text)) => {
                             let member = named.clone().unwrap_or_else(|| member_of(text));
                             store

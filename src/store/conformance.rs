@@ -115,6 +115,20 @@ pub async fn cache_set_add_get_delete_and_expire(a: &Store, b: &Store) {
         b.cache_get(&name, "u").await.unwrap(),
         [("n".into(), "2".into())]
     );
+    // Many keys at once: set in one transaction, read in one pass (more keys than one query
+    // takes), a key that holds nothing left out.
+    let many: Vec<String> = (0..1_200).map(|i| format!("m{i}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    a.cache_set_keys(&name, &refs[..1_100], "7", None)
+        .await
+        .unwrap();
+    a.cache_add(&name, "m1199", "x", "8", None).await.unwrap();
+    let got = b.cache_get_keys(&name, &refs).await.unwrap();
+    assert_eq!(got.len(), 1_101);
+    assert_eq!(got["m0"], vec![(String::new(), "7".to_string())]);
+    assert_eq!(got["m1099"], vec![(String::new(), "7".to_string())]);
+    assert_eq!(got["m1199"], vec![("x".to_string(), "8".to_string())]);
+    assert!(!got.contains_key("m1100"));
 }
 
 /// Take a group as a completing member does: claim it, then finish it.

@@ -25,6 +25,7 @@ mod migrate;
 
 pub use error::StoreError;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -629,35 +630,52 @@ impl Store {
         value: &str,
         ttl: Option<std::time::Duration>,
     ) -> Result<(), StoreError> {
+        self.cache_set_keys(name, &[key], value, ttl).await
+    }
+
+    /// [`Store::cache_set`] for every key of `keys`, in one transaction (a run's thousands
+    /// of rows remembered at once, not one commit each).
+    pub async fn cache_set_keys(
+        &self,
+        name: &str,
+        keys: &[&str],
+        value: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), StoreError> {
         const OP: &str = "cache_set";
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(|e| self.query_error(OP, &e))?;
-        // An upsert of the single value, then the set's members go: two instances setting
-        // one key at once both succeed (the last one's value stays).
-        sqlx::query(
-            "INSERT INTO knut_cache (name, cache_key, member, value, added_at_us, expires_at_us) \
-             VALUES ($1, $2, '', $3, $4, $5) \
-             ON CONFLICT (name, cache_key, member) DO UPDATE \
-             SET value = excluded.value, added_at_us = excluded.added_at_us, \
-             expires_at_us = excluded.expires_at_us",
-        )
-        .bind(name)
-        .bind(key)
-        .bind(value)
-        .bind(now_us())
-        .bind(expiry(ttl))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.query_error(OP, &e))?;
-        sqlx::query("DELETE FROM knut_cache WHERE name = $1 AND cache_key = $2 AND member <> ''")
+        let (now, expires) = (now_us(), expiry(ttl));
+        for key in keys {
+            // An upsert of the single value, then the set's members go: two instances
+            // setting one key at once both succeed (the last one's value stays).
+            sqlx::query(
+                "INSERT INTO knut_cache (name, cache_key, member, value, added_at_us, expires_at_us) \
+                 VALUES ($1, $2, '', $3, $4, $5) \
+                 ON CONFLICT (name, cache_key, member) DO UPDATE \
+                 SET value = excluded.value, added_at_us = excluded.added_at_us, \
+                 expires_at_us = excluded.expires_at_us",
+            )
             .bind(name)
-            .bind(key)
+            .bind(*key)
+            .bind(value)
+            .bind(now)
+            .bind(expires)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.query_error(OP, &e))?;
+            sqlx::query(
+                "DELETE FROM knut_cache WHERE name = $1 AND cache_key = $2 AND member <> ''",
+            )
+            .bind(name)
+            .bind(*key)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.query_error(OP, &e))?;
+        }
         tx.commit().await.map_err(|e| self.query_error(OP, &e))?;
         self.cache_purge().await
     }
@@ -758,6 +776,48 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    /// [`Store::cache_get`] for every key of `keys` at once (a few hundred keys per query):
+    /// what each key that holds something holds, by key.
+    pub async fn cache_get_keys(
+        &self,
+        name: &str,
+        keys: &[&str],
+    ) -> Result<BTreeMap<String, Vec<(String, String)>>, StoreError> {
+        const OP: &str = "cache_get";
+        const PER_QUERY: usize = 500;
+        let mut found: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let now = now_us();
+        for chunk in keys.chunks(PER_QUERY) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT cache_key, member, value FROM knut_cache WHERE name = $1 \
+                 AND (expires_at_us IS NULL OR expires_at_us > $2) AND cache_key IN ({}) \
+                 ORDER BY cache_key, added_at_us, member",
+                placeholders.join(", ")
+            );
+            // Only placeholders are put into the text; every key is bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(name).bind(now);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            let rows = query
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.query_error(OP, &e))?;
+            for row in &rows {
+                found
+                    .entry(self.string_col(OP, "knut_cache", row, "cache_key")?)
+                    .or_default()
+                    .push((
+                        self.string_col(OP, "knut_cache", row, "member")?,
+                        self.string_col(OP, "knut_cache", row, "value")?,
+                    ));
+            }
+        }
+        Ok(found)
     }
 
     /// `cache` step: forget `key` of cache `name` (with `member`, only that member of its
