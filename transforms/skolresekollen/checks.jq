@@ -42,12 +42,18 @@ def counts($today):
     and (.period.start // "9999") <= $today and $today <= (.period.end // "0000")
     and ($e.submitted_from == null or (.submitted // "")[0:10] >= $e.submitted_from)
     and ($e.version_from == null or ((.flowVersion // "0") | tonumber? // 0) >= $e.version_from);
-# Lower case, Swedish letters too (ascii_downcase leaves Å, Ä, Ö).
-def folded: ascii_downcase | gsub("Å"; "å") | gsub("Ä"; "ä") | gsub("Ö"; "ö") | gsub("É"; "é") | gsub("Ü"; "ü");
+# Lower case, Swedish letters too (ascii_downcase leaves Å, Ä, Ö), without white space: one
+# pass over the code points (a regex per call costs more than the whole check).
+def folded: explode
+  | map(if . >= 65 and . <= 90 then . + 32
+        elif . == 197 or . == 196 or . == 214 or . == 201 or . == 220 then . + 32
+        elif . == 32 or . == 9 or . == 10 or . == 13 or . == 160 then empty
+        else . end)
+  | implode;
 def current: [(.addresses // [])[] | select(.status == "Current")] | first // null;
 # Where a person lives now, as moving together compares it: street and postal code.
 def place: current | if . == null then null
-           else [(.address // ""), (.postalCode // "")] | map(folded | gsub("\\s"; "")) | join("|") end;
+           else [(.address // ""), (.postalCode // "")] | map(folded) | join("|") end;
 def protected: (.classified // "" | ascii_downcase) == "j";
 def unreg: if .unRegCode == "AV" then "A"
            elif .unRegCode == "UV" or any((.addresses // [])[]; .emigrated == true) then "U"
@@ -61,7 +67,7 @@ def new_address($hidden):
 def secrecy: if protected then "J" else "" end;
 def name: [.givenname, .lastname] | map(select(. != null and . != "")) | join(" ");
 def moved_on: (current.nrDate // "")[0:10];
-def digits: if type == "string" then gsub("[^0-9]"; "") else "" end;
+def digits: if type == "string" then explode | map(select(. >= 48 and . <= 57)) | implode else "" end;
 # The case's link into OeP (settings' case_link with {caseNumber} replaced).
 def case_link($case): ($settings.skolresekollen.case_link // "") | split("{caseNumber}") | join($case);
 def keyed_row($key; $d; $cells):
@@ -81,11 +87,13 @@ $settings.skolresekollen as $s
 | $run.today as $today
 | (.decisions // {}) as $register
 | [(.moves // [])[] | select(.personNumber != null)] as $moves
-| ($moves | map({key: .personNumber, value: .}) | from_entries) as $moved
+# Lookups are built with `reduce … .[k] = v` (changed in place), not `from_entries` (a new
+# object per entry): a run may hold 10,000 moves.
+| (reduce $moves[] as $p ({}; .[$p.personNumber] = $p)) as $moved
 # Who moved, by child: the custodians in the day's changes (custodianFor), for the errands
 # without applicants and for "moved together".
-| ($moves | map(. as $p | (.custodianFor // [])[] | {child: (.personnumber | digits), p: $p})
-  | group_by(.child) | map({key: .[0].child, value: map(.p)}) | from_entries) as $custodians_moved
+| (reduce ($moves[] | . as $p | (.custodianFor // [])[] | [(.personnumber | digits), $p]) as [$child, $p]
+     ({}; .[$child] += [$p])) as $custodians_moved
 # Everyone of an errand who moved: applicants, custodians of its child, the child.
 | def movers($d): [($d.applicants[].personNumber | $moved[.] // empty),
                    ($custodians_moved[$d.student.personNumber] // [])[],
@@ -106,14 +114,15 @@ $settings.skolresekollen as $s
     | row($p; $d; $today; [($p | new_address(hide($d))), ($p | unreg), ($p | name), "Vårdnadshavare", ($p | secrecy)])
       + {place: ($p | place)}
   ] as $guardian_rows
+| (reduce ($guardian_rows[] | select(.place != null) | "\(.caseNumber)|\(.place)") as $k ({}; .[$k] = true))
+  as $guardian_places
 | [ $moves[] as $c
     | ($register["person/" + $c.personNumber] // [])[]
     | select(.service == "skolskjuts" and counts($today) and .student.personNumber == $c.personNumber)
     | . as $d
     | ($c | place) as $here
     # Moved together: a guardian's row of this errand at the same address covers the child.
-    | select($here == null
-             or all($guardian_rows[]; .caseNumber != $d.caseNumber or .place != $here))
+    | select($here == null or $guardian_places["\($d.caseNumber)|\($here)"] == null)
     | row($c; $d; $today; [($c | new_address(hide($d))), ($c | unreg), ($c | name), "Elev", ($c | secrecy)])
   ] as $child_rows
 | ([$guardian_rows[] | del(.place)] + $child_rows) as $guardian_moved
