@@ -2,7 +2,8 @@
 # with a byte-order mark (so Excel reads å, ä, ö), `;` between cells, CRLF after each
 # line, every cell quoted ("" inside). A cell that begins with =, +, -, @, a tab or a
 # carriage return gets a leading ' so that no spreadsheet runs it as a formula. The last
-# column is the case's link into OeP (a CSV cell cannot be a link).
+# column is the case's link into OeP (a CSV cell cannot be a link). With `limit` (the
+# e-mail's copy), only the first `limit` rows.
 def cell: tostring
   | (if test("^[=+\\-@\t\r]") then "'" + . else . end)
   | "\"" + gsub("\""; "\"\"") + "\"";
@@ -10,4 +11,4 @@ def line: map(cell) | join(";") + "\r\n";
 
 "\ufeff"
 + (.columns + ["Länk till ärendet"] | line)
-+ ([.rows[] | .cells + [.link] | line] | join(""))
++ ([.rows[: (.limit // (.rows | length))][] | .cells + [.link] | line] | join(""))
