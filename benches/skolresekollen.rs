@@ -22,8 +22,12 @@
 //! the rows the reports hold against what the data says, and prints knut's peak RSS.
 //! Traffic stays on 127.0.0.1; the bench ends knut when it is done.
 
+#[path = "../tests/support/flows.rs"]
+mod flows;
 #[path = "../tests/support/knut.rs"]
 mod knut;
+#[path = "../tests/support/rabbit.rs"]
+mod rabbit;
 #[path = "../tests/support/root.rs"]
 mod root;
 
@@ -240,43 +244,21 @@ async fn main() {
     let s = scenario(errands);
     let today = chrono::Local::now().date_naive().to_string();
 
-    // knut over a copy of the shipped root, the polls every 2 s.
-    let root_dir = root::copy_root();
-    for poll in ["skolskjuts", "elevresa"] {
-        let p = root_dir
-            .path()
-            .join(format!("routes/skolresekollen-{poll}-poll.yaml"));
-        let text = std::fs::read_to_string(&p).expect("poll route");
-        std::fs::write(&p, text.replace("every: 1h", "every: 2s")).expect("write");
-    }
-    let port = root::free_port();
-    let sandbox = format!("http://127.0.0.1:{port}/sandbox");
-    let mut env: Vec<(String, String)> = vec![
-        ("KNUT__SANDBOX__ENABLED".into(), "true".into()),
-        ("KNUT__SANDBOX__BIND".into(), format!("127.0.0.1:{port}")),
-        ("KNUT__LOG__LEVEL".into(), "warn".into()),
-    ];
-    for e in std::fs::read_dir(root_dir.path().join("adapters")).expect("adapters") {
-        let p = e.expect("entry").path();
-        if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
-            env.push((
-                format!(
-                    "KNUT_ADAPTER_{}_URL",
-                    stem.to_ascii_uppercase().replace('-', "_")
-                ),
-                format!("{sandbox}/{stem}"),
-            ));
+    // knut over a copy of the shipped root (the flows' harness: its own sandbox, every
+    // adapter pointed at it, the embedded broker), the polls every 2 s.
+    let flow = flows::Flow::start_with(flows::On::Embedded, "skolresekollen-bench", |root| {
+        for poll in ["skolskjuts", "elevresa"] {
+            flows::patch_file(
+                root,
+                &format!("routes/skolresekollen-{poll}-poll.yaml"),
+                "every: 1h",
+                "every: 2s",
+            );
         }
-    }
-    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut knut = knut::Knut::new(root_dir.path(), None, &env_ref);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        .build()
-        .expect("client");
-    knut.start(&client).await;
-    let ingress = format!("http://127.0.0.1:{}", knut.http);
-    let admin_token = knut.admin_token();
+    })
+    .await;
+    let (client, sandbox, ingress) = (&flow.client, &flow.sandbox, &flow.ingress);
+    let (knut, admin_token) = (&flow.knut, &flow.admin_token);
 
     // Metakatalogen: everyone, at an old address; then the movers, at a new one today.
     let setup = Instant::now();
@@ -326,7 +308,7 @@ async fn main() {
     }
     for batch in people.chunks(2_000).chain(movers.chunks(2_000)) {
         let (status, answer) = post(
-            &client,
+            client,
             &format!("{sandbox}/citizen/_persons"),
             serde_json::to_vec(batch).expect("JSON"),
             "application/json",
@@ -393,9 +375,9 @@ async fn main() {
     let deadline = filling + Duration::from_secs(1_800);
     loop {
         let done = counter(
-            &client,
+            client,
             knut.admin,
-            &admin_token,
+            admin_token,
             "knut_messages_out_total",
             "skolresekollen-register",
         )
@@ -419,7 +401,7 @@ async fn main() {
     // The runs.
     let token = {
         let (status, answer) = post(
-            &client,
+            client,
             &format!("{sandbox}/idp/token"),
             br#"{"sub": "bench"}"#.to_vec(),
             "application/json",
@@ -433,12 +415,12 @@ async fn main() {
             .to_string()
     };
     let at = At {
-        ingress: &ingress,
-        sandbox: &sandbox,
+        ingress,
+        sandbox,
         admin: knut.admin,
-        admin_token: &admin_token,
+        admin_token,
     };
-    let (_, first, rows) = timed_run(&client, &at, &token, 0).await;
+    let (_, first, rows) = timed_run(client, &at, &token, 0).await;
     println!("run 1 ({moves} address changes, every row new): {first:.1} s, rows {rows:?}");
     let want = [
         ("guardian-moved".to_string(), (guardians + children) as u64),
@@ -447,7 +429,7 @@ async fn main() {
         ("fritids-fulltime".to_string(), 0),
     ];
     assert_eq!(rows, want, "the reports hold other rows than the data says");
-    let (_, second, rows) = timed_run(&client, &at, &token, want.len()).await;
+    let (_, second, rows) = timed_run(client, &at, &token, want.len()).await;
     println!("run 2 (the same changes, every row already sent): {second:.1} s, rows {rows:?}");
     assert!(
         rows.iter().all(|(_, n)| *n == 0),
@@ -456,6 +438,5 @@ async fn main() {
     if let Some(rss) = knut.pid().and_then(peak_rss_mb) {
         println!("knut peak RSS: {rss:.0} MB");
     }
-    let status = knut.terminate().await;
-    assert!(status.success(), "knut exit: {status:?}");
+    flow.stop(&[]).await;
 }
