@@ -4,6 +4,7 @@
 //! | function | input | output |
 //! |---|---|---|
 //! | `personnummer_valid` | any value | `true` if it is a string holding a valid personnummer or samordningsnummer, else `false` |
+//! | `personnummer_canonical` | personnummer string | its 12 digits (`"130412-2383"` → `"201304122383"`: the century from the separator and today) |
 //! | `personnummer_birthdate` | personnummer string | birth date `"YYYY-MM-DD"` (samordningsnummer: day − 60) |
 //! | `age($date)` | personnummer string | whole years on `$date` (`"YYYY-MM-DD"`) |
 //! | `is_adult($date)` | personnummer string | `age($date) >= 18` |
@@ -28,11 +29,14 @@ const ADULT_AGE: u32 = 18;
 
 /// The native functions of this module, ready for the compiler.
 pub(crate) fn funs() -> impl Iterator<Item = Fun<Data>> {
-    let funs: [jaq_core::native::Filter<jaq_core::RunPtr<Data>>; 8] = [
+    let funs: [jaq_core::native::Filter<jaq_core::RunPtr<Data>>; 9] = [
         ("spring_filter", v(0), |cv| bome(spring_filter(&cv.1))),
         ("personnummer_valid", v(0), |cv| {
             let valid = as_str(&cv.1).is_some_and(|s| personnummer::parse(s).is_ok());
             box_once(Ok(Val::Bool(valid)))
+        }),
+        ("personnummer_canonical", v(0), |cv| {
+            bome(pnr("personnummer_canonical", &cv.1).map(|p| Val::utf8_str(p.canonical())))
         }),
         ("personnummer_birthdate", v(0), |cv| {
             bome(
@@ -312,6 +316,21 @@ mod tests {
         assert!(run(r#"stockholm_time("02:30")"#, json!("2027-03-28")).is_err());
         assert!(run(r#"stockholm_time("8")"#, json!("2027-03-28")).is_err());
         assert!(run(r#"stockholm_time("08:00")"#, json!("15 feb")).is_err());
+    }
+
+    #[test]
+    fn canonical_personnummer_has_twelve_digits() {
+        let out = run(
+            "map(personnummer_canonical)",
+            json!(["20130412-2383", "201304122383", "130412-2383"]),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![json!(["201304122383", "201304122383", "201304122383"])]
+        );
+        let err = run("personnummer_canonical", json!("201304122384")).unwrap_err();
+        assert!(!err.to_string().contains("2013041"), "{err}");
     }
 
     #[test]
