@@ -1031,22 +1031,39 @@ impl System {
         if drained.is_err() {
             tracing::warn!(
                 ?timeout,
+                unfinished_workers = self.workers.len(),
                 "shutdown timeout: abandoning unfinished messages (unacked, so the broker redelivers them)"
             );
             self.workers.abort_all();
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        // Every step after the drain is bounded too, and says so when it ran out: a stop
+        // that hangs is a stop the platform ends with SIGKILL, mid-write.
+        const PHASE: Duration = Duration::from_secs(5);
+        let services = tokio::time::timeout(PHASE, async {
             while self.services.join_next().await.is_some() {}
         })
         .await;
+        if services.is_err() {
+            tracing::warn!(timeout = ?PHASE, "shutdown: endpoints and services did not stop in time; aborted");
+        }
         self.services.abort_all();
         self.warn_of_dead_letters_lost().await;
         for b in &self.brokers {
             b.close().await;
         }
         drop(self.journal);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.journal_task).await;
-        self.store.close().await;
+        if tokio::time::timeout(PHASE, self.journal_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?PHASE, "shutdown: the journal did not finish writing in time");
+        }
+        if tokio::time::timeout(PHASE, self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?PHASE, "shutdown: the state store did not close in time (a connection still in use)");
+        }
         tracing::info!("stopped");
     }
 }

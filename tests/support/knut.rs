@@ -171,7 +171,8 @@ impl Knut {
         eprintln!("knut killed: {status:?}");
     }
 
-    /// SIGTERM; wait for the exit (at most 30 s).
+    /// SIGTERM; wait for the exit (at most 60 s: the 30 s grace of `[shutdown] timeout`
+    /// for messages in hand, and the bounded steps after it).
     pub async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("knut runs");
         let pid = child.id().to_string();
@@ -182,15 +183,23 @@ impl Knut {
                 .unwrap()
                 .success()
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(60);
         loop {
             if let Some(s) = child.try_wait().unwrap() {
+                let took = started.elapsed();
+                if took > Duration::from_secs(10) {
+                    eprintln!("knut took {took:?} to stop:\n{}", self.log_tail());
+                }
                 return s;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("knut did not stop within 30 s of SIGTERM");
+                panic!(
+                    "knut did not stop within 60 s of SIGTERM:\n{}",
+                    self.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -24,11 +24,8 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
@@ -297,17 +294,7 @@ pub async fn start_node() {
 /// A free port on 127.0.0.1, never one this process handed out before: the port is free
 /// only until someone binds it, and the nodes of a cluster pick several before any starts.
 pub fn free_port() -> Result<u16, String> {
-    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if given.get_or_insert_with(HashSet::new).insert(port) {
-            return Ok(port);
-        }
-    }
+    Ok(super::root::free_port())
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.

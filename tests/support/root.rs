@@ -119,12 +119,42 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, never one this process handed out before, and
+/// outside the kernel's ephemeral range: a port taken from that range (bind to port 0,
+/// close, hand the number on) can be given to any outgoing connection or other listener
+/// before the process it was meant for binds it ("Address already in use").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    // Below the ephemeral range (Linux's default starts at 32768) and above the well-known
+    // services' ports this machine runs (RabbitMQ's 25672 is skipped by the bind check).
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        });
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for i in 0..SPAN {
+        let port = FIRST + (start + i * 13) % SPAN;
+        if ephemeral.is_some_and(|(lo, hi)| (lo..=hi).contains(&port)) {
+            continue;
+        }
+        let port = port as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{} on 127.0.0.1", FIRST + SPAN)
 }
 
 /// Wait until `f` is true (checked every 50 ms) or panic after `secs` seconds.

@@ -887,11 +887,14 @@ impl Broker for AmqpBroker {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(live) = live {
-            let _ = tokio::time::timeout(
+            let closed = tokio::time::timeout(
                 self.shared.opts.confirm_timeout,
                 live.connection.close(200, "knut is shutting down".into()),
             )
             .await;
+            if closed.is_err() {
+                tracing::warn!(timeout = ?self.shared.opts.confirm_timeout, "RabbitMQ did not confirm the connection's close in time; leaving it");
+            }
         }
     }
 }
