@@ -1,5 +1,7 @@
-//! `choice`: the content-based router. The first `when` whose jq predicate is true runs its
-//! steps; a message no branch takes runs `otherwise` (by default it continues unchanged).
+//! `choice`: the content-based router. The first `when` whose jq predicate is true (and
+//! whose `header` the message carries) runs its steps; a message no branch takes runs
+//! `otherwise` (by default it continues unchanged). A branch on `header` alone reads no
+//! body, so it routes XML, CSV or bytes too; a jq predicate needs a JSON body.
 
 use async_trait::async_trait;
 
@@ -24,12 +26,16 @@ pub struct ChoiceSpec {
     pub otherwise: Vec<StepSpec>,
 }
 
-/// One branch of a `choice`.
+/// One branch of a `choice`: `jq`, `header` or both (then both must hold).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhenSpec {
-    /// jq predicate over the body; the branch is taken when its first output is `true`.
-    pub jq: String,
+    /// jq predicate over the body (JSON); the branch is taken when its first output is `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jq: Option<String>,
+    /// A header the message must carry (e.g. `knut-fetch-error`), whatever its body is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
     /// Steps of the branch.
     pub steps: Vec<StepSpec>,
 }
@@ -37,7 +43,15 @@ pub struct WhenSpec {
 impl StepKind for ChoiceSpec {
     fn check(&self, at: &str, cx: &mut dyn CheckCx) {
         for (j, w) in self.when.iter().enumerate() {
-            cx.jq(&format!("{at}.when[{j}].jq"), &w.jq);
+            match (&w.jq, &w.header) {
+                (Some(jq), _) => cx.jq(&format!("{at}.when[{j}].jq"), jq),
+                (None, Some(_)) => {}
+                (None, None) => cx.problem(
+                    &format!("{at}.when[{j}]"),
+                    "a branch needs `jq` (a predicate over the body), `header` (a header the message carries) or both".into(),
+                    None,
+                ),
+            }
         }
     }
 
@@ -59,8 +73,14 @@ impl StepKind for ChoiceSpec {
 
 /// The `choice` step.
 pub struct Choice {
-    branches: Vec<(Program, Pipeline)>,
+    branches: Vec<(Branch, Pipeline)>,
     otherwise: Pipeline,
+}
+
+/// What a branch asks of a message.
+struct Branch {
+    jq: Option<Program>,
+    header: Option<String>,
 }
 
 impl Choice {
@@ -69,11 +89,27 @@ impl Choice {
         let mut branches = Vec::with_capacity(spec.when.len());
         for (i, w) in spec.when.iter().enumerate() {
             let at = format!("{path}.when[{i}]");
-            let p = compile("jq", &w.jq).map_err(|message| BuildError {
-                path: at.clone(),
-                message,
-            })?;
-            branches.push((p, Pipeline::build(&w.steps, &format!("{at}.steps"), res)?));
+            if w.jq.is_none() && w.header.is_none() {
+                return Err(BuildError {
+                    path: at,
+                    message: "a branch needs `jq`, `header` or both".into(),
+                });
+            }
+            let jq = match &w.jq {
+                Some(jq) => Some(compile("jq", jq).map_err(|message| BuildError {
+                    path: at.clone(),
+                    message,
+                })?),
+                None => None,
+            };
+            let branch = Branch {
+                jq,
+                header: w.header.clone(),
+            };
+            branches.push((
+                branch,
+                Pipeline::build(&w.steps, &format!("{at}.steps"), res)?,
+            ));
         }
         let otherwise = Pipeline::build(&spec.otherwise, &format!("{path}.otherwise"), res)?;
         Ok(Choice {
@@ -88,12 +124,27 @@ impl Step for Choice {
     async fn apply(&self, m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
         let mut taken = None;
         {
-            let body = m.json_body()?;
             let v = vars(&m);
-            for (i, (p, _)) in self.branches.iter().enumerate() {
-                if p.predicate(&body, &v)
-                    .map_err(|e| StepError::permanent(format!("when[{i}]: {e}")))?
+            let mut body = None;
+            for (i, (b, _)) in self.branches.iter().enumerate() {
+                if b.header
+                    .as_ref()
+                    .is_some_and(|h| !m.headers.contains_key(h))
                 {
+                    continue;
+                }
+                let holds = match &b.jq {
+                    Some(p) => {
+                        let body = match &body {
+                            Some(b) => b,
+                            None => body.insert(m.json_body()?),
+                        };
+                        p.predicate(body, &v)
+                            .map_err(|e| StepError::permanent(format!("when[{i}]: {e}")))?
+                    }
+                    None => true,
+                };
+                if holds {
                     taken = Some(i);
                     break;
                 }
