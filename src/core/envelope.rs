@@ -51,6 +51,8 @@ pub mod header {
     pub const REPLAYED: &str = "knut-replayed";
     /// HTTP status the `reply` step answers with.
     pub const REPLY_STATUS: &str = "knut-reply-status";
+    /// Why a poll's `fetch` of the item this message carries failed (`fetch_failed: hand_on`).
+    pub const FETCH_ERROR: &str = "knut-fetch-error";
 }
 
 /// A message body. JSON bodies stay parsed between steps so that a chain of jq

@@ -12,6 +12,7 @@
 //!     items: .FlowInstances.FlowInstance
 //!     id: .flowInstanceID             # per-item dedupe key
 //!     fetch: get-instance             # optional: called per new item; its answer is the message
+//!     fetch_failed: hand_on           # optional: a failed fetch also hands the item itself on
 //!     watermark: .added               # optional: the highest value handed on is kept
 //!     page: { next: .pageToken }      # optional: the list answers in pages
 //! ```
@@ -52,7 +53,9 @@
 //! lost with the process; run on RabbitMQ where that matters.
 //!
 //! Failures are retried at the next poll and never drop an item: a failed `list` changes
-//! nothing; a failed `fetch` of one item leaves it unseen while the others go on; a broker
+//! nothing; a failed `fetch` of one item leaves it unseen while the others go on (with
+//! `fetch_failed: hand_on` the listed item is also handed on, header `knut-fetch-error`, under
+//! the id `UUIDv5("poll/<route>", "<item id>#fetch-failed")`); a broker
 //! or state store failure ends the poll early. Log lines name the route, counts, message
 //! ids and the reason (adapter and operation, HTTP status) — never an item id or item
 //! content, which may be personal data. Metrics: `knut_poll_runs_total`,
@@ -76,11 +79,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Ingress;
 use crate::adapter::client::AdapterClient;
-use crate::core::envelope::{Body, Envelope, JSON};
+use crate::core::envelope::{Body, Envelope, JSON, header};
 use crate::core::error::StepError;
 use crate::core::value_to_string;
 use crate::expr::{ExprError, Program, Vars};
-use crate::route::model::PollFrom;
+use crate::route::model::{FetchFailed, PollFrom};
 use crate::store::{Store, StoreError};
 
 /// Why a poll did nothing.
@@ -444,6 +447,9 @@ impl Poller {
                 }
                 Err(error) => {
                     tracing::warn!(route = %self.route, message_id = %message.id, %error, "a new item could not be fetched; it is tried again at the next poll");
+                    if self.spec.fetch_failed == FetchFailed::HandOn {
+                        return self.hand_on_unfetched(item, &error).await;
+                    }
                     return Taken::Failed;
                 }
             }
@@ -459,6 +465,26 @@ impl Poller {
         }
         tracing::debug!(route = %self.route, message_id = %message.id, "new item handed on");
         Taken::HandedOn
+    }
+
+    /// `fetch_failed: hand_on`: the listed item itself goes to the route, saying why its
+    /// fetch failed; the item stays unseen, so it is fetched again at the next poll. Its
+    /// message id is its own (the same at every poll), apart from the fetched one's.
+    async fn hand_on_unfetched(&self, item: &Item, error: &StepError) -> Taken {
+        let mut message = Envelope::keyed(
+            &self.origin,
+            &format!("{}#fetch-failed", item.id),
+            JSON,
+            Body::Json(item.value.clone()),
+        );
+        message
+            .headers
+            .insert(header::FETCH_ERROR.to_string(), error.to_string());
+        if let Err(error) = self.ingress.accept(&self.route, &message).await {
+            tracing::warn!(route = %self.route, message_id = %message.id, %error, "the broker did not accept an item that could not be fetched; the poll stops here");
+            return Taken::Stop;
+        }
+        Taken::Failed
     }
 }
 
@@ -949,6 +975,7 @@ mod tests {
             items: ".items".into(),
             id: ".id".into(),
             fetch: fetch.map(str::to_string),
+            fetch_failed: FetchFailed::Retry,
             watermark: Some(".at".into()),
             since: None,
             page: None,
@@ -1013,6 +1040,10 @@ mod tests {
     }
 
     async fn setup(list: &str, fetch: Option<&str>) -> Setup {
+        setup_with(&spec(list, fetch)).await
+    }
+
+    async fn setup_with(spec: &PollFrom) -> Setup {
         let system = Arc::new(System::default());
         let base = serve(system.clone()).await;
         let broker = EmbeddedBroker::new();
@@ -1020,7 +1051,7 @@ mod tests {
         let store = Store::memory().await.unwrap();
         let poller = Poller::new(
             "polled",
-            &spec(list, fetch),
+            spec,
             client(&base),
             store.clone(),
             Ingress::new(Arc::new(broker.clone())),
@@ -1265,6 +1296,46 @@ mod tests {
             s.system.fetched.lock().unwrap().clone(),
             vec!["1", "2", "3", "2"]
         );
+    }
+
+    /// `fetch_failed: hand_on`: an item whose fetch fails reaches the route as the listed
+    /// item, with why, under an id of its own; it stays unseen, and the next poll fetches
+    /// it and hands it on as usual.
+    #[tokio::test]
+    async fn hand_on_passes_an_unfetched_item_on_with_why() {
+        let mut spec = spec("list", Some("get"));
+        spec.fetch_failed = FetchFailed::HandOn;
+        let s = setup_with(&spec).await;
+        s.add("1", "2026-11-02 10:00");
+        s.add("2", "2026-11-02 10:05");
+        s.system.failing.lock().unwrap().push("2".into());
+        let report = s.poll().await;
+        assert_eq!((report.handed_on, report.failed), (1, 1));
+        let got = s.taken().await;
+        assert_eq!(got.len(), 2);
+        let (unfetched, fetched): (Vec<_>, Vec<_>) = got
+            .into_iter()
+            .partition(|m| m.headers.contains_key(header::FETCH_ERROR));
+        assert_eq!(fetched.len(), 1);
+        assert_eq!(fetched[0].id, s.poller.message_id("1"));
+        let unfetched = &unfetched[0];
+        assert_eq!(unfetched.content_type, JSON);
+        assert_eq!(
+            *unfetched.json_body().unwrap(),
+            json!({"id": "2", "at": "2026-11-02 10:05"})
+        );
+        let why = &unfetched.headers[header::FETCH_ERROR];
+        assert!(why.contains("503"), "{why}");
+        assert_ne!(unfetched.id, s.poller.message_id("2"));
+        assert!(!s.store.is_seen("polled", "2").await.unwrap());
+
+        s.system.failing.lock().unwrap().clear();
+        let report = s.poll().await;
+        assert_eq!((report.handed_on, report.seen, report.failed), (1, 1, 0));
+        let got = s.taken().await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, s.poller.message_id("2"));
+        assert!(!got[0].headers.contains_key(header::FETCH_ERROR));
     }
 
     #[tokio::test]

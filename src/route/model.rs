@@ -292,6 +292,9 @@ pub struct PollFrom {
     /// Operation called with each new item as its message; its answer (bytes and content type as they are) is the message body. Without it the item (JSON) is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch: Option<String>,
+    /// What a failed `fetch` does besides leaving the item unseen (it is fetched again at the next poll): `retry` (default) hands nothing on; `hand_on` also hands on the listed item itself (JSON) with the header `knut-fetch-error` saying why (adapter, operation, status; never content), so that the route can report an item it could not read instead of passing over it in silence. That message has its own id per item (the same at every poll), apart from the fetched one's.
+    #[serde(default, skip_serializing_if = "FetchFailed::is_retry")]
+    pub fetch_failed: FetchFailed,
     /// jq expression over an item giving its watermark value (e.g. `.added`); the highest one handed on is kept and given to `list` as `.watermark`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
@@ -306,6 +309,24 @@ pub struct PollFrom {
     /// The list answers in pages: each poll lists page after page (each page's token given to `list` as `.page`) until `next` gives none or `max` pages were listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<PollPage>,
+}
+
+/// What a poll does with an item whose `fetch` failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchFailed {
+    /// Nothing is handed on; the item is fetched again at the next poll.
+    #[default]
+    Retry,
+    /// The listed item is handed on, with the header `knut-fetch-error`; it is still
+    /// fetched again at the next poll.
+    HandOn,
+}
+
+impl FetchFailed {
+    fn is_retry(&self) -> bool {
+        *self == FetchFailed::Retry
+    }
 }
 
 /// How a poll's list pages (e.g. SS 12000's `pageToken`).
