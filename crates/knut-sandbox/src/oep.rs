@@ -6,7 +6,7 @@
 //! | `GET /api/instanceapi/getinstances/family/{familyId}/{status}?fromDate=YYYY-MM-DD&toDate=YYYY-MM-DD` | `<FlowInstances>` of that family whose status name or alias is `{status}` (case-insensitive), added within the dates (inclusive), lower-camel children as OeP writes them; `text/xml;charset=ISO-8859-1` |
 //! | `GET /api/instanceapi/getinstance/{id}/xml` | the `<FlowInstance>` export in ISO-8859-1 with its current status; 404 when unknown |
 //! | `POST /api/callback` (SOAP 1.1) | checked against OeP's callback contract first ([`oep_callback`]): what the XSD refuses is a SOAP Fault, HTTP 500, worded as libxml2 words it. `setStatus` (by `flowInstanceID` or `externalID`, with `statusAlias` or `statusID`) → `setStatusResponse/eventID`; `addMessage` / `addInternalMessage` (by either id, with attachments) → `…Response/messageID`; `confirmDelivery` → `confirmDeliveryResponse`; an unknown instance → SOAP Fault, HTTP 500, like OeP |
-//! | `POST /_submit` | a FlowInstance XML in any declared encoding becomes a new instance (a missing `FlowInstanceID` is assigned); 201 `{"flowInstanceID": n}`. With `?push=true` it is also posted, in its declared encoding, to Knutpunkt's OeP ingress (`World::oep_push_url`), as OeP's XML export integration does |
+//! | `POST /_submit` | a FlowInstance XML in any declared encoding becomes a new instance (a missing `FlowInstanceID` is assigned); 201 `{"flowInstanceID": n}`. With `?push=true` it is also posted, in its declared encoding, to Knutpunkt's OeP ingress (`World::oep_push_url`), as OeP's XML export integration does; with `?withheld=true` it is listed but its export answers 500 (an errand OeP fails to return) |
 //! | `GET /_instances` | the instances as JSON (id, family, status, messages, internal messages, attachment names, delivered) |
 //!
 //! The sandbox is seeded with a few instances of the leave application family (412) in
@@ -60,6 +60,9 @@ pub struct Instance {
     pub delivered: Option<(bool, String)>,
     /// External id set through setStatus / confirmDelivery.
     pub external_id: Option<String>,
+    /// Listed, but its export fails (`POST /_submit?withheld=true`): an errand OeP will not
+    /// return, as when an old e-service version's form can no longer be rendered.
+    pub withheld: bool,
 }
 
 /// The instances OeP holds.
@@ -217,6 +220,7 @@ impl Instances {
             attachments: Vec::new(),
             delivered: None,
             external_id: None,
+            withheld: false,
         });
         Ok(id)
     }
@@ -320,6 +324,11 @@ async fn list(
 async fn export(State(w): State<Arc<World>>, Path(id): Path<u64>) -> Response {
     let oep = lock(&w.oep);
     match oep.list.iter().find(|i| i.id == id) {
+        Some(i) if i.withheld => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Export failed",
+            format!("flow instance {id} could not be exported"),
+        ),
         Some(i) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, OEP_XML)],
@@ -466,6 +475,9 @@ async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respo
 struct Push {
     #[serde(default)]
     push: bool,
+    /// The instance is listed but its export fails (see [`Instance::withheld`]).
+    #[serde(default)]
+    withheld: bool,
 }
 
 async fn submit(
@@ -485,6 +497,11 @@ async fn submit(
                 );
             }
         };
+        if q.withheld
+            && let Some(i) = oep.find_mut(id)
+        {
+            i.withheld = true;
+        }
         let push = q.push.then(|| {
             let i = oep.list.iter().find(|i| i.id == id);
             (oep.push_url.clone(), i.map(|i| i.export(i.encoding)))
