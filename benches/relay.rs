@@ -41,6 +41,8 @@ mod cpu;
 mod placement;
 #[path = "../tests/support/rabbit.rs"]
 mod rabbit;
+#[path = "../tests/support/root.rs"]
+mod root;
 
 use std::path::Path;
 use std::sync::Arc;

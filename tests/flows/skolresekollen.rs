@@ -187,6 +187,7 @@ pub async fn run(on: On) {
     let elevresa =
         std::fs::read_to_string(crate::root::repo().join("tests/fixtures/oep/elevresa.xml"))
             .expect("fixture");
+    let withheld = skolskjuts.replace("910001", "910005");
     for export in [skolskjuts, alvas, undecided, leos, elevresa] {
         let (status, answer) = flow
             .post_bytes(
@@ -197,6 +198,15 @@ pub async fn run(on: On) {
             .await;
         assert_eq!(status, 201, "{answer}");
     }
+    // One OeP lists but will not return (its export answers 500): unchecked, with why.
+    let (status, answer) = flow
+        .post_bytes(
+            &format!("{sandbox}/oep/_submit?withheld=true"),
+            "application/xml",
+            withheld.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
 
     // The moves, today: Anna and Märta together (the same address, written differently),
     // Maria to a protected address, Ebba on her own, and Johan — Ebba's applicant, whose
@@ -254,7 +264,7 @@ pub async fn run(on: On) {
             && fritids["rows"] == 1
             && guardian["html"]
                 .as_str()
-                .is_some_and(|h| h.contains("910003"))
+                .is_some_and(|h| h.contains("910003") && h.contains("910005"))
         {
             ready = true;
             break;
@@ -339,6 +349,11 @@ pub async fn run(on: On) {
     assert!(
         html.contains("<h2>Ärenden som inte kunde kontrolleras</h2>")
             && html.contains(">910003</a></td><td>beslutstexten varken beviljar eller avslår</td>"),
+        "{html}"
+    );
+    // And the one OeP would not return, with why.
+    assert!(
+        html.contains(">910005</a></td><td>OeP lämnade inte ut ärendet: oep.get-instance answered HTTP 500</td>"),
         "{html}"
     );
     let attachment = &mail["attachments"][0];
@@ -522,7 +537,7 @@ pub async fn run(on: On) {
             .as_str()
             .unwrap_or_default();
         assert_eq!(
-            html.contains(">910003</a>"),
+            html.contains(">910003</a>") && html.contains(">910005</a>"),
             check.starts_with("skolresekollen-guardian-moved-")
                 || check.starts_with("skolresekollen-fritids-fulltime-"),
             "{html}"
