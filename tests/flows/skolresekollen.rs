@@ -210,7 +210,8 @@ pub async fn run(on: On) {
 
     // The moves, today: Anna and Märta together (the same address, written differently),
     // Maria to a protected address, Ebba on her own, and Johan — Ebba's applicant, whose
-    // move does not count for elevresa.
+    // move does not count for elevresa. Erik, Märta's other applying guardian, emigrates
+    // (below).
     for (person, street, postal) in [
         (ANNA, "Södra vägen 4", "853 52"),
         (MARTA, "SÖDRA VÄGEN 4", "85352"),
@@ -228,6 +229,15 @@ pub async fn run(on: On) {
             .await;
         assert_eq!(status, 200, "move: {answer}");
     }
+    let (status, answer) = flow
+        .post(
+            &format!("{sandbox}/citizen/_move"),
+            &json!({"personNumber": ERIK, "emigrated": true,
+                    "address": {"address": "Karl Johans gate 1", "postalCode": "0154", "city": "Oslo"}}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "emigration: {answer}");
 
     // A case officer's token; without one the API refuses.
     let (refused, problem) = flow
@@ -258,7 +268,7 @@ pub async fn run(on: On) {
         let student = kept(&flow, &token, &dry, "student-moved").await;
         let boarding = kept(&flow, &token, &dry, "boarding-allowance").await;
         let fritids = kept(&flow, &token, &dry, "fritids-fulltime").await;
-        if guardian["rows"] == 2
+        if guardian["rows"] == 3
             && student["rows"] == 1
             && boarding["rows"] == 1
             && fritids["rows"] == 1
@@ -304,8 +314,8 @@ pub async fn run(on: On) {
             .unwrap_or_else(|| panic!("no {check} e-mail to {to}: {}", text(&json!(mails))))
     };
 
-    // guardian-moved, to the skolskjuts officers: Anna (moved with Märta: one row), Maria
-    // (protected: no address), sorted by school and case number.
+    // guardian-moved, to the skolskjuts officers: Anna (moved with Märta: one row), Erik
+    // (emigrated: U), Maria (protected: no address), sorted by school and case number.
     let mail = mail_of("guardian-moved", "skolskjuts@sundsvall.example");
     assert_eq!(mail["sender"]["name"], "Skolresekollen");
     let html = b64(&mail["htmlMessage"]);
@@ -327,6 +337,15 @@ pub async fn run(on: On) {
             "",
         ],
         vec![
+            "910001",
+            "2026-08-17 – 2029-06-15",
+            "Karl Johans gate 1, 0154 OSLO",
+            "U",
+            "Erik Lindqvist",
+            "Vårdnadshavare",
+            "",
+        ],
+        vec![
             "910002",
             "2026-08-17 – 2029-06-15",
             "Skyddad adress",
@@ -340,9 +359,7 @@ pub async fn run(on: On) {
     // the whole report is downloaded below.
     assert_eq!(html_rows(&html), want[..1], "{html}");
     assert!(
-        html.contains(
-            "Rapporten har 2 ärenden; här och i den bifogade CSV-filen visas de 1 första."
-        ),
+        html.contains("Rapporten har 3 rader; här och i den bifogade CSV-filen visas de 1 första."),
         "{html}"
     );
     // The errand that could not be read is listed with why, never skipped.

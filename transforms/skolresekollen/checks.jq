@@ -78,9 +78,12 @@ def keyed_row($key; $d; $cells):
 # A row of a moved person. Its key holds the day of the move; a protected person's move comes
 # without its address and date, so its key holds the run's day instead: such a row is sent
 # again by each run whose backtrack still covers the change (repeated rather than lost).
+# Within a case, guardians' rows come before the child's, each by name.
 def row($p; $d; $today; $cells):
-  keyed_row("\($d.caseNumber)/\($p.personId)/\(($p | moved_on) | if . == "" then "run-" + $today else . end)"; $d; $cells);
-def sorted: unique_by(.key) | sort_by(.school, (.caseNumber | tonumber? // 0), .caseNumber, .key);
+  keyed_row("\($d.caseNumber)/\($p.personId)/\(($p | moved_on) | if . == "" then "run-" + $today else . end)"; $d; $cells)
+  + {order: [($cells | any(. == "Elev")), ($p | name)]};
+def sorted: unique_by(.key) | sort_by(.school, (.caseNumber | tonumber? // 0), .caseNumber, .order, .key)
+            | map(del(.order));
 
 $settings.skolresekollen as $s
 | .run as $run
