@@ -1,13 +1,15 @@
-//! Seed 001, Skolresekollen: checks `guardian-moved`, `student-moved` and `boarding-allowance`
-//! end to end. A
-//! skolskjuts decision for Märta Lindqvist (applicants Anna and Erik), one for Alva Sjöberg
-//! (applicant Maria Sjöberg; both with skyddad folkbokföring) and an elevresa decision for
-//! Ebba Berg (applicant Johan Berg) are submitted to OeP; the polls put them in the
-//! register. Anna and Märta move together, Maria moves, Ebba moves, Johan moves. A case
-//! officer asks for a run: each check's report is e-mailed (HTML and CSV, read here cell by
-//! cell) to its recipients, kept for download, and never names a protected address; CSN's
-//! seeded delivery grants Ebba a boarding allowance (check `boarding-allowance`); a
-//! second run over the same changes sends no row again.
+//! Seed 001, Skolresekollen: all four checks end to end. A skolskjuts decision for Märta
+//! Lindqvist (applicants Anna and Erik), one for Alva Sjöberg (applicant Maria Sjöberg; both
+//! with skyddad folkbokföring), one for Leo Nilsson (applicant Sara) and an elevresa decision
+//! for Ebba Berg (applicant Johan Berg) are submitted to OeP, with one errand whose decision
+//! text cannot be read, one OeP lists but will not return and one from before the
+//! e-service's cut-off; the polls put them in the register. Anna and Märta move together,
+//! Erik emigrates, Maria moves, Ebba moves, Johan moves; IST's export gives Leo a full-time
+//! fritidshem place. A case officer asks for a run: each check's report is e-mailed (HTML and
+//! CSV, read here cell by cell) to its recipients, kept for download, lists the unchecked
+//! errands and never names a protected address; CSN's seeded delivery grants Ebba a
+//! boarding allowance (check `boarding-allowance`); a second run over the same changes sends
+//! no row again.
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -188,7 +190,17 @@ pub async fn run(on: On) {
         std::fs::read_to_string(crate::root::repo().join("tests/fixtures/oep/elevresa.xml"))
             .expect("fixture");
     let withheld = skolskjuts.replace("910001", "910005");
-    for export in [skolskjuts, alvas, undecided, leos, elevresa] {
+    // One submitted before the e-service's cut-off (settings: 2021-01-01), when its form
+    // held free text: it is never checked, though its people moved.
+    let early = skolskjuts.replace("910001", "910006").replace(
+        "<Posted>2026-08-10T09:12:00</Posted>",
+        "<Posted>2020-11-02T09:12:00</Posted>",
+    );
+    assert!(
+        early.contains("2020-11-02"),
+        "the fixture's submission time"
+    );
+    for export in [skolskjuts, alvas, undecided, leos, elevresa, early] {
         let (status, answer) = flow
             .post_bytes(
                 &format!("{sandbox}/oep/_submit"),
@@ -490,6 +502,10 @@ pub async fn run(on: On) {
     .await;
     assert_eq!(status, 200, "{html}");
     assert_eq!(html_rows(&html), want, "{html}");
+    assert!(
+        !html.contains("910006"),
+        "an errand from before the cut-off: {html}"
+    );
     assert_ne!(html, sent_html);
     let (status, csv) = bearer_get(
         &flow,
