@@ -7,7 +7,11 @@
 //! 1. claim: rename `dir/<name>` to `dir/.claimed/<name>` — atomic, so of several instances
 //!    scanning the same folder exactly one gets the file (a failed rename means another took it);
 //! 2. read it and accept it for the route (header `knut-file-name`);
-//! 3. move it to `dir/processed/<name>` (a timestamp is added when that name is taken).
+//! 3. move it to `dir/processed/<name>` (a timestamp is added when that name is taken),
+//!    its modification time set to the moment it was read.
+//!
+//! With `keep`, each scan first deletes the files of `processed/` read longer ago than that
+//! (files with personal data are not kept for ever); `failed/` is never emptied.
 //!
 //! When the broker is unavailable (a transient error) the file is put back and tried at the
 //! next scan. A file that cannot be read or accepted otherwise goes to `dir/failed/<name>`,
@@ -147,6 +151,24 @@ async fn candidates(
     Ok(found.into_iter().map(|(_, n)| n).collect())
 }
 
+/// Delete the files of `processed` last modified (read, see [`take`]) more than `keep` ago;
+/// how many.
+async fn purge(processed: &Path, keep: Duration) -> io::Result<usize> {
+    let Some(before) = SystemTime::now().checked_sub(keep) else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    let mut entries = tokio::fs::read_dir(processed).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let meta = entry.metadata().await?;
+        if meta.is_file() && meta.modified()? < before {
+            tokio::fs::remove_file(entry.path()).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
 /// One scan of the folder.
 async fn scan(
     route: &str,
@@ -156,6 +178,20 @@ async fn scan(
     ingress: &Ingress,
     shutdown: &CancellationToken,
 ) {
+    if let Some(keep) = spec.keep {
+        match purge(&dir.join(PROCESSED), keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                route,
+                deleted = n,
+                ?keep,
+                "processed files older than `keep` deleted"
+            ),
+            Err(e) => {
+                tracing::error!(route, dir = %dir.display(), error = %e, "cannot delete old processed files");
+            }
+        }
+    }
     let settle = spec.settle.unwrap_or(DEFAULT_SETTLE);
     let names = match candidates(dir, pattern, settle).await {
         Ok(n) => n,
@@ -173,6 +209,12 @@ async fn scan(
             Outcome::BrokerUnavailable => return,
         }
     }
+}
+
+/// Set a file's modification time to now.
+async fn mark_read(path: &Path) -> io::Result<()> {
+    let file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
+    file.into_std().await.set_modified(SystemTime::now())
 }
 
 enum Outcome {
@@ -215,6 +257,10 @@ async fn take(route: &str, spec: &FileFrom, dir: &Path, name: &str, ingress: &In
             if let Err(e) = tokio::fs::rename(&claimed, &target).await {
                 tracing::error!(route, dir = %dir.display(), error = %e, "a published file could not be moved to processed/; it stays in .claimed/");
             } else {
+                // `keep` counts from now, not from when the file was written.
+                if let Err(e) = mark_read(&target).await {
+                    tracing::warn!(route, error = %e, "a processed file's time could not be set; `keep` counts from when it was written");
+                }
                 tracing::info!(route, message_id = %envelope.id, "file accepted");
             }
             Outcome::Done
@@ -362,7 +408,53 @@ mod tests {
             interval: Some(Duration::from_millis(20)),
             content_type: None,
             settle: Some(Duration::ZERO),
+            keep: None,
         }
+    }
+
+    /// `keep`: a scan deletes the processed files read longer ago than that (a file is
+    /// stamped when read, not when written), never a failed one.
+    #[tokio::test]
+    async fn keep_deletes_processed_files_read_longer_ago() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("in");
+        std::fs::create_dir_all(&dir).unwrap();
+        prepare(&dir).await.unwrap();
+        let hours_ago = |h: u64| SystemTime::now() - Duration::from_secs(h * 3600);
+        let stamp = |path: PathBuf, at: SystemTime| {
+            std::fs::write(&path, b"Personnummer;Timmar\n").unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        };
+        stamp(dir.join(PROCESSED).join("old.csv"), hours_ago(49));
+        stamp(dir.join(PROCESSED).join("recent.csv"), hours_ago(47));
+        stamp(dir.join(FAILED).join("broken.csv"), hours_ago(100));
+        // Written long ago, read now: kept, counted from now.
+        stamp(dir.join("new.csv"), hours_ago(100));
+        let b = broker("files").await;
+        let mut s = spec("*.csv");
+        s.keep = Some(Duration::from_secs(48 * 3600));
+        let pattern = glob::Pattern::new(&s.pattern).unwrap();
+        let ingress = Ingress::new(Arc::new(b.clone()));
+        scan(
+            "files",
+            &s,
+            &dir,
+            &pattern,
+            &ingress,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(names(&dir.join(PROCESSED)), vec!["new.csv", "recent.csv"]);
+        assert_eq!(names(&dir.join(FAILED)), vec!["broken.csv"]);
+        let read = std::fs::metadata(dir.join(PROCESSED).join("new.csv"))
+            .and_then(|m| m.modified())
+            .unwrap();
+        assert!(read > hours_ago(1), "a processed file is stamped when read");
     }
 
     /// A file written moments ago — perhaps still being written — is left for a later scan;

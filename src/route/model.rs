@@ -238,6 +238,14 @@ pub struct FileFrom {
     )]
     #[schemars(with = "Option<String>")]
     pub settle: Option<Duration>,
+    /// How long a file stays in `processed/` after it was read (e.g. `30d`); a scan deletes the older ones. Without it they stay until someone removes them — set it for files with personal data (an IST export holds personnummer), kept no longer than an investigation may need them. `failed/` is never emptied: someone must look at those.
+    #[serde(
+        default,
+        with = "humantime_serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub keep: Option<Duration>,
 }
 
 fn default_pattern() -> String {
