@@ -152,21 +152,43 @@ async fn candidates(
 }
 
 /// Delete the files of `processed` last modified (read, see [`take`]) more than `keep` ago;
-/// how many.
+/// how many. A file that cannot be deleted does not stop the others (one another instance
+/// deleted first is not counted); the first such error is returned after the rest.
 async fn purge(processed: &Path, keep: Duration) -> io::Result<usize> {
     let Some(before) = SystemTime::now().checked_sub(keep) else {
         return Ok(0);
     };
     let mut deleted = 0;
+    let mut first_error = None;
     let mut entries = tokio::fs::read_dir(processed).await?;
     while let Some(entry) = entries.next_entry().await? {
-        let meta = entry.metadata().await?;
-        if meta.is_file() && meta.modified()? < before {
-            tokio::fs::remove_file(entry.path()).await?;
-            deleted += 1;
+        let old = match entry
+            .metadata()
+            .await
+            .and_then(|m| Ok((m.is_file(), m.modified()?)))
+        {
+            Ok((is_file, modified)) => is_file && modified < before,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                false
+            }
+        };
+        if !old {
+            continue;
+        }
+        match tokio::fs::remove_file(entry.path()).await {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    Ok(deleted)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(deleted),
+    }
 }
 
 /// One scan of the folder.
@@ -188,7 +210,7 @@ async fn scan(
                 "processed files older than `keep` deleted"
             ),
             Err(e) => {
-                tracing::error!(route, dir = %dir.display(), error = %e, "cannot delete old processed files");
+                tracing::error!(route, dir = %dir.display(), error = %e, "some processed files older than `keep` could not be deleted");
             }
         }
     }
@@ -211,10 +233,17 @@ async fn scan(
     }
 }
 
-/// Set a file's modification time to now.
+/// Set a file's modification time to now (opened for writing, never truncated).
 async fn mark_read(path: &Path) -> io::Result<()> {
-    let file = tokio::fs::OpenOptions::new().write(true).open(path).await?;
-    file.into_std().await.set_modified(SystemTime::now())
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(SystemTime::now())
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 enum Outcome {
@@ -253,14 +282,17 @@ async fn take(route: &str, spec: &FileFrom, dir: &Path, name: &str, ingress: &In
     envelope.headers.insert(FILE_NAME.into(), name.to_string());
     match ingress.accept(route, &envelope).await {
         Ok(()) => {
+            // `keep` counts from now, not from when the file was written: stamped before it
+            // reaches processed/, where a purge may look at it.
+            if spec.keep.is_some()
+                && let Err(e) = mark_read(&claimed).await
+            {
+                tracing::warn!(route, error = %e, "a processed file's time could not be set (knut must own the file); `keep` counts from when it was written");
+            }
             let target = unique_target(&dir.join(PROCESSED), name).await;
             if let Err(e) = tokio::fs::rename(&claimed, &target).await {
                 tracing::error!(route, dir = %dir.display(), error = %e, "a published file could not be moved to processed/; it stays in .claimed/");
             } else {
-                // `keep` counts from now, not from when the file was written.
-                if let Err(e) = mark_read(&target).await {
-                    tracing::warn!(route, error = %e, "a processed file's time could not be set; `keep` counts from when it was written");
-                }
                 tracing::info!(route, message_id = %envelope.id, "file accepted");
             }
             Outcome::Done

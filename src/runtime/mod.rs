@@ -1048,9 +1048,7 @@ impl System {
         }
         self.services.abort_all();
         self.warn_of_dead_letters_lost().await;
-        for b in &self.brokers {
-            b.close().await;
-        }
+        futures::future::join_all(self.brokers.iter().map(|b| b.close())).await;
         drop(self.journal);
         if tokio::time::timeout(PHASE, self.journal_task)
             .await

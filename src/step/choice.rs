@@ -43,6 +43,13 @@ pub struct WhenSpec {
 impl StepKind for ChoiceSpec {
     fn check(&self, at: &str, cx: &mut dyn CheckCx) {
         for (j, w) in self.when.iter().enumerate() {
+            if w.header.as_deref().is_some_and(|h| h.trim().is_empty()) {
+                cx.problem(
+                    &format!("{at}.when[{j}].header"),
+                    "the header's name is empty".into(),
+                    None,
+                );
+            }
             match (&w.jq, &w.header) {
                 (Some(jq), _) => cx.jq(&format!("{at}.when[{j}].jq"), jq),
                 (None, Some(_)) => {}

@@ -154,7 +154,16 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free port in {FIRST}..{} on 127.0.0.1", FIRST + SPAN)
+    // The ephemeral range covers ours (a host set up so): any free port will have to do.
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Wait until `f` is true (checked every 50 ms) or panic after `secs` seconds.

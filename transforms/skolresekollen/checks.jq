@@ -78,10 +78,10 @@ def keyed_row($key; $d; $cells):
 # A row of a moved person. Its key holds the day of the move; a protected person's move comes
 # without its address and date, so its key holds the run's day instead: such a row is sent
 # again by each run whose backtrack still covers the change (repeated rather than lost).
-# Within a case, guardians' rows come before the child's, each by name.
-def row($p; $d; $today; $cells):
+# Within a case, guardians' rows ($child false) come before the child's, each by name.
+def row($p; $d; $today; $child; $cells):
   keyed_row("\($d.caseNumber)/\($p.personId)/\(($p | moved_on) | if . == "" then "run-" + $today else . end)"; $d; $cells)
-  + {order: [($cells | any(. == "Elev")), ($p | name)]};
+  + {order: [$child, ($p | name)]};
 def sorted: unique_by(.key) | sort_by(.school, (.caseNumber | tonumber? // 0), .caseNumber, .order, .key)
             | map(del(.order));
 
@@ -114,7 +114,7 @@ $settings.skolresekollen as $s
         | select(.service == "skolskjuts" and counts($today) and (.applicants | length) == 0
                  and .student.personNumber == $child) )
     | . as $d
-    | row($p; $d; $today; [($p | new_address(hide($d))), ($p | unreg), ($p | name), "Vårdnadshavare", ($p | secrecy)])
+    | row($p; $d; $today; false; [($p | new_address(hide($d))), ($p | unreg), ($p | name), "Vårdnadshavare", ($p | secrecy)])
       + {place: ($p | place)}
   ] as $guardian_rows
 | (reduce ($guardian_rows[] | select(.place != null) | "\(.caseNumber)|\(.place)") as $k ({}; .[$k] = true))
@@ -126,14 +126,14 @@ $settings.skolresekollen as $s
     | ($c | place) as $here
     # Moved together: a guardian's row of this errand at the same address covers the child.
     | select($here == null or $guardian_places["\($d.caseNumber)|\($here)"] == null)
-    | row($c; $d; $today; [($c | new_address(hide($d))), ($c | unreg), ($c | name), "Elev", ($c | secrecy)])
+    | row($c; $d; $today; true; [($c | new_address(hide($d))), ($c | unreg), ($c | name), "Elev", ($c | secrecy)])
   ] as $child_rows
 | ([$guardian_rows[] | del(.place)] + $child_rows) as $guardian_moved
 | [ $moves[] as $p
     | select($p.personNumber | in_span($s.ages.student; $today))
     | ($register["person/" + $p.personNumber] // [])[]
     | select(.service == "elevresa" and counts($today) and .student.personNumber == $p.personNumber)
-    | row($p; .; $today; [($p | new_address(false)), ($p | unreg), ($p | secrecy)])
+    | row($p; .; $today; true; [($p | new_address(false)), ($p | unreg), ($p | secrecy)])
   ] as $student_moved
 | [ (.hits // [])[] as $h
     | ($register["person/" + $h.personNumber] // [])[]

@@ -485,6 +485,13 @@ async fn submit(
     Query(q): Query<Push>,
     body: axum::body::Bytes,
 ) -> Response {
+    if q.withheld && q.push {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "withheld and push exclude each other",
+            "a withheld instance is one OeP cannot export, so it cannot push it either; submit with one of them",
+        );
+    }
     let (id, push) = {
         let mut oep = lock(&w.oep);
         let id = match oep.submit(&body) {
