@@ -2,8 +2,9 @@
 //! Lindqvist (applicants Anna and Erik), one for Alva Sjöberg (applicant Maria Sjöberg; both
 //! with skyddad folkbokföring), one for Leo Nilsson (applicant Sara) and an elevresa decision
 //! for Ebba Berg (applicant Johan Berg) are submitted to OeP, with one errand whose decision
-//! text cannot be read, one OeP lists but will not return and one from before the
-//! e-service's cut-off; the polls put them in the register. Anna and Märta move together,
+//! text cannot be read, one OeP lists but will not return, one from before the
+//! e-service's cut-off and one (Johan's, for Ebba) revoked in OeP after the register read
+//! it; the polls put them in the register. Anna and Märta move together,
 //! Erik emigrates, Maria moves, Ebba moves, Johan moves; IST's export gives Leo a full-time
 //! fritidshem place. A case officer asks for a run: each check's report is e-mailed (HTML and
 //! CSV, read here cell by cell) to its recipients, kept for download, lists the unchecked
@@ -167,7 +168,7 @@ pub async fn run(on: On) {
         first..end
     };
     let mut leos = skolskjuts.clone();
-    leos.replace_range(second_guardian, "");
+    leos.replace_range(second_guardian.clone(), "");
     let leos = leos
         .replace("910001", "910004")
         .replace(MARTA, LEO)
@@ -190,6 +191,17 @@ pub async fn run(on: On) {
         std::fs::read_to_string(crate::root::repo().join("tests/fixtures/oep/elevresa.xml"))
             .expect("fixture");
     let withheld = skolskjuts.replace("910001", "910005");
+    // Johan's, for Ebba: granted when the register reads it, revoked before the run (its
+    // rows — Johan moved, Ebba elsewhere — must then be left out).
+    let mut johans = skolskjuts.clone();
+    johans.replace_range(second_guardian, "");
+    let johans = johans
+        .replace("910001", "910007")
+        .replace(MARTA, EBBA)
+        .replace(ANNA, JOHAN)
+        .replace("Märta", "Ebba")
+        .replace("Anna", "Johan")
+        .replace("Lindqvist", "Berg");
     // One submitted before the e-service's cut-off (settings: 2021-01-01), when its form
     // held free text: it is never checked, though its people moved.
     let early = skolskjuts.replace("910001", "910006").replace(
@@ -200,7 +212,7 @@ pub async fn run(on: On) {
         early.contains("2020-11-02"),
         "the fixture's submission time"
     );
-    for export in [skolskjuts, alvas, undecided, leos, elevresa, early] {
+    for export in [skolskjuts, alvas, undecided, leos, elevresa, early, johans] {
         let (status, answer) = flow
             .post_bytes(
                 &format!("{sandbox}/oep/_submit"),
@@ -270,9 +282,10 @@ pub async fn run(on: On) {
         .await;
     assert_eq!(bad, 422, "{problem}");
 
-    // Dry runs until the polls have filled the register (three decisions: two rows in
-    // guardian-moved, one in student-moved) and read CSN's seeded delivery (Ebba's boarding
-    // allowance: one row in boarding-allowance); a dry run sends nothing.
+    // Dry runs until the polls have filled the register (guardian-moved: Anna, Erik, Maria
+    // and, from Johan's errand, Johan and Ebba; one row in student-moved) and read CSN's
+    // seeded delivery (Ebba's boarding allowance: one row in boarding-allowance); a dry run
+    // sends nothing.
     let mut ready = false;
     for _ in 0..40 {
         let dry = run_checks(&flow, &token, json!({"dryRun": true})).await;
@@ -280,7 +293,7 @@ pub async fn run(on: On) {
         let student = kept(&flow, &token, &dry, "student-moved").await;
         let boarding = kept(&flow, &token, &dry, "boarding-allowance").await;
         let fritids = kept(&flow, &token, &dry, "fritids-fulltime").await;
-        if guardian["rows"] == 3
+        if guardian["rows"] == 5
             && student["rows"] == 1
             && boarding["rows"] == 1
             && fritids["rows"] == 1
@@ -304,6 +317,21 @@ pub async fn run(on: On) {
             .is_empty(),
         "a dry run sent e-mail"
     );
+
+    // Johan's errand is revoked in OeP: the run asks OeP again and leaves its rows out.
+    let revoke = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+        <SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\"><SOAP-ENV:Body>\
+        <setStatus xmlns=\"http://www.oeplatform.org/version/1.0/schemas/integration/callback\">\
+        <flowInstanceID>910007</flowInstanceID><statusAlias>Återkallat</statusAlias></setStatus>\
+        </SOAP-ENV:Body></SOAP-ENV:Envelope>";
+    let (status, answer) = flow
+        .post_bytes(
+            &format!("{sandbox}/oep/api/callback"),
+            "text/xml; charset=utf-8",
+            revoke.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(status, 200, "setStatus: {answer}");
 
     // The run: one e-mail per report and recipient.
     let run = run_checks(&flow, &token, json!({})).await;
