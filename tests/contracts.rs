@@ -90,6 +90,13 @@ const DESIGNED: &[Designed] = &[
          fixtures' case.xml fails it), so it cannot judge an export; the ingress tests read \
          the real exports' shapes",
     ),
+    (
+        "oep",
+        "get-instance-status",
+        None,
+        "the same export as get-instance, of which the route sees only the status (see \
+         get-instance); the Skolresekollen end-to-end test reads it from the simulation",
+    ),
 ];
 
 /// Where the real system answers outside its own published contract, and the simulation
