@@ -87,6 +87,7 @@ const CASES: &[(&str, &str)] = &[
     ("oep", "list-instances"),
     ("oep", "list-instances-recent"),
     ("oep", "get-instance"),
+    ("oep", "get-instance-status"),
     ("oep", "set-status"),
     ("oep", "add-message"),
     ("oep", "add-internal-message"),
@@ -696,6 +697,18 @@ async fn oep_operations() {
         .await
         .unwrap();
     assert!(one.content_type.to_ascii_lowercase().contains("iso-8859-1"));
+    // The same export, of which the route sees the family and the status only.
+    let status = w
+        .call(
+            "oep",
+            "get-instance-status",
+            json!({"flowInstanceID": "5000"}),
+        )
+        .await;
+    assert_eq!(
+        json_of(&status),
+        &json!({"flowInstanceID": "5000", "familyId": "412", "status": "Inkommen"})
+    );
 
     w.call(
         "oep",
