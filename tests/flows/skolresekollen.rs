@@ -212,56 +212,43 @@ pub async fn run(on: On) {
         early.contains("2020-11-02"),
         "the fixture's submission time"
     );
-    for export in [skolskjuts, alvas, undecided, leos, elevresa, early, johans] {
+    // The last one OeP lists but will not return (its export answers 500): unchecked.
+    let exports = [skolskjuts, alvas, undecided, leos, elevresa, early, johans]
+        .map(|export| (export, ""))
+        .into_iter()
+        .chain([(withheld, "?withheld=true")]);
+    for (export, query) in exports {
         let (status, answer) = flow
             .post_bytes(
-                &format!("{sandbox}/oep/_submit"),
+                &format!("{sandbox}/oep/_submit{query}"),
                 "application/xml",
                 export.into_bytes(),
             )
             .await;
         assert_eq!(status, 201, "{answer}");
     }
-    // One OeP lists but will not return (its export answers 500): unchecked, with why.
-    let (status, answer) = flow
-        .post_bytes(
-            &format!("{sandbox}/oep/_submit?withheld=true"),
-            "application/xml",
-            withheld.into_bytes(),
-        )
-        .await;
-    assert_eq!(status, 201, "{answer}");
 
     // The moves, today: Anna and Märta together (the same address, written differently),
     // Maria to a protected address, Ebba on her own, and Johan — Ebba's applicant, whose
-    // move does not count for elevresa. Erik, Märta's other applying guardian, emigrates
-    // (below).
-    for (person, street, postal) in [
-        (ANNA, "Södra vägen 4", "853 52"),
-        (MARTA, "SÖDRA VÄGEN 4", "85352"),
-        (MARIA, HIDDEN_STREET, "855 91"),
-        (EBBA, "Storgatan 10", "852 30"),
-        (JOHAN, "Byvägen 1", "861 91"),
+    // move does not count for elevresa. Erik, Märta's other applying guardian, emigrates.
+    for (person, street, postal, city, emigrated) in [
+        (ANNA, "Södra vägen 4", "853 52", "Sundsvall", false),
+        (MARTA, "SÖDRA VÄGEN 4", "85352", "Sundsvall", false),
+        (MARIA, HIDDEN_STREET, "855 91", "Sundsvall", false),
+        (EBBA, "Storgatan 10", "852 30", "Sundsvall", false),
+        (JOHAN, "Byvägen 1", "861 91", "Sundsvall", false),
+        (ERIK, "Karl Johans gate 1", "0154", "Oslo", true),
     ] {
         let (status, answer) = flow
             .post(
                 &format!("{sandbox}/citizen/_move"),
-                &json!({"personNumber": person,
-                        "address": {"address": street, "postalCode": postal, "city": "Sundsvall"}}),
+                &json!({"personNumber": person, "emigrated": emigrated,
+                        "address": {"address": street, "postalCode": postal, "city": city}}),
                 None,
             )
             .await;
         assert_eq!(status, 200, "move: {answer}");
     }
-    let (status, answer) = flow
-        .post(
-            &format!("{sandbox}/citizen/_move"),
-            &json!({"personNumber": ERIK, "emigrated": true,
-                    "address": {"address": "Karl Johans gate 1", "postalCode": "0154", "city": "Oslo"}}),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "emigration: {answer}");
 
     // A case officer's token; without one the API refuses.
     let (refused, problem) = flow
