@@ -23,10 +23,10 @@
 #   skolresekollen-csn-poll) for a period that overlaps the decision's.
 # fritids-fulltime (skolskjuts): the child got a full-time fritidshem place (`fritids`, from
 #   skolresekollen-fritids-reported and -ist-placements) that began within the decision's
-#   period and after the errand was submitted; "Fritidsplats finns" names the applying
-#   guardians. The sources do not say which guardian a place is for, so the seed's "for the
-#   applying guardian, or a cohabiting second one" is not applied: every such place is
-#   reported.
+#   period and after the errand was submitted, registered on an applying guardian or on a
+#   second guardian who lives at the same address as one (the seed's "sammanboende"; IST's
+#   `Placeringsägare`); a place whose source names no owner (an operator's report) counts
+#   for the applicants. "Fritidsplats finns" names whose place it is.
 #
 # Every row says U (utvandrad: unRegCode UV, or an emigrated address) or A (avliden: AV).
 # A person with sekretessmarkering (classified "J") gets "Skyddad adress" and J instead of
@@ -142,14 +142,42 @@ $settings.skolresekollen as $s
     | keyed_row("\(.caseNumber)/\($h.source)/\($h.from)"; .;
                 [if $h.source == "csn" then "Inläst fil från CSN" else "Ärende i e-tjänst" end])
   ] as $boarding
+# The guardians a place is registered on who did not apply, and the applicants, as
+# Metakatalogen has them now (`cohabit`: {personNumber, personId} beside `cohabit_people`,
+# their CitizenExtended; see routes/skolresekollen-run.yaml).
+| (reduce ([.cohabit // [], .cohabit_people // []] | transpose[] | select(.[0] != null and .[1] != null))
+     as [$who, $person] ({}; .[$who.personNumber] = $person)) as $people
 | [ (.fritids // [])[] as $h
     | ($register["person/" + $h.personNumber] // [])[]
     | select(.service == "skolskjuts" and counts($today) and .student.personNumber == $h.personNumber
              and $h.from >= .period.start and $h.from <= .period.end
              and $h.from >= ((.submitted // "")[0:10]))
-    | keyed_row("\(.caseNumber)/fritids/\($h.from)"; .;
-                [([.applicants[] | [.givenname, .lastname] | map(select(. != null)) | join(" ")]
-                  | join(", ")), $h.from])
+    | . as $d
+    | [$d.applicants[].personNumber] as $applied
+    # Whose place it is: with owners, an applicant's, or a second guardian's who lives at
+    # the same address as an applicant (a protected or unknown address cannot be compared:
+    # the place is reported, and says so); without owners (an operator's report), the
+    # applicants'. An errand without applicants (its form named none) names the owners.
+    | (if ($h.owners // []) == [] then
+         [[$d.applicants[] | name] | join(", ")]
+       elif $applied == [] then
+         [$h.owners[] as $o | $people[$o] // null | if . == null then "vårdnadshavare" else name end]
+       else
+         [ $h.owners[] as $o
+           | if any($applied[]; . == $o) then
+               ($d.applicants[] | select(.personNumber == $o) | name)
+             else
+               ($people[$o] // null) as $p
+               | ($p | if . == null then null else place end) as $here
+               | [$applied[] | ($people[.] // null) | if . == null then null else place end] as $theirs
+               | if $here != null and any($theirs[]; . == $here) then $p | name
+                 elif $here == null or any($theirs[]; . == null) then
+                   "\(if $p == null then "annan vårdnadshavare" else ($p | name) end) (samma adress kunde inte kontrolleras)"
+                 else empty end
+             end ]
+       end) as $holders
+    | select($holders != [])
+    | keyed_row("\($d.caseNumber)/fritids/\($h.from)"; $d; [($holders | join(", ")), $h.from])
   ] as $fritids
 | {
     "guardian-moved": {
