@@ -592,6 +592,92 @@ pub async fn run(on: On) {
         );
     }
 
+    // Metakatalogen's file of address changes (seed note 2021-05-18), dropped in
+    // inbox/metakatalogen/: Sara has moved too, and the file holds every change so far, as
+    // `changedaddress` answers them. It is checked at once (the move checks only): Sara's
+    // row is sent; the others' rows were sent by the run above and are not sent again.
+    let (status, answer) = flow
+        .post(
+            &format!("{sandbox}/citizen/_move"),
+            &json!({"personNumber": SARA,
+                    "address": {"address": "Granvägen 12", "postalCode": "856 33", "city": "Sundsvall"}}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "move: {answer}");
+    let changes = flow
+        .client
+        .get(format!(
+            "{sandbox}/citizen/api/v3/citizen/2281/changedaddress"
+        ))
+        .query(&[(
+            "changedDateFrom",
+            format!(
+                "{}T00:00:00+01:00",
+                chrono::Utc::now().date_naive() - chrono::Days::new(2)
+            ),
+        )])
+        .send()
+        .await
+        .expect("changedaddress")
+        .bytes()
+        .await
+        .expect("changedaddress body");
+    std::fs::create_dir_all(flow.root().join("inbox/metakatalogen")).expect("inbox");
+    std::fs::write(
+        flow.root().join("inbox/metakatalogen/adressandringar.json"),
+        &changes,
+    )
+    .expect("the file dropped");
+    let mails = flow
+        .wait_calls("messaging", "POST", "/2281/email", 10, 60)
+        .await;
+    assert_eq!(mails.len(), 10, "{}", text(&json!(mails)));
+    let from_file: Vec<Value> = mails[8..].iter().map(|m| m["body"].clone()).collect();
+    let names: Vec<&str> = from_file
+        .iter()
+        .filter_map(|m| m["attachments"][0]["name"].as_str())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("skolresekollen-guardian-moved-"))
+            && names
+                .iter()
+                .any(|n| n.starts_with("skolresekollen-student-moved-")),
+        "the file's run makes the move checks' reports: {names:?}"
+    );
+    for mail in &from_file {
+        let html = b64(&mail["htmlMessage"]);
+        let rows = html_rows(&html);
+        if mail["attachments"][0]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("skolresekollen-guardian-moved-"))
+        {
+            assert_eq!(
+                rows,
+                vec![vec![
+                    "910004",
+                    "2026-08-17 – 2029-06-15",
+                    "Granvägen 12, 856 33 SUNDSVALL",
+                    "",
+                    "Sara Nilsson",
+                    "Vårdnadshavare",
+                    "",
+                ]],
+                "{html}"
+            );
+        } else {
+            assert!(rows.is_empty(), "a row sent again: {html}");
+        }
+    }
+    assert!(
+        flow.root()
+            .join("inbox/metakatalogen/processed/adressandringar.json")
+            .exists(),
+        "the read file is kept in processed/"
+    );
+
     flow.assert_no_dead_letters().await;
     flow.stop(&[ANNA, ERIK, MARTA, MARIA, ALVA, EBBA, JOHAN, SARA, LEO])
         .await;

@@ -1,5 +1,6 @@
-# A run request — the morning schedule's tick ({trigger: "schedule", firedAt}) or the API's
-# body ({checks?, backtrackDays?, dryRun?} + trigger "api") — → skolresekollen-run.v1:
+# A run request — the morning schedule's tick ({trigger: "schedule", firedAt}), the API's
+# body ({checks?, backtrackDays?, dryRun?} + trigger "api") or a Metakatalogen address-change
+# file ({trigger: "file", file, moves, checks}) — → skolresekollen-run.v1:
 # which checks, the day decisions must cover (today in Sweden), and the first day of
 # Metakatalogen's address changes to read (today − backtrack days; the backtrack from the
 # request, else settings/skolresekollen.yaml's `backtrack_days`, at most 30).
@@ -28,3 +29,4 @@ def checks_built: ["guardian-moved", "student-moved", "boarding-allowance", "fri
     checks: $checks,
     dryRun: (.dryRun // false)
   }
+  + (if .moves != null then {moves: .moves, file: (.file // "")} else {} end)
