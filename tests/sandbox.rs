@@ -811,3 +811,128 @@ async fn the_ingress_trusts_tokens_of_the_configured_issuer() {
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
     system.shutdown(Duration::from_secs(5)).await;
 }
+
+/// The rows of IST's placement export (sheet Placeringar) as text cells; a date cell as
+/// its serial day number.
+fn ist_rows(bytes: Vec<u8>) -> Vec<Vec<String>> {
+    use calamine::{Data, Reader, Xlsx};
+    let mut book: Xlsx<_> = Xlsx::new(std::io::Cursor::new(bytes)).expect("an xlsx");
+    assert_eq!(book.sheet_names(), vec!["Placeringar".to_string()]);
+    let range = book.worksheet_range("Placeringar").expect("the sheet");
+    range
+        .rows()
+        .map(|row| {
+            row.iter()
+                .map(|c| match c {
+                    Data::DateTime(d) => {
+                        assert!(d.is_datetime(), "{d:?}");
+                        let (y, m, d, ..) = d.to_ymd_hms_milli();
+                        format!("{y:04}-{m:02}-{d:02}")
+                    }
+                    Data::Empty => String::new(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn ist_export(s: &Running) -> Vec<Vec<String>> {
+    let r = s
+        .http
+        .get(format!("{}/elevregister/_export/placeringar.xlsx", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    ist_rows(r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn elevregister_placements_have_owners_and_ist_exports_them() {
+    let s = start().await;
+    let (anna, erik, marta) = ("198503122387", "198309214578", "201304122383");
+    // Märta gets a full-time fritidshem place, registered on both her guardians.
+    let r = s
+        .post_json(
+            "/elevregister/placements",
+            &json!({
+                "child": { "civicNo": marta },
+                "placedAt": { "schoolUnitCode": "38120001" },
+                "schoolType": "FTH",
+                "startDate": "2026-11-30",
+                "maxWeeklyScheduleHours": 40,
+                "owners": [{ "civicNo": anna }, { "civicNo": "19830921-4578" }]
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let owners: Vec<&str> = created["owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["Anna Lindqvist", "Erik Lindqvist"], "{created}");
+    assert!(created["owners"][0]["id"].is_string(), "{created}");
+
+    // An unknown owner: 422 naming the field, and nothing changed.
+    let r = s
+        .post_json(
+            "/elevregister/placements",
+            &json!({
+                "child": { "civicNo": marta },
+                "placedAt": { "schoolUnitCode": "38120001" },
+                "schoolType": "FTH",
+                "owners": [{ "civicNo": anna }, { "civicNo": "199001011239" }]
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let p: Value = r.json().await.unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("owners[1]"), "{p}");
+    assert!(!p.to_string().contains("199001011239"), "{p}");
+
+    let rows = ist_export(&s).await;
+    assert_eq!(
+        rows[0],
+        [
+            "Personnummer",
+            "Förnamn",
+            "Efternamn",
+            "Skolenhetskod",
+            "Placeringsform",
+            "Omfattning (h/v)",
+            "Startdatum",
+            "Placeringsägare"
+        ]
+    );
+    let martas: Vec<&Vec<String>> = rows.iter().filter(|r| r[0] == marta).collect();
+    assert_eq!(
+        martas,
+        [&vec![
+            marta.to_string(),
+            "Märta".into(),
+            "Lindqvist".into(),
+            "38120001".into(),
+            "Fritidshem".into(),
+            "40".into(),
+            "2026-11-30".into(),
+            format!("{anna}, {erik}"),
+        ]],
+        "{rows:?}"
+    );
+    // The seed's places are rows too, without owners.
+    let leo = rows
+        .iter()
+        .find(|r| r[0] == "201602201319")
+        .expect("Leo's place");
+    assert_eq!(leo[4], "Fritidshem");
+    assert_eq!(leo[7], "", "{leo:?}");
+    assert!(rows[1..].iter().all(|r| r[4] == "Fritidshem"), "{rows:?}");
+}

@@ -8,7 +8,7 @@
 //! | `GET /persons/{id}` | `Person` with `responsibles`; 404 problem when unknown |
 //! | `GET /organisations[?schoolUnitCode=]` | `{"data":[Organisation]}` (school units with `schoolUnitCode`, `organisationNumber` of the operator; one unit by its code) |
 //! | `GET /placements?child={personId}&placedAt={unitId}` | `{"data":[Placement]}` |
-//! | `POST /placements` | the child's open placement of that `schoolType` at `placedAt` is created (201) or, when one exists, changed (200: `maxWeeklyScheduleHours`, `endDate`); `child` by `id` or `civicNo`, `placedAt` by `id` or `schoolUnitCode`; `startDate` is needed to create one; 422 problem naming the field otherwise |
+//! | `POST /placements` | the child's open placement of that `schoolType` at `placedAt` is created (201) or, when one exists, changed (200: `maxWeeklyScheduleHours`, `endDate`, `owners`); `child` by `id` or `civicNo`, `placedAt` by `id` or `schoolUnitCode`, optional `owners` (the guardians the place is registered on, SS 12000) each by `id` or `civicNo`; `startDate` is needed to create one; 422 problem naming the field otherwise (`owners[1]` for an unknown owner) |
 //! | `PATCH /placements/{id}` | 200 `Placement`; changes `endDate` and/or `maxWeeklyScheduleHours` |
 //! | `POST /absences` | SS 12000 `Absence` (`type` `Beviljad ledighet` or `Anmäld frånvaro`, `student` by `id` or `civicNo`, `startTime`, `endTime`, `organisation?`, `reason?`) → 201; the same `Idempotency-Key` again → 200 and the same absence; 422 naming what is wrong |
 //! | `GET /absences?student={personId}` | `{"data":[Absence]}` |
@@ -18,6 +18,10 @@
 //! | `POST /gradeCatalogues` | `{schoolUnitCode, group, syllabus, semester, year, gradingTeacher, grades: [{student, gradeValue}]}` (group, teacher and students by id) → 201 `{id, document, signature, signedBy, signedAt, confidential}`: the grade catalogue (betygskatalog) as a JSON text, signed at once by the grading teacher as a JWS with a detached payload (below); the same `Idempotency-Key` again → 200 with the same catalogue; 422 problem when the teacher is unknown or not the group's grading teacher, a student is not in the group, or a grade is not final (definitivmarkerad) in the register with that value |
 //! | `GET /gradeCatalogues`, `GET /gradeCatalogues/{id}` | the catalogues made |
 //! | `GET /signing-keys` | the teachers' public keys as a JSON Web Key Set (Ed25519, `kid` = the teacher's person id) |
+//!
+//! `GET /_export/placeringar.xlsx` is IST Admin's placement export (an Excel file, the
+//! open fritidshem placements with their owners' personnummer; see [`crate::ist_export`]),
+//! which Skolresekollen reads from a folder.
 //!
 //! Sandbox controls for the unhappy paths: `POST /_tamper` changes the **next** catalogue's
 //! document after it was signed (a grade value differs from what was signed); `POST
@@ -126,6 +130,7 @@ pub fn routes(world: Arc<World>) -> Router {
         .route("/signing-keys", get(signing_keys))
         .route("/_tamper", post(tamper))
         .route("/_unsigned", post(unsigned))
+        .route("/_export/placeringar.xlsx", get(ist_placement_export))
         .with_state(world)
 }
 
@@ -191,6 +196,11 @@ fn placement_json(pop: &Population, p: &Placement) -> Value {
         "endDate": p.end_date,
         "maxWeeklyScheduleHours": p.max_weekly_schedule_hours,
         "reason": p.reason,
+        "owners": p.owners.iter().filter_map(|o| pop.person(*o)).map(|o| json!({
+            "id": o.id,
+            "displayName": o.display_name(),
+            "securityMarking": if o.protected { "Skyddad folkbokföring" } else { "Ingen" },
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -288,64 +298,89 @@ async fn placements(State(w): State<Arc<World>>, Query(q): Query<PlacementQuery>
 }
 
 /// A reference by `id` or by a natural key (`civicNo`, `schoolUnitCode`).
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct Reference {
-    id: Option<Uuid>,
-    civic_no: Option<String>,
-    school_unit_code: Option<String>,
+pub struct Reference {
+    /// The object's id.
+    pub id: Option<Uuid>,
+    /// A person's personnummer.
+    pub civic_no: Option<String>,
+    /// A school unit's code.
+    pub school_unit_code: Option<String>,
 }
 
-#[derive(Deserialize)]
+impl Reference {
+    /// A person by personnummer.
+    pub fn civic_no(civic_no: &str) -> Reference {
+        Reference {
+            civic_no: Some(civic_no.to_string()),
+            ..Reference::default()
+        }
+    }
+
+    /// A school unit by its code.
+    pub fn school_unit_code(code: &str) -> Reference {
+        Reference {
+            school_unit_code: Some(code.to_string()),
+            ..Reference::default()
+        }
+    }
+
+    /// The person it names, if the register has them.
+    fn person<'a>(&self, pop: &'a Population) -> Option<&'a Person> {
+        self.id.and_then(|id| pop.person(id)).or_else(|| {
+            self.civic_no
+                .as_deref()
+                .and_then(|c| pop.person_by_civic_no(c))
+        })
+    }
+}
+
+/// `POST /placements`: a placement to create, or the change of the child's open placement
+/// of `school_type` at `placed_at`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NewPlacement {
-    child: Reference,
-    placed_at: Reference,
-    school_type: String,
+pub struct NewPlacement {
+    /// The child, by `id` or `civicNo`.
+    pub child: Reference,
+    /// The school unit, by `id` or `schoolUnitCode`.
+    pub placed_at: Reference,
+    /// SS 12000 school type.
+    pub school_type: String,
+    /// First day (needed to create one).
     #[serde(default)]
-    start_date: Option<NaiveDate>,
+    pub start_date: Option<NaiveDate>,
+    /// Last day (ends it).
     #[serde(default)]
-    end_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    /// Weekly hours.
     #[serde(default)]
-    max_weekly_schedule_hours: Option<f64>,
+    pub max_weekly_schedule_hours: Option<f64>,
+    /// Why it was made or changed.
     #[serde(default)]
-    reason: Option<String>,
+    pub reason: Option<String>,
+    /// The guardians the place is registered on, by `id` or `civicNo` (SS 12000 `owners`);
+    /// when given, they replace the placement's owners.
+    #[serde(default)]
+    pub owners: Option<Vec<Reference>>,
 }
 
 const SCHOOL_TYPES: &[&str] = &[
     "FS", "FKLASS", "FTH", "OPPFTH", "GR", "GRS", "GY", "GYS", "VUX",
 ];
 
-async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
-    let new: NewPlacement = match serde_json::from_slice(&body) {
-        Ok(n) => n,
-        Err(e) => {
-            return unprocessable(format!(
-                "expected {{\"child\": {{\"id\"|\"civicNo\"}}, \"placedAt\": {{\"id\"|\"schoolUnitCode\"}}, \
-                 \"schoolType\", \"startDate\"}}: {e}"
-            ));
-        }
-    };
+/// Create the placement, or change the child's open one of that type at that unit (what
+/// `POST /placements` does): the placement and whether it was created. The error names the
+/// field that is wrong (a 422 detail); nothing changes then.
+pub fn place(pop: &mut Population, new: NewPlacement) -> Result<(Placement, bool), String> {
     if !SCHOOL_TYPES.contains(&new.school_type.as_str()) {
-        return unprocessable(format!(
+        return Err(format!(
             "schoolType must be one of {}",
             SCHOOL_TYPES.join(", ")
         ));
     }
-    let mut pop = write(&w.population);
-    let child = new
-        .child
-        .id
-        .and_then(|id| pop.person(id))
-        .or_else(|| {
-            new.child
-                .civic_no
-                .as_deref()
-                .and_then(|c| pop.person_by_civic_no(c))
-        })
-        .map(|p| p.id);
-    let Some(child) = child else {
-        return unprocessable("child: no such person (give child.id or child.civicNo)");
+    let Some(child) = new.child.person(pop).map(|p| p.id) else {
+        return Err("child: no such person (give child.id or child.civicNo)".into());
     };
     let unit = new
         .placed_at
@@ -354,9 +389,26 @@ async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) 
         .or(new.placed_at.school_unit_code.clone())
         .and_then(|k| pop.unit(&k).map(|u| u.id));
     let Some(placed_at) = unit else {
-        return unprocessable(
-            "placedAt: no such school unit (give placedAt.id or placedAt.schoolUnitCode)",
+        return Err(
+            "placedAt: no such school unit (give placedAt.id or placedAt.schoolUnitCode)".into(),
         );
+    };
+    let owners = match &new.owners {
+        None => None,
+        Some(refs) => {
+            let mut ids = Vec::with_capacity(refs.len());
+            for (i, r) in refs.iter().enumerate() {
+                let Some(owner) = r.person(pop) else {
+                    return Err(format!(
+                        "owners[{i}]: no such person (give owners[{i}].id or owners[{i}].civicNo)"
+                    ));
+                };
+                if !ids.contains(&owner.id) {
+                    ids.push(owner.id);
+                }
+            }
+            Some(ids)
+        }
     };
     let open = pop.placements.iter().position(|p| {
         p.child == child
@@ -368,7 +420,7 @@ async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) 
         let p = &mut pop.placements[idx];
         if let Some(end) = new.end_date {
             if end < p.start_date {
-                return unprocessable("endDate is before the placement's startDate");
+                return Err("endDate is before the placement's startDate".into());
             }
             p.end_date = Some(end);
         }
@@ -378,17 +430,20 @@ async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) 
         if new.reason.is_some() {
             p.reason = new.reason;
         }
-        let p = pop.placements[idx].clone();
-        return Json(placement_json(&pop, &p)).into_response();
+        if let Some(owners) = owners {
+            p.owners = owners;
+        }
+        return Ok((p.clone(), false));
     }
     let Some(start_date) = new.start_date else {
-        return unprocessable(
+        return Err(
             "the child has no open placement of this schoolType at placedAt to change or end; \
-             give startDate to create one",
+             give startDate to create one"
+                .into(),
         );
     };
     if new.end_date.is_some_and(|end| end < start_date) {
-        return unprocessable("endDate is before startDate");
+        return Err("endDate is before startDate".into());
     }
     let placement = Placement {
         id: Uuid::now_v7(),
@@ -399,10 +454,28 @@ async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) 
         end_date: new.end_date,
         max_weekly_schedule_hours: new.max_weekly_schedule_hours,
         reason: new.reason,
+        owners: owners.unwrap_or_default(),
     };
-    let out = placement_json(&pop, &placement);
-    pop.placements.push(placement);
-    (StatusCode::CREATED, Json(out)).into_response()
+    pop.placements.push(placement.clone());
+    Ok((placement, true))
+}
+
+async fn create_placement(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+    let new: NewPlacement = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            return unprocessable(format!(
+                "expected {{\"child\": {{\"id\"|\"civicNo\"}}, \"placedAt\": {{\"id\"|\"schoolUnitCode\"}}, \
+                 \"schoolType\", \"startDate\", \"owners\"?: [{{\"id\"|\"civicNo\"}}]}}: {e}"
+            ));
+        }
+    };
+    let mut pop = write(&w.population);
+    match place(&mut pop, new) {
+        Ok((p, true)) => (StatusCode::CREATED, Json(placement_json(&pop, &p))).into_response(),
+        Ok((p, false)) => Json(placement_json(&pop, &p)).into_response(),
+        Err(detail) => unprocessable(detail),
+    }
 }
 
 #[derive(Deserialize)]
@@ -443,6 +516,33 @@ async fn update_placement(
     }
     let p = pop.placements[idx].clone();
     Json(placement_json(&pop, &p)).into_response()
+}
+
+/// `GET /_export/placeringar.xlsx`: IST's placement export of the register's open
+/// fritidshem placements ([`crate::ist_export`]).
+async fn ist_placement_export(State(w): State<Arc<World>>) -> Response {
+    let rows = crate::ist_export::rows(&read(&w.population), chrono::Local::now().date_naive());
+    match crate::ist_export::xlsx(&rows) {
+        Ok(bytes) => (
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    crate::ist_export::CONTENT_TYPE,
+                ),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"placeringar.xlsx\"",
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Export failed",
+            format!("the workbook could not be written: {e}"),
+        ),
+    }
 }
 
 fn group_json(pop: &Population, g: &Group) -> Value {

@@ -28,6 +28,7 @@ pub mod diarium;
 pub mod elevregister;
 pub mod hemkommun;
 pub mod idp;
+pub mod ist_export;
 pub mod larplattform;
 pub mod messaging;
 pub mod minaombud;

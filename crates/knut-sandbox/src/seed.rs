@@ -137,6 +137,9 @@ pub struct Placement {
     pub max_weekly_schedule_hours: Option<f64>,
     /// Why the placement was made or changed, as reported.
     pub reason: Option<String>,
+    /// The guardians the place is registered on (SS 12000 `owners`); the seed's
+    /// placements have none.
+    pub owners: Vec<Uuid>,
 }
 
 /// A teacher (SS 12000 Duty `Lärare`) at a school unit.
@@ -328,6 +331,7 @@ fn placement(
         end_date: None,
         max_weekly_schedule_hours: hours,
         reason: None,
+        owners: Vec::new(),
     }
 }
 
