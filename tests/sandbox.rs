@@ -936,3 +936,192 @@ async fn elevregister_placements_have_owners_and_ist_exports_them() {
     assert_eq!(leo[7], "", "{leo:?}");
     assert!(rows[1..].iter().all(|r| r[4] == "Fritidshem"), "{rows:?}");
 }
+
+#[tokio::test]
+async fn skolresekollen_scenarios_load_and_load_again_changing_nothing() {
+    let s = start().await;
+    let (_, index) = s.get("").await;
+    assert_eq!(
+        index["scenarios"][0]["path"], "/sandbox/_scenarios/skolresekollen",
+        "{index}"
+    );
+    let today = chrono::Local::now().date_naive();
+    // What the scenarios put in the systems, to compare after a second load.
+    let state = || async {
+        let (_, instances) = s.get("/oep/_instances").await;
+        let mut ours: Vec<(u64, String, u64)> = instances
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| (930_001..930_100).contains(&i["flowInstanceID"].as_u64().unwrap()))
+            .map(|i| {
+                (
+                    i["flowInstanceID"].as_u64().unwrap(),
+                    i["status"].as_str().unwrap().to_string(),
+                    i["familyID"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        ours.sort();
+        let (_, changed) = s
+            .get(&format!(
+                "/citizen/api/v3/citizen/2281/changedaddress?changedDateFrom={today}T00:00:00%2B00:00"
+            ))
+            .await;
+        let mut moved: Vec<String> = changed
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| m["personNumber"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        moved.sort();
+        let (_, deliveries) = s.get("/csn/deliveries").await;
+        (
+            ours,
+            moved,
+            ist_export(&s).await,
+            deliveries["data"].clone(),
+        )
+    };
+
+    let r = s.post_json("/_scenarios/skolresekollen", &json!({})).await;
+    assert_eq!(r.status(), 200);
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(
+        first["istExport"],
+        "/sandbox/elevregister/_export/placeringar.xlsx"
+    );
+    let scenarios = first["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 12, "{first}");
+    for sc in scenarios {
+        assert!(sc["name"].is_string() && sc["expect"].is_string(), "{sc}");
+        assert!(!sc["people"].as_array().unwrap().is_empty(), "{sc}");
+        assert!(!sc["errands"].as_array().unwrap().is_empty(), "{sc}");
+    }
+    let person = |scenario: &str, given: &str| -> String {
+        scenarios
+            .iter()
+            .find(|sc| sc["name"] == scenario)
+            .and_then(|sc| {
+                sc["people"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"].as_str().unwrap().starts_with(given))
+            })
+            .map(|p| p["personNumber"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{scenario}: no {given}"))
+    };
+
+    let loaded = state().await;
+    let (errands, moved, export, deliveries) = &loaded;
+    // Twelve errands: ten skolskjuts (Beviljat), two elevresa (Klart).
+    assert_eq!(errands.len(), 12, "{errands:?}");
+    assert_eq!(
+        errands
+            .iter()
+            .filter(|(_, st, f)| st == "Beviljat" && *f == 136)
+            .count(),
+        10
+    );
+    assert_eq!(
+        errands
+            .iter()
+            .filter(|(_, st, f)| st == "Klart" && *f == 261)
+            .count(),
+        2
+    );
+    // Nine moves today, each person once.
+    assert_eq!(moved.len(), 9, "{moved:?}");
+    assert!(moved.contains(&person("emigrated guardian", "Magnus")));
+    assert!(!moved.contains(&person("moved guardian, child stays", "Axel")));
+    // The OeP export of the one it fails to return answers 500; the others are there.
+    let r = s
+        .http
+        .get(format!(
+            "{}/oep/api/instanceapi/getinstance/930012/xml",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let r = s
+        .http
+        .get(format!(
+            "{}/oep/api/instanceapi/getinstance/930011/xml",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let xml = r.text().await.unwrap();
+    assert!(
+        xml.contains("<Posted>2020-11-02T09:12:00</Posted>"),
+        "{xml}"
+    );
+    // IST's export: Wilma's full-time place from a week ago, registered on Lena (the second
+    // guardian); her part-time place ended and is no row.
+    let wilma = person(
+        "cohabiting couple, full-time place registered on the second guardian",
+        "Wilma",
+    );
+    let lena = person(
+        "cohabiting couple, full-time place registered on the second guardian",
+        "Lena",
+    );
+    let wilmas: Vec<&Vec<String>> = export.iter().filter(|r| r[0] == wilma).collect();
+    assert_eq!(wilmas.len(), 1, "{export:?}");
+    assert_eq!(wilmas[0][5], "40");
+    assert_eq!(wilmas[0][6], (today - chrono::Days::new(7)).to_string());
+    assert_eq!(wilmas[0][7], lena);
+    let maja = person("place that stays part time", "Maja");
+    assert!(
+        export.iter().any(|r| r[0] == maja && r[5] == "15"),
+        "{export:?}"
+    );
+    // CSN's delivery for the scenarios, beside the seeded one.
+    let names: Vec<&str> = deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "inackorderingstillagg-2026-09-30.csv",
+            "inackorderingstillagg-scenarier.csv"
+        ]
+    );
+
+    // Loading again: the same answer and the same state (no doubled move, errand, place or
+    // delivery), though a case officer had changed an errand's status in between.
+    let revoke = "<S:Envelope xmlns:S=\"http://schemas.xmlsoap.org/soap/envelope/\"><S:Body>\
+        <setStatus xmlns=\"http://www.oeplatform.org/version/1.0/schemas/integration/callback\">\
+        <flowInstanceID>930001</flowInstanceID><statusAlias>Återkallat</statusAlias></setStatus>\
+        </S:Body></S:Envelope>";
+    let r = s
+        .post_xml("/oep/api/callback", revoke.as_bytes().to_vec())
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = s.post_json("/_scenarios/skolresekollen", &json!({})).await;
+    assert_eq!(r.status(), 200);
+    let second: Value = r.json().await.unwrap();
+    assert_eq!(second, first);
+    let again = state().await;
+    assert_eq!(again.0, loaded.0, "errands");
+    assert_eq!(again.1, loaded.1, "moves");
+    assert_eq!(again.2, loaded.2, "IST's export");
+    let names = |d: &Value| -> Vec<String> {
+        d.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&again.3), names(&loaded.3), "CSN's deliveries");
+}

@@ -47,7 +47,7 @@ pub fn routes(world: Arc<World>) -> Router {
         .route("/api/v3/citizen/{municipality}/{person}", get(citizen))
         .route("/api/v3/citizen/{municipality}/{person}/guid", get(guid))
         .route("/_persons", post(add_persons))
-        .route("/_move", post(move_person))
+        .route("/_move", post(move_handler))
         .with_state(world)
 }
 
@@ -217,17 +217,30 @@ async fn changed(State(w): State<Arc<World>>, Query(q): Query<Since>) -> Respons
 }
 
 /// An address as the controls take it.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NewAddress {
-    address: String,
-    postal_code: String,
-    city: String,
+pub struct NewAddress {
+    /// Street and number.
+    pub address: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// Town.
+    pub city: String,
     /// Municipality code (default `2281`, Sundsvall).
-    municipality: Option<String>,
+    pub municipality: Option<String>,
 }
 
 impl NewAddress {
+    /// An address in Sundsvall's municipality.
+    pub fn new(address: &str, postal_code: &str, city: &str) -> NewAddress {
+        NewAddress {
+            address: address.into(),
+            postal_code: postal_code.into(),
+            city: city.into(),
+            municipality: None,
+        }
+    }
+
     fn at(self, since: NaiveDate) -> Address {
         // People at the same address share coordinates: derived from the address itself.
         let key = id_for(&format!(
@@ -249,17 +262,24 @@ impl NewAddress {
 }
 
 /// A person for `POST /_persons`.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NewPerson {
-    person_number: String,
-    givenname: String,
-    lastname: String,
-    classified: Option<String>,
-    address: NewAddress,
-    since: Option<NaiveDate>,
+pub struct NewPerson {
+    /// Personnummer or samordningsnummer (12 digits, `-` allowed).
+    pub person_number: String,
+    /// Given name.
+    pub givenname: String,
+    /// Family name.
+    pub lastname: String,
+    /// `"J"` for skyddad folkbokföring, else `"N"` (the default).
+    pub classified: Option<String>,
+    /// The folkbokföring address.
+    pub address: NewAddress,
+    /// Since when they live there (default a year ago).
+    pub since: Option<NaiveDate>,
+    /// The children they have custody of, by personnummer.
     #[serde(default)]
-    custodian_for: Vec<String>,
+    pub custodian_for: Vec<String>,
 }
 
 fn unprocessable(detail: impl Into<String>) -> Response {
@@ -289,21 +309,38 @@ async fn add_persons(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Re
             );
         }
     };
+    match add_people(&mut write(&w.population), people) {
+        Ok(added) => {
+            let answer: Vec<Value> = added
+                .into_iter()
+                .map(|(number, id)| json!({"personNumber": number, "personId": id}))
+                .collect();
+            (StatusCode::OK, Json(Value::Array(answer))).into_response()
+        }
+        Err(detail) => unprocessable(detail),
+    }
+}
+
+/// Add or replace people (what `POST /_persons` does): each one's 12-digit personnummer and
+/// personId, in order. A refused list changes nothing; the error is the 422 detail.
+pub fn add_people(
+    pop: &mut Population,
+    people: Vec<NewPerson>,
+) -> Result<Vec<(String, Uuid)>, String> {
     let mut numbers = Vec::with_capacity(people.len());
     for (i, p) in people.iter().enumerate() {
         match civic_no(&p.person_number) {
             Some(n) => numbers.push(n),
             None => {
-                return unprocessable(format!(
+                return Err(format!(
                     "[{i}].personNumber is not a valid personnummer or samordningsnummer (12 digits, Luhn)"
                 ));
             }
         }
         if !matches!(p.classified.as_deref(), None | Some("J" | "N")) {
-            return unprocessable(format!("[{i}].classified is \"J\" or \"N\""));
+            return Err(format!("[{i}].classified is \"J\" or \"N\""));
         }
     }
-    let mut pop = write(&w.population);
     // Every child named must exist or be in the list (anywhere in it), before anything
     // changes: a refused list changes nothing.
     for (i, p) in people.iter().enumerate() {
@@ -312,7 +349,7 @@ async fn add_persons(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Re
                 numbers.contains(&c) || pop.persons.iter().any(|q| q.civic_no == c)
             });
             if !known {
-                return unprocessable(format!(
+                return Err(format!(
                     "[{i}].custodianFor names a child who is neither in the sandbox nor in this list (a valid personnummer): add the child too"
                 ));
             }
@@ -352,7 +389,7 @@ async fn add_persons(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Re
             Some(k) => pop.persons[k] = person,
             None => pop.persons.push(person),
         }
-        answer.push(json!({"personNumber": number, "personId": id}));
+        answer.push((number.clone(), id));
         links.extend(
             p.custodian_for
                 .iter()
@@ -368,23 +405,59 @@ async fn add_persons(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Re
             c.guardians.push(guardian);
         }
     }
-    (StatusCode::OK, Json(Value::Array(answer))).into_response()
+    Ok(answer)
 }
 
 /// `POST /_move`.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Move {
-    person_number: String,
-    address: NewAddress,
-    date: Option<NaiveDate>,
+pub struct Move {
+    /// Who moves.
+    pub person_number: String,
+    /// Where to.
+    pub address: NewAddress,
+    /// From when (default today).
+    pub date: Option<NaiveDate>,
+    /// Emigrated (`unRegCode` UV).
     #[serde(default)]
-    emigrated: bool,
+    pub emigrated: bool,
+    /// Deceased (`unRegCode` AV).
     #[serde(default)]
-    deceased: bool,
+    pub deceased: bool,
 }
 
-async fn move_person(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
+/// Why a move was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// Not a personnummer.
+    #[error("personNumber is not a valid personnummer or samordningsnummer")]
+    Invalid,
+    /// Nobody with that personnummer.
+    #[error("no such person in the sandbox: add them with POST /sandbox/citizen/_persons")]
+    Unknown,
+}
+
+/// Move a person (what `POST /_move` does): the new address is current from `date`
+/// (default today), the old one previous. Their personId and the day of the move.
+pub fn move_person(pop: &mut Population, m: Move) -> Result<(Uuid, NaiveDate), MoveError> {
+    let number = civic_no(&m.person_number).ok_or(MoveError::Invalid)?;
+    let date = m.date.unwrap_or_else(|| chrono::Local::now().date_naive());
+    let p = pop
+        .persons
+        .iter_mut()
+        .find(|p| p.civic_no == number)
+        .ok_or(MoveError::Unknown)?;
+    let new = m.address.at(date);
+    p.previous = Some(std::mem::replace(&mut p.address, new));
+    p.deregistered = match (m.emigrated, m.deceased) {
+        (true, _) => Some(("UV".into(), date)),
+        (_, true) => Some(("AV".into(), date)),
+        _ => None,
+    };
+    Ok((p.id, date))
+}
+
+async fn move_handler(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Response {
     let m: Move = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {
@@ -397,25 +470,13 @@ async fn move_person(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Re
             );
         }
     };
-    let Some(number) = civic_no(&m.person_number) else {
-        return unprocessable("personNumber is not a valid personnummer or samordningsnummer");
-    };
-    let date = m.date.unwrap_or_else(|| chrono::Local::now().date_naive());
-    let mut pop = write(&w.population);
-    let Some(p) = pop.persons.iter_mut().find(|p| p.civic_no == number) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "Not Found",
-            "no such person in the sandbox: add them with POST /sandbox/citizen/_persons",
-        );
-    };
-    let new = m.address.at(date);
-    p.previous = Some(std::mem::replace(&mut p.address, new));
-    p.deregistered = match (m.emigrated, m.deceased) {
-        (true, _) => Some(("UV".into(), date)),
-        (_, true) => Some(("AV".into(), date)),
-        _ => None,
-    };
-    Json(json!({"personNumber": number, "personId": p.id, "moved": date.to_string()}))
-        .into_response()
+    let number = civic_no(&m.person_number);
+    match move_person(&mut write(&w.population), m) {
+        Ok((id, date)) => {
+            Json(json!({"personNumber": number, "personId": id, "moved": date.to_string()}))
+                .into_response()
+        }
+        Err(e @ MoveError::Invalid) => unprocessable(e.to_string()),
+        Err(e @ MoveError::Unknown) => problem(StatusCode::NOT_FOUND, "Not Found", e.to_string()),
+    }
 }

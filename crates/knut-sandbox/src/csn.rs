@@ -36,6 +36,48 @@ pub struct Deliveries {
     files: Vec<(String, String, Vec<u8>)>,
 }
 
+impl Deliveries {
+    /// The rows as a new delivery, named by today's date and its number: its name and size.
+    /// Each row needs every field of [`FIELDS`] as text (checked by [`check_rows`]).
+    pub fn deliver(&mut self, rows: &[Value]) -> (String, usize) {
+        let now = chrono::Local::now();
+        let name = format!(
+            "inackorderingstillagg-{}-{:02}.csv",
+            now.format("%Y-%m-%d"),
+            self.files.len() + 1
+        );
+        let size = self.put(&name, rows);
+        (name, size)
+    }
+
+    /// The rows as the delivery `name`, replacing one of that name (a scenario loaded again
+    /// delivers the same file, not another): its size.
+    pub fn put(&mut self, name: &str, rows: &[Value]) -> usize {
+        let bytes = file(rows);
+        let size = bytes.len();
+        let created = chrono::Local::now().to_rfc3339();
+        match self.files.iter_mut().find(|(n, _, _)| n == name) {
+            Some(held) => *held = (name.to_string(), created, bytes),
+            None => self.files.push((name.to_string(), created, bytes)),
+        }
+        size
+    }
+}
+
+/// Why rows cannot be a delivery: the first row that lacks a field.
+pub fn check_rows(rows: &[Value]) -> Result<(), String> {
+    match rows
+        .iter()
+        .position(|r| FIELDS.iter().any(|f| r[f].as_str().is_none()))
+    {
+        Some(i) => Err(format!(
+            "rows[{i}] needs every field as text: {}",
+            FIELDS.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The routes, relative to `/sandbox/csn`.
 pub fn routes(world: Arc<World>) -> Router {
     {
@@ -76,7 +118,8 @@ fn seed_rows(pop: &Population) -> Vec<Value> {
         .collect()
 }
 
-const FIELDS: [&str; 9] = [
+/// The fields of a row, in the file's order.
+pub const FIELDS: [&str; 9] = [
     "personnummer",
     "efternamn",
     "fornamn",
@@ -145,15 +188,8 @@ async fn deliver(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respon
     let rows = match req.get("rows") {
         None | Some(Value::Null) => seed_rows(&read(&w.population)),
         Some(Value::Array(rows)) => {
-            if let Some(i) = rows
-                .iter()
-                .position(|r| FIELDS.iter().any(|f| r[f].as_str().is_none()))
-            {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "Bad Request",
-                    format!("rows[{i}] needs every field as text: {}", FIELDS.join(", ")),
-                );
+            if let Err(detail) = check_rows(rows) {
+                return problem(StatusCode::BAD_REQUEST, "Bad Request", detail);
             }
             rows.clone()
         }
@@ -165,16 +201,7 @@ async fn deliver(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respon
             );
         }
     };
-    let now = chrono::Local::now();
-    let mut d = lock(&w.csn);
-    let name = format!(
-        "inackorderingstillagg-{}-{:02}.csv",
-        now.format("%Y-%m-%d"),
-        d.files.len() + 1
-    );
-    let bytes = file(&rows);
-    let size = bytes.len();
-    d.files.push((name.clone(), now.to_rfc3339(), bytes));
+    let (name, size) = lock(&w.csn).deliver(&rows);
     (
         StatusCode::CREATED,
         Json(json!({"name": name, "size": size, "rows": rows.len()})),

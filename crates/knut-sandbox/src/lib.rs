@@ -7,7 +7,9 @@
 //! with a fictional municipality ([`seed`]), so the systems agree with each other and what
 //! a route writes can be read back. Every system is inspectable and breakable the same way
 //! ([`control`]): `GET|DELETE /sandbox/<system>/_inbox`, `POST|DELETE
-//! /sandbox/<system>/_fault`. `GET /sandbox` lists the systems.
+//! /sandbox/<system>/_fault`. `GET /sandbox` lists the systems and the scenario sets
+//! ([`scenarios`]: `POST /sandbox/_scenarios/skolresekollen` loads Skolresekollen's cases on
+//! top of the seed).
 //!
 //! The sandbox is a development tool: its state lives in memory and starts from the seed
 //! on every start.
@@ -35,6 +37,7 @@ pub mod minaombud;
 pub mod oep;
 pub mod oep_callback;
 pub mod personnummer;
+pub mod scenarios;
 pub mod seed;
 pub mod skolval;
 pub mod verksamhetsplanering;
@@ -267,13 +270,20 @@ impl Sandbox {
         if self.idp.is_some() {
             index.push(json!({ "system": "idp", "path": "/sandbox/idp", "what": IDP_WHAT }));
         }
-        let mut router = Router::new().route(
-            "/sandbox",
-            get(move || {
-                let index = index.clone();
-                async move { Json(json!({ "systems": index })) }
-            }),
-        );
+        let scenarios: Vec<_> = scenarios::INDEX
+            .iter()
+            .map(|(path, what)| json!({ "path": path, "method": "POST", "what": what }))
+            .collect();
+        let mut router = Router::new()
+            .route(
+                "/sandbox",
+                get(move || {
+                    let index = index.clone();
+                    let scenarios = scenarios.clone();
+                    async move { Json(json!({ "systems": index, "scenarios": scenarios })) }
+                }),
+            )
+            .nest("/sandbox/_scenarios", scenarios::routes(self.world.clone()));
         for s in SYSTEMS {
             let controls = self.controls.get(s.name).cloned().unwrap_or_default();
             let mut api = (s.routes)(self.world.clone());

@@ -225,6 +225,41 @@ impl Instances {
         Ok(id)
     }
 
+    /// Store a FlowInstance export that names its FlowInstanceID, replacing the instance of
+    /// that id if there is one (its status, messages and deliveries go with it); `withheld`
+    /// as `POST /_submit?withheld=true`. What loads a fixed scenario again calls this.
+    pub fn replace(&mut self, bytes: &[u8], withheld: bool) -> Result<u64, SubmitError> {
+        let root = xml::parse(bytes).map_err(SubmitError::Xml)?;
+        let id: u64 = root
+            .text_at(&["Header", "FlowInstanceID"])
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or(SubmitError::Missing(
+                "Header/FlowInstanceID (a number) is missing: a replacement names the instance",
+            ))?;
+        let held = self.list.iter().position(|i| i.id == id);
+        let earlier = held.map(|at| self.list.remove(at));
+        match self.submit(bytes) {
+            Ok(id) => {
+                self.withhold(id, withheld);
+                Ok(id)
+            }
+            Err(e) => {
+                // Refused: the instance held stays as it was.
+                if let (Some(at), Some(i)) = (held, earlier) {
+                    self.list.insert(at, i);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the instance's export fails (see [`Instance::withheld`]).
+    pub fn withhold(&mut self, id: u64, withheld: bool) {
+        if let Some(i) = self.find_mut(id) {
+            i.withheld = withheld;
+        }
+    }
+
     fn find_mut(&mut self, id: u64) -> Option<&mut Instance> {
         self.list.iter_mut().find(|i| i.id == id)
     }
@@ -504,10 +539,8 @@ async fn submit(
                 );
             }
         };
-        if q.withheld
-            && let Some(i) = oep.find_mut(id)
-        {
-            i.withheld = true;
+        if q.withheld {
+            oep.withhold(id, true);
         }
         let push = q.push.then(|| {
             let i = oep.list.iter().find(|i| i.id == id);
