@@ -28,6 +28,8 @@ mod placement;
 mod school_choice;
 #[path = "flows/skolresekollen.rs"]
 mod skolresekollen;
+#[path = "flows/skolresekollen_scenarios.rs"]
+mod skolresekollen_scenarios;
 
 /// `mod $flow { embedded, rabbitmq }`: the scenario `$flow::run(On)` on both brokers.
 macro_rules! on_both_brokers {
@@ -56,6 +58,7 @@ mod e2e {
         grades,
         school_choice,
         ike,
-        skolresekollen
+        skolresekollen,
+        skolresekollen_scenarios
     );
 }

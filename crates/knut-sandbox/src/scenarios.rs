@@ -671,7 +671,7 @@ fn described(d: &Dates, full_time_from: NaiveDate) -> Result<Vec<Value>, String>
             name: "cohabiting couple, full-time place registered on the second guardian",
             check: "fritids-fulltime",
             expect: format!(
-                "fritids-fulltime: one row for 930005, Fritidsplats finns Jonas Strand, Heltid från {full_time_from}: Wilma's place went from 15 to 40 h/week, registered on Lena, who lives with Jonas"
+                "fritids-fulltime: one row for 930005, Fritidsplats finns Lena Strand, Heltid från {full_time_from}: Wilma's place went from 15 to 40 h/week, registered on Lena, who lives with the applying Jonas"
             ),
             people: vec![&JONAS, &LENA, &WILMA],
             errands: vec![930005],
