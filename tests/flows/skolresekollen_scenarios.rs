@@ -139,6 +139,7 @@ fn complete(r: &Reports) -> bool {
 
 pub async fn run(on: On) {
     let flow = Flow::start_with(on, "skolresekollen-scenarios", |root| {
+        crate::skolresekollen::recent_cut_off(root);
         for poll in ["skolskjuts", "elevresa", "csn"] {
             crate::flows::patch_file(
                 root,
