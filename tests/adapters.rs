@@ -55,6 +55,7 @@ const CASES: &[(&str, &str)] = &[
     ("elevregister", "update-placement"),
     ("elevregister", "get-person"),
     ("elevregister", "find-person"),
+    ("elevregister", "find-dependants"),
     ("elevregister", "list-organisations"),
     ("elevregister", "find-school-unit"),
     ("elevregister", "add-placement"),
@@ -296,6 +297,26 @@ async fn elevregister_operations() {
         .call("elevregister", "get-person", json!({"personId": person_id}))
         .await;
     assert_eq!(json_of(&got)["civicNo"]["value"], MARTA);
+
+    // Märta's guardian Anna, with the children she is responsible for: Märta among them.
+    let guardian = w
+        .call(
+            "elevregister",
+            "find-dependants",
+            json!({"civicNo": "198503122387"}),
+        )
+        .await;
+    let children = json_of(&guardian)["data"][0]["responsibleFor"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        children
+            .iter()
+            .any(|c| c["person"]["id"] == person_id.as_str()
+                && c["relationType"] == "Vårdnadshavare"),
+        "{children:?}"
+    );
 
     let orgs = w
         .call("elevregister", "list-organisations", json!({}))

@@ -681,12 +681,18 @@ fn own_cases() -> Vec<(&'static str, &'static str, Value)> {
         "grades": [{"student": id_for("200908183429"), "gradeValue": "B"}],
     });
     vec![
-        // --- elevregister (14) ----------------------------------------------------------
+        // --- elevregister (15) ----------------------------------------------------------
         // ike-application-basis: the applicant by civic number (Noah Karlsson).
         (
             "elevregister",
             "find-person",
             json!({"civicNo": "20060514-3353"}),
+        ),
+        // me-dependants: the caller's children (Anna Lindqvist, guardian of Märta and Olle).
+        (
+            "elevregister",
+            "find-dependants",
+            json!({"civicNo": "198503122387"}),
         ),
         // attendance-guardians: `{personId: .student.id}` (Märta Lindqvist).
         (

@@ -4,7 +4,7 @@
 //!
 //! | call | answer |
 //! |---|---|
-//! | `GET /persons?civicNo=YYYYMMDDNNNN` | `{"data":[Person]}` (empty when unknown) |
+//! | `GET /persons?civicNo=YYYYMMDDNNNN[&expand=responsibleFor]` | `{"data":[Person]}` (empty when unknown); with `expand=responsibleFor` each person lists the children they are responsible for (SS 12000 `responsibleFor`: `{person: {id, displayName, securityMarking}, relationType}`); another `expand` is a 400 problem |
 //! | `GET /persons/{id}` | `Person` with `responsibles`; 404 problem when unknown |
 //! | `GET /organisations[?schoolUnitCode=]` | `{"data":[Organisation]}` (school units with `schoolUnitCode`, `organisationNumber` of the operator; one unit by its code) |
 //! | `GET /placements?child={personId}&placedAt={unitId}` | `{"data":[Placement]}` |
@@ -224,9 +224,41 @@ fn unprocessable(detail: impl Into<String>) -> Response {
 #[serde(rename_all = "camelCase")]
 struct PersonQuery {
     civic_no: Option<String>,
+    /// SS 12000's `expand`; only `responsibleFor` (the children the person is responsible
+    /// for) is served.
+    expand: Option<String>,
 }
 
-async fn persons(State(w): State<Arc<World>>, Query(q): Query<PersonQuery>) -> Json<Value> {
+/// The children `p` is responsible for, as SS 12000 `responsibleFor` (a protected child is
+/// listed too, with its marking: the register holds the relation; who may see what is the
+/// reader's rule).
+fn responsible_for(pop: &Population, p: &Person) -> Value {
+    pop.children_of(p.id)
+        .map(|c| {
+            json!({
+                "person": {
+                    "id": c.id,
+                    "displayName": c.display_name(),
+                    "securityMarking": if c.protected { "Skyddad folkbokföring" } else { "Ingen" },
+                },
+                "relationType": "Vårdnadshavare",
+            })
+        })
+        .collect()
+}
+
+async fn persons(State(w): State<Arc<World>>, Query(q): Query<PersonQuery>) -> Response {
+    let expand = match q.expand.as_deref() {
+        None => false,
+        Some("responsibleFor") => true,
+        Some(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Unknown expand",
+                "expand: only `responsibleFor` is served",
+            );
+        }
+    };
     let pop = read(&w.population);
     let data: Vec<Value> = pop
         .persons
@@ -237,9 +269,15 @@ async fn persons(State(w): State<Arc<World>>, Query(q): Query<PersonQuery>) -> J
                     .is_some_and(|found| found.id == p.id)
             })
         })
-        .map(|p| person_json(&pop, p))
+        .map(|p| {
+            let mut v = person_json(&pop, p);
+            if expand {
+                v["responsibleFor"] = responsible_for(&pop, p);
+            }
+            v
+        })
         .collect();
-    Json(json!({ "data": data }))
+    Json(json!({ "data": data })).into_response()
 }
 
 async fn person(State(w): State<Arc<World>>, Path(id): Path<String>) -> Response {
