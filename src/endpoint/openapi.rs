@@ -256,7 +256,14 @@ fn operation(
             "403".into(),
             problem_response(&format!(
                 "The token lacks a claim the endpoint needs ({}), or the route refused what it asks for.",
-                route.spec.claims.join(", ")
+                route
+                    .spec
+                    .claims
+                    .pairs()
+                    .iter()
+                    .map(|(_, claim)| *claim)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         );
     }
@@ -383,7 +390,7 @@ mod tests {
                 max_body: None,
                 rate_limit: None,
                 reply_timeout: None,
-                claims: Vec::new(),
+                claims: Default::default(),
             },
             replies,
             description: Some(format!("{id} description")),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_saphyr::granit_parser::{Event, Parser};
 
 use super::diagnostic::{Diagnostic, printable_name};
-use super::model::{From, PollFrom, Route, StepSpec};
+use super::model::{Claims, From, PollFrom, Route, StepSpec};
 use crate::step::kind::Problems;
 
 /// A route read from its file, with the positions of its values.
@@ -482,6 +482,31 @@ fn semantic_checks(r: &LoadedRoute) -> Vec<Diagnostic> {
                 )
                 .with_expected("`auth: { none: \"<the reason, for reviewers>\" }`"),
             );
+        }
+        if let Claims::Named(named) = &h.claims {
+            for (key, line, column) in r.positions.keys("from.http.claims") {
+                if Claims::is_header_name(key) || !named.contains_key(key) {
+                    continue;
+                }
+                let name = printable_name(key)
+                    .map(|n| format!(" `{n}`"))
+                    .unwrap_or_default();
+                d.push(
+                    Diagnostic::new(
+                        r.file.clone(),
+                        (*line, *column),
+                        "from.http.claims",
+                        format!(
+                            "the header name{name} is not a simple name: it becomes the header \
+                             `knut-claim-<name>`"
+                        ),
+                    )
+                    .with_expected(
+                        "letters, digits, `_` and `-`, e.g. `personalNumber: \
+                         \"https://claims.oidc.se/1.0/personalNumber\"`",
+                    ),
+                );
+            }
         }
         if let Some(limit) = &h.rate_limit {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) {
@@ -1199,6 +1224,49 @@ errors:
             errs.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
             ["consumer.prefetch", "consumer.concurrency"]
         );
+    }
+
+    #[test]
+    fn claims_are_a_list_or_a_map_of_simple_header_names() {
+        let route = |claims: &str| {
+            format!("route: a\nfrom:\n  http:\n    path: /x\n    auth: idp\n    claims: {claims}\n")
+        };
+        let list = load(&route("[orgnr]")).expect("the list form loads");
+        let From::Http(h) = &list.route.from else {
+            unreachable!()
+        };
+        assert_eq!(h.claims.pairs(), [("orgnr", "orgnr")]);
+        let map = load(&route(
+            "\n      personalNumber: \"https://claims.oidc.se/1.0/personalNumber\"",
+        ))
+        .expect("the map form loads");
+        let From::Http(h) = &map.route.from else {
+            unreachable!()
+        };
+        assert_eq!(
+            h.claims.pairs(),
+            [(
+                "personalNumber",
+                "https://claims.oidc.se/1.0/personalNumber"
+            )]
+        );
+        let d = one_error(&route(
+            "\n      ok_name: sub\n      \"bad name\": \"https://claims.oidc.se/1.0/personalNumber\"",
+        ));
+        assert_eq!(
+            (d.path.as_str(), d.line, d.column),
+            ("from.http.claims", 8, 7)
+        );
+        assert!(d.message.contains("not a simple name"), "{}", d.message);
+        assert!(
+            d.expected
+                .as_deref()
+                .unwrap_or_default()
+                .contains("letters, digits")
+        );
+        // A name that could be data is not repeated.
+        let d = one_error(&route("\n      \"19121212 1212\": sub"));
+        assert!(!d.to_string().contains("1212"), "{d}");
     }
 
     #[test]

@@ -122,11 +122,14 @@ pub struct HttpFrom {
     /// Largest accepted body, e.g. `2MiB` (default 1 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body: Option<ByteSize>,
-    /// Claims of the verified bearer token (a `bearer_jwt` scheme) that the route reads:
-    /// each is copied into the header `knut-claim-<name>` (`$headers["knut-claim-orgnr"]` in
-    /// jq). A token without one of them is answered 403.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub claims: Vec<String>,
+    /// Claims of the verified bearer token (a `bearer_jwt` scheme) that the route reads.
+    /// A list of claim names copies each into the header `knut-claim-<name>` (`claims:
+    /// [orgnr]` → `$headers["knut-claim-orgnr"]` in jq); a map from header name to claim
+    /// name puts a claim under a name of the route's choosing (`claims: { personalNumber:
+    /// "https://claims.oidc.se/1.0/personalNumber" }` → `knut-claim-personalNumber`; the
+    /// names are letters, digits, `_` and `-`). A token without one of them is answered 403.
+    #[serde(default, skip_serializing_if = "Claims::is_empty")]
+    pub claims: Claims,
     /// Requests per client to this route (default `http.rate_limit`), e.g. `{ per_second:
     /// 5, burst: 10 }`; over it → 429 with `Retry-After`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +142,49 @@ pub struct HttpFrom {
     )]
     #[schemars(with = "Option<String>")]
     pub reply_timeout: Option<Duration>,
+}
+
+/// The claims of a verified bearer token an HTTP route reads, and the headers they go in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Claims {
+    /// Claim names, each copied into `knut-claim-<name>`, e.g. `[orgnr]`.
+    Names(Vec<String>),
+    /// Header name (after `knut-claim-`) → claim name, e.g. `{ personalNumber:
+    /// "https://claims.oidc.se/1.0/personalNumber" }`.
+    Named(std::collections::BTreeMap<String, String>),
+}
+
+impl Default for Claims {
+    fn default() -> Self {
+        Claims::Names(Vec::new())
+    }
+}
+
+impl Claims {
+    /// No claims read.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Claims::Names(v) => v.is_empty(),
+            Claims::Named(m) => m.is_empty(),
+        }
+    }
+
+    /// Each claim read as `(header name after knut-claim-, claim name)`.
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        match self {
+            Claims::Names(v) => v.iter().map(|n| (n.as_str(), n.as_str())).collect(),
+            Claims::Named(m) => m.iter().map(|(h, c)| (h.as_str(), c.as_str())).collect(),
+        }
+    }
+
+    /// Whether `name` may name a claim's header (`[A-Za-z0-9_-]+`).
+    pub fn is_header_name(name: &str) -> bool {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }
 }
 
 /// How an HTTP route authenticates its callers.

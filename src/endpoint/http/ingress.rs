@@ -16,7 +16,7 @@ use super::{CORRELATION_HEADER, HTTP_METHOD, HttpRoute, RETRY_AFTER_SECS, RouteS
 use crate::codec::{self, JsonLimits, XmlToJsonOptions};
 use crate::core::envelope::{self, Body, Envelope, header as knut_header};
 use crate::core::problem::{FieldError, Problem};
-use crate::route::model::BodyFormat;
+use crate::route::model::{BodyFormat, Claims};
 
 /// Why a body could not be read.
 enum ReadError {
@@ -391,23 +391,22 @@ fn query_object(query: Option<&str>) -> Value {
 }
 
 /// Prefix of the headers holding the verified token's claims a route asked for
-/// (`claims: [orgnr]` → `knut-claim-orgnr`).
+/// (`claims: [orgnr]` → `knut-claim-orgnr`; `claims: {personalNumber: <claim>}` →
+/// `knut-claim-personalNumber`).
 pub const CLAIM_HEADER_PREFIX: &str = "knut-claim-";
 
 /// The headers for the claims `wanted` of a verified token: strings as they are, other
 /// values as JSON; or the first claim the token lacks (credentials without claims lack all).
-fn claim_headers(
-    wanted: &[String],
-    claims: Option<&Value>,
-) -> Result<Vec<(String, String)>, String> {
+fn claim_headers(wanted: &Claims, claims: Option<&Value>) -> Result<Vec<(String, String)>, String> {
     wanted
-        .iter()
-        .map(|name| match claims.and_then(|c| c.get(name)) {
+        .pairs()
+        .into_iter()
+        .map(|(header, claim)| match claims.and_then(|c| c.get(claim)) {
             Some(v) if !v.is_null() => Ok((
-                format!("{CLAIM_HEADER_PREFIX}{name}"),
+                format!("{CLAIM_HEADER_PREFIX}{header}"),
                 crate::core::value_to_string(v),
             )),
-            _ => Err(name.clone()),
+            _ => Err(claim.to_string()),
         })
         .collect()
 }

@@ -371,7 +371,7 @@ mod tests {
             max_body: None,
             rate_limit: None,
             reply_timeout: None,
-            claims: Vec::new(),
+            claims: Default::default(),
         }
     }
 
@@ -567,7 +567,7 @@ mod tests {
             .auth
             .insert("operators".into(), AuthCheck::BearerJwt(Arc::new(verifier)));
         let mut s = spec("/api/pc", "operators", Some(BodyFormat::Json), None);
-        s.claims = vec!["orgnr".into()];
+        s.claims = crate::route::model::Claims::Names(vec!["orgnr".into()]);
         let app = router(
             vec![http_route("pc", s)],
             settings,
@@ -599,6 +599,72 @@ mod tests {
         assert_problem(status, &headers, &doc, 403, "claim-missing");
         assert!(doc["detail"].as_str().unwrap().contains("`orgnr`"));
         assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_claim_goes_under_the_header_name_the_route_gives_it() {
+        use crate::endpoint::jwt::{JwksSource, JwtVerifier};
+        use crate::route::model::Claims;
+        use knut_sandbox::idp::{ISSUER, Idp};
+        const CLAIM: &str = "https://claims.oidc.se/1.0/personalNumber";
+        let idp = Idp::generate().expect("key");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("jwks.json"), idp.jwks().to_string()).expect("write");
+        let verifier = JwtVerifier::new(
+            JwksSource::File("jwks.json".into()),
+            ISSUER.into(),
+            None,
+            crate::endpoint::jwt::DEFAULT_LEEWAY,
+            dir.path(),
+        )
+        .expect("verifier");
+        let b = broker(&["me"]).await;
+        let mut settings = settings();
+        settings
+            .auth
+            .insert("citizens".into(), AuthCheck::BearerJwt(Arc::new(verifier)));
+        let mut s = spec("/api/me", "citizens", Some(BodyFormat::Json), None);
+        s.claims = Claims::Named([("personalNumber".to_string(), CLAIM.to_string())].into());
+        let app = router(
+            vec![http_route("me", s)],
+            settings,
+            Arc::new(SchemaRegistry::empty()),
+            Ingress::new(Arc::new(b.clone())),
+            None,
+            json!({"openapi": "3.1.0"}),
+        );
+        let token = |claims: Value| {
+            let Value::Object(m) = claims else {
+                unreachable!()
+            };
+            idp.issue(m).expect("token")
+        };
+        let with = |t: &str| {
+            let mut r = post("/api/me", "application/json", br#"{}"#);
+            r.headers_mut().insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+            );
+            r
+        };
+        let pnr = "201304122383";
+        let (status, _, _) = send(&app, with(&token(json!({"sub": "s1", CLAIM: pnr})))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let mut c = b.consume(&work_queue("me"), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        assert_eq!(d.envelope.header("knut-claim-personalNumber"), Some(pnr));
+        assert_eq!(d.envelope.header(&format!("knut-claim-{CLAIM}")), None);
+        // A token without the claim (here: the number under another name) is refused with
+        // 403, naming the claim and never a value.
+        let (status, headers, doc) = send(
+            &app,
+            with(&token(json!({"sub": "s1", "personalNumber": pnr}))),
+        )
+        .await;
+        assert_problem(status, &headers, &doc, 403, "claim-missing");
+        assert!(doc["detail"].as_str().unwrap().contains(CLAIM));
+        assert!(!doc.to_string().contains(pnr));
+        assert_eq!(b.queue_depth(&work_queue("me")).await.unwrap(), 0);
     }
 
     #[tokio::test]
