@@ -11,7 +11,8 @@
 //! | Nilsson | Sara, single custody | Leo (10, independent school + fritidshem) | independent operator |
 //! | Berg | Johan and Lina, joint custody, apart | Ebba (17, GY) | two addresses; guardian of a 15–17-year-old |
 //! | Hassan | Fatima, cohabiting with Karl Ek (not a guardian) | Yusuf (11, samordningsnummer) | samordningsnummer; cohabiting second adult |
-//! | Sjöberg | Maria (skyddad folkbokföring) | Alva (12, skyddad folkbokföring) | protected identity: no address may be shown |
+//! | Sjöberg | Maria (skyddad folkbokföring) | Alva (12), Nora (17), both with skyddad folkbokföring | protected identity: no address may be shown; a guardian gets nothing of a protected child |
+//! | Sandberg | Åsa + Mikael, joint custody, same address | Elin (14), Viktor (16), no placement here | guardian access: approve (under 15) and view (15–17) |
 //! | Karlsson | — | Noah (20, adult student) | of age; IKE |
 //! | Öberg | Per (single custody) | Vera (4, independent förskola) | förskola |
 //!
@@ -459,6 +460,13 @@ impl Population {
             date(2008, 9, 1),
             (617_380.0, 6_920_640.0),
         );
+        let sandberg = address(
+            "Vallmovägen 6",
+            "856 34",
+            "Sundsvall",
+            date(2016, 4, 1),
+            (615_870.0, 6_922_410.0),
+        );
         let p = |pnr11, given, family, gender, address, guardians, protected| {
             person(NewPerson {
                 pnr11,
@@ -576,6 +584,47 @@ impl Population {
                 &oberg,
                 &["19790823513"],
                 false,
+            ),
+            // Guardian access (issue 12): Åsa and Mikael Sandberg have joint custody of Elin
+            // (14: her guardians approve her applications) and Viktor (16: they may view his);
+            // Nora Sjöberg (17) has skyddad folkbokföring like her mother, so her guardian
+            // gets nothing of hers.
+            p("19800611246", "Åsa", "Sandberg", "F", &sandberg, &[], false),
+            p(
+                "19780214457",
+                "Mikael",
+                "Sandberg",
+                "M",
+                &sandberg,
+                &[],
+                false,
+            ),
+            p(
+                "20120503242",
+                "Elin",
+                "Sandberg",
+                "F",
+                &sandberg,
+                &["19800611246", "19780214457"],
+                false,
+            ),
+            p(
+                "20100214457",
+                "Viktor",
+                "Sandberg",
+                "M",
+                &sandberg,
+                &["19800611246", "19780214457"],
+                false,
+            ),
+            p(
+                "20090321248",
+                "Nora",
+                "Sjöberg",
+                "F",
+                &hidden,
+                &["19840227664"],
+                true,
             ),
             // The teachers.
             p("19790315248", "Karin", "Ström", "F", &strom, &[], false),
