@@ -26,7 +26,7 @@ macro_rules! store_conformance_suite {
             aggregate_take_race_has_one_winner, aggregate_add_and_take_lose_nothing,
             aggregate_claim_holds_the_group, aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
             journal_round_trip, lease_has_one_holder_until_released_or_expired,
-            audit_newest_first, cache_set_add_get_delete_and_expire);
+            audit_newest_first, cache_set_add_get_delete_and_expire, access_audit_append_and_query);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -58,6 +58,188 @@ pub async fn run_all(a: &Store, b: &Store) {
     lease_has_one_holder_until_released_or_expired(a, b).await;
     audit_newest_first(a, b).await;
     cache_set_add_get_delete_and_expire(a, b).await;
+    access_audit_append_and_query(a, b).await;
+}
+
+/// The access audit: what one instance appends the other reads, by actor, on whose behalf,
+/// action and time, newest first; a personnummer in any form is one hash; no column holds
+/// a personnummer; a personnummer-shaped resource and a store without a key are refused.
+pub async fn access_audit_append_and_query(a: &Store, b: &Store) {
+    use super::{AccessAuditQuery, AccessRecord, AuditKey, StoreError, has_personnummer_shape};
+    let key = AuditKey::new(b"the conformance suite's access-audit key, not secret").unwrap();
+    let (a, b) = (
+        a.clone().with_audit_key(key.clone()),
+        b.clone().with_audit_key(key),
+    );
+    // Fictional people with valid check digits.
+    let pnr = |eleven: &str| crate::expr::personnummer::with_check_digit(eleven).unwrap();
+    let guardian = pnr("19790314123");
+    let child = pnr("20130412238");
+    let staff = format!("staff-{}", Uuid::now_v7());
+    // Stored with microsecond precision.
+    let t0 = DateTime::from_timestamp_micros((Utc::now() - Duration::hours(1)).timestamp_micros())
+        .unwrap();
+    let at = |s: i64| t0 + Duration::seconds(s);
+    let record = |s: i64, actor: &str, on_behalf_of: Option<&str>, action: &str| AccessRecord {
+        at: at(s),
+        actor: actor.to_string(),
+        on_behalf_of: on_behalf_of.map(str::to_string),
+        action: action.to_string(),
+        resource: None,
+        right: None,
+        allowed: true,
+        route: "guardian-case".into(),
+        correlation_id: Uuid::now_v7(),
+    };
+    // The guardian's number in its short form: the same person.
+    let short = format!("{}-{}", &guardian[2..8], &guardian[8..]);
+    a.access_audit_append(&record(0, &short, None, "login"))
+        .await
+        .unwrap();
+    let view = AccessRecord {
+        resource: Some("case-1".into()),
+        right: Some("guardian-view".into()),
+        ..record(1, &guardian, Some(&child), "view-case")
+    };
+    b.access_audit_append(&view).await.unwrap();
+    let refused = AccessRecord {
+        resource: Some("case-1".into()),
+        allowed: false,
+        ..record(2, &staff, Some(&child), "view-case")
+    };
+    a.access_audit_append(&refused).await.unwrap();
+    let approve = AccessRecord {
+        resource: Some("case-1".into()),
+        right: Some("guardian-approve".into()),
+        ..record(3, &guardian, Some(&child), "approve")
+    };
+    a.access_audit_append(&approve).await.unwrap();
+
+    let actions = |rows: &[super::AccessAuditEntry]| {
+        rows.iter()
+            .map(|r| (r.action.clone(), r.allowed))
+            .collect::<Vec<_>>()
+    };
+    let g = b.audit_hash(&guardian).unwrap();
+    let by_guardian = b
+        .access_audit_query(&AccessAuditQuery {
+            actor: Some(g.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&by_guardian),
+        [
+            ("approve".into(), true),
+            ("view-case".into(), true),
+            ("login".into(), true)
+        ]
+    );
+    let v = &by_guardian[1];
+    assert_eq!(v.actor, g);
+    assert_eq!(v.on_behalf_of, Some(a.audit_hash(&child).unwrap()));
+    assert_eq!(
+        (v.resource.as_deref(), v.right.as_deref(), v.route.as_str()),
+        (Some("case-1"), Some("guardian-view"), "guardian-case")
+    );
+    assert_eq!((v.at, v.correlation_id), (view.at, view.correlation_id));
+    assert_eq!(by_guardian[2].on_behalf_of, None);
+
+    let for_child = a
+        .access_audit_query(&AccessAuditQuery {
+            on_behalf_of: Some(a.audit_hash(&child).unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&for_child),
+        [
+            ("approve".into(), true),
+            ("view-case".into(), false),
+            ("view-case".into(), true)
+        ]
+    );
+    assert_eq!(for_child[1].actor, a.audit_hash(&staff).unwrap());
+    let views = b
+        .access_audit_query(&AccessAuditQuery {
+            action: Some("view-case".into()),
+            from: Some(at(1)),
+            to: Some(at(3)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        actions(&views),
+        [("view-case".into(), false), ("view-case".into(), true)]
+    );
+    let newest = b
+        .access_audit_query(&AccessAuditQuery {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(actions(&newest), [("approve".into(), true)]);
+
+    // No column holds a personnummer, in any form.
+    let rows = sqlx::query(
+        "SELECT actor, on_behalf_of, action, resource, access_right, route, correlation_id          FROM knut_access_audit",
+    )
+    .fetch_all(&a.pool)
+    .await
+    .unwrap();
+    assert!(rows.len() >= 4);
+    for row in &rows {
+        for i in 0..7 {
+            let text: Option<String> = sqlx::Row::try_get(row, i).unwrap();
+            let text = text.unwrap_or_default();
+            assert!(!has_personnummer_shape(&text), "column {i}");
+            for p in [&guardian, &child] {
+                assert!(!text.contains(&p[2..]), "column {i}");
+            }
+        }
+    }
+
+    // A personnummer-shaped resource is refused, the error naming the field only.
+    let err = a
+        .access_audit_append(&AccessRecord {
+            resource: Some(child.clone()),
+            ..record(4, &guardian, None, "view-case")
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::InvalidValue {
+                field: "resource",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(&child[2..]));
+    // A store without a key appends nothing.
+    let mut keyless = a.clone();
+    keyless.audit_key = None;
+    assert!(matches!(
+        keyless
+            .access_audit_append(&record(5, &guardian, None, "login"))
+            .await,
+        Err(StoreError::NoAuditKey)
+    ));
+    assert!(matches!(
+        keyless.audit_hash(&guardian),
+        Err(StoreError::NoAuditKey)
+    ));
+    let all = a
+        .access_audit_query(&AccessAuditQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
 }
 
 /// The `cache` step's store: a value set under a key replaces what it held; values added

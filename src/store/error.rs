@@ -84,6 +84,13 @@ pub enum StoreError {
         reason: &'static str,
     },
 
+    /// The access audit has no key to hash people with.
+    #[error(
+        "the access audit has no key: set the environment variable that `[audit] key_env` \
+         names (default KNUT_AUDIT_KEY) to at least 32 random bytes"
+    )]
+    NoAuditKey,
+
     /// A value to be stored cannot be represented.
     #[error("store operation `{operation}` cannot store `{field}`: {reason}")]
     InvalidValue {

@@ -44,6 +44,11 @@ const SQLITE: &[Source] = &[
         "cache",
         include_str!("../../migrations/sqlite/0005_cache.sql"),
     ),
+    (
+        6,
+        "access audit",
+        include_str!("../../migrations/sqlite/0006_access_audit.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -71,6 +76,11 @@ const POSTGRES: &[Source] = &[
         5,
         "cache",
         include_str!("../../migrations/postgres/0005_cache.sql"),
+    ),
+    (
+        6,
+        "access audit",
+        include_str!("../../migrations/postgres/0006_access_audit.sql"),
     ),
 ];
 

@@ -6,7 +6,9 @@
 //!   [`Store::aggregate_expired`]),
 //! - **poll** watermarks and per-item dedupe ([`Store::watermark`], [`Store::is_seen`],
 //!   [`Store::mark_seen`]),
-//! - the **message journal**, one row per hop and never a body ([`Store::journal`]).
+//! - the **message journal**, one row per hop and never a body ([`Store::journal`]),
+//! - the **access audit**, who accessed whose data under which right, the people hashed
+//!   ([`Store::access_audit_append`], [`Store::access_audit_query`]).
 //!
 //! SQLite is the default (`sqlite://<root>/data/knut.db`, one instance, WAL mode);
 //! PostgreSQL (`postgres://…`) lets several knut instances share the state. The same
@@ -19,10 +21,15 @@
 //! Times are stored as microseconds since the Unix epoch (UTC): a [`DateTime`] read back
 //! has microsecond precision.
 
+mod access;
 pub mod conformance;
 mod error;
 mod migrate;
 
+pub use access::{
+    AccessAuditEntry, AccessAuditQuery, AccessRecord, AuditKey, MAX_QUERY_LIMIT, MIN_KEY_LEN,
+    has_personnummer_shape, normalise as normalise_identity,
+};
 pub use error::StoreError;
 
 use std::collections::BTreeMap;
@@ -69,6 +76,8 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The access audit's key (see [`Store::with_audit_key`]).
+    audit_key: Option<std::sync::Arc<AuditKey>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -228,7 +237,12 @@ impl Store {
             .connect("sqlite::memory:")
             .await
             .map_err(|e| connect_error(backend, &e))?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            // A private store of a test or `knut test`: the public development key.
+            audit_key: Some(std::sync::Arc::new(AuditKey::development())),
+        };
         migrate::run(&store.pool, backend.name(), migrate::sqlite()).await?;
         Ok(store)
     }
@@ -249,7 +263,11 @@ impl Store {
             .await
             .map_err(|e| connect_error(backend, &e))?;
         enable_wal(&pool).await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            audit_key: None,
+        };
         migrate::run(&store.pool, backend.name(), migrate::sqlite()).await?;
         Ok(store)
     }
@@ -270,7 +288,11 @@ impl Store {
             .connect(url)
             .await
             .map_err(|e| connect_error(backend, &e))?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            audit_key: None,
+        };
         migrate::run(&store.pool, backend.name(), migrate::postgres()).await?;
         Ok(store)
     }
