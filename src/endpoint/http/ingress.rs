@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::auth::{Caller, Refused};
-use super::{CORRELATION_HEADER, HTTP_METHOD, HttpRoute, RETRY_AFTER_SECS, RouteState, Shared};
+use super::{
+    CORRELATION_HEADER, HTTP_METHOD, HttpRoute, RECEIVED_AT, RETRY_AFTER_SECS, RouteState, Shared,
+};
 use crate::codec::{self, JsonLimits, XmlToJsonOptions};
 use crate::core::envelope::{self, Body, Envelope, header as knut_header};
 use crate::core::problem::{FieldError, Problem};
@@ -310,6 +312,14 @@ async fn accept_request(
     message
         .headers
         .insert(knut_header::HTTP_PATH.into(), instance.clone());
+    // When the request came, for what depends on the day (an age, a deadline), so that a
+    // retry or a replay reckons from the request, not from when it is processed.
+    message.headers.insert(
+        RECEIVED_AT.into(),
+        message
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
     message.headers.extend(claim_headers);
 
     if !route.replies {

@@ -52,6 +52,8 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 pub use crate::core::envelope::header::REPLY_FOR;
 /// Envelope header holding the request's HTTP method.
 pub const HTTP_METHOD: &str = "knut-http-method";
+/// Envelope header holding when the request came (RFC 3339, UTC, milliseconds).
+pub const RECEIVED_AT: &str = "knut-received-at";
 /// Envelope header holding the request's path (a `reply` problem's `instance`).
 pub use crate::core::envelope::header::HTTP_PATH;
 /// Default largest body: 1 MiB.
@@ -595,6 +597,13 @@ mod tests {
         let mut c = b.consume(&work_queue("pc"), 1).await.unwrap();
         let d = c.next().await.unwrap();
         assert_eq!(d.envelope.header("knut-claim-orgnr"), Some("559999-9991"));
+        // When the request came, for routes that reckon from it.
+        let received = d
+            .envelope
+            .header(RECEIVED_AT)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .expect("knut-received-at");
+        assert!((chrono::Utc::now() - received.to_utc()).num_seconds().abs() < 60);
         let (status, headers, doc) = send(&app, with(&token(json!({"sub": "x"})))).await;
         assert_problem(status, &headers, &doc, 403, "claim-missing");
         assert!(doc["detail"].as_str().unwrap().contains("`orgnr`"));
