@@ -1,0 +1,294 @@
+//! Guardian access and "my pages" (issue 12; seeds 002 and 003) over HTTP, in a running
+//! system with its sandbox: the shipped access routes behind the `residents` scheme (a
+//! Swedish e-identification token, the person's number in
+//! `https://claims.oidc.se/1.0/personalNumber`), configured as production would be — a
+//! key set, an issuer and an audience. Anonymous, unsigned, forged, expired, wrong-issuer
+//! and wrong-audience tokens are refused with 401 problem+json; a valid one gets the
+//! caller's own answer. People are the sandbox's fictional ones.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{Datelike, NaiveDate};
+use serde_json::{Value, json};
+
+const PERSONAL_NUMBER: &str = "https://claims.oidc.se/1.0/personalNumber";
+const AUDIENCE: &str = "knutpunkt-mina-sidor";
+/// Åsa Sandberg: joint custody of Elin (born 2012-05-03) and Viktor (born 2010-02-14).
+const ASA: &str = "198006112463";
+/// Maria Sjöberg: both her children have skyddad folkbokföring.
+const MARIA: &str = "198402276649";
+
+/// A running knut over a root of the access routes, with its sandbox.
+struct Access {
+    system: knutpunkt::runtime::System,
+    http: reqwest::Client,
+    api: String,
+    sandbox: String,
+    _root: tempfile::TempDir,
+}
+
+impl Access {
+    async fn start() -> Access {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = tempfile::tempdir().expect("root");
+        for dir in ["routes", "adapters"] {
+            std::fs::create_dir_all(root.path().join(dir)).expect("dir");
+        }
+        std::fs::copy(
+            repo.join("routes/me-dependants.yaml"),
+            root.path().join("routes/me-dependants.yaml"),
+        )
+        .expect("route");
+        for adapter in ["elevregister", "citizen"] {
+            std::fs::copy(
+                repo.join(format!("adapters/{adapter}.yaml")),
+                root.path().join(format!("adapters/{adapter}.yaml")),
+            )
+            .expect("adapter");
+        }
+        let sandbox_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+            l.local_addr().expect("its address").port()
+        };
+        let config = knutpunkt::config::Config::from_toml_str(&format!(
+            "profile = \"development\"\n\
+             [external]\nhttp_bind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\n\
+             [http]\nbind = \"127.0.0.1:0\"\n\
+             [http.auth.residents]\ntype = \"bearer_jwt\"\n\
+             jwks_url = \"http://127.0.0.1:{sandbox_port}/sandbox/idp/jwks\"\n\
+             issuer = \"knut-sandbox-idp\"\naudience = \"{AUDIENCE}\"\n\
+             [admin]\nbind = \"127.0.0.1:0\"\n\
+             [sandbox]\nenabled = true\nbind = \"127.0.0.1:{sandbox_port}\"\n\
+             [store]\nurl = \"sqlite://{}/knut.db?mode=rwc\"\n",
+            root.path().display()
+        ))
+        .expect("config");
+        let system = knutpunkt::runtime::System::start(root.path(), &config)
+            .await
+            .expect("starts");
+        Access {
+            api: format!("http://{}", system.http_addr),
+            sandbox: format!("http://127.0.0.1:{sandbox_port}/sandbox"),
+            system,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            _root: root,
+        }
+    }
+
+    /// A token of the sandbox's test issuer with these claims.
+    async fn token(&self, claims: Value) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/idp/token", self.sandbox))
+            .json(&claims)
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("token JSON");
+        r["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// A valid sign-in of `person`.
+    async fn signed_in(&self, person: &str) -> String {
+        self.token(json!({"sub": format!("bankid-{}", &person[8..]), "aud": AUDIENCE, PERSONAL_NUMBER: person}))
+            .await
+    }
+
+    /// GET `path` with `token` (none: anonymous): status, content type and JSON body.
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, String, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.api));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("GET");
+        let status = r.status().as_u16();
+        let kind = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = r.json().await.unwrap_or(Value::Null);
+        (status, kind, body)
+    }
+}
+
+/// Whole years from `born` to today.
+fn age(born: NaiveDate) -> i32 {
+    let today = chrono::Local::now().date_naive();
+    let mut years = today.year() - born.year();
+    if (today.month(), today.day()) < (born.month(), born.day()) {
+        years -= 1;
+    }
+    years
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("a date")
+}
+
+/// A token with `alg: none`: the claims of a valid one, no signature.
+fn unsigned(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{payload}.")
+}
+
+/// `token` with its payload's personal number changed, the signature kept.
+fn forged(token: &str, person: &str) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .expect("the payload is base64url"),
+    )
+    .expect("the payload is JSON");
+    claims[PERSONAL_NUMBER] = json!(person);
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    )
+}
+
+/// A token signed by a key of another issuer (its own Ed25519 key, its own `iss`).
+fn other_issuer(person: &str) -> String {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("a key");
+    let key = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("elsewhere-1".into());
+    let exp = chrono::Utc::now().timestamp() + 600;
+    jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "x", "iss": "https://idp.elsewhere.example", "aud": AUDIENCE,
+                "exp": exp, PERSONAL_NUMBER: person}),
+        &key,
+    )
+    .expect("signed")
+}
+
+fn assert_refused(what: &str, (status, kind, body): &(u16, String, Value)) {
+    assert_eq!(*status, 401, "{what}: {body}");
+    assert!(
+        kind.starts_with("application/problem+json"),
+        "{what}: {kind}"
+    );
+    assert!(body["detail"].is_string(), "{what}: {body}");
+    let text = body.to_string();
+    for person in [ASA, MARIA] {
+        assert!(
+            !text.contains(person),
+            "{what} echoes a personnummer: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn my_dependants_only_to_a_signed_in_guardian() {
+    let a = Access::start().await;
+    let path = "/api/v1/me/dependants";
+
+    // Refused: anonymous, unsigned, forged, expired, another issuer, another audience.
+    assert_refused("anonymous", &a.get(path, None).await);
+    let valid = a.signed_in(ASA).await;
+    let claims = json!({"sub": "x", "iss": "knut-sandbox-idp", "aud": AUDIENCE,
+                        "exp": chrono::Utc::now().timestamp() + 600, PERSONAL_NUMBER: ASA});
+    assert_refused("alg none", &a.get(path, Some(&unsigned(&claims))).await);
+    assert_refused("forged", &a.get(path, Some(&forged(&valid, MARIA))).await);
+    let expired = a
+        .token(json!({"sub": "x", "aud": AUDIENCE, "exp": 1_000_000_000, PERSONAL_NUMBER: ASA}))
+        .await;
+    assert_refused("expired", &a.get(path, Some(&expired)).await);
+    assert_refused(
+        "another issuer",
+        &a.get(path, Some(&other_issuer(ASA))).await,
+    );
+    let elsewhere = a
+        .token(json!({"sub": "x", "aud": "another-service", PERSONAL_NUMBER: ASA}))
+        .await;
+    assert_refused("another audience", &a.get(path, Some(&elsewhere)).await);
+
+    // A token that names nobody: 403, it says which claim is missing.
+    let nobody = a.token(json!({"sub": "x", "aud": AUDIENCE})).await;
+    let (status, kind, body) = a.get(path, Some(&nobody)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(kind.starts_with("application/problem+json"), "{kind}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(PERSONAL_NUMBER),
+        "{body}"
+    );
+
+    // Åsa: both her children, by Metakatalogen's personId, oldest first; no personnummer.
+    let (status, _, body) = a.get(path, Some(&valid)).await;
+    assert_eq!(status, 200, "{body}");
+    let children = body.as_array().expect("a list").clone();
+    let summary: Vec<(String, String, i64)> = children
+        .iter()
+        .map(|c| {
+            (
+                c["givenname"].as_str().unwrap_or_default().to_string(),
+                c["lastname"].as_str().unwrap_or_default().to_string(),
+                c["age"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "Viktor".to_string(),
+                "Sandberg".to_string(),
+                i64::from(age(date(2010, 2, 14)))
+            ),
+            (
+                "Elin".to_string(),
+                "Sandberg".to_string(),
+                i64::from(age(date(2012, 5, 3)))
+            ),
+        ],
+        "{body}"
+    );
+    for c in &children {
+        let mut keys: Vec<&String> = c.as_object().expect("an object").keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["age", "givenname", "lastname", "personId"], "{c}");
+    }
+    // The personId is Metakatalogen's, as the citizen API gives it for the child.
+    let viktor_id: Value = a
+        .http
+        .get(format!(
+            "{}/citizen/api/v3/citizen/2281/201002144572/guid",
+            a.sandbox
+        ))
+        .send()
+        .await
+        .expect("guid")
+        .json()
+        .await
+        .expect("guid JSON");
+    assert_eq!(children[0]["personId"], viktor_id);
+    assert!(!body.to_string().contains("2010021"), "{body}");
+
+    // Maria: her children have skyddad folkbokföring, so she is shown none of them.
+    let maria = a.signed_in(MARIA).await;
+    let (status, _, body) = a.get(path, Some(&maria)).await;
+    assert_eq!((status, body.clone()), (200, json!([])), "{body}");
+
+    a.system.shutdown(Duration::from_secs(5)).await;
+}
