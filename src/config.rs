@@ -56,7 +56,31 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// The external plane: its broker connection and its own listeners.
     pub external: ExternalConfig,
+    /// The access audit (the `audit` step): the key its people are hashed with.
+    pub audit: AuditConfig,
 }
+
+/// `[audit]`: the access audit (the `audit` step's log of who accessed whose data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditConfig {
+    /// The environment variable holding the key (at least 32 bytes) under which the access
+    /// audit stores people as HMAC-SHA256 hashes. Required in production when a route has an
+    /// `audit` step; in development, unset, a fixed public development key is used (and
+    /// `knut run` warns).
+    pub key_env: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            key_env: DEFAULT_AUDIT_KEY_ENV.to_owned(),
+        }
+    }
+}
+
+/// The variable `[audit] key_env` names when unset.
+pub const DEFAULT_AUDIT_KEY_ENV: &str = "KNUT_AUDIT_KEY";
 
 /// Which rules an instance runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -809,6 +833,15 @@ impl Config {
                 });
             }
         }
+        if self.audit.key_env.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "audit.key_env".into(),
+                reason: format!(
+                    "name the environment variable that holds the access audit's key (default \
+                     {DEFAULT_AUDIT_KEY_ENV})"
+                ),
+            });
+        }
         if let Some(jwt) = &self.admin.jwt
             && jwt.jwks_url.is_none() == jwt.jwks_file.is_none()
         {
@@ -946,6 +979,7 @@ fn parse_error(origin: &str, e: config::ConfigError) -> ConfigError {
 
 const TOP_KEYS: &[&str] = &[
     "profile", "broker", "http", "admin", "store", "sandbox", "log", "shutdown", "external",
+    "audit",
 ];
 const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
 const ADMIN_KEY_KEYS: &[&str] = &["key_env", "roles"];
@@ -979,6 +1013,7 @@ fn section_keys(section: &str) -> &'static [&'static str] {
         "sandbox" => &["enabled", "bind"],
         "log" => &["format", "level"],
         "shutdown" => &["timeout"],
+        "audit" => &["key_env"],
         _ => &[],
     }
 }
@@ -1555,7 +1590,18 @@ mod tests {
                 a
             })
             .collect();
-        let refused = crate::runtime::posture::problems(&cfg, &routes, &adapters);
+        // (With the access audit's key, as KNUT_AUDIT_KEY would set it.)
+        let key = |n: &str| (n == DEFAULT_AUDIT_KEY_ENV).then(|| "k".repeat(48));
+        let refused = crate::runtime::posture::problems_in(
+            &cfg,
+            &routes,
+            &[
+                crate::route::model::Plane::Internal,
+                crate::route::model::Plane::External,
+            ],
+            &adapters,
+            &key,
+        );
         assert!(refused.is_empty(), "{refused:#?}");
         // As shipped, the adapters point at the sandbox: refused, naming the variable.
         let shipped: Vec<crate::adapter::Adapter> = crate::adapter::load_adapters(root, None)
@@ -1564,6 +1610,17 @@ mod tests {
             .collect();
         let refused = crate::runtime::posture::problems(&cfg, &routes, &shipped).join("\n");
         assert!(refused.contains("KNUT_ADAPTER_CASEDATA_URL"), "{refused}");
+    }
+
+    #[test]
+    fn the_access_audit_key_variable_is_named_or_defaulted() {
+        assert_eq!(Config::default().audit.key_env, "KNUT_AUDIT_KEY");
+        let cfg = Config::from_toml_str("[audit]\nkey_env = \"GUARDIAN_AUDIT_KEY\"\n").unwrap();
+        assert_eq!(cfg.audit.key_env, "GUARDIAN_AUDIT_KEY");
+        let err = Config::from_toml_str("[audit]\nkey_env = \"\"\n").unwrap_err();
+        assert!(err.to_string().contains("audit.key_env"), "{err}");
+        let err = Config::from_toml_str("[audit]\nkey = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("key_env"), "{err}");
     }
 
     #[test]

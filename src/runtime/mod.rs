@@ -604,6 +604,27 @@ impl System {
         let store = Store::connect(&config.store_url(root))
             .await
             .map_err(|e| RuntimeError::Start(format!("state store: {e}")))?;
+        // The access audit's key (checked by the posture above): in development, without
+        // one, the public development key, said once.
+        let store = match posture::audit_key(config, &routes, planes, &posture::process_env)
+            .map_err(|e| RuntimeError::Refused {
+                profile: config.profile.as_str(),
+                problems: vec![e],
+            })? {
+            Some(key) => store.with_audit_key(key),
+            None if config.profile == crate::config::Profile::Development => {
+                let writers = posture::audit_routes(&routes, planes);
+                if !writers.is_empty() {
+                    tracing::warn!(
+                        variable = config.audit.key_env,
+                        "development: {} is not set, so the access audit hashes people with the public development key; set it (at least 32 random bytes) for anything but development",
+                        config.audit.key_env
+                    );
+                }
+                store.with_audit_key(crate::store::AuditKey::development())
+            }
+            None => store,
+        };
         let brokers = Brokers::connect(config, planes, &routes).await?;
         brokers.declare(&routes, &resources.outlets).await?;
         let Some(primary) = planes.iter().find_map(|p| brokers.of(*p)).cloned() else {

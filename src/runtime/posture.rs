@@ -13,6 +13,8 @@
 //! - an auth scheme that trusts the sandbox's test issuer;
 //! - `auth: none` without a reason, and `auth: { none: … }` on a route that
 //!   `http.unauthenticated` does not list (and a listed id that is no such route).
+//! - a route with an `audit` step without the access audit's key (`[audit] key_env`,
+//!   default `KNUT_AUDIT_KEY`); a key shorter than 32 bytes is refused in every profile.
 //!
 //! A scheme a route names but the configuration lacks is refused in every profile but
 //! development-with-sandbox, by the file checks ([`crate::runtime::catalog::check`]).
@@ -51,6 +53,18 @@ pub fn problems_for<'a>(
     planes: &[Plane],
     adapters: impl IntoIterator<Item = &'a Adapter>,
 ) -> Vec<String> {
+    problems_in(config, routes, planes, adapters, &process_env)
+}
+
+/// Like [`problems_for`], with the secrets' environment variables read through `env` (for
+/// tests; the others read the process's environment).
+pub fn problems_in<'a>(
+    config: &Config,
+    routes: &[LoadedRoute],
+    planes: &[Plane],
+    adapters: impl IntoIterator<Item = &'a Adapter>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
     let mut out = Vec::new();
     if config.sandbox_enabled() {
         sandbox_beside_real_things(config, &mut out);
@@ -58,7 +72,65 @@ pub fn problems_for<'a>(
     if config.profile == Profile::Production {
         production(config, routes, planes, adapters, &mut out);
     }
+    if let Err(e) = audit_key(config, routes, planes, env) {
+        out.push(e);
+    }
     out
+}
+
+/// A variable of the process's environment, `None` when unset, empty or not Unicode.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The routes of `planes` that write the access audit (an `audit` step, in any branch).
+pub fn audit_routes<'a>(routes: &'a [LoadedRoute], planes: &[Plane]) -> Vec<&'a str> {
+    routes
+        .iter()
+        .filter(|r| planes.contains(&r.route.plane))
+        .filter(|r| {
+            crate::route::check::steps_with_paths(&r.route)
+                .iter()
+                .any(|(_, s)| s.kind() == "audit")
+        })
+        .map(|r| r.route.route.as_str())
+        .collect()
+}
+
+/// The access audit's key, from the variable `[audit] key_env` names: `None` when unset —
+/// refused in production when a route of `planes` writes the audit (fail closed); a key
+/// that is too short is refused in every profile. The texts never hold the key.
+pub fn audit_key(
+    config: &Config,
+    routes: &[LoadedRoute],
+    planes: &[Plane],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<crate::store::AuditKey>, String> {
+    let var = &config.audit.key_env;
+    match env(var) {
+        Some(secret) => crate::store::AuditKey::new(secret.as_bytes())
+            .map(Some)
+            .map_err(|e| format!("`[audit] key_env`: {var}: {e}")),
+        None => {
+            let writers = audit_routes(routes, planes);
+            if config.profile == Profile::Production && !writers.is_empty() {
+                Err(format!(
+                    "production: route(s) {} write the access audit, which stores people as \
+                     hashes under a secret key, and {var} (`[audit] key_env`) is not set; set it \
+                     to at least {} random bytes (e.g. `openssl rand -base64 48`), kept as \
+                     secret as the database password",
+                    writers
+                        .iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::store::MIN_KEY_LEN
+                ))
+            } else {
+                Ok(None)
+            }
+        }
+    }
 }
 
 fn production<'a>(
@@ -424,7 +496,9 @@ mod tests {
         let cfg = config(
             "[http.auth.oep]\ntype = \"basic\"\nusername = \"oep\"\npassword_env = \"P\"\n[external]\nbroker_url = \"amqps://knut-ext:p@mq/ext\"\n",
         );
-        let found = problems_for(&cfg, &routes, &[Plane::External], []).join("\n");
+        // (With the access audit's key, for the routes that write the audit.)
+        let key = |n: &str| (n == "KNUT_AUDIT_KEY").then(|| "k".repeat(48));
+        let found = problems_in(&cfg, &routes, &[Plane::External], [], &key).join("\n");
         assert!(!found.contains("KNUT__BROKER__URL"), "{found}");
         assert!(found.is_empty(), "{found}");
         let found = problems(&cfg, &routes, []).join("\n");
@@ -520,5 +594,50 @@ mod tests {
         let stray = format!("{base}[http]\nunauthenticated = [\"gone\"]\n");
         let found = problems(&config(&stray), &[], []).join("\n");
         assert!(found.contains("lists `gone`"), "{found}");
+    }
+
+    #[test]
+    fn the_access_audit_needs_its_key_in_production_and_a_long_one_everywhere() {
+        let audit = crate::route::load::load_route_str(
+            Path::new("routes/view.yaml"),
+            "route: view\nfrom:\n  queue: { exchange: x, keys: [k] }\nsteps:\n  - choice:\n      when: []\n      otherwise:\n        - audit: { action: '\"login\"', actor: .who }\n",
+        )
+        .expect("route");
+        let routes = std::slice::from_ref(&audit);
+        let all = [Plane::Internal, Plane::External];
+        let base = "[broker]\nurl = \"amqps://knut@rabbit/school\"\n";
+        let unset = |_: &str| None;
+        let found = problems_in(&config(base), routes, &all, [], &unset).join("\n");
+        assert!(
+            found.contains("`view` write the access audit") && found.contains("KNUT_AUDIT_KEY"),
+            "{found}"
+        );
+        assert!(audit_key(&config(base), routes, &all, &unset).is_err());
+        // Without a route that writes it, nothing is asked.
+        assert!(problems_in(&config(base), &[], &all, [], &unset).is_empty());
+        let key = |n: &str| (n == "KNUT_AUDIT_KEY").then(|| "k".repeat(48));
+        assert!(problems_in(&config(base), routes, &all, [], &key).is_empty());
+        let key = audit_key(&config(base), routes, &all, &key)
+            .unwrap()
+            .unwrap();
+        assert!(!key.is_development());
+        // The variable `[audit] key_env` names.
+        let named = format!("{base}[audit]\nkey_env = \"GUARDIAN_AUDIT_KEY\"\n");
+        let only_default = |n: &str| (n == "KNUT_AUDIT_KEY").then(|| "k".repeat(48));
+        let found = problems_in(&config(&named), routes, &all, [], &only_default).join("\n");
+        assert!(found.contains("GUARDIAN_AUDIT_KEY"), "{found}");
+        // A short key is refused in every profile, never repeated.
+        let dev = "profile = \"development\"\n[sandbox]\nenabled = false\n";
+        let short = |_: &str| Some("hunter2".to_string());
+        let found = problems_in(&config(dev), routes, &all, [], &short).join("\n");
+        assert!(found.contains("7 bytes"), "{found}");
+        assert!(!found.contains("hunter2"), "{found}");
+        // Development without a key: nothing refused (the runtime uses the development key).
+        assert!(problems_in(&config(dev), routes, &all, [], &unset).is_empty());
+        assert!(
+            audit_key(&config(dev), routes, &all, &unset)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -16,6 +16,8 @@
 //!       calls: [ { adapter: elevregister, operation: update-placement } ]
 //!       published: [ { exchange: school.events, key: placement.changed, body: {...} } ]
 //!       replies: [ { status: 202, body: {...} } ]   # what a waiting HTTP caller was answered
+//!       audit: [ { action: view-case, resource: c-1, right: guardian-view, allowed: true,
+//!                  actor_is: "19790314-1237" } ]  # the access audit's rows, oldest first
 //! ```
 //! Lists under `expect` are compared exactly, in order; a `body` given is compared as JSON
 //! (or as text for non-JSON bodies); `error` is a substring of the failure's reason.
@@ -208,6 +210,119 @@ pub struct Expect {
     /// it: a value, the list of a set's members, or null for nothing).
     #[serde(default)]
     pub cache: Vec<ExpectCache>,
+    /// The rows the `audit` steps appended to the access audit, oldest first (exactly
+    /// these: `[]` for none).
+    #[serde(default)]
+    pub audit: Option<Vec<ExpectAudit>>,
+}
+
+/// An expected row of the access audit: the fields given are compared (a field given as
+/// null must be null); the people, stored hashed, are given as they are and hashed as
+/// `knut test` hashes them (with the development key).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectAudit {
+    /// What was done.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// What it concerned.
+    #[serde(default, deserialize_with = "present")]
+    pub resource: Option<Value>,
+    /// The right it was done under.
+    #[serde(default, deserialize_with = "present")]
+    pub right: Option<Value>,
+    /// Whether it was allowed.
+    #[serde(default)]
+    pub allowed: Option<bool>,
+    /// Who acted (a personnummer in any form, or another identity).
+    #[serde(default)]
+    pub actor_is: Option<String>,
+    /// On whose behalf (null: nobody's).
+    #[serde(default, deserialize_with = "present")]
+    pub on_behalf_of_is: Option<Value>,
+}
+
+/// A field that is given, null included (`Some(Value::Null)`); absent is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// The access audit's rows against what a case expects of them.
+async fn compare_audit(store: &Store, want: &[ExpectAudit], failures: &mut Vec<String>) {
+    let query = crate::store::AccessAuditQuery {
+        limit: Some(crate::store::MAX_QUERY_LIMIT),
+        ..Default::default()
+    };
+    let mut rows = match store.access_audit_query(&query).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            failures.push(format!("audit: state store: {e}"));
+            return;
+        }
+    };
+    rows.reverse();
+    if rows.len() != want.len() {
+        failures.push(format!(
+            "audit: expected {} row(s), got {}: {:?}",
+            want.len(),
+            rows.len(),
+            rows.iter().map(|r| r.action.as_str()).collect::<Vec<_>>()
+        ));
+    }
+    let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+    let hashed = |who: &str| store.audit_hash(who).map_err(|e| e.to_string());
+    for (i, (w, r)) in want.iter().zip(&rows).enumerate() {
+        if let Some(a) = &w.action {
+            compare(
+                &format!("audit[{i}].action"),
+                &Value::String(a.clone()),
+                &Value::String(r.action.clone()),
+                failures,
+            );
+        }
+        if let Some(v) = &w.resource {
+            compare(
+                &format!("audit[{i}].resource"),
+                v,
+                &text(&r.resource),
+                failures,
+            );
+        }
+        if let Some(v) = &w.right {
+            compare(&format!("audit[{i}].right"), v, &text(&r.right), failures);
+        }
+        if let Some(a) = w.allowed {
+            compare(
+                &format!("audit[{i}].allowed"),
+                &Value::Bool(a),
+                &Value::Bool(r.allowed),
+                failures,
+            );
+        }
+        // Hashes are compared, never shown: they mean nothing to a reader.
+        if let Some(who) = &w.actor_is
+            && hashed(who).as_ref() != Ok(&r.actor)
+        {
+            failures.push(format!(
+                "audit[{i}].actor_is: the row's actor is someone else"
+            ));
+        }
+        match &w.on_behalf_of_is {
+            None => {}
+            Some(Value::Null) if r.on_behalf_of.is_some() => failures.push(format!(
+                "audit[{i}].on_behalf_of_is: expected nobody, the row names someone"
+            )),
+            Some(Value::Null) => {}
+            Some(v) => {
+                let who = crate::core::value_to_string(v);
+                if r.on_behalf_of.as_ref() != hashed(&who).ok().as_ref() {
+                    failures.push(format!(
+                        "audit[{i}].on_behalf_of_is: the row is on someone else's behalf"
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// An expected cache key.
@@ -634,6 +749,9 @@ async fn run_case(
             &got,
             &mut failures,
         );
+    }
+    if let Some(want) = &expect.audit {
+        compare_audit(&cx.store, want, &mut failures).await;
     }
     if let Some(want) = &expect.parts
         && want.iter().map(String::as_str).ne(parts.iter().copied())

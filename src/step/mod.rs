@@ -6,6 +6,7 @@
 //! (recorded publishes, mocked adapter responses).
 
 pub mod aggregate;
+pub mod audit;
 pub mod cache;
 pub mod call;
 pub mod choice;
@@ -259,6 +260,9 @@ step_kinds! {
     /// Keep values under a key in a named cache of the state store (`set`, `add` to a set,
     /// `remove`, `delete`), or `get` what a key holds into the body.
     "cache" => Cache(cache::CacheSpec),
+    /// Append one row to the access audit (who, on whose behalf, what, which right,
+    /// allowed or not; the people hashed) before the message goes on unchanged.
+    "audit" => Audit(audit::AuditSpec),
     /// Write a log line (personnummer are masked).
     "log" => Log(log::LogSpec),
     /// Answer the synchronous HTTP request that started this message.
