@@ -290,5 +290,33 @@ async fn my_dependants_only_to_a_signed_in_guardian() {
     let (status, _, body) = a.get(path, Some(&maria)).await;
     assert_eq!((status, body.clone()), (200, json!([])), "{body}");
 
+    // The access audit holds one row for each answer, under the caller's hash — not the
+    // number — and nothing of the requests refused at the door (they never reached it).
+    let store = &a.system.store;
+    let rows = |who: &str| {
+        let actor = store.audit_hash(who).expect("a hash");
+        async move {
+            store
+                .access_audit_query(&knutpunkt::store::AccessAuditQuery {
+                    actor: Some(actor),
+                    ..Default::default()
+                })
+                .await
+                .expect("the audit")
+        }
+    };
+    for (who, name) in [(ASA, "Åsa"), (MARIA, "Maria")] {
+        let mine = rows(who).await;
+        assert_eq!(mine.len(), 1, "{name}: {mine:?}");
+        let row = &mine[0];
+        assert_eq!(
+            (row.action.as_str(), row.right.as_deref(), row.allowed),
+            ("list-dependants", Some("own"), true),
+            "{name}: {row:?}"
+        );
+        assert_eq!(row.route, "me-dependants");
+        assert!(!format!("{row:?}").contains(who), "{name}: {row:?}");
+    }
+
     a.system.shutdown(Duration::from_secs(5)).await;
 }
