@@ -306,7 +306,7 @@ async fn elevregister_operations() {
             json!({"civicNo": "198503122387"}),
         )
         .await;
-    let children = json_of(&guardian)["data"][0]["responsibleFor"]
+    let children = json_of(&guardian)["data"][0]["_embedded"]["responsibleFor"]
         .as_array()
         .cloned()
         .unwrap_or_default();

@@ -123,7 +123,7 @@ async fn elevregister_answers_ss12000_and_hides_protected_addresses() {
         .get("/elevregister/persons?civicNo=198006112463&expand=responsibleFor")
         .await;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> = asa["data"][0]["responsibleFor"]
+    let names: Vec<&str> = asa["data"][0]["_embedded"]["responsibleFor"]
         .as_array()
         .unwrap()
         .iter()
@@ -133,7 +133,7 @@ async fn elevregister_answers_ss12000_and_hides_protected_addresses() {
     let (_, maria) = s
         .get("/elevregister/persons?civicNo=198402276649&expand=responsibleFor")
         .await;
-    let markings: Vec<&Value> = maria["data"][0]["responsibleFor"]
+    let markings: Vec<&Value> = maria["data"][0]["_embedded"]["responsibleFor"]
         .as_array()
         .unwrap()
         .iter()
@@ -142,7 +142,7 @@ async fn elevregister_answers_ss12000_and_hides_protected_addresses() {
     assert_eq!(markings.len(), 2);
     assert!(markings.iter().all(|m| *m == "Skyddad folkbokföring"));
     let (_, plain) = s.get("/elevregister/persons?civicNo=198006112463").await;
-    assert!(plain["data"][0].get("responsibleFor").is_none());
+    assert!(plain["data"][0].get("_embedded").is_none());
     let (status, _) = s
         .get("/elevregister/persons?civicNo=198006112463&expand=duties")
         .await;

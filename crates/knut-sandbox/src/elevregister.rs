@@ -4,7 +4,7 @@
 //!
 //! | call | answer |
 //! |---|---|
-//! | `GET /persons?civicNo=YYYYMMDDNNNN[&expand=responsibleFor]` | `{"data":[Person]}` (empty when unknown); with `expand=responsibleFor` each person lists the children they are responsible for (SS 12000 `responsibleFor`: `{person: {id, displayName, securityMarking}, relationType}`); another `expand` is a 400 problem |
+//! | `GET /persons?civicNo=YYYYMMDDNNNN[&expand=responsibleFor]` | `{"data":[Person]}` (empty when unknown); with `expand=responsibleFor` each person lists the children they are responsible for under `_embedded.responsibleFor`, as SS 12000's PersonExpanded does (`{person: {id, displayName, securityMarking}, relationType}`); another `expand` is a 400 problem |
 //! | `GET /persons/{id}` | `Person` with `responsibles`; 404 problem when unknown |
 //! | `GET /organisations[?schoolUnitCode=]` | `{"data":[Organisation]}` (school units with `schoolUnitCode`, `organisationNumber` of the operator; one unit by its code) |
 //! | `GET /placements?child={personId}&placedAt={unitId}` | `{"data":[Placement]}` |
@@ -229,7 +229,7 @@ struct PersonQuery {
     expand: Option<String>,
 }
 
-/// The children `p` is responsible for, as SS 12000 `responsibleFor` (a protected child is
+/// The children `p` is responsible for, as SS 12000 `_embedded.responsibleFor` (a protected child is
 /// listed too, with its marking: the register holds the relation; who may see what is the
 /// reader's rule).
 fn responsible_for(pop: &Population, p: &Person) -> Value {
@@ -272,7 +272,7 @@ async fn persons(State(w): State<Arc<World>>, Query(q): Query<PersonQuery>) -> R
         .map(|p| {
             let mut v = person_json(&pop, p);
             if expand {
-                v["responsibleFor"] = responsible_for(&pop, p);
+                v["_embedded"] = json!({ "responsibleFor": responsible_for(&pop, p) });
             }
             v
         })
