@@ -147,7 +147,10 @@ $settings.skolresekollen as $s
 # their CitizenExtended; see routes/skolresekollen-run.yaml).
 | (reduce ([.cohabit // [], .cohabit_people // []] | transpose[] | select(.[0] != null and .[1] != null))
      as [$who, $person] ({}; .[$who.personNumber] = $person)) as $people
-| [ (.fritids // [])[] as $h
+# One hit per child and day: each source keeps its own (an operator's report must not
+# overwrite IST's owners); where both have one, the one that names owners decides.
+| [ (.fritids // []) | group_by(.personNumber, .from)[] | max_by(.owners // [] | length) ] as $fritids_hits
+| [ $fritids_hits[] as $h
     | ($register["person/" + $h.personNumber] // [])[]
     | select(.service == "skolskjuts" and counts($today) and .student.personNumber == $h.personNumber
              and $h.from >= .period.start and $h.from <= .period.end
