@@ -621,6 +621,13 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!key.is_development());
+        // The public development key's text is no secret: refused as the key.
+        let public = |n: &str| {
+            (n == "KNUT_AUDIT_KEY")
+                .then(|| "knutpunkt development access-audit key: not secret".to_string())
+        };
+        let found = problems_in(&config(base), routes, &all, [], &public).join("\n");
+        assert!(found.contains("public development key"), "{found}");
         // The variable `[audit] key_env` names.
         let named = format!("{base}[audit]\nkey_env = \"GUARDIAN_AUDIT_KEY\"\n");
         let only_default = |n: &str| (n == "KNUT_AUDIT_KEY").then(|| "k".repeat(48));

@@ -57,6 +57,13 @@ impl AuditKey {
                 secret.len()
             ));
         }
+        if secret == DEVELOPMENT_KEY {
+            return Err(
+                "the access audit's key is the public development key, which anyone can read in \
+                 the source; give a secret of your own (e.g. `openssl rand -base64 48`)"
+                    .into(),
+            );
+        }
         Ok(AuditKey {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             development: false,
