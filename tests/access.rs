@@ -291,7 +291,8 @@ async fn my_dependants_only_to_a_signed_in_guardian() {
     assert_eq!((status, body.clone()), (200, json!([])), "{body}");
 
     // The access audit holds one row for each answer, under the caller's hash — not the
-    // number — and nothing of the requests refused at the door (they never reached it).
+    // number — and one for each request refused at the door: six without a valid token
+    // (actor `anonymous`), one whose token names nobody (actor: the token, `jwt:<scheme>:<sub>`).
     let store = &a.system.store;
     let rows = |who: &str| {
         let actor = store.audit_hash(who).expect("a hash");
@@ -317,6 +318,21 @@ async fn my_dependants_only_to_a_signed_in_guardian() {
         assert_eq!(row.route, "me-dependants");
         assert!(!format!("{row:?}").contains(who), "{name}: {row:?}");
     }
+    let refused = rows("anonymous").await;
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    assert!(
+        refused.iter().all(|r| r.action == "refused-credentials"
+            && !r.allowed
+            && r.right.is_none()
+            && r.route == "me-dependants"),
+        "{refused:?}"
+    );
+    let unnamed = rows("jwt:residents:x").await;
+    assert_eq!(unnamed.len(), 1, "{unnamed:?}");
+    assert_eq!(
+        (unnamed[0].action.as_str(), unnamed[0].allowed),
+        ("refused-claim-missing", false)
+    );
 
     a.system.shutdown(Duration::from_secs(5)).await;
 }

@@ -105,6 +105,7 @@ async fn accept_request(
             Err(Refused::Credentials(why)) => {
                 // Failed attempts count against the peer: guessing is slowed down too.
                 state.limiter.check(&peer).map_err(too_many)?;
+                audit_refusal(shared, &route.route, None, "refused-credentials").await;
                 return Err(Problem::new(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
@@ -123,7 +124,20 @@ async fn accept_request(
         .map_err(too_many)?;
 
     // A claim the token lacks is a 403 naming the claim, never a value.
-    let claim_headers = claim_headers(&route.spec.claims, caller.claims.as_ref()).map_err(|name| {
+    let claim_headers = match claim_headers(&route.spec.claims, caller.claims.as_ref()) {
+        Ok(h) => Ok(h),
+        Err(name) => {
+            audit_refusal(
+                shared,
+                &route.route,
+                caller.client.as_deref(),
+                "refused-claim-missing",
+            )
+            .await;
+            Err(name)
+        }
+    };
+    let claim_headers = claim_headers.map_err(|name| {
         Problem::new(
             StatusCode::FORBIDDEN,
             "claim-missing",
@@ -398,6 +412,31 @@ fn query_object(query: Option<&str>) -> Value {
         }
     }
     Value::Object(map)
+}
+
+/// A refusal at the door of a route that keeps the access audit, written before the answer
+/// goes (a store that fails is logged, without who; the answer is the refusal all the same).
+async fn audit_refusal(shared: &Shared, route: &str, actor: Option<&str>, action: &str) {
+    let Some(audit) = shared.settings.refusals.as_ref() else {
+        return;
+    };
+    if !audit.routes.contains(route) {
+        return;
+    }
+    let record = crate::store::AccessRecord {
+        at: chrono::Utc::now(),
+        actor: actor.unwrap_or("anonymous").to_string(),
+        on_behalf_of: None,
+        action: action.to_string(),
+        resource: None,
+        right: None,
+        allowed: false,
+        route: route.to_string(),
+        correlation_id: Uuid::now_v7(),
+    };
+    if let Err(error) = audit.store.access_audit_append(&record).await {
+        tracing::warn!(route, %error, "the access audit did not take a refusal at the door");
+    }
 }
 
 /// Prefix of the headers holding the verified token's claims a route asked for

@@ -115,6 +115,8 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Requests per client and route, unless the route sets its own.
     pub rate_limit: RateLimitConfig,
+    /// Where refusals at the door of routes that keep the access audit are written.
+    pub refusals: Option<RefusalAudit>,
 }
 
 impl Default for HttpSettings {
@@ -125,7 +127,29 @@ impl Default for HttpSettings {
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
             request_timeout: Duration::from_secs(30),
             rate_limit: RateLimitConfig::default(),
+            refusals: None,
         }
+    }
+}
+
+/// The access audit as the ingress writes to it: a request to a route that keeps the audit
+/// (an `audit` step) but is refused at the door — no or a bad token (401), a token without
+/// the claims the route reads (403) — never reaches the route's own step, so the ingress
+/// writes that refusal itself (actor `anonymous`, or the token as rate limits know it,
+/// `jwt:<scheme>:<sub>`; hashed by the store like every actor).
+#[derive(Clone)]
+pub struct RefusalAudit {
+    /// The state store, with the audit's key.
+    pub store: crate::store::Store,
+    /// The routes that write the access audit.
+    pub routes: std::collections::BTreeSet<String>,
+}
+
+impl std::fmt::Debug for RefusalAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefusalAudit")
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
     }
 }
 
