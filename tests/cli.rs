@@ -61,6 +61,8 @@ fn check_in_production_names_what_run_would_refuse() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("KNUT__BROKER__URL"), "{out}");
     assert!(out.contains("KNUT_ADAPTER_CASEDATA_URL"), "{out}");
+    // The access audit's key: guardian access writes the audit, which fails closed without it.
+    assert!(out.contains("KNUT_AUDIT_KEY"), "{out}");
     assert!(out.contains("`knut run` would refuse to start"), "{out}");
 
     let mut env: Vec<(String, String)> = [
@@ -75,6 +77,10 @@ fn check_in_production_names_what_run_would_refuse() {
         (
             "KNUT__EXTERNAL__BRIDGE_URL",
             "amqps://knut-internal@mq.example/knut-external",
+        ),
+        (
+            "KNUT_AUDIT_KEY",
+            "a-test-key-of-forty-eight-bytes-not-the-real-one",
         ),
     ]
     .iter()

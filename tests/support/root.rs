@@ -29,6 +29,8 @@ pub const SHIPPED_AUTH_TOML: &str = "[http.auth.operators]\ntype = \"bearer_jwt\
     jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n\
     [http.auth.skolresekollen]\ntype = \"bearer_jwt\"\n\
     jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n\
+    [http.auth.residents]\ntype = \"bearer_jwt\"\n\
+    jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n\
     [http.auth.oep]\ntype = \"basic\"\nusername = \"oep-test\"\npassword_file = \"oep-password\"\n";
 
 /// The test password of OeP's pushes (in `<root>/oep-password`).
@@ -70,6 +72,12 @@ pub const SHIPPED_AUTH_ENV: &[(&str, &str)] = &[
         "http://127.0.0.1:9/jwks",
     ),
     ("KNUT__HTTP__AUTH__SKOLRESEKOLLEN__ISSUER", "nobody"),
+    ("KNUT__HTTP__AUTH__RESIDENTS__TYPE", "bearer_jwt"),
+    (
+        "KNUT__HTTP__AUTH__RESIDENTS__JWKS_URL",
+        "http://127.0.0.1:9/jwks",
+    ),
+    ("KNUT__HTTP__AUTH__RESIDENTS__ISSUER", "nobody"),
     ("KNUT__HTTP__AUTH__OEP__TYPE", "basic"),
     ("KNUT__HTTP__AUTH__OEP__USERNAME", "oep-test"),
     ("KNUT__HTTP__AUTH__OEP__PASSWORD_FILE", "oep-password"),
