@@ -68,7 +68,7 @@ fn html_rows(html: &str) -> Vec<Vec<String>> {
 }
 
 /// A CSV report's lines split into cells (every cell quoted, `;` between).
-fn csv_rows(csv: &str) -> Vec<Vec<String>> {
+pub(crate) fn csv_rows(csv: &str) -> Vec<Vec<String>> {
     let csv = csv.strip_prefix('\u{feff}').expect("a byte-order mark");
     assert!(csv.ends_with("\r\n"), "CRLF line ends");
     csv.split_terminator("\r\n")
@@ -81,7 +81,8 @@ fn csv_rows(csv: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-async fn bearer_get(flow: &Flow, url: &str, token: &str) -> (u16, String) {
+/// GET `url` with a bearer token: the status and the body as it came.
+pub(crate) async fn bearer_get(flow: &Flow, url: &str, token: &str) -> (u16, String) {
     let r = flow
         .client
         .get(url)

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::flows::{Flow, On, text};
+use crate::skolresekollen::{bearer_get, csv_rows};
 
 /// Where the protected guardian and child moved: nothing may show it.
 const HIDDEN: [&str; 2] = ["Gömda gränd", "855 92"];
@@ -24,19 +25,6 @@ const CHECKS: [&str; 4] = [
     "boarding-allowance",
     "fritids-fulltime",
 ];
-
-/// A CSV report's lines split into cells (every cell quoted, `;` between), header first.
-fn csv_rows(csv: &str) -> Vec<Vec<String>> {
-    let csv = csv.strip_prefix('\u{feff}').unwrap_or(csv);
-    csv.split_terminator("\r\n")
-        .map(|line| {
-            line.trim_matches('"')
-                .split("\";\"")
-                .map(|c| c.replace("\"\"", "\""))
-                .collect()
-        })
-        .collect()
-}
 
 /// One dry run's kept reports: per check, its rows (the CSV's cells, without the header
 /// and the link) and its HTML.
@@ -73,19 +61,6 @@ impl Reports {
             .map(|(rows, html)| format!("{}\n{html}", text(&json!(rows))))
             .collect()
     }
-}
-
-async fn bearer_get(flow: &Flow, url: &str, token: &str) -> (u16, String) {
-    let r = flow
-        .client
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = r.status().as_u16();
-    let bytes = r.bytes().await.unwrap_or_default();
-    (status, String::from_utf8(bytes.to_vec()).expect("UTF-8"))
 }
 
 /// A dry run of every check, and its kept reports once all are made.
