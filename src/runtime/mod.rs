@@ -813,15 +813,15 @@ impl System {
                 reply_timeout: Duration::from_secs(30),
                 request_timeout: config.http.request_timeout,
                 rate_limit: config.http.rate_limit,
-                refusals: store.audit_key_is_development().is_some().then(|| {
-                    crate::endpoint::http::RefusalAudit {
+                refusals: store
+                    .has_audit_key()
+                    .then(|| crate::endpoint::http::RefusalAudit {
                         store: store.clone(),
                         routes: posture::audit_routes(&routes, &[plane])
                             .into_iter()
                             .map(str::to_string)
                             .collect(),
-                    }
-                }),
+                    }),
             };
             let router = crate::endpoint::http::router(
                 http,

@@ -197,6 +197,11 @@ impl Store {
         self
     }
 
+    /// Whether the store has a key for the access audit (it appends only with one).
+    pub fn has_audit_key(&self) -> bool {
+        self.audit_key.is_some()
+    }
+
     /// Whether the access audit's key is the public development key (`None`: no key).
     pub fn audit_key_is_development(&self) -> Option<bool> {
         self.audit_key.as_deref().map(AuditKey::is_development)

@@ -138,6 +138,19 @@ pub fn recent_cut_off(root: &std::path::Path) {
     );
 }
 
+/// The named Skolresekollen polls (`routes/skolresekollen-<name>-poll.yaml`) every second
+/// instead of every hour, so that what a test submits is read at once.
+pub fn every_second(root: &std::path::Path, polls: &[&str]) {
+    for poll in polls {
+        crate::flows::patch_file(
+            root,
+            &format!("routes/skolresekollen-{poll}-poll.yaml"),
+            "every: 1h",
+            "every: 1s",
+        );
+    }
+}
+
 pub async fn run(on: On) {
     let flow = Flow::start_with(on, "skolresekollen", |root| {
         // An e-mail holds one row here, so that a report longer than that is seen.
@@ -148,14 +161,7 @@ pub async fn run(on: On) {
             "email_max_rows: 1",
         );
         recent_cut_off(root);
-        for poll in ["skolskjuts", "elevresa"] {
-            crate::flows::patch_file(
-                root,
-                &format!("routes/skolresekollen-{poll}-poll.yaml"),
-                "every: 1h",
-                "every: 1s",
-            );
-        }
+        every_second(root, &["skolskjuts", "elevresa"]);
     })
     .await;
     let sandbox = &flow.sandbox;

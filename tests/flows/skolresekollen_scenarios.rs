@@ -115,14 +115,7 @@ fn complete(r: &Reports) -> bool {
 pub async fn run(on: On) {
     let flow = Flow::start_with(on, "skolresekollen-scenarios", |root| {
         crate::skolresekollen::recent_cut_off(root);
-        for poll in ["skolskjuts", "elevresa", "csn"] {
-            crate::flows::patch_file(
-                root,
-                &format!("routes/skolresekollen-{poll}-poll.yaml"),
-                "every: 1h",
-                "every: 1s",
-            );
-        }
+        crate::skolresekollen::every_second(root, &["skolskjuts", "elevresa", "csn"]);
     })
     .await;
     let sandbox = &flow.sandbox;

@@ -218,13 +218,8 @@ fn cdata(s: &str) -> String {
 /// A skolskjuts export (family 136, version 28), in the shape of
 /// `tests/fixtures/oep/skolskjuts-valdbarn.xml`: applicants under
 /// `Values/ValdBarn/Guardians/Guardian/citizenIdentifier`.
-fn skolskjuts(
-    id: u64,
-    posted: NaiveDate,
-    d: &Dates,
-    applicants: &[&Who],
-    child: &Who,
-) -> Result<String, String> {
+fn skolskjuts(id: u64, d: &Dates, applicants: &[&Who], child: &Who) -> Result<String, String> {
+    let posted = d.posted;
     let first = applicants.first().ok_or("an errand needs an applicant")?;
     let mut guardians = String::new();
     for g in applicants {
@@ -532,61 +527,30 @@ pub fn load_skolresekollen(w: &World, today: NaiveDate) -> Result<Value, String>
         posted: early,
         ..Dates::of(today)
     };
-    // (FlowInstanceID, export, withheld)
-    let errands: Vec<(u64, String, bool)> = vec![
-        (
-            930001,
-            skolskjuts(930001, d.posted, &d, &[&HELENA], &AXEL)?,
-            false,
-        ),
-        (
-            930002,
-            skolskjuts(930002, d.posted, &d, &[&TOBIAS], &ELSA)?,
-            false,
-        ),
-        (
-            930003,
-            skolskjuts(930003, d.posted, &d, &[&SOFIA], &NILS)?,
-            false,
-        ),
-        (
-            930004,
-            skolskjuts(930004, d.posted, &d, &[&MAGNUS], &IDA)?,
-            false,
-        ),
-        (
-            930005,
-            skolskjuts(930005, d.posted, &d, &[&JONAS], &WILMA)?,
-            false,
-        ),
-        (
-            930006,
-            skolskjuts(930006, d.posted, &d, &[&EMMA], &HUGO)?,
-            false,
-        ),
-        (
-            930007,
-            skolskjuts(930007, d.posted, &d, &[&JENNY], &LIAM)?,
-            false,
-        ),
-        (
-            930008,
-            skolskjuts(930008, d.posted, &d, &[&PETER], &MAJA)?,
-            false,
-        ),
-        (930009, elevresa(930009, &d, &MALIN, &OSKAR)?, false),
-        (930010, elevresa(930010, &d, &MATS, &ALICE)?, false),
-        (
-            930011,
-            skolskjuts(930011, early, &early_dates, &[&GUSTAV], &SAGA)?,
-            false,
-        ),
-        (
-            930012,
-            skolskjuts(930012, d.posted, &d, &[&LINNEA], &ELIAS)?,
-            true,
-        ),
-    ];
+    // (FlowInstanceID, export, withheld): the skolskjuts errands (one applicant each), the
+    // elevresa ones; 930012 is the one OeP withholds.
+    let mut errands: Vec<(u64, String, bool)> = Vec::new();
+    for (id, dates, applicant, child) in [
+        (930001, &d, &HELENA, &AXEL),
+        (930002, &d, &TOBIAS, &ELSA),
+        (930003, &d, &SOFIA, &NILS),
+        (930004, &d, &MAGNUS, &IDA),
+        (930005, &d, &JONAS, &WILMA),
+        (930006, &d, &EMMA, &HUGO),
+        (930007, &d, &JENNY, &LIAM),
+        (930008, &d, &PETER, &MAJA),
+        (930011, &early_dates, &GUSTAV, &SAGA),
+        (930012, &d, &LINNEA, &ELIAS),
+    ] {
+        errands.push((
+            id,
+            skolskjuts(id, dates, &[applicant], child)?,
+            id == 930012,
+        ));
+    }
+    for (id, applicant, student) in [(930009, &MALIN, &OSKAR), (930010, &MATS, &ALICE)] {
+        errands.push((id, elevresa(id, &d, applicant, student)?, false));
+    }
     let csn_rows = vec![json!({
         "personnummer": OSKAR.pnr()?,
         "efternamn": OSKAR.family,
@@ -812,7 +776,7 @@ mod tests {
     #[test]
     fn the_exports_read_as_the_fixtures_do() {
         let d = Dates::of(NaiveDate::from_ymd_opt(2026, 12, 7).expect("a date"));
-        let doc = skolskjuts(930001, d.posted, &d, &[&HELENA], &AXEL).expect("built");
+        let doc = skolskjuts(930001, &d, &[&HELENA], &AXEL).expect("built");
         let root = crate::xml::parse(doc.as_bytes()).expect("XML");
         assert_eq!(root.text_at(&["Header", "Flow", "FamilyID"]), Some("136"));
         assert_eq!(

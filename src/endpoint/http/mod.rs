@@ -572,26 +572,50 @@ mod tests {
         assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
     }
 
-    #[tokio::test]
-    async fn claims_of_a_verified_token_become_headers_and_a_missing_one_is_403() {
+    /// Settings whose scheme `scheme` trusts a fresh test issuer (its key set in the
+    /// returned folder, which must live as long as the settings are used).
+    fn bearer_settings(scheme: &str) -> (knut_sandbox::idp::Idp, HttpSettings, tempfile::TempDir) {
         use crate::endpoint::jwt::{JwksSource, JwtVerifier};
-        use knut_sandbox::idp::{ISSUER, Idp};
-        let idp = Idp::generate().expect("key");
+        let idp = knut_sandbox::idp::Idp::generate().expect("key");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("jwks.json"), idp.jwks().to_string()).expect("write");
         let verifier = JwtVerifier::new(
             JwksSource::File("jwks.json".into()),
-            ISSUER.into(),
+            knut_sandbox::idp::ISSUER.into(),
             None,
             crate::endpoint::jwt::DEFAULT_LEEWAY,
             dir.path(),
         )
         .expect("verifier");
-        let b = broker(&["pc"]).await;
         let mut settings = settings();
         settings
             .auth
-            .insert("operators".into(), AuthCheck::BearerJwt(Arc::new(verifier)));
+            .insert(scheme.into(), AuthCheck::BearerJwt(Arc::new(verifier)));
+        (idp, settings, dir)
+    }
+
+    /// A token of `idp` with these claims (a JSON object).
+    fn issue(idp: &knut_sandbox::idp::Idp, claims: Value) -> String {
+        let Value::Object(m) = claims else {
+            panic!("claims are a JSON object")
+        };
+        idp.issue(m).expect("token")
+    }
+
+    /// A JSON POST to `path` with a bearer token.
+    fn bearer_post(path: &str, body: &'static [u8], token: &str) -> Request {
+        let mut r = post(path, "application/json", body);
+        r.headers_mut().insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value"),
+        );
+        r
+    }
+
+    #[tokio::test]
+    async fn claims_of_a_verified_token_become_headers_and_a_missing_one_is_403() {
+        let (idp, settings, _jwks) = bearer_settings("operators");
+        let b = broker(&["pc"]).await;
         let mut s = spec("/api/pc", "operators", Some(BodyFormat::Json), None);
         s.claims = crate::route::model::Claims::Names(vec!["orgnr".into()]);
         let app = router(
@@ -602,20 +626,8 @@ mod tests {
             None,
             json!({"openapi": "3.1.0"}),
         );
-        let token = |claims: Value| {
-            let Value::Object(m) = claims else {
-                unreachable!()
-            };
-            idp.issue(m).expect("token")
-        };
-        let with = |t: &str| {
-            let mut r = post("/api/pc", "application/json", br#"{"a":1}"#);
-            r.headers_mut().insert(
-                header::AUTHORIZATION,
-                HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
-            );
-            r
-        };
+        let token = |claims: Value| issue(&idp, claims);
+        let with = |t: &str| bearer_post("/api/pc", br#"{"a":1}"#, t);
         let (status, _, _) = send(&app, with(&token(json!({"orgnr": "559999-9991"})))).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         let mut c = b.consume(&work_queue("pc"), 1).await.unwrap();
@@ -636,26 +648,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_claim_goes_under_the_header_name_the_route_gives_it() {
-        use crate::endpoint::jwt::{JwksSource, JwtVerifier};
         use crate::route::model::Claims;
-        use knut_sandbox::idp::{ISSUER, Idp};
         const CLAIM: &str = "https://claims.oidc.se/1.0/personalNumber";
-        let idp = Idp::generate().expect("key");
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("jwks.json"), idp.jwks().to_string()).expect("write");
-        let verifier = JwtVerifier::new(
-            JwksSource::File("jwks.json".into()),
-            ISSUER.into(),
-            None,
-            crate::endpoint::jwt::DEFAULT_LEEWAY,
-            dir.path(),
-        )
-        .expect("verifier");
+        let (idp, settings, _jwks) = bearer_settings("citizens");
         let b = broker(&["me"]).await;
-        let mut settings = settings();
-        settings
-            .auth
-            .insert("citizens".into(), AuthCheck::BearerJwt(Arc::new(verifier)));
         let mut s = spec("/api/me", "citizens", Some(BodyFormat::Json), None);
         s.claims = Claims::Named([("personalNumber".to_string(), CLAIM.to_string())].into());
         let app = router(
@@ -666,20 +662,8 @@ mod tests {
             None,
             json!({"openapi": "3.1.0"}),
         );
-        let token = |claims: Value| {
-            let Value::Object(m) = claims else {
-                unreachable!()
-            };
-            idp.issue(m).expect("token")
-        };
-        let with = |t: &str| {
-            let mut r = post("/api/me", "application/json", br#"{}"#);
-            r.headers_mut().insert(
-                header::AUTHORIZATION,
-                HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
-            );
-            r
-        };
+        let token = |claims: Value| issue(&idp, claims);
+        let with = |t: &str| bearer_post("/api/me", br#"{}"#, t);
         let pnr = "201304122383";
         let (status, _, _) = send(&app, with(&token(json!({"sub": "s1", CLAIM: pnr})))).await;
         assert_eq!(status, StatusCode::ACCEPTED);
