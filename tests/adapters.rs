@@ -93,6 +93,7 @@ const CASES: &[(&str, &str)] = &[
     ("oep", "add-message"),
     ("oep", "add-internal-message"),
     ("oep", "confirm-delivery"),
+    ("oep-integrator", "list-party-cases"),
 ];
 
 #[test]
@@ -676,6 +677,57 @@ async fn messaging_operations() {
         .await
         .unwrap_err();
     assert_eq!(bad.kind, FailureKind::Permanent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oep_integrator_operations() {
+    const ASA: &str = "198006112463";
+    let w = world().await;
+    // Åsa Sandberg applies in OeP for her daughter Elin; OeP knows her from her login.
+    let export = "<FlowInstance><Header><Flow><FamilyID>412</FamilyID><Version>4</Version>\
+        <Name><![CDATA[Ansökan om ledighet för elev]]></Name></Flow><Status><ID>77</ID>\
+        <Name><![CDATA[Inkommen]]></Name></Status><Posted>2026-11-20T10:15:00</Posted></Header>\
+        <Values/></FlowInstance>";
+    let r = reqwest::Client::new()
+        .post(format!("{}/oep/_submit?poster={ASA}", w.base))
+        .body(export)
+        .send()
+        .await
+        .expect("sandbox");
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.expect("json")["flowInstanceID"].clone();
+    let cases = w
+        .call(
+            "oep-integrator",
+            "list-party-cases",
+            json!({"partyId": id_for(ASA).to_string()}),
+        )
+        .await;
+    assert_eq!(
+        json_of(&cases),
+        &json!([{"flowInstanceId": id.to_string(), "created": "2026-11-20T10:15",
+                 "statusUpdated": "2026-11-20T10:15", "displayName": "Ansökan om ledighet för elev",
+                 "status": {"id": 77, "name": "Inkommen", "newExternalMessagesDisallowed": false,
+                            "addExternalMessage": false, "addInternalMessage": false,
+                            "isRestrictedAdminDeletable": false, "status": "SUBMITTED"}}])
+    );
+    let sent = w.last("oep-integrator");
+    assert_eq!(
+        sent.path,
+        format!(
+            "/2281/EXTERNAL/cases/parties/{}?includeStatus=true",
+            id_for(ASA)
+        )
+    );
+    // A party no one in the population is: no cases (the contract declares no 404).
+    let none = w
+        .call(
+            "oep-integrator",
+            "list-party-cases",
+            json!({"partyId": "00000000-0000-4000-8000-000000000000"}),
+        )
+        .await;
+    assert_eq!(json_of(&none), &json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,7 @@ pub mod messaging;
 pub mod minaombud;
 pub mod oep;
 pub mod oep_callback;
+pub mod oep_integrator;
 pub mod personnummer;
 pub mod scenarios;
 pub mod seed;
@@ -215,6 +216,12 @@ const SYSTEMS: &[System] = &[
         name: "oep",
         what: "Open ePlatform: /api/instanceapi/…, SOAP /api/callback, /_submit",
         routes: oep::routes,
+        contract: None,
+    },
+    System {
+        name: "oep-integrator",
+        what: "oep-integrator (Sundsvall's REST facade over OeP): GET /{municipalityId}/{instanceType}/cases/parties/{partyId}, from the OeP simulation's instances",
+        routes: oep_integrator::routes,
         contract: None,
     },
     System {

@@ -6,11 +6,12 @@
 //! | `GET /api/instanceapi/getinstances/family/{familyId}/{status}?fromDate=YYYY-MM-DD&toDate=YYYY-MM-DD` | `<FlowInstances>` of that family whose status name or alias is `{status}` (case-insensitive), added within the dates (inclusive), lower-camel children as OeP writes them; `text/xml;charset=ISO-8859-1` |
 //! | `GET /api/instanceapi/getinstance/{id}/xml` | the `<FlowInstance>` export in ISO-8859-1 with its current status; 404 when unknown |
 //! | `POST /api/callback` (SOAP 1.1) | checked against OeP's callback contract first ([`oep_callback`]): what the XSD refuses is a SOAP Fault, HTTP 500, worded as libxml2 words it. `setStatus` (by `flowInstanceID` or `externalID`, with `statusAlias` or `statusID`) → `setStatusResponse/eventID`; `addMessage` / `addInternalMessage` (by either id, with attachments) → `…Response/messageID`; `confirmDelivery` → `confirmDeliveryResponse`; an unknown instance → SOAP Fault, HTTP 500, like OeP |
-//! | `POST /_submit` | a FlowInstance XML in any declared encoding becomes a new instance (a missing `FlowInstanceID` is assigned); 201 `{"flowInstanceID": n}`. With `?push=true` it is also posted, in its declared encoding, to Knutpunkt's OeP ingress (`World::oep_push_url`), as OeP's XML export integration does; with `?withheld=true` it is listed but its export answers 500 (an errand OeP fails to return) |
-//! | `GET /_instances` | the instances as JSON (id, family, status, messages, internal messages, attachment names, delivered) |
+//! | `POST /_submit[?poster=YYYYMMDDNNNN]` | a FlowInstance XML in any declared encoding becomes a new instance (a missing `FlowInstanceID` is assigned); 201 `{"flowInstanceID": n}`. `poster` is the personnummer of the person who posted it (12 digits, no dash; OeP's export does not carry it, OeP knows it from the login): what [`crate::oep_integrator`] finds a person's cases by; a malformed one is a 400 problem and nothing is stored. With `?push=true` it is also posted, in its declared encoding, to Knutpunkt's OeP ingress (`World::oep_push_url`), as OeP's XML export integration does; with `?withheld=true` it is listed but its export answers 500 (an errand OeP fails to return) |
+//! | `GET /_instances` | the instances as JSON (id, family, status, messages, internal messages, attachment names, delivered, poster) |
 //!
 //! The sandbox is seeded with a few instances of the leave application family (412) in
-//! several statuses.
+//! several statuses, each posted by the child's first guardian in the seed (Märta's by Anna
+//! Lindqvist, Leo's by Sara Nilsson, Ebba's by Johan Berg).
 
 use std::sync::Arc;
 
@@ -45,6 +46,11 @@ pub struct Instance {
     pub status_id: u64,
     /// When it was added.
     pub added: NaiveDateTime,
+    /// When its status last changed (`added` until a setStatus).
+    pub status_updated: NaiveDateTime,
+    /// The personnummer (12 digits) of the person who posted it: OeP knows it from the
+    /// login, its export does not carry it (`POST /_submit?poster=`).
+    pub poster_civic_no: Option<String>,
     /// The export document as text, without its prolog.
     pub document: String,
     /// The encoding it was submitted in.
@@ -97,7 +103,15 @@ impl Default for Instances {
             let civic_no = format!("{}-{}", &p.civic_no[..8], &p.civic_no[8..]);
             let doc = leave_application(&p.display_name(), &civic_no, reason, status, day);
             // The seed documents are built here and always parse.
-            let _ = me.submit(doc.as_bytes());
+            if let Ok(id) = me.submit(doc.as_bytes()) {
+                // The child's first guardian applied.
+                let poster = p
+                    .guardians
+                    .first()
+                    .and_then(|g| pop.persons.iter().find(|q| q.id == *g))
+                    .map(|q| q.civic_no.clone());
+                me.set_poster(id, poster);
+            }
         }
         me
     }
@@ -213,6 +227,8 @@ impl Instances {
             status,
             status_id,
             added,
+            status_updated: added,
+            poster_civic_no: None,
             document,
             encoding,
             messages: Vec::new(),
@@ -257,6 +273,13 @@ impl Instances {
     pub fn withhold(&mut self, id: u64, withheld: bool) {
         if let Some(i) = self.find_mut(id) {
             i.withheld = withheld;
+        }
+    }
+
+    /// Who posted the instance (a personnummer, 12 digits; see [`Instance::poster_civic_no`]).
+    pub fn set_poster(&mut self, id: u64, civic_no: Option<String>) {
+        if let Some(i) = self.find_mut(id) {
+            i.poster_civic_no = civic_no;
         }
     }
 
@@ -467,6 +490,7 @@ async fn callback(State(w): State<Arc<World>>, body: axum::body::Bytes) -> Respo
                 }
                 _ => return soap_fault("setStatus needs statusAlias or statusID"),
             }
+            instance.status_updated = chrono::Local::now().naive_local();
             soap_response("setStatus", &format!("<eventID>{event}</eventID>"))
         }
         "addMessage" | "addInternalMessage" => {
@@ -513,6 +537,22 @@ struct Push {
     /// The instance is listed but its export fails (see [`Instance::withheld`]).
     #[serde(default)]
     withheld: bool,
+    /// The poster's personnummer, `YYYYMMDDNNNN` (see [`Instance::poster_civic_no`]).
+    poster: Option<String>,
+}
+
+/// The poster's personnummer as `_submit` takes it, or what is wrong with it (never
+/// repeating the number).
+pub fn poster_civic_no(given: &str) -> Result<String, &'static str> {
+    if given.len() != 12 || !given.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(
+            "`poster` must be the poster's personnummer as 12 digits, YYYYMMDDNNNN, without a dash",
+        );
+    }
+    if !super::personnummer::is_valid(given) {
+        return Err("`poster` is not a personnummer: its date or its check digit is wrong");
+    }
+    Ok(given.to_string())
 }
 
 async fn submit(
@@ -520,6 +560,10 @@ async fn submit(
     Query(q): Query<Push>,
     body: axum::body::Bytes,
 ) -> Response {
+    let poster = match q.poster.as_deref().map(poster_civic_no).transpose() {
+        Ok(p) => p,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, "Invalid poster", why),
+    };
     if q.withheld && q.push {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -541,6 +585,9 @@ async fn submit(
         };
         if q.withheld {
             oep.withhold(id, true);
+        }
+        if poster.is_some() {
+            oep.set_poster(id, poster);
         }
         let push = q.push.then(|| {
             let i = oep.list.iter().find(|i| i.id == id);
@@ -604,6 +651,7 @@ async fn instances(State(w): State<Arc<World>>) -> Json<Value> {
                     "attachments": i.attachments,
                     "delivered": i.delivered.as_ref().map(|d| d.0),
                     "externalID": i.external_id,
+                    "poster": i.poster_civic_no,
                 })
             })
             .collect(),
@@ -639,6 +687,72 @@ mod tests {
             Some("Öhrnbjörk")
         );
         assert!(oep.submit(b"<Other/>").is_err());
+    }
+
+    /// `_submit?poster=` stores who posted the instance; a malformed number is a 400 that
+    /// says what is wrong without repeating it, and nothing is stored.
+    #[tokio::test]
+    async fn submit_takes_the_posters_personnummer() {
+        let w = Arc::new(World::default());
+        let before = lock(&w.oep).list.len();
+        let doc = leave_application(
+            "Elin Sandberg",
+            "20120503-2424",
+            "Fjällresa",
+            "Inkommen",
+            20,
+        );
+        for (bad, says) in [
+            ("19800611-2463", "12 digits"),
+            ("19800611246", "12 digits"),
+            ("198006112464", "check digit"),
+            ("198013112463", "date"),
+        ] {
+            let q = Push {
+                push: false,
+                withheld: false,
+                poster: Some(bad.to_string()),
+            };
+            let r = submit(
+                State(w.clone()),
+                Query(q),
+                axum::body::Bytes::from(doc.clone()),
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+            let text = String::from_utf8_lossy(
+                &axum::body::to_bytes(r.into_body(), 1 << 20)
+                    .await
+                    .expect("body"),
+            )
+            .into_owned();
+            assert!(text.contains(says), "{bad}: {text}");
+            assert!(!text.contains(bad), "{text}");
+        }
+        assert_eq!(
+            lock(&w.oep).list.len(),
+            before,
+            "a refused submit stores nothing"
+        );
+        let q = Push {
+            push: false,
+            withheld: false,
+            poster: Some("198006112463".into()),
+        };
+        let r = submit(State(w.clone()), Query(q), axum::body::Bytes::from(doc)).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let oep = lock(&w.oep);
+        assert_eq!(
+            oep.list.last().and_then(|i| i.poster_civic_no.as_deref()),
+            Some("198006112463")
+        );
+        // The seed's applications were posted by the children's first guardians.
+        assert_eq!(oep.list[0].poster_civic_no.as_deref(), Some("198503122387"));
+        assert!(
+            oep.list[..before]
+                .iter()
+                .all(|i| i.poster_civic_no.is_some())
+        );
     }
 
     async fn call(w: &Arc<World>, body: &str) -> (StatusCode, String) {
