@@ -62,6 +62,7 @@ const CASES: &[(&str, &str)] = &[
     ("elevregister", "add-absence"),
     ("elevregister", "list-absences"),
     ("casedata", "find-errand"),
+    ("casedata", "list-person-errands"),
     ("casedata", "open-errand"),
     ("casedata", "update-extra-parameters"),
     ("casedata", "add-decision"),
@@ -231,6 +232,76 @@ async fn casedata_operations() {
         "APPROVAL"
     );
     assert_eq!(json_of(&errand)["status"]["statusType"], "Beslutad");
+}
+
+/// "My ongoing cases": the errands naming a person among their stakeholders, by personId.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn casedata_person_errands() {
+    let w = world().await;
+    let marta = id_for(MARTA).to_string();
+    let other = id_for("201503692715").to_string();
+    let errand = |external: &str, student: &str| {
+        json!({"caseType": "LEAVE_OF_ABSENCE", "externalCaseId": external,
+               "stakeholders": [
+                   {"type": "PERSON", "roles": ["APPLICANT"], "firstName": "Anna", "lastName": "Lindqvist"},
+                   {"type": "PERSON", "roles": ["STUDENT"], "personId": student}],
+               "extraParameters": []})
+    };
+    for (external, student) in [
+        ("OEP-412-71", marta.as_str()),
+        ("OEP-412-72", other.as_str()),
+        ("OEP-412-73", marta.as_str()),
+    ] {
+        let r = w
+            .call("casedata", "create-errand", errand(external, student))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let page = w
+        .call(
+            "casedata",
+            "list-person-errands",
+            json!({"personId": marta}),
+        )
+        .await;
+    let found: Vec<&Value> = json_of(&page)["content"]
+        .as_array()
+        .expect("a page")
+        .iter()
+        .map(|e| &e["externalCaseId"])
+        .collect();
+    assert_eq!(found, [&json!("OEP-412-71"), &json!("OEP-412-73")]);
+    let sent = w.last("casedata");
+    assert_eq!(sent.method, "GET");
+    assert!(
+        sent.path.starts_with("/2281/SBK_SCHOOL/errands?filter=stakeholders.personId"),
+        "{}",
+        sent.path
+    );
+    // Someone named on no errand: an empty page.
+    let none = w
+        .call(
+            "casedata",
+            "list-person-errands",
+            json!({"personId": id_for("198811302465").to_string()}),
+        )
+        .await;
+    assert_eq!(json_of(&none)["content"], json!([]));
+    // No personId is refused before anything is sent (never `stakeholders.personId is
+    // null`, which would list the errands of everyone without one).
+    let before = w.sandbox.controls("casedata").expect("a system").calls().len();
+    for input in [json!({}), json!({"personId": null}), json!({"personId": ""})] {
+        let refused = w
+            .client
+            .call("casedata", "list-person-errands", &Envelope::json(input))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind, FailureKind::Permanent);
+    }
+    assert_eq!(
+        w.sandbox.controls("casedata").expect("a system").calls().len(),
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

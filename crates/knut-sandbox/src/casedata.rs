@@ -7,7 +7,7 @@
 //! | `GET /{municipalityId}/{namespace}/errands` | a page `{"content": [Errand], "totalElements", …}` |
 //! | `GET /{municipalityId}/{namespace}/errands/{errandId}` | the `Errand` with `id`, `errandNumber`, `created`; 404 problem when unknown |
 //! | `PATCH /{municipalityId}/{namespace}/errands/{errandId}` | 204; the given top-level fields replace the errand's |
-//! | `GET /{municipalityId}/{namespace}/errands?filter=externalCaseId:'412-5000'` | the page of errands whose top-level fields equal the values (spring-filter's `field:'value'` terms joined by ` and `; other syntax is a 400 saying so) |
+//! | `GET /{municipalityId}/{namespace}/errands?filter=externalCaseId:'412-5000'` | the page of errands whose fields equal the values (spring-filter's `field:'value'` terms joined by ` and `; other syntax is a 400 saying so). A dotted field walks objects, and an array matches when any element does: `stakeholders.personId:'<uuid>'` finds the errands with a stakeholder of that personId (case data's join) |
 //! | `GET`, `PATCH /{municipalityId}/{namespace}/errands/{errandId}/extraparameters` | the `ExtraParameter`s; PATCH adds or updates the given keys (never removes one) and answers them all |
 //! | `GET /{municipalityId}/{namespace}/errands/{errandId}/decisions`, `PATCH` the same | the `Decision`s; PATCH adds one (`decisionType`, `decisionOutcome`, …) → 201 + `Location` |
 //! | `GET /{municipalityId}/{namespace}/errands/{errandId}/decisions/{decisionId}` | one `Decision` |
@@ -160,6 +160,31 @@ fn filter_terms(filter: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// Whether the value at a dotted `field` of `value` equals `wanted` as spring-filter
+/// compares (a string as it is, a number by its text). Each segment walks into an object;
+/// an array on the way matches when any of its elements does (`stakeholders.personId`: any
+/// stakeholder's personId).
+fn field_matches(value: &Value, field: &str, wanted: &str) -> bool {
+    match (value, field.split_once('.')) {
+        (Value::Array(items), _) => items.iter().any(|v| field_matches(v, field, wanted)),
+        (Value::Object(map), Some((head, rest))) => map
+            .get(head)
+            .is_some_and(|v| field_matches(v, rest, wanted)),
+        (Value::Object(map), None) => map.get(field).is_some_and(|v| leaf_matches(v, wanted)),
+        _ => false,
+    }
+}
+
+/// A leaf value against a filter's literal; an array of leaves matches when one does.
+fn leaf_matches(value: &Value, wanted: &str) -> bool {
+    match value {
+        Value::String(s) => s == wanted,
+        Value::Number(n) => n.to_string() == wanted,
+        Value::Array(items) => items.iter().any(|v| leaf_matches(v, wanted)),
+        _ => false,
+    }
+}
+
 async fn list(
     State(w): State<Arc<World>>,
     Path((municipality, namespace)): Path<(String, String)>,
@@ -175,11 +200,9 @@ async fn list(
         .iter()
         .filter(|(m, ns, _)| *m == municipality && *ns == namespace)
         .filter(|(_, _, e)| {
-            terms.iter().all(|(field, value)| match &e[field.as_str()] {
-                Value::String(s) => s == value,
-                Value::Number(n) => n.to_string() == *value,
-                _ => false,
-            })
+            terms
+                .iter()
+                .all(|(field, value)| field_matches(e, field, value))
         })
         .map(|(_, _, e)| e.clone())
         .collect();
@@ -503,7 +526,46 @@ async fn update(
 
 #[cfg(test)]
 mod tests {
-    use super::filter_terms;
+    use super::{field_matches, filter_terms};
+    use serde_json::json;
+
+    #[test]
+    fn a_dotted_field_walks_objects_and_an_array_matches_when_any_element_does() {
+        let errand = json!({
+            "id": 7,
+            "externalCaseId": "OEP-412-1",
+            "status": {"statusType": "Mottaget"},
+            "stakeholders": [
+                {"type": "PERSON", "roles": ["APPLICANT"], "firstName": "Anna"},
+                {"type": "PERSON", "roles": ["STUDENT"], "personId": "4f0c2b7e-0412-4a5b-8c9d-000000002383"}
+            ]
+        });
+        let id = "4f0c2b7e-0412-4a5b-8c9d-000000002383";
+        assert!(field_matches(&errand, "stakeholders.personId", id));
+        assert!(!field_matches(
+            &errand,
+            "stakeholders.personId",
+            "4f0c2b7e-0412-4a5b-8c9d-000000009999"
+        ));
+        // A field none of the elements has, and a path through a string, match nothing.
+        assert!(!field_matches(&errand, "stakeholders.organizationNumber", id));
+        assert!(!field_matches(&errand, "externalCaseId.x", "OEP-412-1"));
+        // Objects are walked; top-level fields and numbers as before.
+        assert!(field_matches(&errand, "status.statusType", "Mottaget"));
+        assert!(field_matches(&errand, "externalCaseId", "OEP-412-1"));
+        assert!(field_matches(&errand, "id", "7"));
+        // A leaf that is a list matches by any member (a role among a stakeholder's roles).
+        assert!(field_matches(&errand, "stakeholders.roles", "STUDENT"));
+        assert!(!field_matches(&errand, "stakeholders.roles", "OPERATOR"));
+        // An errand without stakeholders, or with an empty list, is not found.
+        assert!(!field_matches(&json!({"id": 8}), "stakeholders.personId", id));
+        assert!(!field_matches(&json!({"stakeholders": []}), "stakeholders.personId", id));
+        // The terms of such a filter are read like any other.
+        assert_eq!(
+            filter_terms(&format!("stakeholders.personId:'{id}'")).unwrap(),
+            vec![("stakeholders.personId".to_string(), id.to_string())]
+        );
+    }
 
     #[test]
     fn filters_of_equal_fields_are_read_and_others_refused_with_what_is_understood() {
