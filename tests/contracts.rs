@@ -2,7 +2,8 @@
 //! so is every answer the sandbox's simulation of that system gives:
 //!
 //! - Systems with a published contract (`../shared/fixtures`, beside the repository):
-//!   case management, messaging, Metakatalogen, Mina ombud and the archive (OpenAPI), and
+//!   case management, messaging, Metakatalogen, Mina ombud, the archive and oep-integrator
+//!   (OpenAPI), and
 //!   OeP's SOAP callback (`IntegrationCallbackService.xsd`, validated by libxml2's
 //!   `xmllint`). Every operation of those adapters is called through the real adapter
 //!   against the sandbox; the request the simulation received must be an operation of the
@@ -40,6 +41,7 @@ const PUBLISHED: &[(&str, &str)] = &[
     ("citizen", "citizen/citizen-api.yml"),
     ("minaombud", "minaombud/dfm_konsument_v2.yaml"),
     ("arkiv", "archive/openapi.yaml"),
+    ("oep-integrator", "oep-integrator/openapi.yaml"),
 ];
 
 /// OeP's callback contract (with the WSDL beside it in the fixtures).
@@ -101,13 +103,27 @@ const DESIGNED: &[Designed] = &[
 
 /// Where the real system answers outside its own published contract, and the simulation
 /// answers as the real system does: (adapter, what the violation says, why).
-const REAL_DEVIATIONS: &[(&str, &str, &str)] = &[(
-    "citizen",
-    "/nrDate: value is not a \"date-time\"",
-    "Metakatalogen writes nrDate without an offset (2024-01-16T00:00:00, as in \
-     fixtures/citizen/RelocationIT), which its contract's date-time does not allow; the \
-     simulation answers as the real API does, so that Knutpunkt is tested against it",
-)];
+const REAL_DEVIATIONS: &[(&str, &str, &str)] = &[
+    (
+        "citizen",
+        "/nrDate: value is not a \"date-time\"",
+        "Metakatalogen writes nrDate without an offset (2024-01-16T00:00:00, as in \
+         fixtures/citizen/RelocationIT), which its contract's date-time does not allow; the \
+         simulation answers as the real API does, so that Knutpunkt is tested against it",
+    ),
+    (
+        "oep-integrator",
+        "/created: value is not a \"date-time\"",
+        "oep-integrator writes OeP's times as Java's LocalDateTime, to the minute and without \
+         an offset (2023-11-15T11:55, the contract's own example), which its date-time does \
+         not allow; the simulation answers as the real service does",
+    ),
+    (
+        "oep-integrator",
+        "/statusUpdated: value is not a \"date-time\"",
+        "as created: 2023-11-16T12:01, the contract's example",
+    ),
+];
 
 /// Adapters whose operations are checked elsewhere than against an HTTP contract.
 const NOT_HTTP_CONTRACTS: &[&str] = &["oep"];
@@ -524,7 +540,8 @@ fn required_properties(contract: &Contract, op: &Value) -> Vec<String> {
 }
 
 /// The case request the shipped leave-application-in route makes of the fixture's
-/// application (its errand is what `open-errand` sends).
+/// application (its errand is what `open-errand` sends), the student named by the personId
+/// Metakatalogen (the sandbox) has for her.
 fn leave_request() -> Value {
     let templates = knutpunkt::template::Templates::load(&repo().join("transforms")).unwrap();
     let application = json!({
@@ -537,7 +554,9 @@ fn leave_request() -> Value {
         &templates
             .render(
                 "casedata/leave-errand.json.tera",
-                &json!({"body": application, "headers": {}}),
+                &json!({"body": {"application": application,
+                                 "personIds": {"student": id_for("201304122383").to_string()}},
+                        "headers": {}}),
             )
             .unwrap(),
     )
@@ -555,7 +574,8 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
                 "casedata/placement-errand.json.tera",
                 &json!({"body": {"operator": "559999-9991", "schoolUnit": "38120004",
                     "student": "201604122398", "kind": "scope", "placementType": "fritidshem",
-                    "scope": "heltid", "date": "2026-12-01"}, "headers": {}}),
+                    "scope": "heltid", "date": "2026-12-01",
+                    "studentPersonId": id_for("201604122398").to_string()}, "headers": {}}),
             )
             .unwrap(),
     )
@@ -573,6 +593,11 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "casedata",
             "find-errand",
             json!({"externalCaseId": "OEP-412-90017"}),
+        ),
+        (
+            "casedata",
+            "list-person-errands",
+            json!({"personId": marta.clone()}),
         ),
         (
             "casedata",
@@ -644,6 +669,12 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             json!({"fullmaktId": id_for("fullmakt/1").to_string()}),
         ),
         ("arkiv", "archive-package", archive_request()),
+        // Anna Lindqvist posted Märta's leave application in the seed.
+        (
+            "oep-integrator",
+            "list-party-cases",
+            json!({"partyId": id_for("198503122387").to_string()}),
+        ),
     ]
 }
 
