@@ -104,7 +104,9 @@ pub enum From {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpFrom {
-    /// Path on the ingress port, e.g. `/api/v1/placement-changes`.
+    /// Path on the ingress port, e.g. `/api/v1/placement-changes`. A segment `{name}` is a
+    /// parameter: its value (percent-decoded) is in the header `knut-param-<name>`
+    /// (`/api/v1/cases/{id}` → `$headers["knut-param-id"]` in jq).
     pub path: String,
     /// Accepted methods (default `[POST]`).
     #[serde(default = "default_methods")]

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! Each key is a jq program over the body (with `$headers`): a literal text is quoted
-//! (`'"view-case"'`). People are stored only as HMAC-SHA256 hashes under the instance's
+//! (`'"view-case"'`). With `each`, one row per output of that program, the other keys
+//! reading the output instead of the body (`each: '.children[]'`, `on_behalf_of:
+//! .civicNo`: a row on each child's behalf); no output, no row. People are stored only as HMAC-SHA256 hashes under the instance's
 //! audit key (a personnummer in any form is one person); `action`, `resource` and `right`
 //! refuse a personnummer-shaped value (a permanent failure that does not repeat it). The
 //! row is written before the step passes the message on, so an `audit` before a `reply`
@@ -29,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::kind::{CheckCx, Problems, StepKind, build_error};
-use super::{BuildError, Context, Step, StepError, compile, eval_one, value_to_string};
+use super::{BuildError, Context, Step, StepError, compile, eval_one, value_to_string, vars};
 use crate::core::envelope::Envelope;
 use crate::expr::Program;
 use crate::resources::Resources;
@@ -70,6 +72,11 @@ pub struct AuditSpec {
     /// giving a boolean, e.g. `.allowed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed: Option<Allowed>,
+    /// One row per output of this jq program over the body, the other keys reading that
+    /// output instead of the body (with `$headers` as ever), e.g. `'.children[] | {caller:
+    /// $caller, child: .civicNo}'`; no output, no row. Without it, one row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub each: Option<String>,
 }
 
 /// `allowed`: a literal boolean, or a jq program giving one.
@@ -100,6 +107,9 @@ impl AuditSpec {
         }
         if let Some(Allowed::Jq(p)) = &self.allowed {
             out.push(("allowed", p));
+        }
+        if let Some(p) = &self.each {
+            out.push(("each", p));
         }
         out
     }
@@ -167,6 +177,7 @@ pub struct Audit {
     resource: Option<Program>,
     right: Option<Program>,
     allowed: Result<bool, Program>,
+    each: Option<Program>,
 }
 
 impl Audit {
@@ -185,6 +196,7 @@ impl Audit {
                 Some(Allowed::Literal(b)) => Ok(*b),
                 Some(Allowed::Jq(p)) => Err(compile("allowed", p)?),
             },
+            each: optional("each", &spec.each)?,
         })
     }
 }
@@ -225,13 +237,16 @@ fn plain(key: &str, v: Option<String>) -> Result<Option<String>, StepError> {
     }
 }
 
-#[async_trait]
-impl Step for Audit {
-    async fn apply(&self, m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
-        let record = {
-            let body = m.json_body()?;
+impl Audit {
+    /// The row the programs make of `body` (the message's, or an output of `each`).
+    fn record(
+        &self,
+        body: &Value,
+        m: &Envelope,
+        cx: &Context,
+    ) -> Result<AccessRecord, StepError> {
             let eval = |key: &str, p: &Program| -> Result<Value, StepError> {
-                eval_one(p, &format!("audit {key}"), &body, &m)
+                eval_one(p, &format!("audit {key}"), body, m)
             };
             let optional = |key: &str, p: &Option<Program>| -> Result<Option<String>, StepError> {
                 match p {
@@ -256,7 +271,7 @@ impl Step for Audit {
                     }
                 },
             };
-            AccessRecord {
+            Ok(AccessRecord {
                 at: Utc::now(),
                 actor,
                 on_behalf_of: optional("on_behalf_of", &self.on_behalf_of)?,
@@ -266,15 +281,35 @@ impl Step for Audit {
                 allowed,
                 route: cx.route.to_string(),
                 correlation_id: m.correlation_id,
+            })
+    }
+}
+
+#[async_trait]
+impl Step for Audit {
+    async fn apply(&self, m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
+        // Every row is made before any is written: a program failing for one writes none.
+        let records = {
+            let body = m.json_body()?;
+            match &self.each {
+                None => vec![self.record(&body, &m, cx)?],
+                Some(each) => each
+                    .run(&body, &vars(&m))
+                    .map_err(|e| StepError::permanent(format!("audit each: {e}")))?
+                    .iter()
+                    .map(|input| self.record(input, &m, cx))
+                    .collect::<Result<_, _>>()?,
             }
         };
-        cx.store
-            .access_audit_append(&record)
-            .await
-            .map_err(|e| match e {
-                StoreError::InvalidValue { .. } => StepError::permanent(format!("audit: {e}")),
-                e => StepError::transient(format!("audit: state store: {e}")),
-            })?;
+        for record in &records {
+            cx.store
+                .access_audit_append(record)
+                .await
+                .map_err(|e| match e {
+                    StoreError::InvalidValue { .. } => StepError::permanent(format!("audit: {e}")),
+                    e => StepError::transient(format!("audit: state store: {e}")),
+                })?;
+        }
         Ok(vec![m])
     }
 }
@@ -391,6 +426,49 @@ mod tests {
             (r.route.as_str(), r.correlation_id),
             ("guardian-case", m.correlation_id)
         );
+    }
+
+    #[tokio::test]
+    async fn each_writes_one_row_per_output_and_none_when_one_fails() {
+        let store = Store::memory().await.unwrap();
+        let cx = cx(store.clone()).await;
+        let step = Audit::new(&spec(
+            "{each: '.caller as $c | .children[] | {caller: $c, child: .civicNo, age}', \
+             action: '\"list-cases\"', actor: .caller, on_behalf_of: .child, \
+             right: 'if .age < 15 then \"guardian-approve\" else \"guardian-view\" end'}",
+        ))
+        .unwrap();
+        let body = json!({"caller": GUARDIAN, "children": [
+            {"civicNo": CHILD, "age": 13}, {"civicNo": "200806062394", "age": 18}]});
+        step.apply(Envelope::json(body), &cx).await.unwrap();
+        let rows = store
+            .access_audit_query(&AccessAuditQuery::default())
+            .await
+            .unwrap();
+        let mut rights: Vec<_> = rows
+            .iter()
+            .map(|r| (r.on_behalf_of.clone(), r.right.clone()))
+            .collect();
+        rights.sort();
+        let mut want = vec![
+            (Some(store.audit_hash(CHILD).unwrap()), Some("guardian-approve".to_string())),
+            (Some(store.audit_hash("200806062394").unwrap()), Some("guardian-view".to_string())),
+        ];
+        want.sort();
+        assert_eq!(rights, want);
+        assert!(rows.iter().all(|r| r.actor == store.audit_hash(GUARDIAN).unwrap()));
+
+        // No output, no row; an output the programs cannot read writes no row at all.
+        step.apply(Envelope::json(json!({"caller": GUARDIAN, "children": []})), &cx)
+            .await
+            .unwrap();
+        let bad = json!({"caller": GUARDIAN, "children": [{"civicNo": CHILD, "age": 9}, {"civicNo": [], "age": 9}]});
+        assert!(step.apply(Envelope::json(bad), &cx).await.is_err());
+        let after = store
+            .access_audit_query(&AccessAuditQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 2);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! problem that says what to fix. Nothing enters the broker unless every check passed.
 
 use axum::body::Body as HttpBody;
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -53,7 +53,25 @@ async fn accept_request(
     req: Request,
 ) -> Result<Response, Problem> {
     let route = &state.route;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // The path's parameters (`{id}`), percent-decoded; one that does not decode to UTF-8 is
+    // a 400.
+    let params: Vec<(String, String)> =
+        match axum::extract::RawPathParams::from_request_parts(&mut parts, &()).await {
+            Ok(raw) => raw
+                .iter()
+                .map(|(name, value)| (format!("{PARAM_HEADER_PREFIX}{name}"), value.to_string()))
+                .collect(),
+            Err(_) => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-path",
+                    "The path is not acceptable",
+                    "A part of the path is not valid percent-encoded UTF-8; correct the URL.",
+                    parts.uri.path().to_string(),
+                ));
+            }
+        };
     let instance = parts.uri.path().to_string();
     let peer = parts
         .extensions
@@ -335,6 +353,7 @@ async fn accept_request(
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     );
     message.headers.extend(claim_headers);
+    message.headers.extend(params);
 
     if !route.replies {
         accept(shared, route, &message, &instance).await?;
@@ -443,6 +462,9 @@ async fn audit_refusal(shared: &Shared, route: &str, actor: Option<&str>, action
 /// (`claims: [orgnr]` → `knut-claim-orgnr`; `claims: {personalNumber: <claim>}` →
 /// `knut-claim-personalNumber`).
 pub const CLAIM_HEADER_PREFIX: &str = "knut-claim-";
+
+/// The header prefix a path parameter's value goes under: `{id}` → `knut-param-id`.
+pub const PARAM_HEADER_PREFIX: &str = "knut-param-";
 
 /// The headers for the claims `wanted` of a verified token: strings as they are, other
 /// values as JSON; or the first claim the token lacks (credentials without claims lack all).

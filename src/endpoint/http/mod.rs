@@ -707,6 +707,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_path_parameter_is_a_header_percent_decoded() {
+        let b = broker(&["case"]).await;
+        let mut s = spec("/api/cases/{id}", "none", None, None);
+        s.methods = vec![HttpMethod::Get];
+        let app = app(&b, vec![http_route("case", s)], None);
+        let get = |uri: &str| {
+            Request::builder()
+                .method("GET")
+                .uri(uri)
+                .body(HttpBody::empty())
+                .unwrap()
+        };
+        let (status, _, _) = send(&app, get("/api/cases/oep-12%2034")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let mut c = b.consume(&work_queue("case"), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        assert_eq!(d.envelope.header("knut-param-id"), Some("oep-12 34"));
+        // Bytes that do not decode to UTF-8 are a 400, and nothing enters the broker.
+        let (status, _, body) = send(&app, get("/api/cases/%FF")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["type"], format!("{}invalid-path", crate::core::problem::TYPE_BASE));
+    }
+
+    #[tokio::test]
     async fn api_key_auth() {
         let b = broker(&["pc"]).await;
         let app = app(
