@@ -274,7 +274,8 @@ async fn casedata_person_errands() {
     let sent = w.last("casedata");
     assert_eq!(sent.method, "GET");
     assert!(
-        sent.path.starts_with("/2281/SBK_SCHOOL/errands?filter=stakeholders.personId"),
+        sent.path
+            .starts_with("/2281/SBK_SCHOOL/errands?filter=stakeholders.personId"),
         "{}",
         sent.path
     );
@@ -289,8 +290,17 @@ async fn casedata_person_errands() {
     assert_eq!(json_of(&none)["content"], json!([]));
     // No personId is refused before anything is sent (never `stakeholders.personId is
     // null`, which would list the errands of everyone without one).
-    let before = w.sandbox.controls("casedata").expect("a system").calls().len();
-    for input in [json!({}), json!({"personId": null}), json!({"personId": ""})] {
+    let before = w
+        .sandbox
+        .controls("casedata")
+        .expect("a system")
+        .calls()
+        .len();
+    for input in [
+        json!({}),
+        json!({"personId": null}),
+        json!({"personId": ""}),
+    ] {
         let refused = w
             .client
             .call("casedata", "list-person-errands", &Envelope::json(input))
@@ -299,7 +309,11 @@ async fn casedata_person_errands() {
         assert_eq!(refused.kind, FailureKind::Permanent);
     }
     assert_eq!(
-        w.sandbox.controls("casedata").expect("a system").calls().len(),
+        w.sandbox
+            .controls("casedata")
+            .expect("a system")
+            .calls()
+            .len(),
         before
     );
 }

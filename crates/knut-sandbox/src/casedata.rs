@@ -548,7 +548,11 @@ mod tests {
             "4f0c2b7e-0412-4a5b-8c9d-000000009999"
         ));
         // A field none of the elements has, and a path through a string, match nothing.
-        assert!(!field_matches(&errand, "stakeholders.organizationNumber", id));
+        assert!(!field_matches(
+            &errand,
+            "stakeholders.organizationNumber",
+            id
+        ));
         assert!(!field_matches(&errand, "externalCaseId.x", "OEP-412-1"));
         // Objects are walked; top-level fields and numbers as before.
         assert!(field_matches(&errand, "status.statusType", "Mottaget"));
@@ -558,8 +562,16 @@ mod tests {
         assert!(field_matches(&errand, "stakeholders.roles", "STUDENT"));
         assert!(!field_matches(&errand, "stakeholders.roles", "OPERATOR"));
         // An errand without stakeholders, or with an empty list, is not found.
-        assert!(!field_matches(&json!({"id": 8}), "stakeholders.personId", id));
-        assert!(!field_matches(&json!({"stakeholders": []}), "stakeholders.personId", id));
+        assert!(!field_matches(
+            &json!({"id": 8}),
+            "stakeholders.personId",
+            id
+        ));
+        assert!(!field_matches(
+            &json!({"stakeholders": []}),
+            "stakeholders.personId",
+            id
+        ));
         // The terms of such a filter are read like any other.
         assert_eq!(
             filter_terms(&format!("stakeholders.personId:'{id}'")).unwrap(),
