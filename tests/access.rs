@@ -19,6 +19,11 @@ const AUDIENCE: &str = "knutpunkt-mina-sidor";
 const ASA: &str = "198006112463";
 /// Maria Sjöberg: both her children have skyddad folkbokföring.
 const MARIA: &str = "198402276649";
+/// Mikael Sandberg: joint custody of Elin and Viktor with Åsa.
+const MIKAEL: &str = "197802144571";
+/// Elin Sandberg, 14, and Viktor Sandberg, 16.
+const ELIN: &str = "201205032426";
+const VIKTOR: &str = "201002144572";
 
 /// A running knut over a root of the access routes, with its sandbox.
 struct Access {
@@ -34,20 +39,23 @@ impl Access {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let root = tempfile::tempdir().expect("root");
-        for dir in ["routes", "adapters"] {
+        for dir in ["routes", "adapters", "fragments", "transforms/me"] {
             std::fs::create_dir_all(root.path().join(dir)).expect("dir");
         }
-        std::fs::copy(
-            repo.join("routes/me-dependants.yaml"),
-            root.path().join("routes/me-dependants.yaml"),
-        )
-        .expect("route");
-        for adapter in ["elevregister", "citizen"] {
-            std::fs::copy(
-                repo.join(format!("adapters/{adapter}.yaml")),
-                root.path().join(format!("adapters/{adapter}.yaml")),
-            )
-            .expect("adapter");
+        for file in [
+            "routes/me-dependants.yaml",
+            "routes/me-cases.yaml",
+            "routes/case-view.yaml",
+            "fragments/resident.yaml",
+            "fragments/dependants.yaml",
+            "fragments/my-cases.yaml",
+            "transforms/me/cases.jq",
+            "adapters/elevregister.yaml",
+            "adapters/citizen.yaml",
+            "adapters/casedata.yaml",
+            "adapters/oep-integrator.yaml",
+        ] {
+            std::fs::copy(repo.join(file), root.path().join(file)).expect(file);
         }
         let sandbox_port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
@@ -103,6 +111,48 @@ impl Access {
     async fn signed_in(&self, person: &str) -> String {
         self.token(json!({"sub": format!("bankid-{}", &person[8..]), "aud": AUDIENCE, PERSONAL_NUMBER: person}))
             .await
+    }
+
+    /// Metakatalogen's personId of a person, as the sandbox's citizen API gives it.
+    async fn person_id(&self, person: &str) -> String {
+        let id: Value = self
+            .http
+            .get(format!(
+                "{}/citizen/api/v3/citizen/2281/{person}/guid",
+                self.sandbox
+            ))
+            .send()
+            .await
+            .expect("guid")
+            .json()
+            .await
+            .expect("guid JSON");
+        id.as_str().expect("a personId").to_string()
+    }
+
+    /// POST a JSON body to the sandbox: status and body.
+    async fn sandbox_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.sandbox))
+            .json(body)
+            .send()
+            .await
+            .expect("sandbox POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The access audit's rows of `who` as actor, newest first.
+    async fn audit_of(&self, who: &str) -> Vec<knutpunkt::store::AccessAuditEntry> {
+        let store = &self.system.store;
+        store
+            .access_audit_query(&knutpunkt::store::AccessAuditQuery {
+                actor: Some(store.audit_hash(who).expect("a hash")),
+                ..Default::default()
+            })
+            .await
+            .expect("the audit")
     }
 
     /// GET `path` with `token` (none: anonymous): status, content type and JSON body.
@@ -332,6 +382,200 @@ async fn my_dependants_only_to_a_signed_in_guardian() {
     assert_eq!(
         (unnamed[0].action.as_str(), unnamed[0].allowed),
         ("refused-claim-missing", false)
+    );
+
+    a.system.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Åsa's and Mikael's pages over HTTP against the sandbox's case data and OeP: a case about
+/// Elin (14) in case management, an e-service case Viktor (16) posted himself in OeP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn my_cases_and_a_case_by_id_only_with_a_right() {
+    let a = Access::start().await;
+    let (elin_id, viktor_id) = (a.person_id(ELIN).await, a.person_id(VIKTOR).await);
+
+    // Case management holds an errand about Elin (as the leave intake opens it) …
+    let (status, _) = a
+        .sandbox_post(
+            "/casedata/2281/SBK_SCHOOL/errands",
+            &json!({"caseType": "LEAVE_OF_ABSENCE", "channel": "ESERVICE", "priority": "MEDIUM",
+                    "description": "Ansökan om ledighet 2027-03-08–2027-03-10",
+                    "stakeholders": [{"type": "PERSON", "roles": ["STUDENT"], "personId": elin_id}]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let errands: Value = a
+        .http
+        .get(format!("{}/casedata/2281/SBK_SCHOOL/errands", a.sandbox))
+        .send()
+        .await
+        .expect("errands")
+        .json()
+        .await
+        .expect("errands JSON");
+    let errand = errands["content"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|e| e["stakeholders"][0]["personId"] == json!(elin_id))
+        })
+        .expect("the errand")["id"]
+        .clone();
+    let elins = format!("casedata-{errand}");
+    // … and OeP an application Viktor posted himself.
+    let xml = "<FlowInstance><Header><Flow><FamilyID>412</FamilyID><Version>4</Version></Flow>\
+               <Status><ID>77</ID><Name>Inkommen</Name></Status><Posted>2026-12-01T19:02:11</Posted>\
+               </Header><Values/></FlowInstance>";
+    let r = a
+        .http
+        .post(format!("{}/oep/_submit?poster={VIKTOR}", a.sandbox))
+        .body(xml)
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status().as_u16(), 201);
+    let viktors = format!(
+        "oep-{}",
+        r.json::<Value>().await.expect("submitted")["flowInstanceID"]
+    );
+
+    // Both guardians see both cases, each under the right the child's age gives.
+    for (who, name) in [(ASA, "Åsa"), (MIKAEL, "Mikael")] {
+        let token = a.signed_in(who).await;
+        let (status, _, body) = a.get("/api/v1/me/cases", Some(&token)).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["missing"], json!([]), "{name}: {body}");
+        let mut seen: Vec<(String, String, String)> = body["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_string(),
+                    c["right"].as_str().unwrap_or_default().to_string(),
+                    c["concerns"]["personId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        seen.sort();
+        let mut want = vec![
+            (
+                elins.clone(),
+                "guardian-approve".to_string(),
+                elin_id.clone(),
+            ),
+            (
+                viktors.clone(),
+                "guardian-view".to_string(),
+                viktor_id.clone(),
+            ),
+        ];
+        want.sort();
+        assert_eq!(seen, want, "{name}: {body}");
+        for p in [ELIN, VIKTOR, who] {
+            assert!(!body.to_string().contains(&p[2..]), "{name}: {body}");
+        }
+        let (status, _, case) = a.get(&format!("/api/v1/cases/{elins}"), Some(&token)).await;
+        assert_eq!(
+            (status, case["right"].clone()),
+            (200, json!("guardian-approve")),
+            "{case}"
+        );
+    }
+
+    // Maria has custody of nobody she may be shown: no cases, and both ids are 404 — the
+    // same answer as for a case that does not exist, or an id that cannot be one.
+    let maria = a.signed_in(MARIA).await;
+    let (status, _, body) = a.get("/api/v1/me/cases", Some(&maria)).await;
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"cases": [], "missing": []})),
+        "{body}"
+    );
+    for id in [
+        elins.as_str(),
+        viktors.as_str(),
+        "casedata-999999",
+        "oep-1",
+        "x",
+    ] {
+        let (status, kind, body) = a.get(&format!("/api/v1/cases/{id}"), Some(&maria)).await;
+        assert_eq!(status, 404, "{id}: {body}");
+        assert!(kind.starts_with("application/problem+json"), "{kind}");
+        assert_eq!(body["title"], "No such case", "{id}: {body}");
+    }
+    // Without a token: 401, for the list and for a case.
+    assert_refused("anonymous list", &a.get("/api/v1/me/cases", None).await);
+    assert_refused(
+        "anonymous case",
+        &a.get(&format!("/api/v1/cases/{elins}"), None).await,
+    );
+
+    // Case management down: its cases are named missing, OeP's still shown; whether Åsa may
+    // see Elin's errand cannot be decided — 503, never 404.
+    let (status, _) = a
+        .sandbox_post("/casedata/_fault", &json!({"status": 503, "count": 100}))
+        .await;
+    assert_eq!(status, 200);
+    let asa = a.signed_in(ASA).await;
+    let (status, _, body) = a.get("/api/v1/me/cases", Some(&asa)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["missing"], json!(["casedata"]), "{body}");
+    assert_eq!(body["cases"][0]["id"], json!(viktors), "{body}");
+    let (status, _, body) = a.get(&format!("/api/v1/cases/{elins}"), Some(&asa)).await;
+    assert_eq!(status, 503, "{body}");
+    a.http
+        .delete(format!("{}/casedata/_fault", a.sandbox))
+        .send()
+        .await
+        .expect("fault off");
+
+    // The access audit: Åsa's listings (for herself and on each child's behalf), her views
+    // and the refusal while case management was down; Maria's refusals name the case ids.
+    let store = &a.system.store;
+    let asa_rows = a.audit_of(ASA).await;
+    let elin_hash = store.audit_hash(ELIN).expect("a hash");
+    assert!(
+        asa_rows.iter().any(|r| r.action == "view-case"
+            && r.allowed
+            && r.resource.as_deref() == Some(elins.as_str())
+            && r.right.as_deref() == Some("guardian-approve")
+            && r.on_behalf_of.as_deref() == Some(elin_hash.as_str())),
+        "{asa_rows:?}"
+    );
+    let listings = asa_rows.iter().filter(|r| r.action == "list-cases").count();
+    assert_eq!(
+        listings, 6,
+        "two listings, each for Åsa and on two children's behalf: {asa_rows:?}"
+    );
+    assert!(
+        asa_rows
+            .iter()
+            .any(|r| r.action == "view-case" && !r.allowed),
+        "{asa_rows:?}"
+    );
+    let maria_rows = a.audit_of(MARIA).await;
+    let refused: Vec<Option<&str>> = maria_rows
+        .iter()
+        .filter(|r| r.action == "view-case")
+        .map(|r| {
+            assert!(!r.allowed, "{r:?}");
+            r.resource.as_deref()
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            None,
+            Some("oep-1"),
+            Some("casedata-999999"),
+            Some(viktors.as_str()),
+            Some(elins.as_str())
+        ],
+        "newest first; an id that cannot be a case is not stored"
     );
 
     a.system.shutdown(Duration::from_secs(5)).await;

@@ -239,49 +239,44 @@ fn plain(key: &str, v: Option<String>) -> Result<Option<String>, StepError> {
 
 impl Audit {
     /// The row the programs make of `body` (the message's, or an output of `each`).
-    fn record(
-        &self,
-        body: &Value,
-        m: &Envelope,
-        cx: &Context,
-    ) -> Result<AccessRecord, StepError> {
-            let eval = |key: &str, p: &Program| -> Result<Value, StepError> {
-                eval_one(p, &format!("audit {key}"), body, m)
-            };
-            let optional = |key: &str, p: &Option<Program>| -> Result<Option<String>, StepError> {
-                match p {
-                    Some(p) => text(key, &eval(key, p)?),
-                    None => Ok(None),
+    fn record(&self, body: &Value, m: &Envelope, cx: &Context) -> Result<AccessRecord, StepError> {
+        let eval = |key: &str, p: &Program| -> Result<Value, StepError> {
+            eval_one(p, &format!("audit {key}"), body, m)
+        };
+        let optional = |key: &str, p: &Option<Program>| -> Result<Option<String>, StepError> {
+            match p {
+                Some(p) => text(key, &eval(key, p)?),
+                None => Ok(None),
+            }
+        };
+        let action = plain("action", text("action", &eval("action", &self.action)?)?)?
+            .ok_or_else(|| StepError::permanent("audit: `action` gave no text"))?;
+        let actor = text("actor", &eval("actor", &self.actor)?)?.ok_or_else(|| {
+            StepError::permanent("audit: `actor` gave no one (null or an empty text)")
+        })?;
+        let allowed = match &self.allowed {
+            Ok(b) => *b,
+            Err(p) => match eval("allowed", p)? {
+                Value::Bool(b) => b,
+                other => {
+                    return Err(StepError::permanent(format!(
+                        "audit: `allowed` gave a {}, not true or false",
+                        kind(&other)
+                    )));
                 }
-            };
-            let action = plain("action", text("action", &eval("action", &self.action)?)?)?
-                .ok_or_else(|| StepError::permanent("audit: `action` gave no text"))?;
-            let actor = text("actor", &eval("actor", &self.actor)?)?.ok_or_else(|| {
-                StepError::permanent("audit: `actor` gave no one (null or an empty text)")
-            })?;
-            let allowed = match &self.allowed {
-                Ok(b) => *b,
-                Err(p) => match eval("allowed", p)? {
-                    Value::Bool(b) => b,
-                    other => {
-                        return Err(StepError::permanent(format!(
-                            "audit: `allowed` gave a {}, not true or false",
-                            kind(&other)
-                        )));
-                    }
-                },
-            };
-            Ok(AccessRecord {
-                at: Utc::now(),
-                actor,
-                on_behalf_of: optional("on_behalf_of", &self.on_behalf_of)?,
-                action,
-                resource: plain("resource", optional("resource", &self.resource)?)?,
-                right: plain("right", optional("right", &self.right)?)?,
-                allowed,
-                route: cx.route.to_string(),
-                correlation_id: m.correlation_id,
-            })
+            },
+        };
+        Ok(AccessRecord {
+            at: Utc::now(),
+            actor,
+            on_behalf_of: optional("on_behalf_of", &self.on_behalf_of)?,
+            action,
+            resource: plain("resource", optional("resource", &self.resource)?)?,
+            right: plain("right", optional("right", &self.right)?)?,
+            allowed,
+            route: cx.route.to_string(),
+            correlation_id: m.correlation_id,
+        })
     }
 }
 
@@ -451,17 +446,29 @@ mod tests {
             .collect();
         rights.sort();
         let mut want = vec![
-            (Some(store.audit_hash(CHILD).unwrap()), Some("guardian-approve".to_string())),
-            (Some(store.audit_hash("200806062394").unwrap()), Some("guardian-view".to_string())),
+            (
+                Some(store.audit_hash(CHILD).unwrap()),
+                Some("guardian-approve".to_string()),
+            ),
+            (
+                Some(store.audit_hash("200806062394").unwrap()),
+                Some("guardian-view".to_string()),
+            ),
         ];
         want.sort();
         assert_eq!(rights, want);
-        assert!(rows.iter().all(|r| r.actor == store.audit_hash(GUARDIAN).unwrap()));
+        assert!(
+            rows.iter()
+                .all(|r| r.actor == store.audit_hash(GUARDIAN).unwrap())
+        );
 
         // No output, no row; an output the programs cannot read writes no row at all.
-        step.apply(Envelope::json(json!({"caller": GUARDIAN, "children": []})), &cx)
-            .await
-            .unwrap();
+        step.apply(
+            Envelope::json(json!({"caller": GUARDIAN, "children": []})),
+            &cx,
+        )
+        .await
+        .unwrap();
         let bad = json!({"caller": GUARDIAN, "children": [{"civicNo": CHILD, "age": 9}, {"civicNo": [], "age": 9}]});
         assert!(step.apply(Envelope::json(bad), &cx).await.is_err());
         let after = store

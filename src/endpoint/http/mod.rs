@@ -727,7 +727,10 @@ mod tests {
         // Bytes that do not decode to UTF-8 are a 400, and nothing enters the broker.
         let (status, _, body) = send(&app, get("/api/cases/%FF")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(body["type"], format!("{}invalid-path", crate::core::problem::TYPE_BASE));
+        assert_eq!(
+            body["type"],
+            format!("{}invalid-path", crate::core::problem::TYPE_BASE)
+        );
     }
 
     #[tokio::test]
