@@ -1,0 +1,251 @@
+//! A running knut for the guardian-access tests (issue 12): the shipped access routes
+//! ([`FILES`]) behind the `residents` scheme configured as production would be — the
+//! sandbox's test issuer's key set, its issuer and an audience — with the sandbox, and
+//! tokens good and bad. People are the sandbox's fictional ones.
+//!
+//! Use it with `#[path = "support/access.rs"] mod access;`.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{Datelike, NaiveDate};
+use serde_json::{Value, json};
+
+pub const PERSONAL_NUMBER: &str = "https://claims.oidc.se/1.0/personalNumber";
+pub const AUDIENCE: &str = "knutpunkt-mina-sidor";
+/// Åsa Sandberg: joint custody of Elin (born 2012-05-03) and Viktor (born 2010-02-14).
+pub const ASA: &str = "198006112463";
+/// Maria Sjöberg: both her children have skyddad folkbokföring.
+pub const MARIA: &str = "198402276649";
+/// Mikael Sandberg: joint custody of Elin and Viktor with Åsa.
+pub const MIKAEL: &str = "197802144571";
+/// Elin Sandberg, 14, and Viktor Sandberg, 16.
+pub const ELIN: &str = "201205032426";
+pub const VIKTOR: &str = "201002144572";
+
+/// The files of the root the access tests run: the access routes, what they include and
+/// the adapters they call (no polls or timers: nothing runs that a test did not ask for).
+pub const FILES: &[&str] = &[
+    "routes/me-dependants.yaml",
+    "routes/me-cases.yaml",
+    "routes/case-view.yaml",
+    "fragments/resident.yaml",
+    "fragments/dependants.yaml",
+    "fragments/my-cases.yaml",
+    "transforms/me/cases.jq",
+    "adapters/elevregister.yaml",
+    "adapters/citizen.yaml",
+    "adapters/casedata.yaml",
+    "adapters/oep-integrator.yaml",
+];
+
+/// A running knut over a root of the access routes, with its sandbox.
+pub struct Access {
+    pub system: knutpunkt::runtime::System,
+    pub http: reqwest::Client,
+    pub api: String,
+    pub sandbox: String,
+    _root: tempfile::TempDir,
+}
+
+impl Access {
+    pub async fn start() -> Access {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = tempfile::tempdir().expect("root");
+        for file in FILES {
+            let to = root.path().join(file);
+            std::fs::create_dir_all(to.parent().expect("a folder")).expect("dir");
+            std::fs::copy(repo.join(file), &to).expect(file);
+        }
+        let sandbox_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+            l.local_addr().expect("its address").port()
+        };
+        let config = knutpunkt::config::Config::from_toml_str(&format!(
+            "profile = \"development\"\n\
+             [external]\nhttp_bind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\n\
+             [http]\nbind = \"127.0.0.1:0\"\n\
+             [http.auth.residents]\ntype = \"bearer_jwt\"\n\
+             jwks_url = \"http://127.0.0.1:{sandbox_port}/sandbox/idp/jwks\"\n\
+             issuer = \"knut-sandbox-idp\"\naudience = \"{AUDIENCE}\"\n\
+             [admin]\nbind = \"127.0.0.1:0\"\n\
+             [sandbox]\nenabled = true\nbind = \"127.0.0.1:{sandbox_port}\"\n\
+             [store]\nurl = \"sqlite://{}/knut.db?mode=rwc\"\n",
+            root.path().display()
+        ))
+        .expect("config");
+        let system = knutpunkt::runtime::System::start(root.path(), &config)
+            .await
+            .expect("starts");
+        Access {
+            api: format!("http://{}", system.http_addr),
+            sandbox: format!("http://127.0.0.1:{sandbox_port}/sandbox"),
+            system,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            _root: root,
+        }
+    }
+
+    /// A token of the sandbox's test issuer with these claims.
+    pub async fn token(&self, claims: Value) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/idp/token", self.sandbox))
+            .json(&claims)
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("token JSON");
+        r["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// A valid sign-in of `person`.
+    pub async fn signed_in(&self, person: &str) -> String {
+        self.token(json!({"sub": format!("bankid-{}", &person[8..]), "aud": AUDIENCE, PERSONAL_NUMBER: person}))
+            .await
+    }
+
+    /// Metakatalogen's personId of a person, as the sandbox's citizen API gives it.
+    pub async fn person_id(&self, person: &str) -> String {
+        let id: Value = self
+            .http
+            .get(format!(
+                "{}/citizen/api/v3/citizen/2281/{person}/guid",
+                self.sandbox
+            ))
+            .send()
+            .await
+            .expect("guid")
+            .json()
+            .await
+            .expect("guid JSON");
+        id.as_str().expect("a personId").to_string()
+    }
+
+    /// POST a JSON body to the sandbox: status and body.
+    pub async fn sandbox_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.sandbox))
+            .json(body)
+            .send()
+            .await
+            .expect("sandbox POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The access audit's rows of `who` as actor, newest first.
+    pub async fn audit_of(&self, who: &str) -> Vec<knutpunkt::store::AccessAuditEntry> {
+        let store = &self.system.store;
+        store
+            .access_audit_query(&knutpunkt::store::AccessAuditQuery {
+                actor: Some(store.audit_hash(who).expect("a hash")),
+                ..Default::default()
+            })
+            .await
+            .expect("the audit")
+    }
+
+    /// GET `path` with `token` (none: anonymous): status, content type and JSON body.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, String, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.api));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("GET");
+        let status = r.status().as_u16();
+        let kind = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = r.json().await.unwrap_or(Value::Null);
+        (status, kind, body)
+    }
+}
+
+/// Whole years from `born` to today.
+pub fn age(born: NaiveDate) -> i32 {
+    let today = chrono::Local::now().date_naive();
+    let mut years = today.year() - born.year();
+    if (today.month(), today.day()) < (born.month(), born.day()) {
+        years -= 1;
+    }
+    years
+}
+
+pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("a date")
+}
+
+/// A token with `alg: none`: the claims of a valid one, no signature.
+pub fn unsigned(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{payload}.")
+}
+
+/// `token` with its payload's personal number changed, the signature kept.
+pub fn forged(token: &str, person: &str) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .expect("the payload is base64url"),
+    )
+    .expect("the payload is JSON");
+    claims[PERSONAL_NUMBER] = json!(person);
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    )
+}
+
+/// A token signed by a key of another issuer (its own Ed25519 key, its own `iss`).
+pub fn other_issuer(person: &str) -> String {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("a key");
+    let key = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("elsewhere-1".into());
+    let exp = chrono::Utc::now().timestamp() + 600;
+    jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "x", "iss": "https://idp.elsewhere.example", "aud": AUDIENCE,
+                "exp": exp, PERSONAL_NUMBER: person}),
+        &key,
+    )
+    .expect("signed")
+}
+
+pub fn assert_refused(what: &str, (status, kind, body): &(u16, String, Value)) {
+    assert_eq!(*status, 401, "{what}: {body}");
+    assert!(
+        kind.starts_with("application/problem+json"),
+        "{what}: {kind}"
+    );
+    assert!(body["detail"].is_string(), "{what}: {body}");
+    let text = body.to_string();
+    for person in [ASA, MARIA] {
+        assert!(
+            !text.contains(person),
+            "{what} echoes a personnummer: {text}"
+        );
+    }
+}
