@@ -40,6 +40,11 @@ pub const FILES: &[&str] = &[
     "adapters/citizen.yaml",
     "adapters/casedata.yaml",
     "adapters/oep-integrator.yaml",
+    "routes/me-delegations-create.yaml",
+    "routes/me-delegations.yaml",
+    "routes/me-delegations-revoke.yaml",
+    "schemas/delegation-request.v1.json",
+    "adapters/minaombud.yaml",
 ];
 
 /// A running knut over a root of the access routes, with its sandbox.
