@@ -66,6 +66,7 @@ const CASES: &[(&str, &str)] = &[
     ("casedata", "open-errand"),
     ("casedata", "update-extra-parameters"),
     ("casedata", "add-decision"),
+    ("casedata", "add-note"),
     ("elevregister", "list-placements"),
     ("elevregister", "get-group"),
     ("elevregister", "register-grade"),
@@ -232,6 +233,24 @@ async fn casedata_operations() {
         "APPROVAL"
     );
     assert_eq!(json_of(&errand)["status"]["statusType"], "Beslutad");
+
+    let noted = w
+        .call(
+            "casedata",
+            "add-note",
+            json!({"errandId": errand_id, "note": {"title": "Vårdnadshavare", "noteType": "INTERNAL",
+                   "text": "Inga rättigheter för vårdnadshavare har skapats."}}),
+        )
+        .await;
+    assert_eq!(noted.status, 201);
+    let errand = w
+        .call("casedata", "get-errand", json!({"errandId": errand_id}))
+        .await;
+    assert_eq!(
+        json_of(&errand)["notes"][0]["id"],
+        json_of(&noted)["noteId"]
+    );
+    assert_eq!(json_of(&errand)["notes"][0]["noteType"], "INTERNAL");
 }
 
 /// "My ongoing cases": the errands naming a person among their stakeholders, by personId.

@@ -181,6 +181,7 @@ const NOT_A_SUCCESS: &[(&str, &str, &str)] = &[
         "errand 1 is not in the seed",
     ),
     ("casedata", "add-decision", "errand 1 is not in the seed"),
+    ("casedata", "add-note", "errand 1 is not in the seed"),
     ("messaging", "get-status", "no message has that id"),
     (
         "larplattform",
@@ -615,6 +616,12 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             json!({"errandId": 1, "decision": {"decisionType": "FINAL", "decisionOutcome": "APPROVAL",
                    "description": "Skolval: placerad på Björkhagens skola",
                    "extraParameters": {"placedAt": "38120001"}}}),
+        ),
+        (
+            "casedata",
+            "add-note",
+            json!({"errandId": 1, "note": {"title": "Vårdnadshavare", "noteType": "INTERNAL",
+                   "text": "Barnet har skyddade personuppgifter: inga rättigheter för vårdnadshavare har skapats."}}),
         ),
         ("citizen", "get-person", json!({"personId": marta})),
         (

@@ -11,6 +11,7 @@
 //! | `GET`, `PATCH /{municipalityId}/{namespace}/errands/{errandId}/extraparameters` | the `ExtraParameter`s; PATCH adds or updates the given keys (never removes one) and answers them all |
 //! | `GET /{municipalityId}/{namespace}/errands/{errandId}/decisions`, `PATCH` the same | the `Decision`s; PATCH adds one (`decisionType`, `decisionOutcome`, …) → 201 + `Location` |
 //! | `GET /{municipalityId}/{namespace}/errands/{errandId}/decisions/{decisionId}` | one `Decision` |
+//! | `GET /{municipalityId}/{namespace}/errands/{errandId}/notes`, `PATCH` the same | the `Note`s; PATCH adds one (`title`, `text`, `noteType` `INTERNAL` or `PUBLIC`) → 201 + `Location`; 400 problem without a text or with another noteType |
 //! | `POST /_decide` | the case officer decides: `{errandId, outcome: APPROVAL \| REJECTION, description?, decidedBy?, extraParameters?}` (namespace `SBK_SCHOOL`, municipality 2281) → a FINAL decision on the errand, its status `Beslutad` |
 //!
 //! Errands are kept per municipality and namespace; ids count from 1. Every new decision
@@ -71,6 +72,10 @@ pub fn routes(world: Arc<World>) -> Router {
         .route(
             "/{municipality}/{namespace}/errands/{id}/decisions/{decision}",
             get(decision),
+        )
+        .route(
+            "/{municipality}/{namespace}/errands/{id}/notes",
+            get(notes).patch(add_note),
         )
         .route("/_decide", axum::routing::post(decide))
         .with_state(world)
@@ -389,6 +394,67 @@ async fn announce(w: &World, a: Announcement) -> Result<u16, String> {
     }
     let r = req.send().await.map_err(|e| e.to_string())?;
     Ok(r.status().as_u16())
+}
+
+async fn notes(
+    State(w): State<Arc<World>>,
+    Path((municipality, namespace, id)): Path<(String, String, String)>,
+) -> Response {
+    let mut errands = lock(&w.errands);
+    match find(&mut errands, &municipality, &namespace, &id) {
+        Some(e) => Json(e.get("notes").cloned().unwrap_or(json!([]))).into_response(),
+        None => not_found(&id),
+    }
+}
+
+/// A note for the case officer (`PATCH …/notes`): `text` required, `noteType` one of the
+/// contract's (`INTERNAL`, `PUBLIC`) when given.
+async fn add_note(
+    State(w): State<Arc<World>>,
+    Path((municipality, namespace, id)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut note = match object(&body) {
+        Ok(m) => m,
+        Err(why) => return bad_request(why),
+    };
+    if !note
+        .get("text")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.trim().is_empty())
+    {
+        return bad_request("text: must not be blank");
+    }
+    if note
+        .get("noteType")
+        .is_some_and(|t| !matches!(t.as_str(), Some("INTERNAL" | "PUBLIC")))
+    {
+        return bad_request("noteType: must be INTERNAL or PUBLIC");
+    }
+    let mut errands = lock(&w.errands);
+    let Some(errand) = find(&mut errands, &municipality, &namespace, &id) else {
+        return not_found(&id);
+    };
+    let Some(Value::Array(list)) = errand
+        .as_object_mut()
+        .map(|e| e.entry("notes").or_insert_with(|| json!([])))
+    else {
+        return bad_request("the errand's notes are not a list");
+    };
+    let note_id = list.len() + 1;
+    let stamp = now();
+    note.insert("id".into(), json!(note_id));
+    note.insert("created".into(), json!(stamp));
+    note.insert("updated".into(), json!(stamp));
+    list.push(Value::Object(note));
+    (
+        StatusCode::CREATED,
+        [(
+            header::LOCATION,
+            format!("/{municipality}/{namespace}/errands/{id}/notes/{note_id}"),
+        )],
+    )
+        .into_response()
 }
 
 async fn add_decision(
