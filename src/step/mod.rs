@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cache;
 pub mod call;
 pub mod choice;
+pub mod claim_check;
 pub mod csv_to_json;
 pub mod enrich;
 pub mod excel_to_json;
@@ -260,6 +261,10 @@ step_kinds! {
     /// Keep values under a key in a named cache of the state store (`set`, `add` to a set,
     /// `remove`, `delete`), or `get` what a key holds into the body.
     "cache" => Cache(cache::CacheSpec),
+    /// Claim check with single-use tickets: `issue` keeps a value in the state store and
+    /// gives an unguessable token for it; `redeem` says whether a presented token is good
+    /// and uses it up, once under any concurrency.
+    "claim_check" => ClaimCheck(claim_check::ClaimCheckSpec),
     /// Append one row to the access audit (who, on whose behalf, what, which right,
     /// allowed or not; the people hashed) before the message goes on unchanged.
     "audit" => Audit(audit::AuditSpec),
