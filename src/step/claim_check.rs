@@ -116,7 +116,9 @@ impl ClaimCheckSpec {
         .collect();
         match named.as_slice() {
             [one] => Ok(*one),
-            _ => Err("a claim_check step names exactly one of `issue`, `redeem` and `release`".into()),
+            _ => Err(
+                "a claim_check step names exactly one of `issue`, `redeem` and `release`".into(),
+            ),
         }
     }
 
@@ -170,7 +172,9 @@ impl StepKind for ClaimCheckSpec {
     }
 
     fn build(&self, at: &str, _res: &Resources) -> Result<Box<dyn Step>, BuildError> {
-        Ok(Box::new(ClaimCheck::new(self).map_err(|e| build_error(at, e))?))
+        Ok(Box::new(
+            ClaimCheck::new(self).map_err(|e| build_error(at, e))?,
+        ))
     }
 }
 
@@ -285,7 +289,13 @@ fn ticket(text: &str) -> Result<(DateTime<Utc>, Value), StepError> {
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .ok_or_else(bad)?
         .with_timezone(&Utc);
-    Ok((expires, stored.get_mut("value").map(Value::take).unwrap_or(Value::Null)))
+    Ok((
+        expires,
+        stored
+            .get_mut("value")
+            .map(Value::take)
+            .unwrap_or(Value::Null),
+    ))
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -342,8 +352,9 @@ impl Step for ClaimCheck {
                 let seconds = valid_for.unwrap_or_default();
                 let expires = Utc::now() + chrono::Duration::seconds(seconds);
                 let token = new_token();
-                let text = serde_json::to_string(&json!({"expires": rfc3339(expires), "value": given}))
-                    .map_err(|e| StepError::permanent(format!("claim_check: value: {e}")))?;
+                let text =
+                    serde_json::to_string(&json!({"expires": rfc3339(expires), "value": given}))
+                        .map_err(|e| StepError::permanent(format!("claim_check: value: {e}")))?;
                 let ttl = Duration::from_secs(seconds.unsigned_abs()) + self.keep;
                 cx.store
                     .cache_set(&self.name, &key_of(&token), &text, Some(ttl))
@@ -431,8 +442,14 @@ mod tests {
 
     #[test]
     fn exactly_one_operation_with_its_own_keys() {
-        assert_eq!(issue_spec_shape("{name: l, issue: ., valid_for: '60', into: x}"), Ok(Op::Issue));
-        assert_eq!(issue_spec_shape("{name: l, redeem: .t, into: x}"), Ok(Op::Redeem));
+        assert_eq!(
+            issue_spec_shape("{name: l, issue: ., valid_for: '60', into: x}"),
+            Ok(Op::Issue)
+        );
+        assert_eq!(
+            issue_spec_shape("{name: l, redeem: .t, into: x}"),
+            Ok(Op::Redeem)
+        );
         assert_eq!(issue_spec_shape("{name: l, release: .t}"), Ok(Op::Release));
         for (bad, says) in [
             ("{name: l}", "exactly one of"),
@@ -440,7 +457,10 @@ mod tests {
             ("{name: l, issue: ., into: x}", "needs `valid_for`"),
             ("{name: l, issue: ., valid_for: '1'}", "need `into`"),
             ("{name: l, redeem: .t}", "need `into`"),
-            ("{name: l, redeem: .t, into: x, keep: 1d}", "belong to `issue`"),
+            (
+                "{name: l, redeem: .t, into: x, keep: 1d}",
+                "belong to `issue`",
+            ),
             ("{name: l, release: .t, into: x}", "leave `into` out"),
             ("{name: ' ', release: .t}", "`name`"),
         ] {
@@ -480,12 +500,29 @@ mod tests {
             &cx,
         )
         .await;
-        let token = issued["link"]["token"].as_str().expect("a token").to_string();
+        let token = issued["link"]["token"]
+            .as_str()
+            .expect("a token")
+            .to_string();
         assert!(token_shaped(&token));
-        assert!(issued["link"]["expires"].as_str().is_some_and(|t| t.ends_with('Z')));
-        assert!(cx.store.cache_get("links", &token).await.expect("reads").is_empty());
+        assert!(
+            issued["link"]["expires"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
+        assert!(
+            cx.store
+                .cache_get("links", &token)
+                .await
+                .expect("reads")
+                .is_empty()
+        );
         assert_eq!(
-            cx.store.cache_get("links", &key_of(&token)).await.expect("reads").len(),
+            cx.store
+                .cache_get("links", &key_of(&token))
+                .await
+                .expect("reads")
+                .len(),
             1
         );
 
@@ -495,7 +532,10 @@ mod tests {
         assert_eq!(got["link"]["value"], json!({"caseId": "casedata-7"}));
         assert_eq!(got["link"]["expires"], issued["link"]["expires"]);
         let again = run(&redeem(), first.clone(), &cx).await;
-        assert_eq!(again["link"]["status"], "valid", "a retry of the same message");
+        assert_eq!(
+            again["link"]["status"], "valid",
+            "a retry of the same message"
+        );
         let second = run(&redeem(), Envelope::json(json!({"token": token})), &cx).await;
         assert_eq!(second["link"]["status"], "used", "{second}");
         assert_eq!(second["link"]["value"], json!({"caseId": "casedata-7"}));
@@ -517,10 +557,18 @@ mod tests {
     #[tokio::test]
     async fn a_released_use_can_be_made_again() {
         let cx = context().await;
-        let issued = run(&issue(), Envelope::json(json!({"caseId": "c", "seconds": 60})), &cx).await;
+        let issued = run(
+            &issue(),
+            Envelope::json(json!({"caseId": "c", "seconds": 60})),
+            &cx,
+        )
+        .await;
         let token = issued["link"]["token"].clone();
         let first = Envelope::json(json!({"token": token}));
-        assert_eq!(run(&redeem(), first.clone(), &cx).await["link"]["status"], "valid");
+        assert_eq!(
+            run(&redeem(), first.clone(), &cx).await["link"]["status"],
+            "valid"
+        );
         let release = step("{name: links, release: .token}");
         release.apply(first, &cx).await.expect("released");
         let other = run(&redeem(), Envelope::json(json!({"token": token})), &cx).await;
@@ -531,7 +579,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_redeems_use_it_once() {
         let cx = context().await;
-        let issued = run(&issue(), Envelope::json(json!({"caseId": "c", "seconds": 60})), &cx).await;
+        let issued = run(
+            &issue(),
+            Envelope::json(json!({"caseId": "c", "seconds": 60})),
+            &cx,
+        )
+        .await;
         let token = issued["link"]["token"].clone();
         let s = Arc::new(redeem());
         let tasks: Vec<_> = (0..8)
