@@ -45,6 +45,18 @@ pub const FILES: &[&str] = &[
     "routes/me-delegations-revoke.yaml",
     "schemas/delegation-request.v1.json",
     "adapters/minaombud.yaml",
+    "routes/guardian-rights.yaml",
+    "routes/case-approval.yaml",
+    "routes/guardian-approval-notify.yaml",
+    "schemas/case-opened.v1.json",
+    "schemas/guardian-approval.v1.json",
+    "settings/guardians.yaml",
+    "adapters/messaging.yaml",
+    "routes/case-link-create.yaml",
+    "routes/case-link-view.yaml",
+    "schemas/case-link-request.v1.json",
+    "schemas/settings/case-links.json",
+    "settings/case-links.yaml",
 ];
 
 /// A running knut over a root of the access routes, with its sandbox.

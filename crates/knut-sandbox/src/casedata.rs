@@ -418,10 +418,10 @@ async fn add_note(
         Ok(m) => m,
         Err(why) => return bad_request(why),
     };
-    if !note
+    if note
         .get("text")
         .and_then(Value::as_str)
-        .is_some_and(|t| !t.trim().is_empty())
+        .is_none_or(|t| t.trim().is_empty())
     {
         return bad_request("text: must not be blank");
     }
