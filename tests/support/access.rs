@@ -57,11 +57,6 @@ pub const FILES: &[&str] = &[
     "schemas/case-link-request.v1.json",
     "schemas/settings/case-links.json",
     "settings/case-links.yaml",
-    "routes/case-link-create.yaml",
-    "routes/case-link-view.yaml",
-    "schemas/case-link-request.v1.json",
-    "schemas/settings/case-links.json",
-    "settings/case-links.yaml",
 ];
 
 /// A running knut over a root of the access routes, with its sandbox.
