@@ -31,6 +31,8 @@ pub const SHIPPED_AUTH_TOML: &str = "[http.auth.operators]\ntype = \"bearer_jwt\
     jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n\
     [http.auth.residents]\ntype = \"bearer_jwt\"\n\
     jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n\
+    [http.auth.staff]\ntype = \"bearer_jwt\"\n\
+    jwks_url = \"http://127.0.0.1:9/jwks\"\nissuer = \"nobody\"\n\
     [http.auth.oep]\ntype = \"basic\"\nusername = \"oep-test\"\npassword_file = \"oep-password\"\n";
 
 /// The test password of OeP's pushes (in `<root>/oep-password`).
@@ -78,6 +80,12 @@ pub const SHIPPED_AUTH_ENV: &[(&str, &str)] = &[
         "http://127.0.0.1:9/jwks",
     ),
     ("KNUT__HTTP__AUTH__RESIDENTS__ISSUER", "nobody"),
+    ("KNUT__HTTP__AUTH__STAFF__TYPE", "bearer_jwt"),
+    (
+        "KNUT__HTTP__AUTH__STAFF__JWKS_URL",
+        "http://127.0.0.1:9/jwks",
+    ),
+    ("KNUT__HTTP__AUTH__STAFF__ISSUER", "nobody"),
     ("KNUT__HTTP__AUTH__OEP__TYPE", "basic"),
     ("KNUT__HTTP__AUTH__OEP__USERNAME", "oep-test"),
     ("KNUT__HTTP__AUTH__OEP__PASSWORD_FILE", "oep-password"),
