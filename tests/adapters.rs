@@ -62,6 +62,7 @@ const CASES: &[(&str, &str)] = &[
     ("elevregister", "add-absence"),
     ("elevregister", "list-absences"),
     ("casedata", "find-errand"),
+    ("casedata", "find-errand-by-id"),
     ("casedata", "list-person-errands"),
     ("casedata", "open-errand"),
     ("casedata", "update-extra-parameters"),
@@ -201,6 +202,24 @@ async fn casedata_operations() {
         .await;
     assert_eq!(json_of(&found)["content"][0]["id"], errand_id);
     assert!(w.last("casedata").path.contains("filter=externalCaseId"));
+    // An errand by its id: a page with it, or an empty one when there is none.
+    let by_id = w
+        .call(
+            "casedata",
+            "find-errand-by-id",
+            json!({"errandId": errand_id}),
+        )
+        .await;
+    assert_eq!(json_of(&by_id)["content"][0]["id"], errand_id);
+    assert_eq!(json_of(&by_id)["content"].as_array().map(Vec::len), Some(1));
+    let no_such = w
+        .call(
+            "casedata",
+            "find-errand-by-id",
+            json!({"errandId": 999_999}),
+        )
+        .await;
+    assert_eq!(json_of(&no_such)["content"], json!([]));
 
     let params = w
         .call(
