@@ -131,7 +131,14 @@ pub async fn run(on: On) {
         );
     }
     let mails = flow
-        .wait_calls("messaging", "POST", "/2281/email", 2, 30)
+        .wait_calls_where(
+            "messaging",
+            "POST",
+            "/2281/email",
+            |m| m["body"]["emailAddress"] == "admin@tallbacken.example",
+            2,
+            30,
+        )
         .await;
     assert_eq!(mails.len(), 2);
     for m in &mails {

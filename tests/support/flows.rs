@@ -206,6 +206,18 @@ impl Flow {
 
     /// The successful calls of `system` with this method whose path starts with `path`.
     pub async fn calls(&self, system: &str, method: &str, path: &str) -> Vec<Value> {
+        self.calls_where(system, method, path, |_| true).await
+    }
+
+    /// [`Flow::calls`] that `keep` keeps: a flow's own messages among those of the flows
+    /// running beside it (the seeded applications' guardian notices, say).
+    pub async fn calls_where(
+        &self,
+        system: &str,
+        method: &str,
+        path: &str,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         self.inbox(system)
             .await
             .into_iter()
@@ -213,6 +225,7 @@ impl Flow {
                 c["method"] == method
                     && c["fault"] != true
                     && c["path"].as_str().is_some_and(|p| p.starts_with(path))
+                    && keep(c)
             })
             .collect()
     }
@@ -227,9 +240,23 @@ impl Flow {
         n: usize,
         secs: u64,
     ) -> Vec<Value> {
+        self.wait_calls_where(system, method, path, |_| true, n, secs)
+            .await
+    }
+
+    /// [`Flow::wait_calls`] counting only the calls `keep` keeps.
+    pub async fn wait_calls_where(
+        &self,
+        system: &str,
+        method: &str,
+        path: &str,
+        keep: impl Fn(&Value) -> bool,
+        n: usize,
+        secs: u64,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let calls = self.calls(system, method, path).await;
+            let calls = self.calls_where(system, method, path, &keep).await;
             if calls.len() >= n {
                 return calls;
             }
