@@ -595,6 +595,7 @@ fn cases() -> Vec<(&'static str, &'static str, Value)> {
             "find-errand",
             json!({"externalCaseId": "OEP-412-90017"}),
         ),
+        ("casedata", "find-errand-by-id", json!({"errandId": 1})),
         (
             "casedata",
             "list-person-errands",
