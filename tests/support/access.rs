@@ -57,6 +57,16 @@ pub const FILES: &[&str] = &[
     "schemas/case-link-request.v1.json",
     "schemas/settings/case-links.json",
     "settings/case-links.yaml",
+    "fragments/guardian-approval-decide.yaml",
+    "fragments/staff-role.yaml",
+    "routes/case-approval-paper.yaml",
+    "schemas/guardian-paper-approval.v1.json",
+    "routes/me-sessions.yaml",
+    "routes/me-subscriptions-create.yaml",
+    "routes/me-subscriptions.yaml",
+    "routes/me-subscriptions-delete.yaml",
+    "schemas/subscription-request.v1.json",
+    "routes/guardian-subscription-notify.yaml",
 ];
 
 /// A running knut over a root of the access routes, with its sandbox.
