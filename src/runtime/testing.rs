@@ -91,6 +91,40 @@ pub struct Given {
     /// Keys of named caches (the `cache` step's), filled in this order.
     #[serde(default)]
     pub cache: Vec<GivenCache>,
+    /// Rows of the access audit written before the case (older than its own; `expect.audit`
+    /// compares only the case's own), for routes that read the audit (`audit_lookup`).
+    #[serde(default)]
+    pub audit: Vec<GivenAudit>,
+}
+
+/// One row of the access audit a case starts with; the people as they are (hashed as the
+/// `audit` step hashes them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GivenAudit {
+    /// What was done, e.g. `view-case`.
+    pub action: String,
+    /// Who did it (a personnummer in any form, or another identity).
+    pub actor: String,
+    /// On whose behalf.
+    #[serde(default)]
+    pub on_behalf_of: Option<String>,
+    /// What it concerned, e.g. a case id.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The right it was done under.
+    #[serde(default)]
+    pub right: Option<String>,
+    /// Whether it was allowed (default true).
+    #[serde(default = "yes")]
+    pub allowed: bool,
+    /// When (RFC 3339, in the past); default: an hour ago, a second apart in the given order.
+    #[serde(default)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One key of a cache, holding a value (`set`) or a set of named members (`add`).
@@ -133,6 +167,25 @@ async fn fill(store: &Store, given: &Given) -> Result<(), String> {
                 ));
             }
         }
+    }
+    // An hour ago, a second apart in the given order: older than anything the case writes.
+    let start = chrono::Utc::now() - chrono::Duration::hours(1);
+    for (i, a) in given.audit.iter().enumerate() {
+        let record = crate::store::AccessRecord {
+            at: a.at.unwrap_or(start + chrono::Duration::seconds(i as i64)),
+            actor: a.actor.clone(),
+            on_behalf_of: a.on_behalf_of.clone(),
+            action: a.action.clone(),
+            resource: a.resource.clone(),
+            right: a.right.clone(),
+            allowed: a.allowed,
+            route: "given".into(),
+            correlation_id: uuid::Uuid::now_v7(),
+        };
+        store
+            .access_audit_append(&record)
+            .await
+            .map_err(|e| format!("given.audit[{i}]: {e}"))?;
     }
     Ok(())
 }
@@ -248,7 +301,12 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 }
 
 /// The access audit's rows against what a case expects of them.
-async fn compare_audit(store: &Store, want: &[ExpectAudit], failures: &mut Vec<String>) {
+async fn compare_audit(
+    store: &Store,
+    given: usize,
+    want: &[ExpectAudit],
+    failures: &mut Vec<String>,
+) {
     let query = crate::store::AccessAuditQuery {
         limit: Some(crate::store::MAX_QUERY_LIMIT),
         ..Default::default()
@@ -261,6 +319,8 @@ async fn compare_audit(store: &Store, want: &[ExpectAudit], failures: &mut Vec<S
         }
     };
     rows.reverse();
+    // The rows the case was given are not its own.
+    let rows: Vec<_> = rows.into_iter().skip(given).collect();
     if rows.len() != want.len() {
         failures.push(format!(
             "audit: expected {} row(s), got {}: {:?}",
@@ -751,7 +811,7 @@ async fn run_case(
         );
     }
     if let Some(want) = &expect.audit {
-        compare_audit(&cx.store, want, &mut failures).await;
+        compare_audit(&cx.store, given.audit.len(), want, &mut failures).await;
     }
     if let Some(want) = &expect.parts
         && want.iter().map(String::as_str).ne(parts.iter().copied())

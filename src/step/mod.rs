@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod audit;
+pub mod audit_lookup;
 pub mod cache;
 pub mod call;
 pub mod choice;
@@ -268,6 +269,9 @@ step_kinds! {
     /// Append one row to the access audit (who, on whose behalf, what, which right,
     /// allowed or not; the people hashed) before the message goes on unchanged.
     "audit" => Audit(audit::AuditSpec),
+    /// Look up the access audit: for each question (who, on whose behalf, what, which
+    /// resources) how many allowed rows it holds and the newest one's time.
+    "audit_lookup" => AuditLookup(audit_lookup::AuditLookupSpec),
     /// Write a log line (personnummer are masked).
     "log" => Log(log::LogSpec),
     /// Answer the synchronous HTTP request that started this message.
