@@ -116,6 +116,7 @@ pub struct HttpFrom {
     /// `http.unauthenticated`); a bare `none` runs in development only.
     pub auth: HttpAuth,
     /// Body format checked at the door: a body that is not well-formed is answered 400.
+    /// Without it, a request with no body at all is the message JSON `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<BodyFormat>,
     /// Schema (name in `schemas/`) the body must satisfy, else 422. For XML the schema applies to its JSON form.

@@ -268,10 +268,16 @@ async fn accept_request(
                 ));
             }
         },
+        // No body where no format is declared (a POST that only says "this happened"): the
+        // message is JSON null, which jq programs read, rather than zero bytes they cannot.
+        None if raw.is_empty() => Some(BodyFormat::Json),
         None => None,
     };
     let parsed = match format {
         _ if from_query => Some(query_object(parts.uri.query())),
+        Some(BodyFormat::Json) if raw.is_empty() && route.spec.format.is_none() => {
+            Some(Value::Null)
+        }
         Some(BodyFormat::Json) => Some(
             codec::parse_json(&raw, &JsonLimits::default()).map_err(|e| {
                 Problem::new(

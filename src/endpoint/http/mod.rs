@@ -734,6 +734,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_empty_body_without_a_declared_format_is_json_null() {
+        let b = broker(&["ping"]).await;
+        let app = app(
+            &b,
+            vec![http_route("ping", spec("/api/ping", "none", None, None))],
+            None,
+        );
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/ping")
+            .body(HttpBody::empty())
+            .unwrap();
+        let (status, _, _) = send(&app, req).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let mut c = b.consume(&work_queue("ping"), 1).await.unwrap();
+        let d = c.next().await.unwrap();
+        assert_eq!(d.envelope.content_type, envelope::JSON);
+        assert_eq!(d.envelope.json_body().unwrap().into_owned(), Value::Null);
+    }
+
+    #[tokio::test]
     async fn api_key_auth() {
         let b = broker(&["pc"]).await;
         let app = app(
