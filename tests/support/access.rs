@@ -67,6 +67,7 @@ pub const FILES: &[&str] = &[
     "routes/me-subscriptions-delete.yaml",
     "schemas/subscription-request.v1.json",
     "routes/guardian-subscription-notify.yaml",
+    "routes/report-guardian-views.yaml",
 ];
 
 /// A running knut over a root of the access routes, with its sandbox.
