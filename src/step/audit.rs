@@ -328,35 +328,8 @@ mod tests {
         }
     }
 
-    struct Nothing;
-
-    #[async_trait]
-    impl crate::core::effects::Effects for Nothing {
-        async fn publish(&self, _: &str, _: &str, _: &Envelope) -> Result<(), StepError> {
-            Ok(())
-        }
-        async fn call(
-            &self,
-            a: &str,
-            o: &str,
-            _: &Envelope,
-        ) -> Result<crate::core::effects::AdapterResponse, StepError> {
-            Err(StepError::permanent(format!("no {a}.{o} here")))
-        }
-        async fn write_file(&self, _: &str, _: &str, _: bytes::Bytes) -> Result<(), StepError> {
-            Ok(())
-        }
-        async fn reply(&self, _: &str, _: &Envelope) -> Result<(), StepError> {
-            Ok(())
-        }
-    }
-
     async fn cx(store: Store) -> Context {
-        Context {
-            route: "guardian-case".into(),
-            effects: std::sync::Arc::new(Nothing),
-            store,
-        }
+        crate::step::test_effects::context("guardian-case", store)
     }
 
     // Fictional: valid check digits, never a real person.

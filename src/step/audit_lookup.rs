@@ -178,29 +178,6 @@ mod tests {
     const OTHER: &str = "198006112463";
     const CHILD: &str = "201304122383";
 
-    struct Nothing;
-
-    #[async_trait]
-    impl crate::core::effects::Effects for Nothing {
-        async fn publish(&self, _: &str, _: &str, _: &Envelope) -> Result<(), StepError> {
-            Ok(())
-        }
-        async fn call(
-            &self,
-            a: &str,
-            o: &str,
-            _: &Envelope,
-        ) -> Result<crate::core::effects::AdapterResponse, StepError> {
-            Err(StepError::permanent(format!("no {a}.{o} here")))
-        }
-        async fn write_file(&self, _: &str, _: &str, _: bytes::Bytes) -> Result<(), StepError> {
-            Ok(())
-        }
-        async fn reply(&self, _: &str, _: &Envelope) -> Result<(), StepError> {
-            Ok(())
-        }
-    }
-
     fn step(each: &str) -> AuditLookup {
         AuditLookup {
             each: compile("each", each).expect("compiles"),
@@ -233,11 +210,7 @@ mod tests {
         row(&store, 5, GUARDIAN, "casedata-8", true).await;
         // A refusal is no view.
         row(&store, 1, OTHER, "casedata-7", false).await;
-        let cx = Context {
-            route: "report".into(),
-            effects: std::sync::Arc::new(Nothing),
-            store,
-        };
+        let cx = crate::step::test_effects::context("report", store);
         // The guardian's number in another form is the same person.
         let s = step(
             r#".who[] | {actor: ., on_behalf_of: "20130412-2383", action: "view-case", resources: ["casedata-7", "oep-5003"]}"#,

@@ -390,26 +390,7 @@ impl Step for ClaimCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::effects::{AdapterResponse, Effects};
     use std::sync::Arc;
-
-    struct Nothing;
-
-    #[async_trait]
-    impl Effects for Nothing {
-        async fn publish(&self, _: &str, _: &str, _: &Envelope) -> Result<(), StepError> {
-            Ok(())
-        }
-        async fn call(&self, a: &str, o: &str, _: &Envelope) -> Result<AdapterResponse, StepError> {
-            Err(StepError::permanent(format!("no {a}.{o} here")))
-        }
-        async fn write_file(&self, _: &str, _: &str, _: bytes::Bytes) -> Result<(), StepError> {
-            Ok(())
-        }
-        async fn reply(&self, _: &str, _: &Envelope) -> Result<(), StepError> {
-            Ok(())
-        }
-    }
 
     fn spec(yaml: &str) -> ClaimCheckSpec {
         serde_saphyr::from_str(yaml).expect("a claim_check spec")
@@ -420,11 +401,10 @@ mod tests {
     }
 
     async fn context() -> Context {
-        Context {
-            route: Arc::from("r"),
-            effects: Arc::new(Nothing),
-            store: crate::store::Store::memory().await.expect("a store"),
-        }
+        crate::step::test_effects::context(
+            "r",
+            crate::store::Store::memory().await.expect("a store"),
+        )
     }
 
     async fn run(s: &ClaimCheck, m: Envelope, cx: &Context) -> Value {

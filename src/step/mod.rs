@@ -374,13 +374,21 @@ fn one_output(
         .ok_or_else(|| StepError::permanent(format!("{what}: the jq program gave no output")))
 }
 
+/// For the steps' unit tests: effects that go nowhere (publishes, files and replies
+/// vanish; every adapter call fails), and a context over them.
 #[cfg(test)]
-mod panic_tests {
-    use super::*;
-    use crate::core::effects::{AdapterResponse, Effects};
-    use bytes::Bytes;
+pub(crate) mod test_effects {
+    use std::sync::Arc;
 
-    struct Nothing;
+    use async_trait::async_trait;
+
+    use super::{Context, StepError};
+    use crate::core::effects::{AdapterResponse, Effects};
+    use crate::core::envelope::Envelope;
+    use crate::store::Store;
+
+    /// Effects that go nowhere.
+    pub(crate) struct Nothing;
 
     #[async_trait]
     impl Effects for Nothing {
@@ -390,13 +398,27 @@ mod panic_tests {
         async fn call(&self, a: &str, o: &str, _: &Envelope) -> Result<AdapterResponse, StepError> {
             Err(StepError::permanent(format!("no {a}.{o} here")))
         }
-        async fn write_file(&self, _: &str, _: &str, _: Bytes) -> Result<(), StepError> {
+        async fn write_file(&self, _: &str, _: &str, _: bytes::Bytes) -> Result<(), StepError> {
             Ok(())
         }
         async fn reply(&self, _: &str, _: &Envelope) -> Result<(), StepError> {
             Ok(())
         }
     }
+
+    /// A context of route `route` over [`Nothing`] and `store`.
+    pub(crate) fn context(route: &str, store: Store) -> Context {
+        Context {
+            route: Arc::from(route),
+            effects: Arc::new(Nothing),
+            store,
+        }
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
 
     struct Panics;
 
@@ -418,11 +440,7 @@ mod panic_tests {
                 step: Box::new(Panics),
             }],
         };
-        let cx = Context {
-            route: Arc::from("r"),
-            effects: Arc::new(Nothing),
-            store: crate::store::Store::memory().await.expect("a store"),
-        };
+        let cx = test_effects::context("r", crate::store::Store::memory().await.expect("a store"));
         let failure = pipeline
             .run(Envelope::json(serde_json::json!({})), &cx)
             .await
