@@ -7,6 +7,10 @@
 //! message cannot fill (a placeholder gives nothing or null) is a permanent failure, and a
 //! filled key no route binds is refused by the broker (`Unroutable`) — never dropped.
 //!
+//! With `with`, what is published is a jq program's output over the body (an event made of
+//! the message: `with: '{kind, errandId, recipients}'`), its key filled from that output,
+//! and the message goes on unchanged.
+//!
 //! An exchange of an outlet (`outlets/<name>.yaml`: a queue a system outside Knutpunkt reads)
 //! gets the message in the outlet's format: XML in its encoding, say (see [`crate::outlet`]).
 
@@ -53,6 +57,11 @@ pub struct PublishTarget {
     /// `application.{.familyId}.submitted`; a placeholder that gives nothing is a permanent
     /// failure, and a key no route binds is refused by the broker.
     pub key: String,
+    /// jq program over the body giving the message to publish (JSON); its key's
+    /// placeholders are filled from it, and the message goes on unchanged. Default: the
+    /// message as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
 }
 
 impl StepKind for PublishSpec {
@@ -65,6 +74,9 @@ impl StepKind for PublishSpec {
                 at.to_string()
             };
             cx.publish(&target, &t.exchange, &t.key);
+            if let Some(with) = &t.with {
+                cx.jq(&format!("{target}.with"), with);
+            }
         }
     }
 
@@ -89,6 +101,8 @@ struct Target {
     /// The key as written (names the derived message id, so ids stay stable).
     key: String,
     template: Option<Interpolated>,
+    /// What is published instead of the body.
+    with: Option<crate::expr::Program>,
     /// The outlet owning the exchange: the message is written in its format.
     outlet: Option<Outlet>,
 }
@@ -124,6 +138,11 @@ impl Publish {
                     exchange: t.exchange.clone(),
                     key: t.key.clone(),
                     template: template.has_placeholders().then_some(template),
+                    with: t
+                        .with
+                        .as_deref()
+                        .map(|w| super::compile("with", w))
+                        .transpose()?,
                     outlet: None,
                 })
             })
@@ -139,6 +158,29 @@ impl Publish {
 impl Step for Publish {
     async fn apply(&self, mut m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
         for t in &self.targets {
+            if let Some(with) = &t.with {
+                let made = {
+                    let body = m.json_body()?;
+                    super::eval_one(with, "publish with", &body, &m)?
+                };
+                let key = match &t.template {
+                    None => t.key.clone(),
+                    Some(template) => template
+                        .fill(&made, &vars(&m), str::to_string)
+                        .map_err(|e| StepError::permanent(format!("publish key: {e}")))?,
+                };
+                let out = m.derive(
+                    &format!("{}/{}/{}", self.path, t.exchange, t.key),
+                    crate::core::envelope::Body::Json(made),
+                    crate::core::envelope::JSON.to_string(),
+                );
+                let out = match &t.outlet {
+                    Some(outlet) => outlet.encode(&out).map_err(StepError::permanent)?,
+                    None => out,
+                };
+                cx.effects.publish(&t.exchange, &key, &out).await?;
+                continue;
+            }
             let key = match &t.template {
                 None => t.key.clone(),
                 Some(template) => {
