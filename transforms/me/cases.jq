@@ -77,8 +77,13 @@ def flow_instance: (.externalCaseId // "") | capture("^OEP-[0-9]+-(?<id>[0-9]+)$
             | map(select(.source == "casedata" or (.flowInstanceId as $f | any($opened[]; . == $f) | not))
                   | if .source == "casedata" and (.flowInstanceId as $f | any($posted[]; . == $f))
                     then .right = "own" else . end)
+            # The first right wins; a child the case concerns, known from a later way to it,
+            # is kept (a guardian's own school choice is still about the child).
             | reduce .[] as $c ({seen: {}, list: []};
-                if .seen[$c.id] then . else .seen[$c.id] = true | .list += [$c] end)
+                .seen[$c.id] as $at
+                | if $at == null then .seen[$c.id] = (.list | length) | .list += [$c]
+                  elif $c.concerns != null and .list[$at].concerns == null then .list[$at].concerns = $c.concerns
+                  else . end)
             | .list
             | map(with_entries(select(.value != null)))
             | sort_by(.updated // "") | reverse),
