@@ -12,7 +12,7 @@ mod access;
 use std::time::Duration;
 
 use access::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn my_dependants_only_to_a_signed_in_guardian() {
@@ -88,18 +88,7 @@ async fn my_dependants_only_to_a_signed_in_guardian() {
         assert_eq!(keys, ["age", "givenname", "lastname", "personId"], "{c}");
     }
     // The personId is Metakatalogen's, as the citizen API gives it for the child.
-    let viktor_id: Value = a
-        .http
-        .get(format!(
-            "{}/citizen/api/v3/citizen/2281/201002144572/guid",
-            a.sandbox
-        ))
-        .send()
-        .await
-        .expect("guid")
-        .json()
-        .await
-        .expect("guid JSON");
+    let viktor_id = a.person_id(VIKTOR).await;
     assert_eq!(children[0]["personId"], viktor_id);
     assert!(!body.to_string().contains("2010021"), "{body}");
 
@@ -111,21 +100,8 @@ async fn my_dependants_only_to_a_signed_in_guardian() {
     // The access audit holds one row for each answer, under the caller's hash — not the
     // number — and one for each request refused at the door: six without a valid token
     // (actor `anonymous`), one whose token names nobody (actor: the token, `jwt:<scheme>:<sub>`).
-    let store = &a.system.store;
-    let rows = |who: &str| {
-        let actor = store.audit_hash(who).expect("a hash");
-        async move {
-            store
-                .access_audit_query(&knutpunkt::store::AccessAuditQuery {
-                    actor: Some(actor),
-                    ..Default::default()
-                })
-                .await
-                .expect("the audit")
-        }
-    };
     for (who, name) in [(ASA, "Åsa"), (MARIA, "Maria")] {
-        let mine = rows(who).await;
+        let mine = a.audit_of(who).await;
         assert_eq!(mine.len(), 1, "{name}: {mine:?}");
         let row = &mine[0];
         assert_eq!(
@@ -136,7 +112,7 @@ async fn my_dependants_only_to_a_signed_in_guardian() {
         assert_eq!(row.route, "me-dependants");
         assert!(!format!("{row:?}").contains(who), "{name}: {row:?}");
     }
-    let refused = rows("anonymous").await;
+    let refused = a.audit_of("anonymous").await;
     assert_eq!(refused.len(), 6, "{refused:?}");
     assert!(
         refused.iter().all(|r| r.action == "refused-credentials"
@@ -145,7 +121,7 @@ async fn my_dependants_only_to_a_signed_in_guardian() {
             && r.route == "me-dependants"),
         "{refused:?}"
     );
-    let unnamed = rows("jwt:residents:x").await;
+    let unnamed = a.audit_of("jwt:residents:x").await;
     assert_eq!(unnamed.len(), 1, "{unnamed:?}");
     assert_eq!(
         (unnamed[0].action.as_str(), unnamed[0].allowed),
@@ -163,49 +139,9 @@ async fn my_cases_and_a_case_by_id_only_with_a_right() {
     let (elin_id, viktor_id) = (a.person_id(ELIN).await, a.person_id(VIKTOR).await);
 
     // Case management holds an errand about Elin (as the leave intake opens it) …
-    let (status, _) = a
-        .sandbox_post(
-            "/casedata/2281/SBK_SCHOOL/errands",
-            &json!({"caseType": "LEAVE_OF_ABSENCE", "channel": "ESERVICE", "priority": "MEDIUM",
-                    "description": "Ansökan om ledighet 2027-03-08–2027-03-10",
-                    "stakeholders": [{"type": "PERSON", "roles": ["STUDENT"], "personId": elin_id}]}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let errands: Value = a
-        .http
-        .get(format!("{}/casedata/2281/SBK_SCHOOL/errands", a.sandbox))
-        .send()
-        .await
-        .expect("errands")
-        .json()
-        .await
-        .expect("errands JSON");
-    let errand = errands["content"]
-        .as_array()
-        .and_then(|l| {
-            l.iter()
-                .find(|e| e["stakeholders"][0]["personId"] == json!(elin_id))
-        })
-        .expect("the errand")["id"]
-        .clone();
-    let elins = format!("casedata-{errand}");
+    let elins = a.elins_case().await;
     // … and OeP an application Viktor posted himself.
-    let xml = "<FlowInstance><Header><Flow><FamilyID>412</FamilyID><Version>4</Version></Flow>\
-               <Status><ID>77</ID><Name>Inkommen</Name></Status><Posted>2026-12-01T19:02:11</Posted>\
-               </Header><Values/></FlowInstance>";
-    let r = a
-        .http
-        .post(format!("{}/oep/_submit?poster={VIKTOR}", a.sandbox))
-        .body(xml)
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(r.status().as_u16(), 201);
-    let viktors = format!(
-        "oep-{}",
-        r.json::<Value>().await.expect("submitted")["flowInstanceID"]
-    );
+    let viktors = a.oep_case(VIKTOR).await;
 
     // Both guardians see both cases, each under the right the child's age gives.
     for (who, name) in [(ASA, "Åsa"), (MIKAEL, "Mikael")] {

@@ -13,97 +13,22 @@ mod access;
 use std::time::Duration;
 
 use access::*;
-use knutpunkt::core::envelope::Envelope;
 use serde_json::{Value, json};
 
 /// Nora Sjöberg, 17, with skyddad folkbokföring.
 const NORA: &str = "200903212488";
 
 impl Access {
-    /// An errand in the sandbox's case data about `child` (as the leave intake opens it),
-    /// announced by case-open's event; its id.
-    async fn leave_case(&self, child: &str, n: u32) -> u64 {
-        let child_id = self.person_id(child).await;
-        let external = format!("OEP-412-{n}");
-        let (status, _) = self
-            .sandbox_post(
-                "/casedata/2281/SBK_SCHOOL/errands",
-                &json!({"caseType": "LEAVE_OF_ABSENCE", "channel": "ESERVICE", "priority": "MEDIUM",
-                        "externalCaseId": external,
-                        "stakeholders": [
-                            {"type": "PERSON", "roles": ["APPLICANT"], "firstName": "Åsa", "lastName": "Sandberg",
-                             "contactInformation": [{"contactType": "EMAIL", "value": "asa.sandberg@exempel.se"}]},
-                            {"type": "PERSON", "roles": ["STUDENT"], "personId": child_id}]}),
-            )
-            .await;
-        assert_eq!(status, 201);
-        let found = self
-            .sandbox_get(&format!(
-                "/casedata/2281/SBK_SCHOOL/errands?filter=externalCaseId:'{external}'"
-            ))
-            .await;
-        let errand = &found["content"][0];
-        let id = errand["id"].as_u64().expect("an errand id");
-        let today = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string();
-        let opened = json!({"flow": "leave", "errandId": id, "errandNumber": errand["errandNumber"],
-                            "externalCaseId": external, "flowInstanceId": n.to_string(),
-                            "subject": {"flowInstanceId": n.to_string(), "posted": today,
-                                        "applicant": {"email": "asa.sandberg@exempel.se"},
-                                        "student": {"civicNo": child},
-                                        "period": {"start": "2027-03-08", "end": "2027-03-10"},
-                                        "reason": "Familjeresa"}});
-        self.system
-            .broker
-            .publish("case.events", "case.opened.leave", &Envelope::json(opened))
-            .await
-            .expect("published");
-        id
-    }
-
-    /// GET from the sandbox: the JSON answer.
-    async fn sandbox_get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.sandbox))
-            .send()
-            .await
-            .expect("sandbox GET")
-            .json()
-            .await
-            .expect("sandbox JSON")
-    }
-
-    /// The errand's extra parameters once `key` is among them (guardian-rights has run).
-    async fn parameters_once(&self, errand: u64, key: &str) -> Value {
-        for _ in 0..100 {
-            let e = self
-                .sandbox_get(&format!("/casedata/2281/SBK_SCHOOL/errands/{errand}"))
-                .await;
-            let params: serde_json::Map<String, Value> = e["extraParameters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| Some((p["key"].as_str()?.to_string(), p["values"].clone())))
-                .collect();
-            if params.contains_key(key) {
-                return Value::Object(params);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("errand {errand} never got {key}");
-    }
-
     /// POST a guardian's decision: status and body.
     async fn approve(&self, case: &str, decision: &str, token: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/cases/{case}/approval", self.api))
-            .bearer_auth(token)
-            .json(&json!({"decision": decision}))
-            .send()
-            .await
-            .expect("POST");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        let (status, _, body) = self
+            .post(
+                &format!("/api/v1/cases/{case}/approval"),
+                token,
+                &json!({"decision": decision}),
+            )
+            .await;
+        (status, body)
     }
 }
 
@@ -117,7 +42,7 @@ async fn a_childs_application_waits_for_a_guardian_and_moves_on_once_approved() 
     );
 
     // Elin is 14: her application waits for one guardian's approval, both are asked.
-    let elins = a.leave_case(ELIN, 7001).await;
+    let (elins, _) = a.leave_case(ELIN, 7001).await;
     let p = a.parameters_once(elins, "guardianApproval.status").await;
     assert_eq!(p["guardianRights"], json!(["approve"]), "{p}");
     assert_eq!(p["guardianApproval.status"], json!(["pending"]), "{p}");
@@ -129,16 +54,14 @@ async fn a_childs_application_waits_for_a_guardian_and_moves_on_once_approved() 
     want.sort();
     assert_eq!(asked, want, "{p}");
     // Viktor is 16: a view, nothing to approve. Nora is protected: nothing, and a note.
-    let viktors = a.leave_case(VIKTOR, 7002).await;
+    let (viktors, _) = a.leave_case(VIKTOR, 7002).await;
     let p = a.parameters_once(viktors, "guardianRights").await;
     assert_eq!(p["guardianRights"], json!(["view"]), "{p}");
     assert!(p.get("guardianApproval.status").is_none(), "{p}");
-    let noras = a.leave_case(NORA, 7003).await;
+    let (noras, _) = a.leave_case(NORA, 7003).await;
     let p = a.parameters_once(noras, "guardianRights").await;
     assert_eq!(p["guardianRights"], json!(["none-protected"]), "{p}");
-    let nora = a
-        .sandbox_get(&format!("/casedata/2281/SBK_SCHOOL/errands/{noras}"))
-        .await;
+    let nora = a.errand(noras).await;
     assert_eq!(nora["notes"][0]["noteType"], "INTERNAL", "{nora}");
 
     // The 16-year-old's guardian can view but not change anything; another person gets 404.

@@ -14,67 +14,13 @@ use access::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// POST `body` to `path` with `token`: status, content type and JSON body.
-async fn post(a: &Access, path: &str, token: Option<&str>, body: &Value) -> (u16, String, Value) {
-    let mut req = a.http.post(format!("{}{path}", a.api)).json(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let r = req.send().await.expect("POST");
-    let status = r.status().as_u16();
-    let kind = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    (status, kind, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Åsa makes a link to `case`: its path.
 async fn share(a: &Access, asa: &str, case: &str) -> String {
-    let (status, _, body) = post(
-        a,
-        &format!("/api/v1/cases/{case}/links"),
-        Some(asa),
-        &json!({}),
-    )
-    .await;
+    let (status, _, body) = a
+        .post(&format!("/api/v1/cases/{case}/links"), asa, &json!({}))
+        .await;
     assert_eq!(status, 201, "{body}");
     body["link"].as_str().expect("a link").to_string()
-}
-
-/// The errand about Elin that case management holds (as the leave intake opens it): its id
-/// as the API names it.
-async fn elins_case(a: &Access) -> String {
-    let elin_id = a.person_id(ELIN).await;
-    let (status, _) = a
-        .sandbox_post(
-            "/casedata/2281/SBK_SCHOOL/errands",
-            &json!({"caseType": "LEAVE_OF_ABSENCE", "channel": "ESERVICE", "priority": "MEDIUM",
-                    "description": "Ansökan om ledighet 2027-03-08–2027-03-10",
-                    "stakeholders": [{"type": "PERSON", "roles": ["STUDENT"], "personId": elin_id}]}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let errands: Value = a
-        .http
-        .get(format!("{}/casedata/2281/SBK_SCHOOL/errands", a.sandbox))
-        .send()
-        .await
-        .expect("errands")
-        .json()
-        .await
-        .expect("errands JSON");
-    let errand = errands["content"]
-        .as_array()
-        .and_then(|l| {
-            l.iter()
-                .find(|e| e["stakeholders"][0]["personId"] == json!(elin_id))
-        })
-        .expect("the errand")["id"]
-        .clone();
-    format!("casedata-{errand}")
 }
 
 fn assert_problem(what: &str, (status, kind, body): &(u16, String, Value), want: u16) {
@@ -92,17 +38,13 @@ fn assert_problem(what: &str, (status, kind, body): &(u16, String, Value), want:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_time_link_shows_the_case_once_to_a_signed_in_holder() {
     let a = Access::start().await;
-    let elins = elins_case(&a).await;
+    let elins = a.elins_case().await;
     let (asa, maria) = (a.signed_in(ASA).await, a.signed_in(MARIA).await);
 
     // Åsa shares Elin's case: a link and when it expires (24 hours by default).
-    let (status, _, made) = post(
-        &a,
-        &format!("/api/v1/cases/{elins}/links"),
-        Some(&asa),
-        &json!({}),
-    )
-    .await;
+    let (status, _, made) = a
+        .post(&format!("/api/v1/cases/{elins}/links"), &asa, &json!({}))
+        .await;
     assert_eq!(status, 201, "{made}");
     let link = made["link"].as_str().expect("a link").to_string();
     let token = link.strip_prefix("/api/v1/links/").expect("a link path");
@@ -111,13 +53,13 @@ async fn a_one_time_link_shows_the_case_once_to_a_signed_in_holder() {
         .expect("RFC 3339");
     let hours = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes();
     assert!((23 * 60..=24 * 60).contains(&hours), "{made}");
-    let (_, _, two_days) = post(
-        &a,
-        &format!("/api/v1/cases/{elins}/links"),
-        Some(&asa),
-        &json!({"validFor": "P2D"}),
-    )
-    .await;
+    let (_, _, two_days) = a
+        .post(
+            &format!("/api/v1/cases/{elins}/links"),
+            &asa,
+            &json!({"validFor": "P2D"}),
+        )
+        .await;
     let expires =
         chrono::DateTime::parse_from_rfc3339(two_days["expires"].as_str().expect("expires"))
             .expect("RFC 3339");
@@ -126,13 +68,13 @@ async fn a_one_time_link_shows_the_case_once_to_a_signed_in_holder() {
         "{two_days}"
     );
     // Longer than seven days, or a validFor that is no duration: refused, saying what to fix.
-    let too_long = post(
-        &a,
-        &format!("/api/v1/cases/{elins}/links"),
-        Some(&asa),
-        &json!({"validFor": "P8D"}),
-    )
-    .await;
+    let too_long = a
+        .post(
+            &format!("/api/v1/cases/{elins}/links"),
+            &asa,
+            &json!({"validFor": "P8D"}),
+        )
+        .await;
     assert_problem("P8D", &too_long, 422);
     assert!(
         too_long.2["detail"]
@@ -143,10 +85,9 @@ async fn a_one_time_link_shows_the_case_once_to_a_signed_in_holder() {
     );
     assert_problem(
         "24h",
-        &post(
-            &a,
+        &a.post(
             &format!("/api/v1/cases/{elins}/links"),
-            Some(&asa),
+            &asa,
             &json!({"validFor": "24h"}),
         )
         .await,
@@ -155,13 +96,8 @@ async fn a_one_time_link_shows_the_case_once_to_a_signed_in_holder() {
     // Maria has no right to Elin's case: she cannot share it (404, as for a case that does not exist).
     assert_problem(
         "Maria shares",
-        &post(
-            &a,
-            &format!("/api/v1/cases/{elins}/links"),
-            Some(&maria),
-            &json!({}),
-        )
-        .await,
+        &a.post(&format!("/api/v1/cases/{elins}/links"), &maria, &json!({}))
+            .await,
         404,
     );
 

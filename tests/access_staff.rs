@@ -15,7 +15,6 @@ mod access;
 use std::time::Duration;
 
 use access::*;
-use knutpunkt::core::envelope::Envelope;
 use serde_json::{Value, json};
 
 /// The school unit (Björkhagens skola, grundskola) where the test places Elin and Viktor:
@@ -24,154 +23,10 @@ const SCHOOL: &str = "38120001";
 /// The subject of a subscriber's notice (routes/guardian-approval-notify.yaml, `submitted`).
 const SUBMITTED: &str = "Ditt barn har skickat in en ansökan";
 
-/// An HTTP answer: status, content type, the body as text.
-struct Answer {
-    status: u16,
-    kind: String,
-    text: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or(Value::Null)
-    }
-
-    /// The problem's `type` ends with `kind`.
-    fn is_problem(&self, status: u16, kind: &str) -> bool {
-        self.status == status
-            && self.kind.starts_with("application/problem+json")
-            && self.json()["type"]
-                .as_str()
-                .unwrap_or_default()
-                .ends_with(kind)
-    }
-}
-
 impl Access {
-    /// A request to the API with `token` and, when given, a JSON body.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-    ) -> Answer {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.api))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let r = req.send().await.expect("request");
-        let status = r.status().as_u16();
-        let kind = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        Answer {
-            status,
-            kind,
-            text: r.text().await.expect("a body"),
-        }
-    }
-
     /// A token of the `staff` scheme: an employee `sub` with `roles`.
     async fn staff(&self, sub: &str, roles: &[&str]) -> String {
         self.token(json!({"sub": sub, "roles": roles})).await
-    }
-
-    /// GET from the sandbox: the JSON answer.
-    async fn sandbox_get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.sandbox))
-            .send()
-            .await
-            .expect("sandbox GET")
-            .json()
-            .await
-            .expect("sandbox JSON")
-    }
-
-    /// The errand in the sandbox's case data.
-    async fn errand(&self, id: u64) -> Value {
-        self.sandbox_get(&format!("/casedata/2281/SBK_SCHOOL/errands/{id}"))
-            .await
-    }
-
-    /// An errand in the sandbox's case data about `child` (as the leave intake opens it:
-    /// transforms/casedata/leave-errand.json.tera, the child by personId among the
-    /// stakeholders and by personnummer in the extra parameters), announced by case-open's event `case.opened.leave`: its id and errand number.
-    async fn leave_case(&self, child: &str, n: u32) -> (u64, String) {
-        let child_id = self.person_id(child).await;
-        let external = format!("OEP-412-{n}");
-        let (status, body) = self
-            .sandbox_post(
-                "/casedata/2281/SBK_SCHOOL/errands",
-                &json!({"caseType": "LEAVE_OF_ABSENCE", "channel": "ESERVICE", "priority": "MEDIUM",
-                        "externalCaseId": external,
-                        "stakeholders": [
-                            {"type": "PERSON", "roles": ["APPLICANT"], "firstName": "Åsa", "lastName": "Sandberg",
-                             "contactInformation": [{"contactType": "EMAIL", "value": "asa.sandberg@exempel.se"}]},
-                            {"type": "PERSON", "roles": ["STUDENT"], "personId": child_id}],
-                        "extraParameters": [
-                            {"key": "flow", "values": ["leave"]},
-                            {"key": "flowInstanceId", "values": [n.to_string()]},
-                            {"key": "student.civicNo", "values": [child]}]}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let found = self
-            .sandbox_get(&format!(
-                "/casedata/2281/SBK_SCHOOL/errands?filter=externalCaseId:'{external}'"
-            ))
-            .await;
-        let errand = &found["content"][0];
-        let id = errand["id"].as_u64().expect("an errand id");
-        let number = errand["errandNumber"]
-            .as_str()
-            .expect("an errand number")
-            .to_string();
-        let today = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S").to_string();
-        let opened = json!({"flow": "leave", "errandId": id, "errandNumber": number,
-                            "externalCaseId": external, "flowInstanceId": n.to_string(),
-                            "subject": {"flowInstanceId": n.to_string(), "posted": today,
-                                        "applicant": {"email": "asa.sandberg@exempel.se"},
-                                        "student": {"civicNo": child},
-                                        "period": {"start": "2027-03-08", "end": "2027-03-10"},
-                                        "reason": "Familjeresa"}});
-        self.system
-            .broker
-            .publish("case.events", "case.opened.leave", &Envelope::json(opened))
-            .await
-            .expect("published");
-        (id, number)
-    }
-
-    /// The errand's extra parameters (key → values).
-    async fn parameters(&self, errand: u64) -> Value {
-        let e = self.errand(errand).await;
-        let params: serde_json::Map<String, Value> = e["extraParameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| Some((p["key"].as_str()?.to_string(), p["values"].clone())))
-            .collect();
-        Value::Object(params)
-    }
-
-    /// The errand's extra parameters once `key` is among them (guardian-rights has run).
-    async fn parameters_once(&self, errand: u64, key: &str) -> Value {
-        for _ in 0..150 {
-            let p = self.parameters(errand).await;
-            if p.get(key).is_some() {
-                return p;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("errand {errand} never got {key}");
     }
 
     /// What the sandbox's messaging received: the bodies of the calls, oldest first.
@@ -210,19 +65,6 @@ impl Access {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("no notice of {number} to {to}: {:?}", self.messages().await);
-    }
-}
-
-/// No personnummer of the family (in any common spelling) in `text`.
-fn assert_no_personnummer(what: &str, text: &str) {
-    for p in [ASA, MIKAEL, MARIA, ELIN, VIKTOR] {
-        for shape in [
-            p.to_string(),
-            p[2..].to_string(),
-            format!("{}-{}", &p[..8], &p[8..]),
-        ] {
-            assert!(!text.contains(&shape), "{what} holds {shape}: {text}");
-        }
     }
 }
 
@@ -614,96 +456,30 @@ async fn a_study_counsellor_sees_which_guardians_viewed() {
 /// `knutpunkt-mina-sidor`) is not a staff token, 401 at the door.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resident_token_is_not_a_staff_token() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = tempfile::tempdir().expect("root");
-    for file in FILES {
-        let to = root.path().join(file);
-        std::fs::create_dir_all(to.parent().expect("a folder")).expect("dir");
-        std::fs::copy(repo.join(file), &to).expect(file);
-    }
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-        l.local_addr().expect("its address").port()
-    };
-    let scheme = |name: &str, audience: &str| {
-        format!(
-            "[http.auth.{name}]\ntype = \"bearer_jwt\"\n\
-             jwks_url = \"http://127.0.0.1:{port}/sandbox/idp/jwks\"\n\
-             issuer = \"knut-sandbox-idp\"\naudience = \"{audience}\"\n"
+    let a =
+        Access::start_with_schemes(&[("residents", AUDIENCE), ("staff", "knutpunkt-staff")]).await;
+    let paper = json!({"guardian": MIKAEL, "decision": "approve", "signedOn": "2026-01-05",
+                       "basis": "Blankett inkommen per post"});
+    let post = async |token: String| {
+        a.post(
+            "/api/v1/cases/casedata-999999/approval/paper",
+            &token,
+            &paper,
         )
-    };
-    let config = knutpunkt::config::Config::from_toml_str(&format!(
-        "profile = \"development\"\n\
-         [external]\nhttp_bind = \"127.0.0.1:0\"\nadmin_bind = \"127.0.0.1:0\"\n\
-         [http]\nbind = \"127.0.0.1:0\"\n{}{}\
-         [admin]\nbind = \"127.0.0.1:0\"\n\
-         [sandbox]\nenabled = true\nbind = \"127.0.0.1:{port}\"\n\
-         [store]\nurl = \"sqlite://{}/knut.db?mode=rwc\"\n",
-        scheme("residents", AUDIENCE),
-        scheme("staff", "knutpunkt-staff"),
-        root.path().display()
-    ))
-    .expect("config");
-    let system = knutpunkt::runtime::System::start(root.path(), &config)
         .await
-        .expect("starts");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    let token = |claims: Value| {
-        let http = http.clone();
-        async move {
-            let r: Value = http
-                .post(format!("http://127.0.0.1:{port}/sandbox/idp/token"))
-                .json(&claims)
-                .send()
-                .await
-                .expect("token")
-                .json()
-                .await
-                .expect("token JSON");
-            r["access_token"].as_str().expect("a token").to_string()
-        }
-    };
-    let post = |token: String| {
-        let http = http.clone();
-        let url = format!(
-            "http://{}/api/v1/cases/casedata-999999/approval/paper",
-            system.http_addr
-        );
-        async move {
-            let r = http
-                .post(url)
-                .bearer_auth(token)
-                .json(
-                    &json!({"guardian": MIKAEL, "decision": "approve", "signedOn": "2026-01-05",
-                              "basis": "Blankett inkommen per post"}),
-                )
-                .send()
-                .await
-                .expect("POST");
-            let status = r.status().as_u16();
-            let kind = r
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            (status, kind, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
     };
 
-    let resident =
-        token(json!({"sub": "bankid-2463", "aud": AUDIENCE, PERSONAL_NUMBER: ASA})).await;
+    let resident = a
+        .token(json!({"sub": "bankid-2463", "aud": AUDIENCE, PERSONAL_NUMBER: ASA}))
+        .await;
     assert_refused(
         "a resident's token on the staff path",
         &post(resident).await,
     );
     // A staff token of that audience passes the door: the route answers (no such errand).
-    let officer =
-        token(json!({"sub": "hl-per", "aud": "knutpunkt-staff", "roles": ["case-officer"]})).await;
+    let officer = a
+        .token(json!({"sub": "hl-per", "aud": "knutpunkt-staff", "roles": ["case-officer"]}))
+        .await;
     let (status, _, body) = post(officer).await;
     assert_eq!(status, 404, "{body}");
     assert!(
@@ -714,14 +490,7 @@ async fn a_resident_token_is_not_a_staff_token() {
         "{body}"
     );
 
-    let store = &system.store;
-    let refused = store
-        .access_audit_query(&knutpunkt::store::AccessAuditQuery {
-            actor: Some(store.audit_hash("anonymous").expect("a hash")),
-            ..Default::default()
-        })
-        .await
-        .expect("the audit");
+    let refused = a.audit_of("anonymous").await;
     assert!(
         refused.iter().any(|r| r.action == "refused-credentials"
             && !r.allowed
@@ -729,5 +498,5 @@ async fn a_resident_token_is_not_a_staff_token() {
         "{refused:?}"
     );
 
-    system.shutdown(Duration::from_secs(5)).await;
+    a.system.shutdown(Duration::from_secs(5)).await;
 }
