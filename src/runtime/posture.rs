@@ -83,7 +83,8 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The routes of `planes` that write the access audit (an `audit` step, in any branch).
+/// The routes of `planes` that keep the access audit: write it (an `audit` step) or read it
+/// (`audit_lookup`), in any branch — both hash people with the audit key.
 pub fn audit_routes<'a>(routes: &'a [LoadedRoute], planes: &[Plane]) -> Vec<&'a str> {
     routes
         .iter()
@@ -91,7 +92,7 @@ pub fn audit_routes<'a>(routes: &'a [LoadedRoute], planes: &[Plane]) -> Vec<&'a 
         .filter(|r| {
             crate::route::check::steps_with_paths(&r.route)
                 .iter()
-                .any(|(_, s)| s.kind() == "audit")
+                .any(|(_, s)| matches!(s.kind(), "audit" | "audit_lookup"))
         })
         .map(|r| r.route.route.as_str())
         .collect()
@@ -594,6 +595,26 @@ mod tests {
         let stray = format!("{base}[http]\nunauthenticated = [\"gone\"]\n");
         let found = problems(&config(&stray), &[], []).join("\n");
         assert!(found.contains("lists `gone`"), "{found}");
+    }
+
+    #[test]
+    fn a_route_that_only_reads_the_access_audit_needs_its_key_too() {
+        // audit_lookup hashes the people it asks about with the same key: without it the
+        // route could only fail at its first message.
+        let report = crate::route::load::load_route_str(
+            Path::new("routes/report.yaml"),
+            "route: report\nfrom:\n  queue: { exchange: x, keys: [k] }\nsteps:\n  - audit_lookup: { each: '.pairs[]', into: views }\n",
+        )
+        .expect("route");
+        let routes = std::slice::from_ref(&report);
+        let all = [Plane::Internal, Plane::External];
+        let base = "[broker]\nurl = \"amqps://knut@rabbit/school\"\n";
+        assert_eq!(audit_routes(routes, &all), ["report"]);
+        let found = problems_in(&config(base), routes, &all, [], &|_: &str| None).join("\n");
+        assert!(
+            found.contains("`report`") && found.contains("KNUT_AUDIT_KEY"),
+            "{found}"
+        );
     }
 
     #[test]

@@ -227,6 +227,11 @@ impl Cache {
 /// A set member's name: a hash of the value's JSON text (the value itself may be personal
 /// data and stays out of the key).
 fn member_of(text: &str) -> String {
+    sha256_hex(text)
+}
+
+/// The SHA-256 of `text` in lower-case hex: a store key that never shows what it stands for.
+pub(crate) fn sha256_hex(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -39,7 +39,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::kind::{CheckCx, Problems, StepKind, build_error};
 use super::{BuildError, Context, Step, StepError, compile, eval_one};
@@ -237,10 +236,7 @@ fn token_shaped(text: &str) -> bool {
 
 /// The key a token's value is kept under: its SHA-256, hex.
 fn key_of(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::cache::sha256_hex(token)
 }
 
 fn store_error(e: impl std::fmt::Display) -> StepError {
