@@ -16,6 +16,7 @@
 //! |---|---|
 //! | `GET /healthz`, `/readyz`, `/metrics` (unless public) | `viewer` |
 //! | `GET /api/routes` | `viewer` |
+//! | `GET /api/trace/{id}` (a message's journey, [`super::trace`]) | `viewer` |
 //! | `/api/routes/{id}/dlq…` | `operator` (bodies and reasons masked; `personal_data` too to see personnummer) |
 //! | `POST /api/routes/{id}/messages` | `injector`, and only where `admin.allow_injection` |
 //! | `GET /api/audit` | `operator` |

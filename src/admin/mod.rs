@@ -8,6 +8,7 @@
 //! | `GET /api/routes` | the running routes as a JSON list of [`RouteInfo`] |
 //! | `POST /api/routes/{id}/messages` | hand a message to a route (`knut send`; [`crate::runtime::send_router`]) |
 //! | `/api/routes/{id}/dlq…` | the route's dead letters: list, show, replay, discard ([`dlq`], `knut dlq`) |
+//! | `GET /api/trace/{id}` | a message's journey from the journal, by correlation id or business key ([`trace`], `knut trace`) |
 //!
 //! Anything else is answered with an RFC 9457 `application/problem+json` body.
 //! The admin port is meant for operators and scrapers on the internal network (it binds
@@ -16,6 +17,7 @@
 pub mod auth;
 pub mod dead_letters;
 pub mod dlq;
+pub mod trace;
 
 use std::fmt;
 use std::future::Future;

@@ -7,6 +7,7 @@ pub mod effects;
 pub mod envelope;
 pub mod error;
 pub mod files;
+pub mod keys;
 pub mod problem;
 pub mod redact;
 pub mod suggest;

@@ -25,7 +25,7 @@ macro_rules! store_conformance_suite {
             release_of_a_message_frees_its_keys, claim_race_has_one_winner, aggregate_orders_and_dedupes, aggregate_take_once,
             aggregate_take_race_has_one_winner, aggregate_add_and_take_lose_nothing,
             aggregate_claim_holds_the_group, aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
-            journal_round_trip, lease_has_one_holder_until_released_or_expired,
+            journal_round_trip, journal_keys_find_every_correlation_id, lease_has_one_holder_until_released_or_expired,
             audit_newest_first, cache_set_add_get_delete_and_expire, access_audit_append_and_query);
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -55,6 +55,7 @@ pub async fn run_all(a: &Store, b: &Store) {
     watermark_round_trip(a, b).await;
     mark_seen_once(a, b).await;
     journal_round_trip(a, b).await;
+    journal_keys_find_every_correlation_id(a, b).await;
     lease_has_one_holder_until_released_or_expired(a, b).await;
     audit_newest_first(a, b).await;
     cache_set_add_get_delete_and_expire(a, b).await;
@@ -839,6 +840,123 @@ pub async fn journal_round_trip(a: &Store, b: &Store) {
         vec![other]
     );
     assert!(a.journal_for(Uuid::now_v7()).await.unwrap().is_empty());
+}
+
+/// Business keys: noted once per key and correlation id (again is no error, the first time
+/// stays), found by value (of any key, or of one), listed per correlation id; the hops of
+/// several correlation ids come back in time order, the first `limit` of them.
+pub async fn journal_keys_find_every_correlation_id(a: &Store, b: &Store) {
+    use super::JournalKey;
+    let (application, decision, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    // A value no other test (or earlier run on a shared database) writes.
+    let value = format!("9{}", &Uuid::now_v7().simple().to_string()[20..]);
+    let number = format!("PRH-{}", &Uuid::now_v7().simple().to_string()[20..]);
+    let key = |name: &str, value: &str, correlation_id: Uuid, micros: i64| {
+        (
+            JournalKey {
+                name: name.into(),
+                value: value.into(),
+                correlation_id,
+            },
+            at(micros),
+        )
+    };
+    let t0 = 1_714_540_000_000_000;
+    a.journal_keys_many(&[
+        key("flowInstanceId", &value, application, t0),
+        key("errandNumber", &number, application, t0 + 1),
+    ])
+    .await
+    .unwrap();
+    // Again, later, from the other instance: no error, and the first time stays.
+    b.journal_keys_many(&[
+        key("errandNumber", &number, decision, t0 + 10),
+        key("flowInstanceId", &value, application, t0 + 20),
+        key("errandNumber", &value, other, t0 + 30),
+    ])
+    .await
+    .unwrap();
+    b.journal_keys_many(&[]).await.unwrap();
+
+    let found = b.journal_key_correlations(None, &value, 10).await.unwrap();
+    assert_eq!(
+        found
+            .iter()
+            .map(|k| (k.name.as_str(), k.correlation_id))
+            .collect::<Vec<_>>(),
+        [("flowInstanceId", application), ("errandNumber", other)],
+        "first noted first"
+    );
+    let one = a
+        .journal_key_correlations(Some("flowInstanceId"), &value, 10)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].correlation_id, application);
+    assert_eq!(
+        b.journal_key_correlations(None, &value, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        a.journal_key_correlations(None, "nothing-here", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let by_number = a.journal_key_correlations(None, &number, 10).await.unwrap();
+    assert_eq!(
+        by_number
+            .iter()
+            .map(|k| k.correlation_id)
+            .collect::<Vec<_>>(),
+        [application, decision]
+    );
+    let mut of = a.journal_keys_of(&[application, decision]).await.unwrap();
+    of.sort();
+    let mut want = vec![
+        key("errandNumber", &number, application, 0).0,
+        key("errandNumber", &number, decision, 0).0,
+        key("flowInstanceId", &value, application, 0).0,
+    ];
+    want.sort();
+    assert_eq!(of, want);
+    assert!(a.journal_keys_of(&[]).await.unwrap().is_empty());
+
+    // The hops of both correlation ids, in time order, written from both instances.
+    let hop = |micros: i64, correlation_id: Uuid, route: &str| JournalEntry {
+        at: at(micros),
+        message_id: Uuid::now_v7(),
+        correlation_id,
+        route: route.into(),
+        step: "end".into(),
+        outcome: "ok".into(),
+        duration_us: 7,
+        detail: Some("HTTP 200".into()),
+    };
+    let hops = vec![
+        hop(t0 + 100, application, "leave-application-in"),
+        hop(t0 + 200, application, "case-open"),
+        hop(t0 + 300, decision, "case-decision-in"),
+        hop(t0 + 400, decision, "oep-decision-status"),
+    ];
+    b.journal_many(&[hops[3].clone(), hops[1].clone()])
+        .await
+        .unwrap();
+    a.journal_many(&[hops[0].clone(), hops[2].clone(), hop(t0 + 150, other, "x")])
+        .await
+        .unwrap();
+    assert_eq!(
+        b.journal_of(&[decision, application], 100).await.unwrap(),
+        hops
+    );
+    assert_eq!(
+        a.journal_of(&[application, decision], 3).await.unwrap(),
+        hops[..3]
+    );
+    assert!(a.journal_of(&[], 10).await.unwrap().is_empty());
 }
 
 /// A lease: one holder at a time, renewable by its holder, free after release or expiry.

@@ -49,6 +49,11 @@ const SQLITE: &[Source] = &[
         "access audit",
         include_str!("../../migrations/sqlite/0006_access_audit.sql"),
     ),
+    (
+        7,
+        "journal keys",
+        include_str!("../../migrations/sqlite/0007_journal_keys.sql"),
+    ),
 ];
 
 const POSTGRES: &[Source] = &[
@@ -81,6 +86,11 @@ const POSTGRES: &[Source] = &[
         6,
         "access audit",
         include_str!("../../migrations/postgres/0006_access_audit.sql"),
+    ),
+    (
+        7,
+        "journal keys",
+        include_str!("../../migrations/postgres/0007_journal_keys.sql"),
     ),
 ];
 

@@ -6,7 +6,8 @@
 //!   [`Store::aggregate_expired`]),
 //! - **poll** watermarks and per-item dedupe ([`Store::watermark`], [`Store::is_seen`],
 //!   [`Store::mark_seen`]),
-//! - the **message journal**, one row per hop and never a body ([`Store::journal`]),
+//! - the **message journal**, one row per hop and never a body ([`Store::journal`]), and
+//!   the business keys its messages carried ([`Store::journal_keys_many`]),
 //! - the **access audit**, who accessed whose data under which right, the people hashed
 //!   ([`Store::access_audit_append`], [`Store::access_audit_query`]).
 //!
@@ -24,6 +25,7 @@
 mod access;
 pub mod conformance;
 mod error;
+mod journal;
 mod migrate;
 
 pub use access::{
@@ -31,6 +33,7 @@ pub use access::{
     has_personnummer_shape, normalise as normalise_identity,
 };
 pub use error::StoreError;
+pub use journal::JournalKey;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
