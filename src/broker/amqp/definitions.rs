@@ -332,13 +332,71 @@ pub struct PlaneDefinitions {
     pub definitions: Definitions,
 }
 
-/// `^(a|b|…)$` of the names (escaped) and the extra patterns (as they are).
+/// `^(…)$` matching exactly the names and the extra patterns (as they are). The names are
+/// written as a trie, names sharing a prefix sharing it in the pattern
+/// (`knut\.dlq\.(?:a|b)`): RabbitMQ compiles a permission with Erlang's PCRE, which refuses
+/// a pattern too large to compile (about 64 KiB), and the shipped routes' 1,200 queue names
+/// listed one by one did not fit (`rabbitmqctl import_definitions` failed).
 fn only(names: impl IntoIterator<Item = String>, patterns: &[&str]) -> String {
-    let mut parts: Vec<String> = names.into_iter().map(|n| regex::escape(&n)).collect();
+    let names: std::collections::BTreeSet<String> = names.into_iter().collect();
+    let words: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut parts: Vec<String> = Vec::new();
+    if !words.is_empty() {
+        parts.push(trie(&words));
+    }
     parts.extend(patterns.iter().map(|p| p.to_string()));
     parts.sort();
     parts.dedup();
     format!("^({})$", parts.join("|"))
+}
+
+/// A pattern matching exactly `words` (sorted, no duplicates), escaped, as a trie.
+fn trie(words: &[&str]) -> String {
+    let mut branches = Vec::new();
+    let mut optional = false;
+    let mut i = 0;
+    while i < words.len() {
+        let Some(first) = words[i].chars().next() else {
+            // The empty word: what precedes this group may end here.
+            optional = true;
+            i += 1;
+            continue;
+        };
+        let group: Vec<&str> = words[i..]
+            .iter()
+            .take_while(|w| w.starts_with(first))
+            .copied()
+            .collect();
+        i += group.len();
+        let prefix = common_prefix(&group);
+        let rest: Vec<&str> = group.iter().map(|w| &w[prefix.len()..]).collect();
+        let tail = if rest.len() == 1 {
+            String::new()
+        } else {
+            trie(&rest)
+        };
+        branches.push(format!("{}{tail}", regex::escape(prefix)));
+    }
+    match (branches.len(), optional) {
+        (0, _) => String::new(),
+        (1, false) => branches.remove(0),
+        (_, false) => format!("(?:{})", branches.join("|")),
+        (_, true) => format!("(?:{})?", branches.join("|")),
+    }
+}
+
+/// The longest prefix all of `words` (at least one) share, on character boundaries.
+fn common_prefix<'a>(words: &[&'a str]) -> &'a str {
+    let first = words[0];
+    let mut end = 0;
+    for (at, c) in first.char_indices() {
+        if words[1..].iter().all(|w| w[at..].starts_with(c)) {
+            end = at + c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    &first[..end]
 }
 
 /// A plane user's permissions on its own vhost: exactly its exchanges and queues (and its
@@ -436,6 +494,70 @@ pub fn vhost_of(url: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::broker::RouteQueue;
+
+    /// A permission pattern matches exactly its names: none missing, nothing more (a
+    /// prefix, an extension, a sibling), written as a trie far shorter than the list.
+    #[test]
+    fn a_permission_pattern_matches_exactly_its_names() {
+        let names: Vec<String> = [
+            "knut.route.a",
+            "knut.route.ab",
+            "knut.route.abc",
+            "knut.dlq.a",
+            "knut.dlq.b-c",
+            "knut.retry.a.100ms",
+            "knut.retry.a.10m",
+            "knut.retry.a.1h",
+            "case.events",
+            "å.ä",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let pattern = only(names.clone(), &[r"knut\.reply\..+"]);
+        let re = regex::Regex::new(&pattern).expect("a valid pattern");
+        for n in &names {
+            assert!(re.is_match(n), "{n} not matched by {pattern}");
+        }
+        assert!(re.is_match("knut.reply.x1"));
+        for n in [
+            "knut.route.",
+            "knut.route",
+            "knut.route.abcd",
+            "knut.route.b",
+            "knut.dlq.b",
+            "knut.dlq.b-",
+            "knut.retry.a.1",
+            "knut.retry.a.10ms",
+            "knut.retry.a",
+            "case",
+            "case.events.x",
+            "knut.routeXa",
+            "å",
+            "",
+            "xknut.route.a",
+        ] {
+            assert!(!re.is_match(n), "{n} matched by {pattern}");
+        }
+        assert_eq!(only(Vec::new(), &[]), "^()$");
+        assert_eq!(only(vec!["a.b".to_string()], &[]), r"^(a\.b)$");
+        // 80 routes' retry ladders: the list was ~2,700 characters per route.
+        let many: Vec<String> = (0..80)
+            .flat_map(|r| {
+                [
+                    "100ms", "250ms", "500ms", "1s", "2s", "5s", "10s", "30s", "1m", "2m", "5m",
+                    "10m", "30m", "1h",
+                ]
+                .map(move |rung| format!("knut.retry.some-route-name-{r}.{rung}"))
+            })
+            .collect();
+        let listed: usize = many.iter().map(|n| regex::escape(n).len() + 1).sum();
+        let pattern = only(many.clone(), &[]);
+        assert!(pattern.len() * 5 < listed, "{} vs {listed}", pattern.len());
+        let re = regex::Regex::new(&pattern).expect("valid");
+        assert!(many.iter().all(|n| re.is_match(n)));
+        assert!(!re.is_match("knut.retry.some-route-name-80.1s"));
+    }
 
     fn topology() -> Topology {
         Topology {
