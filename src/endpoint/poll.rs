@@ -720,7 +720,9 @@ impl Lease {
                 false
             }
         };
-        if now != self.held.swap(now, Ordering::Relaxed) {
+        let before = self.held.swap(now, Ordering::Relaxed);
+        crate::telemetry::metrics::poll_lease(&self.route, before, now);
+        if now != before {
             if now {
                 tracing::info!(route = %self.route, "this instance polls (it holds the poll lease)");
             } else {
@@ -731,6 +733,8 @@ impl Lease {
     }
 
     async fn release(&self) {
+        // Given back on purpose: not held any more, and not lost.
+        crate::telemetry::metrics::poll_lease(&self.route, false, false);
         if let Err(error) = self.store.release_lease(&self.name, &self.holder).await {
             tracing::warn!(route = %self.route, %error, "could not release the poll lease; it expires by itself");
         }

@@ -42,6 +42,47 @@ pub const POLLS: &str = "knut_poll_runs_total";
 pub const POLL_ITEMS: &str = "knut_poll_items_total";
 /// Failures of a `poll` endpoint (`route`): a list call, an item's fetch or hand-over.
 pub const POLL_FAILURES: &str = "knut_poll_failures_total";
+/// Whether this instance holds the poll lease of a route (`route`): 1 it polls, 0 another
+/// instance does (or nobody: the store could not be reached).
+pub const POLL_LEASE_HELD: &str = "knut_poll_lease_held";
+/// Times this instance held a route's poll lease and then did not get it again at its next
+/// turn (`route`): another instance took it over, or the store failed.
+pub const POLL_LEASE_LOST: &str = "knut_poll_lease_lost_total";
+
+/// Requests a route's HTTP ingress answered (`route`, `status_class`: `2xx` … `5xx`).
+pub const HTTP_REQUESTS: &str = "knut_http_requests_total";
+
+/// Journal entries (a message's hops) dropped because the journal's queue was full.
+pub const JOURNAL_DROPPED: &str = "knut_journal_dropped_total";
+/// Refusals of anonymous admin callers over the audit journal's rate, counted instead.
+pub const ADMIN_REFUSALS_NOT_JOURNALED: &str = "knut_admin_refusals_not_journaled_total";
+
+/// Every metric name knut exports, as written to `/metrics` (a histogram's series add
+/// `_bucket`, `_sum` and `_count`). A test scans `src/` for the metric macros and fails on a
+/// name missing here; `tests/deploy.rs` fails on a dashboard or alert naming one not here.
+pub const NAMES: &[&str] = &[
+    MESSAGES_IN,
+    MESSAGES_OUT,
+    MESSAGES_FAILED,
+    MESSAGES_RETRIED,
+    MESSAGES_DEAD_LETTERED,
+    STEP_DURATION,
+    QUEUE_DEPTH,
+    ADAPTER_CALLS,
+    ADAPTER_CALL_DURATION,
+    CIRCUIT_STATE,
+    POLLS,
+    POLL_ITEMS,
+    POLL_FAILURES,
+    POLL_LEASE_HELD,
+    POLL_LEASE_LOST,
+    HTTP_REQUESTS,
+    JOURNAL_DROPPED,
+    ADMIN_REFUSALS_NOT_JOURNALED,
+];
+
+/// The histograms among [`NAMES`] (exported as `_bucket`, `_sum` and `_count` series).
+pub const HISTOGRAMS: &[&str] = &[STEP_DURATION, ADAPTER_CALL_DURATION];
 
 /// Histogram buckets in seconds: from 1 ms (in-process steps) to 60 s (slow systems).
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -183,6 +224,30 @@ pub fn describe() {
         Unit::Count,
         "Failed list calls, fetches and hand-overs of a poll endpoint."
     );
+    describe_gauge!(
+        POLL_LEASE_HELD,
+        "Whether this instance holds the poll lease of a route: 1 it polls, 0 it does not."
+    );
+    describe_counter!(
+        POLL_LEASE_LOST,
+        Unit::Count,
+        "Times this instance held a route's poll lease and did not get it again at its next turn."
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        Unit::Count,
+        "Requests a route's HTTP ingress answered, by status class."
+    );
+    describe_counter!(
+        JOURNAL_DROPPED,
+        Unit::Count,
+        "Journal entries dropped because the journal's queue was full."
+    );
+    describe_counter!(
+        ADMIN_REFUSALS_NOT_JOURNALED,
+        Unit::Count,
+        "Refusals of anonymous admin callers over the audit journal's rate, not journaled."
+    );
 }
 
 /// A message entered `route`.
@@ -241,6 +306,28 @@ pub fn poll(route: &str, items: u64, failures: u64) {
     counter!(POLL_FAILURES, "route" => label(route)).increment(failures);
 }
 
+/// The HTTP ingress of `route` answered a request with `status`: counted by its class
+/// (`2xx` … `5xx`), never by path, client or anything the request carried.
+pub fn http_request(route: &str, status: u16) {
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    counter!(HTTP_REQUESTS, "route" => label(route), "status_class" => class).increment(1);
+}
+
+/// The poll endpoint of `route` took its turn: `held` whether it holds the poll lease now,
+/// `before` whether it held it at its previous turn (a lease held then and not now is lost).
+pub fn poll_lease(route: &str, before: bool, held: bool) {
+    gauge!(POLL_LEASE_HELD, "route" => label(route)).set(if held { 1.0 } else { 0.0 });
+    let lost = counter!(POLL_LEASE_LOST, "route" => label(route));
+    // Present from the first turn on (at 0), so that `increase()` sees the first loss.
+    lost.increment(u64::from(before && !held));
+}
+
 /// A label value as the exporter gets it: route ids, step paths, queue and adapter names
 /// come from files, but a personnummer-shaped run in one is masked all the same, so no
 /// label can ever carry one.
@@ -270,6 +357,12 @@ mod tests {
         poll("oep-poll", 3, 1);
         circuit_state("elevregister", 1.0);
         poll("oep-poll", 0, 0);
+        poll_lease("oep-poll", false, true);
+        poll_lease("oep-poll", true, false);
+        http_request("placement-change", 202);
+        http_request("placement-change", 503);
+        counter!(JOURNAL_DROPPED).increment(1);
+        counter!(ADMIN_REFUSALS_NOT_JOURNALED).increment(1);
     }
 
     #[test]
@@ -294,21 +387,7 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, record_all);
         let text = handle.render();
-        for name in [
-            MESSAGES_IN,
-            MESSAGES_OUT,
-            MESSAGES_FAILED,
-            MESSAGES_RETRIED,
-            MESSAGES_DEAD_LETTERED,
-            STEP_DURATION,
-            QUEUE_DEPTH,
-            ADAPTER_CALLS,
-            ADAPTER_CALL_DURATION,
-            POLLS,
-            POLL_ITEMS,
-            POLL_FAILURES,
-            CIRCUIT_STATE,
-        ] {
+        for &name in NAMES {
             assert!(
                 text.contains(&format!("# HELP {name} ")),
                 "{name} HELP:\n{text}"
@@ -343,11 +422,94 @@ mod tests {
             "{text}"
         );
         for line in [
+            "knut_poll_lease_held{route=\"oep-poll\"} 0",
+            "knut_poll_lease_lost_total{route=\"oep-poll\"} 1",
+            "knut_http_requests_total{route=\"placement-change\",status_class=\"2xx\"} 1",
+            "knut_http_requests_total{route=\"placement-change\",status_class=\"5xx\"} 1",
             "knut_poll_runs_total{route=\"oep-poll\"} 2",
             "knut_poll_items_total{route=\"oep-poll\"} 3",
             "knut_poll_failures_total{route=\"oep-poll\"} 1",
         ] {
             assert!(text.contains(line), "{line}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_poll_lease_is_lost_only_when_held_before() {
+        let recorder = recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            poll_lease("p", false, false);
+            poll_lease("p", false, true);
+            poll_lease("p", true, true);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("knut_poll_lease_lost_total{route=\"p\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("knut_poll_lease_held{route=\"p\"} 1"),
+            "{text}"
+        );
+    }
+
+    /// Every metric the sources record is in [`NAMES`], and every name there is recorded:
+    /// the first argument of each `counter!`, `gauge!` and `histogram!` in `src/` is a
+    /// `"knut_…"` literal or one of this file's constants.
+    #[test]
+    fn names_lists_every_metric_the_sources_record() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let this = std::fs::read_to_string(src.join("telemetry/metrics.rs")).expect("metrics.rs");
+        let consts = regex::Regex::new(r#"pub const ([A-Z_]+): &str = "(knut_[a-z0-9_]+)";"#)
+            .expect("regex");
+        let constant: std::collections::BTreeMap<String, String> = consts
+            .captures_iter(&this)
+            .map(|c| (c[1].to_string(), c[2].to_string()))
+            .collect();
+        let call =
+            regex::Regex::new(r#"\b(?:counter|gauge|histogram)!\(\s*([^,)\s]+)"#).expect("regex");
+        let mut recorded = std::collections::BTreeSet::new();
+        let mut files = vec![src];
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).expect("read_dir") {
+                    files.push(entry.expect("entry").path());
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            for c in call.captures_iter(&text) {
+                let arg = c[1].trim_start_matches("metrics::");
+                let name = match arg.strip_prefix('"') {
+                    Some(lit) => lit.trim_end_matches('"').to_string(),
+                    None => constant
+                        .get(arg.rsplit("::").next().unwrap_or(arg))
+                        .cloned()
+                        .unwrap_or_else(|| {
+                            panic!("{}: a metric named by `{arg}`, not a literal or a constant of metrics.rs", path.display())
+                        }),
+                };
+                recorded.insert(name);
+            }
+        }
+        for name in &recorded {
+            assert!(
+                NAMES.contains(&name.as_str()),
+                "{name} is recorded but not in NAMES"
+            );
+        }
+        for name in NAMES {
+            assert!(
+                recorded.contains(*name),
+                "{name} is in NAMES but nothing records it"
+            );
+        }
+        for name in HISTOGRAMS {
+            assert!(NAMES.contains(name), "{name}");
         }
     }
 

@@ -27,6 +27,7 @@ use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, MethodRouter};
+use futures::FutureExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -277,7 +278,22 @@ pub fn router(
             taken.push(m);
             let (state, shared) = (state.clone(), shared.clone());
             mr = mr.on(method_filter(m), move |req: Request| async move {
-                handle(&state, &shared, req).await
+                // Counted by status class whatever the answer; a panicking handler as the
+                // 500 the panic layer in `serve` answers.
+                let route = &state.route.route;
+                match AssertUnwindSafe(handle(&state, &shared, req))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(response) => {
+                        crate::telemetry::metrics::http_request(route, response.status().as_u16());
+                        response
+                    }
+                    Err(panic) => {
+                        crate::telemetry::metrics::http_request(route, 500);
+                        std::panic::resume_unwind(panic)
+                    }
+                }
             });
         }
         by_path.insert(state.route.spec.path.clone(), (taken, mr));
@@ -1074,6 +1090,38 @@ mod tests {
         let (status, headers, doc) = send(&app, post("/api/pc", "text/plain", b"x")).await;
         assert_problem(status, &headers, &doc, 503, "broker-unavailable");
         assert_eq!(headers[header::RETRY_AFTER], "5");
+    }
+
+    /// `knut_http_requests_total` counts each answer by route and status class (the
+    /// alert on ingress 5xx reads it): here a 202 and, with the broker gone, a 503.
+    #[test]
+    fn answers_are_counted_by_route_and_status_class() {
+        let recorder = crate::telemetry::metrics::recorder();
+        let handle = recorder.handle();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            rt.block_on(async {
+                let b = broker(&["pc"]).await;
+                let app = app(
+                    &b,
+                    vec![http_route("pc", spec("/api/pc", "none", None, None))],
+                    None,
+                );
+                assert_eq!(send(&app, post("/api/pc", "text/plain", b"x")).await.0, 202);
+                b.close().await;
+                assert_eq!(send(&app, post("/api/pc", "text/plain", b"x")).await.0, 503);
+            })
+        });
+        let text = handle.render();
+        for line in [
+            "knut_http_requests_total{route=\"pc\",status_class=\"2xx\"} 1",
+            "knut_http_requests_total{route=\"pc\",status_class=\"5xx\"} 1",
+        ] {
+            assert!(text.contains(line), "{line}:\n{text}");
+        }
     }
 
     #[tokio::test]
