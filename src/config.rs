@@ -58,6 +58,43 @@ pub struct Config {
     pub external: ExternalConfig,
     /// The access audit (the `audit` step): the key its people are hashed with.
     pub audit: AuditConfig,
+    /// Traces over OTLP/HTTP (off unless `otlp_endpoint` is set).
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: OpenTelemetry traces of ingress requests, messages, steps and adapter
+/// calls, exported over OTLP/HTTP with protobuf (see docs/telemetry.md). Off unless
+/// `otlp_endpoint` is set: then nothing is installed and nothing is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP collector: a base URL (`http://otel-collector:4318`, to which
+    /// `/v1/traces` is added) or the full traces URL (ending in `/v1/traces`). Unset: no
+    /// traces.
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces recorded, from 0.0 (none) to 1.0 (all). Parent-based: a
+    /// message or request whose upstream was sampled is recorded, and one whose upstream
+    /// was not is not, whatever the ratio, so a trace is recorded whole or not at all.
+    pub sampling: f64,
+    /// `service.name` of the spans: tells the instances' traces apart in the collector
+    /// (e.g. `knut-external` for the external plane's instance).
+    pub service_name: String,
+    /// The environment variable holding headers sent with every export (a collector's
+    /// credential), as `name=value` pairs separated by commas, e.g.
+    /// `authorization=Bearer …`. Unset: none (OpenTelemetry's own
+    /// `OTEL_EXPORTER_OTLP_HEADERS` is read too).
+    pub headers_env: Option<String>,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            sampling: 1.0,
+            service_name: "knut".to_owned(),
+            headers_env: None,
+        }
+    }
 }
 
 /// `[audit]`: the access audit (the `audit` step's log of who accessed whose data).
@@ -833,6 +870,7 @@ impl Config {
                 });
             }
         }
+        self.telemetry.validate()?;
         if self.audit.key_env.trim().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "audit.key_env".into(),
@@ -952,6 +990,72 @@ impl Config {
     }
 }
 
+impl TelemetryConfig {
+    /// The URL spans are posted to: `otlp_endpoint` as it is when it ends in `/v1/traces`,
+    /// else with `/v1/traces` added (OTLP/HTTP's path for traces). `None` when unset.
+    pub fn traces_url(&self) -> Option<String> {
+        let base = self.otlp_endpoint.as_deref()?.trim();
+        if base.trim_end_matches('/').ends_with("/v1/traces") {
+            return Some(base.trim_end_matches('/').to_owned());
+        }
+        Some(format!("{}/v1/traces", base.trim_end_matches('/')))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            // Never the value in the reason: a URL may hold a credential.
+            let url = reqwest::Url::parse(endpoint.trim()).map_err(|e| ConfigError::Invalid {
+                key: "telemetry.otlp_endpoint".into(),
+                reason: format!(
+                    "not a URL ({e}); give the collector's OTLP/HTTP address, e.g. \
+                     `http://otel-collector:4318`, or leave it unset for no traces"
+                ),
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+                return Err(ConfigError::Invalid {
+                    key: "telemetry.otlp_endpoint".into(),
+                    reason: "expected an http:// or https:// URL of the collector's OTLP/HTTP \
+                             receiver (port 4318 by default); gRPC is not supported"
+                        .into(),
+                });
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(ConfigError::Invalid {
+                    key: "telemetry.otlp_endpoint".into(),
+                    reason: "give the base URL or the full `/v1/traces` URL, without a query \
+                             or fragment"
+                        .into(),
+                });
+            }
+        }
+        if !(self.sampling.is_finite() && (0.0..=1.0).contains(&self.sampling)) {
+            return Err(ConfigError::Invalid {
+                key: "telemetry.sampling".into(),
+                reason: "must be a ratio from 0.0 (no new traces) to 1.0 (every trace)".into(),
+            });
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "telemetry.service_name".into(),
+                reason: "give the name the traces are shown under, e.g. `knut`".into(),
+            });
+        }
+        if self
+            .headers_env
+            .as_deref()
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: "telemetry.headers_env".into(),
+                reason: "name the environment variable that holds the export's headers, or \
+                         leave the key out"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 fn has_env_prefix(name: &str) -> bool {
     name.len() > ENV_PREFIX.len()
         && name.is_char_boundary(ENV_PREFIX.len())
@@ -978,8 +1082,17 @@ fn parse_error(origin: &str, e: config::ConfigError) -> ConfigError {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "profile", "broker", "http", "admin", "store", "sandbox", "log", "shutdown", "external",
+    "profile",
+    "broker",
+    "http",
+    "admin",
+    "store",
+    "sandbox",
+    "log",
+    "shutdown",
+    "external",
     "audit",
+    "telemetry",
 ];
 const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
 const ADMIN_KEY_KEYS: &[&str] = &["key_env", "roles"];
@@ -1014,6 +1127,7 @@ fn section_keys(section: &str) -> &'static [&'static str] {
         "log" => &["format", "level"],
         "shutdown" => &["timeout"],
         "audit" => &["key_env"],
+        "telemetry" => &["otlp_endpoint", "sampling", "service_name", "headers_env"],
         _ => &[],
     }
 }
@@ -1745,5 +1859,70 @@ mod tests {
         assert!(err.to_string().contains("per_second"), "{err}");
         let err = Config::from_toml_str("profile = \"dev\"\n").unwrap_err();
         assert!(err.to_string().contains("profile"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default_and_validated() {
+        let cfg = Config::default();
+        assert_eq!(cfg.telemetry.otlp_endpoint, None);
+        assert_eq!(cfg.telemetry.traces_url(), None);
+        assert_eq!(cfg.telemetry.sampling, 1.0);
+        assert_eq!(cfg.telemetry.service_name, "knut");
+
+        let cfg = Config::from_toml_str(
+            "[telemetry]\notlp_endpoint = \"http://collector:4318\"\nsampling = 0.25\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.telemetry.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(cfg.telemetry.sampling, 0.25);
+        let full = Config::from_toml_str(
+            "[telemetry]\notlp_endpoint = \"https://c.example/otlp/v1/traces/\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            full.telemetry.traces_url().as_deref(),
+            Some("https://c.example/otlp/v1/traces")
+        );
+        let env = Config::load_with_env(
+            Path::new("/nonexistent"),
+            [(
+                "KNUT__TELEMETRY__OTLP_ENDPOINT".to_string(),
+                "http://127.0.0.1:4318/".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            env.telemetry.traces_url().as_deref(),
+            Some("http://127.0.0.1:4318/v1/traces")
+        );
+
+        for (toml, key) in [
+            (
+                "otlp_endpoint = \"collector:4318\"",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "otlp_endpoint = \"grpc://collector:4317\"",
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                "otlp_endpoint = \"http://c:4318/?k=secret\"",
+                "telemetry.otlp_endpoint",
+            ),
+            ("sampling = 1.5", "telemetry.sampling"),
+            ("sampling = -0.1", "telemetry.sampling"),
+            ("service_name = \" \"", "telemetry.service_name"),
+            ("headers_env = \"\"", "telemetry.headers_env"),
+        ] {
+            let err = Config::from_toml_str(&format!("[telemetry]\n{toml}\n")).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(key), "{toml}: {text}");
+            assert!(!text.contains("secret"), "{toml}: {text}");
+        }
+        let err = Config::from_toml_str("[telemetry]\nsample = 0.5\n").unwrap_err();
+        assert!(err.to_string().contains("sampling"), "{err}");
     }
 }

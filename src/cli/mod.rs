@@ -163,11 +163,16 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            if let Err(e) = crate::telemetry::init(config.log.format, &config.log.level) {
+            if let Err(e) =
+                crate::telemetry::init(config.log.format, &config.log.level, &config.telemetry)
+            {
                 eprintln!("knut: logging: {e}");
                 return ExitCode::FAILURE;
             }
-            match crate::runtime::run(root, config, plane.planes()).await {
+            let ran = crate::runtime::run(root, config, plane.planes()).await;
+            // The spans still queued go out before the process ends.
+            crate::telemetry::otel::shutdown().await;
+            match ran {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("knut: {e}");

@@ -3,16 +3,22 @@
 //!
 //! Redaction is on always, at the writer, so it covers messages, fields, spans, nested
 //! `Debug` values and records from dependencies that log through the `log` crate.
+//!
+//! Traces ([`otel`]) are a second layer beside the log, installed only when
+//! `[telemetry] otlp_endpoint` is set.
 
 pub mod metrics;
+pub mod otel;
 pub mod redact;
 
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub use crate::config::LogFormat;
+use crate::config::TelemetryConfig;
 use redact::RedactingMakeWriter;
 
 /// Why logging could not be set up.
@@ -29,15 +35,52 @@ pub enum TelemetryError {
     /// A global subscriber was installed already (init called twice, or by another library).
     #[error("a global log subscriber is already installed; call telemetry::init once, at start")]
     AlreadyInitialised,
+    /// Traces could not be set up.
+    #[error(transparent)]
+    Traces(#[from] otel::OtelError),
 }
 
 /// Installs the global subscriber: `format` lines to stderr, filtered by `level` (an
 /// `EnvFilter` directive such as `info` or `info,knutpunkt=debug`), every line redacted.
-/// Also routes `log` records from dependencies into it.
-pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
-    subscriber(format, level, std::io::stderr)?
-        .try_init()
-        .map_err(|_| TelemetryError::AlreadyInitialised)
+/// Also routes `log` records from dependencies into it. With `traces.otlp_endpoint` set,
+/// spans are exported too ([`otel`]; call [`otel::shutdown`] before exiting); must then be
+/// called inside a tokio runtime.
+pub fn init(
+    format: LogFormat,
+    level: &str,
+    traces: &TelemetryConfig,
+) -> Result<(), TelemetryError> {
+    let installed = match otel::layer(traces)? {
+        None => subscriber(format, level, std::io::stderr)?.try_init(),
+        Some(traces) => log_layer(format, level, std::io::stderr)?
+            .and_then(traces)
+            .with_subscriber(tracing_subscriber::registry())
+            .try_init(),
+    };
+    installed.map_err(|_| TelemetryError::AlreadyInitialised)
+}
+
+/// The log of [`subscriber`] as a layer with its own filter (`level`), so that the traces'
+/// layer beside it sees the spans it exports whatever the log level.
+fn log_layer<S, W>(
+    format: LogFormat,
+    level: &str,
+    writer: W,
+) -> Result<Box<dyn Layer<S> + Send + Sync + 'static>, TelemetryError>
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync + 'static,
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(level).map_err(|e| TelemetryError::InvalidLevel {
+        reason: e.to_string(),
+    })?;
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(RedactingMakeWriter::new(writer))
+        .with_ansi(false);
+    Ok(match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
+    })
 }
 
 /// Builds the subscriber [`init`] installs, writing to `writer` instead of stderr (wrapped in
