@@ -24,6 +24,8 @@ use crate::expr::Program;
 use crate::expr::Vars;
 use crate::expr::interpolate::Interpolated;
 use crate::telemetry::metrics::{self, Outcome};
+use crate::telemetry::otel;
+use tracing::Instrument as _;
 
 pub use super::answer::{ReadError, classify, read_limited, size};
 
@@ -334,12 +336,40 @@ impl AdapterClient {
     }
 
     /// [`AdapterClient::call_raw`] with the answer's headers (lower-case names; the
-    /// operation's `response` program reads them, e.g. a `Location`).
+    /// operation's `response` program reads them, e.g. a `Location`). With traces on, the
+    /// call is a span of its own, whose context the system gets as `traceparent`; off, the
+    /// `traceparent` is the message's ([`Envelope::traceparent`]).
     async fn call_with_headers(
         &self,
         adapter: &str,
         operation: &str,
         message: &Envelope,
+    ) -> Result<(AdapterResponse, serde_json::Map<String, Value>), StepError> {
+        let span = otel::adapter_span(adapter, operation, message.attempt);
+        let traceparent = otel::traceparent_of(&span).unwrap_or_else(|| message.traceparent());
+        let result = self
+            .send_call(adapter, operation, message, traceparent)
+            .instrument(span.clone())
+            .await;
+        otel::step_outcome(
+            &span,
+            match &result {
+                Ok(_) => "ok",
+                Err(e) if e.kind == FailureKind::Transient => "transient",
+                Err(_) => "permanent",
+            },
+            result.is_err(),
+        );
+        result
+    }
+
+    /// One call of [`AdapterClient::call_with_headers`], sending `traceparent`.
+    async fn send_call(
+        &self,
+        adapter: &str,
+        operation: &str,
+        message: &Envelope,
+        traceparent: String,
     ) -> Result<(AdapterResponse, serde_json::Map<String, Value>), StepError> {
         let (a, op, what) = self.operation(adapter, operation)?;
 
@@ -349,7 +379,7 @@ impl AdapterClient {
             .request(prepared.method.clone(), &prepared.url)
             .timeout(a.adapter.spec.timeout)
             .header("x-correlation-id", message.correlation_id.to_string())
-            .header("traceparent", message.traceparent())
+            .header(otel::TRACEPARENT, traceparent)
             .header("idempotency-key", message.id.to_string());
         if !prepared.query.is_empty() {
             req = req.query(&prepared.query);
@@ -541,6 +571,7 @@ impl AdapterClient {
             auth => send(auth.apply(req, what).await?, what).await?,
         };
         let status = resp.status().as_u16();
+        otel::adapter_status(status);
         let headers: serde_json::Map<String, Value> = if keep_headers {
             resp.headers()
                 .iter()

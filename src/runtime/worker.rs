@@ -24,7 +24,7 @@ use crate::core::error::{Failure, FailureKind, StepError};
 use crate::route::model::{ConsumerSpec, RetryPolicy};
 use crate::step::aggregate::RESUME_AFTER;
 use crate::step::{Context, Pipeline};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, otel};
 
 pub use crate::core::envelope::header::{ATTEMPTS, DEAD_LETTER_ROUTE, LAST_ERROR};
 
@@ -142,10 +142,13 @@ impl RouteWorker {
 
     /// Process one delivery and settle it.
     pub async fn handle(&self, mut envelope: Envelope, acker: Box<dyn Acker>) -> Outcome {
+        // The span first: a bridged message's trace goes on (its `traceparent` only links
+        // spans), though none of its headers does.
+        let span = self.span(&envelope);
         if self.bridge {
             envelope.headers.clear();
         }
-        let span = self.span(&envelope);
+        let traced = otel::enabled().then(|| span.clone());
         async move {
             let started = Instant::now();
             let (outcome, step, detail) = match self.run_steps(&envelope).await {
@@ -158,15 +161,32 @@ impl RouteWorker {
                 }
             };
             self.record(&envelope, &step, outcome, started, detail);
+            if let Some(traced) = &traced {
+                otel::message_outcome(
+                    traced,
+                    outcome.as_str(),
+                    !matches!(outcome, Outcome::Ok | Outcome::Stopped),
+                );
+            }
             outcome
         }
         .instrument(span)
         .await
     }
 
-    /// The span of one message's processing: ids only, never content.
+    /// The span of one message's processing: ids only, never content. With traces on, it
+    /// is exported as the route's consumer span, a child of the span that published the
+    /// message (its `traceparent` header).
     pub(crate) fn span(&self, envelope: &Envelope) -> tracing::Span {
-        tracing::info_span!("message", route = %self.context.route, message_id = %envelope.id, correlation_id = %envelope.correlation_id, attempt = envelope.attempt)
+        let span = tracing::info_span!("message", route = %self.context.route, message_id = %envelope.id, correlation_id = %envelope.correlation_id, attempt = envelope.attempt,
+            otel.name = tracing::field::Empty, otel.kind = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty, outcome = tracing::field::Empty);
+        otel::message_span(
+            &span,
+            &self.context.route,
+            envelope.header(otel::TRACEPARENT),
+        );
+        span
     }
 
     /// Run the route's steps once (after the aggregator a message resumes from, if any) and

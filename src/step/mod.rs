@@ -40,6 +40,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures::FutureExt as _;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 pub use crate::core::effects::{AdapterResponse, Effects};
 pub use crate::core::error::{Failure, FailureKind, StepError};
@@ -49,6 +50,7 @@ use crate::core::envelope::Envelope;
 use crate::expr::{Program, Vars};
 use crate::resources::Resources;
 use crate::store::Store;
+use crate::telemetry::otel;
 
 /// What a step runs with.
 #[derive(Clone)]
@@ -145,11 +147,14 @@ impl Pipeline {
             let mut next = Vec::with_capacity(current.len());
             for m in current {
                 let t = Instant::now();
+                // With traces on, a span per step (a no-op span otherwise).
+                let span = otel::step_span(&cx.route, &placed.path, placed.kind);
                 // A step that panics fails the message permanently (dead-lettered with the
                 // reason) instead of dropping the delivery to be redelivered for ever. The
                 // panic's own text is left out: it may quote the message.
                 let out = match std::panic::AssertUnwindSafe(placed.step.apply(m, cx))
                     .catch_unwind()
+                    .instrument(span.clone())
                     .await
                 {
                     Ok(out) => out,
@@ -160,6 +165,16 @@ impl Pipeline {
                     ))),
                 };
                 crate::telemetry::metrics::step_duration(&cx.route, placed.kind, t.elapsed());
+                otel::step_outcome(
+                    &span,
+                    match &out {
+                        Ok(v) if v.is_empty() => "stopped",
+                        Ok(_) => "ok",
+                        Err(e) if e.kind == FailureKind::Transient => "transient",
+                        Err(_) => "permanent",
+                    },
+                    out.is_err(),
+                );
                 match out {
                     Ok(mut v) => next.append(&mut v),
                     Err(error) => {

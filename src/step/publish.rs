@@ -169,11 +169,13 @@ impl Step for Publish {
                         .fill(&made, &vars(&m), str::to_string)
                         .map_err(|e| StepError::permanent(format!("publish key: {e}")))?,
                 };
-                let out = m.derive(
+                let mut out = m.derive(
                     &format!("{}/{}/{}", self.path, t.exchange, t.key),
                     crate::core::envelope::Body::Json(made),
                     crate::core::envelope::JSON.to_string(),
                 );
+                // With traces on, the consuming route's span is a child of this step's.
+                crate::telemetry::otel::inject(&mut out.headers);
                 let out = match &t.outlet {
                     Some(outlet) => outlet.encode(&out).map_err(StepError::permanent)?,
                     None => out,
@@ -193,11 +195,12 @@ impl Step for Publish {
             // The body moves into the published message and back: publishing only reads
             // it, so a parsed JSON body is never copied.
             let body = std::mem::take(&mut m.body);
-            let out = m.derive(
+            let mut out = m.derive(
                 &format!("{}/{}/{}", self.path, t.exchange, t.key),
                 body,
                 m.content_type.clone(),
             );
+            crate::telemetry::otel::inject(&mut out.headers);
             if let Some(outlet) = &t.outlet {
                 // The outlet's copy is written apart; the message keeps its body.
                 let written = outlet.encode(&out).map_err(StepError::permanent);

@@ -125,6 +125,8 @@ impl Step for Split {
         for mut p in parts {
             p.headers
                 .insert(super::aggregate::RESUME_AFTER.into(), self.path.clone());
+            // With traces on, each part's hop is a child of this step's span.
+            crate::telemetry::otel::inject(&mut p.headers);
             cx.effects
                 .publish(crate::broker::INGRESS_EXCHANGE, &cx.route, &p)
                 .await?;

@@ -19,6 +19,8 @@ use crate::codec::{self, JsonLimits, XmlToJsonOptions};
 use crate::core::envelope::{self, Body, Envelope, header as knut_header};
 use crate::core::problem::{FieldError, Problem};
 use crate::route::model::{BodyFormat, Claims};
+use crate::telemetry::otel;
+use tracing::Instrument as _;
 
 /// Why a body could not be read.
 enum ReadError {
@@ -40,10 +42,31 @@ async fn read_body(body: HttpBody, limit: usize) -> Result<Bytes, ReadError> {
 }
 
 pub(super) async fn handle(state: &RouteState, shared: &Shared, req: Request) -> Response {
-    match accept_request(state, shared, req).await {
+    if !otel::enabled() {
+        return match accept_request(state, shared, req).await {
+            Ok(r) => r,
+            Err(p) => p.into_response(),
+        };
+    }
+    // With traces on, a span per request: the method and the route's path template (never
+    // the path, which may hold a personnummer), continuing the caller's `traceparent`.
+    let span = otel::ingress_span(
+        req.method().as_str(),
+        &state.route.spec.path,
+        &state.route.route,
+        req.headers()
+            .get(otel::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let response = match accept_request(state, shared, req)
+        .instrument(span.clone())
+        .await
+    {
         Ok(r) => r,
         Err(p) => p.into_response(),
-    }
+    };
+    otel::finish_ingress(&span, response.status().as_u16());
+    response
 }
 
 // `JsonLimits` is a unit struct in the codec stub; the real one has fields.
@@ -362,6 +385,7 @@ async fn accept_request(
     message.headers.extend(params);
 
     if !route.replies {
+        otel::accepted(&message.id, &message.correlation_id, &mut message.headers);
         accept(shared, route, &message, &instance).await?;
         let body = json!({"id": message.id, "correlation_id": message.correlation_id});
         let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
@@ -403,6 +427,7 @@ async fn accept_request(
     message
         .headers
         .insert(knut_header::REPLY_TO.into(), replies.queue().to_string());
+    otel::accepted(&message.id, &message.correlation_id, &mut message.headers);
     accept(shared, route, &message, &instance).await?;
 
     let Some(rx) = waiter.rx.take() else {
