@@ -3,8 +3,8 @@
 //! OTLP protobuf types.
 //!
 //! One message through three routes — an HTTP ingress publishing to an exchange, a route
-//! calling a small HTTP system of the test and publishing on, and a route writing a file —
-//! is one trace: the caller's `traceparent` honoured, the spans expected (the request, a
+//! calling a small HTTP system of the test and publishing on, and a route in per-key order
+//! (`ordered_by`) writing a file — is one trace: the caller's `traceparent` honoured, the spans expected (the request, a
 //! message span per route, a span per step, the adapter call), each the child of the one
 //! before it across the three routes, with their attributes, and no body or personnummer
 //! anywhere in a span. The spans reach the receiver at the latest when knut stops (the
@@ -112,7 +112,8 @@ async fn sink() -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("http://{addr}/sink"), calls)
 }
 
-/// A root of three routes chained through two exchanges.
+/// A root of three routes chained through two exchanges; the third keeps per-key order
+/// (`ordered_by`), so its messages pass the intake and a partition worker.
 fn three_routes() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let p = dir.path();
@@ -141,6 +142,7 @@ fn three_routes() -> tempfile::TempDir {
     std::fs::write(
         p.join("routes/trace-end.yaml"),
         "route: trace-end\nfrom:\n  queue: { exchange: trace.done, keys: [done] }\n\
+         ordered_by: .name\npartitions: 2\n\
          steps:\n  - transform: { jq: '{done: true}' }\n  - to: { file: { dir: out/trace } }\n",
     )
     .unwrap();

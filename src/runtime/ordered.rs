@@ -83,7 +83,7 @@ use crate::core::error::{FailureKind, StepError};
 use crate::core::value_to_string;
 use crate::expr::Program;
 use crate::step::eval_one;
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, otel};
 
 /// Header naming the partition a message of an ordered route went through.
 pub const PARTITION: &str = "knut-partition";
@@ -265,6 +265,7 @@ async fn forward(worker: &RouteWorker, partitioner: &Partitioner, delivery: Deli
                     .fail(envelope.clone(), ORDERED_BY, &error, acker)
                     .await;
                 worker.record(&envelope, ORDERED_BY, outcome, started, Some(error.message));
+                traced(&tracing::Span::current(), outcome);
             }
             .instrument(span)
             .await;
@@ -296,6 +297,15 @@ async fn forward(worker: &RouteWorker, partitioner: &Partitioner, delivery: Deli
             Flow::Again
         }
     }
+}
+
+/// With traces on, how a hop ended, on its message span (an error unless it passed).
+fn traced(span: &tracing::Span, outcome: Outcome) {
+    otel::message_outcome(
+        span,
+        outcome.as_str(),
+        !matches!(outcome, Outcome::Ok | Outcome::Stopped),
+    );
 }
 
 /// A partition worker's handling of one delivery: run the steps; retry a transient failure
@@ -336,8 +346,10 @@ async fn process(
         drop(permit);
         let failure = match result {
             Ok(passed) => {
-                let (outcome, step, detail) = worker.finish(passed, acker).instrument(span).await;
+                let (outcome, step, detail) =
+                    worker.finish(passed, acker).instrument(span.clone()).await;
                 worker.record(&envelope, &step, outcome, started, detail);
+                traced(&span, outcome);
                 return match outcome {
                     Outcome::Requeued => Flow::Again,
                     _ => Flow::Next,
@@ -371,6 +383,7 @@ async fn process(
                 started,
                 Some(error.message.clone()),
             );
+            traced(&span, outcome);
             return flow;
         }
         let delay = worker.retry.delay(envelope.attempt);
@@ -385,6 +398,7 @@ async fn process(
             started,
             Some(error.message.clone()),
         );
+        traced(&span, Outcome::Retry);
         metrics::message_retried(route);
         mark_failed(&mut envelope);
         envelope
