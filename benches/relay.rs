@@ -529,7 +529,12 @@ async fn start_knut(url: &str) -> Res<Knut> {
         pipeline: Arc::new(pipeline),
         context: knutpunkt::step::Context {
             route: Arc::from(route.route.as_str()),
-            effects,
+            // Each step journaled, as `knut run` has it.
+            effects: Arc::new(knutpunkt::runtime::journal::JournaledEffects::new(
+                effects,
+                journal.clone(),
+                Arc::from(route.route.as_str()),
+            )),
             store,
         },
         retry: route.errors.retry.clone(),

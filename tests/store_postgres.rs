@@ -67,9 +67,9 @@ async fn concurrent_first_connects_migrate_once() {
             .await
             .unwrap();
         assert_eq!(
-            applied, 6,
-            "0001_init, 0002_leases, 0003_audit, 0004_aggregate_completion, 0005_cache and \
-             0006_access_audit, once each"
+            applied, 7,
+            "0001_init, 0002_leases, 0003_audit, 0004_aggregate_completion, 0005_cache, \
+             0006_access_audit and 0007_journal_keys, once each"
         );
         pool.close().await;
     })

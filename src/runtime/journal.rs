@@ -2,18 +2,34 @@
 //! correlation id — never a body), written in batches by a background task so the message
 //! path never waits for it. If the store falls behind, rows are counted and dropped: the
 //! journal is a record of messages, not the messages themselves.
+//!
+//! The hops: each step's outcome and duration, each adapter call (its operation, HTTP
+//! status or error kind, duration: [`JournaledEffects`]), and each route's end, retry,
+//! dead letter, replay and discard. With a hop go the business keys its message carries
+//! (`knut-key-*` headers, [`crate::core::keys`]), written once per key and correlation id.
 
-use std::time::Duration;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
+use crate::core::effects::{AdapterResponse, Effects, Hop, current_step};
 use crate::core::envelope::Envelope;
-use crate::store::{JournalEntry, Store};
+use crate::core::error::{FailureKind, StepError};
+use crate::core::keys;
+use crate::store::{JournalEntry, JournalKey, Store};
 
 /// Rows waiting to be written before new ones are dropped.
 const CAPACITY: usize = 10_000;
 /// Rows written in one transaction at most.
 const BATCH: usize = 256;
+/// (key, correlation id) pairs remembered as written, so that every hop of a case does not
+/// write its keys again (forgotten all at once when full).
+const KEYS_REMEMBERED: usize = 50_000;
 
 /// The journal row of one hop of `m`, ending now (see [`JournalEntry::of`]).
 pub fn entry(
@@ -27,23 +43,58 @@ pub fn entry(
     JournalEntry::of(m, route, step, outcome, took, detail)
 }
 
+/// A row and the business keys its message carried.
+struct Row {
+    entry: JournalEntry,
+    keys: BTreeMap<String, String>,
+}
+
 /// A handle to the journal writer.
 #[derive(Clone)]
 pub struct Journal {
-    tx: Option<mpsc::Sender<JournalEntry>>,
+    tx: Option<mpsc::Sender<Row>>,
 }
 
 impl Journal {
     /// Start the writer on `store`; it ends when every handle is dropped.
     pub fn start(store: Store) -> (Journal, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<JournalEntry>(CAPACITY);
+        let (tx, mut rx) = mpsc::channel::<Row>(CAPACITY);
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
+            let mut written: HashSet<(String, String, Uuid)> = HashSet::new();
             while rx.recv_many(&mut batch, BATCH).await > 0 {
-                if let Err(e) = store.journal_many(&batch).await {
-                    tracing::warn!(error = %e, rows = batch.len(), "journal write failed");
+                let mut keys = Vec::new();
+                let mut entries = Vec::with_capacity(batch.len());
+                for row in batch.drain(..) {
+                    for (name, value) in row.keys {
+                        let seen = (name, value, row.entry.correlation_id);
+                        if !written.contains(&seen) {
+                            let (name, value, correlation_id) = seen.clone();
+                            keys.push((
+                                JournalKey {
+                                    name,
+                                    value,
+                                    correlation_id,
+                                },
+                                row.entry.at,
+                            ));
+                            if written.len() >= KEYS_REMEMBERED {
+                                written.clear();
+                            }
+                            written.insert(seen);
+                        }
+                    }
+                    entries.push(row.entry);
                 }
-                batch.clear();
+                if let Err(e) = store.journal_many(&entries).await {
+                    tracing::warn!(error = %e, rows = entries.len(), "journal write failed");
+                }
+                if let Err(e) = store.journal_keys_many(&keys).await {
+                    tracing::warn!(error = %e, keys = keys.len(), "journal keys write failed");
+                    for (k, _) in keys {
+                        written.remove(&(k.name, k.value, k.correlation_id));
+                    }
+                }
             }
         });
         (Journal { tx: Some(tx) }, task)
@@ -65,12 +116,109 @@ impl Journal {
         detail: Option<String>,
     ) {
         let Some(tx) = &self.tx else { return };
-        if tx
-            .try_send(entry(m, route, step, outcome, took, detail))
-            .is_err()
-        {
+        let row = Row {
+            entry: entry(m, route, step, outcome, took, detail),
+            keys: keys::of(m),
+        };
+        if tx.try_send(row).is_err() {
             metrics::counter!("knut_journal_dropped_total").increment(1);
         }
+    }
+
+    /// Record one hop of a step or an adapter call of `route`.
+    pub fn record_hop(&self, route: &str, hop: Hop<'_>) {
+        let Some(tx) = &self.tx else { return };
+        let row = Row {
+            entry: JournalEntry {
+                at: chrono::Utc::now(),
+                message_id: hop.message_id,
+                correlation_id: hop.correlation_id,
+                route: route.to_string(),
+                step: hop.step.to_string(),
+                outcome: hop.outcome.to_string(),
+                duration_us: i64::try_from(hop.took.as_micros()).unwrap_or(i64::MAX),
+                detail: hop.detail,
+            },
+            keys: hop.keys_of.map(keys::of).unwrap_or_default(),
+        };
+        if tx.try_send(row).is_err() {
+            metrics::counter!("knut_journal_dropped_total").increment(1);
+        }
+    }
+}
+
+/// A route's effects that journal each step's hop and each adapter call (operation, HTTP
+/// status or error kind, duration; never the URL, a query or a body) in the route's name.
+pub struct JournaledEffects {
+    inner: Arc<dyn Effects>,
+    journal: Journal,
+    route: Arc<str>,
+}
+
+impl JournaledEffects {
+    /// `inner`'s effects for `route`, journaled in `journal`.
+    pub fn new(inner: Arc<dyn Effects>, journal: Journal, route: Arc<str>) -> Self {
+        JournaledEffects {
+            inner,
+            journal,
+            route,
+        }
+    }
+}
+
+#[async_trait]
+impl Effects for JournaledEffects {
+    async fn publish(
+        &self,
+        exchange: &str,
+        key: &str,
+        envelope: &Envelope,
+    ) -> Result<(), StepError> {
+        self.inner.publish(exchange, key, envelope).await
+    }
+
+    async fn call(
+        &self,
+        adapter: &str,
+        operation: &str,
+        envelope: &Envelope,
+    ) -> Result<AdapterResponse, StepError> {
+        let started = Instant::now();
+        let result = self.inner.call(adapter, operation, envelope).await;
+        let step = match current_step() {
+            Some(path) => format!("{path} {adapter}.{operation}"),
+            None => format!("{adapter}.{operation}"),
+        };
+        let (outcome, detail) = match &result {
+            Ok(r) => ("ok", format!("HTTP {}", r.status)),
+            Err(e) if e.kind == FailureKind::Transient => ("failed", "transient".to_string()),
+            Err(_) => ("failed", "permanent".to_string()),
+        };
+        self.journal.record_hop(
+            &self.route,
+            Hop {
+                message_id: envelope.id,
+                correlation_id: envelope.correlation_id,
+                keys_of: Some(envelope),
+                step: &step,
+                outcome,
+                took: started.elapsed(),
+                detail: Some(detail),
+            },
+        );
+        result
+    }
+
+    async fn write_file(&self, dir: &str, name: &str, contents: Bytes) -> Result<(), StepError> {
+        self.inner.write_file(dir, name, contents).await
+    }
+
+    async fn reply(&self, reply_to: &str, envelope: &Envelope) -> Result<(), StepError> {
+        self.inner.reply(reply_to, envelope).await
+    }
+
+    fn hop(&self, hop: Hop<'_>) {
+        self.journal.record_hop(&self.route, hop);
     }
 }
 
@@ -99,5 +247,108 @@ mod tests {
         assert_eq!(rows.len(), 600);
         assert_eq!(rows[599].step, "steps[599]");
         assert!(rows.iter().all(|r| r.route == "r" && r.duration_us == 7));
+    }
+
+    /// A route's steps and adapter calls are journaled as hops (path, operation, HTTP
+    /// status or error kind), with the business keys of what each step gave; a key is
+    /// noted once per correlation id however many hops carry it.
+    #[tokio::test]
+    async fn steps_and_adapter_calls_are_journaled_with_their_keys() {
+        use crate::core::effects::AdapterResponse;
+        use crate::core::envelope::Body;
+        use crate::route::model::StepSpec;
+        use crate::step::{Context, Pipeline};
+
+        /// Answers `casedata.get-errand` with 200, anything else with a 503.
+        struct Sandbox;
+        #[async_trait]
+        impl Effects for Sandbox {
+            async fn publish(&self, _: &str, _: &str, _: &Envelope) -> Result<(), StepError> {
+                Ok(())
+            }
+            async fn call(
+                &self,
+                _: &str,
+                operation: &str,
+                _: &Envelope,
+            ) -> Result<AdapterResponse, StepError> {
+                match operation {
+                    "get-errand" => Ok(AdapterResponse {
+                        status: 200,
+                        content_type: "application/json".into(),
+                        body: Body::Json(serde_json::json!({"errandNumber": "PRH-9"})),
+                    }),
+                    _ => Err(StepError::transient("HTTP 503")),
+                }
+            }
+            async fn write_file(&self, _: &str, _: &str, _: Bytes) -> Result<(), StepError> {
+                Ok(())
+            }
+            async fn reply(&self, _: &str, _: &Envelope) -> Result<(), StepError> {
+                Ok(())
+            }
+        }
+
+        let store = Store::memory().await.unwrap();
+        let (journal, task) = Journal::start(store.clone());
+        let steps: Vec<StepSpec> = serde_saphyr::from_str(
+            "- enrich: { adapter: casedata, operation: get-errand, into: errand }\n\
+             - set: { headers: { knut-key-errandNumber: .errand.errandNumber } }\n\
+             - filter: { jq: 'true' }\n\
+             - enrich: { adapter: casedata, operation: down, into: x }\n",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let resources = crate::resources::Resources::load(dir.path()).unwrap();
+        let pipeline = Pipeline::build(&steps, "steps", &resources).unwrap();
+        let cx = Context {
+            route: Arc::from("r"),
+            effects: Arc::new(JournaledEffects::new(
+                Arc::new(Sandbox),
+                journal.clone(),
+                Arc::from("r"),
+            )),
+            store: store.clone(),
+        };
+        let m = Envelope::json(serde_json::json!({}));
+        let failed = pipeline.run_from(0, m.clone(), &cx).await.unwrap_err();
+        assert_eq!(failed.step, "steps[3].enrich");
+        drop((journal, cx));
+        task.await.unwrap();
+        let rows: Vec<(String, String, Option<String>)> = store
+            .journal_for(m.correlation_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.step, e.outcome, e.detail))
+            .collect();
+        let row = |step: &str, outcome: &str, detail: Option<&str>| {
+            (
+                step.to_string(),
+                outcome.to_string(),
+                detail.map(str::to_string),
+            )
+        };
+        assert_eq!(
+            rows,
+            [
+                row(
+                    "steps[0].enrich casedata.get-errand",
+                    "ok",
+                    Some("HTTP 200")
+                ),
+                row("steps[0].enrich", "ok", None),
+                row("steps[1].set", "ok", None),
+                row("steps[2].filter", "ok", None),
+                row("steps[3].enrich casedata.down", "failed", Some("transient")),
+                row("steps[3].enrich", "failed", Some("transient")),
+            ]
+        );
+        let keys = store.journal_keys_of(&[m.correlation_id]).await.unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert_eq!(
+            (keys[0].name.as_str(), keys[0].value.as_str()),
+            ("errandNumber", "PRH-9")
+        );
     }
 }

@@ -668,9 +668,14 @@ impl System {
                 Arc::new(Pipeline::build(&r.steps, "steps", &resources).map_err(|e| {
                     RuntimeError::Invalid(vec![format!("{}: {e}", lr.file.display())])
                 })?);
+            // Each step and adapter call of the route is journaled in its name.
             let context = Context {
                 route: Arc::from(r.route.as_str()),
-                effects: effects.clone(),
+                effects: Arc::new(journal::JournaledEffects::new(
+                    effects.clone(),
+                    journal.clone(),
+                    Arc::from(r.route.as_str()),
+                )),
                 store: store.clone(),
             };
             // Aggregators with a timeout get a sweeper.
@@ -887,6 +892,8 @@ impl System {
                     "/api/audit",
                     axum::routing::get(admin::auth::recent).with_state(admin_auth.clone()),
                 );
+                // A message's journey, from the journal (`knut trace`).
+                admin_router = admin_router.merge(admin::trace::router(store.clone()));
             }
             let admin_router = admin_router
                 .layer(axum::middleware::from_fn_with_state(

@@ -147,15 +147,19 @@ impl Pipeline {
             let mut next = Vec::with_capacity(current.len());
             for m in current {
                 let t = Instant::now();
+                let (message_id, correlation_id) = (m.id, m.correlation_id);
                 // With traces on, a span per step (a no-op span otherwise).
                 let span = otel::step_span(&cx.route, &placed.path, placed.kind);
                 // A step that panics fails the message permanently (dead-lettered with the
                 // reason) instead of dropping the delivery to be redelivered for ever. The
                 // panic's own text is left out: it may quote the message.
-                let out = match std::panic::AssertUnwindSafe(placed.step.apply(m, cx))
-                    .catch_unwind()
-                    .instrument(span.clone())
-                    .await
+                let out = match std::panic::AssertUnwindSafe(
+                    // An adapter call the step makes is journaled under its path.
+                    crate::core::effects::in_step(&placed.path, placed.step.apply(m, cx)),
+                )
+                .catch_unwind()
+                .instrument(span.clone())
+                .await
                 {
                     Ok(out) => out,
                     Err(_) => Err(StepError::permanent(format!(
@@ -175,6 +179,7 @@ impl Pipeline {
                     },
                     out.is_err(),
                 );
+                journal_step(cx, &placed.path, message_id, correlation_id, &out, t);
                 match out {
                     Ok(mut v) => next.append(&mut v),
                     Err(error) => {
@@ -197,6 +202,34 @@ impl Pipeline {
     pub fn index_of(&self, path: &str) -> Option<usize> {
         self.steps.iter().position(|p| p.path == path)
     }
+}
+
+/// The message journal's row of one step: its outcome (`ok`, `stopped` when no message came
+/// out, `failed` with the error kind), duration, and the business keys of what it gave.
+fn journal_step(
+    cx: &Context,
+    path: &str,
+    message_id: uuid::Uuid,
+    correlation_id: uuid::Uuid,
+    out: &Result<Vec<Envelope>, StepError>,
+    started: Instant,
+) {
+    let (outcome, detail) = match out {
+        Ok(v) if v.is_empty() => ("stopped", None),
+        Ok(v) if v.len() == 1 => ("ok", None),
+        Ok(v) => ("ok", Some(format!("{} messages", v.len()))),
+        Err(e) if e.kind == FailureKind::Transient => ("failed", Some("transient".to_string())),
+        Err(_) => ("failed", Some("permanent".to_string())),
+    };
+    cx.effects.hop(crate::core::effects::Hop {
+        message_id,
+        correlation_id,
+        keys_of: out.as_ref().ok().and_then(|v| v.first()),
+        step: path,
+        outcome,
+        took: started.elapsed(),
+        detail,
+    });
 }
 
 /// The step kinds: one line each, its name in route files, its spec (the options, whose doc
