@@ -1073,6 +1073,23 @@ errors:
         );
     }
 
+    /// A business key's header name is checked, and a key that holds a personnummer
+    /// literal is refused, at its position.
+    #[test]
+    fn a_business_key_is_checked_where_it_is_set() {
+        let d = one_error(&GOOD.replace("unit: '.schoolUnit'", "knut-key-9unit: '.schoolUnit'"));
+        assert_eq!(d.path, "steps[1].set.headers.knut-key-9unit");
+        assert_eq!(d.line, 7, "{d}");
+        assert!(d.message.contains("starts with a letter"), "{d}");
+        let d = one_error(&GOOD.replace(
+            "unit: '.schoolUnit'",
+            "knut-key-student: '\"20130412-2383\"'",
+        ));
+        assert_eq!(d.path, "steps[1].set.headers.knut-key-student");
+        assert!(d.message.contains("never holds a personnummer"), "{d}");
+        assert!(load(&GOOD.replace("unit: '.schoolUnit'", "knut-key-unit: '.schoolUnit'")).is_ok());
+    }
+
     #[test]
     fn misspelt_key_has_position_path_and_suggestion() {
         let text = GOOD.replace("validate: { schema:", "validate: { schmea:");
