@@ -69,8 +69,8 @@ pub struct Config {
 #[serde(default)]
 pub struct TelemetryConfig {
     /// The OTLP/HTTP collector: a base URL (`http://otel-collector:4318`, to which
-    /// `/v1/traces` is added) or the full traces URL (ending in `/v1/traces`). Unset: no
-    /// traces.
+    /// `/v1/traces` is added) or the full traces URL (ending in `/v1/traces`). Unset or
+    /// empty (`KNUT__TELEMETRY__OTLP_ENDPOINT=`): no traces.
     pub otlp_endpoint: Option<String>,
     /// The share of new traces recorded, from 0.0 (none) to 1.0 (all). Parent-based: a
     /// message or request whose upstream was sampled is recorded, and one whose upstream
@@ -992,19 +992,28 @@ impl Config {
 
 impl TelemetryConfig {
     /// The URL spans are posted to: `otlp_endpoint` as it is when it ends in `/v1/traces`,
-    /// else with `/v1/traces` added (OTLP/HTTP's path for traces). `None` when unset.
+    /// else with `/v1/traces` added (OTLP/HTTP's path for traces). `None` when unset or
+    /// empty.
     pub fn traces_url(&self) -> Option<String> {
-        let base = self.otlp_endpoint.as_deref()?.trim();
+        let base = self.endpoint()?;
         if base.trim_end_matches('/').ends_with("/v1/traces") {
             return Some(base.trim_end_matches('/').to_owned());
         }
         Some(format!("{}/v1/traces", base.trim_end_matches('/')))
     }
 
+    /// `otlp_endpoint`, trimmed, unless unset or empty.
+    fn endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(endpoint) = &self.otlp_endpoint {
+        if let Some(endpoint) = self.endpoint() {
             // Never the value in the reason: a URL may hold a credential.
-            let url = reqwest::Url::parse(endpoint.trim()).map_err(|e| ConfigError::Invalid {
+            let url = reqwest::Url::parse(endpoint).map_err(|e| ConfigError::Invalid {
                 key: "telemetry.otlp_endpoint".into(),
                 reason: format!(
                     "not a URL ({e}); give the collector's OTLP/HTTP address, e.g. \
@@ -1922,6 +1931,8 @@ mod tests {
             assert!(text.contains(key), "{toml}: {text}");
             assert!(!text.contains("secret"), "{toml}: {text}");
         }
+        let off = Config::from_toml_str("[telemetry]\notlp_endpoint = \" \"\n").unwrap();
+        assert_eq!(off.telemetry.traces_url(), None, "empty is off");
         let err = Config::from_toml_str("[telemetry]\nsample = 0.5\n").unwrap_err();
         assert!(err.to_string().contains("sampling"), "{err}");
     }
