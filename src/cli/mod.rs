@@ -2,6 +2,7 @@
 
 pub mod dlq;
 pub mod test;
+pub mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,20 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// A message's journey through a running knut, from its journal: every hop, step,
+    /// adapter call, retry and dead letter in time order. ID is a correlation id or a
+    /// business key's value (an OeP FlowInstanceID, an errand number; `name=value` for one
+    /// key), which finds every correlation id of the case.
+    Trace {
+        /// A correlation id (UUID) or a business key's value.
+        id: String,
+        /// Print the journey as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Admin address of the running knut (default: admin.bind of the configuration).
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// Print a Mermaid flowchart of routes, exchanges and adapters.
     Graph {
@@ -279,6 +294,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
         }
         Command::Dlq { command } => match load_config(&root, dev) {
             Ok(config) => dlq::run(&config, &root, command).await,
+            Err(code) => code,
+        },
+        Command::Trace { id, json, admin } => match load_config(&root, dev) {
+            Ok(config) => trace::run(&config, &root, &id, json, admin).await,
             Err(code) => code,
         },
     }
