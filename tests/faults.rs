@@ -435,6 +435,16 @@ async fn poison_is_dead_lettered_then_replayed_once(tag: &str, amqp: Option<Stri
         overview.contains(&route) && overview.contains("1 dead letter(s) in 1 route(s)"),
         "{overview}"
     );
+    // With the age of its oldest dead letter (seconds to minutes old here), not `-`.
+    let line = overview
+        .lines()
+        .find(|l| l.starts_with(route.as_str()))
+        .unwrap_or_default();
+    let oldest = line.split_whitespace().nth(2).unwrap_or_default();
+    assert!(
+        oldest.ends_with('s') || oldest.ends_with('m'),
+        "no age of the oldest dead letter in {line:?}:\n{overview}"
+    );
     let (ok, shown, err) = knut_dlq(&knut, &["show", &route, &id]).await;
     assert!(ok, "knut dlq show: {err}");
     assert!(!shown.contains(PNR), "the personnummer leaked:\n{shown}");

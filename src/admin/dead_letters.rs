@@ -172,6 +172,27 @@ impl DeadLetters {
             .await?)
     }
 
+    /// Since when `route` holds the `count` dead letters it holds: the last-failure time of
+    /// its oldest dead letter as last read from the head of the queue, or else the time the
+    /// first of them was dead-lettered after the queue was last seen empty (a dead letter
+    /// taken out of the middle leaves the time as it was). `None` when it holds none (the
+    /// noted time is forgotten), nothing is noted (dead letters from before this was kept)
+    /// or the store could not tell (logged).
+    pub async fn since(&self, route: &str, count: u64) -> Option<chrono::DateTime<chrono::Utc>> {
+        let since = match count {
+            0 => self
+                .store
+                .set_dead_letters_since(route, None)
+                .await
+                .map(|()| None),
+            _ => self.store.dead_letters_since(route).await,
+        };
+        since.unwrap_or_else(|e| {
+            tracing::warn!(route, error = %e, "could not read since when the route holds dead letters");
+            None
+        })
+    }
+
     /// Every dead letter of `route`, oldest first.
     pub async fn list(&self, route: &str) -> Result<Vec<Envelope>, DlqError> {
         Ok(self.broker(route).browse(&dead_letter_queue(route)).await?)
@@ -191,6 +212,22 @@ impl DeadLetters {
             .broker(route)
             .browse_window(&dead_letter_queue(route), window)
             .await?;
+        if after.is_none() {
+            // The head is the oldest dead letter: keep its time for the overview.
+            let oldest = page.messages.first().map(|m| {
+                m.header(crate::core::envelope::header::LAST_FAILURE)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+            });
+            let noted = match oldest {
+                None => self.store.set_dead_letters_since(route, None).await,
+                Some(Some(t)) => self.store.set_dead_letters_since(route, Some(t)).await,
+                Some(None) => Ok(()),
+            };
+            if let Err(e) = noted {
+                tracing::warn!(route, error = %e, "could not keep the oldest dead letter's time");
+            }
+        }
         match after {
             Some(id) if !page.after_found => Err(DlqError::CursorGone {
                 route: route.to_string(),
@@ -415,6 +452,35 @@ mod tests {
     async fn listed(dl: &DeadLetters) -> Vec<Uuid> {
         let all = dl.list("r").await.expect("list");
         all.iter().map(|e| e.id).collect()
+    }
+
+    /// The overview's oldest age: the first noted time is kept, the head's last failure
+    /// replaces it once a page from the head is read, and an empty queue forgets it.
+    #[tokio::test]
+    async fn the_oldest_age_is_noted_then_read_from_the_head_and_forgotten_when_empty() {
+        let (broker, dl, store) = setup("r").await;
+        assert_eq!(dl.since("r", 0).await, None);
+        let noted = Utc::now() - chrono::TimeDelta::hours(3);
+        store
+            .note_dead_letters_since("r", noted)
+            .await
+            .expect("note");
+        store
+            .note_dead_letters_since("r", Utc::now())
+            .await
+            .expect("note again");
+        let since = dl.since("r", 1).await.expect("noted");
+        assert!(
+            (since - noted).num_milliseconds().abs() < 1,
+            "{since} {noted}"
+        );
+        broker.dead_letter("r", &dead("r", 1)).await.expect("park");
+        broker.dead_letter("r", &dead("r", 2)).await.expect("park");
+        dl.page("r", None, 1).await.expect("page");
+        let head = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:01Z").unwrap();
+        assert_eq!(dl.since("r", 2).await, Some(head.with_timezone(&Utc)));
+        assert_eq!(dl.since("r", 0).await, None);
+        assert_eq!(store.dead_letters_since("r").await.expect("read"), None);
     }
 
     #[test]

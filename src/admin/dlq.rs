@@ -3,7 +3,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /api/dlq` | `200` [`DeadLetterOverview`]: every route of this knut with how many dead letters it holds (queue depths: nothing is read or moved) |
+//! | `GET /api/dlq` | `200` [`DeadLetterOverview`]: every route of this knut with how many dead letters it holds (queue depths: nothing is read or moved) and since when (`oldest`, from the store) |
 //! | `GET /api/routes/{route}/dlq?limit=&after=` | `200` [`DeadLetterList`]: a page of dead letters, oldest first, without bodies: at most `limit` (default 100, at most 1,000), after the dead letter `after` (the previous page's `next`) |
 //! | `GET /api/routes/{route}/dlq/{id}` | `200` [`DeadLetterDetail`]: one dead letter with its headers and body, every personnummer masked |
 //! | `POST /api/routes/{route}/dlq/{id}/replay` | `200` [`Replayed`]: published to the route's work queue again, journaled, removed from the dead-letter queue |
@@ -216,6 +216,10 @@ pub struct RouteDeadLetters {
     pub route: String,
     /// How many dead letters it holds; absent when the broker could not tell.
     pub count: Option<u64>,
+    /// Since when it holds them (RFC 3339; see [`DeadLetters::since`]): the age of its
+    /// oldest dead letter. Absent when it holds none or the time is not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<String>,
 }
 
 /// The dead-letter endpoints for `routes` (the ids of the running routes).
@@ -340,7 +344,16 @@ pub async fn overview_of(
                 None
             }
         };
-        lines.push(RouteDeadLetters { route, count });
+        let oldest = match count {
+            Some(n) => dead_letters.since(&route, n).await,
+            None => None,
+        }
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        lines.push(RouteDeadLetters {
+            route,
+            count,
+            oldest,
+        });
     }
     lines.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.route.cmp(&b.route)));
     DeadLetterOverview {

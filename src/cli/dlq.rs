@@ -215,9 +215,14 @@ fn one_line(s: &str, max: usize) -> String {
     }
 }
 
-/// The overview: the routes holding dead letters, with their counts, most first; then how
-/// many routes hold none.
+/// The overview: the routes holding dead letters, with their counts and the age of their
+/// oldest, most first; then how many routes hold none.
 pub fn overview(o: &DeadLetterOverview) -> String {
+    overview_at(o, chrono::Utc::now())
+}
+
+/// [`overview`], ages counted to `now`.
+fn overview_at(o: &DeadLetterOverview, now: chrono::DateTime<chrono::Utc>) -> String {
     let holding: Vec<_> = o.routes.iter().filter(|r| r.count != Some(0)).collect();
     if holding.is_empty() {
         return format!("no dead letters ({} routes)", o.routes.len());
@@ -228,10 +233,18 @@ pub fn overview(o: &DeadLetterOverview) -> String {
         .max()
         .unwrap_or(5)
         .max(5);
-    let mut out = format!("{:<width$}  DEAD LETTERS", "ROUTE");
+    let mut out = format!("{:<width$}  DEAD LETTERS  OLDEST", "ROUTE");
     for r in &holding {
         let n = r.count.map_or_else(|| "?".to_string(), |n| n.to_string());
-        let _ = write!(out, "\n{:<width$}  {n}", r.route);
+        let oldest = r
+            .oldest
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(
+                || "-".to_string(),
+                |t| age(now - t.with_timezone(&chrono::Utc)),
+            );
+        let _ = write!(out, "\n{:<width$}  {n:<12}  {oldest}", r.route);
     }
     let _ = write!(
         out,
@@ -241,6 +254,18 @@ pub fn overview(o: &DeadLetterOverview) -> String {
         o.routes.len() - holding.len()
     );
     out
+}
+
+/// An age as people read it: `45s`, `12m`, `3h 5m`, `2d 4h` (the two largest units).
+fn age(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    let (days, hours, minutes) = (s / 86_400, s / 3_600 % 24, s / 60 % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
 }
 
 /// The list as a table.
@@ -344,7 +369,53 @@ pub fn detail(d: &DeadLetterDetail) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::dlq::PAGE_DEFAULT;
+    use crate::admin::dlq::{PAGE_DEFAULT, RouteDeadLetters};
+
+    #[test]
+    fn the_overview_shows_each_holding_route_with_its_count_and_oldest_age() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let line = |route: &str, count: u64, oldest: Option<&str>| RouteDeadLetters {
+            route: route.to_string(),
+            count: Some(count),
+            oldest: oldest.map(str::to_string),
+        };
+        let o = DeadLetterOverview {
+            routes: vec![
+                line("leave-intake", 12, Some("2026-12-04T09:30:00Z")),
+                line("grades-export", 3, Some("2026-12-06T10:55:00Z")),
+                line("attendance-poll", 1, None),
+                line("placement-change", 0, None),
+            ],
+            total: 16,
+        };
+        let text = overview_at(&o, now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["ROUTE", "DEAD", "LETTERS", "OLDEST"]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["leave-intake", "12", "2d", "2h"]
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["grades-export", "3", "1h", "5m"]
+        );
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["attendance-poll", "1", "-"]
+        );
+        assert!(!text.contains("placement-change"), "{text}");
+        assert!(
+            lines[4].starts_with("16 dead letter(s) in 3 route(s); 1 route(s) hold none."),
+            "{text}"
+        );
+        assert_eq!(age(chrono::TimeDelta::seconds(42)), "42s");
+        assert_eq!(age(chrono::TimeDelta::seconds(-5)), "0s");
+    }
 
     fn summary(reason: &str) -> DeadLetterSummary {
         DeadLetterSummary {

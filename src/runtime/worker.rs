@@ -314,6 +314,16 @@ impl RouteWorker {
         e.headers
             .insert(ATTEMPTS.to_string(), e.attempt.to_string());
         self.broker.dead_letter(route, &e).await?;
+        // The overview's oldest age (`knut dlq list`): the first dead letter since the queue
+        // was last seen empty.
+        if let Err(err) = self
+            .context
+            .store
+            .note_dead_letters_since(route, chrono::Utc::now())
+            .await
+        {
+            tracing::warn!(error = %err, "could not note when the route began to hold dead letters; the overview shows no age for it");
+        }
         // The dead letter is parked: free the idempotency keys this message claimed, or a
         // corrected resend of the same key would be suppressed as a duplicate and lost
         // silently (a replay of the dead letter claims anew).
@@ -452,6 +462,49 @@ mod tests {
         assert!(e.header(header::FIRST_FAILURE).is_some());
         assert!(e.header(header::LAST_FAILURE).is_some());
         assert_eq!(flaky.calls(), 1, "a permanent failure is not retried");
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// Dead-lettering notes since when the route holds dead letters (the overview's oldest
+    /// age), and a second dead letter leaves the first's time.
+    #[tokio::test]
+    async fn dead_lettering_notes_since_when_the_route_holds_dead_letters() {
+        let flaky = Downstream::flaky(usize::MAX, StepError::permanent("HTTP 400"));
+        let (broker, worker) = worker_on_embedded(
+            "aged",
+            None,
+            vec![to_downstream()],
+            flaky,
+            RetryPolicy::default(),
+        )
+        .await;
+        let store = worker.context.store.clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        let mut dlq = broker.consume(&dead_letter_queue("aged"), 2).await.unwrap();
+        let before = Utc::now();
+        send(
+            &broker,
+            "aged",
+            &Envelope::json(serde_json::json!({"x": 1})),
+        )
+        .await;
+        next_within(&mut dlq).await;
+        let first = store
+            .dead_letters_since("aged")
+            .await
+            .unwrap()
+            .expect("noted");
+        assert!(first >= before - chrono::TimeDelta::seconds(1) && first <= Utc::now());
+        send(
+            &broker,
+            "aged",
+            &Envelope::json(serde_json::json!({"x": 2})),
+        )
+        .await;
+        next_within(&mut dlq).await;
+        assert_eq!(store.dead_letters_since("aged").await.unwrap(), Some(first));
         stop.cancel();
         task.await.unwrap();
     }

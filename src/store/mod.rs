@@ -888,6 +888,67 @@ impl Store {
         Ok(())
     }
 
+    /// Notes that `route` holds dead letters since `at`, unless a time is noted already: the
+    /// dead-letter overview's oldest age ([`Store::dead_letters_since`]). Kept beside the
+    /// poll watermarks, under `dead-letters/<route>`.
+    pub async fn note_dead_letters_since(
+        &self,
+        route: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO knut_watermarks (endpoint, value, updated_at_us) VALUES ($1, $2, $3) \
+             ON CONFLICT (endpoint) DO NOTHING",
+        )
+        .bind(dead_letters_key(route))
+        .bind(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .bind(now_us())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.query_error("note_dead_letters_since", &e))?;
+        Ok(())
+    }
+
+    /// Since when `route` holds dead letters, as noted ([`Store::note_dead_letters_since`],
+    /// [`Store::set_dead_letters_since`]); `None` when nothing is noted.
+    pub async fn dead_letters_since(
+        &self,
+        route: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .watermark(&dead_letters_key(route))
+            .await?
+            .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    /// Replaces the time since which `route` holds dead letters (its oldest dead letter's, once
+    /// read from the queue), or forgets it (`None`: the queue is empty).
+    pub async fn set_dead_letters_since(
+        &self,
+        route: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let key = dead_letters_key(route);
+        match at {
+            Some(at) => {
+                self.set_watermark(
+                    &key,
+                    &at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                )
+                .await
+            }
+            None => {
+                sqlx::query("DELETE FROM knut_watermarks WHERE endpoint = $1")
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| self.query_error("set_dead_letters_since", &e))?;
+                Ok(())
+            }
+        }
+    }
+
     /// Has `item` been recorded for the poll endpoint `endpoint` ([`Store::mark_seen`])?
     /// Changes nothing: a poll asks first, hands the item on, and marks it only then.
     pub async fn is_seen(&self, endpoint: &str, item: &str) -> Result<bool, StoreError> {
@@ -1151,6 +1212,11 @@ fn connect_error(backend: Backend, error: &sqlx::Error) -> StoreError {
         backend: backend.name(),
         cause: describe(error),
     }
+}
+
+/// The watermark key under which the time since a route holds dead letters is kept.
+fn dead_letters_key(route: &str) -> String {
+    format!("dead-letters/{route}")
 }
 
 fn now_us() -> i64 {
