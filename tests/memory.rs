@@ -34,10 +34,12 @@ fn rss_kb(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// How many items the route finished (its journal's end rows, read from the SQLite file).
+/// How many items the route finished (its journal's end rows, not its steps' rows, read
+/// from the SQLite file).
 async fn finished(db: &sqlx::SqlitePool) -> u64 {
     let n: Result<(i64,), _> = sqlx::query_as(
-        "SELECT COUNT(*) FROM knut_journal WHERE route = 'memory-parts' AND outcome = 'ok'",
+        "SELECT COUNT(*) FROM knut_journal WHERE route = 'memory-parts' AND step = 'end' \
+         AND outcome = 'ok'",
     )
     .fetch_one(db)
     .await;

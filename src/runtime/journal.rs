@@ -5,7 +5,8 @@
 //!
 //! The hops: each step's outcome and duration, each adapter call (its operation, HTTP
 //! status or error kind, duration: [`JournaledEffects`]), and each route's end, retry,
-//! dead letter, replay and discard. With a hop go the business keys its message carries
+//! dead letter, replay and discard; under load a step's or a call's row is dropped before
+//! a route's own. With a hop go the business keys its message carries
 //! (`knut-key-*` headers, [`crate::core::keys`]), written once per key and correlation id.
 
 use std::collections::{BTreeMap, HashSet};
@@ -27,6 +28,9 @@ use crate::store::{JournalEntry, JournalKey, Store};
 const CAPACITY: usize = 10_000;
 /// Rows written in one transaction at most.
 const BATCH: usize = 256;
+/// Room kept in the queue for the routes' own rows (end, retry, dead letter): a step's or an
+/// adapter call's row is dropped (and counted) first, when no more than this is free.
+const RESERVED_FOR_ROUTE_ROWS: usize = CAPACITY / 2;
 /// (key, correlation id) pairs remembered as written, so that every hop of a case does not
 /// write its keys again (forgotten all at once when full).
 const KEYS_REMEMBERED: usize = 50_000;
@@ -125,9 +129,15 @@ impl Journal {
         }
     }
 
-    /// Record one hop of a step or an adapter call of `route`.
+    /// Record one hop of a step or an adapter call of `route`. Under load these go first:
+    /// with no more than half the queue free the row is dropped (and counted), so that the
+    /// routes' own rows (end, retry, dead letter) still find room.
     pub fn record_hop(&self, route: &str, hop: Hop<'_>) {
         let Some(tx) = &self.tx else { return };
+        if tx.capacity() <= RESERVED_FOR_ROUTE_ROWS {
+            metrics::counter!("knut_journal_dropped_total").increment(1);
+            return;
+        }
         let row = Row {
             entry: JournalEntry {
                 at: chrono::Utc::now(),
@@ -350,5 +360,34 @@ mod tests {
             (keys[0].name.as_str(), keys[0].value.as_str()),
             ("errandNumber", "PRH-9")
         );
+    }
+
+    /// When the writer falls behind, a step's row is dropped before the queue is full: the
+    /// routes' own rows keep half of it.
+    #[tokio::test]
+    async fn step_rows_give_way_to_route_rows_under_load() {
+        let (tx, mut rx) = mpsc::channel::<Row>(CAPACITY);
+        let journal = Journal { tx: Some(tx) };
+        let m = Envelope::json(serde_json::json!({}));
+        let hop = || Hop {
+            message_id: m.id,
+            correlation_id: m.correlation_id,
+            keys_of: None,
+            step: "steps[0].transform",
+            outcome: "ok",
+            took: Duration::ZERO,
+            detail: None,
+        };
+        for _ in 0..CAPACITY {
+            journal.record_hop("r", hop());
+        }
+        for _ in 0..CAPACITY {
+            journal.record(&m, "r", "end", "ok", Duration::ZERO, None);
+        }
+        let mut rows = Vec::new();
+        rx.recv_many(&mut rows, 2 * CAPACITY).await;
+        let ends = rows.iter().filter(|r| r.entry.step == "end").count();
+        assert_eq!(rows.len() - ends, CAPACITY - RESERVED_FOR_ROUTE_ROWS);
+        assert_eq!(ends, RESERVED_FOR_ROUTE_ROWS);
     }
 }
