@@ -1,5 +1,9 @@
-//! A Mermaid flowchart of routes: where their messages come from (HTTP paths, folders,
-//! timers, exchanges, polled adapters) and where they go (exchanges, adapters, folders). `knut graph`.
+//! The graph of routes: where their messages come from (HTTP paths, folders, timers,
+//! exchanges, polled adapters) and where they go (exchanges, adapters, folders). One model
+//! ([`Graph`], made by [`model`]) drawn two ways: a Mermaid flowchart (`knut graph`,
+//! [`mermaid`]) and an SVG laid out in layers ([`svg`], the web console's pictures).
+
+mod svg;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -9,6 +13,8 @@ use super::load::LoadedRoute;
 use super::model::{From, Plane};
 use crate::step::kind::Edges;
 
+pub use svg::svg;
+
 /// A `flowchart LR` of `routes`: a node per route, exchange, adapter, HTTP path, folder and
 /// timer; edges endpoint → route (a polled adapter → route), route → exchange (routing key),
 /// exchange → route (binding key), route → adapter (operation), route → folder. The routes
@@ -16,6 +22,12 @@ use crate::step::kind::Edges;
 /// `external plane`; a bridge's edge from it is labelled `bridge`. The same routes give
 /// the same text.
 pub fn mermaid(routes: &[LoadedRoute]) -> String {
+    model(routes).mermaid()
+}
+
+/// The graph of `routes` (see [`mermaid`] for what it holds). The same routes, in any
+/// order, give the same graph.
+pub fn model(routes: &[LoadedRoute]) -> Graph {
     let mut g = Graph::default();
     for r in routes {
         let route = g.node("r", &r.route.route, Shape::Route);
@@ -71,7 +83,7 @@ pub fn mermaid(routes: &[LoadedRoute]) -> String {
             });
         }
     }
-    g.render()
+    g
 }
 
 /// The edges of one route's steps, drawn from its node.
@@ -101,67 +113,179 @@ impl Edges for StepEdges<'_> {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Shape {
+/// What a node stands for, and so how it is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A route (a rectangle).
     Route,
+    /// An exchange (a hexagon).
     Exchange,
+    /// An adapter, i.e. a system (a rectangle with side bars).
     Adapter,
+    /// An HTTP path (a stadium).
     Http,
+    /// A folder (a parallelogram).
     Folder,
+    /// A timer (a circle).
     Timer,
 }
 
-#[derive(Default)]
-struct Graph {
-    nodes: BTreeMap<String, String>,
-    edges: BTreeSet<(String, String, String)>,
-    /// The nodes of the external plane.
-    external: BTreeSet<String>,
+impl Shape {
+    /// What the shape stands for, in words (`route`, `exchange`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shape::Route => "route",
+            Shape::Exchange => "exchange",
+            Shape::Adapter => "adapter",
+            Shape::Http => "HTTP path",
+            Shape::Folder => "folder",
+            Shape::Timer => "timer",
+        }
+    }
+}
+
+/// One node: a route, exchange, adapter, HTTP path, folder or timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Its name (a route id, an exchange's or adapter's name, a path, a folder, a cron).
+    pub name: String,
+    /// What it is.
+    pub shape: Shape,
+}
+
+/// One edge, with its label (an operation, a routing or binding key, HTTP methods).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Edge {
+    /// The id of the node it leaves.
+    pub from: String,
+    /// The id of the node it reaches.
+    pub to: String,
+    /// Its label, empty when it has none.
+    pub label: String,
+}
+
+/// Routes and what they connect: nodes by id (a kind letter and the name, so distinct
+/// names give distinct ids), edges, and which nodes belong to the external plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Graph {
+    /// The nodes by id, in id order.
+    pub nodes: BTreeMap<String, Node>,
+    /// The edges, in order.
+    pub edges: BTreeSet<Edge>,
+    /// The ids of the nodes of the external plane.
+    pub external: BTreeSet<String>,
 }
 
 impl Graph {
     /// Declare (once) the node of `kind` named `name`; returns its id.
     fn node(&mut self, kind: &str, name: &str, shape: Shape) -> String {
         let id = format!("{kind}_{}", node_id(name));
-        let label = label(name);
-        let decl = match shape {
-            Shape::Route => format!("{id}[\"{label}\"]"),
-            Shape::Exchange => format!("{id}{{{{\"{label}\"}}}}"),
-            Shape::Adapter => format!("{id}[[\"{label}\"]]"),
-            Shape::Http => format!("{id}([\"{label}\"])"),
-            Shape::Folder => format!("{id}[/\"{label}\"/]"),
-            Shape::Timer => format!("{id}((\"{label}\"))"),
-        };
-        self.nodes.entry(id.clone()).or_insert(decl);
+        self.nodes.entry(id.clone()).or_insert_with(|| Node {
+            name: name.to_string(),
+            shape,
+        });
         id
     }
 
     fn edge(&mut self, from: &str, to: &str, label: &str) {
-        self.edges
-            .insert((from.to_string(), to.to_string(), label.to_string()));
+        self.edges.insert(Edge {
+            from: from.to_string(),
+            to: to.to_string(),
+            label: label.to_string(),
+        });
     }
 
-    fn render(&self) -> String {
+    /// The id of route `route`'s node.
+    pub fn route_id(route: &str) -> String {
+        format!("r_{}", node_id(route))
+    }
+
+    /// Route `route`, the nodes it is joined to and the edges between them: what one
+    /// route's page draws. Empty when there is no such route.
+    pub fn around(&self, route: &str) -> Graph {
+        let id = Graph::route_id(route);
+        let mut g = Graph::default();
+        if !self.nodes.contains_key(&id) {
+            return g;
+        }
+        let edges: Vec<&Edge> = self
+            .edges
+            .iter()
+            .filter(|e| e.from == id || e.to == id)
+            .collect();
+        let keep: BTreeSet<&str> = edges
+            .iter()
+            .flat_map(|e| [e.from.as_str(), e.to.as_str()])
+            .chain([id.as_str()])
+            .collect();
+        for k in keep {
+            if let Some(n) = self.nodes.get(k) {
+                g.nodes.insert(k.to_string(), n.clone());
+                if self.external.contains(k) {
+                    g.external.insert(k.to_string());
+                }
+            }
+        }
+        g.edges = edges.into_iter().cloned().collect();
+        g
+    }
+
+    /// The adapters route `route` calls or polls, by name, in order.
+    pub fn adapters_of(&self, route: &str) -> Vec<String> {
+        let id = Graph::route_id(route);
+        let names: BTreeSet<&str> = self
+            .edges
+            .iter()
+            .filter_map(|e| {
+                let other = if e.from == id {
+                    &e.to
+                } else if e.to == id {
+                    &e.from
+                } else {
+                    return None;
+                };
+                self.nodes
+                    .get(other)
+                    .filter(|n| n.shape == Shape::Adapter)
+                    .map(|n| n.name.as_str())
+            })
+            .collect();
+        names.into_iter().map(str::to_string).collect()
+    }
+
+    /// The Mermaid `flowchart LR` of this graph.
+    pub fn mermaid(&self) -> String {
+        let decl = |id: &str, n: &Node| {
+            let label = label(&n.name);
+            match n.shape {
+                Shape::Route => format!("{id}[\"{label}\"]"),
+                Shape::Exchange => format!("{id}{{{{\"{label}\"}}}}"),
+                Shape::Adapter => format!("{id}[[\"{label}\"]]"),
+                Shape::Http => format!("{id}([\"{label}\"])"),
+                Shape::Folder => format!("{id}[/\"{label}\"/]"),
+                Shape::Timer => format!("{id}((\"{label}\"))"),
+            }
+        };
         let mut out = String::from("flowchart LR\n");
-        for (id, decl) in &self.nodes {
+        for (id, n) in &self.nodes {
             if !self.external.contains(id) {
-                let _ = writeln!(out, "    {decl}");
+                let _ = writeln!(out, "    {}", decl(id, n));
             }
         }
         if !self.external.is_empty() {
             out.push_str("    subgraph external[\"external plane\"]\n");
-            for (id, decl) in &self.nodes {
+            for (id, n) in &self.nodes {
                 if self.external.contains(id) {
-                    let _ = writeln!(out, "        {decl}");
+                    let _ = writeln!(out, "        {}", decl(id, n));
                 }
             }
             out.push_str("    end\n");
         }
-        for (from, to, l) in &self.edges {
-            if l.is_empty() {
-                let _ = writeln!(out, "    {from} --> {to}");
+        for e in &self.edges {
+            if e.label.is_empty() {
+                let _ = writeln!(out, "    {} --> {}", e.from, e.to);
             } else {
-                let _ = writeln!(out, "    {from} -->|\"{}\"| {to}", label(l));
+                let _ = writeln!(out, "    {} -->|\"{}\"| {}", e.from, label(&e.label), e.to);
             }
         }
         out
@@ -268,6 +392,33 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("keys.json"), "{out}");
+    }
+
+    #[test]
+    fn one_route_and_its_neighbours_and_its_adapters() {
+        let routes = [
+            route(
+                "route: a\nfrom:\n  http: {path: /in/a, auth: none}\nsteps:\n  - enrich: {adapter: elevregister, operation: get-student, into: s}\n  - publish: {exchange: ev, key: k}\n",
+            ),
+            route(
+                "route: b\nfrom:\n  queue: {exchange: ev, keys: [k]}\nsteps:\n  - to: {adapter: messaging, operation: send}\n",
+            ),
+        ];
+        let g = model(&routes);
+        assert_eq!(g.adapters_of("a"), ["elevregister"]);
+        assert_eq!(g.adapters_of("b"), ["messaging"]);
+        assert!(g.adapters_of("nope").is_empty());
+        let around = g.around("a");
+        let names: Vec<&str> = around.nodes.values().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["elevregister", "/in/a", "a", "ev"]);
+        assert_eq!(around.edges.len(), 3);
+        assert!(g.around("nope").nodes.is_empty());
+        // Both drawings come from the one model.
+        assert_eq!(g.mermaid(), mermaid(&routes));
+        let svg = svg(&g, "routes", &|_| None);
+        for name in ["elevregister", "messaging", "/in/a", "ev"] {
+            assert!(svg.contains(name), "{name}: {svg}");
+        }
     }
 
     #[test]
