@@ -253,26 +253,31 @@ pub fn describe() {
 /// A message entered `route`.
 pub fn message_in(route: &str) {
     counter!(MESSAGES_IN, "route" => label(route)).increment(1);
+    super::live::count(route, |c| &c.messages_in);
 }
 
 /// `route` finished a message successfully.
 pub fn message_out(route: &str) {
     counter!(MESSAGES_OUT, "route" => label(route)).increment(1);
+    super::live::count(route, |c| &c.messages_out);
 }
 
 /// An attempt to process a message in `route` failed.
 pub fn message_failed(route: &str) {
     counter!(MESSAGES_FAILED, "route" => label(route)).increment(1);
+    super::live::count(route, |c| &c.failed);
 }
 
 /// A message of `route` was scheduled for another attempt.
 pub fn message_retried(route: &str) {
     counter!(MESSAGES_RETRIED, "route" => label(route)).increment(1);
+    super::live::count(route, |c| &c.retried);
 }
 
 /// A message of `route` went to its dead-letter queue.
 pub fn message_dead_lettered(route: &str) {
     counter!(MESSAGES_DEAD_LETTERED, "route" => label(route)).increment(1);
+    super::live::count(route, |c| &c.dead_lettered);
 }
 
 /// Step `step` (its kind, e.g. `transform`) of `route` took `d`.
@@ -284,6 +289,7 @@ pub fn step_duration(route: &str, step: &str, d: Duration) {
 /// `queue` holds `n` messages.
 pub fn queue_depth(queue: &str, n: u64) {
     gauge!(QUEUE_DEPTH, "queue" => label(queue)).set(n as f64);
+    super::live::set_queue_depth(queue, n);
 }
 
 /// A call to `adapter` ended with `outcome` after `d`.
@@ -296,6 +302,7 @@ pub fn adapter_call(adapter: &str, outcome: Outcome, d: Duration) {
 /// The circuit breaker of `adapter` is in `state` (0 closed, 1 open, 2 half-open).
 pub fn circuit_state(adapter: &str, state: f64) {
     gauge!(CIRCUIT_STATE, "adapter" => label(adapter)).set(state);
+    super::live::set_circuit(adapter, state);
 }
 
 /// The poll endpoint of `route` polled once: `items` new items handed on, `failures`

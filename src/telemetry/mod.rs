@@ -7,6 +7,7 @@
 //! Traces ([`otel`]) are a second layer beside the log, installed only when
 //! `[telemetry] otlp_endpoint` is set.
 
+pub mod live;
 pub mod metrics;
 pub mod otel;
 pub mod redact;
