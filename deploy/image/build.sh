@@ -193,6 +193,8 @@ envfile=$work/knut.env
   echo "KNUT_OEP_PUSH_PASSWORD=$(secret)"
   echo "KNUT_ADMIN_KEY_MONITORING=$admin_key"
   echo "KNUT_ADMIN_KEY_INTEGRATION=$(secret)"
+  # Traces on, as compose has them, to a collector that is not there (knut warns, and runs).
+  echo "KNUT__TELEMETRY__OTLP_ENDPOINT=http://127.0.0.1:$(free_port)"
   for f in adapters/*.yaml; do
     name=$(basename "$f" .yaml)
     echo "KNUT_ADAPTER_$(echo "$name" | tr 'a-z-' 'A-Z_')_URL=https://$name.sundsvall.example"
