@@ -20,6 +20,12 @@
 //! | `/api/routes/{id}/dlq…` | `operator` (bodies and reasons masked; `personal_data` too to see personnummer) |
 //! | `POST /api/routes/{id}/messages` | `injector`, and only where `admin.allow_injection` |
 //! | `GET /api/audit` | `operator` |
+//! | `/console…` (the web console, [`super::console`]) | `viewer`; its dead letters and sandbox faults `operator`; its sign-in form and static files none |
+//!
+//! On `/console` paths only, the credential may also come from the console's cookie (set by
+//! its sign-in form); there a refusal is a page (a `GET` without credentials goes to the
+//! form), a `POST` from another site is refused, and every `POST` and every look at dead
+//! letters is journaled like an `/api/` call.
 //!
 //! No credentials, or wrong ones: 401 problem+json with `WWW-Authenticate: Bearer`; a
 //! caller without the role: 403 problem+json naming it. Every call under `/api/` — allowed
@@ -220,8 +226,13 @@ impl AdminAuth {
         !self.keys.is_empty() || self.jwt.is_some()
     }
 
-    /// Who the request's credentials prove it comes from; `Err` says what is wrong.
-    async fn principal(&self, headers: &HeaderMap) -> Result<Principal, &'static str> {
+    /// Who the request's credentials prove it comes from; `Err` says what is wrong. On the
+    /// web console's paths (`console`) the console's cookie counts too.
+    async fn principal(
+        &self,
+        headers: &HeaderMap,
+        console: bool,
+    ) -> Result<Principal, &'static str> {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -231,7 +242,18 @@ impl AdminAuth {
             })
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .or_else(|| {
+                console
+                    .then(|| super::console::cookie_credential(headers))
+                    .flatten()
+            })
             .ok_or("send a credential: `Authorization: Bearer <admin key or token>`")?;
+        self.verify(&given).await
+    }
+
+    /// Who the credential `given` (an API key or a token) proves the caller is.
+    pub async fn verify(&self, given: &str) -> Result<Principal, &'static str> {
         // Every key is compared, so the time says nothing about which one (nearly) matched.
         let mut found = None;
         for k in &self.keys {
@@ -273,7 +295,14 @@ impl AdminAuth {
         })
     }
 
-    async fn audit(&self, principal: Option<&Principal>, method: &Method, path: &str, status: u16) {
+    /// Write one row of the audit journal (see the module docs).
+    pub(crate) async fn audit(
+        &self,
+        principal: Option<&Principal>,
+        method: &Method,
+        path: &str,
+        status: u16,
+    ) {
         let Some(store) = &self.store else { return };
         // Refusals of anonymous callers are journaled up to a rate, so a flood of them
         // cannot fill the store; beyond it they are counted.
@@ -334,6 +363,12 @@ fn required(auth: &AdminAuth, method: &Method, path: &str) -> Option<Role> {
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
+        // The web console: its sign-in form and its style and script are open to all.
+        ["console", "login"] | ["console", "logout"] | ["console", "static", ..] => None,
+        ["console", "dead-letters"] | ["console", "routes", _, "dead-letters", ..] => {
+            Some(Role::Operator)
+        }
+        ["console", "sandbox", ..] if method == Method::POST => Some(Role::Operator),
         ["api", "audit"] => Some(Role::Operator),
         ["api", "routes", _, "dlq", ..] => Some(Role::Operator),
         ["api", "routes", _, "messages"] if method == Method::POST => Some(Role::Injector),
@@ -345,15 +380,39 @@ fn required(auth: &AdminAuth, method: &Method, path: &str) -> Option<Role> {
 pub async fn guard(State(auth): State<Arc<AdminAuth>>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let audited = path.starts_with("/api/");
+    let console = path == super::console::BASE || path.starts_with("/console/");
+    let audited = path.starts_with("/api/") || (console && console_audited(&method, &path));
+    // A console form posted from another site is refused before anything else (the cookie
+    // is SameSite=Strict too).
+    if console && method == Method::POST && !super::console::same_origin(req.headers()) {
+        auth.audit(None, &method, &path, 403).await;
+        return super::console::refusal(
+            StatusCode::FORBIDDEN,
+            false,
+            &path,
+            "This form was sent from another site; use the console's own pages.",
+        );
+    }
     let Some(role) = required(&auth, &method, &path) else {
         return next.run(req).await;
     };
-    let principal = match auth.principal(req.headers()).await {
+    let principal = match auth.principal(req.headers(), console).await {
         Ok(p) => p,
         Err(why) => {
             if audited {
                 auth.audit(None, &method, &path, 401).await;
+            }
+            if console {
+                let target = match req.uri().query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.clone(),
+                };
+                return super::console::refusal(
+                    StatusCode::UNAUTHORIZED,
+                    method == Method::GET,
+                    &target,
+                    "Sign in with an admin key or token first.",
+                );
             }
             return Problem::new(
                 StatusCode::UNAUTHORIZED,
@@ -390,6 +449,9 @@ pub async fn guard(State(auth): State<Arc<AdminAuth>>, mut req: Request, next: N
         if audited {
             auth.audit(Some(&principal), &method, &path, 403).await;
         }
+        if console {
+            return super::console::refusal(StatusCode::FORBIDDEN, false, &path, &detail);
+        }
         return Problem::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -421,6 +483,14 @@ pub async fn guard(State(auth): State<Arc<AdminAuth>>, mut req: Request, next: N
         )
         .into_response(),
     }
+}
+
+/// Which console requests are written to the audit journal: every `POST` (a sign-in, a
+/// replay, a discard, a sandbox fault) and every look at dead letters (personal data).
+fn console_audited(method: &Method, path: &str) -> bool {
+    method == Method::POST
+        || path == "/console/dead-letters"
+        || (path.starts_with("/console/routes/") && path.contains("/dead-letters"))
 }
 
 /// `GET /api/audit?limit=N`: the newest admin calls (default 100, at most 1000).
@@ -672,7 +742,10 @@ mod tests {
             header::AUTHORIZATION,
             format!("Bearer {token}").parse().expect("header"),
         );
-        let p = auth.principal(&headers).await.expect("the token is taken");
+        let p = auth
+            .principal(&headers, false)
+            .await
+            .expect("the token is taken");
         assert!(p.has(Role::Operator) && p.has(Role::Injector) && p.has(Role::Viewer));
         assert!(
             !p.has(Role::PersonalData),
@@ -683,7 +756,7 @@ mod tests {
         let prod =
             AdminAuth::from_config(&config, Profile::Production, dir.path(), None).expect("auth");
         assert!(!prod.has_credentials());
-        assert!(prod.principal(&headers).await.is_err());
+        assert!(prod.principal(&headers, false).await.is_err());
     }
 
     #[tokio::test]
@@ -718,9 +791,12 @@ mod tests {
             h
         };
         let p = auth
-            .principal(&token(serde_json::json!({
-                "sub": "200101011234", "aud": "knut-admin", "knut_roles": ["operator", "root"]
-            })))
+            .principal(
+                &token(serde_json::json!({
+                    "sub": "200101011234", "aud": "knut-admin", "knut_roles": ["operator", "root"]
+                })),
+                false,
+            )
             .await
             .expect("valid");
         assert_eq!(p.roles, [Role::Operator].into_iter().collect());
@@ -729,9 +805,12 @@ mod tests {
             "a personnummer subject is masked"
         );
         assert!(
-            auth.principal(&token(serde_json::json!({"sub": "x", "aud": "other"})))
-                .await
-                .is_err()
+            auth.principal(
+                &token(serde_json::json!({"sub": "x", "aud": "other"})),
+                false
+            )
+            .await
+            .is_err()
         );
     }
 }

@@ -9,12 +9,14 @@
 //! | `POST /api/routes/{id}/messages` | hand a message to a route (`knut send`; [`crate::runtime::send_router`]) |
 //! | `/api/routes/{id}/dlq…` | the route's dead letters: list, show, replay, discard ([`dlq`], `knut dlq`) |
 //! | `GET /api/trace/{id}` | a message's journey from the journal, by correlation id or business key ([`trace`], `knut trace`) |
+//! | `/console…` | the web console: routes, journeys, dead letters, the sandbox ([`console`]) |
 //!
 //! Anything else is answered with an RFC 9457 `application/problem+json` body.
 //! The admin port is meant for operators and scrapers on the internal network (it binds
 //! to `127.0.0.1:9090` by default).
 
 pub mod auth;
+pub mod console;
 pub mod dead_letters;
 pub mod dlq;
 pub mod trace;

@@ -771,6 +771,8 @@ impl System {
         }
         let all_brokers = brokers.all();
         let mut addrs: Vec<PlaneAddrs> = Vec::new();
+        // The sandbox starts after the admin listeners; the console learns its address then.
+        let sandbox_cell: Arc<std::sync::OnceLock<SocketAddr>> = Arc::default();
         for &plane in planes {
             let Some(broker) = brokers.of(plane).cloned() else {
                 continue;
@@ -881,12 +883,24 @@ impl System {
                     ))
                 })
                 .collect();
+            let console_dead_letters = dead_letters.clone();
             let mut admin_router = admin::router_with(state, own_process)
                 .merge(crate::runtime::send_router(ingresses))
                 .merge(admin::dlq::router(
                     dead_letters,
                     plane_routes.iter().map(|r| r.route.route.clone()),
                 ));
+            admin_router = admin_router.merge(admin::console::router(admin::console::Console {
+                plane: plane.to_string(),
+                routes: infos.get(&plane).cloned().unwrap_or_default(),
+                graph: crate::route::graph::model(&plane_routes),
+                dead_letters: console_dead_letters,
+                store: store.clone(),
+                auth: admin_auth.clone(),
+                development: config.profile == crate::config::Profile::Development,
+                sandbox: sandbox_cell.clone(),
+                secure_cookie: !admin_bind.ip().is_loopback(),
+            }));
             if own_process {
                 admin_router = admin_router.route(
                     "/api/audit",
@@ -965,6 +979,9 @@ impl System {
         } else {
             None
         };
+        if let Some(addr) = sandbox_addr {
+            let _ = sandbox_cell.set(addr);
+        }
 
         {
             let queues: Vec<(SharedBroker, String)> = routes
