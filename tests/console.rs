@@ -3,7 +3,8 @@
 //! of two routes. It signs in with the development token, finds a route on `/console` and
 //! sees its numbers move, follows a message by its correlation id, dead-letters a message
 //! that the first route refuses and replays it from the console, and looks at the sandbox
-//! page; it saves screenshots to `docs/images/console-*.png` (shown in the README).
+//! page; it takes screenshots, saved to `docs/images/console-*.png` (shown in the README)
+//! when `KNUT_CONSOLE_SCREENSHOTS=1`, else to a temporary folder.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Where they are
 //! missing the test says SKIPPED, unless `KNUT_REQUIRE_BROWSER` is set (as in CI): then it
@@ -128,14 +129,20 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
         .expect("a browser session")
 }
 
-fn images() -> PathBuf {
-    root::repo().join("docs/images")
+/// Where the screenshots go: `docs/images` with `KNUT_CONSOLE_SCREENSHOTS=1` (to refresh
+/// the committed ones), else `scratch` (so a test run leaves the work tree as it was).
+fn images(scratch: &Path) -> PathBuf {
+    match std::env::var_os("KNUT_CONSOLE_SCREENSHOTS") {
+        Some(_) => root::repo().join("docs/images"),
+        None => scratch.join("images"),
+    }
 }
 
-async fn screenshot(c: &Client, name: &str) {
+async fn screenshot(c: &Client, dir: &Path, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
-    std::fs::create_dir_all(images()).expect("docs/images");
-    std::fs::write(images().join(format!("console-{name}.png")), png).expect("write screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::create_dir_all(dir).expect("images");
+    std::fs::write(dir.join(format!("console-{name}.png")), png).expect("write screenshot");
 }
 
 /// Wait until `f` holds (at most `secs`), reloading the page between tries when `reload`.
@@ -199,6 +206,7 @@ async fn the_console_in_a_browser() {
 
     let driver = start_driver(&http, &dir.path().join("chromedriver.log")).await;
     let profile = tempfile::tempdir().expect("profile");
+    let shots = images(dir.path());
     let c = browser(&driver, profile.path()).await;
 
     // Without a credential the console sends the browser to its sign-in form.
@@ -290,7 +298,7 @@ async fn the_console_in_a_browser() {
         graph.contains("order-archive") && graph.contains("shop"),
         "{graph}"
     );
-    screenshot(&c, "routes").await;
+    screenshot(&c, &shots, "routes").await;
 
     // One route's page, with its graph drawn by the server.
     c.find(Locator::Css("tr[data-route=\"orders\"] th a"))
@@ -309,7 +317,7 @@ async fn the_console_in_a_browser() {
     for name in ["/in/orders", "shop", "orders"] {
         assert!(drawn.contains(name), "{name} in the graph: {drawn}");
     }
-    screenshot(&c, "route").await;
+    screenshot(&c, &shots, "route").await;
 
     // Follow the message by its correlation id: both routes' hops, in time order.
     c.find(Locator::LinkText("Journey"))
@@ -336,7 +344,7 @@ async fn the_console_in_a_browser() {
         t.contains("orders") && t.contains("order-archive")
     })
     .await;
-    screenshot(&c, "journey").await;
+    screenshot(&c, &shots, "journey").await;
 
     // A message the route refuses is dead-lettered; the console shows it masked and
     // replays it.
@@ -382,7 +390,7 @@ async fn the_console_in_a_browser() {
         .for_element(Locator::Css(&row))
         .await
         .expect("the list again");
-    screenshot(&c, "dead-letters").await;
+    screenshot(&c, &shots, "dead-letters").await;
     c.find(Locator::Css(&format!(
         "{row} form[action$=\"/replay\"] button"
     )))
@@ -483,7 +491,7 @@ async fn the_console_in_a_browser() {
     )
     .await
     .expect("scroll");
-    screenshot(&c, "sandbox").await;
+    screenshot(&c, &shots, "sandbox").await;
 
     c.close().await.expect("close the browser");
     drop(driver);
