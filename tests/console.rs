@@ -29,6 +29,10 @@ const PNR: &str = "20130412-2383";
 
 /// The browser's window: screenshots of this size stay small.
 const WIDTH: u32 = 1200;
+/// How long a page or an effect may take: generous, for a loaded CI machine (the test
+/// itself takes about ten seconds).
+const WAIT_SECS: u64 = 45;
+const WAIT: Duration = Duration::from_secs(WAIT_SECS);
 const HEIGHT: u32 = 780;
 
 fn write(root: &Path, file: &str, text: &str) {
@@ -92,7 +96,7 @@ async fn start_driver(http: &reqwest::Client, log: &Path) -> Driver {
         .spawn()
         .expect("chromedriver starts");
     let driver = Driver { child, port };
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + WAIT;
     loop {
         let up = http
             .get(format!("http://127.0.0.1:{port}/status"))
@@ -213,7 +217,7 @@ async fn the_console_in_a_browser() {
     c.goto(&format!("{admin}/console")).await.expect("goto");
     let field = c
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(WAIT)
         .for_element(Locator::Css("#credential"))
         .await
         .expect("the sign-in form");
@@ -234,7 +238,7 @@ async fn the_console_in_a_browser() {
         .expect("submit");
     let error = c
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(WAIT)
         .for_element(Locator::Css("#login-error"))
         .await
         .expect("refused");
@@ -256,7 +260,7 @@ async fn the_console_in_a_browser() {
 
     // The routes page: find the route, send a message, see its numbers move (polled).
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(WAIT)
         .for_element(Locator::Css("table#routes tr[data-route=\"orders\"]"))
         .await
         .expect("the route `orders` on /console");
@@ -276,15 +280,21 @@ async fn the_console_in_a_browser() {
         .as_str()
         .expect("correlation id")
         .to_string();
-    until(&c, 15, false, "the live numbers of `orders`", || async {
-        text_of(&c, "tr[data-route=\"orders\"] [data-k=\"messages_out\"]").await == "1"
-            && text_of(
-                &c,
-                "tr[data-route=\"order-archive\"] [data-k=\"messages_out\"]",
-            )
-            .await
-                == "1"
-    })
+    until(
+        &c,
+        WAIT_SECS,
+        false,
+        "the live numbers of `orders`",
+        || async {
+            text_of(&c, "tr[data-route=\"orders\"] [data-k=\"messages_out\"]").await == "1"
+                && text_of(
+                    &c,
+                    "tr[data-route=\"order-archive\"] [data-k=\"messages_out\"]",
+                )
+                .await
+                    == "1"
+        },
+    )
     .await;
     // The route graph, drawn by the server, below the table.
     c.execute(
@@ -309,7 +319,7 @@ async fn the_console_in_a_browser() {
         .expect("click");
     let svg = c
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(WAIT)
         .for_element(Locator::Css(".svg-wrap svg"))
         .await
         .expect("the route's graph");
@@ -328,7 +338,7 @@ async fn the_console_in_a_browser() {
         .expect("click");
     let search = c
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(WAIT)
         .for_element(Locator::Css("input#id"))
         .await
         .expect("the search field");
@@ -339,10 +349,16 @@ async fn the_console_in_a_browser() {
         .click()
         .await
         .expect("follow");
-    until(&c, 15, true, "the journey of the message", || async {
-        let t = text_of(&c, "table#journey").await;
-        t.contains("orders") && t.contains("order-archive")
-    })
+    until(
+        &c,
+        WAIT_SECS,
+        true,
+        "the journey of the message",
+        || async {
+            let t = text_of(&c, "table#journey").await;
+            t.contains("orders") && t.contains("order-archive")
+        },
+    )
     .await;
     screenshot(&c, &shots, "journey").await;
 
@@ -363,9 +379,13 @@ async fn the_console_in_a_browser() {
         .await
         .expect("goto");
     let row = format!("tr[data-id=\"{dead_id}\"]");
-    until(&c, 15, true, "the dead letter in the list", || async {
-        c.find(Locator::Css(&row)).await.is_ok()
-    })
+    until(
+        &c,
+        WAIT_SECS,
+        true,
+        "the dead letter in the list",
+        || async { c.find(Locator::Css(&row)).await.is_ok() },
+    )
     .await;
     c.find(Locator::Css(&format!("{row} td a")))
         .await
@@ -374,7 +394,7 @@ async fn the_console_in_a_browser() {
         .await
         .expect("click");
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(WAIT)
         .for_element(Locator::Css("pre.body"))
         .await
         .expect("the dead letter");
@@ -386,7 +406,7 @@ async fn the_console_in_a_browser() {
     assert!(page.contains("********-****"), "masked: {page}");
     c.back().await.expect("back");
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(WAIT)
         .for_element(Locator::Css(&row))
         .await
         .expect("the list again");
@@ -401,7 +421,7 @@ async fn the_console_in_a_browser() {
     .expect("replay");
     let done = c
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(WAIT)
         .for_element(Locator::Css("#done"))
         .await
         .expect("the replay's confirmation");
@@ -417,7 +437,7 @@ async fn the_console_in_a_browser() {
         .click()
         .await
         .expect("click");
-    until(&c, 15, true, "the replay in the journey", || async {
+    until(&c, WAIT_SECS, true, "the replay in the journey", || async {
         let t = text_of(&c, "table#journey").await;
         t.contains("replay") && t.contains("dead-letter")
     })
@@ -458,7 +478,7 @@ async fn the_console_in_a_browser() {
         .await
         .expect("goto");
     c.wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(WAIT)
         .for_element(Locator::Css("#sys-messaging"))
         .await
         .expect("the sandbox's messaging");
@@ -470,7 +490,7 @@ async fn the_console_in_a_browser() {
     .click()
     .await
     .expect("click");
-    until(&c, 10, false, "the fault shown", || async {
+    until(&c, WAIT_SECS, false, "the fault shown", || async {
         text_of(&c, "section[aria-labelledby=\"sys-messaging\"]")
             .await
             .contains("Fault: the next 3 call(s) answer 503")
