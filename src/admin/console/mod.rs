@@ -580,6 +580,22 @@ mod served {
         let a = call(&app, "GET", &a.location, Some(OPS), &[], "").await;
         assert!(a.body.contains("Replayed"), "{}", a.body);
 
+        // A discard: journaled, then gone.
+        let other = Envelope::json(serde_json::json!({"qty": 0}));
+        broker.dead_letter("r", &other).await.expect("park");
+        let discard = format!("/console/routes/r/dead-letters/{}/discard", other.id);
+        let a = call(&app, "POST", &discard, Some(OPS), &[], "").await;
+        assert_eq!(a.status, 303, "{}", a.body);
+        assert!(
+            a.location
+                .starts_with("/console/routes/r/dead-letters?done=discarded"),
+            "{}",
+            a.location
+        );
+        assert_eq!(broker.queue_depth("knut.dlq.r").await.expect("depth"), 0);
+        let a = call(&app, "POST", &discard, Some(OPS), &[], "").await;
+        assert_eq!(a.status, 404, "{}", a.body);
+
         // Who did what is in the audit journal.
         let rows = store.audit_recent(100).await.expect("audit");
         let seen: Vec<(String, String, String, u16)> = rows
