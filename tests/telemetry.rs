@@ -448,3 +448,64 @@ async fn without_an_endpoint_nothing_is_exported() {
         "{calls:?} for {correlation}"
     );
 }
+
+/// An external-plane caller (anyone on the internet) may not choose the trace id that
+/// travels on into the internal plane, nor force sampling: its `traceparent` is only linked,
+/// and the request starts a trace of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_callers_traceparent_is_linked_not_continued() {
+    let (collector, received) = otlp_receiver().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("routes")).unwrap();
+    std::fs::write(
+        dir.path().join("routes/trace-ext.yaml"),
+        "route: trace-ext\nplane: external\n\
+         from:\n  http: { path: /ext/trace, methods: [POST], auth: none, format: json }\n\
+         steps:\n  - transform: { jq: '{done: true}' }\n  - to: { file: { dir: out/ext } }\n",
+    )
+    .unwrap();
+    let http = client();
+    let mut knut = knut::Knut::new(
+        dir.path(),
+        None,
+        &[("KNUT__TELEMETRY__OTLP_ENDPOINT", collector.as_str())],
+    );
+    knut.start(&http).await;
+    let resp = http
+        .post(format!("http://127.0.0.1:{}/ext/trace", knut.external_http))
+        .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
+        .json(&serde_json::json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202, "{}", knut.log_tail());
+    wait_for_file(&dir.path().join("out/ext"), 30).await;
+    let status = knut.terminate().await;
+    assert!(status.success(), "{status:?}:\n{}", knut.log_tail());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.spans().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let spans: Vec<Span> = received.spans().into_iter().map(|(_, s)| s).collect();
+    let ingress = one(&spans, "POST /ext/trace", None);
+    assert_ne!(
+        hex(&ingress.trace_id),
+        TRACE,
+        "the caller chose the trace id"
+    );
+    assert!(
+        ingress.parent_span_id.is_empty(),
+        "the request's span is a root: {}",
+        describe(&spans)
+    );
+    assert!(
+        ingress
+            .links
+            .iter()
+            .any(|l| hex(&l.trace_id) == TRACE && hex(&l.span_id) == CALLER_SPAN),
+        "the caller's context is linked: {:?}",
+        ingress.links
+    );
+    let message = one(&spans, "trace-ext", Some("trace-ext"));
+    assert_eq!(message.trace_id, ingress.trace_id, "{}", describe(&spans));
+}

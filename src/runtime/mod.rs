@@ -829,6 +829,7 @@ impl System {
                             .map(str::to_string)
                             .collect(),
                     }),
+                trust_traceparent: plane == Plane::Internal,
             };
             let router = crate::endpoint::http::router(
                 http,

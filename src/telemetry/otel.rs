@@ -172,8 +172,16 @@ pub async fn shutdown() {
 /// The span of one HTTP ingress request: the method, the route's path template (never the
 /// path itself, which may hold a personnummer) and the route; the answer's status is added
 /// by [`finish_ingress`]. Its parent is the caller's `traceparent`, when it sent a valid
-/// one.
-pub fn ingress_span(method: &str, template: &str, route: &str, traceparent: Option<&str>) -> Span {
+/// one and `trusted` (the internal plane's callers); an untrusted caller's (the external
+/// plane's: anyone on the internet) is only linked, so that it can neither choose the trace
+/// id that travels on into the internal plane nor force its sampling.
+pub fn ingress_span(
+    method: &str,
+    template: &str,
+    route: &str,
+    traceparent: Option<&str>,
+    trusted: bool,
+) -> Span {
     if !enabled() {
         return Span::none();
     }
@@ -189,7 +197,11 @@ pub fn ingress_span(method: &str, template: &str, route: &str, traceparent: Opti
         message_id = tracing::field::Empty,
         correlation_id = tracing::field::Empty,
     );
-    set_parent(&span, traceparent);
+    if trusted {
+        set_parent(&span, traceparent);
+    } else if let Some(cx) = remote(traceparent) {
+        span.add_link(cx.span().span_context().clone());
+    }
     span
 }
 
@@ -325,11 +337,15 @@ pub fn inject(headers: &mut BTreeMap<String, String>) {
 /// Make the trace context in `traceparent` (W3C; anything else is ignored) the parent of
 /// `span`, which must not have started yet.
 fn set_parent(span: &Span, traceparent: Option<&str>) {
-    let Some(tp) = traceparent else { return };
-    let cx = TraceContextPropagator::new().extract(&One(tp));
-    if cx.span().span_context().is_valid() {
+    if let Some(cx) = remote(traceparent) {
         let _ = span.set_parent(cx);
     }
+}
+
+/// The trace context in `traceparent`, when it is a valid W3C one.
+fn remote(traceparent: Option<&str>) -> Option<opentelemetry::Context> {
+    let cx = TraceContextPropagator::new().extract(&One(traceparent?));
+    cx.span().span_context().is_valid().then_some(cx)
 }
 
 /// One `traceparent` value to extract from.

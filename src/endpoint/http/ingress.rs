@@ -57,6 +57,7 @@ pub(super) async fn handle(state: &RouteState, shared: &Shared, req: Request) ->
         req.headers()
             .get(otel::TRACEPARENT)
             .and_then(|v| v.to_str().ok()),
+        shared.settings.trust_traceparent,
     );
     let response = match accept_request(state, shared, req)
         .instrument(span.clone())

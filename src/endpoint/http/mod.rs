@@ -118,6 +118,10 @@ pub struct HttpSettings {
     pub rate_limit: RateLimitConfig,
     /// Where refusals at the door of routes that keep the access audit are written.
     pub refusals: Option<RefusalAudit>,
+    /// Whether a caller's W3C `traceparent` becomes the parent of the request's span (the
+    /// internal plane); otherwise it is only linked (the external plane's callers are
+    /// anyone: they must not choose the trace id or force sampling).
+    pub trust_traceparent: bool,
 }
 
 impl Default for HttpSettings {
@@ -129,6 +133,7 @@ impl Default for HttpSettings {
             request_timeout: Duration::from_secs(30),
             rate_limit: RateLimitConfig::default(),
             refusals: None,
+            trust_traceparent: true,
         }
     }
 }
