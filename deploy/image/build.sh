@@ -281,7 +281,8 @@ if [ "$mode" = podman ]; then
   running() { [ "$("${PODMAN[@]}" inspect "$container" --format '{{.State.Running}}')" = true ]; }
 else
   # uid 10001 can write only /knut/data, /knut/inbox and /tmp there, as in the image.
-  (set -a; . "$envfile"; set +a; exec chroot --userspec=10001:10001 "$mnt" /usr/local/bin/knut --root /knut run) >"$log" 2>&1 &
+  # The copy in $croot (podman's mount of the image is unmounted by now), with knut.toml.
+  (set -a; . "$envfile"; set +a; exec chroot --userspec=10001:10001 "$croot" /usr/local/bin/knut --root /knut run) >"$log" 2>&1 &
   knut_pid=$!
   logs() { cat "$log"; }
   running() { kill -0 "$knut_pid" 2>/dev/null; }
@@ -302,9 +303,37 @@ routes=$(curl -s --max-time 5 -H "authorization: Bearer $admin_key" "$admin/api/
 echo "GET /api/routes (monitoring key): $routes routes"
 metrics=$(curl -s --max-time 5 "$admin/metrics" | grep -c '^knut_' || true)
 echo "GET /metrics: $metrics knut_ samples"
-if logs | grep -q '[0-9]\{6\}[-+]\?[0-9]\{4\}'; then
-  echo "(note: the log holds a personnummer-shaped number)" >&2
+# No personal identity number in the log: a personnummer or samordningsnummer (YYMMDD or
+# YYYYMMDD, -/+ or nothing, four digits; a valid date, the day +60 for a samordningsnummer;
+# the Luhn check digit right), not inside a longer run of letters or digits (trace ids,
+# timestamps). A match fails the build; the line is shown with the number masked.
+pnr_check() {
+  python3 -c '
+import re, sys
+pat = re.compile(r"(?<![0-9A-Za-z])(?:(?:18|19|20)([0-9]{2})|([0-9]{2}))([0-9]{2})([0-9]{2})[-+]?([0-9]{4})(?![0-9A-Za-z])")
+def luhn(d):
+    s = 0
+    for i, c in enumerate(d):
+        n = int(c) * (2 if i % 2 == 0 else 1)
+        s += n - 9 if n > 9 else n
+    return s % 10 == 0
+found = 0
+for line in sys.stdin:
+    hits = [m for m in pat.finditer(line)
+            if 1 <= int(m.group(3)) <= 12 and (1 <= int(m.group(4)) <= 31 or 61 <= int(m.group(4)) <= 91)
+            and luhn((m.group(1) or m.group(2)) + m.group(3) + m.group(4) + m.group(5))]
+    for m in reversed(hits):
+        line = line[:m.start()] + "<PERSONNUMMER>" + line[m.end():]
+    if hits:
+        found += 1
+        sys.stderr.write("  " + line.rstrip("\n")[:300] + "\n")
+sys.exit(1 if found else 0)
+'
+}
+if ! logs | pnr_check; then
+  fail "knut's log holds a personal identity number (lines above, masked): a log line must never carry one"
 fi
+echo "no personal identity number in knut's log"
 
 say "SIGTERM"
 if [ "$mode" = podman ]; then
