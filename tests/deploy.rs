@@ -5,10 +5,12 @@
 //!   and each alert fires when it should (`promtool test rules`);
 //! - the Kubernetes manifests validate against Kubernetes' schemas (`kubernetes-validate
 //!   --strict`, offline) and hold what production needs (two replicas, probes, resources,
-//!   read-only root, non-root, the Secret by reference, a disruption budget), and the
-//!   ConfigMap's knut.toml is deploy/knut.production.toml;
+//!   read-only root, non-root, one Deployment per plane with its own Secret by reference, a
+//!   disruption budget each, a NetworkPolicy opening the admin ports to the monitoring
+//!   namespace only), and the ConfigMap's knut.toml is deploy/knut.production.toml;
 //! - the systemd unit passes `systemd-analyze verify` and is hardened;
-//! - compose.yaml is parsed and checked (no container engine runs it here): its RabbitMQ
+//! - compose.yaml is parsed and checked (no container engine runs it here): two replicas
+//!   per plane, each plane with only its own secrets and store; its RabbitMQ
 //!   imports definitions that are exactly `knut topology` of the shipped root, its secrets
 //!   come from the env file, every adapter has a URL in every env example.
 //!
@@ -384,6 +386,7 @@ const MANIFESTS: &[&str] = &[
     "deploy/kubernetes/deployment.yaml",
     "deploy/kubernetes/service.yaml",
     "deploy/kubernetes/pdb.yaml",
+    "deploy/kubernetes/networkpolicy.yaml",
 ];
 
 #[test]
@@ -415,69 +418,89 @@ fn kubernetes_manifests_validate_against_the_schemas() {
         .args(MANIFESTS)
         .current_dir(repo()));
     assert!(ok, "kubernetes-validate:\n{out}");
-    assert_eq!(out.matches(" passed ").count(), 6, "{out}");
+    // One line per resource: 2 ConfigMaps, 2 Deployments, 4 Services, 2 PDBs, 2 policies.
+    assert_eq!(out.matches(" passed ").count(), 12, "{out}");
 }
+
+/// Each plane's Deployment: its name's suffix, its ingress and admin ports.
+const PLANES: [(&str, u64, u64); 2] = [("internal", 8080, 9090), ("external", 8081, 9091)];
+
+/// The secrets only the internal plane holds (never the external plane's Secret).
+const INTERNAL_ONLY: [&str; 3] = [
+    "KNUT__BROKER__URL",
+    "KNUT__EXTERNAL__BRIDGE_URL",
+    "KNUT_AUDIT_KEY",
+];
 
 #[test]
 fn the_kubernetes_deployment_is_what_production_needs() {
-    let d = yaml("deploy/kubernetes/deployment.yaml");
-    assert_eq!(d["kind"], "Deployment");
-    assert_eq!(d["spec"]["replicas"], 2);
-    let pod = &d["spec"]["template"]["spec"];
-    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["automountServiceAccountToken"], false);
-    let c = &pod["containers"][0];
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
-    assert!(c["resources"]["requests"]["memory"].is_string(), "{c}");
-    assert!(c["resources"]["limits"]["memory"].is_string(), "{c}");
-    let sc = &c["securityContext"];
-    assert_eq!(sc["readOnlyRootFilesystem"], true);
-    assert_eq!(sc["runAsNonRoot"], true);
-    assert_eq!(sc["allowPrivilegeEscalation"], false);
-    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
-    let uid = sc["runAsUser"].as_u64().expect("runAsUser");
-    assert!(uid > 0, "non-root");
-    assert!(
-        read("deploy/image/Containerfile").contains(&format!("USER {uid}:{uid}")),
-        "the image's user is the pod's"
-    );
-    let ports: Vec<(&str, u64)> = c["ports"]
-        .as_array()
-        .expect("ports")
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().expect("name"),
-                p["containerPort"].as_u64().expect("port"),
-            )
-        })
-        .collect();
-    assert!(
-        ports.contains(&("http", 8080)) && ports.contains(&("admin", 9090)),
-        "{ports:?}"
-    );
-    // Secrets by reference only; the config from the ConfigMap.
-    let env_from = c["envFrom"].as_array().expect("envFrom");
-    assert!(
-        env_from
+    let deployments = yaml_docs("deploy/kubernetes/deployment.yaml");
+    assert_eq!(deployments.len(), 2, "one Deployment per plane");
+    let selector_of = |plane: &str| -> Value {
+        serde_json::json!({"app.kubernetes.io/name": "knutpunkt", "app.kubernetes.io/component": plane})
+    };
+    for (d, (plane, http, admin)) in deployments.iter().zip(PLANES) {
+        assert_eq!(d["kind"], "Deployment");
+        assert_eq!(d["metadata"]["name"], format!("knut-{plane}"));
+        assert_eq!(d["spec"]["replicas"], 2, "{plane}");
+        assert_eq!(d["spec"]["selector"]["matchLabels"], selector_of(plane));
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(
+            d["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"],
+            admin.to_string()
+        );
+        let c = &pod["containers"][0];
+        // One plane per process (`knut run --plane`).
+        assert_eq!(c["args"], serde_json::json!(["run", "--plane", plane]));
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert!(c["resources"]["requests"]["memory"].is_string(), "{c}");
+        assert!(c["resources"]["limits"]["memory"].is_string(), "{c}");
+        let sc = &c["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+        let uid = sc["runAsUser"].as_u64().expect("runAsUser");
+        assert!(uid > 0, "non-root");
+        assert!(
+            read("deploy/image/Containerfile").contains(&format!("USER {uid}:{uid}")),
+            "the image's user is the pod's"
+        );
+        let ports: Vec<(&str, u64)> = c["ports"]
+            .as_array()
+            .expect("ports")
             .iter()
-            .any(|e| e["secretRef"]["name"] == "knut-secrets")
-    );
-    assert!(
-        env_from
-            .iter()
-            .any(|e| e["configMapRef"]["name"] == "knut-adapters")
-    );
-    let mounts = c["volumeMounts"].as_array().expect("mounts");
-    assert!(
-        mounts
-            .iter()
-            .any(|m| m["mountPath"] == "/knut/knut.toml" && m["subPath"] == "knut.toml")
-    );
-    assert!(mounts.iter().any(|m| m["mountPath"] == "/knut/data"));
-    assert!(mounts.iter().any(|m| m["mountPath"] == "/tmp"));
+            .map(|p| {
+                (
+                    p["name"].as_str().expect("name"),
+                    p["containerPort"].as_u64().expect("port"),
+                )
+            })
+            .collect();
+        assert_eq!(ports, [("http", http), ("admin", admin)], "{plane}");
+        // Secrets by reference only, the plane's own; the config from the ConfigMap.
+        let env_from = c["envFrom"].as_array().expect("envFrom");
+        let secrets: Vec<&Value> = env_from.iter().filter_map(|e| e.get("secretRef")).collect();
+        assert_eq!(secrets.len(), 1, "{plane}");
+        assert_eq!(secrets[0]["name"], format!("knut-{plane}-secrets"));
+        assert!(
+            env_from
+                .iter()
+                .any(|e| e["configMapRef"]["name"] == "knut-adapters")
+        );
+        let mounts = c["volumeMounts"].as_array().expect("mounts");
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["mountPath"] == "/knut/knut.toml" && m["subPath"] == "knut.toml")
+        );
+        assert!(mounts.iter().any(|m| m["mountPath"] == "/knut/data"));
+        assert!(mounts.iter().any(|m| m["mountPath"] == "/tmp"));
+    }
 
     let cm = yaml("deploy/kubernetes/configmap.yaml");
     assert_eq!(
@@ -489,27 +512,106 @@ fn the_kubernetes_deployment_is_what_production_needs() {
     for v in adapter_variables() {
         assert!(adapters["data"][&v].is_string(), "adapters.yaml lacks {v}");
     }
-    let secrets = read("deploy/kubernetes/secrets.env.example");
+    // Each plane's Secret: what its process needs, and the external one nothing internal.
+    let internal = read("deploy/kubernetes/internal-secrets.env.example");
+    let external = read("deploy/kubernetes/external-secrets.env.example");
+    let has = |text: &str, key: &str| text.lines().any(|l| l.starts_with(&format!("{key}=")));
     for key in production_secrets() {
         assert!(
-            secrets.contains(&format!("{key}=")),
-            "secrets.env.example lacks {key}"
+            has(&internal, key) || has(&external, key),
+            "no Secret holds {key}"
+        );
+    }
+    for key in INTERNAL_ONLY {
+        assert!(
+            has(&internal, key),
+            "internal-secrets.env.example lacks {key}"
+        );
+        assert!(
+            !has(&external, key),
+            "the external plane's Secret holds {key}"
+        );
+    }
+    for key in ["KNUT__EXTERNAL__BROKER_URL", "KNUT_OEP_PUSH_PASSWORD"] {
+        assert!(
+            has(&external, key),
+            "external-secrets.env.example lacks {key}"
+        );
+        assert!(
+            !has(&internal, key),
+            "the internal plane's Secret holds {key}"
+        );
+    }
+    for key in [
+        "KNUT__STORE__URL",
+        "KNUT_ADMIN_KEY_MONITORING",
+        "KNUT_ADMIN_KEY_INTEGRATION",
+    ] {
+        assert!(
+            has(&internal, key) && has(&external, key),
+            "{key}: each plane its own"
         );
     }
 
-    let pdb = yaml("deploy/kubernetes/pdb.yaml");
-    assert_eq!(pdb["kind"], "PodDisruptionBudget");
-    assert_eq!(pdb["spec"]["minAvailable"], 1);
-    assert_eq!(
-        pdb["spec"]["selector"]["matchLabels"],
-        d["spec"]["selector"]["matchLabels"]
-    );
-    for svc in yaml_docs("deploy/kubernetes/service.yaml") {
+    let pdbs = yaml_docs("deploy/kubernetes/pdb.yaml");
+    assert_eq!(pdbs.len(), 2);
+    for (pdb, (plane, _, _)) in pdbs.iter().zip(PLANES) {
+        assert_eq!(pdb["kind"], "PodDisruptionBudget");
+        assert_eq!(pdb["spec"]["minAvailable"], 1);
+        assert_eq!(pdb["spec"]["selector"]["matchLabels"], selector_of(plane));
+    }
+    let services = yaml_docs("deploy/kubernetes/service.yaml");
+    assert_eq!(services.len(), 4);
+    for svc in &services {
         assert_eq!(svc["kind"], "Service");
-        assert_eq!(
-            svc["spec"]["selector"],
-            d["spec"]["selector"]["matchLabels"]
-        );
+        let (plane, http, admin) = PLANES
+            .into_iter()
+            .find(|(p, _, _)| svc["spec"]["selector"] == selector_of(p))
+            .unwrap_or_else(|| panic!("{svc}: selects no plane"));
+        let port = &svc["spec"]["ports"][0];
+        let name = svc["metadata"]["name"].as_str().expect("name");
+        if name.ends_with("-admin") {
+            assert_eq!(name, format!("knut-{plane}-admin"));
+            assert_eq!(port["port"], admin);
+            assert_eq!(port["targetPort"], "admin");
+        } else {
+            assert_eq!(name, format!("knut-{plane}"));
+            assert_eq!(port["port"], http);
+            assert_eq!(port["targetPort"], "http");
+        }
+    }
+
+    // The admin ports only from the monitoring namespace; the ingress port from anywhere;
+    // nothing else.
+    let policies = yaml_docs("deploy/kubernetes/networkpolicy.yaml");
+    assert_eq!(policies.len(), 2);
+    for (np, (plane, http, admin)) in policies.iter().zip(PLANES) {
+        assert_eq!(np["kind"], "NetworkPolicy");
+        assert_eq!(np["spec"]["podSelector"]["matchLabels"], selector_of(plane));
+        assert_eq!(np["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+        let rules = np["spec"]["ingress"].as_array().expect("ingress");
+        let mut opened = BTreeSet::new();
+        for rule in rules {
+            let ports: Vec<u64> = rule["ports"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{plane}: a rule without ports opens every port"))
+                .iter()
+                .map(|p| p["port"].as_u64().expect("numeric port"))
+                .collect();
+            for port in ports {
+                opened.insert(port);
+                if port == admin {
+                    assert_eq!(
+                        rule["from"],
+                        serde_json::json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]),
+                        "{plane}: the admin port only from the monitoring namespace"
+                    );
+                } else {
+                    assert_eq!(port, http, "{plane}: only the ingress and admin ports");
+                }
+            }
+        }
+        assert_eq!(opened, BTreeSet::from([http, admin]), "{plane}");
     }
 }
 
@@ -593,23 +695,56 @@ fn the_systemd_unit_verifies_and_is_hardened() {
 // compose
 
 #[test]
-fn compose_has_two_knut_replicas_rabbitmq_with_the_topology_and_postgres() {
+fn compose_has_two_knut_replicas_per_plane_rabbitmq_with_the_topology_and_postgres() {
     let c = yaml("deploy/compose/compose.yaml");
     let services = c["services"].as_object().expect("services");
-    for knut in ["knut-1", "knut-2"] {
+    let knuts: Vec<&String> = services.keys().filter(|k| k.starts_with("knut")).collect();
+    assert_eq!(
+        knuts,
+        [
+            "knut-internal-1",
+            "knut-internal-2",
+            "knut-external-1",
+            "knut-external-2"
+        ],
+        "two replicas per plane"
+    );
+    for knut in knuts {
         let s = &services[knut];
+        let plane = if knut.starts_with("knut-internal") {
+            "internal"
+        } else {
+            "external"
+        };
         assert_eq!(s["image"], "localhost/knutpunkt:latest", "{knut}");
+        assert_eq!(
+            s["command"],
+            serde_json::json!(["run", "--plane", plane]),
+            "{knut}"
+        );
         assert_eq!(s["read_only"], true, "{knut}");
         assert_eq!(s["depends_on"]["rabbitmq"]["condition"], "service_healthy");
         assert_eq!(s["depends_on"]["postgres"]["condition"], "service_healthy");
         let env = s["environment"].as_object().expect("environment");
-        for key in production_secrets() {
+        // Each plane its own secrets, all from .env; the external plane nothing internal.
+        let (own, not_own): (Vec<&str>, Vec<&str>) =
+            production_secrets().into_iter().partition(|k| match plane {
+                "internal" => !["KNUT__EXTERNAL__BROKER_URL", "KNUT_OEP_PUSH_PASSWORD"].contains(k),
+                _ => !INTERNAL_ONLY.contains(k),
+            });
+        for key in own {
             let value = env[key]
                 .as_str()
                 .unwrap_or_else(|| panic!("{knut} lacks {key}"));
             assert!(
                 value.contains("${"),
                 "{knut}: {key} must come from .env: {value}"
+            );
+        }
+        for key in not_own {
+            assert!(
+                !env.contains_key(key),
+                "{knut} holds the other plane's {key}"
             );
         }
         assert!(env.contains_key("KNUT__TELEMETRY__OTLP_ENDPOINT"), "{knut}");
@@ -629,7 +764,26 @@ fn compose_has_two_knut_replicas_rabbitmq_with_the_topology_and_postgres() {
             );
         }
     }
-    assert_ne!(services["knut-1"]["ports"], services["knut-2"]["ports"]);
+    // The external plane's store is not the internal one's, nor are its admin keys.
+    let (int_env, ext_env) = (
+        &services["knut-internal-1"]["environment"],
+        &services["knut-external-1"]["environment"],
+    );
+    for key in [
+        "KNUT__STORE__URL",
+        "KNUT_ADMIN_KEY_MONITORING",
+        "KNUT_ADMIN_KEY_INTEGRATION",
+    ] {
+        assert_ne!(int_env[key], ext_env[key], "{key}: each plane its own");
+    }
+    assert_ne!(
+        services["knut-internal-1"]["ports"],
+        services["knut-internal-2"]["ports"]
+    );
+    assert_ne!(
+        services["knut-external-1"]["ports"],
+        services["knut-external-2"]["ports"]
+    );
     let rabbit = &services["rabbitmq"];
     let mounts: Vec<&str> = rabbit["volumes"]
         .as_array()
@@ -644,7 +798,20 @@ fn compose_has_two_knut_replicas_rabbitmq_with_the_topology_and_postgres() {
             .to_string()
             .contains("/etc/knut/start.sh")
     );
-    assert!(services.contains_key("postgres"));
+    // PostgreSQL makes the external plane's own user and database at its first start.
+    assert!(
+        services["postgres"]["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v
+                == "./postgres/init-external.sh:/docker-entrypoint-initdb.d/init-external.sh:ro")
+    );
+    assert!(
+        ext_env["KNUT__STORE__URL"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("@postgres:5432/knut_external"))
+    );
 
     // Every local file a service mounts exists.
     for (name, s) in services {
@@ -691,14 +858,21 @@ fn compose_has_two_knut_replicas_rabbitmq_with_the_topology_and_postgres() {
     for v in adapter_variables() {
         assert!(env.contains(&format!("{v}=")), "knut.env.example lacks {v}");
     }
-    let (ok, out) = run(Command::new("bash")
-        .arg("-n")
-        .arg(repo().join("deploy/compose/rabbitmq/start.sh")));
-    assert!(ok, "{out}");
+    for script in ["rabbitmq/start.sh", "postgres/init-external.sh"] {
+        let (ok, out) = run(Command::new("bash")
+            .arg("-n")
+            .arg(repo().join("deploy/compose").join(script)));
+        assert!(ok, "{script}: {out}");
+    }
     let prom = yaml("deploy/compose/prometheus/prometheus.yml");
     assert_eq!(
         prom["scrape_configs"][0]["static_configs"][0]["targets"],
-        serde_json::json!(["knut-1:9090", "knut-2:9090"])
+        serde_json::json!([
+            "knut-internal-1:9090",
+            "knut-internal-2:9090",
+            "knut-external-1:9091",
+            "knut-external-2:9091"
+        ])
     );
 }
 
