@@ -18,9 +18,10 @@
 #      SIGTERM, and the container must exit 0.
 #
 # Step 5 runs the container with podman. Where podman cannot run one (it says why), the
-# script says so loudly and checks the image's file system instead: mounted with
-# `podman image mount`, `knut version` and the same production start run chrooted in it as
-# uid 10001 (KNUT_IMAGE_CHECK=chroot forces that; =podman fails instead of falling back).
+# script says so loudly and checks the image's file system instead: a copy of it (from
+# `podman image mount`, then unmounted) with knut.toml installed, `knut version` and the same
+# production start run chrooted in that copy as uid 10001 (KNUT_IMAGE_CHECK=chroot forces
+# that; =podman fails instead of falling back).
 #
 #   deploy/image/build.sh [--no-build]     --no-build: use target/release/knut as it is
 #
@@ -50,11 +51,24 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v objcopy >/dev/null 2>&1 || need+=(binutils)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+# Installing starts no service: rabbitmq-server's package would start the machine's broker
+# (5672, epmd on 4369) on what may be a shared machine, and this script runs a private node
+# of its own. Where the machine has no policy-rc.d, one refusing every start (101) is in
+# place for the install only.
+apt_install_no_start() {
+  local policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d} placed= rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && placed=1
+  fi
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+  if [ -n "$placed" ]; then rm -f "$policy"; fi
+  return "$rc"
+}
 if [ ${#need[@]} -gt 0 ]; then
-  say "installing ${need[*]}"
+  say "installing ${need[*]} (no service started)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_install_no_start "${need[@]}"
 fi
 
 # Storage on vfs (no overlay module or fuse needed), cgroups by cgroupfs and events to a file
