@@ -390,7 +390,8 @@ mod tests {
                 "POST",
                 "/in/{id}",
                 "r",
-                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                true,
             )
             .is_none()
         );
