@@ -310,16 +310,18 @@ impl AdminAuth {
             metrics::counter!("knut_admin_refusals_not_journaled_total").increment(1);
             return;
         }
+        // Decoded, then masked: `130412%2B2383` is a personnummer too.
+        let path = crate::core::redact::mask_path(path);
         let entry = AuditEntry {
             at: Utc::now(),
             actor: principal.map_or_else(|| "anonymous".to_string(), |p| p.actor.clone()),
             roles: principal.map(Principal::roles_text).unwrap_or_default(),
             method: method.as_str().to_string(),
-            path: crate::core::redact::mask(path).into_owned(),
+            path: path.clone(),
             status,
         };
         if let Err(e) = store.audit(&entry).await {
-            tracing::error!(error = %e, path, "could not write the admin audit journal");
+            tracing::error!(error = %e, path = %path, "could not write the admin audit journal");
         }
     }
 }
@@ -570,6 +572,7 @@ mod tests {
             .route("/metrics", get(|| async { "metrics" }))
             .route("/api/routes", get(|| async { "[]" }))
             .route("/api/routes/{id}/dlq", get(|| async { "{}" }))
+            .route("/api/trace/{id}", get(|| async { "{}" }))
             .route("/api/routes/{id}/messages", post(|| async { "accepted" }))
             .route("/api/audit", get(recent).with_state(auth.clone()))
             .layer(axum::middleware::from_fn_with_state(auth, guard));
@@ -658,6 +661,30 @@ mod tests {
         let listed: Vec<AuditEntry> = serde_json::from_str(&text).expect("audit list");
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[0].actor, "injector", "newest first");
+    }
+
+    /// A personnummer typed into a path, percent-encoded in part or whole, reaches the audit
+    /// journal with none of its digits.
+    #[tokio::test]
+    async fn the_audit_holds_no_personnummer_of_an_encoded_path() {
+        let (app, store) = app(false).await;
+        let all: String = "130412+2383".bytes().map(|b| format!("%{b:02X}")).collect();
+        for path in [
+            "/api/trace/130412%2B2383".to_string(),
+            format!("/api/trace/{all}"),
+            "/api/trace/130412%202383".to_string(),
+        ] {
+            assert_eq!(call(&app, "GET", &path, Some(MON)).await.0, 200);
+            assert_eq!(call(&app, "GET", &path, None).await.0, 401);
+        }
+        let rows = store.audit_recent(100).await.expect("audit");
+        assert_eq!(rows.len(), 6);
+        for r in rows {
+            assert_eq!(r.path, "/api/trace/********-****");
+            for digits in ["130412", "2383", "%3", "%2"] {
+                assert!(!r.path.contains(digits), "{}", r.path);
+            }
+        }
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub async fn run(
     json: bool,
     admin: Option<String>,
 ) -> ExitCode {
+    // A personnummer typed in by mistake never leaves this process: no request is made.
+    if let Some(why) = refused(id) {
+        eprintln!("knut: {why}");
+        return ExitCode::FAILURE;
+    }
     let admin = admin_address(config, admin);
     let segment: String = percent_encoding_segment(id.trim());
     let url = format!("http://{admin}/api/trace/{segment}");
@@ -68,6 +73,25 @@ pub async fn run(
             ExitCode::FAILURE
         }
     }
+}
+
+/// Why `id` is not sent, if it is not: it is no correlation id and, as a business key's
+/// value (after `name=`), it is refused — a personnummer in any form, or 10 digits in a
+/// row, among others. The text never repeats the id.
+fn refused(id: &str) -> Option<String> {
+    let id = id.trim();
+    if uuid::Uuid::parse_str(id).is_ok() {
+        return None;
+    }
+    let value = match id.split_once('=') {
+        Some((name, value)) if crate::core::keys::name_problem(name).is_none() => value,
+        _ => id,
+    };
+    crate::core::keys::value_problem(value).map(|why| {
+        format!(
+            "the id {why}; nothing was sent. Give a correlation id (a UUID) or a business key's value (an OeP FlowInstanceID, an errand number; `name=value` for one key)"
+        )
+    })
 }
 
 /// `text` as one path segment.
@@ -157,6 +181,9 @@ pub fn table(j: &Journey) -> String {
             j.correlation_ids.len()
         );
     }
+    for note in &j.notes {
+        let _ = write!(out, "\n({note})");
+    }
     out
 }
 
@@ -206,6 +233,7 @@ mod tests {
                 hop("case-open", "end", "ok", 2_410_000, None),
             ],
             truncated: true,
+            notes: vec!["the key `batch` is carried by more than 20 correlation ids and was not followed; search by `name=value` for it".into()],
         };
         let t = table(&j);
         let lines: Vec<&str> = t.lines().collect();
@@ -219,7 +247,32 @@ mod tests {
         );
         assert!(lines[4].contains("2.41s"));
         assert!(lines[5].starts_with("(cut:"));
+        assert!(lines[6].contains("`batch`"));
         assert_eq!(duration(850), "850µs");
         assert_eq!(percent_encoding_segment("a b/c=1"), "a%20b%2Fc=1");
+    }
+
+    /// A personnummer in any form is refused before anything is sent, and not repeated.
+    #[test]
+    fn a_personnummer_is_refused_locally() {
+        for id in [
+            "130412+2383",
+            "20130412-2383",
+            "130412 2383",
+            "2013-04-12-2383",
+            "student=201304122383",
+            "\u{ff11}\u{ff13}0412-2383",
+        ] {
+            let why = refused(id).unwrap_or_else(|| panic!("{id} refused"));
+            assert!(!why.contains("2383"), "{why}");
+        }
+        for id in [
+            "90017",
+            "flowInstanceId=90017",
+            "SKOL-2026-000007",
+            "0193a1b2-0000-7000-8000-000000000001",
+        ] {
+            assert_eq!(refused(id), None, "{id}");
+        }
     }
 }

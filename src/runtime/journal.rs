@@ -9,7 +9,7 @@
 //! a route's own. With a hop go the business keys its message carries
 //! (`knut-key-*` headers, [`crate::core::keys`]), written once per key and correlation id.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,10 +47,13 @@ pub fn entry(
     JournalEntry::of(m, route, step, outcome, took, detail)
 }
 
+/// Business keys (name, value); a name may have more than one value (a split's outputs).
+pub type Keys = BTreeSet<(String, String)>;
+
 /// A row and the business keys its message carried.
-struct Row {
+pub(crate) struct Row {
     entry: JournalEntry,
-    keys: BTreeMap<String, String>,
+    keys: Keys,
 }
 
 /// A handle to the journal writer.
@@ -109,6 +112,20 @@ impl Journal {
         Journal { tx: None }
     }
 
+    /// A journal under load (for tests): its queue already half taken, so that a step's or
+    /// an adapter call's row is dropped and only the routes' own rows get in; the rows in
+    /// it as (step, keys) when `rows` is called on the receiver.
+    #[cfg(test)]
+    pub(crate) fn under_load() -> (Journal, mpsc::Receiver<Row>) {
+        let (tx, rx) = mpsc::channel::<Row>(CAPACITY);
+        let filler = Envelope::json(serde_json::json!({}));
+        let journal = Journal { tx: Some(tx) };
+        for _ in 0..(CAPACITY - RESERVED_FOR_ROUTE_ROWS) {
+            journal.record(&filler, "other", "end", "ok", Duration::ZERO, None);
+        }
+        (journal, rx)
+    }
+
     /// Record one hop.
     pub fn record(
         &self,
@@ -119,10 +136,30 @@ impl Journal {
         took: Duration,
         detail: Option<String>,
     ) {
+        self.record_with_keys(m, route, step, outcome, took, detail, Keys::new());
+    }
+
+    /// Record one hop of a route (its end, retry, dead letter) with `more` business keys
+    /// than `m` carries: those of the route's outputs, so that a key a `set` of this route
+    /// added is noted with the route's own row (which keeps its room in the queue) and not
+    /// only with its steps' rows (dropped first under load).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_with_keys(
+        &self,
+        m: &Envelope,
+        route: &str,
+        step: &str,
+        outcome: &str,
+        took: Duration,
+        detail: Option<String>,
+        more: Keys,
+    ) {
         let Some(tx) = &self.tx else { return };
+        let mut keys: Keys = keys::of(m).into_iter().collect();
+        keys.extend(more);
         let row = Row {
             entry: entry(m, route, step, outcome, took, detail),
-            keys: keys::of(m),
+            keys,
         };
         if tx.try_send(row).is_err() {
             metrics::counter!("knut_journal_dropped_total").increment(1);
@@ -147,9 +184,14 @@ impl Journal {
                 step: hop.step.to_string(),
                 outcome: hop.outcome.to_string(),
                 duration_us: i64::try_from(hop.took.as_micros()).unwrap_or(i64::MAX),
-                detail: hop.detail,
+                detail: hop
+                    .detail
+                    .map(|d| crate::core::redact::mask(&d).into_owned()),
             },
-            keys: hop.keys_of.map(keys::of).unwrap_or_default(),
+            keys: hop
+                .keys_of
+                .map(|m| keys::of(m).into_iter().collect())
+                .unwrap_or_default(),
         };
         if tx.try_send(row).is_err() {
             metrics::counter!("knut_journal_dropped_total").increment(1);
@@ -230,6 +272,16 @@ impl Effects for JournaledEffects {
     fn hop(&self, hop: Hop<'_>) {
         self.journal.record_hop(&self.route, hop);
     }
+}
+
+/// The rows waiting in a test journal's queue (see [`Journal::under_load`]): step and keys.
+#[cfg(test)]
+pub(crate) fn rows(rx: &mut mpsc::Receiver<Row>) -> Vec<(String, Keys)> {
+    let mut out = Vec::new();
+    while let Ok(row) = rx.try_recv() {
+        out.push((row.entry.step, row.keys));
+    }
+    out
 }
 
 #[cfg(test)]

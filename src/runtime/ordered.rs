@@ -345,10 +345,10 @@ async fn process(
         let result = worker.run_steps(&envelope).instrument(span.clone()).await;
         drop(permit);
         let failure = match result {
-            Ok(passed) => {
+            Ok((passed, keys)) => {
                 let (outcome, step, detail) =
                     worker.finish(passed, acker).instrument(span.clone()).await;
-                worker.record(&envelope, &step, outcome, started, detail);
+                worker.record_with_keys(&envelope, &step, outcome, started, detail, keys);
                 traced(&span, outcome);
                 return match outcome {
                     Outcome::Requeued => Flow::Again,

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::journal::Journal;
+use super::journal::{Journal, Keys};
 use crate::broker::{Acker, SharedBroker, work_queue};
 use crate::core::envelope::{Envelope, header};
 use crate::core::error::{Failure, FailureKind, StepError};
@@ -151,8 +151,12 @@ impl RouteWorker {
         let traced = otel::enabled().then(|| span.clone());
         async move {
             let started = Instant::now();
+            let mut out_keys = Keys::new();
             let (outcome, step, detail) = match self.run_steps(&envelope).await {
-                Ok(passed) => self.finish(passed, acker).await,
+                Ok((passed, keys)) => {
+                    out_keys = keys;
+                    self.finish(passed, acker).await
+                }
                 Err(failure) => {
                     let outcome = self
                         .fail(envelope.clone(), &failure.step, &failure.error, acker)
@@ -160,7 +164,7 @@ impl RouteWorker {
                     (outcome, failure.step, Some(failure.error.message))
                 }
             };
-            self.record(&envelope, &step, outcome, started, detail);
+            self.record_with_keys(&envelope, &step, outcome, started, detail, out_keys);
             if let Some(traced) = &traced {
                 otel::message_outcome(
                     traced,
@@ -190,8 +194,10 @@ impl RouteWorker {
     }
 
     /// Run the route's steps once (after the aggregator a message resumes from, if any) and
-    /// count it in, and out or failed. `Ok` is [`Outcome::Ok`] or [`Outcome::Stopped`].
-    pub(crate) async fn run_steps(&self, envelope: &Envelope) -> Result<Outcome, Failure> {
+    /// count it in, and out or failed. `Ok` is [`Outcome::Ok`] or [`Outcome::Stopped`], with
+    /// the business keys the route's outputs carry (for its end row: a key a `set` of this
+    /// route added is journaled with the route's own row, which is not dropped first).
+    pub(crate) async fn run_steps(&self, envelope: &Envelope) -> Result<(Outcome, Keys), Failure> {
         let route = &self.context.route;
         metrics::message_in(route);
         // Only a timed-out aggregate group (sent by this route's sweeper) and a split's part
@@ -207,10 +213,11 @@ impl RouteWorker {
         match self.pipeline.run_from(start, envelope, &self.context).await {
             Ok(out) => {
                 metrics::message_out(route);
+                let keys: Keys = out.iter().flat_map(crate::core::keys::of).collect();
                 if out.is_empty() && !self.pipeline.is_empty() {
-                    Ok(Outcome::Stopped)
+                    Ok((Outcome::Stopped, keys))
                 } else {
-                    Ok(Outcome::Ok)
+                    Ok((Outcome::Ok, keys))
                 }
             }
             Err(failure) => {
@@ -244,13 +251,28 @@ impl RouteWorker {
         started: Instant,
         detail: Option<String>,
     ) {
-        self.journal.record(
+        self.record_with_keys(envelope, step, outcome, started, detail, Keys::new());
+    }
+
+    /// Record one hop of `envelope` in the journal with `more` business keys than it
+    /// carries (those of the route's outputs, on its end row).
+    pub(crate) fn record_with_keys(
+        &self,
+        envelope: &Envelope,
+        step: &str,
+        outcome: Outcome,
+        started: Instant,
+        detail: Option<String>,
+        more: Keys,
+    ) {
+        self.journal.record_with_keys(
             envelope,
             &self.context.route,
             step,
             outcome.as_str(),
             started.elapsed(),
             detail,
+            more,
         );
     }
 
@@ -313,6 +335,13 @@ impl RouteWorker {
             .insert(DEAD_LETTER_ROUTE.to_string(), route.to_string());
         e.headers
             .insert(ATTEMPTS.to_string(), e.attempt.to_string());
+        // The message is to be parked: free the idempotency keys it claimed first, or a
+        // corrected resend of the same key, sent as soon as the dead letter is seen, would be
+        // suppressed as a duplicate and lost silently (a replay of the dead letter, or this
+        // delivery again when the broker refuses the dead letter, claims anew).
+        if let Err(err) = self.context.store.release_keys_of(e.id).await {
+            tracing::warn!(error = %err, "could not release the dead letter's idempotency keys; a resend with the same key will be suppressed");
+        }
         self.broker.dead_letter(route, &e).await?;
         // The overview's oldest age (`knut dlq list`): the first dead letter since the queue
         // was last seen empty.
@@ -323,12 +352,6 @@ impl RouteWorker {
             .await
         {
             tracing::warn!(error = %err, "could not note when the route began to hold dead letters; the overview shows no age for it");
-        }
-        // The dead letter is parked: free the idempotency keys this message claimed, or a
-        // corrected resend of the same key would be suppressed as a duplicate and lost
-        // silently (a replay of the dead letter claims anew).
-        if let Err(err) = self.context.store.release_keys_of(e.id).await {
-            tracing::warn!(error = %err, "could not release the dead letter's idempotency keys; a resend with the same key will be suppressed");
         }
         metrics::message_dead_lettered(route);
         self.answer_waiting_caller(&e).await;
@@ -398,6 +421,51 @@ mod tests {
         let stop = CancellationToken::new();
         let task = tokio::spawn(worker.run(stop.clone()));
         (broker, stop, task)
+    }
+
+    /// Under load a step's row gives way, and with it the keys it carried: the route's end
+    /// row carries the keys of the route's outputs, so a key a `set` of this route added is
+    /// still noted (fails when the end row carries the input's keys only).
+    #[tokio::test]
+    async fn the_end_row_carries_the_keys_a_set_of_the_route_added() {
+        let steps: Vec<StepSpec> =
+            serde_saphyr::from_str("- set: { headers: { knut-key-errandNumber: '\"PRH-3\"' } }\n")
+                .unwrap();
+        let mut specs = steps;
+        specs.push(to_downstream());
+        let ok = Downstream::flaky(0, StepError::transient("never"));
+        let (broker, mut worker) =
+            worker_on_embedded("keys", None, specs, ok.clone(), RetryPolicy::default()).await;
+        let (journal, mut rx) = Journal::under_load();
+        worker.journal = journal;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        let m = Envelope::json(serde_json::json!({}));
+        send(&broker, "keys", &m).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ok.delivered().is_empty() {
+            assert!(Instant::now() < deadline, "not delivered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut found = Vec::new();
+        while found.is_empty() {
+            assert!(Instant::now() < deadline, "no end row");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            found = crate::runtime::journal::rows(&mut rx)
+                .into_iter()
+                .filter(|(_, keys)| !keys.is_empty())
+                .collect();
+        }
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "end");
+        assert!(
+            found[0]
+                .1
+                .contains(&("errandNumber".to_string(), "PRH-3".to_string())),
+            "{found:?}"
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! `set`: set headers from jq expressions over the body. A header `knut-key-<name>` is a
 //! business key ([`crate::core::keys`]): its name is checked when the route loads, and a
-//! value that is empty or personnummer-shaped fails the message (a key never names a person).
+//! value that is empty or no key (a long number, a personnummer in any form: a key never
+//! names a person) is not set — a warning naming the key (never the value) and the counter
+//! `knut_keys_dropped_total{route}` say so — and the message goes on without it.
 
 use async_trait::async_trait;
 
@@ -16,9 +18,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Whether a jq program's text holds a personnummer-shaped literal.
+/// Whether a jq program's text holds a personnummer-shaped literal, in any form a key
+/// refuses (`130412 2383`, `2013-04-12-2383`, 10 or more digits in a row).
 fn has_personnummer_shape(program: &str) -> bool {
     !crate::core::redact::shaped_spans(program.as_bytes()).is_empty()
+        || keys::reads_as_personnummer(program)
 }
 
 /// Options of `set`.
@@ -29,7 +33,10 @@ pub struct SetSpec {
     /// A header `knut-key-<name>` (a letter, then letters, digits, `_`, `.`, `-`) records a business
     /// key: an id of the case such as an OeP FlowInstanceID or an errand number, which travels
     /// with the message to every route after and is journaled with its hops, so that `knut
-    /// trace <value>` finds the whole case. Its value must never be a personnummer (refused).
+    /// trace <value>` finds the whole case. Its value holds only letters, digits, `.`, `_`,
+    /// `:`, `/`, `-` (at most 128) and never a personnummer or 10 digits in a row: a value
+    /// that is empty or no key is not set (a warning and `knut_keys_dropped_total`), and the
+    /// message goes on.
     pub headers: BTreeMap<String, String>,
 }
 
@@ -86,7 +93,7 @@ impl Set {
 
 #[async_trait]
 impl Step for Set {
-    async fn apply(&self, mut m: Envelope, _cx: &Context) -> Result<Vec<Envelope>, StepError> {
+    async fn apply(&self, mut m: Envelope, cx: &Context) -> Result<Vec<Envelope>, StepError> {
         let values = {
             let body = m.json_body()?;
             self.headers
@@ -107,9 +114,11 @@ impl Step for Set {
                 if let Some(key) = name.strip_prefix(keys::PREFIX)
                     && let Some(why) = keys::value_problem(&value)
                 {
-                    return Err(StepError::permanent(format!(
-                        "the business key `{key}` (header `{name}`) {why}"
-                    )));
+                    // A key is for finding the case again: without it the message still
+                    // goes on. The warning names the key, never its value.
+                    tracing::warn!(route = %cx.route, key, "the business key {why}; not set");
+                    crate::telemetry::metrics::key_dropped(&cx.route);
+                    continue;
                 }
                 m.headers.insert(name, value);
             }
@@ -134,26 +143,38 @@ mod tests {
         .expect("compiles")
     }
 
-    /// A business key is set like any header; a personnummer-shaped or empty value fails
-    /// the message permanently, with a reason that does not repeat it.
+    /// A business key is set like any header; a value that is empty or no key (a
+    /// personnummer in any form, one run into an id, a long number) is not set and the
+    /// message goes on — never failed, never repeating the value.
     #[tokio::test]
-    async fn a_business_key_is_set_and_a_personnummer_refused() {
+    async fn a_business_key_is_set_and_a_refused_value_dropped() {
         let cx = context("r", Store::memory().await.unwrap());
-        let body =
-            serde_json::json!({"flowInstanceId": 90017, "civicNo": "201304122383", "none": ""});
+        let body = serde_json::json!({
+            "flowInstanceId": 90017, "civicNo": "201304122383", "none": "",
+            "spaced": "20130412 2383", "short": "130412 2383", "dashed": "2013-04-12-2383",
+            "id": "90017", "arabic": "\u{661}\u{663}\u{660}\u{664}\u{661}\u{662}-\u{662}\u{663}\u{668}\u{663}",
+        });
         let out = set(&[("knut-key-flowInstanceId", ".flowInstanceId")])
             .apply(Envelope::json(body.clone()), &cx)
             .await
             .unwrap();
         assert_eq!(out[0].header("knut-key-flowInstanceId"), Some("90017"));
-        for (jq, why) in [(".civicNo", "personnummer-shaped"), (".none", "is empty")] {
-            let err = set(&[("knut-key-student", jq)])
+        for jq in [
+            ".civicNo",
+            ".none",
+            ".spaced",
+            ".short",
+            ".dashed",
+            "\"\\(.id)\\(.civicNo)\"",
+            ".arabic",
+        ] {
+            let out = set(&[("knut-key-student", jq), ("other", "\"x\"")])
                 .apply(Envelope::json(body.clone()), &cx)
                 .await
-                .expect_err(jq);
-            assert_eq!(err.kind, crate::core::error::FailureKind::Permanent);
-            assert!(err.message.contains(why), "{}", err.message);
-            assert!(!err.message.contains("201304122383"));
+                .unwrap_or_else(|e| panic!("{jq}: {e:?}"));
+            assert_eq!(out.len(), 1, "{jq}");
+            assert_eq!(out[0].header("knut-key-student"), None, "{jq}");
+            assert_eq!(out[0].header("other"), Some("x"), "{jq}");
         }
         // Another header may hold what it likes.
         let out = set(&[("student", ".civicNo")])

@@ -175,7 +175,8 @@ impl JournalEntry {
             step: step.to_string(),
             outcome: outcome.to_string(),
             duration_us: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
-            detail,
+            // An error's text can quote what the message held: masked before it is kept.
+            detail: detail.map(|d| crate::core::redact::mask(&d).into_owned()),
         }
     }
 }

@@ -54,6 +54,9 @@ pub const HTTP_REQUESTS: &str = "knut_http_requests_total";
 
 /// Journal entries (a message's hops) dropped because the journal's queue was full.
 pub const JOURNAL_DROPPED: &str = "knut_journal_dropped_total";
+/// Business keys a `set` step did not set (`route`): the value was empty or no key (see
+/// `core::keys::value_problem`); the message went on without it.
+pub const KEYS_DROPPED: &str = "knut_keys_dropped_total";
 /// Refusals of anonymous admin callers over the audit journal's rate, counted instead.
 pub const ADMIN_REFUSALS_NOT_JOURNALED: &str = "knut_admin_refusals_not_journaled_total";
 
@@ -78,6 +81,7 @@ pub const NAMES: &[&str] = &[
     POLL_LEASE_LOST,
     HTTP_REQUESTS,
     JOURNAL_DROPPED,
+    KEYS_DROPPED,
     ADMIN_REFUSALS_NOT_JOURNALED,
 ];
 
@@ -239,6 +243,11 @@ pub fn describe() {
         "Requests a route's HTTP ingress answered, by status class."
     );
     describe_counter!(
+        KEYS_DROPPED,
+        Unit::Count,
+        "Business keys not set because the value was empty or no key; the message went on."
+    );
+    describe_counter!(
         JOURNAL_DROPPED,
         Unit::Count,
         "Journal entries dropped because the journal's queue was full."
@@ -335,6 +344,11 @@ pub fn poll_lease(route: &str, before: bool, held: bool) {
     lost.increment(u64::from(before && !held));
 }
 
+/// A `set` step of `route` did not set a business key (its value was empty or no key).
+pub fn key_dropped(route: &str) {
+    counter!(KEYS_DROPPED, "route" => label(route)).increment(1);
+}
+
 /// A label value as the exporter gets it: route ids, step paths, queue and adapter names
 /// come from files, but a personnummer-shaped run in one is masked all the same, so no
 /// label can ever carry one.
@@ -369,6 +383,7 @@ mod tests {
         http_request("placement-change", 202);
         http_request("placement-change", 503);
         counter!(JOURNAL_DROPPED).increment(1);
+        key_dropped("case-open");
         counter!(ADMIN_REFUSALS_NOT_JOURNALED).increment(1);
     }
 

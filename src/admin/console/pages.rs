@@ -361,8 +361,9 @@ pub(super) async fn journey(
     let mut ctx = tera::Context::new();
     ctx.insert("page", "journey");
     let id = q.id.as_deref().map(str::trim).unwrap_or_default();
-    // Whatever was typed is shown back masked: a personnummer is never a key.
-    ctx.insert("query", &redact::mask(id));
+    // Whatever was typed is shown back masked (in any form a key refuses, `130412 2383`
+    // too): a personnummer is never a key.
+    ctx.insert("query", &redact::mask_path(id));
     let mut status = StatusCode::OK;
     if !id.is_empty() {
         match crate::admin::trace::journey(
@@ -373,9 +374,12 @@ pub(super) async fn journey(
         .await
         {
             Ok(j) => {
+                // An error's text goes to the `operator` role only, as in the API.
+                let operator = who.as_ref().is_some_and(|p| p.has(Role::Operator));
                 let hops: Vec<HopRow> = j
                     .hops
-                    .iter()
+                    .into_iter()
+                    .map(|h| if operator { h } else { h.for_viewer() })
                     .map(|h| HopRow {
                         at: h.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                         route: h.route.clone(),
@@ -408,7 +412,7 @@ pub(super) async fn journey(
             Err(e) => {
                 status = match e {
                     crate::admin::trace::TraceError::BadId(_) => StatusCode::BAD_REQUEST,
-                    crate::admin::trace::TraceError::NotFound(_) => StatusCode::NOT_FOUND,
+                    crate::admin::trace::TraceError::NotFound => StatusCode::NOT_FOUND,
                     crate::admin::trace::TraceError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 ctx.insert("error", &redact::mask(&e.to_string()));
