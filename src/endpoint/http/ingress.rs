@@ -92,11 +92,13 @@ async fn accept_request(
                     "invalid-path",
                     "The path is not acceptable",
                     "A part of the path is not valid percent-encoded UTF-8; correct the URL.",
-                    parts.uri.path().to_string(),
+                    crate::core::redact::mask_path(parts.uri.path()),
                 ));
             }
         };
-    let instance = parts.uri.path().to_string();
+    // The path as the problem names it: a personnummer in it (a path parameter) is masked,
+    // also percent-encoded, so that no answer or log of a refusal repeats it.
+    let instance = crate::core::redact::mask_path(parts.uri.path());
     let peer = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()

@@ -593,6 +593,42 @@ mod tests {
         assert_eq!(b.queue_depth(&work_queue("pc")).await.unwrap(), 0);
     }
 
+    /// A personnummer in the path (a path parameter), plain or percent-encoded, is masked in
+    /// the problem's `instance` and in the header a `reply` names it by.
+    #[tokio::test]
+    async fn a_personnummer_in_the_path_is_masked_in_the_problem() {
+        let b = broker(&["pc"]).await;
+        let app = app(
+            &b,
+            vec![http_route(
+                "pc",
+                spec("/api/pc/{person}", "none", Some(BodyFormat::Json), None),
+            )],
+            None,
+        );
+        for path in [
+            "/api/pc/20120304-2383",
+            "/api/pc/201203%2D2383",
+            "/api/pc/%32%30%31%32%30%33%30%34%32%33%38%33",
+        ] {
+            let (status, headers, doc) =
+                send(&app, post(path, "application/json", br#"{"x": "#)).await;
+            assert_problem(status, &headers, &doc, 400, "invalid-json");
+            let text = doc.to_string();
+            assert!(
+                !text.contains("2383") && !text.contains("%32"),
+                "{path}: {text}"
+            );
+            assert!(
+                doc["instance"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("/api/pc/"),
+                "{text}"
+            );
+        }
+    }
+
     /// Settings whose scheme `scheme` trusts a fresh test issuer (its key set in the
     /// returned folder, which must live as long as the settings are used).
     fn bearer_settings(scheme: &str) -> (knut_sandbox::idp::Idp, HttpSettings, tempfile::TempDir) {
