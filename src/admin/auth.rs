@@ -93,6 +93,11 @@ pub struct AdminAuth {
     anonymous: governor::DefaultDirectRateLimiter,
 }
 
+/// The store's cache of console sessions (keyed by the SHA-256 of the cookie's token).
+const SESSIONS: &str = "knut-console-sessions";
+/// How long a console session lasts at most.
+pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
+
 /// Anonymous refusals journaled at most this often a second (and as many at once).
 const ANONYMOUS_AUDIT_PER_SECOND: u32 = 10;
 
@@ -242,14 +247,74 @@ impl AdminAuth {
             })
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .or_else(|| {
-                console
-                    .then(|| super::console::cookie_credential(headers))
-                    .flatten()
-            })
-            .ok_or("send a credential: `Authorization: Bearer <admin key or token>`")?;
-        self.verify(&given).await
+            .map(str::to_string);
+        if let Some(given) = given {
+            return self.verify(&given).await;
+        }
+        // The console's cookie holds a session, never the credential itself.
+        match console
+            .then(|| super::console::cookie_credential(headers))
+            .flatten()
+        {
+            Some(token) => self.session(&token).await,
+            None => Err("send a credential: `Authorization: Bearer <admin key or token>`"),
+        }
+    }
+
+    /// Open a console session for `p`: a random token (256 bits) for the cookie; the store
+    /// keeps only its SHA-256 with who it is, for [`SESSION_TTL`] at most, so every replica
+    /// sharing the store knows it and signing out ends it everywhere. `None` without a store.
+    pub async fn open_session(&self, p: &Principal) -> Option<String> {
+        use rand::RngCore as _;
+        let store = self.store.as_ref()?;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let held = serde_json::json!({
+            "actor": p.actor,
+            "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        });
+        let key = crate::step::cache::sha256_hex(&token);
+        match store
+            .cache_set(SESSIONS, &key, &held.to_string(), Some(SESSION_TTL))
+            .await
+        {
+            Ok(()) => Some(token),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not keep a console session");
+                None
+            }
+        }
+    }
+
+    /// End the console session of `token` (signing out); whose it was, if it still lasted.
+    pub async fn close_session(&self, token: &str) -> Option<Principal> {
+        let who = self.session(token).await.ok();
+        if let Some(store) = &self.store {
+            let key = crate::step::cache::sha256_hex(token);
+            if let Err(e) = store.cache_delete(SESSIONS, &key, None).await {
+                tracing::warn!(error = %e, "could not end a console session");
+            }
+        }
+        who
+    }
+
+    /// Who the console session `token` was opened for, while it lasts.
+    async fn session(&self, token: &str) -> Result<Principal, &'static str> {
+        const GONE: &str = "the console session has ended or is unknown: sign in again";
+        let store = self.store.as_ref().ok_or(GONE)?;
+        let key = crate::step::cache::sha256_hex(token);
+        let held = store.cache_get(SESSIONS, &key).await.map_err(|_| GONE)?;
+        let (_, value) = held.into_iter().next().ok_or(GONE)?;
+        let v: serde_json::Value = serde_json::from_str(&value).map_err(|_| GONE)?;
+        let actor = v["actor"].as_str().ok_or(GONE)?.to_string();
+        let roles = v["roles"]
+            .as_array()
+            .ok_or(GONE)?
+            .iter()
+            .filter_map(|r| r.as_str().and_then(Role::parse))
+            .collect();
+        Ok(Principal { actor, roles })
     }
 
     /// Who the credential `given` (an API key or a token) proves the caller is.
@@ -386,7 +451,16 @@ pub async fn guard(State(auth): State<Arc<AdminAuth>>, mut req: Request, next: N
     let audited = path.starts_with("/api/") || (console && console_audited(&method, &path));
     // A console form posted from another site is refused before anything else (the cookie
     // is SameSite=Strict too).
-    if console && method == Method::POST && !super::console::same_origin(req.headers()) {
+    // A form posted with the cookie must say where it comes from (browsers send `Origin` on
+    // every POST); only a caller with its own credential header may leave both out.
+    let own_credential = req.headers().contains_key(header::AUTHORIZATION)
+        || req.headers().contains_key("x-api-key");
+    let says_where =
+        req.headers().contains_key(header::ORIGIN) || req.headers().contains_key("sec-fetch-site");
+    if console
+        && method == Method::POST
+        && (!super::console::same_origin(req.headers()) || !(says_where || own_credential))
+    {
         auth.audit(None, &method, &path, 403).await;
         return super::console::refusal(
             StatusCode::FORBIDDEN,
@@ -491,6 +565,7 @@ pub async fn guard(State(auth): State<Arc<AdminAuth>>, mut req: Request, next: N
 /// replay, a discard, a sandbox fault) and every look at dead letters (personal data).
 fn console_audited(method: &Method, path: &str) -> bool {
     method == Method::POST
+        || path == "/console/journey"
         || path == "/console/dead-letters"
         || (path.starts_with("/console/routes/") && path.contains("/dead-letters"))
 }

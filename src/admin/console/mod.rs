@@ -5,7 +5,7 @@
 //! | path | role | what |
 //! |---|---|---|
 //! | `GET /console/login`, `POST /console/login` | — | the sign-in form: an admin key, token, or in development the development token |
-//! | `POST /console/logout` | — | sign out (the cookie is cleared) |
+//! | `POST /console/logout` | — | sign out (the session ends in the store, the cookie is cleared) |
 //! | `GET /console` | `viewer` | every route: source, steps, rate, errors, queue depth, dead letters, its adapters' circuits (updated every few seconds from `GET /console/live.json`), and the route graph as SVG |
 //! | `GET /console/routes/{id}` | `viewer` | one route: its graph, steps and numbers |
 //! | `GET /console/journey?id=` | `viewer` | a message's journey by correlation id or business key ([`super::trace`]) |
@@ -47,7 +47,8 @@ use super::dead_letters::DeadLetters;
 use crate::route::graph::Graph;
 use crate::store::Store;
 
-/// The name of the cookie holding the console's credential.
+/// The name of the cookie holding the console's session (an opaque token; the credential
+/// stays with the browser's user).
 pub const COOKIE: &str = "knut_console";
 /// The path every console page is under.
 pub const BASE: &str = "/console";
@@ -244,8 +245,9 @@ pub(crate) fn set_cookie(credential: Option<&str>, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     match credential {
         Some(c) => format!(
-            "{COOKIE}={}; Path={BASE}; HttpOnly; SameSite=Strict{secure}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c.as_bytes())
+            "{COOKIE}={}; Path={BASE}; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c.as_bytes()),
+            super::auth::SESSION_TTL.as_secs()
         ),
         None => format!("{COOKIE}=; Path={BASE}; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
     }
@@ -311,9 +313,10 @@ pub(crate) fn error_page(status: StatusCode, title: &str, detail: &str) -> Respo
 
 /// The headers of every console page: HTML, not cached, not framed, no script from
 /// elsewhere.
-pub(crate) fn html_headers() -> [(header::HeaderName, &'static str); 5] {
+pub(crate) fn html_headers() -> [(header::HeaderName, &'static str); 6] {
     [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::CACHE_CONTROL, "no-store"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "same-origin"),
@@ -404,10 +407,9 @@ mod served {
             .uri(path)
             .header("host", "127.0.0.1:9090");
         if let Some(k) = key {
-            req = req.header(
-                "cookie",
-                set_cookie(Some(k), false).split(';').next().unwrap_or(""),
-            );
+            // An admin key as the API takes it (the cookie holds a session: see
+            // `the_cookie_holds_a_session_that_signing_out_ends`).
+            req = req.header("authorization", format!("Bearer {k}"));
         }
         for (k, v) in extra {
             req = req.header(*k, *v);
@@ -471,7 +473,7 @@ mod served {
             "POST",
             "/console/login",
             None,
-            &[],
+            &[("origin", "http://127.0.0.1:9090")],
             "credential=nope&next=%2Fconsole",
         )
         .await;
@@ -618,6 +620,76 @@ mod served {
         }
         // The API never takes the cookie.
         assert!(!seen.iter().any(|(_, _, p, _)| p.starts_with("/api/")));
+    }
+
+    /// The cookie holds an opaque session, never the credential: the key itself as a
+    /// cookie is refused; the session works on the console only, not on the API; signing
+    /// out ends it in the store (a copied cookie is dead too) and is journaled.
+    #[tokio::test]
+    async fn the_cookie_holds_a_session_that_signing_out_ends() {
+        let (app, _, store) = app().await;
+        let a = call(
+            &app,
+            "POST",
+            "/console/login",
+            None,
+            &[("origin", "http://127.0.0.1:9090")],
+            &format!("credential={OPS}&next=%2Fconsole"),
+        )
+        .await;
+        assert_eq!(a.status, 303, "{}", a.body);
+        assert!(
+            !a.cookie.contains(OPS),
+            "the key is in the cookie: {}",
+            a.cookie
+        );
+        assert!(a.cookie.contains("Max-Age=28800"), "{}", a.cookie);
+        let session = a.cookie.split(';').next().unwrap_or_default().to_string();
+        let with = |cookie: &str, method: &str, path: &str| {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "127.0.0.1:9090")
+                .header("origin", "http://127.0.0.1:9090")
+                .header("cookie", cookie);
+            if method == "POST" {
+                req = req.header("content-type", "application/x-www-form-urlencoded");
+            }
+            let app = app.clone();
+            async move {
+                let resp = app
+                    .oneshot(req.body(Body::empty()).expect("request"))
+                    .await
+                    .expect("response");
+                resp.status().as_u16()
+            }
+        };
+        assert_eq!(with(&session, "GET", "/console/dead-letters").await, 200);
+        // The key itself in the cookie is no session.
+        let raw = set_cookie(Some(OPS), false);
+        let raw = raw.split(';').next().unwrap_or_default();
+        assert_eq!(with(raw, "GET", "/console/dead-letters").await, 303);
+        // The API never takes the cookie.
+        assert_eq!(with(&session, "GET", "/api/dlq").await, 401);
+        // A form posted with the cookie but saying nowhere it comes from is refused.
+        let bare = Request::builder()
+            .method("POST")
+            .uri("/console/logout")
+            .header("host", "127.0.0.1:9090")
+            .header("cookie", &session)
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.clone().oneshot(bare).await.expect("response");
+        assert_eq!(resp.status().as_u16(), 403);
+        // Signing out ends the session in the store: the same cookie is dead.
+        assert_eq!(with(&session, "POST", "/console/logout").await, 303);
+        assert_eq!(with(&session, "GET", "/console/dead-letters").await, 303);
+        let rows = store.audit_recent(50).await.expect("audit");
+        assert!(
+            rows.iter()
+                .any(|r| r.actor == "ops" && r.path == "/console/logout"),
+            "the sign-out is journaled"
+        );
     }
 
     #[tokio::test]

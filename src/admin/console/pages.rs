@@ -124,14 +124,19 @@ pub(super) async fn login(AxumState(s): AxumState<State>, Form(f): Form<LoginFor
     };
     match auth.verify(f.credential.trim()).await {
         Ok(p) if p.has(Role::Viewer) => {
+            // The cookie holds a session, never the credential.
+            let Some(session) = auth.open_session(&p).await else {
+                return refused(
+                    "The console could not open a session (its state store did not answer); try again.",
+                );
+            };
             auth.audit(Some(&p), &Method::POST, "/console/login", 303)
                 .await;
             tracing::info!(actor = %p.actor, "signed in to the console");
             let mut r = see_other(&next);
-            if let Ok(v) = HeaderValue::from_str(&set_cookie(
-                Some(f.credential.trim()),
-                s.console.secure_cookie,
-            )) {
+            if let Ok(v) =
+                HeaderValue::from_str(&set_cookie(Some(&session), s.console.secure_cookie))
+            {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r
@@ -148,7 +153,18 @@ pub(super) async fn login(AxumState(s): AxumState<State>, Form(f): Form<LoginFor
     }
 }
 
-pub(super) async fn logout(AxumState(s): AxumState<State>) -> Response {
+pub(super) async fn logout(
+    AxumState(s): AxumState<State>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    // Signing out ends the session in the store, not only the browser's copy.
+    if let Some(token) = super::cookie_credential(&headers) {
+        let who = s.console.auth.close_session(&token).await;
+        s.console
+            .auth
+            .audit(who.as_ref(), &Method::POST, "/console/logout", 303)
+            .await;
+    }
     let mut r = see_other("/console/login");
     if let Ok(v) = HeaderValue::from_str(&set_cookie(None, s.console.secure_cookie)) {
         r.headers_mut().insert(header::SET_COOKIE, v);
