@@ -27,7 +27,12 @@ use crate::store::{JournalEntry, JournalKey, Store};
 /// Rows waiting to be written before new ones are dropped.
 const CAPACITY: usize = 10_000;
 /// Rows written in one transaction at most.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
+/// How long the writer lets rows gather after a write before it takes the next batch: a
+/// transaction (and a hand-over to the store's thread) per few rows cost more than the rows
+/// (at 2,500 messages/s of a four-step route, 15,000 rows/s become ~40 transactions of
+/// ~400 rows). A crash loses at most this much more of the journal.
+const GATHER: Duration = Duration::from_millis(25);
 /// Room kept in the queue for the routes' own rows (end, retry, dead letter): a step's or an
 /// adapter call's row is dropped (and counted) first, when no more than this is free.
 const RESERVED_FOR_ROUTE_ROWS: usize = CAPACITY / 2;
@@ -102,6 +107,7 @@ impl Journal {
                         written.remove(&(k.name, k.value, k.correlation_id));
                     }
                 }
+                tokio::time::sleep(GATHER).await;
             }
         });
         (Journal { tx: Some(tx) }, task)

@@ -1023,30 +1023,37 @@ impl Store {
         self.journal_many(std::slice::from_ref(entry)).await
     }
 
-    /// Record several hops in one transaction (the journal writer's batches).
+    /// Record several hops in one transaction (the journal writer's batches), up to
+    /// [`JOURNAL_ROWS_PER_INSERT`] rows per statement: a statement per row cost the writer
+    /// more than the rows themselves.
     pub async fn journal_many(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(|e| self.query_error("journal", &e))?;
-        for entry in entries {
-            sqlx::query(
-                "INSERT INTO knut_journal \
-                 (at_us, message_id, correlation_id, route, step, outcome, duration_us, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(entry.at.timestamp_micros())
-            .bind(entry.message_id.to_string())
-            .bind(entry.correlation_id.to_string())
-            .bind(entry.route.as_str())
-            .bind(entry.step.as_str())
-            .bind(entry.outcome.as_str())
-            .bind(entry.duration_us)
-            .bind(entry.detail.as_deref())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.query_error("journal", &e))?;
+        for chunk in entries.chunks(JOURNAL_ROWS_PER_INSERT) {
+            // Built from row numbers only, no data.
+            let sql = journal_insert(self.backend, chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for entry in chunk {
+                query = query
+                    .bind(entry.at.timestamp_micros())
+                    .bind(entry.message_id.to_string())
+                    .bind(entry.correlation_id.to_string())
+                    .bind(entry.route.as_str())
+                    .bind(entry.step.as_str())
+                    .bind(entry.outcome.as_str())
+                    .bind(entry.duration_us)
+                    .bind(entry.detail.as_deref());
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.query_error("journal", &e))?;
         }
         tx.commit()
             .await
@@ -1271,6 +1278,36 @@ fn prepare_sqlite_file(url: &str) -> Result<String, StoreError> {
 /// Switches a SQLite file to WAL mode. WAL is a property of the file, so once is enough;
 /// the switch needs a moment of exclusive access, which another process starting at the
 /// same time may hold, so it is retried briefly.
+/// Journal rows per `INSERT` statement (8 parameters each; far below both backends' limits).
+const JOURNAL_ROWS_PER_INSERT: usize = 64;
+
+/// The `INSERT` of `rows` journal rows. PostgreSQL numbers its parameters (`$1` …); SQLite
+/// is given plain `?`, because it binds a numbered one by looking its name up among all of
+/// the statement's (the look-ups took more time than the rows).
+fn journal_insert(backend: Backend, rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::from(
+        "INSERT INTO knut_journal \
+         (at_us, message_id, correlation_id, route, step, outcome, duration_us, detail) VALUES ",
+    );
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..8 {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${}", row * 8 + column + 1);
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 async fn enable_wal(pool: &AnyPool) -> Result<(), StoreError> {
     let mut last = None;
     for _ in 0..50 {
