@@ -21,6 +21,7 @@
 //!   [`MAX_OUTPUTS`] outputs or once [`MAX_RUN_TIME`] has passed between outputs.
 //!   Programs come from reviewed route files, never from message data.
 
+mod builtins;
 pub mod domain;
 pub mod interpolate;
 pub mod personnummer;
@@ -212,6 +213,7 @@ fn natives() -> impl Iterator<Item = jaq_core::native::Fun<Data>> {
         .chain(jaq_std::funs::<Data>().filter(|(name, _, _)| !REPLACED.contains(name)))
         .chain(jaq_json::funs::<Data>())
         .chain(safe.into_iter().map(run::<Data>))
+        .chain(builtins::funs())
         .chain(domain::funs())
 }
 
@@ -221,7 +223,8 @@ impl Program {
     pub fn compile(src: &str) -> Result<Program, ExprError> {
         let defs = jaq_core::defs()
             .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
+            .chain(jaq_json::defs())
+            .filter(|d| !builtins::replaces(d.name, d.args.len()));
         let loader = Loader::new(defs);
         let arena = Arena::default();
         let modules = loader
