@@ -1,4 +1,4 @@
-//! Relay benchmark (issue 3): what a Knutpunkt route costs beyond the broker hop.
+//! Relay benchmark (issues 3 and 15): what a Knutpunkt route costs beyond the broker hop.
 //!
 //! Runs, on the same RabbitMQ broker and with the same message, prefetch and concurrency:
 //! - (a) a raw lapin relay: consume from queue A, publish to queue B with a confirm, ack;
@@ -6,7 +6,14 @@
 //!   loaded from a root written to a temporary folder and run by the same `RouteWorker`,
 //!   broker, effects, store and journal that `System::start` wires (`System::start` itself
 //!   refuses the route, since no route consumes `bench.out`: the bench's queue does), with
-//!   the metrics recorder installed as `knut run` installs it.
+//!   the log and the metrics recorder installed as `knut run` installs them;
+//! - (a′), with `KNUT_BENCH_TOPOLOGY=1`: the raw relay on the route's topology (topic
+//!   exchanges in and out, a work queue's arguments), to tell that topology's cost to the
+//!   broker from the route's own.
+//!
+//! Each relay runs in a process of its own (this binary again, `KNUT_BENCH_CHILD`), built
+//! as `knut run` builds its runtime, so that its CPU time and peak resident set are its
+//! own; this process is the driver (producer and sink).
 //!
 //! The message is a fictional ~7 KB OeP FlowInstance export in ISO-8859-1, persistent,
 //! confirms on everywhere. A producer keeps at most `WINDOW` messages in flight (published
@@ -14,22 +21,25 @@
 //! of arrival at the final queue) measures the relay, not a backlog.
 //!
 //! **Placement** (see `relay/placement.rs`): by default the private RabbitMQ node runs on
-//! one core and this whole process (producer, sink and relay a or b) on another, the same
-//! for (a) and (b) — production runs RabbitMQ on machines of its own, so the route's cost
-//! must not be taken from the broker's core. `KNUT_BENCH_PLACEMENT=shared` lets both share
-//! every core instead.
+//! one core and the driver and the relay processes on another, the same for (a) and (b) —
+//! production runs RabbitMQ on machines of its own, so the route's cost must not be taken
+//! from the broker's core. `KNUT_BENCH_PLACEMENT=shared` lets all share every core.
 //!
 //! **Rounds**: after a warm-up of each relay, `KNUT_BENCH_ROUNDS` (default 3) timed runs per
 //! relay, alternating (a) and (b) so that a change of load on the machine falls on both; the
-//! medians are reported, with each run's figures and the CPU time the bench process and the
-//! broker used per message (which side is the bottleneck).
+//! medians are reported, with each run's figures: the CPU time the relay process, the broker
+//! and the driver used per message, and the relay's write and the broker's read system
+//! calls per message. Last, the targets of issue 15, each with its verdict.
+//!
+//! `KNUT_BENCH_RAW_SPIN_US` makes the raw relay spin that long per message: a raw relay as
+//! slow as the route, to see what the broker spends per message at the route's rate.
 //!
 //! Run: `cargo bench --bench relay` (a private RabbitMQ node is started and stopped, as in
 //! the tests; `KNUT_BENCH_AMQP_URL` names another broker instead — never the machine's
 //! shared one — which is then not placed). `KNUT_BENCH_MESSAGES` (default 20000),
 //! `KNUT_BENCH_WARMUP` (default 1000) and `KNUT_BENCH_ROUNDS` (default 3) set the counts.
 //!
-//! Figures: see the README, section Benchmark.
+//! Figures: see docs/benchmark.md.
 
 /// The allocator `knut` runs with (see src/main.rs), so (b) measures what production runs.
 #[global_allocator]
@@ -242,10 +252,18 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     elapsed: Duration,
-    /// CPU time of this process (producer, sink, relay) during the run.
-    bench_cpu: Option<Duration>,
+    /// CPU time of the relay's own process (raw relay or route) during the run.
+    relay_cpu: Option<Duration>,
+    /// CPU time of this process (producer and sink) during the run.
+    driver_cpu: Option<Duration>,
     /// CPU time of the broker node during the run (when it is ours).
     broker_cpu: Option<Duration>,
+    /// Write system calls of the relay's process during the run.
+    relay_writes: Option<u64>,
+    /// Read system calls of the broker node during the run.
+    broker_reads: Option<u64>,
+    /// Write system calls of this process (producer and sink) during the run.
+    driver_writes: Option<u64>,
 }
 
 /// Drive `count` messages through a relay: publish to (`exchange`, `key`) keeping at most
@@ -256,6 +274,7 @@ async fn drive(
     body: &[u8],
     count: usize,
     broker_pid: Option<u32>,
+    relay_pid: u32,
 ) -> Res<Figures> {
     let Relay {
         exchange,
@@ -309,7 +328,13 @@ async fn drive(
     // Producer: one confirm channel, up to WINDOW publishes awaiting their confirms.
     let pub_ch = Arc::new(confirm_channel(conn).await?);
     let started = Instant::now();
+    let io_at_start = (
+        cpu::writes(relay_pid),
+        broker_pid.and_then(cpu::reads),
+        cpu::writes(std::process::id()),
+    );
     let cpu_at_start = (
+        cpu::used(relay_pid),
         cpu::used(std::process::id()),
         broker_pid.and_then(cpu::used),
     );
@@ -339,8 +364,13 @@ async fn drive(
     let mut latencies = sink_task.await??;
     let elapsed = started.elapsed();
     let since = |start: Option<Duration>, now: Option<Duration>| Some(now?.saturating_sub(start?));
-    let bench_cpu = since(cpu_at_start.0, cpu::used(std::process::id()));
-    let broker_cpu = since(cpu_at_start.1, broker_pid.and_then(cpu::used));
+    let relay_cpu = since(cpu_at_start.0, cpu::used(relay_pid));
+    let driver_cpu = since(cpu_at_start.1, cpu::used(std::process::id()));
+    let broker_cpu = since(cpu_at_start.2, broker_pid.and_then(cpu::used));
+    let count_since = |start: Option<u64>, now: Option<u64>| Some(now?.saturating_sub(start?));
+    let relay_writes = count_since(io_at_start.0, cpu::writes(relay_pid));
+    let broker_reads = count_since(io_at_start.1, broker_pid.and_then(cpu::reads));
+    let driver_writes = count_since(io_at_start.2, cpu::writes(std::process::id()));
     let _ = sink_ch.close(200, "done".into()).await;
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
@@ -349,13 +379,23 @@ async fn drive(
         p50: pick(0.50),
         p99: pick(0.99),
         elapsed,
-        bench_cpu,
+        relay_cpu,
+        driver_cpu,
         broker_cpu,
+        relay_writes,
+        broker_reads,
+        driver_writes,
     })
 }
 
-/// (a) The raw lapin relay: consume A, publish to B with a confirm, ack; no processing.
-async fn raw_relay(conn: &Connection, a: &str, b: &str, stop: Arc<AtomicBool>) -> Res<()> {
+/// (a) The raw lapin relay: consume queue `a`, publish to `exchange` with `key` with a
+/// confirm, ack; no processing.
+async fn raw_relay(
+    conn: &Connection,
+    a: &str,
+    (exchange, key): (&str, &str),
+    stop: Arc<AtomicBool>,
+) -> Res<()> {
     let consume_ch = conn.create_channel().await?;
     consume_ch
         .basic_qos(PREFETCH, BasicQosOptions::default())
@@ -370,7 +410,7 @@ async fn raw_relay(conn: &Connection, a: &str, b: &str, stop: Arc<AtomicBool>) -
         .await?;
     let pub_ch = Arc::new(Mutex::new(confirm_channel(conn).await?));
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
-    let b = b.to_string();
+    let (exchange, key) = (exchange.to_string(), key.to_string());
     tokio::spawn(async move {
         while !stop.load(Ordering::Relaxed) {
             let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -380,13 +420,18 @@ async fn raw_relay(conn: &Connection, a: &str, b: &str, stop: Arc<AtomicBool>) -
                 break;
             };
             let ch = pub_ch.clone();
-            let b = b.clone();
+            let (exchange, key) = (exchange.clone(), key.clone());
+            let spin = Duration::from_micros(env_usize("KNUT_BENCH_RAW_SPIN_US", 0) as u64);
             tokio::spawn(async move {
+                let t = Instant::now();
+                while t.elapsed() < spin {
+                    std::hint::spin_loop();
+                }
                 let confirm = {
                     let ch = ch.lock().await;
                     ch.basic_publish(
-                        "".into(),
-                        b.as_str().into(),
+                        exchange.as_str().into(),
+                        key.as_str().into(),
                         BasicPublishOptions {
                             mandatory: true,
                             ..BasicPublishOptions::default()
@@ -412,17 +457,6 @@ async fn raw_relay(conn: &Connection, a: &str, b: &str, stop: Arc<AtomicBool>) -
     Ok(())
 }
 
-fn vm(key: &str) -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .map(|l| l[key.len()..].trim().to_string())
-        })
-        .unwrap_or_else(|| "n/a".into())
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -441,12 +475,25 @@ fn cpu_text(cpu: Option<Duration>, f: &Figures, count: usize) -> String {
 
 fn show(name: &str, f: &Figures, count: usize) {
     println!(
-        "{name:<40} {:>6.0} msg/s   p50 {:>6.2} ms   p99 {:>6.2} ms   cpu: bench {}, broker {}",
+        "{name:<36} {:>6.0} msg/s   p50 {:>6.2} ms   p99 {:>6.2} ms   cpu: relay {}, broker {}, driver {}",
         f.rate,
         ms(f.p50),
         ms(f.p99),
-        cpu_text(f.bench_cpu, f, count),
+        cpu_text(f.relay_cpu, f, count),
         cpu_text(f.broker_cpu, f, count),
+        cpu_text(f.driver_cpu, f, count),
+    );
+    let per = |n: Option<u64>| {
+        n.map_or("n/a".to_string(), |n| {
+            format!("{:.2}", n as f64 / count as f64)
+        })
+    };
+    println!(
+        "{:<36} system calls per message: relay writes {}, broker reads {}, driver writes {}",
+        "",
+        per(f.relay_writes),
+        per(f.broker_reads),
+        per(f.driver_writes)
     );
 }
 
@@ -461,18 +508,24 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Medians over the rounds of one relay.
+/// Medians over the rounds of one relay (CPU in µs per message; NaN when not known).
 struct Medians {
     rate: f64,
     p50: f64,
     p99: f64,
+    relay_cpu: f64,
+    broker_cpu: f64,
 }
 
-fn medians(runs: &[Figures]) -> Medians {
+fn medians(runs: &[Figures], count: usize) -> Medians {
+    let per_message =
+        |c: Option<Duration>| c.map_or(f64::NAN, |c| c.as_secs_f64() * 1e6 / count as f64);
     Medians {
         rate: median(runs.iter().map(|f| f.rate).collect()),
         p50: median(runs.iter().map(|f| ms(f.p50)).collect()),
         p99: median(runs.iter().map(|f| ms(f.p99)).collect()),
+        relay_cpu: median(runs.iter().map(|f| per_message(f.relay_cpu)).collect()),
+        broker_cpu: median(runs.iter().map(|f| per_message(f.broker_cpu)).collect()),
     }
 }
 
@@ -503,6 +556,8 @@ async fn start_knut(url: &str) -> Res<Knut> {
     let config = knutpunkt::config::Config::from_toml_str(&format!(
         "[broker]\nurl = \"{url}\"\nprefetch = {PREFETCH}\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n"
     ))?;
+    // The log and the metrics recorder as `knut run` installs them.
+    knutpunkt::telemetry::init(config.log.format, &config.log.level, &config.telemetry)?;
     knutpunkt::telemetry::metrics::install();
     let routes = knutpunkt::route::load::load_routes(dir.path()).map_err(|d| {
         d.iter()
@@ -554,6 +609,111 @@ async fn start_knut(url: &str) -> Res<Knut> {
     })
 }
 
+/// What the child process runs (`KNUT_BENCH_CHILD`), on the broker `KNUT_BENCH_CHILD_URL`.
+const CHILD: &str = "KNUT_BENCH_CHILD";
+const CHILD_URL: &str = "KNUT_BENCH_CHILD_URL";
+/// The raw relay's input queue, output exchange and routing key: `queue,exchange,key`.
+const CHILD_QUEUES: &str = "KNUT_BENCH_CHILD_QUEUES";
+
+/// A relay in a process of its own (this binary again, in child mode), so that its CPU time
+/// and peak resident set are its own, apart from the producer's and the sink's. It runs
+/// until its stdin is closed.
+struct RelayProcess {
+    child: std::process::Child,
+    pid: u32,
+}
+
+impl RelayProcess {
+    /// Start `role` (`raw` or `route`) and wait until it consumes.
+    fn start(role: &str, url: &str, queues: &str) -> Res<RelayProcess> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe()?)
+            .env(CHILD, role)
+            .env(CHILD_URL, url)
+            .env(CHILD_QUEUES, queues)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let pid = child.id();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("the relay process has no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("the {role} relay process did not start ({})", line.trim()).into());
+        }
+        Ok(RelayProcess { child, pid })
+    }
+
+    /// Peak resident set size so far, in MB.
+    fn peak_rss_mb(&self) -> Option<f64> {
+        cpu::peak_rss_kb(self.pid).map(|kb| kb as f64 / 1024.0)
+    }
+
+    /// Close its stdin and wait for it to end (killed after 15 s).
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Child mode: run one relay until stdin closes.
+async fn child(role: &str) -> Res<()> {
+    let url = std::env::var(CHILD_URL)?;
+    let ready = || {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    };
+    let until_stdin_closes = || {
+        tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        })
+    };
+    match role {
+        "raw" => {
+            let queues = std::env::var(CHILD_QUEUES)?;
+            let [a, exchange, key] = queues.split(',').collect::<Vec<_>>()[..] else {
+                return Err("KNUT_BENCH_CHILD_QUEUES is queue,exchange,key".into());
+            };
+            let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+            let stop = Arc::new(AtomicBool::new(false));
+            raw_relay(&conn, a, (exchange, key), stop.clone()).await?;
+            ready();
+            until_stdin_closes().await?;
+            stop.store(true, Ordering::Relaxed);
+            let _ = conn.close(200, "done".into()).await;
+        }
+        "route" => {
+            let knut = start_knut(&url).await?;
+            ready();
+            until_stdin_closes().await?;
+            knut.shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), knut.worker).await;
+            drop(knut.broker);
+            knut.journal.abort();
+        }
+        other => return Err(format!("unknown relay `{other}`").into()),
+    }
+    Ok(())
+}
+
 async fn bench() -> Res<()> {
     let count = env_usize("KNUT_BENCH_MESSAGES", 20_000);
     let warmup = env_usize("KNUT_BENCH_WARMUP", 1_000);
@@ -597,9 +757,7 @@ async fn bench() -> Res<()> {
             .queue_declare(q.as_str().into(), durable(), quorum())
             .await?;
     }
-    let relay_conn = Connection::connect(&url, ConnectionProperties::default()).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    raw_relay(&relay_conn, &qa, &qb, stop.clone()).await?;
+    let raw_process = RelayProcess::start("raw", &url, &format!("{qa},,{qb}"))?;
     let raw = Relay {
         name: "(a) raw lapin relay",
         exchange: "",
@@ -608,23 +766,8 @@ async fn bench() -> Res<()> {
     };
 
     // (b) Knutpunkt route, its output bound to the sink queue
+    let route_process = RelayProcess::start("route", &url, "")?;
     let sink = format!("bench.knut.sink.{tag}");
-    let knut_relay = Relay {
-        name: "(b) knut route (xml→validate→jq)",
-        exchange: "bench.in",
-        key: "flowinstance",
-        sink: &sink,
-    };
-
-    // Round 1 of (a) runs before knut is started, so the peak RSS after it is (a)'s alone.
-    let mut runs: [Vec<Figures>; 2] = [Vec::new(), Vec::new()];
-    drive(&conn, &raw, &body, warmup, broker_pid).await?;
-    let first = drive(&conn, &raw, &body, count, broker_pid).await?;
-    show(&format!("{} #1", raw.name), &first, count);
-    runs[0].push(first);
-    let rss_after_a = vm("VmHWM:");
-
-    let knut = start_knut(&url).await?;
     admin
         .queue_declare(sink.as_str().into(), durable(), quorum())
         .await?;
@@ -637,39 +780,167 @@ async fn bench() -> Res<()> {
             FieldTable::default(),
         )
         .await?;
-    drive(&conn, &knut_relay, &body, warmup, broker_pid).await?;
-    // Then (b), (a), (b), … alternately, so that a change of load on the machine during the
+    let knut_relay = Relay {
+        name: "(b) knut route (xml→validate→jq)",
+        exchange: "bench.in",
+        key: "flowinstance",
+        sink: &sink,
+    };
+
+    // (a′), with KNUT_BENCH_TOPOLOGY=1: the raw relay on the route's topology — in through
+    // a topic exchange to a queue with a work queue's arguments, out through a topic
+    // exchange — to tell the broker's cost of that topology from the route's own.
+    let topology = std::env::var("KNUT_BENCH_TOPOLOGY").is_ok_and(|v| v == "1");
+    let (qa2, qb2) = (format!("bench.raw2.a.{tag}"), format!("bench.raw2.b.{tag}"));
+    let mut relays = vec![(raw, raw_process.pid), (knut_relay, route_process.pid)];
+    let mut topology_process = None;
+    if topology {
+        for ex in ["bench.raw.in", "bench.raw.out"] {
+            admin
+                .exchange_declare(
+                    ex.into(),
+                    lapin::ExchangeKind::Topic,
+                    lapin::options::ExchangeDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        admin
+            .queue_declare(format!("{qa2}.dlq").as_str().into(), durable(), quorum())
+            .await?;
+        // The arguments of a route's work queue (src/broker/amqp/definitions.rs).
+        let mut args = quorum();
+        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(20));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(format!("{qa2}.dlq").as_str().into()),
+        );
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+        admin
+            .queue_declare(qa2.as_str().into(), durable(), args)
+            .await?;
+        admin
+            .queue_declare(qb2.as_str().into(), durable(), quorum())
+            .await?;
+        for (q, ex, key) in [
+            (&qa2, "bench.raw.in", "flowinstance"),
+            (&qb2, "bench.raw.out", "#"),
+        ] {
+            admin
+                .queue_bind(
+                    q.as_str().into(),
+                    ex.into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        let p = RelayProcess::start(
+            "raw",
+            &url,
+            &format!("{qa2},bench.raw.out,application.submitted"),
+        )?;
+        relays.push((
+            Relay {
+                name: "(a′) raw relay, route's topology",
+                exchange: "bench.raw.in",
+                key: "flowinstance",
+                sink: &qb2,
+            },
+            p.pid,
+        ));
+        topology_process = Some(p);
+    }
+    for (relay, pid) in &relays {
+        drive(&conn, relay, &body, warmup, broker_pid, *pid).await?;
+    }
+    // (a), (b), (a), (b), … alternately, so that a change of load on the machine during the
     // benchmark falls on both sides alike.
+    let mut runs: Vec<Vec<Figures>> = relays.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
-        let order: &[usize] = if round == 1 { &[1] } else { &[0, 1] };
-        for &side in order {
-            let relay = [&raw, &knut_relay][side];
-            let f = drive(&conn, relay, &body, count, broker_pid).await?;
+        for (side, (relay, pid)) in relays.iter().enumerate() {
+            let f = drive(&conn, relay, &body, count, broker_pid, *pid).await?;
             show(&format!("{} #{round}", relay.name), &f, count);
             runs[side].push(f);
         }
     }
-    let (a, b) = (medians(&runs[0]), medians(&runs[1]));
+    if relays.len() > 2 {
+        let m = medians(&runs[2], count);
+        println!(
+            "{:<36} {:>6.0} msg/s   p50 {:>6.2} ms   p99 {:>6.2} ms   cpu per message: relay {:>4.0} µs, broker {:>4.0} µs (median)",
+            relays[2].0.name, m.rate, m.p50, m.p99, m.relay_cpu, m.broker_cpu
+        );
+    }
+    let (a, b) = (medians(&runs[0], count), medians(&runs[1], count));
     println!("medians of {rounds} rounds:");
     for (name, m) in [(raw.name, &a), (knut_relay.name, &b)] {
         println!(
-            "{name:<40} {:>6.0} msg/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
-            m.rate, m.p50, m.p99
+            "{name:<36} {:>6.0} msg/s   p50 {:>6.2} ms   p99 {:>6.2} ms   cpu per message: relay {:>4.0} µs, broker {:>4.0} µs",
+            m.rate, m.p50, m.p99, m.relay_cpu, m.broker_cpu
         );
     }
-    println!("ratio b/a (medians): {:.2}", b.rate / a.rate);
+    let rss = route_process.peak_rss_mb();
+    let raw_rss = raw_process.peak_rss_mb();
+    let mb = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1} MB"));
     println!(
-        "peak RSS (VmHWM, whole bench process incl. producer and sink): {} after (a), {} after (b)",
-        rss_after_a,
-        vm("VmHWM:")
+        "peak RSS (VmHWM): route process {}, raw relay process {}",
+        mb(rss),
+        mb(raw_rss)
     );
-    knut.shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), knut.worker).await;
-    drop(knut.broker);
-    knut.journal.abort();
-    stop.store(true, Ordering::Relaxed);
-    let _ = relay_conn.close(200, "done".into()).await;
-    for q in [&qa, &qb, &sink] {
+    let pinned = !matches!(placement, placement::Placement::Shared);
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let ratio = b.rate / a.rate;
+    let throughput_target = if pinned { 0.9 } else { 0.6 };
+    println!("targets ({}):", if pinned { "pinned" } else { "shared" });
+    println!(
+        "  throughput route/raw        {ratio:>6.2}   ≥ {throughput_target:.2}   {}",
+        verdict(ratio >= throughput_target)
+    );
+    let p99 = b.p99 / a.p99;
+    let broker = b.broker_cpu / a.broker_cpu;
+    if pinned {
+        println!(
+            "  p99 route/raw               {p99:>6.2}   ≤ 1.50   {}",
+            verdict(p99 <= 1.5)
+        );
+        println!(
+            "  broker CPU/msg route/raw    {broker:>6.2}   ≤ 1.10   {}",
+            if broker.is_nan() {
+                "n/a (not our broker)"
+            } else {
+                verdict(broker <= 1.1)
+            }
+        );
+    } else {
+        println!("  p99 route/raw               {p99:>6.2}   (target pinned only)");
+        println!("  broker CPU/msg route/raw    {broker:>6.2}   (target pinned only)");
+    }
+    println!(
+        "  peak RSS of the route       {:>6}   ≤ 64 MB  {}",
+        rss.map_or("n/a".into(), |v| format!("{v:.1}")),
+        rss.map_or("n/a", |v| verdict(v <= 64.0))
+    );
+    raw_process.stop();
+    route_process.stop();
+    if let Some(p) = topology_process {
+        p.stop();
+    }
+    for q in [&qa, &qb, &sink, &qa2, &qb2, &format!("{qa2}.dlq")] {
         let _ = admin
             .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
             .await;
@@ -679,19 +950,29 @@ async fn bench() -> Res<()> {
 }
 
 fn main() {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let role = std::env::var(CHILD).ok();
+    // A relay process builds its runtime as `knut run` does (a worker per core it may use:
+    // one when pinned); the driver takes two workers.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if role.is_none() {
+        builder.worker_threads(2);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the tokio runtime: {e}");
             std::process::exit(2);
         }
     };
-    if let Err(e) = rt.block_on(bench()) {
-        eprintln!("benchmark failed: {e}");
+    let result = match &role {
+        Some(role) => rt.block_on(child(role)),
+        None => rt.block_on(bench()),
+    };
+    if let Err(e) = result {
+        match role {
+            Some(role) => eprintln!("{role} relay process failed: {e}"),
+            None => eprintln!("benchmark failed: {e}"),
+        }
         std::process::exit(1);
     }
 }

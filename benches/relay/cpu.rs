@@ -1,5 +1,6 @@
-//! CPU time of a process (user + system, all its threads), from `/proc/<pid>/stat`: how
-//! busy the broker's and the relay's cores were during a run.
+//! What a process used, from `/proc/<pid>/…`: CPU time (user + system, all its threads:
+//! how busy the broker's and the relay's cores were during a run), system calls, peak
+//! resident set.
 
 use std::time::Duration;
 
@@ -18,4 +19,37 @@ pub fn used(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64(
         (utime + stime) as f64 / ticks as f64,
     ))
+}
+
+/// Write system calls `pid` has made so far (`syscw` of `/proc/<pid>/io`), or `None` when
+/// it cannot be read: with the broker's, how many separate sends a relay's frames took.
+pub fn writes(pid: u32) -> Option<u64> {
+    io_field(pid, "syscw:")
+}
+
+/// Read system calls `pid` has made so far (`syscr` of `/proc/<pid>/io`).
+pub fn reads(pid: u32) -> Option<u64> {
+    io_field(pid, "syscr:")
+}
+
+fn io_field(pid: u32, key: &str) -> Option<u64> {
+    field(pid, "io", key, "")
+}
+
+/// Peak resident set size of `pid` so far, in kB (`VmHWM` of `/proc/<pid>/status`).
+pub fn peak_rss_kb(pid: u32) -> Option<u64> {
+    field(pid, "status", "VmHWM:", "kB")
+}
+
+/// The number after `key` (and before `unit`) on its line of `/proc/<pid>/<file>`.
+fn field(pid: u32, file: &str, key: &str, unit: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .trim()
+        .strip_suffix(unit)?
+        .trim()
+        .parse()
+        .ok()
 }

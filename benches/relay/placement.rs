@@ -83,7 +83,7 @@ impl Placement {
                     None => "the broker is not ours (KNUT_BENCH_AMQP_URL): not placed".into(),
                 };
                 Ok(format!(
-                    "pinned: {node}; bench process (producer, sink, relay a or b) on CPU {relay}"
+                    "pinned: {node}; the driver (producer, sink) and the relay processes on CPU {relay}"
                 ))
             }
         }
