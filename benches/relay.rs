@@ -28,8 +28,7 @@
 //! **Rounds**: after a warm-up of each relay, `KNUT_BENCH_ROUNDS` (default 3) timed runs per
 //! relay, alternating (a) and (b) so that a change of load on the machine falls on both; the
 //! medians are reported, with each run's figures: the CPU time the relay process, the broker
-//! and the driver used per message, and the relay's write and the broker's read system
-//! calls per message. Last, the targets of issue 15, each with its verdict.
+//! and the driver used per message. Last, the targets of issue 15, each with its verdict.
 //!
 //! `KNUT_BENCH_RAW_SPIN_US` makes the raw relay spin that long per message: a raw relay as
 //! slow as the route, to see what the broker spends per message at the route's rate.
@@ -258,12 +257,6 @@ struct Figures {
     driver_cpu: Option<Duration>,
     /// CPU time of the broker node during the run (when it is ours).
     broker_cpu: Option<Duration>,
-    /// Write system calls of the relay's process during the run.
-    relay_writes: Option<u64>,
-    /// Read system calls of the broker node during the run.
-    broker_reads: Option<u64>,
-    /// Write system calls of this process (producer and sink) during the run.
-    driver_writes: Option<u64>,
 }
 
 /// Drive `count` messages through a relay: publish to (`exchange`, `key`) keeping at most
@@ -328,11 +321,6 @@ async fn drive(
     // Producer: one confirm channel, up to WINDOW publishes awaiting their confirms.
     let pub_ch = Arc::new(confirm_channel(conn).await?);
     let started = Instant::now();
-    let io_at_start = (
-        cpu::writes(relay_pid),
-        broker_pid.and_then(cpu::reads),
-        cpu::writes(std::process::id()),
-    );
     let cpu_at_start = (
         cpu::used(relay_pid),
         cpu::used(std::process::id()),
@@ -367,10 +355,6 @@ async fn drive(
     let relay_cpu = since(cpu_at_start.0, cpu::used(relay_pid));
     let driver_cpu = since(cpu_at_start.1, cpu::used(std::process::id()));
     let broker_cpu = since(cpu_at_start.2, broker_pid.and_then(cpu::used));
-    let count_since = |start: Option<u64>, now: Option<u64>| Some(now?.saturating_sub(start?));
-    let relay_writes = count_since(io_at_start.0, cpu::writes(relay_pid));
-    let broker_reads = count_since(io_at_start.1, broker_pid.and_then(cpu::reads));
-    let driver_writes = count_since(io_at_start.2, cpu::writes(std::process::id()));
     let _ = sink_ch.close(200, "done".into()).await;
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
@@ -382,9 +366,6 @@ async fn drive(
         relay_cpu,
         driver_cpu,
         broker_cpu,
-        relay_writes,
-        broker_reads,
-        driver_writes,
     })
 }
 
@@ -411,6 +392,7 @@ async fn raw_relay(
     let pub_ch = Arc::new(Mutex::new(confirm_channel(conn).await?));
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let (exchange, key) = (exchange.to_string(), key.to_string());
+    let spin = Duration::from_micros(env_usize("KNUT_BENCH_RAW_SPIN_US", 0) as u64);
     tokio::spawn(async move {
         while !stop.load(Ordering::Relaxed) {
             let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -421,7 +403,6 @@ async fn raw_relay(
             };
             let ch = pub_ch.clone();
             let (exchange, key) = (exchange.clone(), key.clone());
-            let spin = Duration::from_micros(env_usize("KNUT_BENCH_RAW_SPIN_US", 0) as u64);
             tokio::spawn(async move {
                 let t = Instant::now();
                 while t.elapsed() < spin {
@@ -482,18 +463,6 @@ fn show(name: &str, f: &Figures, count: usize) {
         cpu_text(f.relay_cpu, f, count),
         cpu_text(f.broker_cpu, f, count),
         cpu_text(f.driver_cpu, f, count),
-    );
-    let per = |n: Option<u64>| {
-        n.map_or("n/a".to_string(), |n| {
-            format!("{:.2}", n as f64 / count as f64)
-        })
-    };
-    println!(
-        "{:<36} system calls per message: relay writes {}, broker reads {}, driver writes {}",
-        "",
-        per(f.relay_writes),
-        per(f.broker_reads),
-        per(f.driver_writes)
     );
 }
 
@@ -651,9 +620,9 @@ impl RelayProcess {
         Ok(RelayProcess { child, pid })
     }
 
-    /// Peak resident set size so far, in MB.
+    /// Peak resident set size so far, in MB (10^6 bytes; `/proc` counts in KiB).
     fn peak_rss_mb(&self) -> Option<f64> {
-        cpu::peak_rss_kb(self.pid).map(|kb| kb as f64 / 1024.0)
+        cpu::peak_rss_kb(self.pid).map(|kib| kib as f64 * 1024.0 / 1e6)
     }
 
     /// Close its stdin and wait for it to end (killed after 15 s).

@@ -1,6 +1,5 @@
 //! What a process used, from `/proc/<pid>/…`: CPU time (user + system, all its threads:
-//! how busy the broker's and the relay's cores were during a run), system calls, peak
-//! resident set.
+//! how busy the broker's and the relay's cores were during a run) and peak resident set.
 
 use std::time::Duration;
 
@@ -19,21 +18,6 @@ pub fn used(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64(
         (utime + stime) as f64 / ticks as f64,
     ))
-}
-
-/// Write system calls `pid` has made so far (`syscw` of `/proc/<pid>/io`), or `None` when
-/// it cannot be read: with the broker's, how many separate sends a relay's frames took.
-pub fn writes(pid: u32) -> Option<u64> {
-    io_field(pid, "syscw:")
-}
-
-/// Read system calls `pid` has made so far (`syscr` of `/proc/<pid>/io`).
-pub fn reads(pid: u32) -> Option<u64> {
-    io_field(pid, "syscr:")
-}
-
-fn io_field(pid: u32, key: &str) -> Option<u64> {
-    field(pid, "io", key, "")
 }
 
 /// Peak resident set size of `pid` so far, in kB (`VmHWM` of `/proc/<pid>/status`).

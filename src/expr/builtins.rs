@@ -98,11 +98,13 @@ mod tests {
         let jq = Program::compile(&format!(
             "def to_entries_jq: [key_values[] as [$key, $value] | {{ $key, $value }}];
              def from_entries_jq: reduce (.[] | {{ (.key): .value }}) as $x ({{}}; . + $x);
+             def with_entries_jq(f): to_entries_jq | map(f) | from_entries_jq;
              def type_jq: if . == null then \"null\" elif isboolean then \"boolean\"
                elif . < \"\" then \"number\" elif . < [] then \"string\" elif . < {{}} then \"array\"
                else \"object\" end;
              {}",
-            body.replace("to_entries", "to_entries_jq")
+            body.replace("with_entries", "with_entries_jq")
+                .replace("to_entries", "to_entries_jq")
                 .replace("from_entries", "from_entries_jq")
                 .replace("type", "type_jq")
         ))

@@ -25,7 +25,7 @@ macro_rules! store_conformance_suite {
             release_of_a_message_frees_its_keys, claim_race_has_one_winner, aggregate_orders_and_dedupes, aggregate_take_once,
             aggregate_take_race_has_one_winner, aggregate_add_and_take_lose_nothing,
             aggregate_claim_holds_the_group, aggregate_expired_by_open_time, watermark_round_trip, mark_seen_once,
-            journal_round_trip, journal_keys_find_every_correlation_id, lease_has_one_holder_until_released_or_expired,
+            journal_round_trip, journal_batch_across_inserts, journal_keys_find_every_correlation_id, lease_has_one_holder_until_released_or_expired,
             audit_newest_first, cache_set_add_get_delete_and_expire, access_audit_append_and_query);
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -55,6 +55,7 @@ pub async fn run_all(a: &Store, b: &Store) {
     watermark_round_trip(a, b).await;
     mark_seen_once(a, b).await;
     journal_round_trip(a, b).await;
+    journal_batch_across_inserts(a, b).await;
     journal_keys_find_every_correlation_id(a, b).await;
     lease_has_one_holder_until_released_or_expired(a, b).await;
     audit_newest_first(a, b).await;
@@ -840,6 +841,32 @@ pub async fn journal_round_trip(a: &Store, b: &Store) {
         vec![other]
     );
     assert!(a.journal_for(Uuid::now_v7()).await.unwrap().is_empty());
+}
+
+/// A batch longer than one multi-row `INSERT` (64 rows) is written whole, every column of
+/// every row in its place (a detail present on every other row, so that a shifted
+/// parameter shows).
+pub async fn journal_batch_across_inserts(a: &Store, b: &Store) {
+    let correlation_id = Uuid::now_v7();
+    let t0 = 1_714_540_000_000_000;
+    let entries: Vec<JournalEntry> = (0..130i64)
+        .map(|i| JournalEntry {
+            at: at(t0 + i),
+            message_id: Uuid::now_v7(),
+            correlation_id,
+            route: format!("route-{}", i % 7),
+            step: format!("steps[{i}].transform"),
+            outcome: if i % 3 == 0 { "failed" } else { "ok" }.into(),
+            duration_us: i * 11,
+            detail: (i % 2 == 1).then(|| format!("detail {i}")),
+        })
+        .collect();
+    a.journal_many(&entries).await.unwrap();
+    assert_eq!(
+        b.journal_of(&[correlation_id], 1_000).await.unwrap(),
+        entries
+    );
+    a.journal_many(&[]).await.unwrap();
 }
 
 /// Business keys: noted once per key and correlation id (again is no error, the first time

@@ -1038,7 +1038,10 @@ impl Store {
         for chunk in entries.chunks(JOURNAL_ROWS_PER_INSERT) {
             // Built from row numbers only, no data.
             let sql = journal_insert(self.backend, chunk.len());
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            // Only the full size is kept prepared: the last chunk's size varies, and would
+            // push the other statements out of the connection's cache.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(chunk.len() == JOURNAL_ROWS_PER_INSERT);
             for entry in chunk {
                 query = query
                     .bind(entry.at.timestamp_micros())
@@ -1275,9 +1278,6 @@ fn prepare_sqlite_file(url: &str) -> Result<String, StoreError> {
     })
 }
 
-/// Switches a SQLite file to WAL mode. WAL is a property of the file, so once is enough;
-/// the switch needs a moment of exclusive access, which another process starting at the
-/// same time may hold, so it is retried briefly.
 /// Journal rows per `INSERT` statement (8 parameters each; far below both backends' limits).
 const JOURNAL_ROWS_PER_INSERT: usize = 64;
 
@@ -1308,6 +1308,9 @@ fn journal_insert(backend: Backend, rows: usize) -> String {
     sql
 }
 
+/// Switches a SQLite file to WAL mode. WAL is a property of the file, so once is enough;
+/// the switch needs a moment of exclusive access, which another process starting at the
+/// same time may hold, so it is retried briefly.
 async fn enable_wal(pool: &AnyPool) -> Result<(), StoreError> {
     let mut last = None;
     for _ in 0..50 {
