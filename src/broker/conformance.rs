@@ -22,7 +22,8 @@ macro_rules! broker_conformance_suite {
         $crate::broker_conformance_suite!(@tests $make;
             routes_by_topic, unroutable_is_an_error, undeclared_is_an_error,
             envelope_round_trips, ack_removes_nack_requeues, dropped_delivery_is_redelivered,
-            prefetch_bounds_unacked, retry_later_waits_without_blocking, dead_letter_keeps_reason,
+            prefetch_bounds_unacked, settling_out_of_order_settles_only_those,
+            retry_later_waits_without_blocking, dead_letter_keeps_reason,
             declare_is_idempotent, ingress_reaches_route_by_id, send_to_queue_and_depth,
             reply_queue_is_private, competing_consumers_share_work,
             single_active_consumer_hands_over_in_order, ordering_cannot_change_silently,
@@ -242,6 +243,65 @@ pub async fn prefetch_bounds_unacked(broker: &dyn Broker) {
     for _ in 0..2 {
         next(&mut c).await.ack().await.unwrap();
     }
+}
+
+/// Deliveries settled at the same moment and out of order settle exactly those: acks of
+/// later deliveries never cover one still in hand, released, nacked or dropped before them
+/// (RabbitMQ's settler may join acks into one `multiple` ack, see `amqp::settle`).
+pub async fn settling_out_of_order_settles_only_those(broker: &dyn Broker) {
+    let (route, _) = setup(broker, &[]).await;
+    publish_numbers(broker, &route, 0..8).await;
+    let mut c = broker.consume(&work_queue(&route), 8).await.unwrap();
+    let mut ds = Vec::new();
+    for _ in 0..8 {
+        ds.push(next(&mut c).await);
+    }
+    let texts: Vec<String> = ds.iter().map(text).collect();
+    assert_eq!(texts, ["0", "1", "2", "3", "4", "5", "6", "7"]);
+    let mut ds = ds.into_iter();
+    let (d0, d1, d2, d3, d4, d5, d6, d7) = (
+        ds.next().unwrap(),
+        ds.next().unwrap(),
+        ds.next().unwrap(),
+        ds.next().unwrap(),
+        ds.next().unwrap(),
+        ds.next().unwrap(),
+        ds.next().unwrap(),
+        ds.next().unwrap(),
+    );
+    // 1 stays in hand, 3 is released, 5 is nacked back, 6 dropped; the rest acked, all at
+    // once, the later ones first.
+    d3.release().await;
+    drop(d6);
+    let (a7, a4, a2, n5, a0) = tokio::join!(d7.ack(), d4.ack(), d2.ack(), d5.nack(true), d0.ack());
+    for r in [a7, a4, a2, n5, a0] {
+        r.expect("settled");
+    }
+    // Only the nacked, the dropped and (on a broker that gives a released delivery back at
+    // once) the released come back while the consumer lives; they are kept in hand.
+    let mut back = Vec::new();
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(500), c.next()).await {
+        back.push(d);
+    }
+    let mut texts: Vec<String> = back.iter().map(text).collect();
+    texts.sort();
+    assert!(
+        texts == ["5", "6"] || texts == ["3", "5", "6"],
+        "only what was not acked comes back, got {texts:?}"
+    );
+    // The one in hand is settled last; what is still unsettled comes back once the consumer
+    // is gone, and nothing acked ever does.
+    d1.ack().await.unwrap();
+    drop(back);
+    drop(c);
+    let mut c = broker.consume(&work_queue(&route), 8).await.unwrap();
+    let mut rest = Vec::new();
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(500), c.next()).await {
+        rest.push(text(&d));
+        d.ack().await.unwrap();
+    }
+    rest.sort();
+    assert_eq!(rest, ["3", "5", "6"], "acked messages never come back");
 }
 
 /// A retry is delivered after its delay, and other messages flow meanwhile.

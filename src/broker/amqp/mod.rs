@@ -39,6 +39,7 @@ mod browse;
 pub mod codec;
 pub mod definitions;
 pub mod delay;
+mod settle;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -50,8 +51,8 @@ use async_trait::async_trait;
 use backon::BackoffBuilder;
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -61,6 +62,7 @@ use lapin::{
 };
 use tokio_util::sync::CancellationToken;
 
+use self::settle::{Settle, Settler};
 use super::{
     Acker, Broker, BrokerError, Browsed, Consumer, Delivery, INGRESS_EXCHANGE, OutletQueue,
     RouteQueue, Topology, Window, work_queue,
@@ -804,18 +806,21 @@ impl Broker for AmqpBroker {
             })
             .await?;
         // The channel stays open while the stream or any of its deliveries is alive.
+        let settler = Settler::start(channel.clone());
         let channel = Arc::new(ConsumerChannel {
             channel,
             consumer: Some(consumer.clone()),
+            settler,
         });
         let stream = consumer
             .take_while(|item| futures::future::ready(item.is_ok()))
             .filter_map(move |item| {
                 let channel = channel.clone();
                 futures::future::ready(item.ok().map(|d| {
+                    channel.settler.deliver(d.delivery_tag);
                     let envelope = codec::decode(&d.properties, d.data);
                     let acker = AmqpAcker {
-                        acker: Some(d.acker),
+                        tag: Some(d.delivery_tag),
                         channel,
                     };
                     Delivery::new(envelope, d.redelivered, Box::new(acker))
@@ -908,6 +913,8 @@ impl Broker for AmqpBroker {
 struct ConsumerChannel {
     channel: Channel,
     consumer: Option<lapin::Consumer>,
+    /// Settles the deliveries (see [`settle`]).
+    settler: Settler,
 }
 
 impl Drop for ConsumerChannel {
@@ -926,12 +933,7 @@ impl Drop for ConsumerChannel {
     }
 }
 
-/// Settles one RabbitMQ delivery; dropped unsettled, it nacks with requeue.
-struct AmqpAcker {
-    acker: Option<lapin::Acker>,
-    channel: Arc<ConsumerChannel>,
-}
-
+/// The outcome of settling a delivery with its lapin acker.
 fn settled(result: lapin::Result<bool>) -> Result<(), BrokerError> {
     match result {
         Ok(true) => Ok(()),
@@ -944,56 +946,59 @@ fn settled(result: lapin::Result<bool>) -> Result<(), BrokerError> {
     }
 }
 
+/// Settles one RabbitMQ delivery through its channel's [`Settler`]; dropped unsettled, it
+/// nacks with requeue.
+struct AmqpAcker {
+    /// The delivery tag, until the delivery is settled.
+    tag: Option<u64>,
+    channel: Arc<ConsumerChannel>,
+}
+
+impl AmqpAcker {
+    async fn settle(&mut self, how: Settle) -> Result<(), BrokerError> {
+        let Some(tag) = self.tag.take() else {
+            return Ok(());
+        };
+        self.channel.settler.settle(tag, how).await.map_err(|e| {
+            BrokerError::Connection(format!(
+                "the delivery's channel closed before it was settled ({e}); RabbitMQ \
+                 delivers the message again"
+            ))
+        })
+    }
+}
+
 #[async_trait]
 impl Acker for AmqpAcker {
     async fn ack(mut self: Box<Self>) -> Result<(), BrokerError> {
-        match self.acker.take() {
-            Some(acker) => settled(acker.ack(BasicAckOptions::default()).await),
-            None => Ok(()),
-        }
+        self.settle(Settle::Ack).await
     }
 
     async fn nack(mut self: Box<Self>, requeue: bool) -> Result<(), BrokerError> {
-        match self.acker.take() {
-            Some(acker) => settled(
-                acker
-                    .nack(BasicNackOptions {
-                        requeue,
-                        ..BasicNackOptions::default()
-                    })
-                    .await,
-            ),
-            None => Ok(()),
-        }
+        self.settle(Settle::Nack { requeue }).await
     }
 
     fn is_live(&self) -> bool {
-        self.acker.is_some() && self.channel.channel.status().connected()
+        self.tag.is_some() && self.channel.channel.status().connected()
     }
 
     async fn release(mut self: Box<Self>) {
         // Unsettled, the message goes back when the channel closes: to the head of its
-        // queue, with nothing sent now.
-        drop(self.acker.take());
+        // queue, with nothing sent now. It stays in the channel's ledger, so no `multiple`
+        // ack covers it.
+        self.tag = None;
     }
 }
 
 impl Drop for AmqpAcker {
     fn drop(&mut self) {
-        let Some(acker) = self.acker.take() else {
-            return;
-        };
-        // Without a runtime the channel closes with the process, which requeues as well.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let channel = self.channel.clone();
-            runtime.spawn(async move {
-                let options = BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                };
-                let _ = acker.nack(options).await;
-                drop(channel);
-            });
+        if let Some(tag) = self.tag.take() {
+            // The channel stays open until the nack is written; should it close first, the
+            // broker requeues the message all the same.
+            let keep: Arc<dyn Send + Sync> = self.channel.clone();
+            self.channel
+                .settler
+                .settle_later(tag, Settle::Nack { requeue: true }, keep);
         }
     }
 }
