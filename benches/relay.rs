@@ -32,6 +32,8 @@
 //!
 //! `KNUT_BENCH_RAW_SPIN_US` makes the raw relay spin that long per message: a raw relay as
 //! slow as the route, to see what the broker spends per message at the route's rate.
+//! `KNUT_BENCH_JOURNAL=DIR` keeps the route's journal in `DIR/knut.db` (SQLite, every round),
+//! for the time each step took (`duration_us` by `step`).
 //!
 //! Run: `cargo bench --bench relay` (a private RabbitMQ node is started and stopped, as in
 //! the tests; `KNUT_BENCH_AMQP_URL` names another broker instead — never the machine's
@@ -522,8 +524,14 @@ struct Knut {
 async fn start_knut(url: &str) -> Res<Knut> {
     let dir = tempfile::tempdir()?;
     write_root(dir.path())?;
+    // `KNUT_BENCH_JOURNAL=DIR` keeps the route's journal (SQLite) in DIR, for a look at the
+    // steps' durations afterwards.
+    let store = match std::env::var("KNUT_BENCH_JOURNAL") {
+        Ok(dir) => format!("[store]\nurl = \"sqlite://{dir}/knut.db?mode=rwc\"\n"),
+        Err(_) => String::new(),
+    };
     let config = knutpunkt::config::Config::from_toml_str(&format!(
-        "[broker]\nurl = \"{url}\"\nprefetch = {PREFETCH}\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n"
+        "[broker]\nurl = \"{url}\"\nprefetch = {PREFETCH}\n[http]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n[sandbox]\nenabled = false\n{store}"
     ))?;
     // The log and the metrics recorder as `knut run` installs them.
     knutpunkt::telemetry::init(config.log.format, &config.log.level, &config.telemetry)?;
@@ -676,6 +684,8 @@ async fn child(role: &str) -> Res<()> {
             knut.shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(10), knut.worker).await;
             drop(knut.broker);
+            // The last rows' gather.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             knut.journal.abort();
         }
         other => return Err(format!("unknown relay `{other}`").into()),
@@ -863,6 +873,18 @@ async fn bench() -> Res<()> {
             m.rate, m.p50, m.p99, m.relay_cpu, m.broker_cpu
         );
     }
+    // Little's law: a relay works on CONCURRENCY deliveries at a time (the window keeps it
+    // busy), so each spends CONCURRENCY / rate in it, from delivery to ack. The route keeps
+    // up with a fraction r of the raw relay only if it adds no more than (1/r − 1) of the
+    // raw relay's time.
+    let in_relay = |m: &Medians| CONCURRENCY as f64 / m.rate * 1000.0;
+    println!(
+        "time in the relay (concurrency {CONCURRENCY} / rate): raw {:.2} ms, route {:.2} ms; \
+         at 0.9 the route could add {:.2} ms",
+        in_relay(&a),
+        in_relay(&b),
+        in_relay(&a) * (1.0 / 0.9 - 1.0)
+    );
     let rss = route_process.peak_rss_mb();
     let raw_rss = raw_process.peak_rss_mb();
     let mb = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1} MB"));
