@@ -961,8 +961,7 @@ impl AmqpAcker {
         };
         self.channel.settler.settle(tag, how).await.map_err(|e| {
             BrokerError::Connection(format!(
-                "the delivery's channel closed before it was settled ({e}); RabbitMQ \
-                 delivers the message again"
+                "the delivery could not be settled: {e}; RabbitMQ delivers the message again"
             ))
         })
     }

@@ -1,9 +1,11 @@
 //! Settling a consumer's deliveries with as few frames as is safe.
 //!
-//! Every delivery of a consumer channel is entered in its [`Ledger`] as it arrives, in
-//! delivery-tag order. Its acker does not write `basic.ack` itself: it hands the settlement
-//! to the channel's settler task, which lets the deliveries finishing at the same moment
-//! hand theirs too, and then writes:
+//! Every delivery of a consumer channel is entered in its [`Ledger`] when the consumer
+//! stream hands it out, before anyone can settle it; delivery tags grow on a channel (one
+//! consumer per channel, no `basic.recover`), so the ledger holds them in order. Its acker
+//! does not write `basic.ack` itself: it hands the settlement to the channel's settler
+//! task, which lets the deliveries finishing at the same moment hand theirs too (best
+//! effort: it yields once) and then writes:
 //!
 //! - one `basic.ack` with `multiple` for the longest run of acked deliveries at the head of
 //!   the ledger (every delivery the broker still holds on this channel up to that tag is in
@@ -14,9 +16,9 @@
 //!   ack never covers it.
 //!
 //! Each acker waits until the frame that settles its delivery is written, as before, and
-//! gets that frame's error if the channel closed first. With a quorum queue every ack
-//! frame is a settle command in the queue's Raft log; one ack for a run of deliveries is one
-//! command, and one frame instead of many for the broker to read.
+//! gets that frame's error if the channel closed first; after a failed frame nothing more
+//! is written on the channel. One ack for a run of deliveries is one frame for the broker
+//! to read and one settlement for the queue to apply, instead of one per delivery.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -75,6 +77,10 @@ pub(super) struct Ledger {
 impl Ledger {
     /// A delivery arrived. Tags grow on a channel, so it goes at the end.
     pub(super) fn deliver(&mut self, tag: u64) {
+        debug_assert!(
+            self.entries.back().is_none_or(|&(last, _)| last < tag),
+            "delivery tags grow on a channel"
+        );
         self.entries.push_back((tag, Entry::Held));
     }
 
@@ -196,12 +202,27 @@ async fn run(
     ledger: Arc<Mutex<Ledger>>,
     mut rx: mpsc::UnboundedReceiver<Request>,
 ) {
+    // The first frame that failed. A delivery whose frame failed is out of the ledger but
+    // maybe not settled on the broker, where a later `multiple` ack could cover it: so once
+    // one fails, nothing more is written on this channel (lapin fails a frame only when the
+    // channel is closed or broken anyway), and RabbitMQ gives back what it holds when the
+    // channel goes.
+    let mut broken: Option<String> = None;
     while let Some(first) = rx.recv().await {
-        // The tasks woken with this one (by the same confirms) settle in this batch too.
+        // Best effort: the deliveries finishing at the same moment (woken by the same
+        // confirms) hand in theirs before the batch is taken.
         tokio::task::yield_now().await;
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
+        }
+        if let Some(error) = &broken {
+            for request in batch {
+                if let Some(done) = request.done {
+                    let _ = done.send(Err(error.clone()));
+                }
+            }
+            continue;
         }
         let frames = {
             let mut ledger = lock(&ledger);
@@ -231,6 +252,7 @@ async fn run(
             .map(|(_, tags)| tags)
             .zip(written)
             .collect();
+        broken = results.iter().find_map(|(_, r)| r.clone().err());
         for request in batch {
             let result = results
                 .iter()
