@@ -14,8 +14,10 @@
 //!   its own) before the first publish to it, so a publish to an undeclared exchange is
 //!   `NotDeclared` and never closes the shared publishing channel under other publishers.
 //!   Should the publishing channel close anyway, the next publish opens a new one.
-//! - **Consuming**: a channel per consumer, `basic.qos(prefetch)`, manual acks. A delivery
-//!   dropped unsettled is nacked with requeue. The channel closes once the stream and every
+//! - **Consuming**: a channel per consumer, `basic.qos(prefetch)`, manual acks, written by
+//!   the channel's settler, which joins a run of acks into one `multiple` ack where no
+//!   unsettled delivery is in reach (see [`settle`]). A delivery dropped unsettled is
+//!   nacked with requeue. The channel closes once the stream and every
 //!   delivery from it are gone (so a worker can still ack its in-flight deliveries after it
 //!   stopped consuming); closing it gives back what the consumer held and ends the consumer
 //!   in one step, never cancel-then-close (which lets a single active consumer's successor
