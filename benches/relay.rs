@@ -15,7 +15,7 @@
 //! as `knut run` builds its runtime, so that its CPU time and peak resident set are its
 //! own; this process is the driver (producer and sink).
 //!
-//! The message is a fictional ~7 KB OeP FlowInstance export in ISO-8859-1, persistent,
+//! The message is a fictional 6.5 KB OeP FlowInstance export in ISO-8859-1, persistent,
 //! confirms on everywhere. A producer keeps at most `WINDOW` messages in flight (published
 //! and not yet arrived at the final queue), so the latency (publish time in a header → time
 //! of arrival at the final queue) measures the relay, not a backlog.
@@ -146,7 +146,7 @@ async fn publish(
     }
 }
 
-/// A fictional OeP FlowInstance export (the shape of a real one), ISO-8859-1, about 7 KB.
+/// A fictional OeP FlowInstance export (the shape of a real one), ISO-8859-1, 6.5 KB.
 /// The people are invented; 201203152384 is a constructed personnummer with a valid Luhn
 /// digit, fictional.
 fn flow_instance(id: usize) -> Vec<u8> {

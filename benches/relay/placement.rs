@@ -1,5 +1,5 @@
-//! Where the benchmark's processes run: the broker on a core of its own, the relay (the
-//! whole bench process: producer, sink and relay a or b) on another.
+//! Where the benchmark's processes run: the broker on a core of its own, the driver (the
+//! bench process: producer and sink) and the relay processes it starts on another.
 //!
 //! On a machine whose cores are shared by the broker and the relay, every microsecond the
 //! relay spends is taken from the broker, so the ratio b/a would measure the route's CPU
