@@ -226,20 +226,15 @@ async fn run(
         }
         let frames = {
             let mut ledger = lock(&ledger);
-            let mut stray = Vec::new();
-            for request in &batch {
-                if !ledger.settle(request.tag, request.how) {
-                    stray.push(request.tag);
-                }
-            }
-            let mut frames = ledger.frames();
             // Not in the ledger (it cannot happen: every delivery is entered before it is
-            // handed out): settle it on its own rather than not at all.
-            for tag in stray {
-                if let Some(how) = batch.iter().find(|r| r.tag == tag).map(|r| r.how) {
-                    frames.push((single(tag, how), vec![tag]));
-                }
-            }
+            // handed out): settled on its own rather than not at all.
+            let stray: Vec<(Frame, Vec<u64>)> = batch
+                .iter()
+                .filter(|r| !ledger.settle(r.tag, r.how))
+                .map(|r| (single(r.tag, r.how), vec![r.tag]))
+                .collect();
+            let mut frames = ledger.frames();
+            frames.extend(stray);
             frames
         };
         // Order does not matter: a `multiple` ack covers only the run at the ledger's head
